@@ -1,0 +1,1 @@
+//! The call journal: sqlx repositories over SQLite; migrations in `sql/sqlite/`.
