@@ -277,11 +277,10 @@ impl Headers {
                 self.0[i].value = value;
                 let mut n = 0usize;
                 self.0.retain(|h| {
-                    let keep = h.name != name || {
+                    h.name != name || {
                         n += 1;
                         n == 1
-                    };
-                    keep
+                    }
                 });
             }
             None => self.push(name, value),
@@ -372,7 +371,7 @@ pub trait SipHeaders {
     }
 
     /// From (RFC 3261 §20.20).
-    fn from_hdr(&self) -> Result<NameAddr, ParseError> {
+    fn header_from(&self) -> Result<NameAddr, ParseError> {
         NameAddr::parse(
             self.headers()
                 .get(&HeaderName::From)
@@ -381,7 +380,7 @@ pub trait SipHeaders {
     }
 
     /// To (RFC 3261 §20.39).
-    fn to_hdr(&self) -> Result<NameAddr, ParseError> {
+    fn header_to(&self) -> Result<NameAddr, ParseError> {
         NameAddr::parse(
             self.headers()
                 .get(&HeaderName::To)

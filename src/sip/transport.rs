@@ -38,6 +38,11 @@ pub struct Peer {
 
 impl fmt::Display for Peer {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{}:{}", self.kind.via_token().to_ascii_lowercase(), self.addr)
+        write!(
+            f,
+            "{}:{}",
+            self.kind.via_token().to_ascii_lowercase(),
+            self.addr
+        )
     }
 }
