@@ -1,0 +1,523 @@
+//! Typed configuration: embedded defaults (the demo centre) < TOML file < CLI flags.
+//!
+//! `vigie gen-config` prints [`DEFAULT_CONFIG_TOML`], the full default configuration with
+//! comments; a unit test checks that it parses to exactly [`Config::default`].
+
+use std::net::{IpAddr, SocketAddr};
+use std::path::{Path, PathBuf};
+
+use serde::Deserialize;
+
+/// The default configuration, commented, as `vigie gen-config` prints it.
+pub const DEFAULT_CONFIG_TOML: &str = include_str!("default_config.toml");
+
+/// Password of the demo seats. Refused as soon as SIP listens beyond loopback.
+pub const DEMO_PASSWORD: &str = "demo";
+
+/// Why a configuration was refused. Always the operator's fault.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum ConfigError {
+    #[error("cannot read {path}: {source}")]
+    Read {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("{path}: {source}")]
+    Syntax {
+        path: PathBuf,
+        source: Box<toml::de::Error>,
+    },
+    #[error("invalid configuration: {0}")]
+    Invalid(#[from] Invalid),
+}
+
+/// A configuration that parses but cannot run.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum Invalid {
+    #[error(
+        "seat {seat:?} uses the demo password while SIP listens on non-loopback {addr}: set a real password (or ha1) for every seat"
+    )]
+    DemoCredentials { seat: String, addr: SocketAddr },
+    #[error("seat {0:?} has neither password nor ha1_md5")]
+    SeatWithoutCredential(String),
+    #[error("seat id {0:?} is declared twice")]
+    DuplicateSeat(String),
+    #[error("route to queue {0:?}, which is not declared in [[queues]]")]
+    UnknownQueue(String),
+    #[error("no SIP listener: set sip.udp or sip.tcp")]
+    NoListener,
+    #[error("media port range {min}..={max} must hold at least 4 ports, start even")]
+    MediaPorts { min: u16, max: u16 },
+    #[error("trunk source {0:?} is not an address or CIDR block")]
+    TrunkSource(String),
+    #[error("overflow URI {0:?} is not a sip: or sips: URI")]
+    OverflowUri(String),
+}
+
+/// The whole configuration.
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Config {
+    pub node_id: String,
+    pub sip: SipConfig,
+    pub http: HttpConfig,
+    pub media: MediaConfig,
+    pub store: StoreConfig,
+    pub trunk: TrunkConfig,
+    pub registrar: RegistrarConfig,
+    pub queues: Vec<QueueConfig>,
+    pub routes: Vec<RouteConfig>,
+    pub seats: Vec<SeatConfig>,
+}
+
+/// SIP listeners and timers (RFC 3261 §17.1.1.1, §18).
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct SipConfig {
+    /// UDP listen addresses.
+    pub udp: Vec<SocketAddr>,
+    /// TCP listen addresses.
+    pub tcp: Vec<SocketAddr>,
+    /// Host vigie writes in its Via, Contact and SDP; defaults to the first listener's IP.
+    pub advertised_host: Option<String>,
+    /// Timer T1 in milliseconds (RTT estimate, RFC 3261 §17.1.1.1; default 500).
+    pub t1_ms: u64,
+    /// Timer T2 in milliseconds (maximum retransmit interval for non-INVITE; default 4000).
+    pub t2_ms: u64,
+    /// Timer T4 in milliseconds (maximum time a message stays in the network; default 5000).
+    pub t4_ms: u64,
+    /// User-Agent / Server header value.
+    pub user_agent: String,
+}
+
+/// The HTTP listener: `/metrics` and the API.
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct HttpConfig {
+    pub listen: SocketAddr,
+}
+
+/// The RTP relay (RFC 3550). RTP takes even ports, RTCP the odd port above.
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct MediaConfig {
+    /// Address the relay sockets bind to.
+    pub bind: IpAddr,
+    /// Address written in SDP `c=` lines; defaults to `bind`.
+    pub advertised: Option<IpAddr>,
+    /// Lowest relay port (even).
+    pub port_min: u16,
+    /// Highest relay port.
+    pub port_max: u16,
+}
+
+/// The call journal.
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct StoreConfig {
+    /// Directory holding `vigie.sqlite` and the journal spill file.
+    pub data_dir: PathBuf,
+    /// Journal records buffered in memory before they spill to the file.
+    pub journal_capacity: usize,
+}
+
+/// The trunk from the operator's network.
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct TrunkConfig {
+    /// Addresses or CIDR blocks whose INVITEs are accepted as trunk calls.
+    pub allowed_sources: Vec<String>,
+    /// Simultaneous calls the trunk carries (channels). Calls beyond it are still
+    /// accepted (never busy); the figure is exported for alerting.
+    pub capacity: u32,
+}
+
+/// The registrar for agent seats (RFC 3261 §10.3).
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct RegistrarConfig {
+    /// Digest realm (RFC 8760).
+    pub realm: String,
+    /// Shortest registration accepted, in seconds (423 below it).
+    pub min_expires_s: u32,
+    /// Longest registration granted, in seconds.
+    pub max_expires_s: u32,
+    /// Registration granted when the seat asks for none, in seconds.
+    pub default_expires_s: u32,
+}
+
+/// One ACD queue.
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct QueueConfig {
+    pub name: String,
+    /// Seconds a seat rings before vigie CANCELs and tries the next seat.
+    pub ring_timeout_s: u64,
+    /// Seconds of wrap-up after each call before the seat takes another.
+    pub wrap_up_s: u64,
+    /// Seconds a call waits before it overflows (0 = never on wait time).
+    pub max_wait_s: u64,
+    /// Backup centre: a `sip:` URI the call overflows to.
+    pub overflow_uri: Option<String>,
+    /// Seconds an overflow target may ring before it counts as failed.
+    pub overflow_timeout_s: u64,
+    /// Seconds before a call that came back from a failed overflow may overflow again.
+    pub overflow_retry_s: u64,
+    /// Seats serving this queue; empty = every seat.
+    pub seats: Vec<String>,
+}
+
+/// Called numbers routed to a queue (the dialplan proper arrives in `dialplans/`).
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RouteConfig {
+    /// Request-URI user parts that match, exactly (e.g. `19`, `0019`, `+21219`).
+    pub numbers: Vec<String>,
+    pub queue: String,
+}
+
+/// One agent seat and its SIP credential.
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SeatConfig {
+    /// Seat id, also the SIP user the softphone registers as.
+    pub id: String,
+    /// Plain password (hashed at load, never logged).
+    #[serde(default)]
+    pub password: Option<String>,
+    /// HA1 = MD5(id:realm:password) in hex, instead of `password`.
+    #[serde(default)]
+    pub ha1_md5: Option<String>,
+    /// HA1 = SHA-256(id:realm:password) in hex, with `ha1_md5`.
+    #[serde(default)]
+    pub ha1_sha256: Option<String>,
+}
+
+impl Default for Config {
+    fn default() -> Config {
+        Config {
+            node_id: "vigie-1".to_owned(),
+            sip: SipConfig::default(),
+            http: HttpConfig::default(),
+            media: MediaConfig::default(),
+            store: StoreConfig::default(),
+            trunk: TrunkConfig::default(),
+            registrar: RegistrarConfig::default(),
+            queues: vec![QueueConfig::default()],
+            routes: vec![RouteConfig {
+                numbers: vec![
+                    "19".to_owned(),
+                    "019".to_owned(),
+                    "0019".to_owned(),
+                    "+21219".to_owned(),
+                ],
+                queue: "line19".to_owned(),
+            }],
+            seats: (1..=20)
+                .map(|n| SeatConfig {
+                    id: format!("agent{n:02}"),
+                    password: Some(DEMO_PASSWORD.to_owned()),
+                    ha1_md5: None,
+                    ha1_sha256: None,
+                })
+                .collect(),
+        }
+    }
+}
+
+impl Default for SipConfig {
+    fn default() -> SipConfig {
+        let addr = SocketAddr::from(([127, 0, 0, 1], 5060));
+        SipConfig {
+            udp: vec![addr],
+            tcp: vec![addr],
+            advertised_host: None,
+            t1_ms: 500,
+            t2_ms: 4000,
+            t4_ms: 5000,
+            user_agent: format!("vigie/{}", env!("CARGO_PKG_VERSION")),
+        }
+    }
+}
+
+impl Default for HttpConfig {
+    fn default() -> HttpConfig {
+        HttpConfig {
+            listen: SocketAddr::from(([127, 0, 0, 1], 8080)),
+        }
+    }
+}
+
+impl Default for MediaConfig {
+    fn default() -> MediaConfig {
+        MediaConfig {
+            bind: IpAddr::from([127, 0, 0, 1]),
+            advertised: None,
+            port_min: 20000,
+            port_max: 29999,
+        }
+    }
+}
+
+impl Default for StoreConfig {
+    fn default() -> StoreConfig {
+        StoreConfig {
+            data_dir: PathBuf::from("data"),
+            journal_capacity: 10_000,
+        }
+    }
+}
+
+impl Default for TrunkConfig {
+    fn default() -> TrunkConfig {
+        TrunkConfig {
+            allowed_sources: vec!["127.0.0.0/8".to_owned(), "::1/128".to_owned()],
+            capacity: 60,
+        }
+    }
+}
+
+impl Default for RegistrarConfig {
+    fn default() -> RegistrarConfig {
+        RegistrarConfig {
+            realm: "vigie".to_owned(),
+            min_expires_s: 60,
+            max_expires_s: 3600,
+            default_expires_s: 600,
+        }
+    }
+}
+
+impl Default for QueueConfig {
+    fn default() -> QueueConfig {
+        QueueConfig {
+            name: "line19".to_owned(),
+            ring_timeout_s: 15,
+            wrap_up_s: 0,
+            max_wait_s: 120,
+            overflow_uri: None,
+            overflow_timeout_s: 20,
+            overflow_retry_s: 30,
+            seats: Vec::new(),
+        }
+    }
+}
+
+impl Config {
+    /// Reads and validates a TOML file; keys it does not set keep their defaults.
+    ///
+    /// # Errors
+    /// [`ConfigError::Read`], [`ConfigError::Syntax`] (with line and column), or
+    /// [`ConfigError::Invalid`].
+    pub fn load(path: &Path) -> Result<Config, ConfigError> {
+        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+            path: path.to_owned(),
+            source,
+        })?;
+        let config = Config::parse(&text).map_err(|source| ConfigError::Syntax {
+            path: path.to_owned(),
+            source: Box::new(source),
+        })?;
+        config.validate()?;
+        Ok(config)
+    }
+
+    /// Parses TOML text without validating it.
+    pub fn parse(text: &str) -> Result<Config, toml::de::Error> {
+        toml::from_str(text)
+    }
+
+    /// Checks what serde cannot: credentials, references between sections, ranges.
+    pub fn validate(&self) -> Result<(), Invalid> {
+        if self.sip.udp.is_empty() && self.sip.tcp.is_empty() {
+            return Err(Invalid::NoListener);
+        }
+        let m = &self.media;
+        if m.port_max < m.port_min || m.port_max - m.port_min < 3 || m.port_min % 2 != 0 {
+            return Err(Invalid::MediaPorts {
+                min: m.port_min,
+                max: m.port_max,
+            });
+        }
+        for src in &self.trunk.allowed_sources {
+            Cidr::parse(src).ok_or_else(|| Invalid::TrunkSource(src.clone()))?;
+        }
+        for q in &self.queues {
+            if let Some(uri) = &q.overflow_uri
+                && !(uri.starts_with("sip:") || uri.starts_with("sips:"))
+            {
+                return Err(Invalid::OverflowUri(uri.clone()));
+            }
+        }
+        for r in &self.routes {
+            if !self.queues.iter().any(|q| q.name == r.queue) {
+                return Err(Invalid::UnknownQueue(r.queue.clone()));
+            }
+        }
+        let public = self
+            .sip
+            .udp
+            .iter()
+            .chain(self.sip.tcp.iter())
+            .find(|a| !a.ip().is_loopback());
+        let mut seen = std::collections::HashSet::new();
+        for seat in &self.seats {
+            if !seen.insert(seat.id.as_str()) {
+                return Err(Invalid::DuplicateSeat(seat.id.clone()));
+            }
+            if seat.password.is_none() && seat.ha1_md5.is_none() {
+                return Err(Invalid::SeatWithoutCredential(seat.id.clone()));
+            }
+            if let (Some(addr), Some(DEMO_PASSWORD)) = (public, seat.password.as_deref()) {
+                return Err(Invalid::DemoCredentials {
+                    seat: seat.id.clone(),
+                    addr: *addr,
+                });
+            }
+        }
+        Ok(())
+    }
+
+    /// The host vigie writes in Via and Contact.
+    pub fn advertised_sip_host(&self) -> String {
+        if let Some(h) = &self.sip.advertised_host {
+            return h.clone();
+        }
+        let ip = self
+            .sip
+            .udp
+            .first()
+            .or(self.sip.tcp.first())
+            .map(|a| a.ip())
+            .unwrap_or(IpAddr::from([127, 0, 0, 1]));
+        match ip {
+            IpAddr::V6(v6) => format!("[{v6}]"),
+            IpAddr::V4(v4) => v4.to_string(),
+        }
+    }
+
+    /// The address written in SDP.
+    pub fn advertised_media_ip(&self) -> IpAddr {
+        self.media.advertised.unwrap_or(self.media.bind)
+    }
+
+    /// The trunk's allowed source blocks (validated by [`Config::validate`]).
+    pub fn trunk_sources(&self) -> Vec<Cidr> {
+        self.trunk
+            .allowed_sources
+            .iter()
+            .filter_map(|s| Cidr::parse(s))
+            .collect()
+    }
+}
+
+/// An address block such as `192.0.2.0/24` or a single address.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Cidr {
+    pub addr: IpAddr,
+    /// Prefix length in bits.
+    pub prefix: u8,
+}
+
+impl Cidr {
+    /// Parses `ADDR` or `ADDR/PREFIX`; `None` if it is neither.
+    pub fn parse(text: &str) -> Option<Cidr> {
+        let (addr, prefix) = match text.split_once('/') {
+            Some((a, p)) => (a.parse::<IpAddr>().ok()?, Some(p.parse::<u8>().ok()?)),
+            None => (text.parse::<IpAddr>().ok()?, None),
+        };
+        let max = if addr.is_ipv4() { 32 } else { 128 };
+        let prefix = prefix.unwrap_or(max);
+        (prefix <= max).then_some(Cidr { addr, prefix })
+    }
+
+    /// True when `ip` lies in the block (IPv4-mapped IPv6 addresses count as IPv4).
+    pub fn contains(&self, ip: IpAddr) -> bool {
+        let ip = match ip {
+            IpAddr::V6(v6) => v6.to_ipv4_mapped().map(IpAddr::V4).unwrap_or(ip),
+            v4 => v4,
+        };
+        match (self.addr, ip) {
+            (IpAddr::V4(net), IpAddr::V4(ip)) => {
+                let mask = u32::MAX
+                    .checked_shl(32 - u32::from(self.prefix))
+                    .unwrap_or(0);
+                u32::from(net) & mask == u32::from(ip) & mask
+            }
+            (IpAddr::V6(net), IpAddr::V6(ip)) => {
+                let mask = u128::MAX
+                    .checked_shl(128 - u32::from(self.prefix))
+                    .unwrap_or(0);
+                u128::from(net) & mask == u128::from(ip) & mask
+            }
+            _ => false,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn generated_config_is_the_default() {
+        let parsed = Config::parse(DEFAULT_CONFIG_TOML).unwrap();
+        assert_eq!(parsed, Config::default());
+        parsed.validate().unwrap();
+    }
+
+    #[test]
+    fn partial_file_keeps_defaults() {
+        let c = Config::parse("[http]\nlisten = \"127.0.0.1:9999\"\n").unwrap();
+        assert_eq!(c.http.listen.port(), 9999);
+        assert_eq!(c.seats.len(), 20);
+        assert_eq!(c.queues[0].ring_timeout_s, 15);
+    }
+
+    #[test]
+    fn unknown_key_is_refused_with_position() {
+        let err = Config::parse("[sip]\nudpp = []\n").unwrap_err();
+        let text = err.to_string();
+        assert!(text.contains("udpp"), "{text}");
+        assert!(text.contains("line 2"), "{text}");
+    }
+
+    #[test]
+    fn demo_password_refused_beyond_loopback() {
+        let mut c = Config::default();
+        c.sip.udp = vec!["192.0.2.10:5060".parse().unwrap()];
+        match c.validate() {
+            Err(Invalid::DemoCredentials { seat, .. }) => assert_eq!(seat, "agent01"),
+            other => panic!("expected DemoCredentials, got {other:?}"),
+        }
+        for s in &mut c.seats {
+            s.password = Some(format!("{}-long-secret", s.id));
+        }
+        assert!(c.validate().is_ok());
+    }
+
+    #[test]
+    fn route_to_unknown_queue_is_refused() {
+        let mut c = Config::default();
+        c.routes[0].queue = "nope".into();
+        assert!(matches!(c.validate(), Err(Invalid::UnknownQueue(q)) if q == "nope"));
+    }
+
+    #[test]
+    fn cidr_matching() {
+        let c = Cidr::parse("127.0.0.0/8").unwrap();
+        assert!(c.contains("127.1.2.3".parse().unwrap()));
+        assert!(c.contains("::ffff:127.0.0.1".parse().unwrap()));
+        assert!(!c.contains("192.0.2.1".parse().unwrap()));
+        let all = Cidr::parse("0.0.0.0/0").unwrap();
+        assert!(all.contains("198.51.100.7".parse().unwrap()));
+        let one = Cidr::parse("2001:db8::1").unwrap();
+        assert_eq!(one.prefix, 128);
+        assert!(one.contains("2001:db8::1".parse().unwrap()));
+        assert!(!one.contains("2001:db8::2".parse().unwrap()));
+        assert!(Cidr::parse("10.0.0.0/33").is_none());
+        assert!(Cidr::parse("nonsense").is_none());
+    }
+}
