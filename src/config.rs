@@ -335,7 +335,7 @@ impl Config {
             return Err(Invalid::NoListener);
         }
         let m = &self.media;
-        if m.port_max < m.port_min || m.port_max - m.port_min < 3 || m.port_min % 2 != 0 {
+        if m.port_max < m.port_min || m.port_max - m.port_min < 3 || !m.port_min.is_multiple_of(2) {
             return Err(Invalid::MediaPorts {
                 min: m.port_min,
                 max: m.port_max,

@@ -1,1 +1,895 @@
 //! The ACD: queues, agent seats and the offer decision, as a sans-IO core.
+//!
+//! The switch tells the ACD what happens to calls and seats (`enqueue`, `seat_online`,
+//! `offer_answered`, …) with the time passed in; the ACD answers with [`Decision`]s
+//! (offer this call to that seat, overflow that call, stop ringing that seat) read with
+//! [`Acd::poll_decision`], and says when it next needs waking with [`Acd::poll_timeout`].
+//! It never reads the clock and owns the seat state alone (DESIGN §2), so a seat cannot be
+//! left "reserved" by a race: every reservation ends in `offer_answered`, `offer_failed`
+//! or `abandon`.
+//!
+//! Order: strict arrival order within a queue (a call returning from a failed offer or a
+//! failed overflow keeps its place); seats are chosen longest-idle first.
+
+use std::collections::{BTreeMap, HashMap, HashSet, VecDeque};
+use std::time::{Duration, Instant};
+
+use ulid::Ulid;
+
+/// A call as the ACD knows it: vigie's call id.
+pub type CallId = Ulid;
+
+/// An agent seat id (also its SIP user).
+pub type SeatId = String;
+
+/// A queue's rules.
+#[derive(Debug, Clone, PartialEq)]
+pub struct QueueSpec {
+    pub name: String,
+    /// How long a seat rings before the offer is withdrawn.
+    pub ring_timeout: Duration,
+    /// Wrap-up after each answered call.
+    pub wrap_up: Duration,
+    /// Waiting time after which the call overflows; `None` = never on wait time.
+    pub max_wait: Option<Duration>,
+    /// Whether the queue has an overflow target at all.
+    pub has_overflow: bool,
+    /// How long an overflow target may ring before it counts as failed.
+    pub overflow_timeout: Duration,
+    /// After a failed overflow, how long before the call may overflow again.
+    pub overflow_retry: Duration,
+    /// Seats serving this queue; empty = every seat.
+    pub seats: Vec<SeatId>,
+}
+
+/// Why a call overflows.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub enum OverflowReason {
+    /// The call waited `max_wait`.
+    MaxWait,
+    /// No seat serving the queue is registered.
+    NoSeats,
+}
+
+impl OverflowReason {
+    /// Label value for metrics and the journal.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            OverflowReason::MaxWait => "max_wait",
+            OverflowReason::NoSeats => "no_seats",
+        }
+    }
+}
+
+/// Why an offer to a seat did not end in an answer.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum OfferFailure {
+    /// The seat answered 486/603 or another final failure.
+    Declined,
+    /// The seat rang for the ring timeout.
+    NoAnswer,
+    /// The seat could not be reached (transaction timeout, no binding).
+    Unreachable,
+}
+
+/// What the ACD asks the switch to do.
+#[derive(Debug, Clone, PartialEq)]
+#[non_exhaustive]
+pub enum Decision {
+    /// Send the call to this seat; the seat is reserved for it.
+    Offer { call: CallId, seat: SeatId },
+    /// The seat rang too long: withdraw the offer (CANCEL); then call `offer_failed`.
+    RingTimeout { call: CallId, seat: SeatId },
+    /// Send the call to the queue's overflow target.
+    Overflow {
+        call: CallId,
+        reason: OverflowReason,
+    },
+    /// The overflow target rang too long: withdraw it; then call `overflow_failed`.
+    OverflowTimeout { call: CallId },
+}
+
+/// The switch-side state of a seat (DESIGN: the person's status comes in a later layer).
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum SeatState {
+    /// No registered contact.
+    LoggedOut,
+    /// Free since the given instant.
+    Idle { since: Instant },
+    /// Offered a call; INVITE sent, not ringing yet or ringing.
+    Ringing { call: CallId, deadline: Instant },
+    /// Talking.
+    OnCall { call: CallId },
+    /// Wrap-up after a call, until the instant.
+    WrapUp { until: Instant },
+}
+
+impl SeatState {
+    /// Label value for metrics.
+    pub fn label(&self) -> &'static str {
+        match self {
+            SeatState::LoggedOut => "logged_out",
+            SeatState::Idle { .. } => "idle",
+            SeatState::Ringing { .. } => "ringing",
+            SeatState::OnCall { .. } => "on_call",
+            SeatState::WrapUp { .. } => "wrap_up",
+        }
+    }
+}
+
+/// Errors from the ACD: all are the switch's bug (it referred to something unknown).
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum AcdError {
+    #[error("unknown queue {0:?}")]
+    UnknownQueue(String),
+    #[error("call {0} already queued")]
+    DuplicateCall(CallId),
+}
+
+#[derive(Debug)]
+struct Seat {
+    state: SeatState,
+    online: bool,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum CallState {
+    Waiting,
+    Offered,
+    Overflowing { deadline: Instant },
+    Connected,
+}
+
+#[derive(Debug)]
+struct AcdCall {
+    queue: usize,
+    arrived: Instant,
+    state: CallState,
+    /// Seats that failed this call since it last found every seat tried.
+    tried: HashSet<SeatId>,
+    /// No overflow before this instant (after a failed overflow).
+    overflow_not_before: Option<Instant>,
+}
+
+/// A queue's figures at one instant.
+#[derive(Debug, Clone, PartialEq)]
+pub struct QueueSnapshot {
+    pub name: String,
+    /// Calls waiting (not yet ringing a seat or overflowing).
+    pub waiting: usize,
+    /// Longest current wait among calls not yet answered.
+    pub longest_wait: Duration,
+    /// Seats serving the queue, by [`SeatState::label`].
+    pub seats: BTreeMap<&'static str, usize>,
+}
+
+/// The ACD engine for every queue of one node.
+#[derive(Debug)]
+pub struct Acd {
+    queues: Vec<QueueSpec>,
+    seats: BTreeMap<SeatId, Seat>,
+    calls: HashMap<CallId, AcdCall>,
+    /// Per queue: calls in arrival order (waiting or further on).
+    order: Vec<VecDeque<CallId>>,
+    decisions: VecDeque<Decision>,
+}
+
+impl Acd {
+    /// An ACD with the given queues and seats, every seat logged out.
+    pub fn new(queues: Vec<QueueSpec>, seats: impl IntoIterator<Item = SeatId>) -> Acd {
+        let order = queues.iter().map(|_| VecDeque::new()).collect();
+        Acd {
+            queues,
+            seats: seats
+                .into_iter()
+                .map(|id| {
+                    (
+                        id,
+                        Seat {
+                            state: SeatState::LoggedOut,
+                            online: false,
+                        },
+                    )
+                })
+                .collect(),
+            calls: HashMap::new(),
+            order,
+            decisions: VecDeque::new(),
+        }
+    }
+
+    /// The spec of a queue by name.
+    pub fn queue(&self, name: &str) -> Option<&QueueSpec> {
+        self.queues.iter().find(|q| q.name == name)
+    }
+
+    /// Queues a call in arrival order at `now`.
+    ///
+    /// # Errors
+    /// [`AcdError::UnknownQueue`], [`AcdError::DuplicateCall`].
+    pub fn enqueue(&mut self, now: Instant, call: CallId, queue: &str) -> Result<(), AcdError> {
+        let q = self
+            .queues
+            .iter()
+            .position(|q| q.name == queue)
+            .ok_or_else(|| AcdError::UnknownQueue(queue.to_owned()))?;
+        if self.calls.contains_key(&call) {
+            return Err(AcdError::DuplicateCall(call));
+        }
+        self.calls.insert(
+            call,
+            AcdCall {
+                queue: q,
+                arrived: now,
+                state: CallState::Waiting,
+                tried: HashSet::new(),
+                overflow_not_before: None,
+            },
+        );
+        if let Some(order) = self.order.get_mut(q) {
+            order.push_back(call);
+        }
+        self.dispatch(now);
+        Ok(())
+    }
+
+    /// A seat got a registered contact.
+    pub fn seat_online(&mut self, now: Instant, seat: &str) {
+        if let Some(s) = self.seats.get_mut(seat) {
+            s.online = true;
+            if s.state == SeatState::LoggedOut {
+                s.state = SeatState::Idle { since: now };
+            }
+        }
+        self.dispatch(now);
+    }
+
+    /// A seat lost its last contact. A call it is talking on goes on; it just takes no
+    /// new offers. A ringing offer stays until the switch reports its outcome.
+    pub fn seat_offline(&mut self, now: Instant, seat: &str) {
+        if let Some(s) = self.seats.get_mut(seat) {
+            s.online = false;
+            if matches!(s.state, SeatState::Idle { .. } | SeatState::WrapUp { .. }) {
+                s.state = SeatState::LoggedOut;
+            }
+        }
+        self.dispatch(now);
+    }
+
+    /// The seat answered the call: it is now talking.
+    pub fn offer_answered(&mut self, _now: Instant, call: CallId, seat: &str) {
+        if let Some(s) = self.seats.get_mut(seat) {
+            s.state = SeatState::OnCall { call };
+        }
+        if let Some(c) = self.calls.get_mut(&call) {
+            c.state = CallState::Connected;
+        }
+    }
+
+    /// The offer ended without an answer: the seat is free (at the back of the idle
+    /// order) and the call goes back to its place in the queue.
+    pub fn offer_failed(&mut self, now: Instant, call: CallId, seat: &str, _why: OfferFailure) {
+        self.release_seat(now, seat, Some(call));
+        if let Some(c) = self.calls.get_mut(&call)
+            && c.state == CallState::Offered
+        {
+            c.state = CallState::Waiting;
+            c.tried.insert(seat.to_owned());
+        }
+        self.dispatch(now);
+    }
+
+    /// The overflow target answered: the call leaves the ACD.
+    pub fn overflow_answered(&mut self, now: Instant, call: CallId) {
+        self.forget(call);
+        self.dispatch(now);
+    }
+
+    /// The overflow target failed: the call goes back to its place in the queue and may
+    /// overflow again after the queue's `overflow_retry`.
+    pub fn overflow_failed(&mut self, now: Instant, call: CallId) {
+        if let Some(c) = self.calls.get_mut(&call) {
+            let retry = self
+                .queues
+                .get(c.queue)
+                .map(|q| q.overflow_retry)
+                .unwrap_or_default();
+            c.state = CallState::Waiting;
+            c.overflow_not_before = Some(now + retry);
+        }
+        self.dispatch(now);
+    }
+
+    /// An answered call ended: the seat goes to wrap-up (or idle), the call leaves.
+    pub fn call_ended(&mut self, now: Instant, call: CallId) {
+        let seat = self.seats.iter().find_map(|(id, s)| match s.state {
+            SeatState::OnCall { call: c } if c == call => Some(id.clone()),
+            _ => None,
+        });
+        let wrap_up = self
+            .calls
+            .get(&call)
+            .and_then(|c| self.queues.get(c.queue))
+            .map(|q| q.wrap_up)
+            .unwrap_or_default();
+        if let Some(seat) = seat
+            && let Some(s) = self.seats.get_mut(&seat)
+        {
+            s.state = if !s.online {
+                SeatState::LoggedOut
+            } else if wrap_up.is_zero() {
+                SeatState::Idle { since: now }
+            } else {
+                SeatState::WrapUp {
+                    until: now + wrap_up,
+                }
+            };
+        }
+        self.forget(call);
+        self.dispatch(now);
+    }
+
+    /// The caller hung up before an answer. Returns the seat that was ringing for it, if
+    /// any (the switch CANCELs that INVITE); the seat is already free again.
+    pub fn abandon(&mut self, now: Instant, call: CallId) -> Option<SeatId> {
+        let seat = self.seats.iter().find_map(|(id, s)| match s.state {
+            SeatState::Ringing { call: c, .. } if c == call => Some(id.clone()),
+            _ => None,
+        });
+        if let Some(seat) = &seat {
+            self.release_seat(now, seat, Some(call));
+        }
+        self.forget(call);
+        self.dispatch(now);
+        seat
+    }
+
+    /// Runs the timers due at `now`: ring timeouts, wrap-up ends, overflow deadlines.
+    pub fn handle_timeout(&mut self, now: Instant) {
+        let mut ring_timeouts = Vec::new();
+        for (id, s) in self.seats.iter_mut() {
+            match s.state {
+                SeatState::WrapUp { until } if until <= now => {
+                    s.state = SeatState::Idle { since: now };
+                }
+                SeatState::Ringing { call, deadline } if deadline <= now => {
+                    // Stays reserved until the switch reports the CANCEL's outcome;
+                    // push the deadline out so the timeout fires once.
+                    s.state = SeatState::Ringing {
+                        call,
+                        deadline: now + Duration::from_secs(3600),
+                    };
+                    ring_timeouts.push(Decision::RingTimeout {
+                        call,
+                        seat: id.clone(),
+                    });
+                }
+                _ => {}
+            }
+        }
+        self.decisions.extend(ring_timeouts);
+        for (id, c) in self.calls.iter_mut() {
+            if let CallState::Overflowing { deadline } = c.state
+                && deadline <= now
+            {
+                c.state = CallState::Overflowing {
+                    deadline: now + Duration::from_secs(3600),
+                };
+                self.decisions
+                    .push_back(Decision::OverflowTimeout { call: *id });
+            }
+        }
+        self.dispatch(now);
+    }
+
+    /// The next instant at which [`Acd::handle_timeout`] has work.
+    pub fn poll_timeout(&self) -> Option<Instant> {
+        let seats = self.seats.values().filter_map(|s| match s.state {
+            SeatState::WrapUp { until } => Some(until),
+            SeatState::Ringing { deadline, .. } => Some(deadline),
+            _ => None,
+        });
+        let calls = self.calls.values().filter_map(|c| match c.state {
+            CallState::Overflowing { deadline } => Some(deadline),
+            CallState::Waiting => {
+                let q = self.queues.get(c.queue)?;
+                if !q.has_overflow {
+                    return None;
+                }
+                // With no seat online the call overflows as soon as it may; otherwise
+                // when it has waited max_wait.
+                let due = if self.queue_has_online_seat(c.queue) {
+                    q.max_wait.map(|w| c.arrived + w)
+                } else {
+                    Some(c.arrived)
+                };
+                match (due, c.overflow_not_before) {
+                    (Some(d), Some(nb)) => Some(d.max(nb)),
+                    (due, _) => due,
+                }
+            }
+            _ => None,
+        });
+        seats.chain(calls).min()
+    }
+
+    /// The next decision for the switch.
+    pub fn poll_decision(&mut self) -> Option<Decision> {
+        self.decisions.pop_front()
+    }
+
+    /// The state of a seat.
+    pub fn seat_state(&self, seat: &str) -> Option<&SeatState> {
+        self.seats.get(seat).map(|s| &s.state)
+    }
+
+    /// Every seat and its state, by seat id.
+    pub fn seats(&self) -> impl Iterator<Item = (&SeatId, &SeatState)> {
+        self.seats.iter().map(|(id, s)| (id, &s.state))
+    }
+
+    /// Figures for every queue at `now`.
+    pub fn snapshot(&self, now: Instant) -> Vec<QueueSnapshot> {
+        self.queues
+            .iter()
+            .enumerate()
+            .map(|(qi, q)| {
+                let waiting = self
+                    .calls
+                    .values()
+                    .filter(|c| c.queue == qi && c.state == CallState::Waiting)
+                    .count();
+                let longest_wait = self
+                    .calls
+                    .values()
+                    .filter(|c| c.queue == qi && c.state != CallState::Connected)
+                    .map(|c| now.saturating_duration_since(c.arrived))
+                    .max()
+                    .unwrap_or_default();
+                let mut seats = BTreeMap::new();
+                for label in ["logged_out", "idle", "ringing", "on_call", "wrap_up"] {
+                    seats.insert(label, 0);
+                }
+                for (id, s) in &self.seats {
+                    if q.seats.is_empty() || q.seats.contains(id) {
+                        *seats.entry(s.state.label()).or_insert(0) += 1;
+                    }
+                }
+                QueueSnapshot {
+                    name: q.name.clone(),
+                    waiting,
+                    longest_wait,
+                    seats,
+                }
+            })
+            .collect()
+    }
+
+    fn forget(&mut self, call: CallId) {
+        if let Some(c) = self.calls.remove(&call)
+            && let Some(order) = self.order.get_mut(c.queue)
+        {
+            order.retain(|x| *x != call);
+        }
+    }
+
+    fn release_seat(&mut self, now: Instant, seat: &str, call: Option<CallId>) {
+        if let Some(s) = self.seats.get_mut(seat) {
+            let matches = match (&s.state, call) {
+                (SeatState::Ringing { call: c, .. }, Some(call)) => *c == call,
+                _ => false,
+            };
+            if matches {
+                s.state = if s.online {
+                    SeatState::Idle { since: now }
+                } else {
+                    SeatState::LoggedOut
+                };
+            }
+        }
+    }
+
+    fn serves(&self, queue: usize, seat: &str) -> bool {
+        self.queues
+            .get(queue)
+            .is_some_and(|q| q.seats.is_empty() || q.seats.iter().any(|s| s == seat))
+    }
+
+    fn queue_has_online_seat(&self, queue: usize) -> bool {
+        self.seats
+            .iter()
+            .any(|(id, s)| s.online && self.serves(queue, id))
+    }
+
+    /// Offers waiting calls to idle seats and starts due overflows, in arrival order.
+    fn dispatch(&mut self, now: Instant) {
+        for qi in 0..self.queues.len() {
+            let Some(spec) = self.queues.get(qi).cloned() else {
+                continue;
+            };
+            let has_seat = self.queue_has_online_seat(qi);
+            let waiting: Vec<CallId> = self
+                .order
+                .get(qi)
+                .map(|o| {
+                    o.iter()
+                        .copied()
+                        .filter(|c| {
+                            self.calls
+                                .get(c)
+                                .is_some_and(|c| c.state == CallState::Waiting)
+                        })
+                        .collect()
+                })
+                .unwrap_or_default();
+            for call in waiting {
+                let Some(c) = self.calls.get(&call) else {
+                    continue;
+                };
+                let overflow_allowed =
+                    spec.has_overflow && c.overflow_not_before.is_none_or(|nb| nb <= now);
+                let reason = if !has_seat {
+                    Some(OverflowReason::NoSeats)
+                } else if spec.max_wait.is_some_and(|w| now >= c.arrived + w) {
+                    Some(OverflowReason::MaxWait)
+                } else {
+                    None
+                };
+                if let (true, Some(reason)) = (overflow_allowed, reason) {
+                    if let Some(c) = self.calls.get_mut(&call) {
+                        c.state = CallState::Overflowing {
+                            deadline: now + spec.overflow_timeout,
+                        };
+                    }
+                    self.decisions
+                        .push_back(Decision::Overflow { call, reason });
+                    continue;
+                }
+                let Some(seat) = self.pick_seat(qi, call) else {
+                    // Arrival order: no later call may take a seat this one could not.
+                    break;
+                };
+                if let Some(s) = self.seats.get_mut(&seat) {
+                    s.state = SeatState::Ringing {
+                        call,
+                        deadline: now + spec.ring_timeout,
+                    };
+                }
+                if let Some(c) = self.calls.get_mut(&call) {
+                    c.state = CallState::Offered;
+                }
+                self.decisions.push_back(Decision::Offer { call, seat });
+            }
+        }
+    }
+
+    /// The longest-idle seat serving the queue that this call has not just failed on;
+    /// when every idle seat has failed it, the call starts a new round.
+    fn pick_seat(&mut self, queue: usize, call: CallId) -> Option<SeatId> {
+        let idle: Vec<(Instant, SeatId)> = self
+            .seats
+            .iter()
+            .filter(|(id, s)| s.online && self.serves(queue, id))
+            .filter_map(|(id, s)| match s.state {
+                SeatState::Idle { since } => Some((since, id.clone())),
+                _ => None,
+            })
+            .collect();
+        if idle.is_empty() {
+            return None;
+        }
+        let c = self.calls.get_mut(&call)?;
+        let fresh = idle
+            .iter()
+            .filter(|(_, id)| !c.tried.contains(id))
+            .min_by(|a, b| a.0.cmp(&b.0).then_with(|| a.1.cmp(&b.1)));
+        match fresh {
+            Some((_, id)) => Some(id.clone()),
+            None => {
+                c.tried.clear();
+                idle.into_iter()
+                    .min_by(|a, b| a.0.cmp(&b.0).then_with(|| a.1.cmp(&b.1)))
+                    .map(|(_, id)| id)
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn spec() -> QueueSpec {
+        QueueSpec {
+            name: "line19".into(),
+            ring_timeout: Duration::from_secs(15),
+            wrap_up: Duration::ZERO,
+            max_wait: Some(Duration::from_secs(120)),
+            has_overflow: false,
+            overflow_timeout: Duration::from_secs(20),
+            overflow_retry: Duration::from_secs(30),
+            seats: vec![],
+        }
+    }
+
+    fn seats(n: usize) -> Vec<SeatId> {
+        (1..=n).map(|i| format!("agent{i:02}")).collect()
+    }
+
+    fn drain(acd: &mut Acd) -> Vec<Decision> {
+        std::iter::from_fn(|| acd.poll_decision()).collect()
+    }
+
+    fn id(n: u64) -> CallId {
+        Ulid::from_parts(n, 0)
+    }
+
+    #[test]
+    fn longest_idle_seat_gets_the_first_call() {
+        let t0 = Instant::now();
+        let mut acd = Acd::new(vec![spec()], seats(3));
+        acd.seat_online(t0 + Duration::from_secs(2), "agent01");
+        acd.seat_online(t0, "agent02");
+        acd.seat_online(t0 + Duration::from_secs(1), "agent03");
+        acd.enqueue(t0 + Duration::from_secs(5), id(1), "line19")
+            .unwrap();
+        acd.enqueue(t0 + Duration::from_secs(5), id(2), "line19")
+            .unwrap();
+        assert_eq!(
+            drain(&mut acd),
+            vec![
+                Decision::Offer {
+                    call: id(1),
+                    seat: "agent02".into()
+                },
+                Decision::Offer {
+                    call: id(2),
+                    seat: "agent03".into()
+                },
+            ]
+        );
+    }
+
+    #[test]
+    fn calls_wait_in_arrival_order_and_one_call_per_seat() {
+        let t0 = Instant::now();
+        let mut acd = Acd::new(vec![spec()], seats(1));
+        acd.seat_online(t0, "agent01");
+        for n in 1..=3 {
+            acd.enqueue(t0, id(n), "line19").unwrap();
+        }
+        assert_eq!(drain(&mut acd).len(), 1);
+        acd.offer_answered(t0, id(1), "agent01");
+        assert!(drain(&mut acd).is_empty());
+        assert_eq!(acd.snapshot(t0)[0].waiting, 2);
+        acd.call_ended(t0 + Duration::from_secs(5), id(1));
+        assert_eq!(
+            drain(&mut acd),
+            vec![Decision::Offer {
+                call: id(2),
+                seat: "agent01".into()
+            }]
+        );
+    }
+
+    #[test]
+    fn declined_offer_goes_to_next_seat_and_keeps_place() {
+        let t0 = Instant::now();
+        let mut acd = Acd::new(vec![spec()], seats(2));
+        acd.seat_online(t0, "agent01");
+        acd.seat_online(t0 + Duration::from_secs(1), "agent02");
+        acd.enqueue(t0, id(1), "line19").unwrap();
+        acd.enqueue(t0, id(2), "line19").unwrap();
+        let d = drain(&mut acd);
+        assert_eq!(d.len(), 2);
+        acd.offer_failed(t0, id(1), "agent01", OfferFailure::Declined);
+        // agent01 is idle again but call 1 just failed there; agent02 is busy with call 2.
+        // A new round starts: call 1 is offered to agent01 again rather than waiting forever.
+        assert_eq!(
+            drain(&mut acd),
+            vec![Decision::Offer {
+                call: id(1),
+                seat: "agent01".into()
+            }]
+        );
+    }
+
+    #[test]
+    fn ring_timeout_fires_once_and_next_seat_is_tried() {
+        let t0 = Instant::now();
+        let mut acd = Acd::new(vec![spec()], seats(2));
+        acd.seat_online(t0, "agent01");
+        acd.enqueue(t0, id(1), "line19").unwrap();
+        drain(&mut acd);
+        acd.seat_online(t0 + Duration::from_secs(1), "agent02");
+        assert_eq!(acd.poll_timeout(), Some(t0 + Duration::from_secs(15)));
+        let t15 = t0 + Duration::from_secs(15);
+        acd.handle_timeout(t15);
+        assert_eq!(
+            drain(&mut acd),
+            vec![Decision::RingTimeout {
+                call: id(1),
+                seat: "agent01".into()
+            }]
+        );
+        acd.handle_timeout(t15 + Duration::from_secs(1));
+        assert!(drain(&mut acd).is_empty());
+        acd.offer_failed(t15, id(1), "agent01", OfferFailure::NoAnswer);
+        assert_eq!(
+            drain(&mut acd),
+            vec![Decision::Offer {
+                call: id(1),
+                seat: "agent02".into()
+            }]
+        );
+    }
+
+    #[test]
+    fn no_seat_registered_overflows_at_once_and_returns_on_failure() {
+        let t0 = Instant::now();
+        let mut q = spec();
+        q.has_overflow = true;
+        let mut acd = Acd::new(vec![q], seats(1));
+        acd.enqueue(t0, id(1), "line19").unwrap();
+        assert_eq!(
+            drain(&mut acd),
+            vec![Decision::Overflow {
+                call: id(1),
+                reason: OverflowReason::NoSeats
+            }]
+        );
+        acd.overflow_failed(t0 + Duration::from_secs(2), id(1));
+        assert!(drain(&mut acd).is_empty());
+        assert_eq!(acd.snapshot(t0)[0].waiting, 1);
+        // The retry comes after overflow_retry.
+        assert_eq!(acd.poll_timeout(), Some(t0 + Duration::from_secs(32)));
+        // A seat arriving meanwhile takes the call.
+        acd.seat_online(t0 + Duration::from_secs(3), "agent01");
+        assert_eq!(
+            drain(&mut acd),
+            vec![Decision::Offer {
+                call: id(1),
+                seat: "agent01".into()
+            }]
+        );
+    }
+
+    #[test]
+    fn max_wait_overflows_and_without_target_the_call_keeps_waiting() {
+        let t0 = Instant::now();
+        let mut with = spec();
+        with.has_overflow = true;
+        let mut acd = Acd::new(vec![with], seats(1));
+        acd.seat_online(t0, "agent01");
+        acd.enqueue(t0, id(1), "line19").unwrap();
+        acd.enqueue(t0, id(2), "line19").unwrap();
+        drain(&mut acd);
+        let due = acd.poll_timeout().unwrap();
+        assert_eq!(due, t0 + Duration::from_secs(15));
+        acd.offer_answered(t0, id(1), "agent01");
+        assert_eq!(acd.poll_timeout(), Some(t0 + Duration::from_secs(120)));
+        acd.handle_timeout(t0 + Duration::from_secs(120));
+        assert_eq!(
+            drain(&mut acd),
+            vec![Decision::Overflow {
+                call: id(2),
+                reason: OverflowReason::MaxWait
+            }]
+        );
+
+        let mut acd = Acd::new(vec![spec()], seats(1));
+        acd.enqueue(t0, id(3), "line19").unwrap();
+        acd.handle_timeout(t0 + Duration::from_secs(500));
+        assert!(drain(&mut acd).is_empty());
+        assert_eq!(acd.snapshot(t0)[0].waiting, 1);
+    }
+
+    #[test]
+    fn abandon_while_ringing_frees_the_seat() {
+        let t0 = Instant::now();
+        let mut acd = Acd::new(vec![spec()], seats(1));
+        acd.seat_online(t0, "agent01");
+        acd.enqueue(t0, id(1), "line19").unwrap();
+        acd.enqueue(t0, id(2), "line19").unwrap();
+        drain(&mut acd);
+        assert_eq!(acd.abandon(t0, id(1)), Some("agent01".to_owned()));
+        assert_eq!(
+            drain(&mut acd),
+            vec![Decision::Offer {
+                call: id(2),
+                seat: "agent01".into()
+            }]
+        );
+        assert_eq!(acd.abandon(t0, id(9)), None);
+    }
+
+    #[test]
+    fn wrap_up_holds_the_seat() {
+        let t0 = Instant::now();
+        let mut q = spec();
+        q.wrap_up = Duration::from_secs(10);
+        let mut acd = Acd::new(vec![q], seats(1));
+        acd.seat_online(t0, "agent01");
+        acd.enqueue(t0, id(1), "line19").unwrap();
+        drain(&mut acd);
+        acd.offer_answered(t0, id(1), "agent01");
+        acd.enqueue(t0, id(2), "line19").unwrap();
+        acd.call_ended(t0 + Duration::from_secs(30), id(1));
+        assert!(drain(&mut acd).is_empty());
+        assert_eq!(
+            acd.seat_state("agent01"),
+            Some(&SeatState::WrapUp {
+                until: t0 + Duration::from_secs(40)
+            })
+        );
+        acd.handle_timeout(t0 + Duration::from_secs(40));
+        assert_eq!(drain(&mut acd).len(), 1);
+    }
+
+    #[test]
+    fn seat_offline_mid_call_keeps_the_call() {
+        let t0 = Instant::now();
+        let mut acd = Acd::new(vec![spec()], seats(1));
+        acd.seat_online(t0, "agent01");
+        acd.enqueue(t0, id(1), "line19").unwrap();
+        drain(&mut acd);
+        acd.offer_answered(t0, id(1), "agent01");
+        acd.seat_offline(t0, "agent01");
+        assert_eq!(
+            acd.seat_state("agent01"),
+            Some(&SeatState::OnCall { call: id(1) })
+        );
+        acd.call_ended(t0, id(1));
+        assert_eq!(acd.seat_state("agent01"), Some(&SeatState::LoggedOut));
+    }
+
+    /// Sixty calls over twenty seats in virtual time: never more than twenty talking,
+    /// every call answered once, strict arrival order of answers.
+    #[test]
+    fn sixty_calls_twenty_seats_simulation() {
+        let t0 = Instant::now();
+        let mut acd = Acd::new(vec![spec()], seats(20));
+        for s in seats(20) {
+            acd.seat_online(t0, &s);
+        }
+        for n in 1..=60 {
+            acd.enqueue(t0 + Duration::from_millis(n * 10), id(n), "line19")
+                .unwrap();
+        }
+        let mut now = t0 + Duration::from_secs(1);
+        let mut answered = Vec::new();
+        let mut talking: Vec<(Instant, CallId)> = Vec::new();
+        let mut max_talking = 0;
+        for _ in 0..1000 {
+            for d in drain(&mut acd) {
+                if let Decision::Offer { call, seat } = d {
+                    acd.offer_answered(now, call, &seat);
+                    answered.push(call);
+                    talking.push((now + Duration::from_secs(5), call));
+                }
+            }
+            max_talking = max_talking.max(talking.len());
+            if answered.len() == 60 && talking.is_empty() {
+                break;
+            }
+            now += Duration::from_millis(500);
+            let (done, rest): (Vec<_>, Vec<_>) = talking.into_iter().partition(|(t, _)| *t <= now);
+            talking = rest;
+            for (_, call) in done {
+                acd.call_ended(now, call);
+            }
+        }
+        assert_eq!(answered.len(), 60);
+        assert_eq!(max_talking, 20);
+        let expected: Vec<CallId> = (1..=60).map(id).collect();
+        assert_eq!(answered, expected);
+        assert!(
+            acd.seats()
+                .all(|(_, s)| matches!(s, SeatState::Idle { .. }))
+        );
+    }
+}
