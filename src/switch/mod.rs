@@ -1,1 +1,1096 @@
-//! The B2BUA: calls, legs, dialogs; wires transactions, the ACD and media.
+//! The B2BUA: calls, legs and dialogs; wires the transaction layer, the registrar, the ACD
+//! and media anchoring. A sans-IO core (DESIGN §2): inputs carry the time, outputs are
+//! polled, and [`Switch::poll_timeout`] says when to wake it.
+//!
+//! A trunk call (leg A, vigie as UAS) is answered `180 Ringing` at once (the caller hears
+//! ringback while queued, never busy), queued in the ACD, and offered to seats with
+//! vigie's own INVITEs (leg B, vigie as UAC). The seat's 200 becomes vigie's 200 to the
+//! caller, with SDP rewritten to vigie's media relay on both legs.
+
+pub mod dialog;
+pub mod event;
+
+use std::collections::{HashMap, VecDeque};
+use std::net::{IpAddr, SocketAddr};
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use ulid::Ulid;
+
+use crate::acd::{Acd, CallId, Decision, OfferFailure, OverflowReason, QueueSpec, SeatId};
+use crate::config::{Cidr, Config};
+use crate::location;
+use crate::sdp;
+use crate::sip::header::NameAddr;
+use crate::sip::message::{HeaderName, Message, Method, Request, Response, SipHeaders};
+use crate::sip::registrar::Registrar;
+use crate::sip::transaction::{
+    ClientTxKey, ServerTxKey, TimerConfig, TransactionLayer, Transmit, TxEvent,
+};
+use crate::sip::transport::{Peer, TransportKind};
+use crate::sip::uri::{Host, Scheme, Uri};
+
+use dialog::{Dialog, LocalAddr, new_tag, without_params};
+use event::{AbandonPhase, CallEvent, CallEventKind, EndCause};
+
+/// The methods vigie answers (the `Allow` header, RFC 3261 §20.5).
+pub const ALLOW: &str = "INVITE, ACK, CANCEL, BYE, OPTIONS, REGISTER, UPDATE, INFO";
+
+/// Which side of the relay a media command is about.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Side {
+    /// The caller (trunk) leg.
+    A,
+    /// The seat or overflow leg.
+    B,
+}
+
+/// Relay ports of one call: RTP on these even ports, RTCP on the odd port above.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct MediaPorts {
+    pub a: u16,
+    pub b: u16,
+}
+
+/// What the switch asks the media relay to do.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum MediaCommand {
+    /// Reserve relay ports for a call; answer with [`Switch::handle_media_ready`].
+    Allocate { call: CallId },
+    /// Until it latches, send RTP for `side` to this address (from that leg's SDP).
+    PeerHint {
+        call: CallId,
+        side: Side,
+        addr: SocketAddr,
+    },
+    /// The call is over: free its ports.
+    Release { call: CallId },
+}
+
+/// What the switch asks of the IO edge.
+#[derive(Debug, Clone, PartialEq)]
+#[non_exhaustive]
+pub enum Output {
+    /// Send a SIP message.
+    Transmit(Transmit),
+    /// A step of a call, for the journal and the metrics.
+    Event(CallEvent),
+    /// A seat came online or went offline (registrar).
+    Seat { seat: SeatId, online: bool },
+    Media(MediaCommand),
+}
+
+/// Counters the edge exports as metrics.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct SwitchStats {
+    /// Responses sent by class (index 1–6).
+    pub responses_by_class: [u64; 7],
+    pub invites_received: u64,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum Target {
+    Seat(SeatId),
+    Overflow(String),
+}
+
+#[derive(Debug)]
+struct OutLeg {
+    target: Target,
+    tx: ClientTxKey,
+    dialog: Dialog,
+    invite_cseq: u32,
+    answered: bool,
+    ringing: bool,
+    /// Set once vigie decided to withdraw the offer (CANCEL sent).
+    cancelling: bool,
+    /// SDP vigie sent on this leg.
+    local_sdp: Bytes,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Phase {
+    Queued,
+    Ringing,
+    Overflowing,
+    Connected,
+}
+
+#[derive(Debug)]
+struct Call {
+    id: CallId,
+    queue: String,
+    /// The trunk's INVITE, to build responses from.
+    invite: Request,
+    invite_tx: ServerTxKey,
+    a: Dialog,
+    /// The caller's SDP offer (the SDP part of the INVITE body).
+    offer: Bytes,
+    /// SDP vigie answered the caller with, once answered.
+    a_sdp: Option<Bytes>,
+    caller_user: String,
+    caller_display: Option<String>,
+    b: Option<OutLeg>,
+    media: Option<MediaPorts>,
+    /// An offer decided while the relay ports were not ready yet.
+    pending: Option<Decision>,
+    phase: Phase,
+}
+
+/// The B2BUA core.
+pub struct Switch {
+    txn: TransactionLayer,
+    registrar: Registrar,
+    acd: Acd,
+    local: LocalAddr,
+    media_ip: IpAddr,
+    user_agent: String,
+    trunk_sources: Vec<Cidr>,
+    routes: HashMap<String, String>,
+    overflow_uri: HashMap<String, String>,
+    calls: HashMap<CallId, Call>,
+    by_invite_tx: HashMap<ServerTxKey, CallId>,
+    by_sip_call_id: HashMap<String, (CallId, Side)>,
+    outputs: VecDeque<Output>,
+    stats: SwitchStats,
+}
+
+impl Switch {
+    /// Builds the switch from a validated configuration. `local` is what vigie writes in
+    /// Via and Contact (the listeners' real ports, known once bound).
+    pub fn new(config: &Config, local: LocalAddr, registrar: Registrar) -> Switch {
+        let queues: Vec<QueueSpec> = config
+            .queues
+            .iter()
+            .map(|q| QueueSpec {
+                name: q.name.clone(),
+                ring_timeout: Duration::from_secs(q.ring_timeout_s),
+                wrap_up: Duration::from_secs(q.wrap_up_s),
+                max_wait: (q.max_wait_s > 0).then(|| Duration::from_secs(q.max_wait_s)),
+                has_overflow: q.overflow_uri.is_some(),
+                overflow_timeout: Duration::from_secs(q.overflow_timeout_s),
+                overflow_retry: Duration::from_secs(q.overflow_retry_s),
+                seats: q.seats.clone(),
+            })
+            .collect();
+        let routes = config
+            .routes
+            .iter()
+            .flat_map(|r| r.numbers.iter().map(|n| (n.clone(), r.queue.clone())))
+            .collect();
+        let overflow_uri = config
+            .queues
+            .iter()
+            .filter_map(|q| Some((q.name.clone(), q.overflow_uri.clone()?)))
+            .collect();
+        Switch {
+            txn: TransactionLayer::new(TimerConfig {
+                t1: Duration::from_millis(config.sip.t1_ms),
+                t2: Duration::from_millis(config.sip.t2_ms),
+                t4: Duration::from_millis(config.sip.t4_ms),
+            }),
+            registrar,
+            acd: Acd::new(queues, config.seats.iter().map(|s| s.id.clone())),
+            local,
+            media_ip: config.advertised_media_ip(),
+            user_agent: config.sip.user_agent.clone(),
+            trunk_sources: config.trunk_sources(),
+            routes,
+            overflow_uri,
+            calls: HashMap::new(),
+            by_invite_tx: HashMap::new(),
+            by_sip_call_id: HashMap::new(),
+            outputs: VecDeque::new(),
+            stats: SwitchStats::default(),
+        }
+    }
+
+    /// The ACD, for snapshots (metrics, API).
+    pub fn acd(&self) -> &Acd {
+        &self.acd
+    }
+
+    /// Calls in progress.
+    pub fn active_calls(&self) -> usize {
+        self.calls.len()
+    }
+
+    /// Counters for metrics.
+    pub fn stats(&self) -> &SwitchStats {
+        &self.stats
+    }
+
+    /// Retransmissions the transaction layer has sent.
+    pub fn retransmissions(&self) -> u64 {
+        self.txn.stats().retransmissions
+    }
+
+    /// A parsed message from the network.
+    pub fn handle_message(&mut self, now: Instant, from: Peer, msg: Message) {
+        self.txn.handle_incoming(now, from, msg);
+        self.pump(now);
+    }
+
+    /// Wakes the switch at (or after) the instant [`Switch::poll_timeout`] gave.
+    pub fn handle_timeout(&mut self, now: Instant) {
+        self.txn.handle_timeout(now);
+        for change in self.registrar.expire(now) {
+            self.seat_change(now, change.seat, change.online);
+        }
+        self.acd.handle_timeout(now);
+        self.pump(now);
+    }
+
+    /// The relay answered an [`MediaCommand::Allocate`]: `None` when it had no ports
+    /// (the call goes on; its media then cannot be anchored and flows nowhere).
+    pub fn handle_media_ready(&mut self, now: Instant, call: CallId, ports: Option<MediaPorts>) {
+        let pending = match self.calls.get_mut(&call) {
+            Some(c) => {
+                c.media = ports;
+                c.pending.take()
+            }
+            None => {
+                if ports.is_some() {
+                    self.outputs
+                        .push_back(Output::Media(MediaCommand::Release { call }));
+                }
+                return;
+            }
+        };
+        if let Some(d) = pending {
+            self.decide(now, d);
+        }
+        self.pump(now);
+    }
+
+    /// The next instant the switch needs [`Switch::handle_timeout`].
+    pub fn poll_timeout(&self) -> Option<Instant> {
+        [
+            self.txn.poll_timeout(),
+            self.registrar.poll_timeout(),
+            self.acd.poll_timeout(),
+        ]
+        .into_iter()
+        .flatten()
+        .min()
+    }
+
+    /// The next output for the edge.
+    pub fn poll_output(&mut self) -> Option<Output> {
+        if let Some(o) = self.outputs.pop_front() {
+            return Some(o);
+        }
+        self.txn.poll_transmit().map(|t| {
+            if let Message::Response(r) = &t.message {
+                let class = usize::from(r.status / 100).min(6);
+                if let Some(n) = self.stats.responses_by_class.get_mut(class) {
+                    *n += 1;
+                }
+            }
+            Output::Transmit(t)
+        })
+    }
+
+    /// Runs transaction events and ACD decisions until both are quiet.
+    fn pump(&mut self, now: Instant) {
+        loop {
+            if let Some(ev) = self.txn.poll_event() {
+                self.on_tx_event(now, ev);
+                continue;
+            }
+            if let Some(d) = self.acd.poll_decision() {
+                self.decide(now, d);
+                continue;
+            }
+            break;
+        }
+    }
+
+    fn emit(&mut self, call: CallId, kind: CallEventKind) {
+        self.outputs
+            .push_back(Output::Event(CallEvent { call, kind }));
+    }
+
+    fn respond(&mut self, now: Instant, key: &ServerTxKey, resp: Response) {
+        self.txn.send_response(now, key, resp);
+    }
+
+    /// A response built from `req` with vigie's Server header.
+    fn response_to(&self, req: &Request, status: u16, reason: &str, tag: Option<&str>) -> Response {
+        let mut r = req.response(status, reason, tag);
+        r.headers.push(HeaderName::Server, self.user_agent.clone());
+        r
+    }
+
+    fn on_tx_event(&mut self, now: Instant, ev: TxEvent) {
+        match ev {
+            TxEvent::Request { key, from, request } => self.on_request(now, key, from, request),
+            TxEvent::Ack { request, .. } => self.on_ack(now, &request),
+            TxEvent::Cancelled { invite, .. } => self.on_cancel(now, &invite),
+            TxEvent::Response { key, response } => self.on_response(now, &key, response),
+            TxEvent::Stray2xx { from, response } => self.on_stray_2xx(from, &response),
+            TxEvent::Timeout { key } => self.on_client_timeout(now, &key),
+            TxEvent::ServerAckTimeout { key } => self.on_no_ack(now, &key),
+            #[allow(unreachable_patterns)]
+            _ => {}
+        }
+    }
+
+    // ---- requests -------------------------------------------------------------------
+
+    fn on_request(&mut self, now: Instant, key: ServerTxKey, from: Peer, req: Request) {
+        if let Some(resp) = self.precheck(&req) {
+            self.respond(now, &key, resp);
+            return;
+        }
+        let to_tag = req.header_to().ok().and_then(|t| t.tag().map(str::to_owned));
+        if let Some(tag) = to_tag {
+            self.in_dialog(now, key, req, &tag);
+            return;
+        }
+        match req.method {
+            Method::Invite => {
+                self.stats.invites_received += 1;
+                self.new_call(now, key, from, req);
+            }
+            Method::Register => {
+                let outcome = self.registrar.handle_register(now, from, &req);
+                let mut resp = outcome.response;
+                resp.headers.push(HeaderName::Server, self.user_agent.clone());
+                self.respond(now, &key, resp);
+                for change in outcome.changes {
+                    self.seat_change(now, change.seat, change.online);
+                }
+            }
+            Method::Options => {
+                let mut r = self.response_to(&req, 200, "OK", Some(&new_tag()));
+                r.headers.push(HeaderName::Allow, ALLOW);
+                r.headers.push(HeaderName::Accept, "application/sdp");
+                self.respond(now, &key, r);
+            }
+            Method::Bye | Method::Cancel | Method::Update | Method::Info => {
+                let r = self.response_to(&req, 481, "Call/Transaction Does Not Exist", None);
+                self.respond(now, &key, r);
+            }
+            _ => {
+                let mut r = self.response_to(&req, 405, "Method Not Allowed", None);
+                r.headers.push(HeaderName::Allow, ALLOW);
+                self.respond(now, &key, r);
+            }
+        }
+    }
+
+    /// RFC 3261 §8.2.1–§8.2.3 checks every request passes: method, URI scheme,
+    /// extensions.
+    fn precheck(&self, req: &Request) -> Option<Response> {
+        if let Method::Other(_) = req.method {
+            let mut r = self.response_to(req, 501, "Not Implemented", None);
+            r.headers.push(HeaderName::Allow, ALLOW);
+            return Some(r);
+        }
+        if !matches!(req.uri.scheme, Scheme::Sip | Scheme::Sips | Scheme::Tel) {
+            return Some(self.response_to(req, 416, "Unsupported URI Scheme", None));
+        }
+        let required: Vec<String> = req
+            .headers
+            .get_all(&HeaderName::Require)
+            .flat_map(|v| v.split(','))
+            .map(|t| t.trim().to_owned())
+            .filter(|t| !t.is_empty())
+            .collect();
+        if !required.is_empty() && !matches!(req.method, Method::Ack | Method::Cancel) {
+            let mut r = self.response_to(req, 420, "Bad Extension", None);
+            r.headers.push(HeaderName::Unsupported, required.join(", "));
+            return Some(r);
+        }
+        None
+    }
+
+    fn in_dialog(&mut self, now: Instant, key: ServerTxKey, req: Request, _tag: &str) {
+        let found = req
+            .call_id()
+            .ok()
+            .and_then(|cid| self.by_sip_call_id.get(cid).copied());
+        let Some((call, side)) = found else {
+            let r = self.response_to(&req, 481, "Call/Transaction Does Not Exist", None);
+            self.respond(now, &key, r);
+            return;
+        };
+        match req.method {
+            Method::Bye => {
+                let r = self.response_to(&req, 200, "OK", None);
+                self.respond(now, &key, r);
+                let cause = match side {
+                    Side::A => EndCause::CallerHangup,
+                    Side::B => EndCause::AgentHangup,
+                };
+                self.hang_up(now, call, side, cause);
+            }
+            Method::Invite | Method::Update => {
+                // Session refresh or re-offer: vigie keeps the relay where it is and
+                // answers with the SDP it already gave this leg (RFC 3264 §8).
+                let sdp = self.calls.get(&call).and_then(|c| match side {
+                    Side::A => c.a_sdp.clone(),
+                    Side::B => c.b.as_ref().map(|b| b.local_sdp.clone()),
+                });
+                let mut r = self.response_to(&req, 200, "OK", None);
+                r.headers
+                    .push(HeaderName::Contact, self.local.contact(&self.peer_of(call, side)));
+                if let Some(sdp) = sdp.filter(|_| !req.body.is_empty()) {
+                    r.headers.push(HeaderName::ContentType, "application/sdp");
+                    r.body = sdp;
+                }
+                self.respond(now, &key, r);
+            }
+            _ => {
+                let r = self.response_to(&req, 200, "OK", None);
+                self.respond(now, &key, r);
+            }
+        }
+    }
+
+    fn peer_of(&self, call: CallId, side: Side) -> Peer {
+        let c = self.calls.get(&call);
+        match (c, side) {
+            (Some(c), Side::A) => c.a.peer,
+            (Some(c), Side::B) => c.b.as_ref().map(|b| b.dialog.peer).unwrap_or(c.a.peer),
+            (None, _) => Peer {
+                kind: TransportKind::Udp,
+                addr: SocketAddr::from(([127, 0, 0, 1], 5060)),
+            },
+        }
+    }
+
+    fn new_call(&mut self, now: Instant, key: ServerTxKey, from: Peer, req: Request) {
+        if !self.trunk_sources.iter().any(|c| c.contains(from.addr.ip())) {
+            let r = self.response_to(&req, 403, "Forbidden (not a trunk source)", None);
+            self.respond(now, &key, r);
+            return;
+        }
+        let called = req.uri.user_unescaped().unwrap_or_default();
+        let Some(queue) = self.routes.get(&called).cloned() else {
+            let r = self.response_to(&req, 404, "Not Found (no route for this number)", None);
+            self.respond(now, &key, r);
+            return;
+        };
+        let (Ok(from_hdr), Ok(to_hdr), Ok(call_id), Ok(cseq)) =
+            (req.header_from(), req.header_to(), req.call_id(), req.cseq())
+        else {
+            let r = self.response_to(&req, 400, "Bad Request (From, To, Call-ID or CSeq)", None);
+            self.respond(now, &key, r);
+            return;
+        };
+        let remote_target = req
+            .contacts()
+            .ok()
+            .and_then(|c| c.into_iter().next())
+            .map(|c| c.uri)
+            .unwrap_or_else(|| from_hdr.uri.clone());
+        let id = Ulid::new();
+        let (offer, locations) = split_body(&req);
+        let tag = new_tag();
+        let a = Dialog {
+            call_id: call_id.to_owned(),
+            local_tag: tag.clone(),
+            remote_tag: from_hdr.tag().map(str::to_owned),
+            local_uri: without_params(&to_hdr),
+            remote_uri: without_params(&from_hdr),
+            remote_target,
+            local_cseq: 0,
+            peer: from,
+        };
+        let _ = cseq;
+        let caller_user = from_hdr
+            .uri
+            .user_unescaped()
+            .unwrap_or_else(|| "anonymous".to_owned());
+        self.emit(
+            id,
+            CallEventKind::Received {
+                sip_call_id: call_id.to_owned(),
+                caller: caller_user.clone(),
+                caller_display: from_hdr.display.clone(),
+                called: called.clone(),
+                source: from.addr,
+            },
+        );
+        match locations {
+            Ok(locs) => {
+                for l in locs {
+                    self.emit(id, CallEventKind::Located(l));
+                }
+            }
+            Err(e) => self.emit(id, CallEventKind::LocationError(e)),
+        }
+        // Ringback while queued (RFC 3261 §21.1.2): the caller never hears busy.
+        let mut ringing = self.response_to(&req, 180, "Ringing", Some(&tag));
+        ringing
+            .headers
+            .push(HeaderName::Contact, self.local.contact(&from));
+        self.respond(now, &key, ringing);
+        self.by_invite_tx.insert(key.clone(), id);
+        self.by_sip_call_id
+            .insert(call_id.to_owned(), (id, Side::A));
+        self.calls.insert(
+            id,
+            Call {
+                id,
+                queue: queue.clone(),
+                invite: req,
+                invite_tx: key,
+                a,
+                offer,
+                a_sdp: None,
+                caller_user,
+                caller_display: from_hdr.display.clone(),
+                b: None,
+                media: None,
+                pending: None,
+                phase: Phase::Queued,
+            },
+        );
+        self.outputs
+            .push_back(Output::Media(MediaCommand::Allocate { call: id }));
+        self.emit(id, CallEventKind::Queued { queue: queue.clone() });
+        if let Err(e) = self.acd.enqueue(now, id, &queue) {
+            tracing::error!(call = %id, error = %e, "ACD refused a call");
+        }
+    }
+
+    fn on_ack(&mut self, _now: Instant, req: &Request) {
+        // The 2xx retransmissions stop in the transaction layer; nothing else to do.
+        let _ = req;
+    }
+
+    fn on_cancel(&mut self, now: Instant, invite: &ServerTxKey) {
+        let Some(id) = self.by_invite_tx.get(invite).copied() else {
+            return;
+        };
+        let Some(call) = self.calls.get(&id) else {
+            return;
+        };
+        if call.phase == Phase::Connected {
+            return;
+        }
+        let phase = match call.phase {
+            Phase::Queued => AbandonPhase::Queued,
+            Phase::Ringing => AbandonPhase::Ringing,
+            _ => AbandonPhase::Overflowing,
+        };
+        let r = self.response_to(
+            &call.invite,
+            487,
+            "Request Terminated",
+            Some(&call.a.local_tag),
+        );
+        let key = call.invite_tx.clone();
+        self.respond(now, &key, r);
+        self.acd.abandon(now, id);
+        self.cancel_out_leg(now, id);
+        self.emit(id, CallEventKind::Abandoned { phase });
+        self.finish(id);
+    }
+
+    // ---- ACD decisions --------------------------------------------------------------
+
+    fn decide(&mut self, now: Instant, d: Decision) {
+        match d {
+            Decision::Offer { call, seat } => self.offer(now, call, seat),
+            Decision::Overflow { call, reason } => self.overflow(now, call, reason),
+            Decision::RingTimeout { call, .. } | Decision::OverflowTimeout { call } => {
+                self.cancel_out_leg(now, call);
+            }
+            #[allow(unreachable_patterns)]
+            _ => {}
+        }
+    }
+
+    fn offer(&mut self, now: Instant, id: CallId, seat: SeatId) {
+        let Some(call) = self.calls.get_mut(&id) else {
+            self.acd.offer_failed(now, id, &seat, OfferFailure::Unreachable);
+            return;
+        };
+        if call.media.is_none() && call.pending.is_none() {
+            call.pending = Some(Decision::Offer { call: id, seat });
+            return;
+        }
+        let binding = self.registrar.lookup(&seat).into_iter().next();
+        let Some(binding) = binding else {
+            self.acd.offer_failed(now, id, &seat, OfferFailure::Unreachable);
+            return;
+        };
+        let Some(peer) = contact_peer(&binding.contact, binding.peer) else {
+            self.acd.offer_failed(now, id, &seat, OfferFailure::Unreachable);
+            return;
+        };
+        let to = format!("<sip:{}@{}>", seat, self.local.host);
+        if self.send_out_invite(now, id, Target::Seat(seat.clone()), binding.contact, peer, to) {
+            if let Some(c) = self.calls.get_mut(&id) {
+                c.phase = Phase::Ringing;
+            }
+            self.emit(id, CallEventKind::Offered { seat });
+        } else {
+            self.acd.offer_failed(now, id, &seat, OfferFailure::Unreachable);
+        }
+    }
+
+    fn overflow(&mut self, now: Instant, id: CallId, reason: OverflowReason) {
+        let target = self
+            .calls
+            .get(&id)
+            .and_then(|c| self.overflow_uri.get(&c.queue).cloned());
+        let Some(target) = target else {
+            self.acd.overflow_failed(now, id);
+            return;
+        };
+        if let Some(c) = self.calls.get_mut(&id)
+            && c.media.is_none()
+        {
+            if c.pending.is_none() {
+                c.pending = Some(Decision::Overflow { call: id, reason });
+            }
+            return;
+        }
+        let uri = Uri::parse(&target).ok();
+        let peer = uri.as_ref().and_then(|u| contact_peer(u, None));
+        let sent = match (uri, peer) {
+            (Some(uri), Some(peer)) => {
+                let to = format!("<{uri}>");
+                self.send_out_invite(now, id, Target::Overflow(target.clone()), uri, peer, to)
+            }
+            _ => false,
+        };
+        if sent {
+            if let Some(c) = self.calls.get_mut(&id) {
+                c.phase = Phase::Overflowing;
+            }
+            self.emit(id, CallEventKind::Overflowed { target, reason });
+        } else {
+            tracing::warn!(call = %id, %target, "overflow target unusable (needs an IP address)");
+            self.emit(id, CallEventKind::OverflowFailed { status: None });
+            self.acd.overflow_failed(now, id);
+        }
+    }
+
+    /// Sends vigie's INVITE for leg B. Returns false when no SDP could be made.
+    fn send_out_invite(
+        &mut self,
+        now: Instant,
+        id: CallId,
+        target: Target,
+        ruri: Uri,
+        peer: Peer,
+        to: String,
+    ) -> bool {
+        let Some(call) = self.calls.get(&id) else {
+            return false;
+        };
+        let b_port = call.media.map(|m| m.b).unwrap_or(0);
+        let relay = SocketAddr::new(self.media_ip, b_port);
+        let sdp = match sdp::anchor(&call.offer, relay) {
+            Ok(a) => Bytes::from(a.sdp),
+            Err(e) => {
+                tracing::warn!(call = %id, error = %e, "caller SDP cannot be anchored");
+                return false;
+            }
+        };
+        let display = call
+            .caller_display
+            .as_deref()
+            .map(|d| format!("\"{}\" ", d.replace('"', "'")))
+            .unwrap_or_default();
+        let local_uri = format!("{display}<sip:{}@{}>", call.caller_user, self.local.host);
+        let mut dialog = Dialog {
+            call_id: format!("{}-{}@vigie", id, dialog::random_token(6)),
+            local_tag: new_tag(),
+            remote_tag: None,
+            local_uri,
+            remote_uri: to,
+            remote_target: ruri,
+            local_cseq: 0,
+            peer,
+        };
+        let mut invite = dialog.request(Method::Invite, &self.local, &self.user_agent);
+        invite
+            .headers
+            .push(HeaderName::Contact, self.local.contact(&peer));
+        invite
+            .headers
+            .push(HeaderName::Other("X-Vigie-Call-ID".into()), id.to_string());
+        invite.headers.push(HeaderName::Allow, ALLOW);
+        invite
+            .headers
+            .push(HeaderName::ContentType, "application/sdp");
+        invite.body = sdp.clone();
+        let cseq = dialog.local_cseq;
+        let tx = self.txn.send_request(now, peer, invite);
+        self.by_sip_call_id
+            .insert(dialog.call_id.clone(), (id, Side::B));
+        if let Some(c) = self.calls.get_mut(&id) {
+            if let Some(old) = c.b.take() {
+                self.by_sip_call_id.remove(&old.dialog.call_id);
+            }
+            c.b = Some(OutLeg {
+                target,
+                tx,
+                dialog,
+                invite_cseq: cseq,
+                answered: false,
+                ringing: false,
+                cancelling: false,
+                local_sdp: sdp,
+            });
+        }
+        true
+    }
+
+    // ---- responses on leg B -----------------------------------------------------------
+
+    fn on_response(&mut self, now: Instant, key: &ClientTxKey, resp: Response) {
+        let Ok(cid) = resp.call_id() else {
+            return;
+        };
+        let Some((id, Side::B)) = self.by_sip_call_id.get(cid).copied() else {
+            return;
+        };
+        let Ok(cseq) = resp.cseq() else {
+            return;
+        };
+        if cseq.method != Method::Invite {
+            return; // BYE/CANCEL answers: nothing to do.
+        }
+        let same_tx = self
+            .calls
+            .get(&id)
+            .and_then(|c| c.b.as_ref())
+            .is_some_and(|b| &b.tx == key);
+        if !same_tx {
+            return;
+        }
+        match resp.status {
+            100 => {}
+            101..=199 => self.on_b_provisional(id, &resp),
+            200..=299 => self.on_b_answer(now, id, &resp),
+            _ => self.on_b_failure(now, id, Some(resp.status)),
+        }
+    }
+
+    fn on_b_provisional(&mut self, id: CallId, resp: &Response) {
+        let Some(b) = self.calls.get_mut(&id).and_then(|c| c.b.as_mut()) else {
+            return;
+        };
+        if b.ringing {
+            return;
+        }
+        b.ringing = true;
+        if let Some(tag) = resp.header_to().ok().and_then(|t| t.tag().map(str::to_owned)) {
+            b.dialog.remote_tag = Some(tag);
+        }
+        if let Target::Seat(seat) = b.target.clone() {
+            self.emit(id, CallEventKind::Ringing { seat });
+        }
+    }
+
+    fn on_b_answer(&mut self, now: Instant, id: CallId, resp: &Response) {
+        let Some(call) = self.calls.get_mut(&id) else {
+            return;
+        };
+        let Some(b) = call.b.as_mut() else {
+            return;
+        };
+        if b.answered {
+            return;
+        }
+        b.answered = true;
+        b.dialog.remote_tag = resp.header_to().ok().and_then(|t| t.tag().map(str::to_owned));
+        if let Some(c) = resp.contacts().ok().and_then(|c| c.into_iter().next()) {
+            b.dialog.remote_target = c.uri;
+        }
+        let ack = b.dialog.ack(b.invite_cseq, &self.local, &self.user_agent);
+        let peer = b.dialog.peer;
+        let target = b.target.clone();
+        let cancelling = b.cancelling;
+        self.txn.send_stateless(peer, Message::Request(ack));
+        if cancelling {
+            // Our CANCEL crossed the 200 (RFC 3261 §9.1): the seat answered a call we
+            // withdrew. ACK it and hang up that leg; the call goes on as before.
+            self.bye_b(now, id);
+            self.out_leg_failed(now, id, Some(487), "cancelled");
+            return;
+        }
+        // The seat's SDP becomes vigie's answer to the caller on the A port.
+        let a_port = call.media.map(|m| m.a).unwrap_or(0);
+        let answer = sdp::anchor(&resp.body, SocketAddr::new(self.media_ip, a_port));
+        let (a_sdp, b_media) = match answer {
+            Ok(a) => (Bytes::from(a.sdp), a.peer_rtp),
+            Err(e) => {
+                tracing::warn!(call = %id, error = %e, "seat SDP cannot be anchored");
+                (Bytes::new(), None)
+            }
+        };
+        if let Some(addr) = b_media {
+            self.outputs.push_back(Output::Media(MediaCommand::PeerHint {
+                call: id,
+                side: Side::B,
+                addr,
+            }));
+        }
+        if let Ok(a_media) = sdp::anchor(&call.offer, SocketAddr::new(self.media_ip, 0))
+            && let Some(addr) = a_media.peer_rtp
+        {
+            self.outputs.push_back(Output::Media(MediaCommand::PeerHint {
+                call: id,
+                side: Side::A,
+                addr,
+            }));
+        }
+        let mut ok = call.invite.response(200, "OK", Some(&call.a.local_tag));
+        ok.headers
+            .push(HeaderName::Contact, self.local.contact(&call.a.peer));
+        ok.headers.push(HeaderName::Allow, ALLOW);
+        ok.headers.push(HeaderName::Server, self.user_agent.clone());
+        if !a_sdp.is_empty() {
+            ok.headers.push(HeaderName::ContentType, "application/sdp");
+            ok.body = a_sdp.clone();
+        }
+        call.a_sdp = Some(a_sdp);
+        call.phase = Phase::Connected;
+        let key = call.invite_tx.clone();
+        self.respond(now, &key, ok);
+        match target {
+            Target::Seat(seat) => {
+                self.acd.offer_answered(now, id, &seat);
+                self.emit(id, CallEventKind::Answered { seat });
+            }
+            Target::Overflow(target) => {
+                self.acd.overflow_answered(now, id);
+                self.emit(id, CallEventKind::OverflowAnswered { target });
+            }
+        }
+    }
+
+    fn on_b_failure(&mut self, now: Instant, id: CallId, status: Option<u16>) {
+        let reason = match status {
+            Some(486) => "busy",
+            Some(603) => "declined",
+            Some(487) => "no_answer",
+            Some(408) | None => "unreachable",
+            Some(_) => "failed",
+        };
+        self.out_leg_failed(now, id, status, reason);
+    }
+
+    /// Leg B ended without an answer (or was torn down after a crossed CANCEL): the ACD
+    /// learns it and the call goes back to its place in the queue.
+    fn out_leg_failed(&mut self, now: Instant, id: CallId, status: Option<u16>, reason: &'static str) {
+        let Some(call) = self.calls.get_mut(&id) else {
+            return;
+        };
+        let Some(b) = call.b.take() else {
+            return;
+        };
+        self.by_sip_call_id.remove(&b.dialog.call_id);
+        call.phase = Phase::Queued;
+        match b.target {
+            Target::Seat(seat) => {
+                let why = match status {
+                    Some(487) => OfferFailure::NoAnswer,
+                    Some(408) | None => OfferFailure::Unreachable,
+                    _ => OfferFailure::Declined,
+                };
+                self.emit(
+                    id,
+                    CallEventKind::SeatFailed {
+                        seat: seat.clone(),
+                        status,
+                        reason,
+                    },
+                );
+                self.acd.offer_failed(now, id, &seat, why);
+            }
+            Target::Overflow(_) => {
+                self.emit(id, CallEventKind::OverflowFailed { status });
+                self.acd.overflow_failed(now, id);
+            }
+        }
+    }
+
+    fn on_stray_2xx(&mut self, from: Peer, resp: &Response) {
+        // A retransmitted 2xx: our ACK was lost; send it again (RFC 3261 §13.2.2.4).
+        let Some((id, Side::B)) = resp
+            .call_id()
+            .ok()
+            .and_then(|c| self.by_sip_call_id.get(c).copied())
+        else {
+            return;
+        };
+        if let Some(b) = self.calls.get(&id).and_then(|c| c.b.as_ref()) {
+            let ack = b.dialog.ack(b.invite_cseq, &self.local, &self.user_agent);
+            self.txn.send_stateless(from, Message::Request(ack));
+        }
+    }
+
+    fn on_client_timeout(&mut self, now: Instant, key: &ClientTxKey) {
+        let found = self.calls.iter().find_map(|(id, c)| {
+            c.b.as_ref()
+                .filter(|b| &b.tx == key && !b.answered)
+                .map(|_| *id)
+        });
+        if let Some(id) = found {
+            self.on_b_failure(now, id, None);
+        }
+    }
+
+    fn on_no_ack(&mut self, now: Instant, key: &ServerTxKey) {
+        if let Some(id) = self.by_invite_tx.get(key).copied()
+            && self.calls.get(&id).is_some_and(|c| c.phase == Phase::Connected)
+        {
+            self.hang_up(now, id, Side::A, EndCause::NoAck);
+        }
+    }
+
+    // ---- tearing down -----------------------------------------------------------------
+
+    /// Withdraws leg B: CANCEL while it has not answered.
+    fn cancel_out_leg(&mut self, now: Instant, id: CallId) {
+        let Some(b) = self.calls.get_mut(&id).and_then(|c| c.b.as_mut()) else {
+            return;
+        };
+        if b.answered || b.cancelling {
+            return;
+        }
+        b.cancelling = true;
+        let key = b.tx.clone();
+        self.txn.cancel(now, &key);
+    }
+
+    fn bye_b(&mut self, now: Instant, id: CallId) {
+        let Some(b) = self.calls.get_mut(&id).and_then(|c| c.b.as_mut()) else {
+            return;
+        };
+        let bye = b.dialog.request(Method::Bye, &self.local, &self.user_agent);
+        let peer = b.dialog.peer;
+        self.txn.send_request(now, peer, bye);
+    }
+
+    /// One side hung up an answered call: BYE the other, free the seat, end the call.
+    fn hang_up(&mut self, now: Instant, id: CallId, from: Side, cause: EndCause) {
+        let Some(call) = self.calls.get_mut(&id) else {
+            return;
+        };
+        if call.phase != Phase::Connected {
+            // BYE before an answer only comes from a broken peer: treat as abandon.
+            self.acd.abandon(now, id);
+            self.cancel_out_leg(now, id);
+            self.emit(
+                id,
+                CallEventKind::Abandoned {
+                    phase: AbandonPhase::Queued,
+                },
+            );
+            self.finish(id);
+            return;
+        }
+        match from {
+            Side::A => self.bye_b(now, id),
+            Side::B => {
+                let bye = call.a.request(Method::Bye, &self.local, &self.user_agent);
+                let peer = call.a.peer;
+                self.txn.send_request(now, peer, bye);
+            }
+        }
+        self.acd.call_ended(now, id);
+        self.emit(id, CallEventKind::Ended { cause });
+        self.finish(id);
+    }
+
+    fn finish(&mut self, id: CallId) {
+        if let Some(call) = self.calls.remove(&id) {
+            self.by_invite_tx.remove(&call.invite_tx);
+            self.by_sip_call_id.remove(&call.a.call_id);
+            if let Some(b) = &call.b {
+                self.by_sip_call_id.remove(&b.dialog.call_id);
+            }
+            let _ = call.id;
+        }
+        self.outputs
+            .push_back(Output::Media(MediaCommand::Release { call: id }));
+    }
+
+    fn seat_change(&mut self, now: Instant, seat: SeatId, online: bool) {
+        if online {
+            self.acd.seat_online(now, &seat);
+        } else {
+            self.acd.seat_offline(now, &seat);
+        }
+        self.outputs.push_back(Output::Seat { seat, online });
+    }
+}
+
+/// Where to send requests for a Contact: its host and port when it is an IP literal
+/// over UDP; the registration's own connection when the seat registered over TCP.
+fn contact_peer(contact: &Uri, registered_over: Option<Peer>) -> Option<Peer> {
+    if let Some(p) = registered_over
+        && p.kind == TransportKind::Tcp
+    {
+        return Some(p);
+    }
+    let tcp = contact
+        .param("transport")
+        .flatten()
+        .is_some_and(|t| t.eq_ignore_ascii_case("tcp"));
+    let ip = match &contact.host {
+        Host::V4(v4) => IpAddr::V4(*v4),
+        Host::V6(v6) => IpAddr::V6(*v6),
+        _ => return None,
+    };
+    let port = contact.port.unwrap_or(5060);
+    Some(Peer {
+        kind: if tcp {
+            TransportKind::Tcp
+        } else {
+            TransportKind::Udp
+        },
+        addr: SocketAddr::new(ip, port),
+    })
+}
+
+/// The SDP offer and the locations of an INVITE body (plain SDP or multipart/mixed).
+fn split_body(req: &Request) -> (Bytes, Result<Vec<location::Location>, String>) {
+    let ct = req.content_type().unwrap_or("").to_ascii_lowercase();
+    if ct.starts_with("application/sdp") {
+        return (req.body.clone(), Ok(Vec::new()));
+    }
+    if !ct.starts_with("multipart/") {
+        return (req.body.clone(), Ok(Vec::new()));
+    }
+    match location::split_multipart(req.content_type().unwrap_or(""), &req.body) {
+        Ok(parts) => {
+            let sdp = parts
+                .iter()
+                .find(|p| p.content_type.to_ascii_lowercase().starts_with("application/sdp"))
+                .map(|p| p.body.clone())
+                .unwrap_or_default();
+            let mut locs = Vec::new();
+            let mut err = None;
+            for p in parts
+                .iter()
+                .filter(|p| p.content_type.to_ascii_lowercase().contains("pidf+xml"))
+            {
+                match location::parse_pidf(&p.body) {
+                    Ok(l) => locs.extend(l),
+                    Err(e) => err = Some(e.to_string()),
+                }
+            }
+            match err {
+                Some(e) if locs.is_empty() => (sdp, Err(e)),
+                _ => (sdp, Ok(locs)),
+            }
+        }
+        Err(e) => (Bytes::new(), Err(e.to_string())),
+    }
+}
+
+#[allow(dead_code)]
+fn _name_addr_marker(_: &NameAddr) {}
