@@ -25,6 +25,12 @@ pub enum ParseError {
     WildcardContact,
     #[error("message truncated")]
     Truncated,
+    /// A 32-bit scalar (CSeq number, Max-Forwards, Expires) that does not fit (RFC 4475 §3.1.2.4).
+    #[error("{0} value too large")]
+    TooLarge(&'static str),
+    /// A quoted string that never closes (RFC 4475 §3.1.2.6).
+    #[error("unterminated quoted string")]
+    UnterminatedQuote,
 }
 
 impl ParseError {
