@@ -18,6 +18,8 @@ use std::time::{Duration, Instant};
 use md5::Md5;
 use sha2::{Digest, Sha256};
 
+use crate::sip::uri::Uri;
+
 /// A digest algorithm (RFC 7616 §3.3, RFC 8760 §2).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 #[non_exhaustive]
@@ -358,8 +360,9 @@ impl Challenger {
     }
 
     /// Verifies the `Authorization` values of a request (RFC 7616 §3.4): the one for our
-    /// realm is checked for user, digest-uri (`request_uri` as written on the request
-    /// line), nonce, qop=auth with nc and cnonce, and the response hash.
+    /// realm is checked for user, digest-uri (equal to the Request-URI as written, or an
+    /// equivalent URI, RFC 3261 §19.1.4), nonce, qop=auth with nc and cnonce, and the
+    /// response hash.
     /// `lookup` finds a seat's [`Credential`] by user name.
     ///
     /// # Errors
@@ -369,7 +372,7 @@ impl Challenger {
         &self,
         now: Instant,
         method: &str,
-        request_uri: &str,
+        request_uri: &Uri,
         authorizations: I,
         lookup: F,
     ) -> Result<Authenticated, AuthError>
@@ -409,7 +412,8 @@ impl Challenger {
         let ha1 = cred.as_ref().unwrap_or(&dummy).ha1(alg);
         let expected = digest_response(alg, ha1, nonce, nc, cnonce, Some(qop), method, uri);
         let hash_ok = constant_time_eq(expected.as_bytes(), response.as_bytes());
-        let uri_ok = uri == request_uri;
+        let uri_ok = uri == request_uri.to_string()
+            || Uri::parse(uri).is_ok_and(|u| u.equivalent(request_uri));
         self.check_nonce(now, nonce)?;
         match cred {
             Some(c) if hash_ok && uri_ok && c.user == user => Ok(Authenticated {
@@ -498,8 +502,14 @@ fn hmac_sha256(key: &[u8; 32], msg: &[u8]) -> [u8; 32] {
         ipad[i] ^= k;
         opad[i] ^= k;
     }
-    let inner = Sha256::new().chain_update(ipad).chain_update(msg).finalize();
-    let outer = Sha256::new().chain_update(opad).chain_update(inner).finalize();
+    let inner = Sha256::new()
+        .chain_update(ipad)
+        .chain_update(msg)
+        .finalize();
+    let outer = Sha256::new()
+        .chain_update(opad)
+        .chain_update(inner)
+        .finalize();
     let mut out = [0u8; 32];
     out.copy_from_slice(&outer);
     out
@@ -567,7 +577,7 @@ mod tests {
         )
         .unwrap();
         let p = DigestParams::parse(&v).unwrap();
-        assert_eq!(p.get("response"), Some("8ca523f5e9506fed4657c9700eebdec1"));
+        assert_eq!(p.get("response"), Some("8ca523f5e9506fed4657c9700eebdbec"));
     }
 
     #[test]
@@ -589,6 +599,10 @@ mod tests {
             DigestParams::parse("Digest realm"),
             Err(AuthError::Malformed)
         );
+    }
+
+    fn ruri() -> Uri {
+        Uri::parse("sip:vigie").unwrap()
     }
 
     fn setup() -> (Challenger, Instant, Vec<Credential>) {
@@ -631,7 +645,7 @@ mod tests {
             .unwrap();
             let later = now + Duration::from_secs(10);
             let got = ch
-                .verify(later, "REGISTER", "sip:vigie", [auth.as_str()], lookup(&creds))
+                .verify(later, "REGISTER", &ruri(), [auth.as_str()], lookup(&creds))
                 .unwrap();
             assert_eq!(
                 got,
@@ -642,11 +656,17 @@ mod tests {
             );
             // Wrong method, wrong URI.
             assert_eq!(
-                ch.verify(later, "INVITE", "sip:vigie", [auth.as_str()], lookup(&creds)),
+                ch.verify(later, "INVITE", &ruri(), [auth.as_str()], lookup(&creds)),
                 Err(AuthError::Rejected)
             );
             assert_eq!(
-                ch.verify(later, "REGISTER", "sip:other", [auth.as_str()], lookup(&creds)),
+                ch.verify(
+                    later,
+                    "REGISTER",
+                    &Uri::parse("sip:other").unwrap(),
+                    [auth.as_str()],
+                    lookup(&creds)
+                ),
                 Err(AuthError::Rejected)
             );
         }
@@ -659,10 +679,9 @@ mod tests {
         let wrong =
             answer_challenge(challenge, "REGISTER", "sip:vigie", "1001", "nope", "c", 1).unwrap();
         let unknown =
-            answer_challenge(challenge, "REGISTER", "sip:vigie", "9999", "s3cret", "c", 1)
-                .unwrap();
-        let a = ch.verify(now, "REGISTER", "sip:vigie", [wrong.as_str()], lookup(&creds));
-        let b = ch.verify(now, "REGISTER", "sip:vigie", [unknown.as_str()], lookup(&creds));
+            answer_challenge(challenge, "REGISTER", "sip:vigie", "9999", "s3cret", "c", 1).unwrap();
+        let a = ch.verify(now, "REGISTER", &ruri(), [wrong.as_str()], lookup(&creds));
+        let b = ch.verify(now, "REGISTER", &ruri(), [unknown.as_str()], lookup(&creds));
         assert_eq!(a, Err(AuthError::Rejected));
         assert_eq!(a, b);
     }
@@ -675,25 +694,31 @@ mod tests {
             answer_challenge(challenge, "REGISTER", "sip:vigie", "1001", "s3cret", "c", 1).unwrap();
         let late = now + Duration::from_secs(301);
         assert_eq!(
-            ch.verify(late, "REGISTER", "sip:vigie", [auth.as_str()], lookup(&creds)),
+            ch.verify(late, "REGISTER", &ruri(), [auth.as_str()], lookup(&creds)),
             Err(AuthError::Stale)
         );
         let at_limit = now + Duration::from_secs(300);
         assert!(
-            ch.verify(at_limit, "REGISTER", "sip:vigie", [auth.as_str()], lookup(&creds))
-                .is_ok()
+            ch.verify(
+                at_limit,
+                "REGISTER",
+                &ruri(),
+                [auth.as_str()],
+                lookup(&creds)
+            )
+            .is_ok()
         );
         // Another server's secret: rejected, not stale.
         let other = Challenger::new("vigie", [8u8; 32], now, Duration::from_secs(300));
         assert_eq!(
-            other.verify(now, "REGISTER", "sip:vigie", [auth.as_str()], lookup(&creds)),
+            other.verify(now, "REGISTER", &ruri(), [auth.as_str()], lookup(&creds)),
             Err(AuthError::Rejected)
         );
         // Tampered timestamp.
         let forged = auth.replacen("nonce=\"0", "nonce=\"1", 1);
         assert_ne!(forged, auth);
         assert_eq!(
-            ch.verify(now, "REGISTER", "sip:vigie", [forged.as_str()], lookup(&creds)),
+            ch.verify(now, "REGISTER", &ruri(), [forged.as_str()], lookup(&creds)),
             Err(AuthError::Rejected)
         );
     }
@@ -703,12 +728,12 @@ mod tests {
         let (ch, now, creds) = setup();
         let none: [&str; 0] = [];
         assert_eq!(
-            ch.verify(now, "REGISTER", "sip:vigie", none, lookup(&creds)),
+            ch.verify(now, "REGISTER", &ruri(), none, lookup(&creds)),
             Err(AuthError::Missing)
         );
         let other_realm = "Digest username=\"1001\", realm=\"elsewhere\", nonce=\"x\", uri=\"sip:vigie\", response=\"0\"";
         assert_eq!(
-            ch.verify(now, "REGISTER", "sip:vigie", [other_realm], lookup(&creds)),
+            ch.verify(now, "REGISTER", &ruri(), [other_realm], lookup(&creds)),
             Err(AuthError::Missing)
         );
         let nonce = ch.nonce(now);
@@ -716,14 +741,14 @@ mod tests {
             "Digest username=\"1001\", realm=\"vigie\", nonce=\"{nonce}\", uri=\"sip:vigie\", response=\"0\", algorithm=MD5-sess, qop=auth, nc=00000001, cnonce=\"c\""
         );
         assert_eq!(
-            ch.verify(now, "REGISTER", "sip:vigie", [sess.as_str()], lookup(&creds)),
+            ch.verify(now, "REGISTER", &ruri(), [sess.as_str()], lookup(&creds)),
             Err(AuthError::Unsupported)
         );
         let no_nc = format!(
             "Digest username=\"1001\", realm=\"vigie\", nonce=\"{nonce}\", uri=\"sip:vigie\", response=\"0\", qop=auth, cnonce=\"c\""
         );
         let e = ch
-            .verify(now, "REGISTER", "sip:vigie", [no_nc.as_str()], lookup(&creds))
+            .verify(now, "REGISTER", &ruri(), [no_nc.as_str()], lookup(&creds))
             .unwrap_err();
         assert_eq!((e, e.status()), (AuthError::Malformed, 400));
         assert_eq!(AuthError::Rejected.status(), 401);

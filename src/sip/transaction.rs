@@ -133,7 +133,10 @@ pub enum TxEvent {
     Ack { from: Peer, request: Request },
     /// A CANCEL matched a server INVITE transaction in Proceeding (RFC 3261 §9.2). The
     /// layer has answered the CANCEL with 200; the TU must answer the INVITE with 487.
-    Cancelled { invite: ServerTxKey, cancel: Request },
+    Cancelled {
+        invite: ServerTxKey,
+        cancel: Request,
+    },
     /// A provisional or final response for a client transaction; retransmissions absorbed.
     Response {
         key: ClientTxKey,
@@ -339,8 +342,7 @@ impl TransactionLayer {
                 }
                 if !reliable {
                     tx.retransmit_interval = cfg.t1;
-                    self.timers
-                        .arm(Slot::server(id, Timer::G), now + cfg.t1);
+                    self.timers.arm(Slot::server(id, Timer::G), now + cfg.t1);
                 }
                 self.timers
                     .arm(Slot::server(id, Timer::L), now + cfg.t1x64());
@@ -348,8 +350,7 @@ impl TransactionLayer {
                 tx.state = ServerState::Completed;
                 if !reliable {
                     tx.retransmit_interval = cfg.t1;
-                    self.timers
-                        .arm(Slot::server(id, Timer::G), now + cfg.t1);
+                    self.timers.arm(Slot::server(id, Timer::G), now + cfg.t1);
                 }
                 self.timers
                     .arm(Slot::server(id, Timer::H), now + cfg.t1x64());
@@ -377,10 +378,7 @@ impl TransactionLayer {
     /// [`TxError::NotCancellable`] when `key` is not an INVITE client transaction awaiting
     /// its final response.
     pub fn cancel(&mut self, now: Instant, key: &ClientTxKey) -> Result<ClientTxKey, TxError> {
-        let id = *self
-            .client_index
-            .get(key)
-            .ok_or(TxError::NotCancellable)?;
+        let id = *self.client_index.get(key).ok_or(TxError::NotCancellable)?;
         let tx = self.clients.get_mut(&id).ok_or(TxError::NotCancellable)?;
         if !tx.invite {
             return Err(TxError::NotCancellable);
@@ -548,7 +546,10 @@ impl TransactionLayer {
                         self.timers.disarm(Slot::client(id, Timer::B));
                     }
                     let pending = tx.cancel_pending;
-                    self.events.push_back(TxEvent::Response { key, response: resp });
+                    self.events.push_back(TxEvent::Response {
+                        key,
+                        response: resp,
+                    });
                     if pending {
                         self.send_cancel(now, id);
                     }
@@ -559,7 +560,10 @@ impl TransactionLayer {
                     self.timers.disarm(Slot::client(id, Timer::B));
                     self.timers
                         .arm(Slot::client(id, Timer::M), now + cfg.t1x64());
-                    self.events.push_back(TxEvent::Response { key, response: resp });
+                    self.events.push_back(TxEvent::Response {
+                        key,
+                        response: resp,
+                    });
                 } else {
                     tx.state = ClientState::Completed;
                     tx.cancel_pending = false;
@@ -570,7 +574,10 @@ impl TransactionLayer {
                     });
                     tx.ack = Some(ack);
                     self.timers.disarm(Slot::client(id, Timer::B));
-                    self.events.push_back(TxEvent::Response { key, response: resp });
+                    self.events.push_back(TxEvent::Response {
+                        key,
+                        response: resp,
+                    });
                     if reliable {
                         self.terminate_client(id);
                     } else {
@@ -589,7 +596,10 @@ impl TransactionLayer {
                     } else {
                         // A 2xx from another fork: a new dialog for the TU.
                         tx.seen_2xx_tags.push(tag);
-                        self.events.push_back(TxEvent::Response { key, response: resp });
+                        self.events.push_back(TxEvent::Response {
+                            key,
+                            response: resp,
+                        });
                     }
                 }
             }
@@ -608,17 +618,22 @@ impl TransactionLayer {
             (false, ClientState::Calling | ClientState::Proceeding) => {
                 if class == 1 {
                     tx.state = ClientState::Proceeding;
-                    self.events.push_back(TxEvent::Response { key, response: resp });
+                    self.events.push_back(TxEvent::Response {
+                        key,
+                        response: resp,
+                    });
                 } else {
                     tx.state = ClientState::Completed;
                     self.timers.disarm(Slot::client(id, Timer::E));
                     self.timers.disarm(Slot::client(id, Timer::F));
-                    self.events.push_back(TxEvent::Response { key, response: resp });
+                    self.events.push_back(TxEvent::Response {
+                        key,
+                        response: resp,
+                    });
                     if reliable {
                         self.terminate_client(id);
                     } else {
-                        self.timers
-                            .arm(Slot::client(id, Timer::K), now + cfg.t4);
+                        self.timers.arm(Slot::client(id, Timer::K), now + cfg.t4);
                     }
                 }
             }
@@ -731,11 +746,7 @@ impl TransactionLayer {
         }
         let invite = req.method == Method::Invite;
         let id = self.alloc_id();
-        let ack_key = if invite {
-            DialogAckKey::of(&req)
-        } else {
-            None
-        };
+        let ack_key = if invite { DialogAckKey::of(&req) } else { None };
         let mut tx = ServerTx {
             key: key.clone(),
             invite,
@@ -790,9 +801,8 @@ impl TransactionLayer {
 
     fn incoming_ack(&mut self, now: Instant, from: Peer, key: ServerTxKey, req: Request) {
         let by_branch = self.server_index.get(&key).copied();
-        let id = by_branch.or_else(|| {
-            DialogAckKey::of(&req).and_then(|k| self.accepted_index.get(&k).copied())
-        });
+        let id = by_branch
+            .or_else(|| DialogAckKey::of(&req).and_then(|k| self.accepted_index.get(&k).copied()));
         let Some(id) = id else {
             self.events.push_back(TxEvent::Ack { from, request: req });
             return;
