@@ -1,1 +1,712 @@
-//! (being written)
+//! The registrar for agent seats (RFC 3261 §10.3), sans-IO.
+//!
+//! Every REGISTER must carry valid digest credentials ([`crate::sip::auth`]) for the seat
+//! named by its To AoR. Bindings are kept per seat (the AoR user part) with their expiry,
+//! Call-ID/CSeq (§10.3 step 7) and the transport [`Peer`] they came from, so a seat behind
+//! NAT is reached at its source address. The caller feeds REGISTER requests to
+//! [`Registrar::handle_register`], sends the returned response (through the server
+//! transaction), tells the ACD about [`SeatChange`]s, and calls [`Registrar::expire`] at
+//! [`Registrar::poll_timeout`].
+
+use std::collections::HashMap;
+use std::time::{Duration, Instant};
+
+use rand::Rng;
+
+use crate::sip::auth::{AuthError, Challenger, Credential};
+use crate::sip::header::NameAddr;
+use crate::sip::message::{HeaderName, Request, Response, SipHeaders};
+use crate::sip::transport::Peer;
+use crate::sip::uri::Uri;
+
+/// Registrar settings.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RegistrarConfig {
+    /// Digest realm (RFC 3261 §22.1), e.g. the switch's domain.
+    pub realm: String,
+    /// Shortest registration accepted, in seconds; shorter gives 423 (RFC 3261 §10.3 step 7).
+    pub min_expires: u32,
+    /// Longest registration granted, in seconds; longer requests are cut to this.
+    pub max_expires: u32,
+    /// Registration length when the request gives none, in seconds.
+    pub default_expires: u32,
+    /// How long a nonce stays valid, in seconds, before `stale=true`.
+    pub nonce_lifetime: u32,
+}
+
+impl RegistrarConfig {
+    /// Defaults: min 60 s, max 3600 s, default 600 s, nonce lifetime 300 s.
+    pub fn new(realm: impl Into<String>) -> RegistrarConfig {
+        RegistrarConfig {
+            realm: realm.into(),
+            min_expires: 60,
+            max_expires: 3600,
+            default_expires: 600,
+            nonce_lifetime: 300,
+        }
+    }
+}
+
+/// One Contact bound to a seat.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Binding {
+    /// The Contact URI as registered.
+    pub contact: Uri,
+    /// The transport peer the REGISTER came from (reach the seat there behind NAT).
+    pub source: Peer,
+    /// When the binding lapses.
+    pub expires_at: Instant,
+    /// Call-ID and CSeq number of the REGISTER that last refreshed it (§10.3 step 7).
+    pub call_id: String,
+    pub cseq: u32,
+    /// When it was last refreshed.
+    pub updated: Instant,
+}
+
+/// A seat's reachability changed: tell the ACD.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum SeatChange {
+    /// The seat had no binding and now has one.
+    Online { seat: String },
+    /// The seat's last binding was removed or expired.
+    Offline { seat: String },
+}
+
+/// The result of one REGISTER: the response to send and what changed.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RegisterOutcome {
+    /// 200 (with every current Contact and its `expires`), 400, 401, 403, 423 or 500.
+    pub response: Response,
+    pub changes: Vec<SeatChange>,
+}
+
+/// The registrar: seats' credentials and bindings.
+#[derive(Debug)]
+pub struct Registrar {
+    cfg: RegistrarConfig,
+    challenger: Challenger,
+    seats: HashMap<String, Credential>,
+    bindings: HashMap<String, Vec<Binding>>,
+}
+
+impl Registrar {
+    /// A registrar for `seats` (credentials in `cfg.realm`). `epoch` is any instant not
+    /// after the first `now`; `secret` keys the nonces (32 random octets).
+    pub fn new(
+        cfg: RegistrarConfig,
+        seats: Vec<Credential>,
+        epoch: Instant,
+        secret: [u8; 32],
+    ) -> Registrar {
+        let challenger = Challenger::new(
+            cfg.realm.clone(),
+            secret,
+            epoch,
+            Duration::from_secs(u64::from(cfg.nonce_lifetime)),
+        );
+        Registrar {
+            cfg,
+            challenger,
+            seats: seats.into_iter().map(|c| (c.user.clone(), c)).collect(),
+            bindings: HashMap::new(),
+        }
+    }
+
+    /// Replaces the seats' credentials (configuration reload); bindings of removed seats
+    /// are dropped and reported offline.
+    pub fn set_seats(&mut self, seats: Vec<Credential>) -> Vec<SeatChange> {
+        self.seats = seats.into_iter().map(|c| (c.user.clone(), c)).collect();
+        let gone: Vec<String> = self
+            .bindings
+            .keys()
+            .filter(|s| !self.seats.contains_key(*s))
+            .cloned()
+            .collect();
+        gone.into_iter()
+            .map(|seat| {
+                self.bindings.remove(&seat);
+                SeatChange::Offline { seat }
+            })
+            .collect()
+    }
+
+    /// Handles a REGISTER (RFC 3261 §10.3 steps 1–8) from transport peer `from`.
+    pub fn handle_register(&mut self, now: Instant, from: Peer, req: &Request) -> RegisterOutcome {
+        match self.register(now, from, req) {
+            Ok(outcome) => outcome,
+            Err(resp) => RegisterOutcome {
+                response: *resp,
+                changes: Vec::new(),
+            },
+        }
+    }
+
+    fn register(
+        &mut self,
+        now: Instant,
+        from: Peer,
+        req: &Request,
+    ) -> Result<RegisterOutcome, Box<Response>> {
+        let bad = |why: &str| Box::new(req.response(400, &format!("Bad Request ({why})"), None));
+        // Step 3: authentication, for every REGISTER.
+        let auth = self.challenger.verify(
+            now,
+            "REGISTER",
+            &req.uri,
+            req.headers.get_all(&HeaderName::Authorization),
+            |u| self.seats.get(u).cloned(),
+        );
+        let user = match auth {
+            Ok(a) => a.user,
+            Err(AuthError::Malformed) => return Err(bad("Authorization")),
+            Err(e) => {
+                let mut resp = req.response(401, "Unauthorized", Some(&new_tag()));
+                for v in self.challenger.challenge(now, e == AuthError::Stale) {
+                    resp.headers.push(HeaderName::WwwAuthenticate, v);
+                }
+                return Err(Box::new(resp));
+            }
+        };
+        // Step 5: the AoR from To, a SIP or SIPS URI whose user is the authenticated seat.
+        let to = req.header_to().map_err(|_| bad("To"))?;
+        if !to.uri.is_sip() {
+            return Err(bad("To is not a SIP or SIPS URI"));
+        }
+        let seat = to.uri.user_unescaped().unwrap_or_default();
+        if seat != user {
+            return Err(Box::new(req.response(403, "Forbidden", Some(&new_tag()))));
+        }
+        let call_id = req.call_id().map_err(|_| bad("Call-ID"))?.trim().to_owned();
+        let cseq = req.cseq().map_err(|_| bad("CSeq"))?.seq;
+        let expires_header = match req.headers.get(&HeaderName::Expires) {
+            None => None,
+            Some(v) => Some(v.trim().parse::<u32>().map_err(|_| bad("Expires"))?),
+        };
+        let before = self.bindings.get(&seat).map_or(0, Vec::len);
+        let mut list = self.bindings.get(&seat).cloned().unwrap_or_default();
+        list.retain(|b| b.expires_at > now);
+
+        // Step 6: Contact: * (only with Expires: 0 and alone).
+        if req.contact_is_wildcard() {
+            let lines = req.headers.get_all(&HeaderName::Contact).count();
+            if lines != 1 || expires_header != Some(0) {
+                return Err(bad("Contact: * needs Expires: 0 and no other Contact"));
+            }
+            if list.iter().any(|b| b.call_id == call_id && b.cseq >= cseq) {
+                return Err(Box::new(req.response(500, "Out of order", None)));
+            }
+            list.clear();
+        } else {
+            let contacts: Vec<NameAddr> = req.contacts().map_err(|_| bad("Contact"))?;
+            // Step 7, first pass: every interval, before anything changes.
+            let mut wanted = Vec::with_capacity(contacts.len());
+            for c in &contacts {
+                let expires = match c.param("expires") {
+                    Some(Some(v)) => v.trim().parse::<u32>().map_err(|_| bad("expires"))?,
+                    Some(None) => return Err(bad("expires")),
+                    None => expires_header.unwrap_or(self.cfg.default_expires),
+                };
+                if expires != 0 && expires < self.cfg.min_expires {
+                    let mut resp = req.response(423, "Interval Too Brief", Some(&new_tag()));
+                    resp.headers.push(
+                        HeaderName::Other("Min-Expires".into()),
+                        self.cfg.min_expires.to_string(),
+                    );
+                    return Err(Box::new(resp));
+                }
+                wanted.push((c.uri.clone(), expires.min(self.cfg.max_expires)));
+            }
+            // Second pass: apply, refusing out-of-order refreshes.
+            for (uri, expires) in wanted {
+                let existing = list.iter().position(|b| b.contact.equivalent(&uri));
+                if let Some(i) = existing
+                    && let Some(b) = list.get(i)
+                    && b.call_id == call_id
+                    && b.cseq >= cseq
+                {
+                    return Err(Box::new(req.response(500, "Out of order", None)));
+                }
+                if let Some(i) = existing {
+                    list.remove(i);
+                }
+                if expires > 0 {
+                    list.push(Binding {
+                        contact: uri,
+                        source: from,
+                        expires_at: now + Duration::from_secs(u64::from(expires)),
+                        call_id: call_id.clone(),
+                        cseq,
+                        updated: now,
+                    });
+                }
+            }
+        }
+        // Most recent first.
+        list.sort_by_key(|b| std::cmp::Reverse(b.updated));
+        let mut resp = req.response(200, "OK", Some(&new_tag()));
+        for b in &list {
+            let left = b.expires_at.saturating_duration_since(now);
+            let secs = left.as_secs() + u64::from(left.subsec_nanos() > 0);
+            resp.headers.push(
+                HeaderName::Contact,
+                format!("<{}>;expires={secs}", b.contact),
+            );
+        }
+        let after = list.len();
+        if list.is_empty() {
+            self.bindings.remove(&seat);
+        } else {
+            self.bindings.insert(seat.clone(), list);
+        }
+        let mut changes = Vec::new();
+        if before == 0 && after > 0 {
+            changes.push(SeatChange::Online { seat });
+        } else if before > 0 && after == 0 {
+            changes.push(SeatChange::Offline { seat });
+        }
+        Ok(RegisterOutcome {
+            response: resp,
+            changes,
+        })
+    }
+
+    /// Removes every binding whose expiry is at or before `now`; seats left without any
+    /// binding are reported [`SeatChange::Offline`].
+    pub fn expire(&mut self, now: Instant) -> Vec<SeatChange> {
+        let mut gone = Vec::new();
+        self.bindings.retain(|seat, list| {
+            list.retain(|b| b.expires_at > now);
+            if list.is_empty() {
+                gone.push(seat.clone());
+            }
+            !list.is_empty()
+        });
+        gone.sort();
+        gone.into_iter()
+            .map(|seat| SeatChange::Offline { seat })
+            .collect()
+    }
+
+    /// The next binding expiry, when [`Registrar::expire`] must run. O(bindings).
+    pub fn poll_timeout(&self) -> Option<Instant> {
+        self.bindings
+            .values()
+            .flat_map(|l| l.iter().map(|b| b.expires_at))
+            .min()
+    }
+
+    /// The live bindings of `seat`, most recently refreshed first.
+    pub fn lookup(&self, seat: &str) -> Vec<Binding> {
+        self.bindings.get(seat).cloned().unwrap_or_default()
+    }
+
+    /// Seats with at least one binding, sorted.
+    pub fn online_seats(&self) -> Vec<String> {
+        let mut v: Vec<String> = self.bindings.keys().cloned().collect();
+        v.sort();
+        v
+    }
+}
+
+/// A random To tag (RFC 3261 §19.3), 16 alphanumeric characters.
+fn new_tag() -> String {
+    let mut rng = rand::rng();
+    (0..16)
+        .map(|_| char::from(rng.sample(rand::distr::Alphanumeric)))
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::sip::auth::{DigestParams, answer_challenge};
+    use crate::sip::message::{Headers, Method};
+    use crate::sip::transport::TransportKind;
+    use bytes::Bytes;
+
+    const REALM: &str = "vigie.test";
+
+    fn peer(port: u16) -> Peer {
+        Peer {
+            kind: TransportKind::Udp,
+            addr: format!("192.0.2.10:{port}").parse().unwrap(),
+        }
+    }
+
+    fn registrar(epoch: Instant) -> Registrar {
+        let seats = vec![
+            Credential::from_password("1001", REALM, "pw1001"),
+            Credential::from_password("1002", REALM, "pw1002"),
+        ];
+        Registrar::new(RegistrarConfig::new(REALM), seats, epoch, [3u8; 32])
+    }
+
+    fn register(
+        user: &str,
+        call_id: &str,
+        cseq: u32,
+        contacts: &[&str],
+        expires: Option<u32>,
+    ) -> Request {
+        let mut h = Headers::new();
+        h.push(
+            HeaderName::Via,
+            "SIP/2.0/UDP 192.0.2.10:5062;branch=z9hG4bKreg1;rport",
+        );
+        h.push(HeaderName::From, format!("<sip:{user}@{REALM}>;tag=ft1"));
+        h.push(HeaderName::To, format!("<sip:{user}@{REALM}>"));
+        h.push(HeaderName::CallId, call_id);
+        h.push(HeaderName::CSeq, format!("{cseq} REGISTER"));
+        for c in contacts {
+            h.push(HeaderName::Contact, *c);
+        }
+        if let Some(e) = expires {
+            h.push(HeaderName::Expires, e.to_string());
+        }
+        Request {
+            method: Method::Register,
+            uri: Uri::parse(&format!("sip:{REALM}")).unwrap(),
+            headers: h,
+            body: Bytes::new(),
+        }
+    }
+
+    /// Sends `req`, answers the 401 with `user`/`password` (challenge `which`: 0 SHA-256,
+    /// 1 MD5) and returns the outcome of the authenticated request.
+    fn with_auth(
+        r: &mut Registrar,
+        now: Instant,
+        mut req: Request,
+        user: &str,
+        password: &str,
+        which: usize,
+    ) -> RegisterOutcome {
+        let first = r.handle_register(now, peer(5062), &req);
+        assert_eq!(first.response.status, 401);
+        let challenge = first
+            .response
+            .headers
+            .get_all(&HeaderName::WwwAuthenticate)
+            .nth(which)
+            .unwrap()
+            .to_owned();
+        let auth = answer_challenge(
+            &challenge,
+            "REGISTER",
+            &format!("sip:{REALM}"),
+            user,
+            password,
+            "cn0nce",
+            1,
+        )
+        .unwrap();
+        req.headers.push(HeaderName::Authorization, auth);
+        r.handle_register(now, peer(5062), &req)
+    }
+
+    fn contact_lines(resp: &Response) -> Vec<String> {
+        resp.headers
+            .get_all(&HeaderName::Contact)
+            .map(str::to_owned)
+            .collect()
+    }
+
+    #[test]
+    fn register_with_md5_and_sha256() {
+        let t0 = Instant::now();
+        let mut r = registrar(t0);
+        for (which, user) in [(0usize, "1001"), (1, "1002")] {
+            let req = register(user, "cid", 1, &["<sip:a@192.0.2.10:5062>"], Some(120));
+            let out = with_auth(&mut r, t0, req, user, &format!("pw{user}"), which);
+            assert_eq!(out.response.status, 200);
+            assert_eq!(
+                contact_lines(&out.response),
+                vec!["<sip:a@192.0.2.10:5062>;expires=120".to_owned()]
+            );
+            assert_eq!(
+                out.changes,
+                vec![SeatChange::Online {
+                    seat: user.to_owned()
+                }]
+            );
+            assert!(out.response.header_to().unwrap().tag().is_some());
+        }
+        let b = r.lookup("1001");
+        assert_eq!(b.len(), 1);
+        assert_eq!(b[0].source, peer(5062));
+        assert_eq!(b[0].expires_at, t0 + Duration::from_secs(120));
+        assert_eq!(r.online_seats(), vec!["1001", "1002"]);
+    }
+
+    #[test]
+    fn challenge_lists_sha256_then_md5() {
+        let t0 = Instant::now();
+        let mut r = registrar(t0);
+        let out = r.handle_register(t0, peer(5062), &register("1001", "c", 1, &[], None));
+        let ch: Vec<&str> = out
+            .response
+            .headers
+            .get_all(&HeaderName::WwwAuthenticate)
+            .collect();
+        assert_eq!(ch.len(), 2);
+        assert_eq!(
+            DigestParams::parse(ch[0]).unwrap().get("algorithm"),
+            Some("SHA-256")
+        );
+        assert_eq!(
+            DigestParams::parse(ch[1]).unwrap().get("algorithm"),
+            Some("MD5")
+        );
+        assert!(out.changes.is_empty());
+    }
+
+    #[test]
+    fn wrong_password_and_unknown_user_give_identical_401s() {
+        let t0 = Instant::now();
+        let mut r = registrar(t0);
+        let wrong = with_auth(
+            &mut r,
+            t0,
+            register("1001", "c", 1, &["<sip:a@192.0.2.10>"], None),
+            "1001",
+            "bad",
+            0,
+        );
+        let unknown = with_auth(
+            &mut r,
+            t0,
+            register("1001", "c", 1, &["<sip:a@192.0.2.10>"], None),
+            "7777",
+            "pw1001",
+            0,
+        );
+        let strip = |resp: &Response| {
+            let mut v: Vec<String> = resp
+                .headers
+                .iter()
+                .filter(|h| h.name != HeaderName::To)
+                .map(|h| format!("{}: {}", h.name.as_str(), h.value))
+                .collect();
+            v.insert(0, format!("{} {}", resp.status, resp.reason));
+            v
+        };
+        assert_eq!(wrong.response.status, 401);
+        assert_eq!(strip(&wrong.response), strip(&unknown.response));
+        assert!(r.lookup("1001").is_empty());
+    }
+
+    #[test]
+    fn authenticated_user_must_own_the_aor() {
+        let t0 = Instant::now();
+        let mut r = registrar(t0);
+        let out = with_auth(
+            &mut r,
+            t0,
+            register("1002", "c", 1, &["<sip:a@192.0.2.10>"], None),
+            "1001",
+            "pw1001",
+            1,
+        );
+        assert_eq!(out.response.status, 403);
+        assert!(r.lookup("1002").is_empty());
+    }
+
+    #[test]
+    fn expiry_after_virtual_time() {
+        let t0 = Instant::now();
+        let mut r = registrar(t0);
+        let out = with_auth(
+            &mut r,
+            t0,
+            register("1001", "c", 1, &["<sip:a@192.0.2.10>"], Some(90)),
+            "1001",
+            "pw1001",
+            0,
+        );
+        assert_eq!(out.response.status, 200);
+        assert_eq!(r.poll_timeout(), Some(t0 + Duration::from_secs(90)));
+        assert!(r.expire(t0 + Duration::from_secs(89)).is_empty());
+        assert_eq!(r.lookup("1001").len(), 1);
+        assert_eq!(
+            r.expire(t0 + Duration::from_secs(90)),
+            vec![SeatChange::Offline {
+                seat: "1001".into()
+            }]
+        );
+        assert!(r.lookup("1001").is_empty());
+        assert_eq!(r.poll_timeout(), None);
+    }
+
+    #[test]
+    fn default_and_capped_expires_and_several_contacts() {
+        let t0 = Instant::now();
+        let mut r = registrar(t0);
+        let out = with_auth(
+            &mut r,
+            t0,
+            register(
+                "1001",
+                "c",
+                1,
+                &["<sip:a@192.0.2.10>", "<sip:b@192.0.2.11>;expires=99999"],
+                None,
+            ),
+            "1001",
+            "pw1001",
+            0,
+        );
+        assert_eq!(
+            contact_lines(&out.response),
+            vec![
+                "<sip:a@192.0.2.10>;expires=600".to_owned(),
+                "<sip:b@192.0.2.11>;expires=3600".to_owned()
+            ]
+        );
+        // A later refresh of b alone puts b first.
+        let t1 = t0 + Duration::from_secs(10);
+        let out = with_auth(
+            &mut r,
+            t1,
+            register("1001", "c", 2, &["<sip:b@192.0.2.11>"], Some(300)),
+            "1001",
+            "pw1001",
+            0,
+        );
+        assert_eq!(
+            contact_lines(&out.response),
+            vec![
+                "<sip:b@192.0.2.11>;expires=300".to_owned(),
+                "<sip:a@192.0.2.10>;expires=590".to_owned()
+            ]
+        );
+        assert!(out.changes.is_empty());
+        // Same Call-ID, lower CSeq: refused, bindings unchanged.
+        let out = with_auth(
+            &mut r,
+            t1,
+            register("1001", "c", 1, &["<sip:b@192.0.2.11>"], Some(0)),
+            "1001",
+            "pw1001",
+            0,
+        );
+        assert_eq!(out.response.status, 500);
+        assert_eq!(r.lookup("1001").len(), 2);
+    }
+
+    #[test]
+    fn unregister_one_and_wildcard() {
+        let t0 = Instant::now();
+        let mut r = registrar(t0);
+        let two = &["<sip:a@192.0.2.10>", "<sip:b@192.0.2.11>"];
+        with_auth(
+            &mut r,
+            t0,
+            register("1001", "c", 1, two, Some(300)),
+            "1001",
+            "pw1001",
+            0,
+        );
+        let out = with_auth(
+            &mut r,
+            t0,
+            register("1001", "c", 2, &["<sip:a@192.0.2.10>;expires=0"], None),
+            "1001",
+            "pw1001",
+            1,
+        );
+        assert_eq!(out.response.status, 200);
+        assert_eq!(
+            contact_lines(&out.response),
+            vec!["<sip:b@192.0.2.11>;expires=300".to_owned()]
+        );
+        assert!(out.changes.is_empty());
+        // `*` without Expires: 0 is a 400.
+        let out = with_auth(
+            &mut r,
+            t0,
+            register("1001", "c", 3, &["*"], None),
+            "1001",
+            "pw1001",
+            0,
+        );
+        assert_eq!(out.response.status, 400);
+        let out = with_auth(
+            &mut r,
+            t0,
+            register("1001", "c", 4, &["*"], Some(0)),
+            "1001",
+            "pw1001",
+            0,
+        );
+        assert_eq!(out.response.status, 200);
+        assert!(contact_lines(&out.response).is_empty());
+        assert_eq!(
+            out.changes,
+            vec![SeatChange::Offline {
+                seat: "1001".into()
+            }]
+        );
+        assert!(r.lookup("1001").is_empty());
+    }
+
+    #[test]
+    fn interval_too_brief() {
+        let t0 = Instant::now();
+        let mut r = registrar(t0);
+        let out = with_auth(
+            &mut r,
+            t0,
+            register("1001", "c", 1, &["<sip:a@192.0.2.10>"], Some(30)),
+            "1001",
+            "pw1001",
+            0,
+        );
+        assert_eq!(out.response.status, 423);
+        assert_eq!(
+            out.response
+                .headers
+                .get(&HeaderName::Other("Min-Expires".into())),
+            Some("60")
+        );
+        assert!(r.lookup("1001").is_empty());
+    }
+
+    #[test]
+    fn to_must_be_sip() {
+        let t0 = Instant::now();
+        let mut r = registrar(t0);
+        let mut req = register("1001", "c", 1, &["<sip:a@192.0.2.10>"], None);
+        req.headers.set(HeaderName::To, "<tel:1001>");
+        let out = with_auth(&mut r, t0, req, "1001", "pw1001", 0);
+        assert_eq!(out.response.status, 400);
+    }
+
+    #[test]
+    fn stale_nonce_gets_stale_challenge() {
+        let t0 = Instant::now();
+        let mut r = registrar(t0);
+        let mut req = register("1001", "c", 1, &["<sip:a@192.0.2.10>"], None);
+        let first = r.handle_register(t0, peer(5062), &req);
+        let ch = first
+            .response
+            .headers
+            .get(&HeaderName::WwwAuthenticate)
+            .unwrap()
+            .to_owned();
+        let auth =
+            answer_challenge(&ch, "REGISTER", "sip:vigie.test", "1001", "pw1001", "x", 1).unwrap();
+        req.headers.push(HeaderName::Authorization, auth);
+        let out = r.handle_register(t0 + Duration::from_secs(301), peer(5062), &req);
+        assert_eq!(out.response.status, 401);
+        let again = out
+            .response
+            .headers
+            .get(&HeaderName::WwwAuthenticate)
+            .unwrap();
+        assert_eq!(
+            DigestParams::parse(again).unwrap().get("stale"),
+            Some("true")
+        );
+    }
+}

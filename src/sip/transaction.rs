@@ -1,1 +1,1279 @@
-//! (being written)
+//! The SIP transaction layer (RFC 3261 §17, with RFC 6026 "Accepted" states), sans-IO.
+//!
+//! [`TransactionLayer`] holds every client and server transaction of one SIP endpoint. It
+//! never reads the clock and owns no socket: the caller passes `now` into every input,
+//! polls [`TransactionLayer::poll_transmit`] for messages to put on the wire,
+//! [`TransactionLayer::poll_event`] for what the transaction user (TU) must know, and
+//! [`TransactionLayer::poll_timeout`] for the next instant at which
+//! [`TransactionLayer::handle_timeout`] must be called.
+//!
+//! Timers live in one ordered table of `(deadline, transaction, timer)` (quinn-proto
+//! style), so `poll_timeout` is O(log n) and thousands of transactions are cheap.
+//!
+//! Driving it (the switch's IO edge):
+//! ```text
+//! loop {
+//!     select! { datagram => layer.handle_incoming(now, peer, parse(datagram)),
+//!               sleep_until(layer.poll_timeout()) => layer.handle_timeout(now) }
+//!     while let Some(t) = layer.poll_transmit() { socket.send_to(t.message.to_bytes(), t.to) }
+//!     while let Some(e) = layer.poll_event() { tu.handle(e) }   // TU may call send_*/cancel
+//! }
+//! ```
+
+use std::collections::{BTreeSet, HashMap, VecDeque};
+use std::net::IpAddr;
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use rand::Rng;
+
+use crate::sip::header::{BRANCH_COOKIE, Via};
+use crate::sip::message::{HeaderName, Headers, Message, Method, Request, Response, SipHeaders};
+use crate::sip::transport::Peer;
+use crate::sip::uri::Host;
+
+/// Timer base values (RFC 3261 §17.1.1.1, Table 4).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct TimerConfig {
+    /// RTT estimate, 500 ms by default.
+    pub t1: Duration,
+    /// Maximum retransmit interval for non-INVITE requests and INVITE responses, 4 s.
+    pub t2: Duration,
+    /// Maximum duration a message remains in the network, 5 s.
+    pub t4: Duration,
+    /// Timer D, wait time for response retransmits over unreliable transports
+    /// (RFC 3261 §17.1.1.2: at least 32 s).
+    pub d: Duration,
+}
+
+impl Default for TimerConfig {
+    fn default() -> TimerConfig {
+        TimerConfig {
+            t1: Duration::from_millis(500),
+            t2: Duration::from_secs(4),
+            t4: Duration::from_secs(5),
+            d: Duration::from_secs(32),
+        }
+    }
+}
+
+impl TimerConfig {
+    /// 64*T1: timers B, F, H, J, L, M (RFC 3261 §17, RFC 6026).
+    fn t1x64(&self) -> Duration {
+        self.t1 * 64
+    }
+}
+
+/// Identifies a client transaction (RFC 3261 §17.1.3): top Via branch + CSeq method.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct ClientTxKey {
+    branch: String,
+    method: Method,
+}
+
+impl ClientTxKey {
+    /// The branch of the request's top Via.
+    pub fn branch(&self) -> &str {
+        &self.branch
+    }
+    /// The CSeq method of the transaction (INVITE, CANCEL, BYE…).
+    pub fn method(&self) -> &Method {
+        &self.method
+    }
+}
+
+/// Identifies a server transaction (RFC 3261 §17.2.3): top Via branch + sent-by + method,
+/// with ACK mapped to INVITE. For requests without the magic cookie (RFC 2543 peers) the
+/// branch is replaced by a synthetic one from Call-ID, CSeq number and From tag.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct ServerTxKey {
+    branch: String,
+    sent_by: String,
+    method: Method,
+}
+
+impl ServerTxKey {
+    /// The branch of the request's top Via (or the synthetic RFC 2543 key).
+    pub fn branch(&self) -> &str {
+        &self.branch
+    }
+    /// The `host:port` sent-by of the request's top Via, host lower-cased.
+    pub fn sent_by(&self) -> &str {
+        &self.sent_by
+    }
+    /// The request method (INVITE, CANCEL, BYE…).
+    pub fn method(&self) -> &Method {
+        &self.method
+    }
+}
+
+/// A message to put on the wire.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Transmit {
+    /// Where to send: for requests the peer given by the TU, for responses the peer chosen
+    /// from the top Via per RFC 3261 §18.2.2 / RFC 3581.
+    pub to: Peer,
+    pub message: Message,
+}
+
+/// What the transaction user must handle.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum TxEvent {
+    /// A new server transaction (any method but ACK and CANCEL). For INVITE, the layer has
+    /// already sent `100 Trying`. The request's top Via carries `received`/`rport`.
+    Request {
+        key: ServerTxKey,
+        from: Peer,
+        request: Request,
+    },
+    /// An ACK that belongs to no INVITE server transaction in Completed state: the ACK for
+    /// a 2xx (RFC 3261 §13.3.1.4), for the dialog layer. When it matched a server
+    /// transaction in Accepted state, the layer has stopped retransmitting the 2xx.
+    Ack { from: Peer, request: Request },
+    /// A CANCEL matched a server INVITE transaction in Proceeding (RFC 3261 §9.2). The
+    /// layer has answered the CANCEL with 200; the TU must answer the INVITE with 487.
+    Cancelled {
+        invite: ServerTxKey,
+        cancel: Request,
+    },
+    /// A provisional or final response for a client transaction; retransmissions absorbed.
+    Response {
+        key: ClientTxKey,
+        response: Response,
+    },
+    /// A 2xx to an INVITE that matches no live client transaction, or a retransmission of
+    /// a 2xx already delivered (RFC 3261 §13.2.2.4): the TU re-sends its ACK.
+    Stray2xx { from: Peer, response: Response },
+    /// Timer B or F fired (RFC 3261 §17.1.1.2, §17.1.2.2), or no final response came
+    /// 64*T1 after a CANCEL (§9.1): the TU treats it as a 408.
+    Timeout { key: ClientTxKey },
+    /// Timer H fired: no ACK for our non-2xx final (RFC 3261 §17.2.1); or Timer L fired
+    /// with no ACK for our 2xx (RFC 3261 §13.3.1.4: the TU should send BYE).
+    ServerAckTimeout { key: ServerTxKey },
+}
+
+/// Counters for metrics (`vigie_sip_retransmissions_total`, …).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct TxStats {
+    /// Retransmissions sent by the layer: requests (timers A, E), final responses
+    /// (timer G and the 2xx of RFC 6026 Accepted state), and responses re-sent because
+    /// the peer retransmitted its request.
+    pub retransmissions: u64,
+    /// Client transactions that ended with a [`TxEvent::Timeout`].
+    pub timeouts: u64,
+    /// Incoming messages dropped because their Via or CSeq could not be read.
+    pub malformed: u64,
+    /// Live client transactions.
+    pub client_transactions: usize,
+    /// Live server transactions.
+    pub server_transactions: usize,
+}
+
+/// Misuse of the layer by the TU (our bug, not the peer's).
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum TxError {
+    #[error("no such transaction")]
+    UnknownTransaction,
+    #[error("a final response was already sent on this transaction")]
+    AlreadyFinal,
+    #[error("status {0} cannot be sent here")]
+    BadStatus(u16),
+    #[error("the request has no top Via with a branch, or no CSeq")]
+    MissingBranch,
+    #[error("an ACK is sent with send_stateless, not in a transaction")]
+    AckIsStateless,
+    #[error("only an INVITE client transaction without final response can be cancelled")]
+    NotCancellable,
+}
+
+/// Returns a fresh RFC 3261 branch: the magic cookie `z9hG4bK` followed by 24 random
+/// alphanumeric characters (RFC 3261 §8.1.1.7).
+pub fn new_branch() -> String {
+    let mut s = String::with_capacity(BRANCH_COOKIE.len() + 24);
+    s.push_str(BRANCH_COOKIE);
+    let mut rng = rand::rng();
+    for _ in 0..24 {
+        s.push(char::from(rng.sample(rand::distr::Alphanumeric)));
+    }
+    s
+}
+
+// ---------------------------------------------------------------------------------------
+// The layer
+// ---------------------------------------------------------------------------------------
+
+/// Every transaction of one SIP endpoint (RFC 3261 §17). See the module documentation.
+#[derive(Debug)]
+pub struct TransactionLayer {
+    cfg: TimerConfig,
+    next_id: u64,
+    clients: HashMap<u64, ClientTx>,
+    client_index: HashMap<ClientTxKey, u64>,
+    servers: HashMap<u64, ServerTx>,
+    server_index: HashMap<ServerTxKey, u64>,
+    /// INVITE server transactions in Accepted state by (Call-ID, CSeq number, From tag),
+    /// to recognise the ACK for their 2xx, which has its own branch.
+    accepted_index: HashMap<DialogAckKey, u64>,
+    timers: TimerTable,
+    transmits: VecDeque<Transmit>,
+    events: VecDeque<TxEvent>,
+    stats: TxStats,
+}
+
+impl TransactionLayer {
+    /// A layer with no transactions.
+    pub fn new(cfg: TimerConfig) -> TransactionLayer {
+        TransactionLayer {
+            cfg,
+            next_id: 0,
+            clients: HashMap::new(),
+            client_index: HashMap::new(),
+            servers: HashMap::new(),
+            server_index: HashMap::new(),
+            accepted_index: HashMap::new(),
+            timers: TimerTable::default(),
+            transmits: VecDeque::new(),
+            events: VecDeque::new(),
+            stats: TxStats::default(),
+        }
+    }
+
+    /// The timer configuration in use.
+    pub fn config(&self) -> &TimerConfig {
+        &self.cfg
+    }
+
+    /// Counters for metrics, with the current numbers of live transactions.
+    pub fn stats(&self) -> TxStats {
+        TxStats {
+            client_transactions: self.clients.len(),
+            server_transactions: self.servers.len(),
+            ..self.stats
+        }
+    }
+
+    /// A message parsed from the network; `from` is the transport peer it came from.
+    /// Requests get `received`/`rport` on their top Via (RFC 3261 §18.2.1, RFC 3581).
+    /// Messages whose top Via or CSeq cannot be read are dropped and counted in
+    /// [`TxStats::malformed`].
+    pub fn handle_incoming(&mut self, now: Instant, from: Peer, msg: Message) {
+        match msg {
+            Message::Request(req) => self.incoming_request(now, from, req),
+            Message::Response(resp) => self.incoming_response(now, from, resp),
+        }
+    }
+
+    /// The TU sends a request (INVITE or non-INVITE) in a new client transaction
+    /// (RFC 3261 §17.1.1, §17.1.2). The request must carry its top Via with a fresh branch
+    /// ([`new_branch`]). ACK for a 2xx goes through [`TransactionLayer::send_stateless`].
+    ///
+    /// # Errors
+    /// [`TxError::MissingBranch`] when the top Via, its branch or the CSeq is missing;
+    /// [`TxError::AckIsStateless`] for an ACK, which creates no transaction.
+    pub fn send_request(
+        &mut self,
+        now: Instant,
+        to: Peer,
+        req: Request,
+    ) -> Result<ClientTxKey, TxError> {
+        if req.method == Method::Ack {
+            return Err(TxError::AckIsStateless);
+        }
+        let branch = req
+            .top_via()
+            .ok()
+            .and_then(|v| v.branch().map(str::to_owned))
+            .ok_or(TxError::MissingBranch)?;
+        req.cseq().map_err(|_| TxError::MissingBranch)?;
+        let key = ClientTxKey {
+            branch,
+            method: req.method.clone(),
+        };
+        Ok(self.start_client(now, to, key, req))
+    }
+
+    /// Sends a response on a server transaction (RFC 3261 §17.2.1, §17.2.2). The
+    /// destination is the one computed from the request's top Via (§18.2.2).
+    /// A 2xx to an INVITE moves the transaction to Accepted (RFC 6026): the layer
+    /// retransmits it (T1, 2T1 … capped at T2) until the ACK arrives or 64*T1 passes.
+    ///
+    /// # Errors
+    /// [`TxError::UnknownTransaction`], [`TxError::AlreadyFinal`], or
+    /// [`TxError::BadStatus`] for a status outside 101–699 (100 is sent by the layer).
+    pub fn send_response(
+        &mut self,
+        now: Instant,
+        key: &ServerTxKey,
+        resp: Response,
+    ) -> Result<(), TxError> {
+        if !(100..=699).contains(&resp.status) {
+            return Err(TxError::BadStatus(resp.status));
+        }
+        let id = *self
+            .server_index
+            .get(key)
+            .ok_or(TxError::UnknownTransaction)?;
+        let cfg = self.cfg;
+        let tx = self
+            .servers
+            .get_mut(&id)
+            .ok_or(TxError::UnknownTransaction)?;
+        if !matches!(tx.state, ServerState::Trying | ServerState::Proceeding) {
+            return Err(TxError::AlreadyFinal);
+        }
+        let reliable = tx.from.kind.is_reliable();
+        self.transmits.push_back(Transmit {
+            to: tx.dest,
+            message: Message::Response(resp.clone()),
+        });
+        let class = resp.class();
+        tx.last_response = Some(resp);
+        if class == 1 {
+            tx.state = ServerState::Proceeding;
+            return Ok(());
+        }
+        if tx.invite {
+            if class == 2 {
+                tx.state = ServerState::Accepted;
+                if let Some(k) = tx.ack_key.clone() {
+                    self.accepted_index.insert(k, id);
+                }
+                if !reliable {
+                    tx.retransmit_interval = cfg.t1;
+                    self.timers.arm(Slot::server(id, Timer::G), now + cfg.t1);
+                }
+                self.timers
+                    .arm(Slot::server(id, Timer::L), now + cfg.t1x64());
+            } else {
+                tx.state = ServerState::Completed;
+                if !reliable {
+                    tx.retransmit_interval = cfg.t1;
+                    self.timers.arm(Slot::server(id, Timer::G), now + cfg.t1);
+                }
+                self.timers
+                    .arm(Slot::server(id, Timer::H), now + cfg.t1x64());
+            }
+        } else {
+            tx.state = ServerState::Completed;
+            if reliable {
+                self.terminate_server(id);
+            } else {
+                self.timers
+                    .arm(Slot::server(id, Timer::J), now + cfg.t1x64());
+            }
+        }
+        Ok(())
+    }
+
+    /// CANCELs a pending client INVITE (RFC 3261 §9.1). The CANCEL is sent in its own
+    /// non-INVITE client transaction, whose key is returned; its responses come as
+    /// [`TxEvent::Response`] with that key. If no provisional response has arrived yet the
+    /// CANCEL is held until one does (and dropped if a final response comes first). If no
+    /// final response to the INVITE arrives within 64*T1 of sending the CANCEL, the INVITE
+    /// ends with [`TxEvent::Timeout`].
+    ///
+    /// # Errors
+    /// [`TxError::NotCancellable`] when `key` is not an INVITE client transaction awaiting
+    /// its final response.
+    pub fn cancel(&mut self, now: Instant, key: &ClientTxKey) -> Result<ClientTxKey, TxError> {
+        let id = *self.client_index.get(key).ok_or(TxError::NotCancellable)?;
+        let tx = self.clients.get_mut(&id).ok_or(TxError::NotCancellable)?;
+        if !tx.invite {
+            return Err(TxError::NotCancellable);
+        }
+        let cancel_key = ClientTxKey {
+            branch: key.branch.clone(),
+            method: Method::Cancel,
+        };
+        match tx.state {
+            ClientState::Calling => {
+                tx.cancel_pending = true;
+                Ok(cancel_key)
+            }
+            ClientState::Proceeding => {
+                if !tx.cancel_sent {
+                    self.send_cancel(now, id);
+                }
+                Ok(cancel_key)
+            }
+            _ => Err(TxError::NotCancellable),
+        }
+    }
+
+    /// Sends a message outside any transaction: the ACK for a 2xx (RFC 3261 §13.2.2.4),
+    /// a stateless 400 for a request that failed to parse.
+    pub fn send_stateless(&mut self, to: Peer, msg: Message) {
+        self.transmits.push_back(Transmit { to, message: msg });
+    }
+
+    /// Runs every timer whose deadline is at or before `now`.
+    pub fn handle_timeout(&mut self, now: Instant) {
+        while let Some((at, slot)) = self.timers.pop_due(now) {
+            match slot.side {
+                Side::Client => self.client_timer(at, slot.id, slot.timer),
+                Side::Server => self.server_timer(at, slot.id, slot.timer),
+            }
+        }
+    }
+
+    /// The next instant at which [`TransactionLayer::handle_timeout`] must be called.
+    pub fn poll_timeout(&self) -> Option<Instant> {
+        self.timers.first()
+    }
+
+    /// The next message to send, in order.
+    pub fn poll_transmit(&mut self) -> Option<Transmit> {
+        self.transmits.pop_front()
+    }
+
+    /// The next event for the TU, in order.
+    pub fn poll_event(&mut self) -> Option<TxEvent> {
+        self.events.pop_front()
+    }
+
+    // -----------------------------------------------------------------------------------
+    // client side
+    // -----------------------------------------------------------------------------------
+
+    fn alloc_id(&mut self) -> u64 {
+        self.next_id += 1;
+        self.next_id
+    }
+
+    fn start_client(
+        &mut self,
+        now: Instant,
+        to: Peer,
+        key: ClientTxKey,
+        req: Request,
+    ) -> ClientTxKey {
+        // A TU reusing a live key replaces the old transaction.
+        if let Some(old) = self.client_index.get(&key).copied() {
+            self.terminate_client(old);
+        }
+        let id = self.alloc_id();
+        let invite = req.method == Method::Invite;
+        let reliable = to.kind.is_reliable();
+        let cfg = self.cfg;
+        self.transmits.push_back(Transmit {
+            to,
+            message: Message::Request(req.clone()),
+        });
+        if !reliable {
+            let t = if invite { Timer::A } else { Timer::E };
+            self.timers.arm(Slot::client(id, t), now + cfg.t1);
+        }
+        let t = if invite { Timer::B } else { Timer::F };
+        self.timers.arm(Slot::client(id, t), now + cfg.t1x64());
+        self.clients.insert(
+            id,
+            ClientTx {
+                key: key.clone(),
+                invite,
+                to,
+                request: req,
+                state: ClientState::Calling,
+                retransmit_interval: cfg.t1,
+                ack: None,
+                cancel_pending: false,
+                cancel_sent: false,
+                seen_2xx_tags: Vec::new(),
+            },
+        );
+        self.client_index.insert(key.clone(), id);
+        key
+    }
+
+    fn send_cancel(&mut self, now: Instant, invite_id: u64) {
+        let Some(tx) = self.clients.get_mut(&invite_id) else {
+            return;
+        };
+        tx.cancel_pending = false;
+        tx.cancel_sent = true;
+        let cancel = build_cancel(&tx.request);
+        let to = tx.to;
+        let key = ClientTxKey {
+            branch: tx.key.branch.clone(),
+            method: Method::Cancel,
+        };
+        // RFC 3261 §9.1: give up on the INVITE 64*T1 after the CANCEL.
+        self.timers
+            .arm(Slot::client(invite_id, Timer::B), now + self.cfg.t1x64());
+        self.start_client(now, to, key, cancel);
+    }
+
+    fn incoming_response(&mut self, now: Instant, from: Peer, resp: Response) {
+        let (Ok(via), Ok(cseq)) = (resp.top_via(), resp.cseq()) else {
+            self.stats.malformed += 1;
+            return;
+        };
+        let Some(branch) = via.branch() else {
+            self.stats.malformed += 1;
+            return;
+        };
+        if !(100..=699).contains(&resp.status) {
+            self.stats.malformed += 1;
+            return;
+        }
+        let key = ClientTxKey {
+            branch: branch.to_owned(),
+            method: cseq.method,
+        };
+        let Some(id) = self.client_index.get(&key).copied() else {
+            if resp.class() == 2 && key.method == Method::Invite {
+                self.events.push_back(TxEvent::Stray2xx {
+                    from,
+                    response: resp,
+                });
+            }
+            return;
+        };
+        let cfg = self.cfg;
+        let Some(tx) = self.clients.get_mut(&id) else {
+            return;
+        };
+        let reliable = tx.to.kind.is_reliable();
+        let class = resp.class();
+        match (tx.invite, tx.state) {
+            // ---- INVITE client, RFC 3261 §17.1.1.2 and RFC 6026 §7.2
+            (true, ClientState::Calling | ClientState::Proceeding) => {
+                self.timers.disarm(Slot::client(id, Timer::A));
+                if class == 1 {
+                    tx.state = ClientState::Proceeding;
+                    if !tx.cancel_sent {
+                        self.timers.disarm(Slot::client(id, Timer::B));
+                    }
+                    let pending = tx.cancel_pending;
+                    self.events.push_back(TxEvent::Response {
+                        key,
+                        response: resp,
+                    });
+                    if pending {
+                        self.send_cancel(now, id);
+                    }
+                } else if class == 2 {
+                    tx.state = ClientState::Accepted;
+                    tx.cancel_pending = false;
+                    tx.seen_2xx_tags.push(to_tag(&resp));
+                    self.timers.disarm(Slot::client(id, Timer::B));
+                    self.timers
+                        .arm(Slot::client(id, Timer::M), now + cfg.t1x64());
+                    self.events.push_back(TxEvent::Response {
+                        key,
+                        response: resp,
+                    });
+                } else {
+                    tx.state = ClientState::Completed;
+                    tx.cancel_pending = false;
+                    let ack = build_ack(&tx.request, &resp);
+                    self.transmits.push_back(Transmit {
+                        to: tx.to,
+                        message: Message::Request(ack.clone()),
+                    });
+                    tx.ack = Some(ack);
+                    self.timers.disarm(Slot::client(id, Timer::B));
+                    self.events.push_back(TxEvent::Response {
+                        key,
+                        response: resp,
+                    });
+                    if reliable {
+                        self.terminate_client(id);
+                    } else {
+                        self.timers.arm(Slot::client(id, Timer::D), now + cfg.d);
+                    }
+                }
+            }
+            (true, ClientState::Accepted) => {
+                if class == 2 {
+                    let tag = to_tag(&resp);
+                    if tx.seen_2xx_tags.contains(&tag) {
+                        self.events.push_back(TxEvent::Stray2xx {
+                            from,
+                            response: resp,
+                        });
+                    } else {
+                        // A 2xx from another fork: a new dialog for the TU.
+                        tx.seen_2xx_tags.push(tag);
+                        self.events.push_back(TxEvent::Response {
+                            key,
+                            response: resp,
+                        });
+                    }
+                }
+            }
+            (true, ClientState::Completed) => {
+                if class >= 3
+                    && let Some(ack) = tx.ack.clone()
+                {
+                    self.stats.retransmissions += 1;
+                    self.transmits.push_back(Transmit {
+                        to: tx.to,
+                        message: Message::Request(ack),
+                    });
+                }
+            }
+            // ---- non-INVITE client, RFC 3261 §17.1.2.2
+            (false, ClientState::Calling | ClientState::Proceeding) => {
+                if class == 1 {
+                    tx.state = ClientState::Proceeding;
+                    self.events.push_back(TxEvent::Response {
+                        key,
+                        response: resp,
+                    });
+                } else {
+                    tx.state = ClientState::Completed;
+                    self.timers.disarm(Slot::client(id, Timer::E));
+                    self.timers.disarm(Slot::client(id, Timer::F));
+                    self.events.push_back(TxEvent::Response {
+                        key,
+                        response: resp,
+                    });
+                    if reliable {
+                        self.terminate_client(id);
+                    } else {
+                        self.timers.arm(Slot::client(id, Timer::K), now + cfg.t4);
+                    }
+                }
+            }
+            (false, _) | (true, ClientState::Terminated) => {}
+        }
+    }
+
+    fn client_timer(&mut self, at: Instant, id: u64, timer: Timer) {
+        let cfg = self.cfg;
+        let Some(tx) = self.clients.get_mut(&id) else {
+            return;
+        };
+        match timer {
+            Timer::A if tx.state == ClientState::Calling => {
+                self.stats.retransmissions += 1;
+                self.transmits.push_back(Transmit {
+                    to: tx.to,
+                    message: Message::Request(tx.request.clone()),
+                });
+                tx.retransmit_interval *= 2;
+                self.timers
+                    .arm(Slot::client(id, Timer::A), at + tx.retransmit_interval);
+            }
+            Timer::E if matches!(tx.state, ClientState::Calling | ClientState::Proceeding) => {
+                self.stats.retransmissions += 1;
+                self.transmits.push_back(Transmit {
+                    to: tx.to,
+                    message: Message::Request(tx.request.clone()),
+                });
+                tx.retransmit_interval = if tx.state == ClientState::Proceeding {
+                    cfg.t2
+                } else {
+                    (tx.retransmit_interval * 2).min(cfg.t2)
+                };
+                self.timers
+                    .arm(Slot::client(id, Timer::E), at + tx.retransmit_interval);
+            }
+            Timer::B | Timer::F
+                if matches!(tx.state, ClientState::Calling | ClientState::Proceeding) =>
+            {
+                let key = tx.key.clone();
+                self.stats.timeouts += 1;
+                self.events.push_back(TxEvent::Timeout { key });
+                self.terminate_client(id);
+            }
+            Timer::D | Timer::K | Timer::M => self.terminate_client(id),
+            _ => {}
+        }
+    }
+
+    fn terminate_client(&mut self, id: u64) {
+        if let Some(tx) = self.clients.remove(&id) {
+            self.timers.disarm_all(Side::Client, id);
+            if self.client_index.get(&tx.key) == Some(&id) {
+                self.client_index.remove(&tx.key);
+            }
+        }
+    }
+
+    // -----------------------------------------------------------------------------------
+    // server side
+    // -----------------------------------------------------------------------------------
+
+    fn incoming_request(&mut self, now: Instant, from: Peer, mut req: Request) {
+        let (Ok(via), Ok(cseq)) = (req.top_via(), req.cseq()) else {
+            self.stats.malformed += 1;
+            return;
+        };
+        if cseq.method != req.method {
+            self.stats.malformed += 1;
+            return;
+        }
+        let via = stamp_top_via(&mut req, &via, from);
+        let dest = response_destination(&via, from);
+        let branch = match via.branch() {
+            Some(b) if b.starts_with(BRANCH_COOKIE) => b.to_owned(),
+            // RFC 2543 peer: synthesise a key (RFC 3261 §17.2.3 fallback, simplified).
+            _ => format!(
+                "2543;{};{};{}",
+                req.call_id().unwrap_or(""),
+                cseq.seq,
+                req.header_from()
+                    .ok()
+                    .and_then(|f| f.tag().map(str::to_owned))
+                    .unwrap_or_default()
+            ),
+        };
+        let sent_by = sent_by(&via);
+        let method = if req.method == Method::Ack {
+            Method::Invite
+        } else {
+            req.method.clone()
+        };
+        let key = ServerTxKey {
+            branch,
+            sent_by,
+            method,
+        };
+        if req.method == Method::Ack {
+            self.incoming_ack(now, from, key, req);
+            return;
+        }
+        if let Some(id) = self.server_index.get(&key).copied() {
+            self.retransmitted_request(id);
+            return;
+        }
+        if req.method == Method::Cancel {
+            self.incoming_cancel(now, from, dest, key, req);
+            return;
+        }
+        let invite = req.method == Method::Invite;
+        let id = self.alloc_id();
+        let ack_key = if invite { DialogAckKey::of(&req) } else { None };
+        let mut tx = ServerTx {
+            key: key.clone(),
+            invite,
+            from,
+            dest,
+            state: if invite {
+                ServerState::Proceeding
+            } else {
+                ServerState::Trying
+            },
+            last_response: None,
+            retransmit_interval: self.cfg.t1,
+            ack_key,
+            acked: false,
+        };
+        if invite {
+            // RFC 3261 §17.2.1: our answers take seconds, so 100 Trying goes out at once.
+            let trying = req.response(100, "Trying", None);
+            self.transmits.push_back(Transmit {
+                to: dest,
+                message: Message::Response(trying.clone()),
+            });
+            tx.last_response = Some(trying);
+        }
+        self.servers.insert(id, tx);
+        self.server_index.insert(key.clone(), id);
+        self.events.push_back(TxEvent::Request {
+            key,
+            from,
+            request: req,
+        });
+    }
+
+    /// A retransmitted request (not ACK) matched server transaction `id`.
+    fn retransmitted_request(&mut self, id: u64) {
+        let Some(tx) = self.servers.get(&id) else {
+            return;
+        };
+        let resend = match tx.state {
+            ServerState::Proceeding | ServerState::Completed => tx.last_response.clone(),
+            // INVITE in Accepted/Confirmed: absorbed (RFC 6026 §8.7); Trying: absorbed.
+            _ => None,
+        };
+        if let Some(resp) = resend {
+            self.stats.retransmissions += 1;
+            self.transmits.push_back(Transmit {
+                to: tx.dest,
+                message: Message::Response(resp),
+            });
+        }
+    }
+
+    fn incoming_ack(&mut self, now: Instant, from: Peer, key: ServerTxKey, req: Request) {
+        let by_branch = self.server_index.get(&key).copied();
+        let id = by_branch
+            .or_else(|| DialogAckKey::of(&req).and_then(|k| self.accepted_index.get(&k).copied()));
+        let Some(id) = id else {
+            self.events.push_back(TxEvent::Ack { from, request: req });
+            return;
+        };
+        let cfg = self.cfg;
+        let Some(tx) = self.servers.get_mut(&id) else {
+            return;
+        };
+        match tx.state {
+            ServerState::Completed => {
+                // RFC 3261 §17.2.1: ACK for our non-2xx final.
+                tx.state = ServerState::Confirmed;
+                self.timers.disarm(Slot::server(id, Timer::G));
+                self.timers.disarm(Slot::server(id, Timer::H));
+                if tx.from.kind.is_reliable() {
+                    self.terminate_server(id);
+                } else {
+                    self.timers.arm(Slot::server(id, Timer::I), now + cfg.t4);
+                }
+            }
+            ServerState::Accepted => {
+                // RFC 6026 §8.7: the ACK for our 2xx stops its retransmission and goes to
+                // the TU; the transaction stays until Timer L to absorb INVITE copies.
+                self.timers.disarm(Slot::server(id, Timer::G));
+                if !tx.acked {
+                    tx.acked = true;
+                    self.events.push_back(TxEvent::Ack { from, request: req });
+                }
+            }
+            // Confirmed: absorbed. Proceeding: an ACK before any final is meaningless.
+            _ => {}
+        }
+    }
+
+    fn incoming_cancel(
+        &mut self,
+        now: Instant,
+        from: Peer,
+        dest: Peer,
+        key: ServerTxKey,
+        req: Request,
+    ) {
+        let invite_key = ServerTxKey {
+            branch: key.branch.clone(),
+            sent_by: key.sent_by.clone(),
+            method: Method::Invite,
+        };
+        let invite = self
+            .server_index
+            .get(&invite_key)
+            .and_then(|id| self.servers.get(id));
+        let (status, reason, tag, cancelled) = match invite {
+            None => (481, "Call/Transaction Does Not Exist", None, false),
+            Some(inv) => (
+                200,
+                "OK",
+                inv.last_response.as_ref().and_then(to_tag),
+                inv.state == ServerState::Proceeding,
+            ),
+        };
+        let resp = req.response(status, reason, tag.as_deref());
+        let id = self.alloc_id();
+        self.servers.insert(
+            id,
+            ServerTx {
+                key: key.clone(),
+                invite: false,
+                from,
+                dest,
+                state: ServerState::Trying,
+                last_response: None,
+                retransmit_interval: self.cfg.t1,
+                ack_key: None,
+                acked: false,
+            },
+        );
+        self.server_index.insert(key.clone(), id);
+        // Infallible: the transaction was just created in Trying.
+        let _ = self.send_response(now, &key, resp);
+        if cancelled {
+            self.events.push_back(TxEvent::Cancelled {
+                invite: invite_key,
+                cancel: req,
+            });
+        }
+    }
+
+    fn server_timer(&mut self, at: Instant, id: u64, timer: Timer) {
+        let cfg = self.cfg;
+        let Some(tx) = self.servers.get_mut(&id) else {
+            return;
+        };
+        match timer {
+            Timer::G if matches!(tx.state, ServerState::Completed | ServerState::Accepted) => {
+                if let Some(resp) = tx.last_response.clone() {
+                    self.stats.retransmissions += 1;
+                    self.transmits.push_back(Transmit {
+                        to: tx.dest,
+                        message: Message::Response(resp),
+                    });
+                }
+                tx.retransmit_interval = (tx.retransmit_interval * 2).min(cfg.t2);
+                self.timers
+                    .arm(Slot::server(id, Timer::G), at + tx.retransmit_interval);
+            }
+            Timer::H if tx.state == ServerState::Completed => {
+                let key = tx.key.clone();
+                self.events.push_back(TxEvent::ServerAckTimeout { key });
+                self.terminate_server(id);
+            }
+            Timer::L => {
+                if !tx.acked {
+                    let key = tx.key.clone();
+                    self.events.push_back(TxEvent::ServerAckTimeout { key });
+                }
+                self.terminate_server(id);
+            }
+            Timer::I | Timer::J => self.terminate_server(id),
+            _ => {}
+        }
+    }
+
+    fn terminate_server(&mut self, id: u64) {
+        if let Some(tx) = self.servers.remove(&id) {
+            self.timers.disarm_all(Side::Server, id);
+            if self.server_index.get(&tx.key) == Some(&id) {
+                self.server_index.remove(&tx.key);
+            }
+            if let Some(k) = tx.ack_key
+                && self.accepted_index.get(&k) == Some(&id)
+            {
+                self.accepted_index.remove(&k);
+            }
+        }
+    }
+}
+
+// ---------------------------------------------------------------------------------------
+// Transaction state
+// ---------------------------------------------------------------------------------------
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum ClientState {
+    /// INVITE "Calling" / non-INVITE "Trying".
+    Calling,
+    Proceeding,
+    Completed,
+    /// RFC 6026: a 2xx was received; further 2xx go to the TU.
+    Accepted,
+    #[allow(dead_code)]
+    Terminated,
+}
+
+#[derive(Debug)]
+struct ClientTx {
+    key: ClientTxKey,
+    invite: bool,
+    to: Peer,
+    request: Request,
+    state: ClientState,
+    /// Current interval of timer A or E.
+    retransmit_interval: Duration,
+    /// The ACK built for a non-2xx final (RFC 3261 §17.1.1.3), re-sent on retransmissions.
+    ack: Option<Request>,
+    cancel_pending: bool,
+    cancel_sent: bool,
+    /// To tags of the 2xx responses delivered, to tell retransmissions from forks.
+    seen_2xx_tags: Vec<Option<String>>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum ServerState {
+    /// non-INVITE only.
+    Trying,
+    Proceeding,
+    Completed,
+    /// INVITE only, after the ACK for a non-2xx.
+    Confirmed,
+    /// INVITE only, after a 2xx (RFC 6026).
+    Accepted,
+}
+
+#[derive(Debug)]
+struct ServerTx {
+    key: ServerTxKey,
+    invite: bool,
+    from: Peer,
+    /// Where responses go (RFC 3261 §18.2.2), computed when the request arrived.
+    dest: Peer,
+    state: ServerState,
+    last_response: Option<Response>,
+    /// Current interval of timer G.
+    retransmit_interval: Duration,
+    ack_key: Option<DialogAckKey>,
+    acked: bool,
+}
+
+/// Identifies the ACK for a 2xx, which carries a new branch (RFC 3261 §17.1.1.3): Call-ID,
+/// CSeq number and From tag of the INVITE.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+struct DialogAckKey {
+    call_id: String,
+    seq: u32,
+    from_tag: String,
+}
+
+impl DialogAckKey {
+    fn of(req: &Request) -> Option<DialogAckKey> {
+        Some(DialogAckKey {
+            call_id: req.call_id().ok()?.trim().to_owned(),
+            seq: req.cseq().ok()?.seq,
+            from_tag: req.header_from().ok()?.tag()?.to_owned(),
+        })
+    }
+}
+
+// ---------------------------------------------------------------------------------------
+// Timer table
+// ---------------------------------------------------------------------------------------
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+enum Side {
+    Client,
+    Server,
+}
+
+/// RFC 3261 §17 timers, plus L and M of RFC 6026.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+enum Timer {
+    A,
+    B,
+    D,
+    E,
+    F,
+    K,
+    M,
+    G,
+    H,
+    I,
+    J,
+    L,
+}
+
+const ALL_TIMERS: [Timer; 12] = [
+    Timer::A,
+    Timer::B,
+    Timer::D,
+    Timer::E,
+    Timer::F,
+    Timer::K,
+    Timer::M,
+    Timer::G,
+    Timer::H,
+    Timer::I,
+    Timer::J,
+    Timer::L,
+];
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+struct Slot {
+    side: Side,
+    id: u64,
+    timer: Timer,
+}
+
+impl Slot {
+    fn client(id: u64, timer: Timer) -> Slot {
+        Slot {
+            side: Side::Client,
+            id,
+            timer,
+        }
+    }
+    fn server(id: u64, timer: Timer) -> Slot {
+        Slot {
+            side: Side::Server,
+            id,
+            timer,
+        }
+    }
+}
+
+/// One ordered set of deadlines plus a reverse index for O(log n) re-arming.
+#[derive(Debug, Default)]
+struct TimerTable {
+    by_deadline: BTreeSet<(Instant, Slot)>,
+    by_slot: HashMap<Slot, Instant>,
+}
+
+impl TimerTable {
+    fn arm(&mut self, slot: Slot, at: Instant) {
+        if let Some(old) = self.by_slot.insert(slot, at) {
+            self.by_deadline.remove(&(old, slot));
+        }
+        self.by_deadline.insert((at, slot));
+    }
+
+    fn disarm(&mut self, slot: Slot) {
+        if let Some(old) = self.by_slot.remove(&slot) {
+            self.by_deadline.remove(&(old, slot));
+        }
+    }
+
+    fn disarm_all(&mut self, side: Side, id: u64) {
+        for timer in ALL_TIMERS {
+            self.disarm(Slot { side, id, timer });
+        }
+    }
+
+    fn first(&self) -> Option<Instant> {
+        self.by_deadline.first().map(|(at, _)| *at)
+    }
+
+    fn pop_due(&mut self, now: Instant) -> Option<(Instant, Slot)> {
+        let (at, slot) = *self.by_deadline.first()?;
+        if at > now {
+            return None;
+        }
+        self.by_deadline.remove(&(at, slot));
+        self.by_slot.remove(&slot);
+        Some((at, slot))
+    }
+}
+
+// ---------------------------------------------------------------------------------------
+// Message helpers
+// ---------------------------------------------------------------------------------------
+
+/// The To tag of a response, if any.
+fn to_tag(resp: &Response) -> Option<String> {
+    resp.header_to().ok()?.tag().map(str::to_owned)
+}
+
+/// `host:port` of a Via, host lower-cased, port as written (absent stays absent).
+fn sent_by(via: &Via) -> String {
+    let host = host_text(&via.host);
+    match via.port {
+        Some(p) => format!("{host}:{p}"),
+        None => host,
+    }
+}
+
+fn host_text(host: &Host) -> String {
+    match host {
+        Host::Name(n) => n.to_ascii_lowercase(),
+        Host::V4(a) => a.to_string(),
+        Host::V6(a) => format!("[{a}]"),
+        Host::Opaque(s) => s.clone(),
+        #[allow(unreachable_patterns)]
+        _ => String::new(),
+    }
+}
+
+fn host_ip(host: &Host) -> Option<IpAddr> {
+    match host {
+        Host::V4(a) => Some(IpAddr::V4(*a)),
+        Host::V6(a) => Some(IpAddr::V6(*a)),
+        _ => None,
+    }
+}
+
+/// Adds `received` when the source IP differs from the sent-by host (RFC 3261 §18.2.1)
+/// and fills an empty `rport` (RFC 3581 §4). Rewrites the first Via line of `req` when
+/// it changed; returns the (possibly updated) top Via.
+fn stamp_top_via(req: &mut Request, top: &Via, from: Peer) -> Via {
+    let mut via = top.clone();
+    let ip = from.addr.ip();
+    let rport_requested = matches!(via.param("rport"), Some(None) | Some(Some("")));
+    let mut changed = false;
+    if rport_requested {
+        via.set_param("rport", Some(from.addr.port().to_string()));
+        changed = true;
+    }
+    if rport_requested || host_ip(&via.host) != Some(ip) {
+        via.set_param("received", Some(ip.to_string()));
+        changed = true;
+    }
+    if !changed {
+        return via;
+    }
+    let mut done = false;
+    let mut headers = Headers::new();
+    for h in req.headers.iter() {
+        if !done && h.name == HeaderName::Via {
+            done = true;
+            let mut values = vec![via.to_string()];
+            if let Ok(list) = Via::parse_list(&h.value) {
+                values.extend(list.iter().skip(1).map(|v| v.to_string()));
+            }
+            headers.push(HeaderName::Via, values.join(", "));
+        } else {
+            headers.push(h.name.clone(), h.value.clone());
+        }
+    }
+    req.headers = headers;
+    via
+}
+
+/// Where responses to a request go (RFC 3261 §18.2.2, RFC 3581 §4): over a reliable
+/// transport, the connection it came on; otherwise `received` (or the sent-by IP) with the
+/// `rport` port, or the sent-by port, or 5060. Falls back to the source when the sent-by
+/// is a name that would need DNS.
+fn response_destination(via: &Via, from: Peer) -> Peer {
+    if from.kind.is_reliable() {
+        return from;
+    }
+    let ip = via
+        .param("received")
+        .flatten()
+        .and_then(|r| r.trim_matches(['[', ']']).parse::<IpAddr>().ok())
+        .or_else(|| host_ip(&via.host));
+    let Some(ip) = ip else {
+        return from;
+    };
+    let port = via
+        .param("rport")
+        .flatten()
+        .and_then(|p| p.parse::<u16>().ok())
+        .or(via.port)
+        .unwrap_or(5060);
+    Peer {
+        kind: from.kind,
+        addr: std::net::SocketAddr::new(ip, port),
+    }
+}
+
+/// Copies the headers an ACK or CANCEL shares with its INVITE (RFC 3261 §9.1, §17.1.1.3):
+/// the top Via only, From, Call-ID, Route; `to` and `cseq_method` given.
+fn derived_request(invite: &Request, method: Method, to: Option<&str>) -> Request {
+    let mut headers = Headers::new();
+    let mut via_done = false;
+    for h in invite.headers.iter() {
+        match &h.name {
+            HeaderName::Via if !via_done => {
+                via_done = true;
+                let top = invite
+                    .top_via()
+                    .map(|v| v.to_string())
+                    .unwrap_or_else(|_| h.value.clone());
+                headers.push(HeaderName::Via, top);
+            }
+            HeaderName::From | HeaderName::CallId | HeaderName::Route => {
+                headers.push(h.name.clone(), h.value.clone())
+            }
+            HeaderName::To => {
+                headers.push(HeaderName::To, to.unwrap_or(&h.value).to_owned());
+            }
+            HeaderName::CSeq => {
+                let seq = invite.cseq().map(|c| c.seq).unwrap_or(0);
+                headers.push(HeaderName::CSeq, format!("{seq} {method}"));
+            }
+            _ => {}
+        }
+    }
+    headers.push(HeaderName::MaxForwards, "70");
+    Request {
+        method,
+        uri: invite.uri.clone(),
+        headers,
+        body: Bytes::new(),
+    }
+}
+
+/// The ACK for a non-2xx final response (RFC 3261 §17.1.1.3): same branch as the INVITE,
+/// To from the response.
+pub fn build_ack(invite: &Request, resp: &Response) -> Request {
+    derived_request(invite, Method::Ack, resp.headers.get(&HeaderName::To))
+}
+
+/// The CANCEL for an INVITE (RFC 3261 §9.1): same Request-URI, Call-ID, To, From, CSeq
+/// number and top Via (same branch) as the INVITE.
+pub fn build_cancel(invite: &Request) -> Request {
+    derived_request(invite, Method::Cancel, None)
+}
