@@ -4,6 +4,7 @@
 //! [`location`], [`acd`], [`switch`], [`store`], [`metrics`], and the IO edge in [`app`].
 
 pub mod acd;
+pub mod app;
 pub mod config;
 pub mod location;
 pub mod media;

@@ -21,9 +21,8 @@ use crate::acd::{Acd, CallId, Decision, OfferFailure, OverflowReason, QueueSpec,
 use crate::config::{Cidr, Config};
 use crate::location;
 use crate::sdp;
-use crate::sip::header::NameAddr;
 use crate::sip::message::{HeaderName, Message, Method, Request, Response, SipHeaders};
-use crate::sip::registrar::Registrar;
+use crate::sip::registrar::{Registrar, SeatChange};
 use crate::sip::transaction::{
     ClientTxKey, ServerTxKey, TimerConfig, TransactionLayer, Transmit, TxEvent,
 };
@@ -131,6 +130,9 @@ struct Call {
     a_sdp: Option<Bytes>,
     caller_user: String,
     caller_display: Option<String>,
+    /// vigie's `o=` state towards the caller and towards leg B (RFC 3264 §8).
+    origin_a: sdp::LocalOrigin,
+    origin_b: sdp::LocalOrigin,
     b: Option<OutLeg>,
     media: Option<MediaPorts>,
     /// An offer decided while the relay ports were not ready yet.
@@ -189,6 +191,7 @@ impl Switch {
                 t1: Duration::from_millis(config.sip.t1_ms),
                 t2: Duration::from_millis(config.sip.t2_ms),
                 t4: Duration::from_millis(config.sip.t4_ms),
+                d: Duration::from_secs(32),
             }),
             registrar,
             acd: Acd::new(queues, config.seats.iter().map(|s| s.id.clone())),
@@ -236,7 +239,7 @@ impl Switch {
     pub fn handle_timeout(&mut self, now: Instant) {
         self.txn.handle_timeout(now);
         for change in self.registrar.expire(now) {
-            self.seat_change(now, change.seat, change.online);
+            self.seat_change(now, change);
         }
         self.acd.handle_timeout(now);
         self.pump(now);
@@ -360,7 +363,7 @@ impl Switch {
                 resp.headers.push(HeaderName::Server, self.user_agent.clone());
                 self.respond(now, &key, resp);
                 for change in outcome.changes {
-                    self.seat_change(now, change.seat, change.online);
+                    self.seat_change(now, change);
                 }
             }
             Method::Options => {
@@ -487,7 +490,7 @@ impl Switch {
             .and_then(|c| c.into_iter().next())
             .map(|c| c.uri)
             .unwrap_or_else(|| from_hdr.uri.clone());
-        let id = Ulid::new();
+        let id = Ulid::generate();
         let (offer, locations) = split_body(&req);
         let tag = new_tag();
         let a = Dialog {
@@ -544,6 +547,8 @@ impl Switch {
                 a_sdp: None,
                 caller_user,
                 caller_display: from_hdr.display.clone(),
+                origin_a: sdp::LocalOrigin::new(rand::random::<u32>().into()),
+                origin_b: sdp::LocalOrigin::new(rand::random::<u32>().into()),
                 b: None,
                 media: None,
                 pending: None,
@@ -620,7 +625,7 @@ impl Switch {
             self.acd.offer_failed(now, id, &seat, OfferFailure::Unreachable);
             return;
         };
-        let Some(peer) = contact_peer(&binding.contact, binding.peer) else {
+        let Some(peer) = contact_peer(&binding.contact, Some(binding.source)) else {
             self.acd.offer_failed(now, id, &seat, OfferFailure::Unreachable);
             return;
         };
@@ -688,13 +693,21 @@ impl Switch {
         };
         let b_port = call.media.map(|m| m.b).unwrap_or(0);
         let relay = SocketAddr::new(self.media_ip, b_port);
-        let sdp = match sdp::anchor(&call.offer, relay) {
-            Ok(a) => Bytes::from(a.sdp),
+        let mut origin = call.origin_b.clone();
+        let (sdp, a_peer) = match sdp::anchor(&call.offer, relay, &mut origin) {
+            Ok(a) => (a.sdp, a.peer),
             Err(e) => {
                 tracing::warn!(call = %id, error = %e, "caller SDP cannot be anchored");
                 return false;
             }
         };
+        if let Some(addr) = a_peer {
+            self.outputs.push_back(Output::Media(MediaCommand::PeerHint {
+                call: id,
+                side: Side::A,
+                addr,
+            }));
+        }
         let display = call
             .caller_display
             .as_deref()
@@ -724,13 +737,20 @@ impl Switch {
             .push(HeaderName::ContentType, "application/sdp");
         invite.body = sdp.clone();
         let cseq = dialog.local_cseq;
-        let tx = self.txn.send_request(now, peer, invite);
+        let tx = match self.txn.send_request(now, peer, invite) {
+            Ok(tx) => tx,
+            Err(e) => {
+                tracing::error!(call = %id, error = %e, "INVITE for leg B refused by the transaction layer");
+                return false;
+            }
+        };
         self.by_sip_call_id
             .insert(dialog.call_id.clone(), (id, Side::B));
         if let Some(c) = self.calls.get_mut(&id) {
             if let Some(old) = c.b.take() {
                 self.by_sip_call_id.remove(&old.dialog.call_id);
             }
+            c.origin_b = origin;
             c.b = Some(OutLeg {
                 target,
                 tx,
@@ -821,9 +841,13 @@ impl Switch {
         }
         // The seat's SDP becomes vigie's answer to the caller on the A port.
         let a_port = call.media.map(|m| m.a).unwrap_or(0);
-        let answer = sdp::anchor(&resp.body, SocketAddr::new(self.media_ip, a_port));
+        let answer = sdp::anchor(
+            &resp.body,
+            SocketAddr::new(self.media_ip, a_port),
+            &mut call.origin_a,
+        );
         let (a_sdp, b_media) = match answer {
-            Ok(a) => (Bytes::from(a.sdp), a.peer_rtp),
+            Ok(a) => (a.sdp, a.peer),
             Err(e) => {
                 tracing::warn!(call = %id, error = %e, "seat SDP cannot be anchored");
                 (Bytes::new(), None)
@@ -833,15 +857,6 @@ impl Switch {
             self.outputs.push_back(Output::Media(MediaCommand::PeerHint {
                 call: id,
                 side: Side::B,
-                addr,
-            }));
-        }
-        if let Ok(a_media) = sdp::anchor(&call.offer, SocketAddr::new(self.media_ip, 0))
-            && let Some(addr) = a_media.peer_rtp
-        {
-            self.outputs.push_back(Output::Media(MediaCommand::PeerHint {
-                call: id,
-                side: Side::A,
                 addr,
             }));
         }
@@ -962,7 +977,9 @@ impl Switch {
         }
         b.cancelling = true;
         let key = b.tx.clone();
-        self.txn.cancel(now, &key);
+        if let Err(e) = self.txn.cancel(now, &key) {
+            tracing::debug!(call = %id, error = %e, "CANCEL not sent");
+        }
     }
 
     fn bye_b(&mut self, now: Instant, id: CallId) {
@@ -971,7 +988,9 @@ impl Switch {
         };
         let bye = b.dialog.request(Method::Bye, &self.local, &self.user_agent);
         let peer = b.dialog.peer;
-        self.txn.send_request(now, peer, bye);
+        if let Err(e) = self.txn.send_request(now, peer, bye) {
+            tracing::error!(call = %id, error = %e, "BYE on leg B not sent");
+        }
     }
 
     /// One side hung up an answered call: BYE the other, free the seat, end the call.
@@ -997,7 +1016,9 @@ impl Switch {
             Side::B => {
                 let bye = call.a.request(Method::Bye, &self.local, &self.user_agent);
                 let peer = call.a.peer;
-                self.txn.send_request(now, peer, bye);
+                if let Err(e) = self.txn.send_request(now, peer, bye) {
+                    tracing::error!(call = %id, error = %e, "BYE to the caller not sent");
+                }
             }
         }
         self.acd.call_ended(now, id);
@@ -1018,7 +1039,13 @@ impl Switch {
             .push_back(Output::Media(MediaCommand::Release { call: id }));
     }
 
-    fn seat_change(&mut self, now: Instant, seat: SeatId, online: bool) {
+    fn seat_change(&mut self, now: Instant, change: SeatChange) {
+        let (seat, online) = match change {
+            SeatChange::Online { seat } => (seat, true),
+            SeatChange::Offline { seat } => (seat, false),
+            #[allow(unreachable_patterns)]
+            _ => return,
+        };
         if online {
             self.acd.seat_online(now, &seat);
         } else {
@@ -1092,5 +1119,3 @@ fn split_body(req: &Request) -> (Bytes, Result<Vec<location::Location>, String>)
     }
 }
 
-#[allow(dead_code)]
-fn _name_addr_marker(_: &NameAddr) {}

@@ -1,0 +1,576 @@
+//! Task wiring (DESIGN §2, the IO edge): sockets, the journal writer, the media relay and
+//! the HTTP server around one switch task that owns the sans-IO [`Switch`].
+
+pub mod http;
+pub mod recorder;
+pub mod transport;
+
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Instant;
+
+use bytes::Bytes;
+use tokio::net::{TcpListener, UdpSocket};
+use tokio::sync::{mpsc, watch};
+
+use crate::acd::{CallId, QueueSnapshot};
+use crate::config::Config;
+use crate::media::{self, MediaError, MediaRelay, RelayConfig, RelayMetrics, RelaySession};
+use crate::metrics::{Metrics, QueueLabels, SeatLabels, SeatState, StatusClass, StatusClassLabels};
+use crate::sip::auth::Credential;
+use crate::sip::message::Message;
+use crate::sip::registrar::{Registrar, RegistrarConfig};
+use crate::sip::transport::{Peer, TransportKind};
+use crate::store::{Journal, JournalConfig, Store, StoreError};
+use crate::switch::dialog::LocalAddr;
+use crate::switch::{MediaCommand, MediaPorts, Output, Side, Switch};
+
+use recorder::Recorder;
+
+/// What the edge tasks tell the switch task.
+#[derive(Debug)]
+pub enum Input {
+    /// A parsed SIP message.
+    Sip { peer: Peer, msg: Message },
+    /// Bytes to send as they are (a stateless 400 over TCP).
+    Raw { peer: Peer, bytes: Bytes },
+    /// A TCP connection is up; `writer` sends on it.
+    TcpOpened {
+        addr: SocketAddr,
+        writer: mpsc::Sender<Bytes>,
+    },
+    TcpClosed { addr: SocketAddr },
+    /// A relay session was allocated (or not) for a call.
+    MediaAllocated {
+        call: CallId,
+        session: Result<RelaySession, MediaError>,
+    },
+}
+
+/// Why vigie could not start.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum StartError {
+    #[error("cannot bind {what} {addr}: {source}")]
+    Bind {
+        what: &'static str,
+        addr: SocketAddr,
+        source: std::io::Error,
+    },
+    #[error("cannot open the call journal: {0}")]
+    Store(#[from] StoreError),
+}
+
+/// The figures the HTTP API shows, refreshed by the switch task.
+#[derive(Debug, Clone, Default, serde::Serialize)]
+pub struct Status {
+    pub queues: Vec<QueueStatus>,
+    pub seats: Vec<SeatStatus>,
+    pub active_calls: usize,
+}
+
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct QueueStatus {
+    pub name: String,
+    pub waiting: usize,
+    /// Longest current wait, seconds.
+    pub longest_wait_seconds: f64,
+    pub seats: std::collections::BTreeMap<&'static str, usize>,
+}
+
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct SeatStatus {
+    pub id: String,
+    pub state: &'static str,
+}
+
+/// Addresses the running node actually bound (port 0 in the config picks a free port).
+#[derive(Debug, Clone)]
+pub struct Bound {
+    pub udp: Vec<SocketAddr>,
+    pub tcp: Vec<SocketAddr>,
+    pub http: SocketAddr,
+}
+
+/// Starts every task and runs until SIGINT/SIGTERM, then flushes the journal.
+///
+/// # Errors
+/// [`StartError`] when a listener cannot bind or the journal cannot open.
+pub async fn run(config: Config) -> Result<(), StartError> {
+    let (bound, shutdown) = start(config).await?;
+    tracing::info!(
+        sip_udp = ?bound.udp,
+        sip_tcp = ?bound.tcp,
+        http = %bound.http,
+        "vigie is up"
+    );
+    wait_for_signal().await;
+    tracing::info!("stopping: flushing the journal");
+    shutdown.stop().await;
+    Ok(())
+}
+
+/// A handle that stops the switch task and flushes the journal.
+pub struct Shutdown {
+    stop: watch::Sender<bool>,
+    done: tokio::task::JoinHandle<()>,
+}
+
+impl Shutdown {
+    pub async fn stop(self) {
+        let _ = self.stop.send(true);
+        let _ = self.done.await;
+    }
+}
+
+async fn wait_for_signal() {
+    #[cfg(unix)]
+    {
+        use tokio::signal::unix::{SignalKind, signal};
+        match signal(SignalKind::terminate()) {
+            Ok(mut term) => {
+                tokio::select! {
+                    _ = tokio::signal::ctrl_c() => {}
+                    _ = term.recv() => {}
+                }
+            }
+            Err(_) => {
+                let _ = tokio::signal::ctrl_c().await;
+            }
+        }
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = tokio::signal::ctrl_c().await;
+    }
+}
+
+/// Binds everything and spawns the tasks; returns the bound addresses.
+pub async fn start(config: Config) -> Result<(Bound, Shutdown), StartError> {
+    let mut metrics = Metrics::new(env!("CARGO_PKG_VERSION"));
+    let relay_metrics = RelayMetrics::default();
+    relay_metrics.register(metrics.registry_mut());
+    metrics.trunk_capacity_calls.set(i64::from(config.trunk.capacity));
+
+    let data_dir = config.store.data_dir.clone();
+    let store = Store::open_sqlite(data_dir.join("vigie.sqlite")).await?;
+    let mut jcfg = JournalConfig::new(config.node_id.clone(), data_dir.join("journal-spill.jsonl"));
+    jcfg.capacity = config.store.journal_capacity;
+    let (journal, journal_task) = Journal::spawn(store.clone(), jcfg, metrics.journal.clone());
+    let metrics = Arc::new(metrics);
+
+    let mut udp = Vec::new();
+    for addr in &config.sip.udp {
+        let s = UdpSocket::bind(addr).await.map_err(|source| StartError::Bind {
+            what: "SIP UDP",
+            addr: *addr,
+            source,
+        })?;
+        udp.push(Arc::new(s));
+    }
+    let mut tcp = Vec::new();
+    for addr in &config.sip.tcp {
+        let l = TcpListener::bind(addr).await.map_err(|source| StartError::Bind {
+            what: "SIP TCP",
+            addr: *addr,
+            source,
+        })?;
+        tcp.push(l);
+    }
+    let http_listener = TcpListener::bind(config.http.listen)
+        .await
+        .map_err(|source| StartError::Bind {
+            what: "HTTP",
+            addr: config.http.listen,
+            source,
+        })?;
+    let bound = Bound {
+        udp: udp.iter().filter_map(|s| s.local_addr().ok()).collect(),
+        tcp: tcp.iter().filter_map(|l| l.local_addr().ok()).collect(),
+        http: http_listener.local_addr().unwrap_or(config.http.listen),
+    };
+
+    let local = LocalAddr {
+        host: config.advertised_sip_host(),
+        udp_port: bound.udp.first().map(|a| a.port()).unwrap_or(5060),
+        tcp_port: bound.tcp.first().map(|a| a.port()).unwrap_or(5060),
+    };
+    let registrar = Registrar::new(
+        RegistrarConfig {
+            realm: config.registrar.realm.clone(),
+            min_expires: config.registrar.min_expires_s,
+            max_expires: config.registrar.max_expires_s,
+            default_expires: config.registrar.default_expires_s,
+            nonce_lifetime: 300,
+        },
+        credentials(&config),
+        Instant::now(),
+        rand::random(),
+    );
+    let switch = Switch::new(&config, local, registrar);
+    let relay = MediaRelay::new(
+        RelayConfig {
+            bind: config.media.bind,
+            port_min: config.media.port_min,
+            port_max: config.media.port_max,
+        },
+        relay_metrics,
+    );
+
+    let (inputs, inputs_rx) = mpsc::channel::<Input>(8192);
+    for s in &udp {
+        tokio::spawn(transport::udp_receiver(
+            Arc::clone(s),
+            inputs.clone(),
+            Arc::clone(&metrics),
+        ));
+    }
+    for l in tcp {
+        tokio::spawn(transport::tcp_acceptor(l, inputs.clone(), Arc::clone(&metrics)));
+    }
+    let (status_tx, status_rx) = watch::channel(Status::default());
+    let queue_names: Vec<String> = config.queues.iter().map(|q| q.name.clone()).collect();
+    tokio::spawn(http::serve(
+        http_listener,
+        http::HttpState {
+            metrics: Arc::clone(&metrics),
+            status: status_rx,
+            store: store.clone(),
+        },
+    ));
+    let (stop_tx, stop_rx) = watch::channel(false);
+    let task = SwitchTask {
+        switch,
+        inputs_tx: inputs,
+        udp,
+        tcp_writers: HashMap::new(),
+        relay,
+        sessions: HashMap::new(),
+        metrics,
+        recorder: Recorder::new(journal.clone()),
+        status: status_tx,
+        queue_names,
+        seen_responses: [0; 7],
+        seen_retransmissions: 0,
+    };
+    let done = tokio::spawn(async move {
+        task.run(inputs_rx, stop_rx).await;
+        let report = journal.shutdown().await;
+        if report.spilled_pending > 0 {
+            tracing::warn!(
+                records = report.spilled_pending,
+                "journal records remain in the spill file; they are replayed at next start"
+            );
+        }
+        let _ = journal_task.await;
+        store.close().await;
+    });
+    Ok((
+        bound,
+        Shutdown {
+            stop: stop_tx,
+            done,
+        },
+    ))
+}
+
+/// Seat credentials, hashed (the plain password is dropped here).
+fn credentials(config: &Config) -> Vec<Credential> {
+    let realm = &config.registrar.realm;
+    config
+        .seats
+        .iter()
+        .filter_map(|s| match (&s.password, &s.ha1_md5) {
+            (Some(p), _) => Some(Credential::from_password(&s.id, realm, p)),
+            (None, Some(md5)) => Some(Credential {
+                user: s.id.clone(),
+                ha1_md5: md5.to_ascii_lowercase(),
+                ha1_sha256: s
+                    .ha1_sha256
+                    .clone()
+                    .unwrap_or_default()
+                    .to_ascii_lowercase(),
+            }),
+            (None, None) => None,
+        })
+        .collect()
+}
+
+struct SwitchTask {
+    switch: Switch,
+    inputs_tx: mpsc::Sender<Input>,
+    udp: Vec<Arc<UdpSocket>>,
+    tcp_writers: HashMap<SocketAddr, mpsc::Sender<Bytes>>,
+    relay: MediaRelay,
+    sessions: HashMap<CallId, RelaySession>,
+    metrics: Arc<Metrics>,
+    recorder: Recorder,
+    status: watch::Sender<Status>,
+    queue_names: Vec<String>,
+    seen_responses: [u64; 7],
+    seen_retransmissions: u64,
+}
+
+impl SwitchTask {
+    async fn run(mut self, mut inputs: mpsc::Receiver<Input>, mut stop: watch::Receiver<bool>) {
+        let mut tick = tokio::time::interval(std::time::Duration::from_millis(250));
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            let deadline = self.switch.poll_timeout();
+            let sleep = async {
+                match deadline {
+                    Some(d) => tokio::time::sleep_until(d.into()).await,
+                    None => std::future::pending().await,
+                }
+            };
+            tokio::select! {
+                input = inputs.recv() => {
+                    let Some(input) = input else { break };
+                    self.handle_input(input);
+                    // Take whatever else is already queued before flushing outputs.
+                    for _ in 0..256 {
+                        match inputs.try_recv() {
+                            Ok(i) => self.handle_input(i),
+                            Err(_) => break,
+                        }
+                    }
+                }
+                _ = sleep => self.switch.handle_timeout(Instant::now()),
+                _ = tick.tick() => self.publish_status(),
+                _ = stop.changed() => break,
+            }
+            self.drain_outputs();
+        }
+    }
+
+    fn handle_input(&mut self, input: Input) {
+        let now = Instant::now();
+        match input {
+            Input::Sip { peer, msg } => self.switch.handle_message(now, peer, msg),
+            Input::Raw { peer, bytes } => self.send(peer, bytes),
+            Input::TcpOpened { addr, writer } => {
+                self.tcp_writers.insert(addr, writer);
+            }
+            Input::TcpClosed { addr } => {
+                self.tcp_writers.remove(&addr);
+            }
+            Input::MediaAllocated { call, session } => match session {
+                Ok(s) => {
+                    let ports = MediaPorts {
+                        a: s.local_addr(media::Side::A).port(),
+                        b: s.local_addr(media::Side::B).port(),
+                    };
+                    self.sessions.insert(call, s);
+                    self.switch.handle_media_ready(now, call, Some(ports));
+                    if !self.switch.has_call(call) {
+                        self.sessions.remove(&call);
+                    }
+                }
+                Err(e) => {
+                    tracing::error!(%call, error = %e, "no relay ports: media not anchored");
+                    self.switch.handle_media_ready(now, call, None);
+                }
+            },
+        }
+    }
+
+    fn drain_outputs(&mut self) {
+        while let Some(out) = self.switch.poll_output() {
+            match out {
+                Output::Transmit(t) => {
+                    let bytes = Bytes::from(t.message.to_bytes());
+                    self.send(t.to, bytes);
+                }
+                Output::Event(ev) => {
+                    tracing::debug!(call = %ev.call, kind = ev.kind.name(), "call event");
+                    self.recorder.record(&self.metrics, ev, chrono::Utc::now());
+                }
+                Output::Seat { seat, online } => {
+                    tracing::info!(%seat, online, "seat registration changed");
+                }
+                Output::Media(cmd) => self.media(cmd),
+                #[allow(unreachable_patterns)]
+                _ => {}
+            }
+        }
+        self.count_sip();
+    }
+
+    fn media(&mut self, cmd: MediaCommand) {
+        match cmd {
+            MediaCommand::Allocate { call } => {
+                let relay = self.relay.clone();
+                let inputs = self.inputs_tx.clone();
+                tokio::spawn(async move {
+                    let session = relay.allocate().await;
+                    let _ = inputs.send(Input::MediaAllocated { call, session }).await;
+                });
+            }
+            MediaCommand::PeerHint { call, side, addr } => {
+                if let Some(s) = self.sessions.get(&call) {
+                    let side = match side {
+                        Side::A => media::Side::A,
+                        Side::B => media::Side::B,
+                    };
+                    s.set_peer_hint(side, addr);
+                }
+            }
+            MediaCommand::Release { call } => {
+                if let Some(s) = self.sessions.remove(&call) {
+                    let st = s.stats();
+                    tracing::debug!(
+                        %call,
+                        a_to_b = st.rtp_packets_a_to_b,
+                        b_to_a = st.rtp_packets_b_to_a,
+                        "media released"
+                    );
+                }
+            }
+            #[allow(unreachable_patterns)]
+            _ => {}
+        }
+    }
+
+    fn send(&mut self, peer: Peer, bytes: Bytes) {
+        match peer.kind {
+            TransportKind::Udp => {
+                let socket = self
+                    .udp
+                    .iter()
+                    .find(|s| {
+                        s.local_addr()
+                            .is_ok_and(|a| a.is_ipv4() == peer.addr.is_ipv4())
+                    })
+                    .or(self.udp.first());
+                let Some(socket) = socket else {
+                    tracing::warn!(to = %peer.addr, "no UDP socket to send on");
+                    return;
+                };
+                match socket.try_send_to(&bytes, peer.addr) {
+                    Ok(_) => {}
+                    Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {
+                        let socket = Arc::clone(socket);
+                        tokio::spawn(async move {
+                            let _ = socket.send_to(&bytes, peer.addr).await;
+                        });
+                    }
+                    Err(e) => tracing::debug!(to = %peer.addr, error = %e, "UDP send failed"),
+                }
+            }
+            TransportKind::Tcp => match self.tcp_writers.get(&peer.addr) {
+                Some(w) => {
+                    if w.try_send(bytes).is_err() {
+                        tracing::warn!(to = %peer.addr, "TCP connection backlogged or closed");
+                    }
+                }
+                None => {
+                    tokio::spawn(transport::tcp_connect(
+                        peer.addr,
+                        bytes,
+                        self.inputs_tx.clone(),
+                        Arc::clone(&self.metrics),
+                    ));
+                }
+            },
+            #[allow(unreachable_patterns)]
+            _ => {}
+        }
+    }
+
+    /// Moves the switch's cumulative SIP counters into the Prometheus counters.
+    fn count_sip(&mut self) {
+        let stats = self.switch.stats();
+        for class in 1..=6usize {
+            let now = stats.responses_by_class.get(class).copied().unwrap_or(0);
+            let seen = self.seen_responses.get(class).copied().unwrap_or(0);
+            if now > seen
+                && let Some(c) = StatusClass::of(u16::try_from(class * 100).unwrap_or(0))
+            {
+                self.metrics
+                    .sip_responses_sent
+                    .get_or_create(&StatusClassLabels { class: c })
+                    .inc_by(now - seen);
+            }
+            if let Some(s) = self.seen_responses.get_mut(class) {
+                *s = now;
+            }
+        }
+        let rt = self.switch.retransmissions();
+        if rt > self.seen_retransmissions {
+            self.metrics
+                .sip_retransmissions
+                .inc_by(rt - self.seen_retransmissions);
+            self.seen_retransmissions = rt;
+        }
+    }
+
+    fn publish_status(&mut self) {
+        let now = Instant::now();
+        let snaps: Vec<QueueSnapshot> = self.switch.acd().snapshot(now);
+        for q in &snaps {
+            let queue = QueueLabels {
+                queue: q.name.clone(),
+            };
+            self.metrics
+                .calls_waiting
+                .get_or_create(&queue)
+                .set(i64::try_from(q.waiting).unwrap_or(i64::MAX));
+            self.metrics
+                .longest_wait_seconds
+                .get_or_create(&queue)
+                .set(q.longest_wait.as_secs_f64());
+            for (state, n) in &q.seats {
+                if let Some(state) = seat_state_label(state) {
+                    self.metrics
+                        .seats
+                        .get_or_create(&SeatLabels {
+                            queue: q.name.clone(),
+                            state,
+                        })
+                        .set(i64::try_from(*n).unwrap_or(i64::MAX));
+                }
+            }
+        }
+        let _ = &self.queue_names;
+        let status = Status {
+            queues: snaps
+                .into_iter()
+                .map(|q| QueueStatus {
+                    name: q.name,
+                    waiting: q.waiting,
+                    longest_wait_seconds: q.longest_wait.as_secs_f64(),
+                    seats: q.seats,
+                })
+                .collect(),
+            seats: self
+                .switch
+                .acd()
+                .seats()
+                .map(|(id, s)| SeatStatus {
+                    id: id.clone(),
+                    state: s.label(),
+                })
+                .collect(),
+            active_calls: self.switch.active_calls(),
+        };
+        let _ = self.status.send(status);
+    }
+}
+
+fn seat_state_label(label: &str) -> Option<SeatState> {
+    Some(match label {
+        "logged_out" => SeatState::LoggedOut,
+        "idle" => SeatState::Idle,
+        "ringing" => SeatState::Ringing,
+        "on_call" => SeatState::OnCall,
+        "wrap_up" => SeatState::WrapUp,
+        _ => return None,
+    })
+}
+
+/// Where the data directory's journal lives (for the CLI and tests).
+pub fn journal_path(config: &Config) -> PathBuf {
+    config.store.data_dir.join("vigie.sqlite")
+}

@@ -1,0 +1,245 @@
+//! Turns the switch's call events into journal records and metric updates (DESIGN §1:
+//! the journal and the metrics are fed from the same events).
+
+use std::collections::HashMap;
+
+use chrono::{DateTime, Utc};
+use serde_json::json;
+
+use crate::acd::CallId;
+use crate::location::{Location, Shape};
+use crate::metrics::{CallLabels, Metrics, OverflowLabels, QueueLabels};
+use crate::store::{CallPatch, EventKind, Journal, JournalRecord, LocationRow, Outcome};
+use crate::switch::event::{CallEvent, CallEventKind};
+
+/// What the recorder remembers of a live call.
+#[derive(Debug, Default)]
+struct Live {
+    seq: u32,
+    location_seq: u32,
+    located: bool,
+    queue: String,
+    received_at: Option<DateTime<Utc>>,
+    answered_at: Option<DateTime<Utc>>,
+    overflowed: bool,
+}
+
+/// Journal + metrics writer for call events. Owned by the switch task.
+pub struct Recorder {
+    journal: Journal,
+    live: HashMap<CallId, Live>,
+}
+
+impl Recorder {
+    pub fn new(journal: Journal) -> Recorder {
+        Recorder {
+            journal,
+            live: HashMap::new(),
+        }
+    }
+
+    /// Records one event that happened at `at`.
+    pub fn record(&mut self, metrics: &Metrics, ev: CallEvent, at: DateTime<Utc>) {
+        let call = ev.call;
+        let live = self.live.entry(call).or_default();
+        let mut patch = CallPatch::new(call);
+        let (kind, detail) = match &ev.kind {
+            CallEventKind::Received {
+                sip_call_id,
+                caller,
+                caller_display,
+                called,
+                source,
+            } => {
+                live.received_at = Some(at);
+                patch.sip_call_id = Some(sip_call_id.clone());
+                patch.caller = Some(caller.clone());
+                patch.caller_display = caller_display.clone();
+                patch.called = Some(called.clone());
+                patch.received_at = Some(at);
+                metrics.trunk_calls_active.inc();
+                (
+                    EventKind::Received,
+                    json!({"sip_call_id": sip_call_id, "called": called, "source": source.to_string()}),
+                )
+            }
+            CallEventKind::Located(loc) => {
+                let row = location_row(call, live.location_seq, at, loc);
+                live.location_seq += 1;
+                if !live.located {
+                    live.located = true;
+                    patch.location_lat = row.lat;
+                    patch.location_lon = row.lon;
+                    patch.location_radius_m = row.radius_m;
+                }
+                let detail = json!({"shape": row.shape, "source": row.source});
+                self.journal.record(JournalRecord::Location(row));
+                (EventKind::Location, detail)
+            }
+            CallEventKind::LocationError(e) => (EventKind::Location, json!({"error": e})),
+            CallEventKind::Queued { queue } => {
+                live.queue = queue.clone();
+                patch.queue = Some(queue.clone());
+                patch.queued_at = Some(at);
+                (EventKind::Queued, json!({"queue": queue}))
+            }
+            CallEventKind::Offered { seat } => {
+                metrics
+                    .calls_offered
+                    .get_or_create(&QueueLabels {
+                        queue: live.queue.clone(),
+                    })
+                    .inc();
+                (EventKind::Offered, json!({"seat": seat}))
+            }
+            CallEventKind::Ringing { seat } => (EventKind::Ringing, json!({"seat": seat})),
+            CallEventKind::SeatFailed {
+                seat,
+                status,
+                reason,
+            } => {
+                let kind = if *reason == "no_answer" {
+                    EventKind::SeatNoAnswer
+                } else {
+                    EventKind::SeatDeclined
+                };
+                (
+                    kind,
+                    json!({"seat": seat, "status": status, "reason": reason}),
+                )
+            }
+            CallEventKind::Answered { seat } => {
+                live.answered_at = Some(at);
+                patch.answered_at = Some(at);
+                patch.agent_seat = Some(seat.clone());
+                let wait = seconds_between(live.received_at, at);
+                patch.wait_seconds = wait;
+                if let Some(w) = wait {
+                    metrics
+                        .answer_time_seconds
+                        .get_or_create(&QueueLabels {
+                            queue: live.queue.clone(),
+                        })
+                        .observe(w);
+                }
+                (EventKind::Answered, json!({"seat": seat}))
+            }
+            CallEventKind::Overflowed { target, reason } => {
+                metrics
+                    .overflows
+                    .get_or_create(&OverflowLabels {
+                        queue: live.queue.clone(),
+                        reason: reason.as_str().to_owned(),
+                    })
+                    .inc();
+                (
+                    EventKind::Overflowed,
+                    json!({"target": target, "reason": reason.as_str()}),
+                )
+            }
+            CallEventKind::OverflowFailed { status } => {
+                (EventKind::OverflowFailed, json!({"status": status}))
+            }
+            CallEventKind::OverflowAnswered { target } => {
+                live.answered_at = Some(at);
+                live.overflowed = true;
+                patch.answered_at = Some(at);
+                patch.wait_seconds = seconds_between(live.received_at, at);
+                (
+                    EventKind::Answered,
+                    json!({"overflow_target": target}),
+                )
+            }
+            CallEventKind::Abandoned { phase } => {
+                patch.ended_at = Some(at);
+                patch.outcome = Some(Outcome::Abandoned);
+                patch.end_cause = Some(format!("abandoned_{}", phase.as_str()));
+                patch.wait_seconds = seconds_between(live.received_at, at);
+                count_end(metrics, &live.queue, Outcome::Abandoned);
+                (EventKind::Abandoned, json!({"phase": phase.as_str()}))
+            }
+            CallEventKind::Ended { cause } => {
+                let outcome = if live.overflowed {
+                    Outcome::Overflowed
+                } else if live.answered_at.is_some() {
+                    Outcome::Answered
+                } else {
+                    Outcome::Failed
+                };
+                patch.ended_at = Some(at);
+                patch.outcome = Some(outcome);
+                patch.end_cause = Some(cause.as_str().to_owned());
+                patch.talk_seconds = seconds_between(live.answered_at, at);
+                count_end(metrics, &live.queue, outcome);
+                (EventKind::Ended, json!({"cause": cause.as_str()}))
+            }
+            #[allow(unreachable_patterns)]
+            _ => return,
+        };
+        let seq = live.seq;
+        live.seq += 1;
+        let ended = matches!(
+            ev.kind,
+            CallEventKind::Abandoned { .. } | CallEventKind::Ended { .. }
+        );
+        self.journal.record(JournalRecord::Event {
+            call_id: call,
+            seq,
+            at,
+            kind,
+            detail,
+        });
+        self.journal.record(JournalRecord::CallUpdate(patch));
+        if ended {
+            self.live.remove(&call);
+            metrics.trunk_calls_active.dec();
+        }
+    }
+}
+
+fn count_end(metrics: &Metrics, queue: &str, outcome: Outcome) {
+    metrics
+        .calls
+        .get_or_create(&CallLabels {
+            queue: queue.to_owned(),
+            outcome,
+        })
+        .inc();
+}
+
+fn seconds_between(from: Option<DateTime<Utc>>, to: DateTime<Utc>) -> Option<f64> {
+    let from = from?;
+    let ms = (to - from).num_milliseconds();
+    Some(ms.max(0) as f64 / 1000.0)
+}
+
+fn location_row(call: CallId, seq: u32, at: DateTime<Utc>, loc: &Location) -> LocationRow {
+    let (shape, lat, lon, alt_m, radius_m) = match &loc.shape {
+        Shape::Point { lat, lon, alt_m } => ("point".to_owned(), Some(*lat), Some(*lon), *alt_m, None),
+        Shape::Circle {
+            lat,
+            lon,
+            radius_m,
+        } => (
+            "circle".to_owned(),
+            Some(*lat),
+            Some(*lon),
+            None,
+            Some(*radius_m),
+        ),
+        #[allow(unreachable_patterns)]
+        other => (format!("{other:?}").to_lowercase(), None, None, None, None),
+    };
+    LocationRow {
+        call_id: call,
+        seq,
+        at,
+        source: "pidf-lo".to_owned(),
+        shape,
+        lat,
+        lon,
+        alt_m,
+        radius_m,
+        raw: None,
+    }
+}
