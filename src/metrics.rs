@@ -1,1 +1,789 @@
-//! Prometheus metrics (prometheus-client).
+//! Prometheus metrics (prometheus-client), DESIGN.md §6 naming: `vigie_` prefix,
+//! base units in the name, counters end in `_total`, bounded labels (queue, seat
+//! state, outcome, SIP method and status class; never a caller number).
+//!
+//! [`Metrics`] owns the [`Registry`] and typed handles to every family. Handles
+//! are cheap clones of shared atomics: each layer keeps clones of the ones it
+//! updates. Other layers register their own families through
+//! [`Metrics::registry_mut`] (e.g. the media relay's `RelayMetrics::register`).
+//!
+//! Exposition: [`Metrics::encode`] writes OpenMetrics 1.0 text
+//! ([`OPENMETRICS_CONTENT_TYPE`]); [`Metrics::encode_prometheus_text`] writes the
+//! Prometheus text format 0.0.4 ([`PROMETHEUS_TEXT_CONTENT_TYPE`]) for scrapers and
+//! tools that do not speak OpenMetrics (promtool 2.42 `check metrics` among them).
+//! [`Format::negotiate`] picks one from an HTTP `Accept` header.
+
+use std::sync::atomic::AtomicU64;
+
+use prometheus_client::encoding::{EncodeLabelSet, EncodeLabelValue, LabelValueEncoder};
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::metrics::histogram::Histogram;
+use prometheus_client::registry::{Registry, Unit};
+
+use crate::store::{JournalMetrics, Outcome};
+
+/// `Content-Type` of [`Metrics::encode`]'s output (OpenMetrics 1.0 text).
+pub const OPENMETRICS_CONTENT_TYPE: &str =
+    "application/openmetrics-text; version=1.0.0; charset=utf-8";
+
+/// `Content-Type` of [`Metrics::encode_prometheus_text`]'s output (text format 0.0.4).
+pub const PROMETHEUS_TEXT_CONTENT_TYPE: &str = "text/plain; version=0.0.4; charset=utf-8";
+
+/// Upper bounds of `vigie_answer_time_seconds` buckets, seconds (0–120 s wait).
+pub const ANSWER_TIME_BUCKETS: [f64; 12] = [
+    1.0, 2.0, 5.0, 10.0, 15.0, 20.0, 30.0, 45.0, 60.0, 75.0, 90.0, 120.0,
+];
+
+/// A gauge holding a float (seconds, Unix time).
+pub type FloatGauge = Gauge<f64, AtomicU64>;
+
+/// Constructor of a histogram family's members.
+pub type HistogramFn = fn() -> Histogram;
+
+/// Every vigie metric family, and the registry that exposes them.
+#[derive(Debug)]
+pub struct Metrics {
+    registry: Registry,
+    /// `vigie_calls_waiting{queue}`: calls waiting in the queue now.
+    pub calls_waiting: Family<QueueLabels, Gauge>,
+    /// `vigie_longest_wait_seconds{queue}`: wait of the oldest waiting call, seconds.
+    pub longest_wait_seconds: Family<QueueLabels, FloatGauge>,
+    /// `vigie_seats{queue,state}`: agent seats of the queue per state.
+    pub seats: Family<SeatLabels, Gauge>,
+    /// `vigie_calls_total{queue,outcome}`: ended calls by outcome.
+    pub calls: Family<CallLabels, Counter>,
+    /// `vigie_calls_offered_total{queue}`: offers of calls to seats.
+    pub calls_offered: Family<QueueLabels, Counter>,
+    /// `vigie_overflows_total{queue,reason}`: calls that left the queue along the
+    /// overflow chain.
+    pub overflows: Family<OverflowLabels, Counter>,
+    /// `vigie_answer_time_seconds{queue}`: wait from received to answered, seconds.
+    pub answer_time_seconds: Family<QueueLabels, Histogram, HistogramFn>,
+    /// `vigie_trunk_calls_active`: calls in progress on the trunk.
+    pub trunk_calls_active: Gauge,
+    /// `vigie_trunk_capacity_calls`: configured trunk channels.
+    pub trunk_capacity_calls: Gauge,
+    /// `vigie_sip_requests_received_total{method}`.
+    pub sip_requests_received: Family<MethodLabels, Counter>,
+    /// `vigie_sip_responses_sent_total{class}`.
+    pub sip_responses_sent: Family<StatusClassLabels, Counter>,
+    /// `vigie_sip_parse_failures_total{transport}`: messages that did not parse.
+    pub sip_parse_failures: Family<TransportLabels, Counter>,
+    /// `vigie_sip_retransmissions_total`: retransmitted requests/responses sent
+    /// (RFC 3261 §17 timers A, E, G).
+    pub sip_retransmissions: Counter,
+    /// `vigie_dialplan_reloads_total{result}`.
+    pub dialplan_reloads: Family<ReloadLabels, Counter>,
+    /// `vigie_journal_*`: handles to pass to [`crate::store::Journal::spawn`].
+    pub journal: JournalMetrics,
+    /// `vigie_build_info{version}`: always 1.
+    pub build_info: Family<BuildLabels, Gauge>,
+    /// `vigie_start_time_seconds`: process start, Unix time in seconds.
+    pub start_time_seconds: FloatGauge,
+}
+
+impl Metrics {
+    /// Registers every family; sets `vigie_build_info{version}` to 1 and
+    /// `vigie_start_time_seconds` to now.
+    pub fn new(version: &str) -> Metrics {
+        let mut registry = Registry::default();
+        let calls_waiting = Family::<QueueLabels, Gauge>::default();
+        registry.register(
+            "vigie_calls_waiting",
+            "Calls waiting in the queue",
+            calls_waiting.clone(),
+        );
+        let longest_wait_seconds = Family::<QueueLabels, FloatGauge>::default();
+        registry.register_with_unit(
+            "vigie_longest_wait",
+            "Wait of the oldest call waiting in the queue",
+            Unit::Seconds,
+            longest_wait_seconds.clone(),
+        );
+        let seats = Family::<SeatLabels, Gauge>::default();
+        registry.register("vigie_seats", "Agent seats by state", seats.clone());
+        let calls = Family::<CallLabels, Counter>::default();
+        registry.register("vigie_calls", "Ended calls by outcome", calls.clone());
+        let calls_offered = Family::<QueueLabels, Counter>::default();
+        registry.register(
+            "vigie_calls_offered",
+            "Offers of queued calls to agent seats",
+            calls_offered.clone(),
+        );
+        let overflows = Family::<OverflowLabels, Counter>::default();
+        registry.register(
+            "vigie_overflows",
+            "Calls sent along the overflow chain",
+            overflows.clone(),
+        );
+        let answer_time_seconds: Family<QueueLabels, Histogram, HistogramFn> =
+            Family::new_with_constructor(answer_time_histogram);
+        registry.register_with_unit(
+            "vigie_answer_time",
+            "Wait from reception to answer by an agent",
+            Unit::Seconds,
+            answer_time_seconds.clone(),
+        );
+        let trunk_calls_active = Gauge::default();
+        registry.register(
+            "vigie_trunk_calls_active",
+            "Calls in progress on the trunk",
+            trunk_calls_active.clone(),
+        );
+        let trunk_capacity_calls = Gauge::default();
+        registry.register(
+            "vigie_trunk_capacity_calls",
+            "Configured trunk channels",
+            trunk_capacity_calls.clone(),
+        );
+        let sip_requests_received = Family::<MethodLabels, Counter>::default();
+        registry.register(
+            "vigie_sip_requests_received",
+            "SIP requests received by method",
+            sip_requests_received.clone(),
+        );
+        let sip_responses_sent = Family::<StatusClassLabels, Counter>::default();
+        registry.register(
+            "vigie_sip_responses_sent",
+            "SIP responses sent by status class",
+            sip_responses_sent.clone(),
+        );
+        let sip_parse_failures = Family::<TransportLabels, Counter>::default();
+        registry.register(
+            "vigie_sip_parse_failures",
+            "SIP messages that failed to parse",
+            sip_parse_failures.clone(),
+        );
+        let sip_retransmissions = Counter::default();
+        registry.register(
+            "vigie_sip_retransmissions",
+            "SIP messages retransmitted",
+            sip_retransmissions.clone(),
+        );
+        let dialplan_reloads = Family::<ReloadLabels, Counter>::default();
+        registry.register(
+            "vigie_dialplan_reloads",
+            "Dialplan reloads by result",
+            dialplan_reloads.clone(),
+        );
+        let journal = JournalMetrics::default();
+        register_journal(&mut registry, &journal);
+        let build_info = Family::<BuildLabels, Gauge>::default();
+        registry.register(
+            "vigie_build_info",
+            "vigie build; always 1",
+            build_info.clone(),
+        );
+        build_info
+            .get_or_create(&BuildLabels {
+                version: version.to_owned(),
+            })
+            .set(1);
+        let start_time_seconds = FloatGauge::default();
+        registry.register_with_unit(
+            "vigie_start_time",
+            "Process start, Unix time",
+            Unit::Seconds,
+            start_time_seconds.clone(),
+        );
+        let now = chrono::Utc::now();
+        start_time_seconds
+            .set(now.timestamp() as f64 + f64::from(now.timestamp_subsec_millis()) / 1000.0);
+        Metrics {
+            registry,
+            calls_waiting,
+            longest_wait_seconds,
+            seats,
+            calls,
+            calls_offered,
+            overflows,
+            answer_time_seconds,
+            trunk_calls_active,
+            trunk_capacity_calls,
+            sip_requests_received,
+            sip_responses_sent,
+            sip_parse_failures,
+            sip_retransmissions,
+            dialplan_reloads,
+            journal,
+            build_info,
+            start_time_seconds,
+        }
+    }
+
+    /// The registry, for layers that register their own families (e.g.
+    /// `RelayMetrics::register(metrics.registry_mut())`). Call before sharing
+    /// `Metrics` (e.g. before wrapping it in an `Arc`).
+    pub fn registry_mut(&mut self) -> &mut Registry {
+        &mut self.registry
+    }
+
+    /// The registry.
+    pub fn registry(&self) -> &Registry {
+        &self.registry
+    }
+
+    /// Every family as OpenMetrics 1.0 text, ending in `# EOF`; serve it with
+    /// [`OPENMETRICS_CONTENT_TYPE`].
+    pub fn encode(&self) -> String {
+        let mut out = String::with_capacity(8 * 1024);
+        if let Err(error) = prometheus_client::encoding::text::encode(&mut out, &self.registry) {
+            // Writing to a String cannot fail; a custom metric's encoder can.
+            tracing::error!(%error, "metrics: OpenMetrics encoding failed");
+        }
+        out
+    }
+
+    /// Every family in the Prometheus text format 0.0.4; serve it with
+    /// [`PROMETHEUS_TEXT_CONTENT_TYPE`].
+    pub fn encode_prometheus_text(&self) -> String {
+        let mut out = String::with_capacity(8 * 1024);
+        if let Err(error) =
+            prometheus_client::encoding::prometheus_text::encode(&mut out, &self.registry)
+        {
+            tracing::error!(%error, "metrics: Prometheus text encoding failed");
+        }
+        out
+    }
+
+    /// Encodes in `format`; returns the body and its `Content-Type`.
+    pub fn encode_as(&self, format: Format) -> (String, &'static str) {
+        match format {
+            Format::OpenMetrics => (self.encode(), OPENMETRICS_CONTENT_TYPE),
+            Format::PrometheusText => (self.encode_prometheus_text(), PROMETHEUS_TEXT_CONTENT_TYPE),
+        }
+    }
+}
+
+/// Exposition format of the metrics endpoint.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Format {
+    /// OpenMetrics 1.0 text.
+    OpenMetrics,
+    /// Prometheus text format 0.0.4.
+    PrometheusText,
+}
+
+impl Format {
+    /// OpenMetrics when the HTTP `Accept` header names
+    /// `application/openmetrics-text` (as Prometheus does), else Prometheus text.
+    pub fn negotiate(accept: Option<&str>) -> Format {
+        match accept {
+            Some(accept)
+                if accept
+                    .to_ascii_lowercase()
+                    .contains("application/openmetrics-text") =>
+            {
+                Format::OpenMetrics
+            }
+            _ => Format::PrometheusText,
+        }
+    }
+}
+
+fn answer_time_histogram() -> Histogram {
+    Histogram::new(ANSWER_TIME_BUCKETS)
+}
+
+fn register_journal(registry: &mut Registry, journal: &JournalMetrics) {
+    registry.register(
+        "vigie_journal_backlog_records",
+        "Journal records waiting in memory for the writer",
+        journal.backlog_records.clone(),
+    );
+    registry.register(
+        "vigie_journal_spilled_records",
+        "Journal records written to the spill file",
+        journal.spilled_records.clone(),
+    );
+    registry.register(
+        "vigie_journal_replayed_records",
+        "Spilled journal records replayed into the database",
+        journal.replayed_records.clone(),
+    );
+    registry.register(
+        "vigie_journal_lost_records",
+        "Journal records neither the database nor the spill file took",
+        journal.lost_records.clone(),
+    );
+    registry.register(
+        "vigie_journal_rejected_records",
+        "Journal records the database refused as invalid",
+        journal.rejected_records.clone(),
+    );
+    registry.register(
+        "vigie_journal_write_errors",
+        "Failed journal database transactions",
+        journal.write_errors.clone(),
+    );
+    registry.register_with_unit(
+        "vigie_journal_write",
+        "Duration of journal database transactions",
+        Unit::Seconds,
+        journal.write_seconds.clone(),
+    );
+}
+
+/// Labels `{queue}`. Queue names come from the configuration (bounded).
+#[derive(Debug, Clone, PartialEq, Eq, Hash, EncodeLabelSet)]
+pub struct QueueLabels {
+    /// ACD queue name.
+    pub queue: String,
+}
+
+/// Labels `{queue,state}`.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, EncodeLabelSet)]
+pub struct SeatLabels {
+    /// ACD queue name.
+    pub queue: String,
+    /// Seat state.
+    pub state: SeatState,
+}
+
+/// Labels `{queue,outcome}`.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, EncodeLabelSet)]
+pub struct CallLabels {
+    /// ACD queue name.
+    pub queue: String,
+    /// How the call ended.
+    pub outcome: Outcome,
+}
+
+/// Labels `{queue,reason}`. Reasons are the dialplan's overflow rule names
+/// (bounded by the dialplan), e.g. `max_wait`, `queue_full`, `no_seat`.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, EncodeLabelSet)]
+pub struct OverflowLabels {
+    /// ACD queue name.
+    pub queue: String,
+    /// Overflow rule that fired.
+    pub reason: String,
+}
+
+/// Labels `{method}`.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, EncodeLabelSet)]
+pub struct MethodLabels {
+    /// SIP method, bounded.
+    pub method: SipMethod,
+}
+
+/// Labels `{class}`.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, EncodeLabelSet)]
+pub struct StatusClassLabels {
+    /// Status class `1xx`…`6xx`.
+    pub class: StatusClass,
+}
+
+/// Labels `{transport}`.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, EncodeLabelSet)]
+pub struct TransportLabels {
+    /// Transport the message came on.
+    pub transport: TransportLabel,
+}
+
+/// Labels `{result}`.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, EncodeLabelSet)]
+pub struct ReloadLabels {
+    /// Whether the reload succeeded.
+    pub result: ReloadResult,
+}
+
+/// Labels `{version}`.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, EncodeLabelSet)]
+pub struct BuildLabels {
+    /// Crate version.
+    pub version: String,
+}
+
+/// Implements [`EncodeLabelValue`] with the type's `as_str`.
+macro_rules! label_value_as_str {
+    ($($ty:ty),*) => {$(
+        impl EncodeLabelValue for $ty {
+            fn encode(&self, encoder: &mut LabelValueEncoder) -> Result<(), std::fmt::Error> {
+                std::fmt::Write::write_str(encoder, self.as_str())
+            }
+        }
+    )*};
+}
+
+label_value_as_str!(
+    Outcome,
+    SeatState,
+    SipMethod,
+    StatusClass,
+    TransportLabel,
+    ReloadResult
+);
+
+/// Agent seat state, as the `state` label.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum SeatState {
+    /// Nobody logged in at the seat.
+    LoggedOut,
+    /// Logged in and free for a call.
+    Idle,
+    /// Chosen for a call, offer not yet sent.
+    Reserved,
+    /// The seat's phone is ringing.
+    Ringing,
+    /// On a call.
+    OnCall,
+    /// After-call work.
+    WrapUp,
+}
+
+impl SeatState {
+    /// Every state, in declaration order.
+    pub const ALL: [SeatState; 6] = [
+        SeatState::LoggedOut,
+        SeatState::Idle,
+        SeatState::Reserved,
+        SeatState::Ringing,
+        SeatState::OnCall,
+        SeatState::WrapUp,
+    ];
+
+    /// The label value.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            SeatState::LoggedOut => "logged_out",
+            SeatState::Idle => "idle",
+            SeatState::Reserved => "reserved",
+            SeatState::Ringing => "ringing",
+            SeatState::OnCall => "on_call",
+            SeatState::WrapUp => "wrap_up",
+        }
+    }
+}
+
+/// SIP method as a bounded label: the methods vigie knows, else `other`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub enum SipMethod {
+    /// RFC 3261.
+    Invite,
+    /// RFC 3261.
+    Ack,
+    /// RFC 3261.
+    Bye,
+    /// RFC 3261.
+    Cancel,
+    /// RFC 3261.
+    Options,
+    /// RFC 3261.
+    Register,
+    /// RFC 3262.
+    Prack,
+    /// RFC 6665.
+    Subscribe,
+    /// RFC 6665.
+    Notify,
+    /// RFC 3903.
+    Publish,
+    /// RFC 6086.
+    Info,
+    /// RFC 3515.
+    Refer,
+    /// RFC 3428.
+    Message,
+    /// RFC 3311.
+    Update,
+    /// Any other method (extension or garbage).
+    Other,
+}
+
+impl SipMethod {
+    /// Every label value, `Other` last.
+    pub const ALL: [SipMethod; 15] = [
+        SipMethod::Invite,
+        SipMethod::Ack,
+        SipMethod::Bye,
+        SipMethod::Cancel,
+        SipMethod::Options,
+        SipMethod::Register,
+        SipMethod::Prack,
+        SipMethod::Subscribe,
+        SipMethod::Notify,
+        SipMethod::Publish,
+        SipMethod::Info,
+        SipMethod::Refer,
+        SipMethod::Message,
+        SipMethod::Update,
+        SipMethod::Other,
+    ];
+
+    /// Maps a method token (case-sensitive, RFC 3261 §7.1) to its label.
+    pub fn from_token(token: &str) -> SipMethod {
+        SipMethod::ALL
+            .into_iter()
+            .find(|m| *m != SipMethod::Other && m.as_str() == token)
+            .unwrap_or(SipMethod::Other)
+    }
+
+    /// The label value: the method token, or `other`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            SipMethod::Invite => "INVITE",
+            SipMethod::Ack => "ACK",
+            SipMethod::Bye => "BYE",
+            SipMethod::Cancel => "CANCEL",
+            SipMethod::Options => "OPTIONS",
+            SipMethod::Register => "REGISTER",
+            SipMethod::Prack => "PRACK",
+            SipMethod::Subscribe => "SUBSCRIBE",
+            SipMethod::Notify => "NOTIFY",
+            SipMethod::Publish => "PUBLISH",
+            SipMethod::Info => "INFO",
+            SipMethod::Refer => "REFER",
+            SipMethod::Message => "MESSAGE",
+            SipMethod::Update => "UPDATE",
+            SipMethod::Other => "other",
+        }
+    }
+}
+
+/// SIP response status class (RFC 3261 §7.2), as the `class` label.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum StatusClass {
+    /// 100–199, provisional.
+    Provisional,
+    /// 200–299.
+    Success,
+    /// 300–399.
+    Redirection,
+    /// 400–499.
+    ClientError,
+    /// 500–599.
+    ServerError,
+    /// 600–699.
+    GlobalFailure,
+}
+
+impl StatusClass {
+    /// Every class.
+    pub const ALL: [StatusClass; 6] = [
+        StatusClass::Provisional,
+        StatusClass::Success,
+        StatusClass::Redirection,
+        StatusClass::ClientError,
+        StatusClass::ServerError,
+        StatusClass::GlobalFailure,
+    ];
+
+    /// The class of a status code, `None` outside 100–699.
+    pub fn of(status: u16) -> Option<StatusClass> {
+        match status {
+            100..=199 => Some(StatusClass::Provisional),
+            200..=299 => Some(StatusClass::Success),
+            300..=399 => Some(StatusClass::Redirection),
+            400..=499 => Some(StatusClass::ClientError),
+            500..=599 => Some(StatusClass::ServerError),
+            600..=699 => Some(StatusClass::GlobalFailure),
+            _ => None,
+        }
+    }
+
+    /// The label value, `1xx`…`6xx`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            StatusClass::Provisional => "1xx",
+            StatusClass::Success => "2xx",
+            StatusClass::Redirection => "3xx",
+            StatusClass::ClientError => "4xx",
+            StatusClass::ServerError => "5xx",
+            StatusClass::GlobalFailure => "6xx",
+        }
+    }
+}
+
+/// SIP transport, as the `transport` label.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum TransportLabel {
+    /// UDP.
+    Udp,
+    /// TCP.
+    Tcp,
+    /// TLS over TCP.
+    Tls,
+    /// WebSocket (RFC 7118), plain or secure.
+    Ws,
+}
+
+impl TransportLabel {
+    /// Every transport.
+    pub const ALL: [TransportLabel; 4] = [
+        TransportLabel::Udp,
+        TransportLabel::Tcp,
+        TransportLabel::Tls,
+        TransportLabel::Ws,
+    ];
+
+    /// The label value.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            TransportLabel::Udp => "udp",
+            TransportLabel::Tcp => "tcp",
+            TransportLabel::Tls => "tls",
+            TransportLabel::Ws => "ws",
+        }
+    }
+}
+
+/// Result of a dialplan reload, as the `result` label.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum ReloadResult {
+    /// The new plan is in force.
+    Ok,
+    /// The new plan was refused; the old one stays.
+    Error,
+}
+
+impl ReloadResult {
+    /// The label value.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ReloadResult::Ok => "ok",
+            ReloadResult::Error => "error",
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn line_of<'a>(text: &'a str, prefix: &str) -> Vec<&'a str> {
+        text.lines().filter(|l| l.starts_with(prefix)).collect()
+    }
+
+    #[test]
+    fn openmetrics_lines_are_exact() {
+        let metrics = Metrics::new("0.1.0");
+        metrics
+            .calls
+            .get_or_create(&CallLabels {
+                queue: "line19".into(),
+                outcome: Outcome::Abandoned,
+            })
+            .inc_by(3);
+        metrics
+            .longest_wait_seconds
+            .get_or_create(&QueueLabels {
+                queue: "line19".into(),
+            })
+            .set(42.5);
+        metrics
+            .seats
+            .get_or_create(&SeatLabels {
+                queue: "line19".into(),
+                state: SeatState::WrapUp,
+            })
+            .set(2);
+        let text = metrics.encode();
+        assert_eq!(
+            line_of(&text, "vigie_calls_total"),
+            vec![r#"vigie_calls_total{queue="line19",outcome="abandoned"} 3"#]
+        );
+        assert_eq!(
+            line_of(&text, "# TYPE vigie_calls "),
+            vec!["# TYPE vigie_calls counter"]
+        );
+        assert_eq!(
+            line_of(&text, "vigie_longest_wait_seconds"),
+            vec![r#"vigie_longest_wait_seconds{queue="line19"} 42.5"#]
+        );
+        assert_eq!(
+            line_of(&text, "# UNIT vigie_longest_wait_seconds"),
+            vec!["# UNIT vigie_longest_wait_seconds seconds"]
+        );
+        assert_eq!(
+            line_of(&text, "vigie_seats{"),
+            vec![r#"vigie_seats{queue="line19",state="wrap_up"} 2"#]
+        );
+        assert_eq!(
+            line_of(&text, "vigie_build_info"),
+            vec![r#"vigie_build_info{version="0.1.0"} 1"#]
+        );
+        assert!(text.ends_with("# EOF\n"));
+    }
+
+    #[test]
+    fn prometheus_text_counter_and_histogram_lines() {
+        let metrics = Metrics::new("0.1.0");
+        let queue = QueueLabels {
+            queue: "line19".into(),
+        };
+        metrics
+            .answer_time_seconds
+            .get_or_create(&queue)
+            .observe(7.0);
+        metrics
+            .answer_time_seconds
+            .get_or_create(&queue)
+            .observe(200.0);
+        metrics.sip_retransmissions.inc();
+        let text = metrics.encode_prometheus_text();
+        assert_eq!(
+            line_of(&text, "vigie_sip_retransmissions_total"),
+            vec!["vigie_sip_retransmissions_total 1"]
+        );
+        assert_eq!(
+            line_of(&text, "# TYPE vigie_sip_retransmissions_total"),
+            vec!["# TYPE vigie_sip_retransmissions_total counter"]
+        );
+        let buckets = line_of(&text, "vigie_answer_time_seconds_bucket");
+        assert_eq!(buckets.len(), ANSWER_TIME_BUCKETS.len() + 1);
+        assert_eq!(
+            buckets.first().copied(),
+            Some(r#"vigie_answer_time_seconds_bucket{queue="line19",le="1"} 0"#)
+        );
+        assert!(buckets.contains(&r#"vigie_answer_time_seconds_bucket{queue="line19",le="10"} 1"#));
+        assert_eq!(
+            buckets.last().copied(),
+            Some(r#"vigie_answer_time_seconds_bucket{queue="line19",le="+Inf"} 2"#)
+        );
+        assert_eq!(
+            line_of(&text, "vigie_answer_time_seconds_sum"),
+            vec![r#"vigie_answer_time_seconds_sum{queue="line19"} 207.0"#]
+        );
+        assert!(!text.contains("# EOF"));
+    }
+
+    #[test]
+    fn sip_method_label_is_bounded() {
+        assert_eq!(SipMethod::from_token("INVITE"), SipMethod::Invite);
+        assert_eq!(SipMethod::from_token("UPDATE"), SipMethod::Update);
+        assert_eq!(SipMethod::from_token("invite"), SipMethod::Other);
+        assert_eq!(SipMethod::from_token("X-SCAN-ME"), SipMethod::Other);
+        assert_eq!(SipMethod::from_token("other"), SipMethod::Other);
+    }
+
+    #[test]
+    fn status_class_of_code() {
+        assert_eq!(StatusClass::of(100), Some(StatusClass::Provisional));
+        assert_eq!(StatusClass::of(486), Some(StatusClass::ClientError));
+        assert_eq!(StatusClass::of(699).map(StatusClass::as_str), Some("6xx"));
+        assert_eq!(StatusClass::of(99), None);
+        assert_eq!(StatusClass::of(700), None);
+    }
+
+    #[test]
+    fn accept_header_negotiation() {
+        assert_eq!(
+            Format::negotiate(Some(
+                "application/openmetrics-text;version=1.0.0,text/plain;version=0.0.4;q=0.5"
+            )),
+            Format::OpenMetrics
+        );
+        assert_eq!(
+            Format::negotiate(Some("text/plain")),
+            Format::PrometheusText
+        );
+        assert_eq!(Format::negotiate(None), Format::PrometheusText);
+        assert_eq!(
+            Metrics::new("0.1.0").encode_as(Format::OpenMetrics).1,
+            OPENMETRICS_CONTENT_TYPE
+        );
+    }
+}

@@ -1,0 +1,62 @@
+-- vigie call journal, first schema (DESIGN.md §3).
+--
+-- Portability: plain column types (TEXT, INTEGER, REAL), no AUTOINCREMENT, no
+-- SQLite-only DDL, so the PostgreSQL copy in sql/postgres/ only changes types
+-- (timestamps TEXT -> TIMESTAMPTZ, detail TEXT -> JSONB, REAL -> DOUBLE PRECISION).
+--
+-- Times are RFC 3339 UTC text with milliseconds ("2026-11-29T14:05:03.123Z"); this
+-- fixed-width form sorts lexically in time order.
+
+-- One row per call, upserted at milestones by the journal writer.
+CREATE TABLE calls (
+    id                TEXT PRIMARY KEY NOT NULL,   -- vigie's call id (ULID)
+    node_id           TEXT NOT NULL,               -- vigie node that owned the call
+    sip_call_id       TEXT,                        -- Call-ID of the inbound leg
+    caller            TEXT,                        -- caller number (personal data)
+    caller_display    TEXT,
+    called            TEXT,
+    queue             TEXT,
+    agent_seat        TEXT,
+    received_at       TEXT,                        -- NULL only if a patch came before "received"
+    queued_at         TEXT,
+    answered_at       TEXT,
+    ended_at          TEXT,
+    outcome           TEXT CHECK (outcome IN ('answered', 'abandoned', 'overflowed', 'failed')),
+    end_cause         TEXT,
+    wait_seconds      REAL,
+    talk_seconds      REAL,
+    location_lat      REAL,                        -- WGS84 degrees
+    location_lon      REAL,                        -- WGS84 degrees
+    location_radius_m REAL                         -- uncertainty radius, metres
+);
+
+CREATE INDEX calls_received_at ON calls (received_at DESC);
+CREATE INDEX calls_queue_received_at ON calls (queue, received_at DESC);
+CREATE INDEX calls_outcome ON calls (outcome);
+
+-- Append-only journal: every step of every call, in order.
+CREATE TABLE call_events (
+    call_id  TEXT NOT NULL,
+    seq      INTEGER NOT NULL,                     -- per-call sequence, from 0
+    at       TEXT NOT NULL,
+    kind     TEXT NOT NULL,
+    detail   TEXT NOT NULL DEFAULT '{}',           -- JSON object
+    PRIMARY KEY (call_id, seq)
+);
+
+CREATE INDEX call_events_at ON call_events (at);
+
+-- Every location received for a call (PIDF-LO, Geolocation, AML), with its source.
+CREATE TABLE locations (
+    call_id  TEXT NOT NULL,
+    seq      INTEGER NOT NULL,                     -- per-call location sequence, from 0
+    at       TEXT NOT NULL,
+    source   TEXT NOT NULL,                        -- e.g. pidf-lo, geolocation-uri, aml
+    shape    TEXT NOT NULL,                        -- e.g. point, circle, ellipse, civic
+    lat      REAL,                                 -- WGS84 degrees
+    lon      REAL,                                 -- WGS84 degrees
+    alt_m    REAL,                                 -- metres
+    radius_m REAL,                                 -- uncertainty radius, metres
+    raw      TEXT,                                 -- original document, if kept
+    PRIMARY KEY (call_id, seq)
+);

@@ -1,0 +1,452 @@
+//! [`Store`]: the journal's tables in a SQLite file, through sqlx.
+
+use std::path::{Path, PathBuf};
+use std::str::FromStr;
+use std::time::Duration;
+
+use sqlx::Row;
+use sqlx::sqlite::{
+    SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteRow,
+    SqliteSynchronous,
+};
+use ulid::Ulid;
+
+use super::StoreError;
+use super::model::{
+    CallPatch, CallRow, EventKind, EventRow, JournalRecord, LocationRow, Outcome, format_time,
+    parse_time,
+};
+
+/// Migrations embedded from `sql/sqlite/` at build time.
+static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./sql/sqlite");
+
+/// Settings for [`Store::open_sqlite_with`].
+#[derive(Debug, Clone, PartialEq)]
+pub struct SqliteOptions {
+    /// How long a statement waits for another connection's write lock before it
+    /// fails with `SQLITE_BUSY` (milliseconds resolution). Default 5 s.
+    pub busy_timeout: Duration,
+    /// Pool size (connections). Default 4: one writer, readers for the API.
+    pub max_connections: u32,
+}
+
+impl Default for SqliteOptions {
+    fn default() -> Self {
+        SqliteOptions {
+            busy_timeout: Duration::from_secs(5),
+            max_connections: 4,
+        }
+    }
+}
+
+/// The call journal's database: a cheap clonable handle over a connection pool.
+///
+/// Writes go through [`crate::store::Journal`]; the read queries here serve the
+/// API and tests.
+#[derive(Debug, Clone)]
+pub struct Store {
+    pool: SqlitePool,
+    path: PathBuf,
+}
+
+impl Store {
+    /// Opens (creating if needed) the SQLite database at `path` with default
+    /// [`SqliteOptions`]: creates the parent directory, sets WAL journal mode,
+    /// `synchronous=NORMAL`, a busy timeout, and runs the embedded migrations.
+    ///
+    /// Errors: [`StoreError::CreateDir`], [`StoreError::Unavailable`],
+    /// [`StoreError::Migrate`].
+    pub async fn open_sqlite(path: impl AsRef<Path>) -> Result<Store, StoreError> {
+        Store::open_sqlite_with(path, SqliteOptions::default()).await
+    }
+
+    /// Like [`Store::open_sqlite`] with explicit settings.
+    pub async fn open_sqlite_with(
+        path: impl AsRef<Path>,
+        options: SqliteOptions,
+    ) -> Result<Store, StoreError> {
+        let path = path.as_ref().to_path_buf();
+        if let Some(parent) = path.parent().filter(|p| !p.as_os_str().is_empty()) {
+            std::fs::create_dir_all(parent).map_err(|source| StoreError::CreateDir {
+                path: parent.to_path_buf(),
+                source,
+            })?;
+        }
+        let connect = SqliteConnectOptions::new()
+            .filename(&path)
+            .create_if_missing(true)
+            .journal_mode(SqliteJournalMode::Wal)
+            .synchronous(SqliteSynchronous::Normal)
+            .busy_timeout(options.busy_timeout)
+            .foreign_keys(true);
+        let pool = SqlitePoolOptions::new()
+            .max_connections(options.max_connections.max(1))
+            .acquire_timeout(options.busy_timeout.max(Duration::from_secs(1)))
+            .connect_with(connect)
+            .await
+            .map_err(StoreError::from_sqlx)?;
+        MIGRATOR.run(&pool).await.map_err(StoreError::Migrate)?;
+        Ok(Store { pool, path })
+    }
+
+    /// The database file.
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// Closes the pool, waiting for connections to be returned.
+    pub async fn close(&self) {
+        self.pool.close().await;
+    }
+
+    /// Writes `records` in one transaction (`BEGIN IMMEDIATE`), stamping new
+    /// `calls` rows with `node_id`. Idempotent: events and locations are
+    /// `INSERT OR IGNORE` on `(call_id, seq)`, call patches are upserts that only
+    /// set the fields they carry. Either every record is written or none.
+    pub(crate) async fn write_batch(
+        &self,
+        node_id: &str,
+        records: &[JournalRecord],
+    ) -> Result<(), StoreError> {
+        let mut tx = self
+            .pool
+            .begin_with("BEGIN IMMEDIATE")
+            .await
+            .map_err(StoreError::from_sqlx)?;
+        for record in records {
+            match record {
+                JournalRecord::Event {
+                    call_id,
+                    seq,
+                    at,
+                    kind,
+                    detail,
+                } => {
+                    sqlx::query(
+                        "INSERT INTO call_events (call_id, seq, at, kind, detail) \
+                         VALUES (?, ?, ?, ?, ?) ON CONFLICT (call_id, seq) DO NOTHING",
+                    )
+                    .bind(call_id.to_string())
+                    .bind(i64::from(*seq))
+                    .bind(format_time(*at))
+                    .bind(kind.as_str())
+                    .bind(detail.to_string())
+                    .execute(&mut *tx)
+                    .await
+                    .map_err(StoreError::from_sqlx)?;
+                }
+                JournalRecord::CallUpdate(patch) => {
+                    upsert_call(&mut tx, node_id, patch).await?;
+                }
+                JournalRecord::Location(location) => {
+                    insert_location(&mut tx, location).await?;
+                }
+            }
+        }
+        tx.commit().await.map_err(StoreError::from_sqlx)
+    }
+
+    /// The `calls` row of `id`, if any.
+    pub async fn call(&self, id: Ulid) -> Result<Option<CallRow>, StoreError> {
+        let row = sqlx::query(
+            "SELECT id, node_id, sip_call_id, caller, caller_display, called, queue, \
+             agent_seat, received_at, queued_at, answered_at, ended_at, outcome, end_cause, \
+             wait_seconds, talk_seconds, location_lat, location_lon, location_radius_m \
+             FROM calls WHERE id = ?",
+        )
+        .bind(id.to_string())
+        .fetch_optional(&self.pool)
+        .await
+        .map_err(StoreError::from_sqlx)?;
+        row.map(|row| call_row(&row)).transpose()
+    }
+
+    /// The `limit` most recently received calls, newest first (ties by id, descending).
+    pub async fn recent_calls(&self, limit: u32) -> Result<Vec<CallRow>, StoreError> {
+        let rows = sqlx::query(
+            "SELECT id, node_id, sip_call_id, caller, caller_display, called, queue, \
+             agent_seat, received_at, queued_at, answered_at, ended_at, outcome, end_cause, \
+             wait_seconds, talk_seconds, location_lat, location_lon, location_radius_m \
+             FROM calls ORDER BY received_at DESC, id DESC LIMIT ?",
+        )
+        .bind(i64::from(limit))
+        .fetch_all(&self.pool)
+        .await
+        .map_err(StoreError::from_sqlx)?;
+        rows.iter().map(call_row).collect()
+    }
+
+    /// The journal of call `id`, in sequence order.
+    pub async fn call_events(&self, id: Ulid) -> Result<Vec<EventRow>, StoreError> {
+        let rows = sqlx::query(
+            "SELECT call_id, seq, at, kind, detail FROM call_events \
+             WHERE call_id = ? ORDER BY seq",
+        )
+        .bind(id.to_string())
+        .fetch_all(&self.pool)
+        .await
+        .map_err(StoreError::from_sqlx)?;
+        rows.iter().map(event_row).collect()
+    }
+
+    /// The locations received for call `id`, in sequence order.
+    pub async fn call_locations(&self, id: Ulid) -> Result<Vec<LocationRow>, StoreError> {
+        let rows = sqlx::query(
+            "SELECT call_id, seq, at, source, shape, lat, lon, alt_m, radius_m, raw \
+             FROM locations WHERE call_id = ? ORDER BY seq",
+        )
+        .bind(id.to_string())
+        .fetch_all(&self.pool)
+        .await
+        .map_err(StoreError::from_sqlx)?;
+        rows.iter().map(location_row).collect()
+    }
+
+    /// Number of calls per outcome, in [`Outcome::ALL`] order, zero counts
+    /// included. Calls without an outcome yet (in progress) are not counted.
+    pub async fn count_calls_by_outcome(&self) -> Result<Vec<(Outcome, u64)>, StoreError> {
+        let rows = sqlx::query(
+            "SELECT outcome, COUNT(*) AS n FROM calls WHERE outcome IS NOT NULL GROUP BY outcome",
+        )
+        .fetch_all(&self.pool)
+        .await
+        .map_err(StoreError::from_sqlx)?;
+        let mut counts: Vec<(Outcome, u64)> = Outcome::ALL.iter().map(|o| (*o, 0)).collect();
+        for row in &rows {
+            let name: String = column(row, "calls", "outcome")?;
+            let n: i64 = column(row, "calls", "n")?;
+            let outcome = name.parse::<Outcome>().map_err(|_| StoreError::Corrupt {
+                table: "calls",
+                column: "outcome",
+                key: name.clone(),
+            })?;
+            if let Some(slot) = counts.iter_mut().find(|(o, _)| *o == outcome) {
+                slot.1 = u64::try_from(n).unwrap_or(0);
+            }
+        }
+        Ok(counts)
+    }
+
+    /// Total rows in `call_events` (for tests and health checks).
+    pub async fn count_events(&self) -> Result<u64, StoreError> {
+        let n: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM call_events")
+            .fetch_one(&self.pool)
+            .await
+            .map_err(StoreError::from_sqlx)?;
+        Ok(u64::try_from(n).unwrap_or(0))
+    }
+}
+
+async fn upsert_call(
+    tx: &mut sqlx::Transaction<'static, sqlx::Sqlite>,
+    node_id: &str,
+    patch: &CallPatch,
+) -> Result<(), StoreError> {
+    // Portable upsert (SQLite ≥ 3.24 and PostgreSQL): the patch's NULLs keep the
+    // stored value; node_id is set once, when the row is created.
+    sqlx::query(
+        "INSERT INTO calls (id, node_id, sip_call_id, caller, caller_display, called, queue, \
+         agent_seat, received_at, queued_at, answered_at, ended_at, outcome, end_cause, \
+         wait_seconds, talk_seconds, location_lat, location_lon, location_radius_m) \
+         VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) \
+         ON CONFLICT (id) DO UPDATE SET \
+         sip_call_id = COALESCE(excluded.sip_call_id, calls.sip_call_id), \
+         caller = COALESCE(excluded.caller, calls.caller), \
+         caller_display = COALESCE(excluded.caller_display, calls.caller_display), \
+         called = COALESCE(excluded.called, calls.called), \
+         queue = COALESCE(excluded.queue, calls.queue), \
+         agent_seat = COALESCE(excluded.agent_seat, calls.agent_seat), \
+         received_at = COALESCE(excluded.received_at, calls.received_at), \
+         queued_at = COALESCE(excluded.queued_at, calls.queued_at), \
+         answered_at = COALESCE(excluded.answered_at, calls.answered_at), \
+         ended_at = COALESCE(excluded.ended_at, calls.ended_at), \
+         outcome = COALESCE(excluded.outcome, calls.outcome), \
+         end_cause = COALESCE(excluded.end_cause, calls.end_cause), \
+         wait_seconds = COALESCE(excluded.wait_seconds, calls.wait_seconds), \
+         talk_seconds = COALESCE(excluded.talk_seconds, calls.talk_seconds), \
+         location_lat = COALESCE(excluded.location_lat, calls.location_lat), \
+         location_lon = COALESCE(excluded.location_lon, calls.location_lon), \
+         location_radius_m = COALESCE(excluded.location_radius_m, calls.location_radius_m)",
+    )
+    .bind(patch.id.to_string())
+    .bind(node_id)
+    .bind(patch.sip_call_id.as_deref())
+    .bind(patch.caller.as_deref())
+    .bind(patch.caller_display.as_deref())
+    .bind(patch.called.as_deref())
+    .bind(patch.queue.as_deref())
+    .bind(patch.agent_seat.as_deref())
+    .bind(patch.received_at.map(format_time))
+    .bind(patch.queued_at.map(format_time))
+    .bind(patch.answered_at.map(format_time))
+    .bind(patch.ended_at.map(format_time))
+    .bind(patch.outcome.map(Outcome::as_str))
+    .bind(patch.end_cause.as_deref())
+    .bind(patch.wait_seconds)
+    .bind(patch.talk_seconds)
+    .bind(patch.location_lat)
+    .bind(patch.location_lon)
+    .bind(patch.location_radius_m)
+    .execute(&mut **tx)
+    .await
+    .map_err(StoreError::from_sqlx)?;
+    Ok(())
+}
+
+async fn insert_location(
+    tx: &mut sqlx::Transaction<'static, sqlx::Sqlite>,
+    location: &LocationRow,
+) -> Result<(), StoreError> {
+    sqlx::query(
+        "INSERT INTO locations (call_id, seq, at, source, shape, lat, lon, alt_m, radius_m, raw) \
+         VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT (call_id, seq) DO NOTHING",
+    )
+    .bind(location.call_id.to_string())
+    .bind(i64::from(location.seq))
+    .bind(format_time(location.at))
+    .bind(location.source.as_str())
+    .bind(location.shape.as_str())
+    .bind(location.lat)
+    .bind(location.lon)
+    .bind(location.alt_m)
+    .bind(location.radius_m)
+    .bind(location.raw.as_deref())
+    .execute(&mut **tx)
+    .await
+    .map_err(StoreError::from_sqlx)?;
+    Ok(())
+}
+
+/// Reads one column, mapping a type mismatch to [`StoreError::Corrupt`].
+fn column<'r, T>(
+    row: &'r SqliteRow,
+    table: &'static str,
+    name: &'static str,
+) -> Result<T, StoreError>
+where
+    T: sqlx::Decode<'r, sqlx::Sqlite> + sqlx::Type<sqlx::Sqlite>,
+{
+    row.try_get::<T, _>(name).map_err(|_| StoreError::Corrupt {
+        table,
+        column: name,
+        key: String::new(),
+    })
+}
+
+fn ulid_column(
+    row: &SqliteRow,
+    table: &'static str,
+    name: &'static str,
+) -> Result<Ulid, StoreError> {
+    let text: String = column(row, table, name)?;
+    Ulid::from_str(&text).map_err(|_| StoreError::Corrupt {
+        table,
+        column: name,
+        key: text,
+    })
+}
+
+fn time_column(
+    row: &SqliteRow,
+    table: &'static str,
+    name: &'static str,
+    key: &Ulid,
+) -> Result<Option<chrono::DateTime<chrono::Utc>>, StoreError> {
+    let text: Option<String> = column(row, table, name)?;
+    text.map(|text| {
+        parse_time(&text).ok_or_else(|| StoreError::Corrupt {
+            table,
+            column: name,
+            key: key.to_string(),
+        })
+    })
+    .transpose()
+}
+
+fn call_row(row: &SqliteRow) -> Result<CallRow, StoreError> {
+    const T: &str = "calls";
+    let id = ulid_column(row, T, "id")?;
+    let outcome: Option<String> = column(row, T, "outcome")?;
+    let outcome = outcome
+        .map(|name| {
+            name.parse::<Outcome>().map_err(|_| StoreError::Corrupt {
+                table: T,
+                column: "outcome",
+                key: id.to_string(),
+            })
+        })
+        .transpose()?;
+    Ok(CallRow {
+        id,
+        node_id: column(row, T, "node_id")?,
+        sip_call_id: column(row, T, "sip_call_id")?,
+        caller: column(row, T, "caller")?,
+        caller_display: column(row, T, "caller_display")?,
+        called: column(row, T, "called")?,
+        queue: column(row, T, "queue")?,
+        agent_seat: column(row, T, "agent_seat")?,
+        received_at: time_column(row, T, "received_at", &id)?,
+        queued_at: time_column(row, T, "queued_at", &id)?,
+        answered_at: time_column(row, T, "answered_at", &id)?,
+        ended_at: time_column(row, T, "ended_at", &id)?,
+        outcome,
+        end_cause: column(row, T, "end_cause")?,
+        wait_seconds: column(row, T, "wait_seconds")?,
+        talk_seconds: column(row, T, "talk_seconds")?,
+        location_lat: column(row, T, "location_lat")?,
+        location_lon: column(row, T, "location_lon")?,
+        location_radius_m: column(row, T, "location_radius_m")?,
+    })
+}
+
+fn event_row(row: &SqliteRow) -> Result<EventRow, StoreError> {
+    const T: &str = "call_events";
+    let call_id = ulid_column(row, T, "call_id")?;
+    let corrupt = |column: &'static str| StoreError::Corrupt {
+        table: T,
+        column,
+        key: call_id.to_string(),
+    };
+    let seq: i64 = column(row, T, "seq")?;
+    let seq = u32::try_from(seq).map_err(|_| corrupt("seq"))?;
+    let at = time_column(row, T, "at", &call_id)?.ok_or_else(|| corrupt("at"))?;
+    let kind: String = column(row, T, "kind")?;
+    let kind = kind.parse::<EventKind>().map_err(|_| corrupt("kind"))?;
+    let detail: String = column(row, T, "detail")?;
+    let detail = serde_json::from_str(&detail).map_err(|_| corrupt("detail"))?;
+    Ok(EventRow {
+        call_id,
+        seq,
+        at,
+        kind,
+        detail,
+    })
+}
+
+fn location_row(row: &SqliteRow) -> Result<LocationRow, StoreError> {
+    const T: &str = "locations";
+    let call_id = ulid_column(row, T, "call_id")?;
+    let seq: i64 = column(row, T, "seq")?;
+    let seq = u32::try_from(seq).map_err(|_| StoreError::Corrupt {
+        table: T,
+        column: "seq",
+        key: call_id.to_string(),
+    })?;
+    let at = time_column(row, T, "at", &call_id)?.ok_or_else(|| StoreError::Corrupt {
+        table: T,
+        column: "at",
+        key: call_id.to_string(),
+    })?;
+    Ok(LocationRow {
+        call_id,
+        seq,
+        at,
+        source: column(row, T, "source")?,
+        shape: column(row, T, "shape")?,
+        lat: column(row, T, "lat")?,
+        lon: column(row, T, "lon")?,
+        alt_m: column(row, T, "alt_m")?,
+        radius_m: column(row, T, "radius_m")?,
+        raw: column(row, T, "raw")?,
+    })
+}
