@@ -637,7 +637,7 @@ impl TransactionLayer {
                     }
                 }
             }
-            (false, _) | (true, ClientState::Terminated) => {}
+            (false, _) => {}
         }
     }
 
@@ -952,8 +952,6 @@ enum ClientState {
     Completed,
     /// RFC 6026: a 2xx was received; further 2xx go to the TU.
     Accepted,
-    #[allow(dead_code)]
-    Terminated,
 }
 
 #[derive(Debug)]
