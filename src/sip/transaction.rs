@@ -637,7 +637,7 @@ impl TransactionLayer {
                     }
                 }
             }
-            (false, _) | (true, ClientState::Terminated) => {}
+            (false, _) => {}
         }
     }
 
@@ -952,8 +952,6 @@ enum ClientState {
     Completed,
     /// RFC 6026: a 2xx was received; further 2xx go to the TU.
     Accepted,
-    #[allow(dead_code)]
-    Terminated,
 }
 
 #[derive(Debug)]
@@ -1276,4 +1274,377 @@ pub fn build_ack(invite: &Request, resp: &Response) -> Request {
 /// number and top Via (same branch) as the INVITE.
 pub fn build_cancel(invite: &Request) -> Request {
     derived_request(invite, Method::Cancel, None)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::sip::transport::TransportKind;
+    use crate::sip::uri::Uri;
+
+    fn udp(addr: &str) -> Peer {
+        Peer {
+            kind: TransportKind::Udp,
+            addr: addr.parse().unwrap(),
+        }
+    }
+
+    fn request(method: Method, via: &str) -> Request {
+        let mut h = Headers::new();
+        h.push(HeaderName::Via, via);
+        h.push(HeaderName::From, "<sip:a@example.com>;tag=f1");
+        h.push(HeaderName::To, "<sip:19@vigie.test>");
+        h.push(HeaderName::CallId, "c1");
+        h.push(HeaderName::CSeq, format!("7 {method}"));
+        h.push(HeaderName::Route, "<sip:proxy.example.com;lr>");
+        h.push(HeaderName::ContentType, "application/sdp");
+        Request {
+            method,
+            uri: Uri::parse("sip:19@vigie.test").unwrap(),
+            headers: h,
+            body: Bytes::from_static(b"v=0\r\n"),
+        }
+    }
+
+    fn events(l: &mut TransactionLayer) -> Vec<TxEvent> {
+        std::iter::from_fn(|| l.poll_event()).collect()
+    }
+
+    fn transmits(l: &mut TransactionLayer) -> Vec<Transmit> {
+        std::iter::from_fn(|| l.poll_transmit()).collect()
+    }
+
+    #[test]
+    fn new_branch_has_the_cookie_and_is_random() {
+        let a = new_branch();
+        assert!(a.starts_with("z9hG4bK"));
+        assert_eq!(a.len(), 7 + 24);
+        assert_ne!(a, new_branch());
+    }
+
+    #[test]
+    fn received_and_rport_are_stamped_and_used_for_responses() {
+        let mut l = TransactionLayer::new(TimerConfig::default());
+        let now = Instant::now();
+        let from = udp("203.0.113.5:40000");
+        let req = request(
+            Method::Options,
+            "SIP/2.0/UDP 192.168.1.20:5062;branch=z9hG4bKx1;rport, SIP/2.0/UDP p.example.com;branch=z9hG4bKp",
+        );
+        l.handle_incoming(now, from, Message::Request(req));
+        let (key, got) = match events(&mut l).pop() {
+            Some(TxEvent::Request {
+                key,
+                request,
+                from: f,
+            }) => {
+                assert_eq!(f, from);
+                (key, request)
+            }
+            other => panic!("{other:?}"),
+        };
+        assert_eq!(key.branch(), "z9hG4bKx1");
+        assert_eq!(key.sent_by(), "192.168.1.20:5062");
+        assert_eq!(key.method(), &Method::Options);
+        let vias = got.vias().unwrap();
+        assert_eq!(vias.len(), 2);
+        assert_eq!(vias[0].param("rport"), Some(Some("40000")));
+        assert_eq!(vias[0].param("received"), Some(Some("203.0.113.5")));
+        assert_eq!(vias[1].branch(), Some("z9hG4bKp"));
+        l.send_response(now, &key, got.response(200, "OK", Some("t")))
+            .unwrap();
+        let t = transmits(&mut l);
+        assert_eq!(t.len(), 1);
+        assert_eq!(t[0].to, from);
+    }
+
+    #[test]
+    fn response_destination_follows_rfc3261_18_2_2() {
+        let src = udp("198.51.100.7:5099");
+        let via = |s: &str| Via::parse_list(s).unwrap().remove(0);
+        // Same IP, no rport: sent-by port.
+        assert_eq!(
+            response_destination(&via("SIP/2.0/UDP 198.51.100.7:5070;branch=z9hG4bKa"), src),
+            udp("198.51.100.7:5070")
+        );
+        // No port at all: 5060.
+        assert_eq!(
+            response_destination(&via("SIP/2.0/UDP 198.51.100.7;branch=z9hG4bKa"), src),
+            udp("198.51.100.7:5060")
+        );
+        // received without rport: received IP, sent-by port.
+        assert_eq!(
+            response_destination(
+                &via("SIP/2.0/UDP host.example;received=198.51.100.9;branch=z9hG4bKa"),
+                src
+            ),
+            udp("198.51.100.9:5060")
+        );
+        // received + rport.
+        assert_eq!(
+            response_destination(
+                &via("SIP/2.0/UDP 10.0.0.1:5060;received=198.51.100.7;rport=5099;branch=z9hG4bKa"),
+                src
+            ),
+            src
+        );
+        // A name we cannot resolve here: the source.
+        assert_eq!(
+            response_destination(&via("SIP/2.0/UDP host.example:5070;branch=z9hG4bKa"), src),
+            src
+        );
+        // Reliable: the connection it came on.
+        let tcp = Peer {
+            kind: TransportKind::Tcp,
+            addr: "198.51.100.7:40001".parse().unwrap(),
+        };
+        assert_eq!(
+            response_destination(&via("SIP/2.0/TCP 198.51.100.7:5060;branch=z9hG4bKa"), tcp),
+            tcp
+        );
+    }
+
+    #[test]
+    fn ack_and_cancel_copy_the_right_headers() {
+        let invite = request(
+            Method::Invite,
+            "SIP/2.0/UDP 10.0.0.1:5060;branch=z9hG4bKinv, SIP/2.0/UDP 10.9.9.9;branch=z9hG4bKo",
+        );
+        let mut resp = invite.response(486, "Busy Here", Some("totag"));
+        resp.headers.push(HeaderName::Other("Warning".into()), "x");
+        let ack = build_ack(&invite, &resp);
+        assert_eq!(ack.method, Method::Ack);
+        assert_eq!(ack.uri, invite.uri);
+        let vias = ack.vias().unwrap();
+        assert_eq!(vias.len(), 1);
+        assert_eq!(vias[0].branch(), Some("z9hG4bKinv"));
+        assert_eq!(ack.cseq().unwrap().seq, 7);
+        assert_eq!(ack.cseq().unwrap().method, Method::Ack);
+        assert_eq!(ack.header_to().unwrap().tag(), Some("totag"));
+        assert_eq!(ack.header_from().unwrap().tag(), Some("f1"));
+        assert_eq!(ack.call_id().unwrap(), "c1");
+        assert_eq!(
+            ack.headers.get(&HeaderName::Route),
+            Some("<sip:proxy.example.com;lr>")
+        );
+        assert_eq!(ack.headers.get(&HeaderName::ContentType), None);
+        assert!(ack.body.is_empty());
+
+        let cancel = build_cancel(&invite);
+        assert_eq!(cancel.method, Method::Cancel);
+        assert_eq!(cancel.top_via().unwrap().branch(), Some("z9hG4bKinv"));
+        assert_eq!(cancel.vias().unwrap().len(), 1);
+        assert_eq!(cancel.cseq().unwrap().to_string(), "7 CANCEL");
+        assert_eq!(cancel.header_to().unwrap().tag(), None);
+        assert_eq!(cancel.headers.get(&HeaderName::MaxForwards), Some("70"));
+    }
+
+    #[test]
+    fn retransmitted_invite_gets_the_last_provisional_again() {
+        let mut l = TransactionLayer::new(TimerConfig::default());
+        let now = Instant::now();
+        let from = udp("10.0.0.1:5060");
+        let inv = request(Method::Invite, "SIP/2.0/UDP 10.0.0.1:5060;branch=z9hG4bKr");
+        l.handle_incoming(now, from, Message::Request(inv.clone()));
+        let key = match events(&mut l).pop() {
+            Some(TxEvent::Request { key, .. }) => key,
+            other => panic!("{other:?}"),
+        };
+        let t = transmits(&mut l);
+        assert_eq!(t.len(), 1);
+        assert!(matches!(&t[0].message, Message::Response(r) if r.status == 100));
+        l.send_response(now, &key, inv.response(180, "Ringing", Some("x")))
+            .unwrap();
+        transmits(&mut l);
+        l.handle_incoming(now, from, Message::Request(inv.clone()));
+        let t = transmits(&mut l);
+        assert!(
+            matches!(&t[..], [Transmit { message: Message::Response(r), .. }] if r.status == 180)
+        );
+        assert!(events(&mut l).is_empty());
+        assert_eq!(l.stats().retransmissions, 1);
+        // A final response ends the TU's say; a second one is refused.
+        l.send_response(now, &key, inv.response(486, "Busy Here", Some("x")))
+            .unwrap();
+        assert_eq!(
+            l.send_response(now, &key, inv.response(200, "OK", Some("x"))),
+            Err(TxError::AlreadyFinal)
+        );
+        assert_eq!(
+            l.send_response(now, &key, inv.response(99, "?", None)),
+            Err(TxError::BadStatus(99))
+        );
+    }
+
+    #[test]
+    fn cancel_without_invite_gets_481_and_its_retransmission_the_same() {
+        let mut l = TransactionLayer::new(TimerConfig::default());
+        let now = Instant::now();
+        let from = udp("10.0.0.1:5060");
+        let cancel = request(
+            Method::Cancel,
+            "SIP/2.0/UDP 10.0.0.1:5060;branch=z9hG4bKnone",
+        );
+        l.handle_incoming(now, from, Message::Request(cancel.clone()));
+        l.handle_incoming(now, from, Message::Request(cancel));
+        let t = transmits(&mut l);
+        let codes: Vec<u16> = t
+            .iter()
+            .filter_map(|t| match &t.message {
+                Message::Response(r) => Some(r.status),
+                Message::Request(_) => None,
+            })
+            .collect();
+        assert_eq!(codes, vec![481, 481]);
+        assert!(events(&mut l).is_empty());
+    }
+
+    #[test]
+    fn rfc2543_and_malformed_requests_do_not_crash() {
+        let mut l = TransactionLayer::new(TimerConfig::default());
+        let now = Instant::now();
+        let from = udp("10.0.0.1:5060");
+        // No magic cookie: a synthetic key, retransmission still matched.
+        let old = request(Method::Options, "SIP/2.0/UDP 10.0.0.1:5060;branch=1234");
+        l.handle_incoming(now, from, Message::Request(old.clone()));
+        l.handle_incoming(now, from, Message::Request(old));
+        assert_eq!(events(&mut l).len(), 1);
+        // No branch at all.
+        let mut none = request(Method::Options, "SIP/2.0/UDP 10.0.0.1:5060");
+        none.headers.set(HeaderName::CSeq, "8 OPTIONS");
+        l.handle_incoming(now, from, Message::Request(none));
+        assert_eq!(events(&mut l).len(), 1);
+        // No Via, bad CSeq, CSeq method mismatch: dropped and counted.
+        let mut no_via = request(Method::Options, "x");
+        no_via.headers.remove(&HeaderName::Via);
+        l.handle_incoming(now, from, Message::Request(no_via));
+        let mut bad_cseq = request(Method::Options, "SIP/2.0/UDP 10.0.0.1;branch=z9hG4bKc");
+        bad_cseq.headers.set(HeaderName::CSeq, "x OPTIONS");
+        l.handle_incoming(now, from, Message::Request(bad_cseq));
+        let mut mismatch = request(Method::Options, "SIP/2.0/UDP 10.0.0.1;branch=z9hG4bKm");
+        mismatch.headers.set(HeaderName::CSeq, "1 INVITE");
+        l.handle_incoming(now, from, Message::Request(mismatch));
+        let mut resp = request(Method::Options, "x").response(200, "OK", None);
+        resp.headers.remove(&HeaderName::Via);
+        l.handle_incoming(now, from, Message::Response(resp));
+        assert_eq!(l.stats().malformed, 4);
+        assert!(events(&mut l).is_empty());
+    }
+
+    #[test]
+    fn send_request_refuses_ack_and_missing_branch() {
+        let mut l = TransactionLayer::new(TimerConfig::default());
+        let now = Instant::now();
+        let to = udp("10.0.0.2:5060");
+        let ack = request(Method::Ack, "SIP/2.0/UDP 10.0.0.1;branch=z9hG4bKa");
+        assert_eq!(l.send_request(now, to, ack), Err(TxError::AckIsStateless));
+        let nb = request(Method::Bye, "SIP/2.0/UDP 10.0.0.1");
+        assert_eq!(l.send_request(now, to, nb), Err(TxError::MissingBranch));
+        assert!(transmits(&mut l).is_empty());
+        assert_eq!(l.poll_timeout(), None);
+    }
+
+    #[test]
+    fn stray_and_forked_2xx() {
+        let mut l = TransactionLayer::new(TimerConfig::default());
+        let now = Instant::now();
+        let to = udp("10.0.0.2:5060");
+        let inv = request(Method::Invite, "SIP/2.0/UDP 10.0.0.1:5060;branch=z9hG4bKf");
+        let key = l.send_request(now, to, inv.clone()).unwrap();
+        let ok_a = inv.response(200, "OK", Some("a"));
+        let ok_b = inv.response(200, "OK", Some("b"));
+        l.handle_incoming(now, to, Message::Response(ok_a.clone()));
+        l.handle_incoming(now, to, Message::Response(ok_a.clone()));
+        l.handle_incoming(now, to, Message::Response(ok_b));
+        let ev = events(&mut l);
+        assert!(
+            matches!(&ev[0], TxEvent::Response { key: k, response } if *k == key && response.status == 200)
+        );
+        assert!(matches!(&ev[1], TxEvent::Stray2xx { from, .. } if *from == to));
+        assert!(
+            matches!(&ev[2], TxEvent::Response { response, .. } if response.header_to().unwrap().tag() == Some("b"))
+        );
+        // Timer M (64*T1) ends the Accepted state; a later 2xx is a stray.
+        assert_eq!(l.poll_timeout(), Some(now + Duration::from_secs(32)));
+        l.handle_timeout(now + Duration::from_secs(32));
+        assert_eq!(l.stats().client_transactions, 0);
+        l.handle_incoming(now, to, Message::Response(ok_a));
+        assert!(matches!(&events(&mut l)[..], [TxEvent::Stray2xx { .. }]));
+        // Nothing answers a stray 2xx from the layer itself: the TU ACKs it.
+        assert!(
+            transmits(&mut l)
+                .iter()
+                .all(|t| matches!(&t.message, Message::Request(r) if r.method == Method::Invite))
+        );
+    }
+
+    #[test]
+    fn cancel_is_refused_for_non_invite_and_after_a_final() {
+        let mut l = TransactionLayer::new(TimerConfig::default());
+        let now = Instant::now();
+        let to = udp("10.0.0.2:5060");
+        let opt = request(Method::Options, "SIP/2.0/UDP 10.0.0.1;branch=z9hG4bKo");
+        let k = l.send_request(now, to, opt).unwrap();
+        assert_eq!(l.cancel(now, &k), Err(TxError::NotCancellable));
+        let inv = request(Method::Invite, "SIP/2.0/UDP 10.0.0.1;branch=z9hG4bKi");
+        let k = l.send_request(now, to, inv.clone()).unwrap();
+        l.handle_incoming(
+            now,
+            to,
+            Message::Response(inv.response(603, "Decline", Some("d"))),
+        );
+        assert_eq!(l.cancel(now, &k), Err(TxError::NotCancellable));
+    }
+
+    #[test]
+    fn no_final_after_cancel_times_out_the_invite() {
+        let mut l = TransactionLayer::new(TimerConfig::default());
+        let t0 = Instant::now();
+        let to = udp("10.0.0.2:5060");
+        let inv = request(Method::Invite, "SIP/2.0/UDP 10.0.0.1;branch=z9hG4bKq");
+        let k = l.send_request(t0, to, inv.clone()).unwrap();
+        l.handle_incoming(
+            t0,
+            to,
+            Message::Response(inv.response(180, "Ringing", Some("r"))),
+        );
+        // In Proceeding the INVITE has no timer of its own.
+        assert_eq!(l.poll_timeout(), None);
+        let t1 = t0 + Duration::from_secs(10);
+        l.cancel(t1, &k).unwrap();
+        let ck = ClientTxKey {
+            branch: "z9hG4bKq".into(),
+            method: Method::Cancel,
+        };
+        let cancel = inv.clone();
+        let mut c200 = cancel.response(200, "OK", Some("r"));
+        c200.headers.set(HeaderName::CSeq, "7 CANCEL");
+        l.handle_incoming(t1, to, Message::Response(c200));
+        l.handle_timeout(t1 + Duration::from_secs(32));
+        let ev = events(&mut l);
+        assert!(matches!(&ev[..], [
+            TxEvent::Response { .. },
+            TxEvent::Response { key: a, .. },
+            TxEvent::Timeout { key: b },
+        ] if *a == ck && *b == k));
+    }
+
+    #[test]
+    fn timer_table_orders_and_rearms() {
+        let mut t = TimerTable::default();
+        let now = Instant::now();
+        t.arm(Slot::client(1, Timer::A), now + Duration::from_millis(500));
+        t.arm(Slot::client(2, Timer::B), now + Duration::from_millis(100));
+        t.arm(Slot::client(1, Timer::A), now + Duration::from_millis(50));
+        assert_eq!(t.first(), Some(now + Duration::from_millis(50)));
+        assert_eq!(t.by_deadline.len(), 2);
+        assert_eq!(t.pop_due(now), None);
+        assert_eq!(
+            t.pop_due(now + Duration::from_secs(1)),
+            Some((now + Duration::from_millis(50), Slot::client(1, Timer::A)))
+        );
+        t.disarm_all(Side::Client, 2);
+        assert_eq!(t.first(), None);
+        assert!(t.by_slot.is_empty());
+    }
 }
