@@ -13,7 +13,7 @@ use serde::Deserialize;
 use tokio::net::TcpListener;
 use tokio::sync::watch;
 
-use crate::metrics::Metrics;
+use crate::metrics::{Format, Metrics};
 use crate::store::Store;
 
 use super::Status;
@@ -44,7 +44,7 @@ async fn metrics(State(s): State<HttpState>, headers: HeaderMap) -> Response {
     let accept = headers
         .get(header::ACCEPT)
         .and_then(|v| v.to_str().ok());
-    let (body, content_type) = s.metrics.encode_as(Metrics::negotiate(accept));
+    let (body, content_type) = s.metrics.encode_as(Format::negotiate(accept));
     ([(header::CONTENT_TYPE, content_type)], body).into_response()
 }
 

@@ -574,3 +574,29 @@ fn seat_state_label(label: &str) -> Option<SeatState> {
 pub fn journal_path(config: &Config) -> PathBuf {
     config.store.data_dir.join("vigie.sqlite")
 }
+
+/// A `calls` row as the API shows it (times in RFC 3339 UTC).
+pub fn call_json(r: &crate::store::CallRow) -> serde_json::Value {
+    let t = |t: &Option<chrono::DateTime<chrono::Utc>>| t.map(crate::store::format_time);
+    serde_json::json!({
+        "id": r.id.to_string(),
+        "node_id": r.node_id,
+        "sip_call_id": r.sip_call_id,
+        "caller": r.caller,
+        "caller_display": r.caller_display,
+        "called": r.called,
+        "queue": r.queue,
+        "agent_seat": r.agent_seat,
+        "received_at": t(&r.received_at),
+        "queued_at": t(&r.queued_at),
+        "answered_at": t(&r.answered_at),
+        "ended_at": t(&r.ended_at),
+        "outcome": r.outcome.map(|o| o.as_str()),
+        "end_cause": r.end_cause,
+        "wait_seconds": r.wait_seconds,
+        "talk_seconds": r.talk_seconds,
+        "location": r.location_lat.map(|lat| serde_json::json!({
+            "lat": lat, "lon": r.location_lon, "radius_m": r.location_radius_m,
+        })),
+    })
+}

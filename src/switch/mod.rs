@@ -214,6 +214,11 @@ impl Switch {
         &self.acd
     }
 
+    /// True while the call is in progress.
+    pub fn has_call(&self, call: CallId) -> bool {
+        self.calls.contains_key(&call)
+    }
+
     /// Calls in progress.
     pub fn active_calls(&self) -> usize {
         self.calls.len()
@@ -316,7 +321,10 @@ impl Switch {
     }
 
     fn respond(&mut self, now: Instant, key: &ServerTxKey, resp: Response) {
-        self.txn.send_response(now, key, resp);
+        let status = resp.status;
+        if let Err(e) = self.txn.send_response(now, key, resp) {
+            tracing::debug!(status, error = %e, "response not sent");
+        }
     }
 
     /// A response built from `req` with vigie's Server header.
