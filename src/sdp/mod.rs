@@ -177,7 +177,9 @@ pub struct Anchored {
     /// The kept payload types in the sender's order (PCMU, PCMA, telephone-event only).
     pub codecs: Vec<Codec>,
     /// Direction of the audio stream as sent by the leg (media-level attribute, else
-    /// session-level, else `sendrecv`); copied unchanged into [`Anchored::sdp`].
+    /// session-level, else `sendrecv`), written into [`Anchored::sdp`]. A `c=` address of
+    /// `0.0.0.0`/`::` (RFC 2543 hold) removes "receive": `sendrecv` becomes `sendonly` and
+    /// `recvonly` becomes `inactive` (RFC 3264 §8.4), since vigie's own address replaces it.
     pub direction: Direction,
     /// Index of the audio `m=` line that is relayed, among all `m=` lines (0-based).
     pub audio_index: usize,
@@ -239,10 +241,15 @@ pub fn anchor(
         .or(remote.connection.as_ref())
         .ok_or(SdpError::MissingConnection)?;
     let peer_ip = connection_ip(connection)?;
-    let direction = media_direction(audio)
+    let mut direction = media_direction(audio)
         .or_else(|| session_direction(&remote))
         .unwrap_or(Direction::SendRecv);
     let (peer, peer_rtcp) = if peer_ip.is_unspecified() {
+        // RFC 2543 hold (RFC 3264 §8.4): the sender does not want to receive media.
+        direction = match direction {
+            Direction::SendRecv | Direction::SendOnly => Direction::SendOnly,
+            Direction::RecvOnly | Direction::Inactive => Direction::Inactive,
+        };
         (None, None)
     } else {
         let rtp = SocketAddr::new(peer_ip, audio.port);
@@ -520,6 +527,38 @@ c=IN IP4 127.0.0.1\r\nt=0 0\r\nm=audio 6000 RTP/AVP 0\r\na=rtpmap:0 PCMU/8000\r\
     }
 
     #[test]
+    fn sipp_scenario_offer_from_corpus() {
+        let xml = std::fs::read_to_string(format!(
+            "{CORPUS}/sipp/asterisk-testsuite/geolocation_round-trip_gml__invite_gml.xml"
+        ))
+        .unwrap();
+        let start = xml.find("v=0").unwrap();
+        let sdp: String = xml[start..]
+            .lines()
+            .map(str::trim)
+            .take_while(|l| !l.is_empty())
+            .map(|l| {
+                let l = l
+                    .replace("[media_ip_type]", "4")
+                    .replace("[media_ip]", "127.0.0.1")
+                    .replace("[media_port]", "6000");
+                format!("{l}\r\n")
+            })
+            .collect();
+        let a = anchor(sdp.as_bytes(), relay4(), &mut LocalOrigin::new(11)).unwrap();
+        assert_eq!(a.peer, Some("127.0.0.1:6000".parse().unwrap()));
+        assert_eq!(
+            lines(&a)[5..],
+            [
+                "m=audio 40000 RTP/AVP 0",
+                "a=rtpmap:0 PCMU/8000",
+                "a=ptime:20",
+                "a=sendrecv"
+            ]
+        );
+    }
+
+    #[test]
     fn linphone_like_offer_with_opus_ice_rtcp_mux_is_filtered() {
         let offer = "v=0\r\n\
 o=alice 3049 1230 IN IP4 192.168.1.20\r\n\
@@ -708,9 +747,24 @@ a=recvonly\r\nm=audio 5004 RTP/AVP 0\r\n";
         let a = anchor(old_hold, relay4(), &mut LocalOrigin::new(1)).unwrap();
         assert_eq!(a.peer, None);
         assert_eq!(a.peer_rtcp, None);
-        assert_eq!(a.direction, Direction::RecvOnly);
-        assert!(text(&a).contains("a=recvonly\r\n"));
+        assert_eq!(a.direction, Direction::Inactive);
+        assert!(text(&a).contains("a=inactive\r\n"));
         assert!(text(&a).contains("c=IN IP4 203.0.113.5\r\n"));
+
+        let old_hold_sendrecv =
+            b"v=0\r\no=- 1 2 IN IP4 1.2.3.4\r\ns=-\r\nc=IN IP4 0.0.0.0\r\nt=0 0\r\n\
+m=audio 5004 RTP/AVP 0\r\n";
+        let a = anchor(old_hold_sendrecv, relay4(), &mut LocalOrigin::new(1)).unwrap();
+        assert_eq!(a.direction, Direction::SendOnly);
+        assert!(text(&a).contains("a=sendonly\r\n"));
+
+        // Session-level direction applies when the media has none (RFC 4566 §6).
+        let session_level =
+            b"v=0\r\no=- 1 2 IN IP4 1.2.3.4\r\ns=-\r\nc=IN IP4 1.2.3.4\r\nt=0 0\r\n\
+a=sendonly\r\nm=audio 5004 RTP/AVP 0\r\n";
+        let a = anchor(session_level, relay4(), &mut LocalOrigin::new(1)).unwrap();
+        assert_eq!(a.direction, Direction::SendOnly);
+        assert_eq!(a.peer, Some("1.2.3.4:5004".parse().unwrap()));
     }
 
     #[test]
