@@ -189,6 +189,15 @@ pub enum LocationError {
     },
 }
 
+impl LocationError {
+    /// The `Geolocation-Error` code to report if policy allows telling the caller
+    /// (RFC 6442 §4.3): always 100 "Cannot Process Location". The call itself is never
+    /// rejected for a bad location.
+    pub fn geolocation_error_code(&self) -> u16 {
+        100
+    }
+}
+
 const PIDF: &str = "application/pidf+xml";
 
 /// All locations in a SIP message body, in body order.
@@ -365,6 +374,50 @@ fn percent_decode(s: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    proptest::proptest! {
+        /// Arbitrary bodies and mutated PIDF documents never panic.
+        #[test]
+        fn arbitrary_input_does_not_panic(
+            body in proptest::collection::vec(proptest::num::u8::ANY, 0..600),
+            flips in proptest::collection::vec((0usize..2000, proptest::num::u8::ANY), 0..8),
+        ) {
+            let _ = from_sip_body("multipart/mixed; boundary=b", &body);
+            let _ = from_sip_body("application/pidf+xml", &body);
+            let _ = resolve_geolocation("<cid:a@b>, <https://x>", "multipart/related;boundary=\"b\"", &body);
+            let mut doc = SAMPLE.to_vec();
+            for (at, byte) in flips {
+                if let Some(b) = doc.get_mut(at % SAMPLE.len()) {
+                    *b = byte;
+                }
+            }
+            let _ = parse_pidf(&doc);
+        }
+    }
+
+    const SAMPLE: &[u8] = br#"<presence xmlns="urn:ietf:params:xml:ns:pidf"
+        xmlns:gp="urn:ietf:params:xml:ns:pidf:geopriv10" xmlns:gml="http://www.opengis.net/gml"
+        xmlns:gs="http://www.opengis.net/pidflo/1.0"><tuple id="t"><status><gp:geopriv>
+        <gp:location-info><gs:Circle srsName="urn:ogc:def:crs:EPSG::4326">
+        <gml:pos>42.5463 -73.2512</gml:pos><gs:radius uom="urn:ogc:def:uom:EPSG::9001">850.24
+        </gs:radius></gs:Circle><gml:Point><gml:coordinates>37:46:30N 122:25:10W</gml:coordinates>
+        </gml:Point></gp:location-info><gp:method>GPS</gp:method></gp:geopriv></status>
+        <timestamp>2026-11-29T10:00:00Z</timestamp></tuple></presence>"#;
+
+    #[test]
+    fn sample_document_parses() {
+        let l = parse_pidf(SAMPLE).unwrap();
+        assert_eq!(l.len(), 2);
+        assert_eq!(
+            l[0].shape,
+            Shape::Circle {
+                lat: 42.5463,
+                lon: -73.2512,
+                radius_m: 850.24
+            }
+        );
+        assert!(matches!(l[1].shape, Shape::Point { alt_m: None, .. }));
+    }
 
     #[test]
     fn geolocation_header_uris() {
