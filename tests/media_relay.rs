@@ -95,7 +95,7 @@ async fn stats_until(session: &RelaySession, done: impl Fn(&RelayStats) -> bool)
     }
 }
 
-#[tokio::test]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn relays_rtp_both_ways_with_hint_then_latching() {
     let (_relay, metrics, session) = relay_with_session(8).await;
     let relay_a = session.local_addr(Side::A);
@@ -228,7 +228,7 @@ async fn packets_for_a_side_without_peer_are_dropped_until_it_sends() {
     assert_eq!(metrics.dropped_no_peer(), 3);
 }
 
-#[tokio::test]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn ports_are_exhausted_then_freed_on_drop_and_close() {
     // 4 ports = exactly one session (two RTP/RTCP pairs).
     let (relay, _metrics, session) = relay_with_session(4).await;
@@ -302,4 +302,43 @@ async fn empty_range_is_exhausted() {
         inverted.allocate().await,
         Err(MediaError::PortsExhausted)
     ));
+}
+
+#[tokio::test]
+async fn a_new_hint_forgets_the_latched_address_and_a_repeated_one_does_not() {
+    let (_relay, _metrics, session) = relay_with_session(4).await;
+    let relay_a = session.local_addr(Side::A);
+    let relay_b = session.local_addr(Side::B);
+    let (sdp_1, sdp_2, phone_a1, phone_a2, phone_b) = (
+        phone().await,
+        phone().await,
+        phone().await,
+        phone().await,
+        phone().await,
+    );
+    session.set_peer_hint(Side::A, sdp_1.local_addr().unwrap());
+    session.set_peer_hint(Side::B, phone_b.local_addr().unwrap());
+
+    // A latches to phone_a1.
+    phone_a1.send_to(&pcmu(1, 1), relay_a).await.unwrap();
+    assert_eq!(recv(&phone_b).await.0, pcmu(1, 1));
+    phone_b.send_to(&pcmu(1, 2), relay_b).await.unwrap();
+    assert_eq!(recv(&phone_a1).await.0, pcmu(1, 2));
+
+    // A re-INVITE moves A's media: the new hint applies until A sends again.
+    session.set_peer_hint(Side::A, sdp_2.local_addr().unwrap());
+    phone_b.send_to(&pcmu(2, 2), relay_b).await.unwrap();
+    assert_eq!(recv(&sdp_2).await.0, pcmu(2, 2));
+
+    // A sends from its new real address and latches again; repeating the same hint
+    // (e.g. a re-INVITE for hold) keeps the latch.
+    phone_a2.send_to(&pcmu(2, 1), relay_a).await.unwrap();
+    assert_eq!(recv(&phone_b).await.0, pcmu(2, 1));
+    session.set_peer_hint(Side::A, sdp_2.local_addr().unwrap());
+    phone_b.send_to(&pcmu(3, 2), relay_b).await.unwrap();
+    assert_eq!(recv(&phone_a2).await.0, pcmu(3, 2));
+
+    assert!(nothing_queued(&sdp_1));
+    assert!(nothing_queued(&sdp_2));
+    assert!(nothing_queued(&phone_a1));
 }

@@ -177,7 +177,9 @@ pub struct Anchored {
     /// The kept payload types in the sender's order (PCMU, PCMA, telephone-event only).
     pub codecs: Vec<Codec>,
     /// Direction of the audio stream as sent by the leg (media-level attribute, else
-    /// session-level, else `sendrecv`); copied unchanged into [`Anchored::sdp`].
+    /// session-level, else `sendrecv`), written into [`Anchored::sdp`]. A `c=` address of
+    /// `0.0.0.0`/`::` (RFC 2543 hold) removes "receive": `sendrecv` becomes `sendonly` and
+    /// `recvonly` becomes `inactive` (RFC 3264 §8.4), since vigie's own address replaces it.
     pub direction: Direction,
     /// Index of the audio `m=` line that is relayed, among all `m=` lines (0-based).
     pub audio_index: usize,
@@ -239,10 +241,15 @@ pub fn anchor(
         .or(remote.connection.as_ref())
         .ok_or(SdpError::MissingConnection)?;
     let peer_ip = connection_ip(connection)?;
-    let direction = media_direction(audio)
+    let mut direction = media_direction(audio)
         .or_else(|| session_direction(&remote))
         .unwrap_or(Direction::SendRecv);
     let (peer, peer_rtcp) = if peer_ip.is_unspecified() {
+        // RFC 2543 hold (RFC 3264 §8.4): the sender does not want to receive media.
+        direction = match direction {
+            Direction::SendRecv | Direction::SendOnly => Direction::SendOnly,
+            Direction::RecvOnly | Direction::Inactive => Direction::Inactive,
+        };
         (None, None)
     } else {
         let rtp = SocketAddr::new(peer_ip, audio.port);
@@ -520,6 +527,125 @@ c=IN IP4 127.0.0.1\r\nt=0 0\r\nm=audio 6000 RTP/AVP 0\r\na=rtpmap:0 PCMU/8000\r\
     }
 
     #[test]
+    fn sipp_scenario_offer_from_corpus() {
+        let xml = std::fs::read_to_string(format!(
+            "{CORPUS}/sipp/asterisk-testsuite/geolocation_round-trip_gml__invite_gml.xml"
+        ))
+        .unwrap();
+        let start = xml.find("v=0").unwrap();
+        let sdp: String = xml[start..]
+            .lines()
+            .map(str::trim)
+            .take_while(|l| !l.is_empty())
+            .map(|l| {
+                let l = l
+                    .replace("[media_ip_type]", "4")
+                    .replace("[media_ip]", "127.0.0.1")
+                    .replace("[media_port]", "6000");
+                format!("{l}\r\n")
+            })
+            .collect();
+        let a = anchor(sdp.as_bytes(), relay4(), &mut LocalOrigin::new(11)).unwrap();
+        assert_eq!(a.peer, Some("127.0.0.1:6000".parse().unwrap()));
+        assert_eq!(
+            lines(&a)[5..],
+            [
+                "m=audio 40000 RTP/AVP 0",
+                "a=rtpmap:0 PCMU/8000",
+                "a=ptime:20",
+                "a=sendrecv"
+            ]
+        );
+    }
+
+    #[test]
+    fn offer_answer_round_trip_through_both_legs() {
+        // A (trunk) offers audio + video; vigie offers B on B's relay port.
+        let offer_a = b"v=0\r\no=trunk 10 10 IN IP4 192.0.2.10\r\ns=-\r\nc=IN IP4 192.0.2.10\r\n\
+t=0 0\r\nm=audio 49170 RTP/AVP 8 0 101\r\na=rtpmap:101 telephone-event/8000\r\n\
+a=fmtp:101 0-15\r\nm=video 51372 RTP/AVP 96\r\na=rtpmap:96 H264/90000\r\n";
+        let relay_a: SocketAddr = "203.0.113.5:40000".parse().unwrap();
+        let relay_b: SocketAddr = "203.0.113.5:40002".parse().unwrap();
+        let (mut origin_a, mut origin_b) = (LocalOrigin::new(100), LocalOrigin::new(200));
+        let to_b = anchor(offer_a, relay_b, &mut origin_b).unwrap();
+        assert_eq!(to_b.peer, Some("192.0.2.10:49170".parse().unwrap()));
+        assert!(text(&to_b).contains("m=audio 40002 RTP/AVP 8 0 101\r\n"));
+        assert!(text(&to_b).contains("m=video 0 RTP/AVP 96\r\n"));
+
+        // B (the seat, behind NAT) answers PCMA + events and rejects video (RFC 3264 §6).
+        let answer_b =
+            b"v=0\r\no=seat 5 5 IN IP4 10.1.2.3\r\ns=-\r\nc=IN IP4 10.1.2.3\r\nt=0 0\r\n\
+m=audio 7078 RTP/AVP 8 101\r\na=rtpmap:8 PCMA/8000\r\na=rtpmap:101 telephone-event/8000\r\n\
+a=fmtp:101 0-15\r\nm=video 0 RTP/AVP 96\r\n";
+        let to_a = anchor(answer_b, relay_a, &mut origin_a).unwrap();
+        assert_eq!(to_a.peer, Some("10.1.2.3:7078".parse().unwrap()));
+        assert_eq!(
+            lines(&to_a),
+            vec![
+                "v=0",
+                "o=vigie 100 100 IN IP4 203.0.113.5",
+                "s=-",
+                "c=IN IP4 203.0.113.5",
+                "t=0 0",
+                "m=audio 40000 RTP/AVP 8 101",
+                "a=rtpmap:8 PCMA/8000",
+                "a=rtpmap:101 telephone-event/8000",
+                "a=fmtp:101 0-15",
+                "a=sendrecv",
+                "m=video 0 RTP/AVP 96",
+            ]
+        );
+        assert_eq!(origin_a.next_version(), 101);
+        assert_eq!(origin_b.next_version(), 201);
+    }
+
+    proptest::proptest! {
+        /// Any list of payload types keeps exactly PCMU, PCMA and the first 8 kHz
+        /// telephone-event, in order; anchoring vigie's own output again is a fixed point.
+        #[test]
+        fn codec_filter_and_reanchor_fixed_point(
+            pts in proptest::collection::vec(
+                proptest::sample::select(vec![0u8, 3, 8, 9, 18, 96, 101, 110, 111]), 1..8),
+        ) {
+            let mut sdp = String::from("v=0\r\no=- 1 1 IN IP4 192.0.2.1\r\ns=-\r\n\
+    c=IN IP4 192.0.2.1\r\nt=0 0\r\nm=audio 5004 RTP/AVP");
+            for pt in &pts {
+                sdp.push_str(&format!(" {pt}"));
+            }
+            sdp.push_str("\r\na=rtpmap:96 opus/48000/2\r\na=rtpmap:101 telephone-event/8000\r\n\
+    a=rtpmap:110 telephone-event/8000\r\na=rtpmap:111 telephone-event/48000\r\n");
+            let mut expected: Vec<u8> = Vec::new();
+            for &pt in &pts {
+                let keep = match pt {
+                    0 | 8 => !expected.contains(&pt),
+                    101 | 110 => !expected.iter().any(|p| *p == 101 || *p == 110),
+                    _ => false,
+                };
+                if keep {
+                    expected.push(pt);
+                }
+            }
+            let result = anchor(sdp.as_bytes(), relay4(), &mut LocalOrigin::new(1));
+            if expected.iter().any(|p| *p == 0 || *p == 8) {
+                let first = result.unwrap();
+                let kept: Vec<u8> = first.codecs.iter().map(|c| c.payload_type).collect();
+                proptest::prop_assert_eq!(&kept, &expected);
+                let again = anchor(&first.sdp, relay4(), &mut LocalOrigin::new(1)).unwrap();
+                proptest::prop_assert_eq!(&again.codecs, &first.codecs);
+                proptest::prop_assert_eq!(&again.sdp, &first.sdp);
+            } else {
+                proptest::prop_assert!(matches!(result, Err(SdpError::NoSupportedCodec)));
+            }
+        }
+
+        /// Arbitrary bytes never panic.
+        #[test]
+        fn arbitrary_bytes_do_not_panic(body in proptest::collection::vec(proptest::num::u8::ANY, 0..400)) {
+            let _ = anchor(&body, relay4(), &mut LocalOrigin::new(1));
+        }
+    }
+
+    #[test]
     fn linphone_like_offer_with_opus_ice_rtcp_mux_is_filtered() {
         let offer = "v=0\r\n\
 o=alice 3049 1230 IN IP4 192.168.1.20\r\n\
@@ -708,9 +834,24 @@ a=recvonly\r\nm=audio 5004 RTP/AVP 0\r\n";
         let a = anchor(old_hold, relay4(), &mut LocalOrigin::new(1)).unwrap();
         assert_eq!(a.peer, None);
         assert_eq!(a.peer_rtcp, None);
-        assert_eq!(a.direction, Direction::RecvOnly);
-        assert!(text(&a).contains("a=recvonly\r\n"));
+        assert_eq!(a.direction, Direction::Inactive);
+        assert!(text(&a).contains("a=inactive\r\n"));
         assert!(text(&a).contains("c=IN IP4 203.0.113.5\r\n"));
+
+        let old_hold_sendrecv =
+            b"v=0\r\no=- 1 2 IN IP4 1.2.3.4\r\ns=-\r\nc=IN IP4 0.0.0.0\r\nt=0 0\r\n\
+m=audio 5004 RTP/AVP 0\r\n";
+        let a = anchor(old_hold_sendrecv, relay4(), &mut LocalOrigin::new(1)).unwrap();
+        assert_eq!(a.direction, Direction::SendOnly);
+        assert!(text(&a).contains("a=sendonly\r\n"));
+
+        // Session-level direction applies when the media has none (RFC 4566 §6).
+        let session_level =
+            b"v=0\r\no=- 1 2 IN IP4 1.2.3.4\r\ns=-\r\nc=IN IP4 1.2.3.4\r\nt=0 0\r\n\
+a=sendonly\r\nm=audio 5004 RTP/AVP 0\r\n";
+        let a = anchor(session_level, relay4(), &mut LocalOrigin::new(1)).unwrap();
+        assert_eq!(a.direction, Direction::SendOnly);
+        assert_eq!(a.peer, Some("1.2.3.4:5004".parse().unwrap()));
     }
 
     #[test]
