@@ -613,7 +613,7 @@ fn check_headers(headers: &Headers) -> Result<Checked, ParseError> {
                 if call_id > 1 {
                     return Err(ParseError::DuplicateHeader("Call-ID"));
                 }
-                if v.is_empty() || v.contains(char::is_whitespace) {
+                if v.is_empty() || v.chars().any(|c| c.is_whitespace() || c.is_control()) {
                     return Err(ParseError::BadHeader("Call-ID"));
                 }
             }
@@ -722,4 +722,308 @@ fn trim_lws(b: &[u8]) -> &[u8] {
     let start = b.iter().position(|c| !is_ws(c)).unwrap_or(b.len());
     let end = b.iter().rposition(|c| !is_ws(c)).map_or(start, |e| e + 1);
     b.get(start..end).unwrap_or(&[])
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::sip::message::SipHeaders;
+
+    const BASE: &str = "OPTIONS sip:bob@example.com SIP/2.0\r\n\
+        Via: SIP/2.0/UDP 192.0.2.1:5060;branch=z9hG4bKabc\r\n\
+        From: <sip:alice@example.com>;tag=1\r\n\
+        To: <sip:bob@example.com>\r\n\
+        Call-ID: abc@192.0.2.1\r\n\
+        CSeq: 1 OPTIONS\r\n";
+
+    fn msg(extra: &str, body: &str) -> Vec<u8> {
+        format!("{BASE}{extra}\r\n{body}").into_bytes()
+    }
+
+    fn request(buf: &[u8]) -> Request {
+        match parse_datagram(buf) {
+            Ok(Message::Request(r)) => r,
+            other => panic!("{other:?}"),
+        }
+    }
+
+    #[test]
+    fn minimal_request_and_body_rules() {
+        let r = request(&msg("Content-Length: 4\r\n", "abcdEXTRA"));
+        assert_eq!(r.method, Method::Options);
+        assert_eq!(&r.body[..], b"abcd", "trailing octets ignored");
+        let r = request(&msg("", "rest of datagram"));
+        assert_eq!(
+            &r.body[..],
+            b"rest of datagram",
+            "no Content-Length over UDP"
+        );
+        assert_eq!(
+            parse_datagram(&msg("l: 10\r\n", "short")),
+            Err(ParseError::ContentLengthTooLarge {
+                declared: 10,
+                available: 5
+            })
+        );
+        // equal duplicates are harmless, conflicting ones are not
+        assert!(parse_datagram(&msg("l: 2\r\nContent-Length: 02\r\n", "ab")).is_ok());
+        assert_eq!(
+            parse_datagram(&msg("l: 2\r\nContent-Length: 3\r\n", "abc")),
+            Err(ParseError::DuplicateHeader("Content-Length"))
+        );
+        for bad in ["+5", "-1", "5 5", "x", ""] {
+            assert_eq!(
+                parse_datagram(&msg(&format!("Content-Length: {bad}\r\n"), "")),
+                Err(ParseError::BadHeader("Content-Length")),
+                "{bad:?}"
+            );
+        }
+        assert_eq!(
+            parse_datagram(&msg("Content-Length: 99999999999999999999999\r\n", "")),
+            Err(ParseError::TooLarge("Content-Length"))
+        );
+    }
+
+    #[test]
+    fn binary_body_kept() {
+        let mut buf = msg("Content-Length: 4\r\n", "");
+        buf.extend_from_slice(&[0, 0xff, b'\r', b'\n']);
+        assert_eq!(&request(&buf).body[..], &[0, 0xff, b'\r', b'\n']);
+    }
+
+    #[test]
+    fn bare_lf_folding_and_leading_crlf() {
+        let text = "\r\n\r\nOPTIONS sip:bob@example.com SIP/2.0\n\
+            via: SIP/2.0/UDP 192.0.2.1\n ;branch=z9hG4bKabc\n\
+            f: <sip:alice@example.com>\n\t;tag=1\n\
+            t: <sip:bob@example.com>\n\
+            i: abc\n\
+            CSEQ: 1\n  OPTIONS\n\
+            X-Long: a\n   b  \n\tc\n\
+            \n";
+        let r = request(text.as_bytes());
+        assert_eq!(r.top_via().unwrap().branch(), Some("z9hG4bKabc"));
+        assert_eq!(r.header_from().unwrap().tag(), Some("1"));
+        assert_eq!(
+            r.headers.get(&HeaderName::from_wire("x-long")),
+            Some("a b c")
+        );
+        assert_eq!(r.call_id().unwrap(), "abc");
+    }
+
+    #[test]
+    fn start_line_rules() {
+        let with_line = |line: &str| {
+            let rest = BASE.split_once("\r\n").unwrap().1;
+            parse_datagram(format!("{line}\r\n{rest}\r\n").as_bytes())
+        };
+        assert!(with_line("OPTIONS sip:bob@example.com SIP/2.0").is_ok());
+        assert!(with_line("OPTIONS sip:bob@example.com sip/2.0").is_ok());
+        assert_eq!(
+            with_line("OPTIONS sip:bob@example.com SIP/2.1"),
+            Err(ParseError::BadVersion)
+        );
+        assert_eq!(
+            with_line("OPTIONS sip:bob@example.com HTTP/1.1"),
+            Err(ParseError::BadStartLine)
+        );
+        for bad in [
+            "OPTIONS  sip:bob@example.com SIP/2.0",
+            "OPTIONS sip:bob@example.com SIP/2.0 ",
+            "OPTIONS sip:bob@example.com",
+            "OPT\"IONS sip:bob@example.com SIP/2.0",
+            "OPTIONS\tsip:bob@example.com SIP/2.0",
+        ] {
+            assert_eq!(with_line(bad), Err(ParseError::BadStartLine), "{bad:?}");
+        }
+        assert!(matches!(
+            with_line("OPTIONS <sip:bob@example.com> SIP/2.0"),
+            Err(ParseError::BadUri(_))
+        ));
+        assert_eq!(
+            with_line("OPTIONS sip:bob@example.com?Route=x SIP/2.0"),
+            Err(ParseError::HeadersInRequestUri)
+        );
+        assert_eq!(
+            with_line("INVITE sip:bob@example.com SIP/2.0"),
+            Err(ParseError::CSeqMethodMismatch)
+        );
+    }
+
+    #[test]
+    fn responses() {
+        let rest = BASE.split_once("\r\n").unwrap().1;
+        let with_line = |line: &str| parse_datagram(format!("{line}\r\n{rest}\r\n").as_bytes());
+        match with_line("SIP/2.0 180 Ringing") {
+            Ok(Message::Response(r)) => {
+                assert_eq!(
+                    (r.status, r.reason.as_str(), r.class()),
+                    (180, "Ringing", 1)
+                );
+            }
+            other => panic!("{other:?}"),
+        }
+        match with_line("SIP/2.0 699") {
+            Ok(Message::Response(r)) => assert_eq!((r.status, r.reason.as_str()), (699, "")),
+            other => panic!("{other:?}"),
+        }
+        for bad in [
+            "SIP/2.0 099 x",
+            "SIP/2.0 700 x",
+            "SIP/2.0 2000 x",
+            "SIP/2.0 20 x",
+            "SIP/2.0 +20 x",
+        ] {
+            assert_eq!(with_line(bad), Err(ParseError::BadStatusCode), "{bad}");
+        }
+        assert_eq!(with_line("SIP/3.0 200 OK"), Err(ParseError::BadVersion));
+    }
+
+    #[test]
+    fn header_rules() {
+        assert_eq!(
+            parse_datagram(&msg("From: <sip:x@example.com>;tag=2\r\n", "")),
+            Err(ParseError::DuplicateHeader("From"))
+        );
+        assert_eq!(
+            parse_datagram(&msg("Max-Forwards: 4294967296\r\n", "")),
+            Err(ParseError::TooLarge("Max-Forwards"))
+        );
+        assert_eq!(
+            parse_datagram(&msg("Expires: 99999999999\r\n", "")),
+            Err(ParseError::TooLarge("Expires"))
+        );
+        assert_eq!(
+            parse_datagram(&msg("Contact: <sip:a@b>;expires=4294967296\r\n", "")),
+            Err(ParseError::TooLarge("Contact expires"))
+        );
+        assert!(parse_datagram(&msg("Contact: *\r\nExpires: 0\r\n", "")).is_ok());
+        assert_eq!(
+            parse_datagram(&msg("no colon here\r\n", "")),
+            Err(ParseError::MalformedHeaderLine)
+        );
+        assert_eq!(
+            parse_datagram(&msg("Bad Name: x\r\n", "")),
+            Err(ParseError::MalformedHeaderLine)
+        );
+        assert_eq!(
+            parse_datagram(b"OPTIONS sip:a@b SIP/2.0\r\n continued: x\r\n\r\n"),
+            Err(ParseError::MalformedHeaderLine)
+        );
+        assert_eq!(
+            parse_datagram(&msg("Call-ID: again@192.0.2.1\r\n", "")),
+            Err(ParseError::DuplicateHeader("Call-ID"))
+        );
+        let spaced = BASE.replace("Call-ID: abc@192.0.2.1", "Call-ID: two words");
+        assert_eq!(
+            parse_datagram(format!("{spaced}\r\n").as_bytes()),
+            Err(ParseError::BadHeader("Call-ID"))
+        );
+        let without_call_id = BASE.replace("Call-ID: abc@192.0.2.1\r\n", "");
+        assert_eq!(
+            parse_datagram(format!("{without_call_id}\r\n").as_bytes()),
+            Err(ParseError::MissingHeader("Call-ID"))
+        );
+        assert_eq!(parse_datagram(b""), Err(ParseError::Truncated));
+        assert_eq!(parse_datagram(b"\r\n\r\n"), Err(ParseError::Truncated));
+    }
+
+    #[test]
+    fn non_utf8_policy() {
+        let mut buf = BASE.as_bytes().to_vec();
+        buf.extend_from_slice(b"X-Bin: a\xffb\r\n\r\n");
+        let r = request(&buf);
+        assert_eq!(
+            r.headers.get(&HeaderName::from_wire("X-Bin")),
+            Some("a\u{FFFD}b")
+        );
+        let mut buf = BASE
+            .replace("Call-ID: abc@192.0.2.1", "Call-ID: ab\u{1}")
+            .into_bytes();
+        buf.extend_from_slice(b"\r\n");
+        assert_eq!(parse_datagram(&buf), Err(ParseError::BadHeader("Call-ID")));
+        let mut buf = BASE.replace("Call-ID: abc@192.0.2.1\r\n", "").into_bytes();
+        buf.extend_from_slice(b"Call-ID: a\xc3\r\n\r\n");
+        assert_eq!(parse_datagram(&buf), Err(ParseError::BadHeader("Call-ID")));
+        let mut line = b"OPTIONS sip:b\xffob@example.com SIP/2.0\r\n".to_vec();
+        line.extend_from_slice(BASE.split_once("\r\n").unwrap().1.as_bytes());
+        assert_eq!(parse_datagram(&line), Err(ParseError::BadStartLine));
+    }
+
+    #[test]
+    fn frame_stream_rules() {
+        let m = msg("Content-Length: 3\r\n", "abc");
+        assert_eq!(frame_stream(&m), Ok(Some(m.len())));
+        for cut in 0..m.len() {
+            assert_eq!(frame_stream(&m[..cut]), Ok(None), "cut at {cut}");
+        }
+        let mut two = m.clone();
+        two.extend_from_slice(&m);
+        assert_eq!(frame_stream(&two), Ok(Some(m.len())));
+        assert_eq!(frame_stream(b"\r\n\r\nOPTIONS"), Ok(Some(4)));
+        assert!(is_keepalive(b"\r\n\r\n"));
+        assert!(!is_keepalive(b""));
+        assert!(!is_keepalive(b"\r\nX"));
+        assert_eq!(
+            frame_stream(&msg("", "")),
+            Err(ParseError::MissingHeader("Content-Length"))
+        );
+        assert_eq!(
+            frame_stream(&msg("Content-Length: 2000000\r\n", "")),
+            Err(ParseError::TooLarge("Content-Length"))
+        );
+        let mut huge = b"OPTIONS sip:a@b SIP/2.0\r\nX: ".to_vec();
+        huge.resize(MAX_HEADER_SECTION + 10, b'a');
+        assert_eq!(
+            frame_stream(&huge),
+            Err(ParseError::TooLarge("header section"))
+        );
+        // folded Content-Length
+        let m = msg("Content-Length:\r\n 3\r\n", "abc");
+        assert_eq!(frame_stream(&m), Ok(Some(m.len())));
+    }
+
+    #[test]
+    fn error_response_rules() {
+        let bad = msg("Content-Length: 50\r\n", "x");
+        let e = parse_datagram(&bad).unwrap_err();
+        let r = error_response(&bad, &e).unwrap();
+        assert_eq!(r.status, 400);
+        assert_eq!(
+            r.reason,
+            "Bad Request (Content-Length 50 larger than body 1)"
+        );
+        assert_eq!(r.call_id().unwrap(), "abc@192.0.2.1");
+        assert_eq!(r.header_from().unwrap().tag(), Some("1"));
+        assert!(r.header_to().unwrap().tag().is_some());
+        let mut ack = b"ACK".to_vec();
+        ack.extend_from_slice(&bad[b"OPTIONS".len()..]);
+        assert_eq!(error_response(&ack, &e), None);
+        let resp = b"SIP/2.0 200 OK\r\nVia: SIP/2.0/UDP h\r\n\r\n";
+        assert_eq!(error_response(resp, &e), None);
+        assert_eq!(
+            error_response(b"INVITE sip:a@b SIP/2.0\r\nTo: <sip:a@b>\r\n\r\n", &e),
+            None
+        );
+        assert_eq!(error_response(b"", &e), None);
+    }
+
+    #[test]
+    fn reason_phrases_are_printable_ascii() {
+        let e = ParseError::BadUri("é\r\n\u{0}x".into());
+        assert_eq!(
+            e.reason_phrase(),
+            "Bad Request (malformed URI \"?\\r\\n\\0x\")"
+        );
+        let e = ParseError::BadUri("y".repeat(64));
+        let p = e.reason_phrase();
+        assert!(p.len() <= 160 && p.ends_with(')'));
+        assert_eq!(
+            ParseError::BadVersion.reason_phrase(),
+            "Version Not Supported"
+        );
+        assert_eq!(ParseError::BadVersion.status(), 505);
+        assert_eq!(ParseError::CSeqMethodMismatch.status(), 400);
+        assert_eq!(sanitize_line(&"z".repeat(300), 160).len(), 160);
+    }
 }
