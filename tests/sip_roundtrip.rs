@@ -8,7 +8,9 @@ use proptest::prelude::*;
 
 use vigie::sip::header::{NameAddr, Via};
 use vigie::sip::message::{HeaderName, Headers, Message, Method, Request, Response};
-use vigie::sip::parse::{error_response, frame_stream, is_keepalive, parse_datagram};
+use vigie::sip::parse::{
+    StreamFramer, error_response, frame_stream, is_keepalive, parse_datagram, parse_datagram_bytes,
+};
 use vigie::sip::uri::{Host, Param, Scheme, Uri};
 
 const CORPUS: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../shared/corpus");
@@ -341,7 +343,9 @@ fn apply(buf: &mut Vec<u8>, m: &Mutation) {
 
 /// Exercises every entry point; returns nothing, must not panic.
 fn poke(buf: &[u8]) {
-    match parse_datagram(buf) {
+    let parsed = parse_datagram(buf);
+    assert_eq!(parse_datagram_bytes(&Bytes::copy_from_slice(buf)), parsed);
+    match parsed {
         Ok(m) => {
             // Whatever parses re-serialises and re-parses.
             let again = parse_datagram(&m.to_bytes());
@@ -468,15 +472,22 @@ proptest! {
         let mut got = Vec::new();
         let mut keepalives = 0;
         let mut from = 0;
+        let mut framer = StreamFramer::new();
+        let fail = |e: vigie::sip::parse::ParseError| TestCaseError::fail(e.to_string());
         for p in points {
             buf.extend_from_slice(&stream[from..p]);
             from = p;
-            while let Some(n) = frame_stream(&buf).map_err(|e| TestCaseError::fail(e.to_string()))? {
+            loop {
+                // The stateless and the incremental framer agree at every step.
+                let stateless = frame_stream(&buf).map_err(fail)?;
+                let incremental = framer.frame(&buf).map_err(fail)?;
+                prop_assert_eq!(stateless, incremental);
+                let Some(n) = stateless else { break };
                 let frame: Vec<u8> = buf.drain(..n).collect();
                 if is_keepalive(&frame) {
                     keepalives += 1;
                 } else {
-                    got.push(parse_datagram(&frame).map_err(|e| TestCaseError::fail(e.to_string()))?);
+                    got.push(parse_datagram(&frame).map_err(fail)?);
                 }
             }
         }

@@ -138,36 +138,58 @@ fn sanitize_line(text: &str, max: usize) -> String {
 /// # Errors
 /// See [`ParseError`]; [`ParseError::status`] gives the status to answer a request with.
 pub fn parse_datagram(buf: &[u8]) -> Result<Message, ParseError> {
-    let buf = skip_empty_lines(buf);
-    if buf.is_empty() {
+    parse_with_body(buf, |range| {
+        Bytes::copy_from_slice(buf.get(range).unwrap_or_default())
+    })
+}
+
+/// [`parse_datagram`] without copying the body: the message's body is a slice of `buf`
+/// (a reference-counted view, no copy). Same rules and errors.
+///
+/// # Errors
+/// As [`parse_datagram`].
+pub fn parse_datagram_bytes(buf: &Bytes) -> Result<Message, ParseError> {
+    parse_with_body(buf, |range| {
+        if range.end <= buf.len() {
+            buf.slice(range)
+        } else {
+            Bytes::new()
+        }
+    })
+}
+
+/// The parser proper; `body` turns the body's octet range in `buf` into [`Bytes`].
+fn parse_with_body(
+    buf: &[u8],
+    body: impl FnOnce(std::ops::Range<usize>) -> Bytes,
+) -> Result<Message, ParseError> {
+    let msg = skip_empty_lines(buf);
+    let skipped = buf.len() - msg.len();
+    if msg.is_empty() {
         return Err(ParseError::Truncated);
     }
-    let (head, rest) = match find_header_end(buf) {
-        Some((head_end, body_start)) => (
-            buf.get(..head_end).unwrap_or(buf),
-            buf.get(body_start..).unwrap_or(&[]),
-        ),
-        None => (buf, &[][..]),
+    let (head, body_start) = match find_header_end(msg, 0) {
+        Some((head_end, body_start)) => (msg.get(..head_end).unwrap_or(msg), body_start),
+        None => (msg, msg.len()),
     };
+    let available = msg.len().saturating_sub(body_start);
     let mut lines = head.split(|&b| b == b'\n').map(strip_cr);
     let start_line = lines.next().ok_or(ParseError::Truncated)?;
     let start = parse_start_line(start_line)?;
     let headers = parse_header_lines(lines)?;
     let checked = check_headers(&headers)?;
-    let body = match checked.content_length {
-        Some(declared) => {
-            let n = usize::try_from(declared)
-                .ok()
-                .filter(|n| *n <= rest.len())
-                .ok_or(ParseError::ContentLengthTooLarge {
-                    declared,
-                    available: rest.len(),
-                })?;
-            rest.get(..n).unwrap_or(rest)
-        }
-        None => rest,
+    let len = match checked.content_length {
+        Some(declared) => usize::try_from(declared)
+            .ok()
+            .filter(|n| *n <= available)
+            .ok_or(ParseError::ContentLengthTooLarge {
+                declared,
+                available,
+            })?,
+        None => available,
     };
-    let body = Bytes::copy_from_slice(body);
+    let from = skipped + body_start;
+    let body = body(from..from + len);
     match start {
         StartLine::Request { method, uri } => {
             if checked.cseq_method.as_ref() != Some(&method) {
@@ -204,44 +226,91 @@ pub fn parse_datagram(buf: &[u8]) -> Result<Message, ParseError> {
 /// [`ParseError::DuplicateHeader`]`("Content-Length")` for conflicting values,
 /// [`ParseError::TooLarge`] beyond [`MAX_HEADER_SECTION`] or [`MAX_STREAM_BODY`].
 pub fn frame_stream(buf: &[u8]) -> Result<Option<usize>, ParseError> {
-    let crlf = buf.len() - skip_empty_lines(buf).len();
-    if crlf > 0 {
-        return Ok(Some(crlf));
+    StreamFramer::new().frame(buf)
+}
+
+/// Incremental form of [`frame_stream`] for a connection's read loop: it remembers how far
+/// the search for the end of the header section got, and the frame length once the
+/// headers are known, so a peer that trickles octets costs O(octets) in total rather than
+/// a rescan of the buffer on every read.
+///
+/// Contract: pass the connection's buffer each time, only ever extended at its end,
+/// except that after `Ok(Some(n))` the caller removes exactly the first `n` octets before
+/// the next call. After an error the connection closes (framing is lost).
+#[derive(Debug, Clone, Default)]
+pub struct StreamFramer {
+    /// Offset from which the search for the empty line resumes, in octets.
+    scanned: usize,
+    /// Length of the pending frame once its headers have been read, in octets.
+    total: Option<usize>,
+}
+
+impl StreamFramer {
+    /// A framer at the start of a frame.
+    pub fn new() -> StreamFramer {
+        StreamFramer::default()
     }
-    let Some((head_end, body_start)) = find_header_end(buf) else {
-        if buf.len() > MAX_HEADER_SECTION {
+
+    /// Same result as [`frame_stream`] on `buf`.
+    ///
+    /// # Errors
+    /// As [`frame_stream`].
+    pub fn frame(&mut self, buf: &[u8]) -> Result<Option<usize>, ParseError> {
+        if let Some(total) = self.total {
+            if buf.len() < total {
+                return Ok(None);
+            }
+            *self = StreamFramer::new();
+            return Ok(Some(total));
+        }
+        let crlf = buf.len() - skip_empty_lines(buf).len();
+        if crlf > 0 {
+            *self = StreamFramer::new();
+            return Ok(Some(crlf));
+        }
+        let Some((head_end, body_start)) = find_header_end(buf, self.scanned) else {
+            if buf.len() > MAX_HEADER_SECTION {
+                return Err(ParseError::TooLarge("header section"));
+            }
+            // A LF in the last two octets may still start the empty line.
+            self.scanned = buf.len().saturating_sub(2);
+            return Ok(None);
+        };
+        if head_end > MAX_HEADER_SECTION {
             return Err(ParseError::TooLarge("header section"));
         }
-        return Ok(None);
-    };
-    if head_end > MAX_HEADER_SECTION {
-        return Err(ParseError::TooLarge("header section"));
-    }
-    let head = buf.get(..head_end).unwrap_or(buf);
-    let mut lines = head.split(|&b| b == b'\n').map(strip_cr);
-    let _start_line = lines.next();
-    let mut content_length: Option<u64> = None;
-    for raw in RawHeaders::new(lines) {
-        let raw = raw?;
-        if !is_content_length_name(raw.name) {
-            continue;
+        let head = buf.get(..head_end).unwrap_or(buf);
+        let mut lines = head.split(|&b| b == b'\n').map(strip_cr);
+        let _start_line = lines.next();
+        let mut content_length: Option<u64> = None;
+        for raw in RawHeaders::new(lines) {
+            let raw = raw?;
+            if !is_content_length_name(raw.name) {
+                continue;
+            }
+            let value = raw.value_bytes();
+            let text =
+                std::str::from_utf8(&value).map_err(|_| ParseError::BadHeader("Content-Length"))?;
+            let n = parse_content_length(text)?;
+            if content_length.is_some_and(|old| old != n) {
+                return Err(ParseError::DuplicateHeader("Content-Length"));
+            }
+            content_length = Some(n);
         }
-        let value = raw.value_bytes();
-        let text =
-            std::str::from_utf8(&value).map_err(|_| ParseError::BadHeader("Content-Length"))?;
-        let n = parse_content_length(text)?;
-        if content_length.is_some_and(|old| old != n) {
-            return Err(ParseError::DuplicateHeader("Content-Length"));
+        let declared = content_length.ok_or(ParseError::MissingHeader("Content-Length"))?;
+        let body_len = usize::try_from(declared)
+            .ok()
+            .filter(|n| *n <= MAX_STREAM_BODY)
+            .ok_or(ParseError::TooLarge("Content-Length"))?;
+        let total = body_start + body_len;
+        if buf.len() >= total {
+            *self = StreamFramer::new();
+            Ok(Some(total))
+        } else {
+            self.total = Some(total);
+            Ok(None)
         }
-        content_length = Some(n);
     }
-    let declared = content_length.ok_or(ParseError::MissingHeader("Content-Length"))?;
-    let body_len = usize::try_from(declared)
-        .ok()
-        .filter(|n| *n <= MAX_STREAM_BODY)
-        .ok_or(ParseError::TooLarge("Content-Length"))?;
-    let total = body_start + body_len;
-    Ok((buf.len() >= total).then_some(total))
 }
 
 /// True when a frame from [`frame_stream`] is only CR/LF octets: a keep-alive to skip (and
@@ -261,7 +330,7 @@ pub fn is_keepalive(frame: &[u8]) -> bool {
 /// (RFC 3261 §8.2.6.2; deterministic, so retransmissions get the same answer).
 pub fn error_response(buf: &[u8], err: &ParseError) -> Option<Response> {
     let buf = skip_empty_lines(buf);
-    let head = match find_header_end(buf) {
+    let head = match find_header_end(buf, 0) {
         Some((head_end, _)) => buf.get(..head_end)?,
         None => buf,
     };
@@ -696,10 +765,11 @@ fn skip_empty_lines(buf: &[u8]) -> &[u8] {
     buf.get(n..).unwrap_or(&[])
 }
 
-/// Finds the empty line ending the header section. Returns (end of the last header line
-/// including its LF, start of the body). Accepts CRLF and bare LF line ends. Linear.
-fn find_header_end(buf: &[u8]) -> Option<(usize, usize)> {
-    let mut pos = 0;
+/// Finds the empty line ending the header section, looking at line ends from offset
+/// `from` on. Returns (end of the last header line including its LF, start of the body).
+/// Accepts CRLF and bare LF line ends. Linear.
+fn find_header_end(buf: &[u8], from: usize) -> Option<(usize, usize)> {
+    let mut pos = from;
     while let Some(off) = buf.get(pos..)?.iter().position(|&b| b == b'\n') {
         let nl = pos + off;
         match (buf.get(nl + 1), buf.get(nl + 2)) {
@@ -981,6 +1051,50 @@ mod tests {
         // folded Content-Length
         let m = msg("Content-Length:\r\n 3\r\n", "abc");
         assert_eq!(frame_stream(&m), Ok(Some(m.len())));
+    }
+
+    #[test]
+    fn framer_trickle_is_linear_and_agrees() {
+        let m = msg("Content-Length: 3\r\n", "abc");
+        let mut stream = b"\r\n\r\n".to_vec();
+        stream.extend_from_slice(&m);
+        stream.extend_from_slice(&m);
+        let mut framer = StreamFramer::new();
+        let mut buf = Vec::new();
+        let mut frames = Vec::new();
+        for &b in &stream {
+            buf.push(b);
+            while let Some(n) = framer.frame(&buf).unwrap() {
+                frames.push(buf.drain(..n).collect::<Vec<u8>>());
+            }
+            // once the headers are known the framer only waits for the body
+            assert_eq!(
+                framer.total.is_some(),
+                buf.len() >= m.len() - 3 && buf.len() < m.len()
+            );
+        }
+        assert!(buf.is_empty());
+        // four keep-alive frames of one octet each, then the two messages
+        assert_eq!(frames.len(), 6);
+        assert!(frames[..4].iter().all(|f| is_keepalive(f)));
+        assert_eq!(frames[4], m);
+        assert_eq!(frames[5], m);
+    }
+
+    #[test]
+    fn zero_copy_parse_agrees() {
+        let raw = Bytes::from(msg("Content-Length: 3\r\n", "abcdef"));
+        let a = parse_datagram_bytes(&raw).unwrap();
+        assert_eq!(Ok(a.clone()), parse_datagram(&raw));
+        match a {
+            Message::Request(r) => assert_eq!(&r.body[..], b"abc"),
+            Message::Response(_) => panic!("request expected"),
+        }
+        let lead = Bytes::from(format!(
+            "\r\n{}",
+            String::from_utf8(msg("", "xyz")).unwrap()
+        ));
+        assert_eq!(parse_datagram_bytes(&lead), parse_datagram(&lead));
     }
 
     #[test]
