@@ -21,7 +21,7 @@
 
 use bytes::Bytes;
 
-use crate::sip::header::{CSeq, NameAddr, Via, is_token_char, parse_u32_field};
+use crate::sip::header::{CSeq, NameAddr, Via, is_token_char, parse_header_param, parse_u32_field};
 use crate::sip::message::{HeaderName, Headers, Message, Method, Request, Response};
 use crate::sip::uri::Uri;
 
@@ -321,8 +321,9 @@ pub fn is_keepalive(frame: &[u8]) -> bool {
 
 /// Best-effort response to a request that failed to parse: `400 Bad Request (why)` (or
 /// 505) with whatever Via, From, To, Call-ID and CSeq lines could be read. `None` when the
-/// bytes are not a request, the request is an ACK (never answered, RFC 3261 §17.1.1.3) or
-/// no Via is readable (RFC 3261 §18.2.2 needs it to send the response).
+/// bytes are not a request (the first word must be a method token), the request is an ACK
+/// (never answered, RFC 3261 §17.1.1.3) or no Via is readable (RFC 3261 §18.2.2 needs it
+/// to send the response).
 ///
 /// The Via lines are copied verbatim when they all parse; otherwise only the top Via is
 /// written, rebuilt from what could be read (empty parameters dropped, version ignored).
@@ -340,7 +341,10 @@ pub fn error_response(buf: &[u8], err: &ParseError) -> Option<Response> {
         return None;
     }
     let method = start_line.split(|&b| b == b' ').next()?;
-    if method == b"ACK" || method.is_empty() {
+    if method == b"ACK"
+        || method.is_empty()
+        || !method.iter().all(|&b| is_token_char(char::from(b)))
+    {
         return None;
     }
     let mut vias: Vec<String> = Vec::new();
@@ -428,20 +432,19 @@ fn sanitize_value(bytes: &[u8]) -> String {
 
 /// Reads the top Via value leniently: the first non-empty comma element, any version,
 /// empty or malformed parameters dropped. `None` when no sent-by host can be read.
+/// Linear in the length of the value.
 fn lenient_top_via(value: &str) -> Option<Via> {
     let first = value.split(',').map(str::trim).find(|e| !e.is_empty())?;
     let mut pieces = first.split(';');
     let proto_and_sent_by = pieces.next()?;
     let mut slash = proto_and_sent_by.splitn(3, '/');
     let (_name, _version, rest) = (slash.next()?, slash.next()?, slash.next()?);
-    let mut rebuilt = format!("SIP/2.0/{}", rest.trim());
-    for p in pieces.map(str::trim).filter(|p| !p.is_empty()) {
-        let candidate = format!("{rebuilt};{p}");
-        if Via::parse_list(&candidate).is_ok() {
-            rebuilt = candidate;
-        }
-    }
-    Via::parse_list(&rebuilt).ok()?.into_iter().next()
+    let mut via = Via::parse_list(&format!("SIP/2.0/{}", rest.trim()))
+        .ok()?
+        .into_iter()
+        .next()?;
+    via.params = pieces.filter_map(parse_header_param).collect();
+    Some(via)
 }
 
 /// The parsed start line.
@@ -1120,6 +1123,19 @@ mod tests {
             None
         );
         assert_eq!(error_response(b"", &e), None);
+        let junk = b"\xff\x00 x\r\nVia: SIP/2.0/UDP 192.0.2.1\r\n\r\n";
+        assert_eq!(error_response(junk, &e), None, "first word is not a method");
+        // A huge broken Via is repaired in linear time, keeping the good parameters.
+        let mut big =
+            String::from("OPTIONS sip:a@b SIP/2.0\r\nVia: SIP/2.0/UDP 192.0.2.1;branch=z9hG4bKx");
+        for _ in 0..20_000 {
+            big.push_str(";;a");
+        }
+        big.push_str("\r\n\r\n");
+        let r = error_response(big.as_bytes(), &ParseError::BadHeader("Via")).unwrap();
+        let top = r.top_via().unwrap();
+        assert_eq!(top.branch(), Some("z9hG4bKx"));
+        assert_eq!(top.params.len(), 20_001);
     }
 
     #[test]
