@@ -2,7 +2,9 @@
 //!
 //! CONTRACT (other modules rely on these public items; keep them): `ParseError` (with
 //! `reason_phrase` and `status`), `parse_datagram`, `frame_stream`, `error_response`.
-
+//! Added: `parse_datagram_bytes` (zero-copy body), `StreamFramer` (incremental framing),
+//! `is_keepalive`, `MAX_HEADER_SECTION`, `MAX_STREAM_BODY`.
+//!
 //! Decisions, in short (details on each function):
 //! - Lenient: leading empty lines, bare LF line endings, header folding, any case and
 //!   compact forms of header names, LWS around `:`, leading zeros, unknown methods and
