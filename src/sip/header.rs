@@ -430,7 +430,7 @@ fn parse_sent_by(text: &str) -> Option<(Host, Option<u16>)> {
 /// `generic-param`). The value is a token, a host (IPv6 with or without brackets) or a
 /// quoted string kept with its quotes. `None` for an empty name, an empty value after `=`,
 /// LWS inside the value or junk after a quoted string.
-fn parse_header_param(piece: &str) -> Option<Param> {
+pub(crate) fn parse_header_param(piece: &str) -> Option<Param> {
     let piece = piece.trim_matches(is_lws);
     let (name, value) = match piece.split_once('=') {
         Some((n, v)) => (n.trim_matches(is_lws), Some(v.trim_matches(is_lws))),

@@ -2,7 +2,9 @@
 //!
 //! CONTRACT (other modules rely on these public items; keep them): `ParseError` (with
 //! `reason_phrase` and `status`), `parse_datagram`, `frame_stream`, `error_response`.
-
+//! Added: `parse_datagram_bytes` (zero-copy body), `StreamFramer` (incremental framing),
+//! `is_keepalive`, `MAX_HEADER_SECTION`, `MAX_STREAM_BODY`.
+//!
 //! Decisions, in short (details on each function):
 //! - Lenient: leading empty lines, bare LF line endings, header folding, any case and
 //!   compact forms of header names, LWS around `:`, leading zeros, unknown methods and
@@ -21,7 +23,7 @@
 
 use bytes::Bytes;
 
-use crate::sip::header::{CSeq, NameAddr, Via, is_token_char, parse_u32_field};
+use crate::sip::header::{CSeq, NameAddr, Via, is_token_char, parse_header_param, parse_u32_field};
 use crate::sip::message::{HeaderName, Headers, Message, Method, Request, Response};
 use crate::sip::uri::Uri;
 
@@ -138,36 +140,58 @@ fn sanitize_line(text: &str, max: usize) -> String {
 /// # Errors
 /// See [`ParseError`]; [`ParseError::status`] gives the status to answer a request with.
 pub fn parse_datagram(buf: &[u8]) -> Result<Message, ParseError> {
-    let buf = skip_empty_lines(buf);
-    if buf.is_empty() {
+    parse_with_body(buf, |range| {
+        Bytes::copy_from_slice(buf.get(range).unwrap_or_default())
+    })
+}
+
+/// [`parse_datagram`] without copying the body: the message's body is a slice of `buf`
+/// (a reference-counted view, no copy). Same rules and errors.
+///
+/// # Errors
+/// As [`parse_datagram`].
+pub fn parse_datagram_bytes(buf: &Bytes) -> Result<Message, ParseError> {
+    parse_with_body(buf, |range| {
+        if range.end <= buf.len() {
+            buf.slice(range)
+        } else {
+            Bytes::new()
+        }
+    })
+}
+
+/// The parser proper; `body` turns the body's octet range in `buf` into [`Bytes`].
+fn parse_with_body(
+    buf: &[u8],
+    body: impl FnOnce(std::ops::Range<usize>) -> Bytes,
+) -> Result<Message, ParseError> {
+    let msg = skip_empty_lines(buf);
+    let skipped = buf.len() - msg.len();
+    if msg.is_empty() {
         return Err(ParseError::Truncated);
     }
-    let (head, rest) = match find_header_end(buf) {
-        Some((head_end, body_start)) => (
-            buf.get(..head_end).unwrap_or(buf),
-            buf.get(body_start..).unwrap_or(&[]),
-        ),
-        None => (buf, &[][..]),
+    let (head, body_start) = match find_header_end(msg, 0) {
+        Some((head_end, body_start)) => (msg.get(..head_end).unwrap_or(msg), body_start),
+        None => (msg, msg.len()),
     };
+    let available = msg.len().saturating_sub(body_start);
     let mut lines = head.split(|&b| b == b'\n').map(strip_cr);
     let start_line = lines.next().ok_or(ParseError::Truncated)?;
     let start = parse_start_line(start_line)?;
     let headers = parse_header_lines(lines)?;
     let checked = check_headers(&headers)?;
-    let body = match checked.content_length {
-        Some(declared) => {
-            let n = usize::try_from(declared)
-                .ok()
-                .filter(|n| *n <= rest.len())
-                .ok_or(ParseError::ContentLengthTooLarge {
-                    declared,
-                    available: rest.len(),
-                })?;
-            rest.get(..n).unwrap_or(rest)
-        }
-        None => rest,
+    let len = match checked.content_length {
+        Some(declared) => usize::try_from(declared)
+            .ok()
+            .filter(|n| *n <= available)
+            .ok_or(ParseError::ContentLengthTooLarge {
+                declared,
+                available,
+            })?,
+        None => available,
     };
-    let body = Bytes::copy_from_slice(body);
+    let from = skipped + body_start;
+    let body = body(from..from + len);
     match start {
         StartLine::Request { method, uri } => {
             if checked.cseq_method.as_ref() != Some(&method) {
@@ -204,44 +228,91 @@ pub fn parse_datagram(buf: &[u8]) -> Result<Message, ParseError> {
 /// [`ParseError::DuplicateHeader`]`("Content-Length")` for conflicting values,
 /// [`ParseError::TooLarge`] beyond [`MAX_HEADER_SECTION`] or [`MAX_STREAM_BODY`].
 pub fn frame_stream(buf: &[u8]) -> Result<Option<usize>, ParseError> {
-    let crlf = buf.len() - skip_empty_lines(buf).len();
-    if crlf > 0 {
-        return Ok(Some(crlf));
+    StreamFramer::new().frame(buf)
+}
+
+/// Incremental form of [`frame_stream`] for a connection's read loop: it remembers how far
+/// the search for the end of the header section got, and the frame length once the
+/// headers are known, so a peer that trickles octets costs O(octets) in total rather than
+/// a rescan of the buffer on every read.
+///
+/// Contract: pass the connection's buffer each time, only ever extended at its end,
+/// except that after `Ok(Some(n))` the caller removes exactly the first `n` octets before
+/// the next call. After an error the connection closes (framing is lost).
+#[derive(Debug, Clone, Default)]
+pub struct StreamFramer {
+    /// Offset from which the search for the empty line resumes, in octets.
+    scanned: usize,
+    /// Length of the pending frame once its headers have been read, in octets.
+    total: Option<usize>,
+}
+
+impl StreamFramer {
+    /// A framer at the start of a frame.
+    pub fn new() -> StreamFramer {
+        StreamFramer::default()
     }
-    let Some((head_end, body_start)) = find_header_end(buf) else {
-        if buf.len() > MAX_HEADER_SECTION {
+
+    /// Same result as [`frame_stream`] on `buf`.
+    ///
+    /// # Errors
+    /// As [`frame_stream`].
+    pub fn frame(&mut self, buf: &[u8]) -> Result<Option<usize>, ParseError> {
+        if let Some(total) = self.total {
+            if buf.len() < total {
+                return Ok(None);
+            }
+            *self = StreamFramer::new();
+            return Ok(Some(total));
+        }
+        let crlf = buf.len() - skip_empty_lines(buf).len();
+        if crlf > 0 {
+            *self = StreamFramer::new();
+            return Ok(Some(crlf));
+        }
+        let Some((head_end, body_start)) = find_header_end(buf, self.scanned) else {
+            if buf.len() > MAX_HEADER_SECTION {
+                return Err(ParseError::TooLarge("header section"));
+            }
+            // A LF in the last two octets may still start the empty line.
+            self.scanned = buf.len().saturating_sub(2);
+            return Ok(None);
+        };
+        if head_end > MAX_HEADER_SECTION {
             return Err(ParseError::TooLarge("header section"));
         }
-        return Ok(None);
-    };
-    if head_end > MAX_HEADER_SECTION {
-        return Err(ParseError::TooLarge("header section"));
-    }
-    let head = buf.get(..head_end).unwrap_or(buf);
-    let mut lines = head.split(|&b| b == b'\n').map(strip_cr);
-    let _start_line = lines.next();
-    let mut content_length: Option<u64> = None;
-    for raw in RawHeaders::new(lines) {
-        let raw = raw?;
-        if !is_content_length_name(raw.name) {
-            continue;
+        let head = buf.get(..head_end).unwrap_or(buf);
+        let mut lines = head.split(|&b| b == b'\n').map(strip_cr);
+        let _start_line = lines.next();
+        let mut content_length: Option<u64> = None;
+        for raw in RawHeaders::new(lines) {
+            let raw = raw?;
+            if !is_content_length_name(raw.name) {
+                continue;
+            }
+            let value = raw.value_bytes();
+            let text =
+                std::str::from_utf8(&value).map_err(|_| ParseError::BadHeader("Content-Length"))?;
+            let n = parse_content_length(text)?;
+            if content_length.is_some_and(|old| old != n) {
+                return Err(ParseError::DuplicateHeader("Content-Length"));
+            }
+            content_length = Some(n);
         }
-        let value = raw.value_bytes();
-        let text =
-            std::str::from_utf8(&value).map_err(|_| ParseError::BadHeader("Content-Length"))?;
-        let n = parse_content_length(text)?;
-        if content_length.is_some_and(|old| old != n) {
-            return Err(ParseError::DuplicateHeader("Content-Length"));
+        let declared = content_length.ok_or(ParseError::MissingHeader("Content-Length"))?;
+        let body_len = usize::try_from(declared)
+            .ok()
+            .filter(|n| *n <= MAX_STREAM_BODY)
+            .ok_or(ParseError::TooLarge("Content-Length"))?;
+        let total = body_start + body_len;
+        if buf.len() >= total {
+            *self = StreamFramer::new();
+            Ok(Some(total))
+        } else {
+            self.total = Some(total);
+            Ok(None)
         }
-        content_length = Some(n);
     }
-    let declared = content_length.ok_or(ParseError::MissingHeader("Content-Length"))?;
-    let body_len = usize::try_from(declared)
-        .ok()
-        .filter(|n| *n <= MAX_STREAM_BODY)
-        .ok_or(ParseError::TooLarge("Content-Length"))?;
-    let total = body_start + body_len;
-    Ok((buf.len() >= total).then_some(total))
 }
 
 /// True when a frame from [`frame_stream`] is only CR/LF octets: a keep-alive to skip (and
@@ -252,8 +323,9 @@ pub fn is_keepalive(frame: &[u8]) -> bool {
 
 /// Best-effort response to a request that failed to parse: `400 Bad Request (why)` (or
 /// 505) with whatever Via, From, To, Call-ID and CSeq lines could be read. `None` when the
-/// bytes are not a request, the request is an ACK (never answered, RFC 3261 §17.1.1.3) or
-/// no Via is readable (RFC 3261 §18.2.2 needs it to send the response).
+/// bytes are not a request (the first word must be a method token), the request is an ACK
+/// (never answered, RFC 3261 §17.1.1.3) or no Via is readable (RFC 3261 §18.2.2 needs it
+/// to send the response).
 ///
 /// The Via lines are copied verbatim when they all parse; otherwise only the top Via is
 /// written, rebuilt from what could be read (empty parameters dropped, version ignored).
@@ -261,7 +333,7 @@ pub fn is_keepalive(frame: &[u8]) -> bool {
 /// (RFC 3261 §8.2.6.2; deterministic, so retransmissions get the same answer).
 pub fn error_response(buf: &[u8], err: &ParseError) -> Option<Response> {
     let buf = skip_empty_lines(buf);
-    let head = match find_header_end(buf) {
+    let head = match find_header_end(buf, 0) {
         Some((head_end, _)) => buf.get(..head_end)?,
         None => buf,
     };
@@ -271,7 +343,10 @@ pub fn error_response(buf: &[u8], err: &ParseError) -> Option<Response> {
         return None;
     }
     let method = start_line.split(|&b| b == b' ').next()?;
-    if method == b"ACK" || method.is_empty() {
+    if method == b"ACK"
+        || method.is_empty()
+        || !method.iter().all(|&b| is_token_char(char::from(b)))
+    {
         return None;
     }
     let mut vias: Vec<String> = Vec::new();
@@ -359,20 +434,19 @@ fn sanitize_value(bytes: &[u8]) -> String {
 
 /// Reads the top Via value leniently: the first non-empty comma element, any version,
 /// empty or malformed parameters dropped. `None` when no sent-by host can be read.
+/// Linear in the length of the value.
 fn lenient_top_via(value: &str) -> Option<Via> {
     let first = value.split(',').map(str::trim).find(|e| !e.is_empty())?;
     let mut pieces = first.split(';');
     let proto_and_sent_by = pieces.next()?;
     let mut slash = proto_and_sent_by.splitn(3, '/');
     let (_name, _version, rest) = (slash.next()?, slash.next()?, slash.next()?);
-    let mut rebuilt = format!("SIP/2.0/{}", rest.trim());
-    for p in pieces.map(str::trim).filter(|p| !p.is_empty()) {
-        let candidate = format!("{rebuilt};{p}");
-        if Via::parse_list(&candidate).is_ok() {
-            rebuilt = candidate;
-        }
-    }
-    Via::parse_list(&rebuilt).ok()?.into_iter().next()
+    let mut via = Via::parse_list(&format!("SIP/2.0/{}", rest.trim()))
+        .ok()?
+        .into_iter()
+        .next()?;
+    via.params = pieces.filter_map(parse_header_param).collect();
+    Some(via)
 }
 
 /// The parsed start line.
@@ -613,7 +687,7 @@ fn check_headers(headers: &Headers) -> Result<Checked, ParseError> {
                 if call_id > 1 {
                     return Err(ParseError::DuplicateHeader("Call-ID"));
                 }
-                if v.is_empty() || v.contains(char::is_whitespace) {
+                if v.is_empty() || v.chars().any(|c| c.is_whitespace() || c.is_control()) {
                     return Err(ParseError::BadHeader("Call-ID"));
                 }
             }
@@ -696,10 +770,11 @@ fn skip_empty_lines(buf: &[u8]) -> &[u8] {
     buf.get(n..).unwrap_or(&[])
 }
 
-/// Finds the empty line ending the header section. Returns (end of the last header line
-/// including its LF, start of the body). Accepts CRLF and bare LF line ends. Linear.
-fn find_header_end(buf: &[u8]) -> Option<(usize, usize)> {
-    let mut pos = 0;
+/// Finds the empty line ending the header section, looking at line ends from offset
+/// `from` on. Returns (end of the last header line including its LF, start of the body).
+/// Accepts CRLF and bare LF line ends. Linear.
+fn find_header_end(buf: &[u8], from: usize) -> Option<(usize, usize)> {
+    let mut pos = from;
     while let Some(off) = buf.get(pos..)?.iter().position(|&b| b == b'\n') {
         let nl = pos + off;
         match (buf.get(nl + 1), buf.get(nl + 2)) {
@@ -722,4 +797,365 @@ fn trim_lws(b: &[u8]) -> &[u8] {
     let start = b.iter().position(|c| !is_ws(c)).unwrap_or(b.len());
     let end = b.iter().rposition(|c| !is_ws(c)).map_or(start, |e| e + 1);
     b.get(start..end).unwrap_or(&[])
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::sip::message::SipHeaders;
+
+    const BASE: &str = "OPTIONS sip:bob@example.com SIP/2.0\r\n\
+        Via: SIP/2.0/UDP 192.0.2.1:5060;branch=z9hG4bKabc\r\n\
+        From: <sip:alice@example.com>;tag=1\r\n\
+        To: <sip:bob@example.com>\r\n\
+        Call-ID: abc@192.0.2.1\r\n\
+        CSeq: 1 OPTIONS\r\n";
+
+    fn msg(extra: &str, body: &str) -> Vec<u8> {
+        format!("{BASE}{extra}\r\n{body}").into_bytes()
+    }
+
+    fn request(buf: &[u8]) -> Request {
+        match parse_datagram(buf) {
+            Ok(Message::Request(r)) => r,
+            other => panic!("{other:?}"),
+        }
+    }
+
+    #[test]
+    fn minimal_request_and_body_rules() {
+        let r = request(&msg("Content-Length: 4\r\n", "abcdEXTRA"));
+        assert_eq!(r.method, Method::Options);
+        assert_eq!(&r.body[..], b"abcd", "trailing octets ignored");
+        let r = request(&msg("", "rest of datagram"));
+        assert_eq!(
+            &r.body[..],
+            b"rest of datagram",
+            "no Content-Length over UDP"
+        );
+        assert_eq!(
+            parse_datagram(&msg("l: 10\r\n", "short")),
+            Err(ParseError::ContentLengthTooLarge {
+                declared: 10,
+                available: 5
+            })
+        );
+        // equal duplicates are harmless, conflicting ones are not
+        assert!(parse_datagram(&msg("l: 2\r\nContent-Length: 02\r\n", "ab")).is_ok());
+        assert_eq!(
+            parse_datagram(&msg("l: 2\r\nContent-Length: 3\r\n", "abc")),
+            Err(ParseError::DuplicateHeader("Content-Length"))
+        );
+        for bad in ["+5", "-1", "5 5", "x", ""] {
+            assert_eq!(
+                parse_datagram(&msg(&format!("Content-Length: {bad}\r\n"), "")),
+                Err(ParseError::BadHeader("Content-Length")),
+                "{bad:?}"
+            );
+        }
+        assert_eq!(
+            parse_datagram(&msg("Content-Length: 99999999999999999999999\r\n", "")),
+            Err(ParseError::TooLarge("Content-Length"))
+        );
+    }
+
+    #[test]
+    fn binary_body_kept() {
+        let mut buf = msg("Content-Length: 4\r\n", "");
+        buf.extend_from_slice(&[0, 0xff, b'\r', b'\n']);
+        assert_eq!(&request(&buf).body[..], &[0, 0xff, b'\r', b'\n']);
+    }
+
+    #[test]
+    fn bare_lf_folding_and_leading_crlf() {
+        let text = "\r\n\r\nOPTIONS sip:bob@example.com SIP/2.0\n\
+            via: SIP/2.0/UDP 192.0.2.1\n ;branch=z9hG4bKabc\n\
+            f: <sip:alice@example.com>\n\t;tag=1\n\
+            t: <sip:bob@example.com>\n\
+            i: abc\n\
+            CSEQ: 1\n  OPTIONS\n\
+            X-Long: a\n   b  \n\tc\n\
+            \n";
+        let r = request(text.as_bytes());
+        assert_eq!(r.top_via().unwrap().branch(), Some("z9hG4bKabc"));
+        assert_eq!(r.header_from().unwrap().tag(), Some("1"));
+        assert_eq!(
+            r.headers.get(&HeaderName::from_wire("x-long")),
+            Some("a b c")
+        );
+        assert_eq!(r.call_id().unwrap(), "abc");
+    }
+
+    #[test]
+    fn start_line_rules() {
+        let with_line = |line: &str| {
+            let rest = BASE.split_once("\r\n").unwrap().1;
+            parse_datagram(format!("{line}\r\n{rest}\r\n").as_bytes())
+        };
+        assert!(with_line("OPTIONS sip:bob@example.com SIP/2.0").is_ok());
+        assert!(with_line("OPTIONS sip:bob@example.com sip/2.0").is_ok());
+        assert_eq!(
+            with_line("OPTIONS sip:bob@example.com SIP/2.1"),
+            Err(ParseError::BadVersion)
+        );
+        assert_eq!(
+            with_line("OPTIONS sip:bob@example.com HTTP/1.1"),
+            Err(ParseError::BadStartLine)
+        );
+        for bad in [
+            "OPTIONS  sip:bob@example.com SIP/2.0",
+            "OPTIONS sip:bob@example.com SIP/2.0 ",
+            "OPTIONS sip:bob@example.com",
+            "OPT\"IONS sip:bob@example.com SIP/2.0",
+            "OPTIONS\tsip:bob@example.com SIP/2.0",
+        ] {
+            assert_eq!(with_line(bad), Err(ParseError::BadStartLine), "{bad:?}");
+        }
+        assert!(matches!(
+            with_line("OPTIONS <sip:bob@example.com> SIP/2.0"),
+            Err(ParseError::BadUri(_))
+        ));
+        assert_eq!(
+            with_line("OPTIONS sip:bob@example.com?Route=x SIP/2.0"),
+            Err(ParseError::HeadersInRequestUri)
+        );
+        assert_eq!(
+            with_line("INVITE sip:bob@example.com SIP/2.0"),
+            Err(ParseError::CSeqMethodMismatch)
+        );
+    }
+
+    #[test]
+    fn responses() {
+        let rest = BASE.split_once("\r\n").unwrap().1;
+        let with_line = |line: &str| parse_datagram(format!("{line}\r\n{rest}\r\n").as_bytes());
+        match with_line("SIP/2.0 180 Ringing") {
+            Ok(Message::Response(r)) => {
+                assert_eq!(
+                    (r.status, r.reason.as_str(), r.class()),
+                    (180, "Ringing", 1)
+                );
+            }
+            other => panic!("{other:?}"),
+        }
+        match with_line("SIP/2.0 699") {
+            Ok(Message::Response(r)) => assert_eq!((r.status, r.reason.as_str()), (699, "")),
+            other => panic!("{other:?}"),
+        }
+        for bad in [
+            "SIP/2.0 099 x",
+            "SIP/2.0 700 x",
+            "SIP/2.0 2000 x",
+            "SIP/2.0 20 x",
+            "SIP/2.0 +20 x",
+        ] {
+            assert_eq!(with_line(bad), Err(ParseError::BadStatusCode), "{bad}");
+        }
+        assert_eq!(with_line("SIP/3.0 200 OK"), Err(ParseError::BadVersion));
+    }
+
+    #[test]
+    fn header_rules() {
+        assert_eq!(
+            parse_datagram(&msg("From: <sip:x@example.com>;tag=2\r\n", "")),
+            Err(ParseError::DuplicateHeader("From"))
+        );
+        assert_eq!(
+            parse_datagram(&msg("Max-Forwards: 4294967296\r\n", "")),
+            Err(ParseError::TooLarge("Max-Forwards"))
+        );
+        assert_eq!(
+            parse_datagram(&msg("Expires: 99999999999\r\n", "")),
+            Err(ParseError::TooLarge("Expires"))
+        );
+        assert_eq!(
+            parse_datagram(&msg("Contact: <sip:a@b>;expires=4294967296\r\n", "")),
+            Err(ParseError::TooLarge("Contact expires"))
+        );
+        assert!(parse_datagram(&msg("Contact: *\r\nExpires: 0\r\n", "")).is_ok());
+        assert_eq!(
+            parse_datagram(&msg("no colon here\r\n", "")),
+            Err(ParseError::MalformedHeaderLine)
+        );
+        assert_eq!(
+            parse_datagram(&msg("Bad Name: x\r\n", "")),
+            Err(ParseError::MalformedHeaderLine)
+        );
+        assert_eq!(
+            parse_datagram(b"OPTIONS sip:a@b SIP/2.0\r\n continued: x\r\n\r\n"),
+            Err(ParseError::MalformedHeaderLine)
+        );
+        assert_eq!(
+            parse_datagram(&msg("Call-ID: again@192.0.2.1\r\n", "")),
+            Err(ParseError::DuplicateHeader("Call-ID"))
+        );
+        let spaced = BASE.replace("Call-ID: abc@192.0.2.1", "Call-ID: two words");
+        assert_eq!(
+            parse_datagram(format!("{spaced}\r\n").as_bytes()),
+            Err(ParseError::BadHeader("Call-ID"))
+        );
+        let without_call_id = BASE.replace("Call-ID: abc@192.0.2.1\r\n", "");
+        assert_eq!(
+            parse_datagram(format!("{without_call_id}\r\n").as_bytes()),
+            Err(ParseError::MissingHeader("Call-ID"))
+        );
+        assert_eq!(parse_datagram(b""), Err(ParseError::Truncated));
+        assert_eq!(parse_datagram(b"\r\n\r\n"), Err(ParseError::Truncated));
+    }
+
+    #[test]
+    fn non_utf8_policy() {
+        let mut buf = BASE.as_bytes().to_vec();
+        buf.extend_from_slice(b"X-Bin: a\xffb\r\n\r\n");
+        let r = request(&buf);
+        assert_eq!(
+            r.headers.get(&HeaderName::from_wire("X-Bin")),
+            Some("a\u{FFFD}b")
+        );
+        let mut buf = BASE
+            .replace("Call-ID: abc@192.0.2.1", "Call-ID: ab\u{1}")
+            .into_bytes();
+        buf.extend_from_slice(b"\r\n");
+        assert_eq!(parse_datagram(&buf), Err(ParseError::BadHeader("Call-ID")));
+        let mut buf = BASE.replace("Call-ID: abc@192.0.2.1\r\n", "").into_bytes();
+        buf.extend_from_slice(b"Call-ID: a\xc3\r\n\r\n");
+        assert_eq!(parse_datagram(&buf), Err(ParseError::BadHeader("Call-ID")));
+        let mut line = b"OPTIONS sip:b\xffob@example.com SIP/2.0\r\n".to_vec();
+        line.extend_from_slice(BASE.split_once("\r\n").unwrap().1.as_bytes());
+        assert_eq!(parse_datagram(&line), Err(ParseError::BadStartLine));
+    }
+
+    #[test]
+    fn frame_stream_rules() {
+        let m = msg("Content-Length: 3\r\n", "abc");
+        assert_eq!(frame_stream(&m), Ok(Some(m.len())));
+        for cut in 0..m.len() {
+            assert_eq!(frame_stream(&m[..cut]), Ok(None), "cut at {cut}");
+        }
+        let mut two = m.clone();
+        two.extend_from_slice(&m);
+        assert_eq!(frame_stream(&two), Ok(Some(m.len())));
+        assert_eq!(frame_stream(b"\r\n\r\nOPTIONS"), Ok(Some(4)));
+        assert!(is_keepalive(b"\r\n\r\n"));
+        assert!(!is_keepalive(b""));
+        assert!(!is_keepalive(b"\r\nX"));
+        assert_eq!(
+            frame_stream(&msg("", "")),
+            Err(ParseError::MissingHeader("Content-Length"))
+        );
+        assert_eq!(
+            frame_stream(&msg("Content-Length: 2000000\r\n", "")),
+            Err(ParseError::TooLarge("Content-Length"))
+        );
+        let mut huge = b"OPTIONS sip:a@b SIP/2.0\r\nX: ".to_vec();
+        huge.resize(MAX_HEADER_SECTION + 10, b'a');
+        assert_eq!(
+            frame_stream(&huge),
+            Err(ParseError::TooLarge("header section"))
+        );
+        // folded Content-Length
+        let m = msg("Content-Length:\r\n 3\r\n", "abc");
+        assert_eq!(frame_stream(&m), Ok(Some(m.len())));
+    }
+
+    #[test]
+    fn framer_trickle_is_linear_and_agrees() {
+        let m = msg("Content-Length: 3\r\n", "abc");
+        let mut stream = b"\r\n\r\n".to_vec();
+        stream.extend_from_slice(&m);
+        stream.extend_from_slice(&m);
+        let mut framer = StreamFramer::new();
+        let mut buf = Vec::new();
+        let mut frames = Vec::new();
+        for &b in &stream {
+            buf.push(b);
+            while let Some(n) = framer.frame(&buf).unwrap() {
+                frames.push(buf.drain(..n).collect::<Vec<u8>>());
+            }
+            // once the headers are known the framer only waits for the body
+            assert_eq!(
+                framer.total.is_some(),
+                buf.len() >= m.len() - 3 && buf.len() < m.len()
+            );
+        }
+        assert!(buf.is_empty());
+        // four keep-alive frames of one octet each, then the two messages
+        assert_eq!(frames.len(), 6);
+        assert!(frames[..4].iter().all(|f| is_keepalive(f)));
+        assert_eq!(frames[4], m);
+        assert_eq!(frames[5], m);
+    }
+
+    #[test]
+    fn zero_copy_parse_agrees() {
+        let raw = Bytes::from(msg("Content-Length: 3\r\n", "abcdef"));
+        let a = parse_datagram_bytes(&raw).unwrap();
+        assert_eq!(Ok(a.clone()), parse_datagram(&raw));
+        match a {
+            Message::Request(r) => assert_eq!(&r.body[..], b"abc"),
+            Message::Response(_) => panic!("request expected"),
+        }
+        let lead = Bytes::from(format!(
+            "\r\n{}",
+            String::from_utf8(msg("", "xyz")).unwrap()
+        ));
+        assert_eq!(parse_datagram_bytes(&lead), parse_datagram(&lead));
+    }
+
+    #[test]
+    fn error_response_rules() {
+        let bad = msg("Content-Length: 50\r\n", "x");
+        let e = parse_datagram(&bad).unwrap_err();
+        let r = error_response(&bad, &e).unwrap();
+        assert_eq!(r.status, 400);
+        assert_eq!(
+            r.reason,
+            "Bad Request (Content-Length 50 larger than body 1)"
+        );
+        assert_eq!(r.call_id().unwrap(), "abc@192.0.2.1");
+        assert_eq!(r.header_from().unwrap().tag(), Some("1"));
+        assert!(r.header_to().unwrap().tag().is_some());
+        let mut ack = b"ACK".to_vec();
+        ack.extend_from_slice(&bad[b"OPTIONS".len()..]);
+        assert_eq!(error_response(&ack, &e), None);
+        let resp = b"SIP/2.0 200 OK\r\nVia: SIP/2.0/UDP h\r\n\r\n";
+        assert_eq!(error_response(resp, &e), None);
+        assert_eq!(
+            error_response(b"INVITE sip:a@b SIP/2.0\r\nTo: <sip:a@b>\r\n\r\n", &e),
+            None
+        );
+        assert_eq!(error_response(b"", &e), None);
+        let junk = b"\xff\x00 x\r\nVia: SIP/2.0/UDP 192.0.2.1\r\n\r\n";
+        assert_eq!(error_response(junk, &e), None, "first word is not a method");
+        // A huge broken Via is repaired in linear time, keeping the good parameters.
+        let mut big =
+            String::from("OPTIONS sip:a@b SIP/2.0\r\nVia: SIP/2.0/UDP 192.0.2.1;branch=z9hG4bKx");
+        for _ in 0..20_000 {
+            big.push_str(";;a");
+        }
+        big.push_str("\r\n\r\n");
+        let r = error_response(big.as_bytes(), &ParseError::BadHeader("Via")).unwrap();
+        let top = r.top_via().unwrap();
+        assert_eq!(top.branch(), Some("z9hG4bKx"));
+        assert_eq!(top.params.len(), 20_001);
+    }
+
+    #[test]
+    fn reason_phrases_are_printable_ascii() {
+        let e = ParseError::BadUri("é\r\n\u{0}x".into());
+        assert_eq!(
+            e.reason_phrase(),
+            "Bad Request (malformed URI \"?\\r\\n\\0x\")"
+        );
+        let e = ParseError::BadUri("y".repeat(64));
+        let p = e.reason_phrase();
+        assert!(p.len() <= 160 && p.ends_with(')'));
+        assert_eq!(
+            ParseError::BadVersion.reason_phrase(),
+            "Version Not Supported"
+        );
+        assert_eq!(ParseError::BadVersion.status(), 505);
+        assert_eq!(ParseError::CSeqMethodMismatch.status(), 400);
+        assert_eq!(sanitize_line(&"z".repeat(300), 160).len(), 160);
+    }
 }
