@@ -309,6 +309,9 @@ fn sip_invites_with_location_by_value() {
             .len(),
         9
     );
+    // The upstream copy with bare LF line ends gives the same locations.
+    let upstream = Sip::load("upstream/siplib/InviteAllAdditionalDataByValue1.sip");
+    assert_eq!(upstream.locations().unwrap(), l);
 
     // eCall: the binary MSD part stays byte-exact beside the PIDF.
     let sip = Sip::load("ecall/ecall-invite-automatic-with-msd.sip");
