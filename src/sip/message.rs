@@ -164,7 +164,12 @@ impl HeaderName {
             "retry-after" => HeaderName::RetryAfter,
             "content-id" => HeaderName::ContentId,
             "event" | "o" => HeaderName::Event,
-            _ => HeaderName::Other(name.to_owned()),
+            // Compact forms of headers without a variant (RFC 3261 §7.3.3, IANA SIP
+            // parameters registry) are stored under their long name.
+            _ => match compact_long_name(&lower) {
+                Some(long) => HeaderName::Other(long.to_owned()),
+                None => HeaderName::Other(name.to_owned()),
+            },
         }
     }
 
@@ -205,6 +210,24 @@ impl HeaderName {
             HeaderName::Other(s) => s,
         }
     }
+}
+
+/// The long name for a compact header form that has no [`HeaderName`] variant.
+fn compact_long_name(lower: &str) -> Option<&'static str> {
+    Some(match lower {
+        "a" => "Accept-Contact",
+        "b" => "Referred-By",
+        "d" => "Request-Disposition",
+        "e" => "Content-Encoding",
+        "j" => "Reject-Contact",
+        "n" => "Identity-Info",
+        "r" => "Refer-To",
+        "s" => "Subject",
+        "u" => "Allow-Events",
+        "x" => "Session-Expires",
+        "y" => "Identity",
+        _ => return None,
+    })
 }
 
 impl PartialEq for HeaderName {
