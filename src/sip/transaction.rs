@@ -161,8 +161,8 @@ pub enum TxEvent {
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct TxStats {
     /// Retransmissions sent by the layer: requests (timers A, E), final responses
-    /// (timer G and the 2xx of RFC 6026 Accepted state), and responses re-sent because
-    /// the peer retransmitted its request.
+    /// (timer G and the 2xx of RFC 6026 Accepted state), responses re-sent because the
+    /// peer retransmitted its request, and ACKs re-sent for retransmitted non-2xx finals.
     pub retransmissions: u64,
     /// Client transactions that ended with a [`TxEvent::Timeout`].
     pub timeouts: u64,
