@@ -6,6 +6,7 @@ use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use vigie::sip::message::{HeaderName, Headers, Message, Method, Request, Response, SipHeaders};
+use vigie::sip::parse::parse_datagram;
 use vigie::sip::transaction::{
     ClientTxKey, ServerTxKey, TimerConfig, TransactionLayer, Transmit, TxEvent, new_branch,
 };
@@ -106,7 +107,12 @@ impl Pair {
                 let dropped = (self.drop)(side, &t.message);
                 self.wire.push((ms, side, summary(&t.message), dropped));
                 if !dropped {
-                    self.in_flight.push((self.now + self.latency, side, t));
+                    // Through the wire format and the real parser, as on a socket.
+                    let bytes = t.message.to_bytes();
+                    let message = parse_datagram(&bytes)
+                        .unwrap_or_else(|e| panic!("{side:?} sent unparsable {e}: {bytes:?}"));
+                    self.in_flight
+                        .push((self.now + self.latency, side, Transmit { message, ..t }));
                 }
             }
         }
@@ -704,4 +710,102 @@ fn a_thousand_calls_in_virtual_time() {
     // Lost messages were recovered by retransmission on both sides.
     assert!(p.uac.stats().retransmissions > 0);
     assert!(p.uas.stats().retransmissions > 0);
+}
+
+#[test]
+fn register_with_digest_through_both_layers() {
+    use vigie::sip::auth::{Credential, answer_challenge};
+    use vigie::sip::registrar::{Registrar, RegistrarConfig, SeatChange};
+
+    let mut p = Pair::new(TransportKind::Udp, Duration::from_millis(10));
+    let realm = "vigie.test";
+    let mut registrar = Registrar::new(
+        RegistrarConfig::new(realm),
+        vec![Credential::from_password("2001", realm, "seat-pw")],
+        p.start,
+        [9u8; 32],
+    );
+    let register = |cseq: u32, auth: Option<&str>| {
+        let mut r = request(Method::Register, TransportKind::Udp);
+        r.uri = Uri::parse("sip:vigie.test").unwrap();
+        r.headers.set(HeaderName::To, "<sip:2001@vigie.test>");
+        r.headers
+            .set(HeaderName::From, "<sip:2001@vigie.test>;tag=s1");
+        r.headers.set(HeaderName::CSeq, format!("{cseq} REGISTER"));
+        r.headers
+            .set(HeaderName::Contact, "<sip:2001@10.0.0.1:5060>;expires=120");
+        if let Some(a) = auth {
+            r.headers.push(HeaderName::Authorization, a);
+        }
+        r
+    };
+    let mut changes = Vec::new();
+    let mut serve = |p: &mut Pair, registrar: &mut Registrar| {
+        while let Some((_, e)) = p.uas_events.pop_front() {
+            if let TxEvent::Request { key, from, request } = e {
+                let now = p.now;
+                let out = registrar.handle_register(now, from, &request);
+                changes.extend(out.changes);
+                p.respond(&key, out.response);
+            }
+        }
+    };
+    let k1 = p.send_request(register(1, None));
+    p.drive_ms(10);
+    serve(&mut p, &mut registrar);
+    p.drive_ms(20);
+    let challenge = match p.uac_events.pop_front() {
+        Some((20, TxEvent::Response { key, response })) if key == k1 => {
+            assert_eq!(response.status, 401);
+            response
+                .headers
+                .get(&HeaderName::WwwAuthenticate)
+                .unwrap()
+                .to_owned()
+        }
+        other => panic!("expected the 401, got {other:?}"),
+    };
+    let auth = answer_challenge(
+        &challenge,
+        "REGISTER",
+        "sip:vigie.test",
+        "2001",
+        "seat-pw",
+        "cn",
+        1,
+    )
+    .unwrap();
+    let k2 = p.send_request(register(2, Some(&auth)));
+    p.drive_ms(30);
+    serve(&mut p, &mut registrar);
+    p.drive_ms(40);
+    match p.uac_events.pop_front() {
+        Some((40, TxEvent::Response { key, response })) if key == k2 => {
+            assert_eq!(response.status, 200);
+            assert_eq!(
+                response.headers.get(&HeaderName::Contact),
+                Some("<sip:2001@10.0.0.1:5060>;expires=120")
+            );
+        }
+        other => panic!("expected the 200, got {other:?}"),
+    }
+    assert_eq!(
+        changes,
+        vec![SeatChange::Online {
+            seat: "2001".into()
+        }]
+    );
+    let b = registrar.lookup("2001");
+    assert_eq!(b.len(), 1);
+    assert_eq!(b[0].source, p.uac_peer);
+    assert_eq!(
+        registrar.poll_timeout(),
+        Some(p.at(30) + Duration::from_secs(120))
+    );
+    assert_eq!(
+        registrar.expire(p.at(30) + Duration::from_secs(120)),
+        vec![SeatChange::Offline {
+            seat: "2001".into()
+        }]
+    );
 }

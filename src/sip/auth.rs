@@ -112,7 +112,8 @@ pub enum AuthError {
     /// The header cannot be parsed or lacks a mandatory parameter (400).
     #[error("malformed Authorization header")]
     Malformed,
-    /// Our nonce, but older than the nonce lifetime: challenge again with `stale=true`.
+    /// Our nonce, older than the nonce lifetime, with an otherwise correct digest:
+    /// challenge again with `stale=true` (RFC 7616 §3.3).
     #[error("stale nonce")]
     Stale,
     /// Unknown user, wrong password, forged nonce, other realm or URI: challenge (401).
@@ -414,12 +415,16 @@ impl Challenger {
         let hash_ok = constant_time_eq(expected.as_bytes(), response.as_bytes());
         let uri_ok = uri == request_uri.to_string()
             || Uri::parse(uri).is_ok_and(|u| u.equivalent(request_uri));
-        self.check_nonce(now, nonce)?;
+        let nonce_state = self.check_nonce(now, nonce);
         match cred {
-            Some(c) if hash_ok && uri_ok && c.user == user => Ok(Authenticated {
-                user: c.user,
-                algorithm: alg,
-            }),
+            Some(c) if hash_ok && uri_ok && c.user == user => {
+                // RFC 7616 §3.3: stale only when the digest itself was right.
+                nonce_state?;
+                Ok(Authenticated {
+                    user: c.user,
+                    algorithm: alg,
+                })
+            }
             _ => Err(AuthError::Rejected),
         }
     }
@@ -696,6 +701,13 @@ mod tests {
         assert_eq!(
             ch.verify(late, "REGISTER", &ruri(), [auth.as_str()], lookup(&creds)),
             Err(AuthError::Stale)
+        );
+        // A wrong password on a stale nonce is rejected, not stale (RFC 7616 §3.3).
+        let wrong =
+            answer_challenge(challenge, "REGISTER", "sip:vigie", "1001", "nope", "c", 1).unwrap();
+        assert_eq!(
+            ch.verify(late, "REGISTER", &ruri(), [wrong.as_str()], lookup(&creds)),
+            Err(AuthError::Rejected)
         );
         let at_limit = now + Duration::from_secs(300);
         assert!(

@@ -151,19 +151,25 @@ pub enum TxEvent {
     /// Timer H fired: no ACK for our non-2xx final (RFC 3261 §17.2.1); or Timer L fired
     /// with no ACK for our 2xx (RFC 3261 §13.3.1.4: the TU should send BYE).
     ServerAckTimeout { key: ServerTxKey },
+    /// The transport reported a failure for a client transaction's request
+    /// (RFC 3261 §17.1.4, reported through [`TransactionLayer::handle_transport_error`]):
+    /// the TU treats it as a 503 (§8.1.3.1). The transaction has ended.
+    TransportError { key: ClientTxKey },
 }
 
 /// Counters for metrics (`vigie_sip_retransmissions_total`, …).
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct TxStats {
     /// Retransmissions sent by the layer: requests (timers A, E), final responses
-    /// (timer G and the 2xx of RFC 6026 Accepted state), and responses re-sent because
-    /// the peer retransmitted its request.
+    /// (timer G and the 2xx of RFC 6026 Accepted state), responses re-sent because the
+    /// peer retransmitted its request, and ACKs re-sent for retransmitted non-2xx finals.
     pub retransmissions: u64,
     /// Client transactions that ended with a [`TxEvent::Timeout`].
     pub timeouts: u64,
     /// Incoming messages dropped because their Via or CSeq could not be read.
     pub malformed: u64,
+    /// Non-INVITE server transactions the TU never answered, dropped after 64*T1.
+    pub unanswered: u64,
     /// Live client transactions.
     pub client_transactions: usize,
     /// Live server transactions.
@@ -406,6 +412,24 @@ impl TransactionLayer {
     /// a stateless 400 for a request that failed to parse.
     pub fn send_stateless(&mut self, to: Peer, msg: Message) {
         self.transmits.push_back(Transmit { to, message: msg });
+    }
+
+    /// The IO edge could not send a client transaction's request (connection refused or
+    /// reset, ICMP unreachable; RFC 3261 §17.1.4): the transaction ends with
+    /// [`TxEvent::TransportError`] if it had no final response yet; otherwise nothing.
+    pub fn handle_transport_error(&mut self, key: &ClientTxKey) {
+        let Some(id) = self.client_index.get(key).copied() else {
+            return;
+        };
+        let pending = self
+            .clients
+            .get(&id)
+            .is_some_and(|tx| matches!(tx.state, ClientState::Calling | ClientState::Proceeding));
+        if pending {
+            self.events
+                .push_back(TxEvent::TransportError { key: key.clone() });
+        }
+        self.terminate_client(id);
     }
 
     /// Runs every timer whose deadline is at or before `now`.
@@ -773,6 +797,12 @@ impl TransactionLayer {
         }
         self.servers.insert(id, tx);
         self.server_index.insert(key.clone(), id);
+        if !invite {
+            // Guard against a TU that never answers: the client gives up at 64*T1 (Timer
+            // F), so do we. Re-armed as the real Timer J when the final response goes out.
+            self.timers
+                .arm(Slot::server(id, Timer::J), now + self.cfg.t1x64());
+        }
         self.events.push_back(TxEvent::Request {
             key,
             from,
@@ -920,7 +950,13 @@ impl TransactionLayer {
                 }
                 self.terminate_server(id);
             }
-            Timer::I | Timer::J => self.terminate_server(id),
+            Timer::J => {
+                if matches!(tx.state, ServerState::Trying | ServerState::Proceeding) {
+                    self.stats.unanswered += 1;
+                }
+                self.terminate_server(id);
+            }
+            Timer::I => self.terminate_server(id),
             _ => {}
         }
     }
@@ -1627,6 +1663,37 @@ mod tests {
             TxEvent::Response { key: a, .. },
             TxEvent::Timeout { key: b },
         ] if *a == ck && *b == k));
+    }
+
+    #[test]
+    fn unanswered_non_invite_is_dropped_after_64_t1() {
+        let mut l = TransactionLayer::new(TimerConfig::default());
+        let t0 = Instant::now();
+        let from = udp("10.0.0.1:5060");
+        let opt = request(Method::Options, "SIP/2.0/UDP 10.0.0.1;branch=z9hG4bKu");
+        l.handle_incoming(t0, from, Message::Request(opt));
+        assert_eq!(l.poll_timeout(), Some(t0 + Duration::from_secs(32)));
+        l.handle_timeout(t0 + Duration::from_secs(32));
+        assert_eq!(l.stats().server_transactions, 0);
+        assert_eq!(l.stats().unanswered, 1);
+    }
+
+    #[test]
+    fn transport_error_ends_a_pending_client_transaction() {
+        let mut l = TransactionLayer::new(TimerConfig::default());
+        let t0 = Instant::now();
+        let to = udp("10.0.0.2:5060");
+        let inv = request(Method::Invite, "SIP/2.0/UDP 10.0.0.1;branch=z9hG4bKt");
+        let k = l.send_request(t0, to, inv).unwrap();
+        l.handle_transport_error(&k);
+        assert_eq!(
+            events(&mut l),
+            vec![TxEvent::TransportError { key: k.clone() }]
+        );
+        assert_eq!(l.stats().client_transactions, 0);
+        assert_eq!(l.poll_timeout(), None);
+        l.handle_transport_error(&k);
+        assert!(events(&mut l).is_empty());
     }
 
     #[test]
