@@ -54,6 +54,8 @@ pub enum Invalid {
     TrunkSource(String),
     #[error("overflow URI {0:?} is not a sip: or sips: URI")]
     OverflowUri(String),
+    #[error("digest algorithm {0:?} is not SHA-256 or MD5")]
+    DigestAlgorithm(String),
 }
 
 /// The whole configuration.
@@ -146,6 +148,10 @@ pub struct RegistrarConfig {
     pub max_expires_s: u32,
     /// Registration granted when the seat asks for none, in seconds.
     pub default_expires_s: u32,
+    /// Digest algorithms challenged with, most preferred first (RFC 8760 §2.4):
+    /// `SHA-256`, `MD5`. Clients that answer only the first challenge (SIPp, older
+    /// phones) need `MD5` first.
+    pub digest_algorithms: Vec<String>,
 }
 
 /// One ACD queue.
@@ -286,6 +292,7 @@ impl Default for RegistrarConfig {
             min_expires_s: 60,
             max_expires_s: 3600,
             default_expires_s: 600,
+            digest_algorithms: vec!["SHA-256".to_owned(), "MD5".to_owned()],
         }
     }
 }
@@ -343,6 +350,10 @@ impl Config {
         }
         for src in &self.trunk.allowed_sources {
             Cidr::parse(src).ok_or_else(|| Invalid::TrunkSource(src.clone()))?;
+        }
+        for alg in &self.registrar.digest_algorithms {
+            crate::sip::auth::Algorithm::from_token(alg)
+                .ok_or_else(|| Invalid::DigestAlgorithm(alg.clone()))?;
         }
         for q in &self.queues {
             if let Some(uri) = &q.overflow_uri

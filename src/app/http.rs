@@ -41,9 +41,7 @@ pub async fn serve(listener: TcpListener, state: HttpState) {
 }
 
 async fn metrics(State(s): State<HttpState>, headers: HeaderMap) -> Response {
-    let accept = headers
-        .get(header::ACCEPT)
-        .and_then(|v| v.to_str().ok());
+    let accept = headers.get(header::ACCEPT).and_then(|v| v.to_str().ok());
     let (body, content_type) = s.metrics.encode_as(Format::negotiate(accept));
     ([(header::CONTENT_TYPE, content_type)], body).into_response()
 }
@@ -60,7 +58,11 @@ struct CallsQuery {
 async fn calls(State(s): State<HttpState>, Query(q): Query<CallsQuery>) -> Response {
     match s.store.recent_calls(q.limit.unwrap_or(100).min(1000)).await {
         Ok(rows) => Json(rows.iter().map(super::call_json).collect::<Vec<_>>()).into_response(),
-        Err(e) => (StatusCode::SERVICE_UNAVAILABLE, format!("journal unavailable: {e}\n")).into_response(),
+        Err(e) => (
+            StatusCode::SERVICE_UNAVAILABLE,
+            format!("journal unavailable: {e}\n"),
+        )
+            .into_response(),
     }
 }
 
@@ -72,7 +74,10 @@ async fn call(State(s): State<HttpState>, Path(id): Path<String>) -> Response {
         Ok(Some(r)) => r,
         Ok(None) => return (StatusCode::NOT_FOUND, "no such call\n").into_response(),
         Err(e) => {
-            return (StatusCode::SERVICE_UNAVAILABLE, format!("journal unavailable: {e}\n"))
+            return (
+                StatusCode::SERVICE_UNAVAILABLE,
+                format!("journal unavailable: {e}\n"),
+            )
                 .into_response();
         }
     };

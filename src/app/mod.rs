@@ -33,15 +33,23 @@ use recorder::Recorder;
 #[derive(Debug)]
 pub enum Input {
     /// A parsed SIP message.
-    Sip { peer: Peer, msg: Message },
+    Sip {
+        peer: Peer,
+        msg: Message,
+    },
     /// Bytes to send as they are (a stateless 400 over TCP).
-    Raw { peer: Peer, bytes: Bytes },
+    Raw {
+        peer: Peer,
+        bytes: Bytes,
+    },
     /// A TCP connection is up; `writer` sends on it.
     TcpOpened {
         addr: SocketAddr,
         writer: mpsc::Sender<Bytes>,
     },
-    TcpClosed { addr: SocketAddr },
+    TcpClosed {
+        addr: SocketAddr,
+    },
     /// A relay session was allocated (or not) for a call.
     MediaAllocated {
         call: CallId,
@@ -152,7 +160,9 @@ pub async fn start(config: Config) -> Result<(Bound, Shutdown), StartError> {
     let mut metrics = Metrics::new(env!("CARGO_PKG_VERSION"));
     let relay_metrics = RelayMetrics::default();
     relay_metrics.register(metrics.registry_mut());
-    metrics.trunk_capacity_calls.set(i64::from(config.trunk.capacity));
+    metrics
+        .trunk_capacity_calls
+        .set(i64::from(config.trunk.capacity));
 
     let data_dir = config.store.data_dir.clone();
     let store = Store::open_sqlite(data_dir.join("vigie.sqlite")).await?;
@@ -163,20 +173,24 @@ pub async fn start(config: Config) -> Result<(Bound, Shutdown), StartError> {
 
     let mut udp = Vec::new();
     for addr in &config.sip.udp {
-        let s = UdpSocket::bind(addr).await.map_err(|source| StartError::Bind {
-            what: "SIP UDP",
-            addr: *addr,
-            source,
-        })?;
+        let s = UdpSocket::bind(addr)
+            .await
+            .map_err(|source| StartError::Bind {
+                what: "SIP UDP",
+                addr: *addr,
+                source,
+            })?;
         udp.push(Arc::new(s));
     }
     let mut tcp = Vec::new();
     for addr in &config.sip.tcp {
-        let l = TcpListener::bind(addr).await.map_err(|source| StartError::Bind {
-            what: "SIP TCP",
-            addr: *addr,
-            source,
-        })?;
+        let l = TcpListener::bind(addr)
+            .await
+            .map_err(|source| StartError::Bind {
+                what: "SIP TCP",
+                addr: *addr,
+                source,
+            })?;
         tcp.push(l);
     }
     let http_listener = TcpListener::bind(config.http.listen)
@@ -204,6 +218,12 @@ pub async fn start(config: Config) -> Result<(Bound, Shutdown), StartError> {
             max_expires: config.registrar.max_expires_s,
             default_expires: config.registrar.default_expires_s,
             nonce_lifetime: 300,
+            algorithms: config
+                .registrar
+                .digest_algorithms
+                .iter()
+                .filter_map(|a| crate::sip::auth::Algorithm::from_token(a))
+                .collect(),
         },
         credentials(&config),
         Instant::now(),
@@ -228,7 +248,11 @@ pub async fn start(config: Config) -> Result<(Bound, Shutdown), StartError> {
         ));
     }
     for l in tcp {
-        tokio::spawn(transport::tcp_acceptor(l, inputs.clone(), Arc::clone(&metrics)));
+        tokio::spawn(transport::tcp_acceptor(
+            l,
+            inputs.clone(),
+            Arc::clone(&metrics),
+        ));
     }
     let (status_tx, status_rx) = watch::channel(Status::default());
     let queue_names: Vec<String> = config.queues.iter().map(|q| q.name.clone()).collect();

@@ -145,10 +145,7 @@ impl Recorder {
                 live.overflowed = true;
                 patch.answered_at = Some(at);
                 patch.wait_seconds = seconds_between(live.received_at, at);
-                (
-                    EventKind::Answered,
-                    json!({"overflow_target": target}),
-                )
+                (EventKind::Answered, json!({"overflow_target": target}))
             }
             CallEventKind::Abandoned { phase } => {
                 patch.ended_at = Some(at);
@@ -215,12 +212,10 @@ fn seconds_between(from: Option<DateTime<Utc>>, to: DateTime<Utc>) -> Option<f64
 
 fn location_row(call: CallId, seq: u32, at: DateTime<Utc>, loc: &Location) -> LocationRow {
     let (shape, lat, lon, alt_m, radius_m) = match &loc.shape {
-        Shape::Point { lat, lon, alt_m } => ("point".to_owned(), Some(*lat), Some(*lon), *alt_m, None),
-        Shape::Circle {
-            lat,
-            lon,
-            radius_m,
-        } => (
+        Shape::Point { lat, lon, alt_m } => {
+            ("point".to_owned(), Some(*lat), Some(*lon), *alt_m, None)
+        }
+        Shape::Circle { lat, lon, radius_m } => (
             "circle".to_owned(),
             Some(*lat),
             Some(*lon),

@@ -10,7 +10,7 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream, UdpSocket};
 use tokio::sync::mpsc;
 
-use crate::metrics::{Metrics, MethodLabels, SipMethod, TransportLabel, TransportLabels};
+use crate::metrics::{MethodLabels, Metrics, SipMethod, TransportLabel, TransportLabels};
 use crate::sip::message::Message;
 use crate::sip::parse::{ParseError, error_response, frame_stream, parse_datagram};
 use crate::sip::transport::{Peer, TransportKind};
@@ -21,7 +21,11 @@ use super::Input;
 pub const MAX_MESSAGE: usize = 65_535;
 
 /// Receives datagrams on `socket` until the input channel closes.
-pub async fn udp_receiver(socket: Arc<UdpSocket>, inputs: mpsc::Sender<Input>, metrics: Arc<Metrics>) {
+pub async fn udp_receiver(
+    socket: Arc<UdpSocket>,
+    inputs: mpsc::Sender<Input>,
+    metrics: Arc<Metrics>,
+) {
     let mut buf = vec![0u8; MAX_MESSAGE];
     loop {
         let (n, from) = match socket.recv_from(&mut buf).await {
@@ -58,7 +62,11 @@ pub async fn udp_receiver(socket: Arc<UdpSocket>, inputs: mpsc::Sender<Input>, m
 }
 
 /// Accepts TCP connections on `listener`.
-pub async fn tcp_acceptor(listener: TcpListener, inputs: mpsc::Sender<Input>, metrics: Arc<Metrics>) {
+pub async fn tcp_acceptor(
+    listener: TcpListener,
+    inputs: mpsc::Sender<Input>,
+    metrics: Arc<Metrics>,
+) {
     loop {
         match listener.accept().await {
             Ok((stream, addr)) => {
@@ -81,7 +89,12 @@ pub async fn tcp_acceptor(listener: TcpListener, inputs: mpsc::Sender<Input>, me
 /// Opens an outbound TCP connection (to a seat that registered over TCP, or an overflow
 /// target with `transport=tcp`) and serves it like an accepted one; `first` is sent once
 /// connected.
-pub async fn tcp_connect(addr: SocketAddr, first: Bytes, inputs: mpsc::Sender<Input>, metrics: Arc<Metrics>) {
+pub async fn tcp_connect(
+    addr: SocketAddr,
+    first: Bytes,
+    inputs: mpsc::Sender<Input>,
+    metrics: Arc<Metrics>,
+) {
     match TcpStream::connect(addr).await {
         Ok(stream) => {
             let _ = stream.set_nodelay(true);
@@ -96,7 +109,12 @@ pub async fn tcp_connect(addr: SocketAddr, first: Bytes, inputs: mpsc::Sender<In
     }
 }
 
-async fn tcp_connection(stream: TcpStream, addr: SocketAddr, inputs: mpsc::Sender<Input>, metrics: Arc<Metrics>) {
+async fn tcp_connection(
+    stream: TcpStream,
+    addr: SocketAddr,
+    inputs: mpsc::Sender<Input>,
+    metrics: Arc<Metrics>,
+) {
     let (read, write) = stream.into_split();
     serve_tcp(read, write, addr, inputs, metrics).await;
 }
@@ -135,7 +153,10 @@ async fn serve_tcp(
         }
         loop {
             // Skip CRLF keep-alives between messages (RFC 5626 §3.5.1).
-            let skip = buf.iter().take_while(|b| matches!(b, b'\r' | b'\n')).count();
+            let skip = buf
+                .iter()
+                .take_while(|b| matches!(b, b'\r' | b'\n'))
+                .count();
             let _ = buf.split_to(skip);
             if buf.is_empty() {
                 break;
@@ -201,7 +222,13 @@ fn count_request(metrics: &Metrics, msg: &Message) {
     }
 }
 
-fn reject(metrics: &Metrics, transport: TransportLabel, data: &[u8], e: &ParseError, from: SocketAddr) {
+fn reject(
+    metrics: &Metrics,
+    transport: TransportLabel,
+    data: &[u8],
+    e: &ParseError,
+    from: SocketAddr,
+) {
     metrics
         .sip_parse_failures
         .get_or_create(&TransportLabels { transport })

@@ -263,6 +263,8 @@ pub struct Challenger {
     /// Nonces are dated in seconds since this instant.
     epoch: Instant,
     nonce_lifetime: Duration,
+    /// Algorithms offered, one `WWW-Authenticate` each, in this order.
+    algorithms: Vec<Algorithm>,
 }
 
 impl fmt::Debug for Challenger {
@@ -296,7 +298,18 @@ impl Challenger {
             secret,
             epoch,
             nonce_lifetime,
+            algorithms: vec![Algorithm::Sha256, Algorithm::Md5],
         }
+    }
+
+    /// Sets the algorithms offered and their order (RFC 8760 §2.4: most preferred first).
+    /// Some clients (SIPp, older phones) answer only the first challenge, so a centre with
+    /// such phones offers MD5 first. An empty list keeps the current one.
+    pub fn with_algorithms(mut self, algorithms: Vec<Algorithm>) -> Challenger {
+        if !algorithms.is_empty() {
+            self.algorithms = algorithms;
+        }
+        self
     }
 
     /// The realm challenged for.
@@ -345,7 +358,7 @@ impl Challenger {
     /// first then MD5 (RFC 8760 §2.4), each with `qop="auth"` and `stale=true` when asked.
     pub fn challenge(&self, now: Instant, stale: bool) -> Vec<String> {
         let nonce = self.nonce(now);
-        [Algorithm::Sha256, Algorithm::Md5]
+        self.algorithms
             .iter()
             .map(|alg| {
                 let mut v = format!(

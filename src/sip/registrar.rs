@@ -13,7 +13,7 @@ use std::time::{Duration, Instant};
 
 use rand::Rng;
 
-use crate::sip::auth::{AuthError, Challenger, Credential};
+use crate::sip::auth::{Algorithm, AuthError, Challenger, Credential};
 use crate::sip::header::NameAddr;
 use crate::sip::message::{HeaderName, Request, Response, SipHeaders};
 use crate::sip::transport::Peer;
@@ -32,6 +32,8 @@ pub struct RegistrarConfig {
     pub default_expires: u32,
     /// How long a nonce stays valid, in seconds, before `stale=true`.
     pub nonce_lifetime: u32,
+    /// Digest algorithms challenged with, most preferred first (RFC 8760 §2.4).
+    pub algorithms: Vec<Algorithm>,
 }
 
 impl RegistrarConfig {
@@ -43,6 +45,7 @@ impl RegistrarConfig {
             max_expires: 3600,
             default_expires: 600,
             nonce_lifetime: 300,
+            algorithms: vec![Algorithm::Sha256, Algorithm::Md5],
         }
     }
 }
@@ -104,7 +107,8 @@ impl Registrar {
             secret,
             epoch,
             Duration::from_secs(u64::from(cfg.nonce_lifetime)),
-        );
+        )
+        .with_algorithms(cfg.algorithms.clone());
         Registrar {
             cfg,
             challenger,

@@ -192,9 +192,6 @@ mod tests {
         let b = d.ack(1, &local(), "vigie");
         assert_eq!(a.cseq().unwrap().seq, 1);
         assert_eq!(a.cseq().unwrap().method, Method::Ack);
-        assert_ne!(
-            a.top_via().unwrap().branch(),
-            b.top_via().unwrap().branch()
-        );
+        assert_ne!(a.top_via().unwrap().branch(), b.top_via().unwrap().branch());
     }
 }

@@ -76,7 +76,10 @@ pub enum Output {
     /// A step of a call, for the journal and the metrics.
     Event(CallEvent),
     /// A seat came online or went offline (registrar).
-    Seat { seat: SeatId, online: bool },
+    Seat {
+        seat: SeatId,
+        online: bool,
+    },
     Media(MediaCommand),
 }
 
@@ -355,7 +358,10 @@ impl Switch {
             self.respond(now, &key, resp);
             return;
         }
-        let to_tag = req.header_to().ok().and_then(|t| t.tag().map(str::to_owned));
+        let to_tag = req
+            .header_to()
+            .ok()
+            .and_then(|t| t.tag().map(str::to_owned));
         if let Some(tag) = to_tag {
             self.in_dialog(now, key, req, &tag);
             return;
@@ -368,7 +374,8 @@ impl Switch {
             Method::Register => {
                 let outcome = self.registrar.handle_register(now, from, &req);
                 let mut resp = outcome.response;
-                resp.headers.push(HeaderName::Server, self.user_agent.clone());
+                resp.headers
+                    .push(HeaderName::Server, self.user_agent.clone());
                 self.respond(now, &key, resp);
                 for change in outcome.changes {
                     self.seat_change(now, change);
@@ -446,8 +453,10 @@ impl Switch {
                     Side::B => c.b.as_ref().map(|b| b.local_sdp.clone()),
                 });
                 let mut r = self.response_to(&req, 200, "OK", None);
-                r.headers
-                    .push(HeaderName::Contact, self.local.contact(&self.peer_of(call, side)));
+                r.headers.push(
+                    HeaderName::Contact,
+                    self.local.contact(&self.peer_of(call, side)),
+                );
                 if let Some(sdp) = sdp.filter(|_| !req.body.is_empty()) {
                     r.headers.push(HeaderName::ContentType, "application/sdp");
                     r.body = sdp;
@@ -474,7 +483,11 @@ impl Switch {
     }
 
     fn new_call(&mut self, now: Instant, key: ServerTxKey, from: Peer, req: Request) {
-        if !self.trunk_sources.iter().any(|c| c.contains(from.addr.ip())) {
+        if !self
+            .trunk_sources
+            .iter()
+            .any(|c| c.contains(from.addr.ip()))
+        {
             let r = self.response_to(&req, 403, "Forbidden (not a trunk source)", None);
             self.respond(now, &key, r);
             return;
@@ -485,9 +498,12 @@ impl Switch {
             self.respond(now, &key, r);
             return;
         };
-        let (Ok(from_hdr), Ok(to_hdr), Ok(call_id), Ok(cseq)) =
-            (req.header_from(), req.header_to(), req.call_id(), req.cseq())
-        else {
+        let (Ok(from_hdr), Ok(to_hdr), Ok(call_id), Ok(cseq)) = (
+            req.header_from(),
+            req.header_to(),
+            req.call_id(),
+            req.cseq(),
+        ) else {
             let r = self.response_to(&req, 400, "Bad Request (From, To, Call-ID or CSeq)", None);
             self.respond(now, &key, r);
             return;
@@ -565,7 +581,12 @@ impl Switch {
         );
         self.outputs
             .push_back(Output::Media(MediaCommand::Allocate { call: id }));
-        self.emit(id, CallEventKind::Queued { queue: queue.clone() });
+        self.emit(
+            id,
+            CallEventKind::Queued {
+                queue: queue.clone(),
+            },
+        );
         if let Err(e) = self.acd.enqueue(now, id, &queue) {
             tracing::error!(call = %id, error = %e, "ACD refused a call");
         }
@@ -621,7 +642,8 @@ impl Switch {
 
     fn offer(&mut self, now: Instant, id: CallId, seat: SeatId) {
         let Some(call) = self.calls.get_mut(&id) else {
-            self.acd.offer_failed(now, id, &seat, OfferFailure::Unreachable);
+            self.acd
+                .offer_failed(now, id, &seat, OfferFailure::Unreachable);
             return;
         };
         if call.media.is_none() && call.pending.is_none() {
@@ -630,21 +652,31 @@ impl Switch {
         }
         let binding = self.registrar.lookup(&seat).into_iter().next();
         let Some(binding) = binding else {
-            self.acd.offer_failed(now, id, &seat, OfferFailure::Unreachable);
+            self.acd
+                .offer_failed(now, id, &seat, OfferFailure::Unreachable);
             return;
         };
         let Some(peer) = contact_peer(&binding.contact, Some(binding.source)) else {
-            self.acd.offer_failed(now, id, &seat, OfferFailure::Unreachable);
+            self.acd
+                .offer_failed(now, id, &seat, OfferFailure::Unreachable);
             return;
         };
         let to = format!("<sip:{}@{}>", seat, self.local.host);
-        if self.send_out_invite(now, id, Target::Seat(seat.clone()), binding.contact, peer, to) {
+        if self.send_out_invite(
+            now,
+            id,
+            Target::Seat(seat.clone()),
+            binding.contact,
+            peer,
+            to,
+        ) {
             if let Some(c) = self.calls.get_mut(&id) {
                 c.phase = Phase::Ringing;
             }
             self.emit(id, CallEventKind::Offered { seat });
         } else {
-            self.acd.offer_failed(now, id, &seat, OfferFailure::Unreachable);
+            self.acd
+                .offer_failed(now, id, &seat, OfferFailure::Unreachable);
         }
     }
 
@@ -710,11 +742,12 @@ impl Switch {
             }
         };
         if let Some(addr) = a_peer {
-            self.outputs.push_back(Output::Media(MediaCommand::PeerHint {
-                call: id,
-                side: Side::A,
-                addr,
-            }));
+            self.outputs
+                .push_back(Output::Media(MediaCommand::PeerHint {
+                    call: id,
+                    side: Side::A,
+                    addr,
+                }));
         }
         let display = call
             .caller_display
@@ -812,7 +845,11 @@ impl Switch {
             return;
         }
         b.ringing = true;
-        if let Some(tag) = resp.header_to().ok().and_then(|t| t.tag().map(str::to_owned)) {
+        if let Some(tag) = resp
+            .header_to()
+            .ok()
+            .and_then(|t| t.tag().map(str::to_owned))
+        {
             b.dialog.remote_tag = Some(tag);
         }
         if let Target::Seat(seat) = b.target.clone() {
@@ -831,7 +868,10 @@ impl Switch {
             return;
         }
         b.answered = true;
-        b.dialog.remote_tag = resp.header_to().ok().and_then(|t| t.tag().map(str::to_owned));
+        b.dialog.remote_tag = resp
+            .header_to()
+            .ok()
+            .and_then(|t| t.tag().map(str::to_owned));
         if let Some(c) = resp.contacts().ok().and_then(|c| c.into_iter().next()) {
             b.dialog.remote_target = c.uri;
         }
@@ -862,11 +902,12 @@ impl Switch {
             }
         };
         if let Some(addr) = b_media {
-            self.outputs.push_back(Output::Media(MediaCommand::PeerHint {
-                call: id,
-                side: Side::B,
-                addr,
-            }));
+            self.outputs
+                .push_back(Output::Media(MediaCommand::PeerHint {
+                    call: id,
+                    side: Side::B,
+                    addr,
+                }));
         }
         let mut ok = call.invite.response(200, "OK", Some(&call.a.local_tag));
         ok.headers
@@ -906,7 +947,13 @@ impl Switch {
 
     /// Leg B ended without an answer (or was torn down after a crossed CANCEL): the ACD
     /// learns it and the call goes back to its place in the queue.
-    fn out_leg_failed(&mut self, now: Instant, id: CallId, status: Option<u16>, reason: &'static str) {
+    fn out_leg_failed(
+        &mut self,
+        now: Instant,
+        id: CallId,
+        status: Option<u16>,
+        reason: &'static str,
+    ) {
         let Some(call) = self.calls.get_mut(&id) else {
             return;
         };
@@ -967,7 +1014,10 @@ impl Switch {
 
     fn on_no_ack(&mut self, now: Instant, key: &ServerTxKey) {
         if let Some(id) = self.by_invite_tx.get(key).copied()
-            && self.calls.get(&id).is_some_and(|c| c.phase == Phase::Connected)
+            && self
+                .calls
+                .get(&id)
+                .is_some_and(|c| c.phase == Phase::Connected)
         {
             self.hang_up(now, id, Side::A, EndCause::NoAck);
         }
@@ -1104,7 +1154,11 @@ fn split_body(req: &Request) -> (Bytes, Result<Vec<location::Location>, String>)
         Ok(parts) => {
             let sdp = parts
                 .iter()
-                .find(|p| p.content_type.to_ascii_lowercase().starts_with("application/sdp"))
+                .find(|p| {
+                    p.content_type
+                        .to_ascii_lowercase()
+                        .starts_with("application/sdp")
+                })
                 .map(|p| p.body.clone())
                 .unwrap_or_default();
             let mut locs = Vec::new();
@@ -1126,4 +1180,3 @@ fn split_body(req: &Request) -> (Bytes, Result<Vec<location::Location>, String>)
         Err(e) => (Bytes::new(), Err(e.to_string())),
     }
 }
-
