@@ -358,17 +358,7 @@ impl Spill {
         }
         let file = match &mut self.file {
             Some(file) => file,
-            None => {
-                if let Some(parent) = self.path.parent().filter(|p| !p.as_os_str().is_empty()) {
-                    std::fs::create_dir_all(parent)?;
-                }
-                self.file.insert(
-                    OpenOptions::new()
-                        .create(true)
-                        .append(true)
-                        .open(&self.path)?,
-                )
-            }
+            None => self.file.insert(open_append(&self.path)?),
         };
         let written = file
             .write_all(&buf)
@@ -401,12 +391,16 @@ impl Spill {
     fn append_rejected(&self, record: &Stamped) -> std::io::Result<()> {
         let mut line = serde_json::to_vec(record)?;
         line.push(b'\n');
-        let mut file = OpenOptions::new()
-            .create(true)
-            .append(true)
-            .open(&self.rejected)?;
-        file.write_all(&line)
+        open_append(&self.rejected)?.write_all(&line)
     }
+}
+
+/// Opens `path` for appending, creating it and its directory if needed.
+fn open_append(path: &Path) -> std::io::Result<File> {
+    if let Some(parent) = path.parent().filter(|p| !p.as_os_str().is_empty()) {
+        std::fs::create_dir_all(parent)?;
+    }
+    OpenOptions::new().create(true).append(true).open(path)
 }
 
 fn suffixed(path: &Path, suffix: &str) -> PathBuf {
