@@ -61,7 +61,7 @@ fn config(dir: &Path) -> JournalConfig {
 fn call_records(i: u32) -> Vec<JournalRecord> {
     let id = call_id(i);
     let t = i64::from(i) * 60;
-    let abandoned = i % 3 == 0;
+    let abandoned = i.is_multiple_of(3);
     let mut records = Vec::new();
     let mut first = CallPatch::new(id);
     first.sip_call_id = Some(format!("trunk-{i}@192.0.2.1"));
@@ -88,7 +88,7 @@ fn call_records(i: u32) -> Vec<JournalRecord> {
         EventKind::Queued,
         json!({"queue": "line19"}),
     ));
-    if i % 2 == 0 {
+    if i.is_multiple_of(2) {
         records.push(JournalRecord::Location(LocationRow {
             call_id: id,
             seq: 0,
@@ -138,7 +138,7 @@ fn call_records(i: u32) -> Vec<JournalRecord> {
         last.end_cause = Some("caller_bye".into());
         last.wait_seconds = Some(4.877);
         last.talk_seconds = Some(45.0);
-        if i % 2 == 0 {
+        if i.is_multiple_of(2) {
             last.location_lat = Some(33.5731 + f64::from(i) / 1000.0);
             last.location_lon = Some(-7.5898);
             last.location_radius_m = Some(50.0);
@@ -162,8 +162,8 @@ fn call_records(i: u32) -> Vec<JournalRecord> {
 
 fn expected_row(i: u32) -> CallRow {
     let t = i64::from(i) * 60;
-    let abandoned = i % 3 == 0;
-    let located = !abandoned && i % 2 == 0;
+    let abandoned = i.is_multiple_of(3);
+    let located = !abandoned && i.is_multiple_of(2);
     CallRow {
         id: call_id(i),
         node_id: NODE.into(),
@@ -464,7 +464,7 @@ async fn full_channel_spills_on_the_call_path_and_keeps_call_order() -> TestResu
             EventKind::Ringing,
             json!({"n": seq}),
         )));
-        if seq % 3 == 0 {
+        if seq.is_multiple_of(3) {
             let mut patch = CallPatch::new(id);
             patch.agent_seat = Some(format!("seat-{}", seq / 3));
             outcomes.push(journal.record(JournalRecord::CallUpdate(patch)));
