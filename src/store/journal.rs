@@ -185,7 +185,7 @@ impl Journal {
 
     /// Hands `record` to the writer without waiting: into the channel, or, if the
     /// channel is full or the writer gone, appended to the spill file (a short
-    /// synchronous file append, under a lock the writer never holds across
+    /// synchronous file append, under a lock the writer never holds across fsync or
     /// database calls). Never fails: the result says where the record went.
     pub fn record(&self, record: JournalRecord) -> Recorded {
         let stamped = Stamped {
@@ -290,10 +290,20 @@ impl Shared {
         }
         let n = records.len() as u64;
         let mut spill = self.lock_spill();
-        match spill.append(records, sync) {
+        match spill.append(records) {
             Ok(()) => {
                 self.dirty.store(true, Ordering::SeqCst);
                 self.metrics.spilled_records.inc_by(n);
+                // fsync outside the lock, so that `record()` never waits on it.
+                let handle = if sync {
+                    spill.file.as_ref().and_then(|f| f.try_clone().ok())
+                } else {
+                    None
+                };
+                drop(spill);
+                if let Some(Err(error)) = handle.map(|f| f.sync_data()) {
+                    tracing::warn!(%error, "journal: spill file fsync failed");
+                }
                 true
             }
             Err(error) => {
@@ -347,7 +357,7 @@ impl Spill {
         count_lines(&self.path) + count_lines(&self.replaying)
     }
 
-    fn append(&mut self, records: &[Stamped], sync: bool) -> std::io::Result<()> {
+    fn append(&mut self, records: &[Stamped]) -> std::io::Result<()> {
         let mut buf = Vec::with_capacity(records.len() * 256);
         if self.broken_line {
             buf.push(b'\n');
@@ -360,9 +370,7 @@ impl Spill {
             Some(file) => file,
             None => self.file.insert(open_append(&self.path)?),
         };
-        let written = file
-            .write_all(&buf)
-            .and_then(|()| if sync { file.sync_data() } else { Ok(()) });
+        let written = file.write_all(&buf);
         if written.is_err() {
             self.broken_line = true;
             // Reopen next time, in case the file was removed or replaced.
@@ -703,13 +711,13 @@ mod tests {
         let mut spill = Spill::new(dir.join("sub/spill.jsonl"));
         assert!(!spill.has_content());
         assert_eq!(spill.take_for_replay().ok(), Some(None));
-        assert!(spill.append(&[stamped(0, 0), stamped(1, 1)], true).is_ok());
+        assert!(spill.append(&[stamped(0, 0), stamped(1, 1)]).is_ok());
         assert!(spill.has_content());
         assert_eq!(spill.pending_lines(), 2);
         let taken = spill.take_for_replay().ok().flatten();
         assert_eq!(taken, Some(dir.join("sub/spill.jsonl.replaying")));
         // New appends go to a fresh spill file; both count as pending.
-        assert!(spill.append(&[stamped(2, 2)], false).is_ok());
+        assert!(spill.append(&[stamped(2, 2)]).is_ok());
         assert!(file_len(&dir.join("sub/spill.jsonl")) > 0);
         assert_eq!(spill.pending_lines(), 3);
         // The replay file is taken again until it is removed.
