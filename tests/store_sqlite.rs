@@ -564,3 +564,36 @@ async fn open_fails_with_typed_error_when_the_directory_cannot_be_created() -> T
     );
     Ok(())
 }
+
+#[tokio::test]
+async fn database_and_spill_both_failing_counts_lost_records_without_panicking() -> TestResult {
+    let dir = tempfile::tempdir()?;
+    let db = dir.path().join("vigie.sqlite");
+    let store = Store::open_sqlite_with(&db, short_busy()).await?;
+    // The spill path is a directory: appending to it fails (EISDIR), also as root.
+    std::fs::create_dir_all(spill_path(dir.path()))?;
+    let metrics = JournalMetrics::default();
+    let (journal, writer) = Journal::spawn(store.clone(), config(dir.path()), metrics.clone());
+
+    let lock = lock_database(&db).await?;
+    let id = call_id(8);
+    for seq in 0..3 {
+        let recorded = journal.record(event(id, seq, at(0, 0), EventKind::Ringing, json!({})));
+        assert_eq!(recorded, Recorded::Queued);
+    }
+    let report = journal.flush().await;
+    assert_eq!(report.spilled_pending, 0);
+    assert_eq!(metrics.lost_records.get(), 3);
+    assert_eq!(metrics.spilled_records.get(), 0);
+    assert!(metrics.write_errors.get() >= 1);
+
+    // The database comes back: later records are written again.
+    unlock_database(lock).await?;
+    journal.record(event(id, 3, at(3, 0), EventKind::Answered, json!({})));
+    assert_eq!(journal.flush().await.spilled_pending, 0);
+    let seqs: Vec<u32> = store.call_events(id).await?.iter().map(|e| e.seq).collect();
+    assert_eq!(seqs, vec![3]);
+    journal.shutdown().await;
+    writer.await?;
+    Ok(())
+}
