@@ -185,7 +185,7 @@ impl Journal {
 
     /// Hands `record` to the writer without waiting: into the channel, or, if the
     /// channel is full or the writer gone, appended to the spill file (a short
-    /// synchronous file append, under a lock the writer never holds across
+    /// synchronous file append, under a lock the writer never holds across fsync or
     /// database calls). Never fails: the result says where the record went.
     pub fn record(&self, record: JournalRecord) -> Recorded {
         let stamped = Stamped {
@@ -290,10 +290,20 @@ impl Shared {
         }
         let n = records.len() as u64;
         let mut spill = self.lock_spill();
-        match spill.append(records, sync) {
+        match spill.append(records) {
             Ok(()) => {
                 self.dirty.store(true, Ordering::SeqCst);
                 self.metrics.spilled_records.inc_by(n);
+                // fsync outside the lock, so that `record()` never waits on it.
+                let handle = if sync {
+                    spill.file.as_ref().and_then(|f| f.try_clone().ok())
+                } else {
+                    None
+                };
+                drop(spill);
+                if let Some(Err(error)) = handle.map(|f| f.sync_data()) {
+                    tracing::warn!(%error, "journal: spill file fsync failed");
+                }
                 true
             }
             Err(error) => {
@@ -347,7 +357,7 @@ impl Spill {
         count_lines(&self.path) + count_lines(&self.replaying)
     }
 
-    fn append(&mut self, records: &[Stamped], sync: bool) -> std::io::Result<()> {
+    fn append(&mut self, records: &[Stamped]) -> std::io::Result<()> {
         let mut buf = Vec::with_capacity(records.len() * 256);
         if self.broken_line {
             buf.push(b'\n');
@@ -358,21 +368,9 @@ impl Spill {
         }
         let file = match &mut self.file {
             Some(file) => file,
-            None => {
-                if let Some(parent) = self.path.parent().filter(|p| !p.as_os_str().is_empty()) {
-                    std::fs::create_dir_all(parent)?;
-                }
-                self.file.insert(
-                    OpenOptions::new()
-                        .create(true)
-                        .append(true)
-                        .open(&self.path)?,
-                )
-            }
+            None => self.file.insert(open_append(&self.path)?),
         };
-        let written = file
-            .write_all(&buf)
-            .and_then(|()| if sync { file.sync_data() } else { Ok(()) });
+        let written = file.write_all(&buf);
         if written.is_err() {
             self.broken_line = true;
             // Reopen next time, in case the file was removed or replaced.
@@ -401,12 +399,16 @@ impl Spill {
     fn append_rejected(&self, record: &Stamped) -> std::io::Result<()> {
         let mut line = serde_json::to_vec(record)?;
         line.push(b'\n');
-        let mut file = OpenOptions::new()
-            .create(true)
-            .append(true)
-            .open(&self.rejected)?;
-        file.write_all(&line)
+        open_append(&self.rejected)?.write_all(&line)
     }
+}
+
+/// Opens `path` for appending, creating it and its directory if needed.
+fn open_append(path: &Path) -> std::io::Result<File> {
+    if let Some(parent) = path.parent().filter(|p| !p.as_os_str().is_empty()) {
+        std::fs::create_dir_all(parent)?;
+    }
+    OpenOptions::new().create(true).append(true).open(path)
 }
 
 fn suffixed(path: &Path, suffix: &str) -> PathBuf {
@@ -415,8 +417,12 @@ fn suffixed(path: &Path, suffix: &str) -> PathBuf {
     PathBuf::from(name)
 }
 
+/// Length of a regular file, octets; 0 if missing or not a regular file.
 fn file_len(path: &Path) -> u64 {
-    std::fs::metadata(path).map(|m| m.len()).unwrap_or(0)
+    std::fs::metadata(path)
+        .ok()
+        .filter(std::fs::Metadata::is_file)
+        .map_or(0, |m| m.len())
 }
 
 fn count_lines(path: &Path) -> u64 {
@@ -709,13 +715,13 @@ mod tests {
         let mut spill = Spill::new(dir.join("sub/spill.jsonl"));
         assert!(!spill.has_content());
         assert_eq!(spill.take_for_replay().ok(), Some(None));
-        assert!(spill.append(&[stamped(0, 0), stamped(1, 1)], true).is_ok());
+        assert!(spill.append(&[stamped(0, 0), stamped(1, 1)]).is_ok());
         assert!(spill.has_content());
         assert_eq!(spill.pending_lines(), 2);
         let taken = spill.take_for_replay().ok().flatten();
         assert_eq!(taken, Some(dir.join("sub/spill.jsonl.replaying")));
         // New appends go to a fresh spill file; both count as pending.
-        assert!(spill.append(&[stamped(2, 2)], false).is_ok());
+        assert!(spill.append(&[stamped(2, 2)]).is_ok());
         assert!(file_len(&dir.join("sub/spill.jsonl")) > 0);
         assert_eq!(spill.pending_lines(), 3);
         // The replay file is taken again until it is removed.

@@ -9,18 +9,27 @@
 //! - [`JournalRecord`]: what is recorded: call events, call-row patches, locations.
 //!
 //! Wiring (in `app.rs`):
-//! ```ignore
-//! let store = Store::open_sqlite(&config.db_path).await?;
+//! ```no_run
+//! # async fn wire() -> Result<(), vigie::store::StoreError> {
+//! use vigie::metrics::Metrics;
+//! use vigie::store::{CallPatch, Journal, JournalConfig, JournalRecord, Store};
+//!
+//! let metrics = Metrics::new(env!("CARGO_PKG_VERSION"));
+//! let store = Store::open_sqlite("/var/lib/vigie/journal.sqlite").await?;
 //! let (journal, writer) = Journal::spawn(
 //!     store.clone(),
-//!     JournalConfig::new(node_id, &config.spill_path),
+//!     JournalConfig::new("node-a", "/var/lib/vigie/journal.spill.jsonl"),
 //!     metrics.journal.clone(),
 //! );
-//! // call path, for each `Persist` output of the switch core:
-//! journal.record(record);
-//! // graceful drain:
-//! journal.shutdown().await;
-//! writer.await;
+//! // Call path, for each `Persist` output of the switch core (never blocks):
+//! let mut patch = CallPatch::new(ulid::Ulid::generate());
+//! patch.received_at = Some(chrono::Utc::now());
+//! journal.record(JournalRecord::CallUpdate(patch));
+//! // Graceful drain:
+//! let left = journal.shutdown().await;
+//! assert_eq!(left.spilled_pending, 0);
+//! let _ = writer.await;
+//! # Ok(()) }
 //! ```
 
 mod journal;

@@ -52,7 +52,7 @@ pub struct Store {
 impl Store {
     /// Opens (creating if needed) the SQLite database at `path` with default
     /// [`SqliteOptions`]: creates the parent directory, sets WAL journal mode,
-    /// `synchronous=NORMAL`, a busy timeout, and runs the embedded migrations.
+    /// `synchronous=FULL` (a committed batch survives power loss; batching keeps the fsyncs few), a busy timeout, and runs the embedded migrations.
     ///
     /// Errors: [`StoreError::CreateDir`], [`StoreError::Unavailable`],
     /// [`StoreError::Migrate`].
@@ -76,7 +76,7 @@ impl Store {
             .filename(&path)
             .create_if_missing(true)
             .journal_mode(SqliteJournalMode::Wal)
-            .synchronous(SqliteSynchronous::Normal)
+            .synchronous(SqliteSynchronous::Full)
             .busy_timeout(options.busy_timeout)
             .foreign_keys(true);
         let pool = SqlitePoolOptions::new()
