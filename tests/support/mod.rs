@@ -45,9 +45,9 @@ impl Proc {
         let out = std::fs::File::create(&log).expect("create log file");
         let err = out.try_clone().expect("clone log file");
         cmd.stdin(Stdio::null()).stdout(out).stderr(err);
-        let child = cmd
-            .spawn()
-            .unwrap_or_else(|e| panic!("cannot start {name}: {e} (is it installed? see tools/test)"));
+        let child = cmd.spawn().unwrap_or_else(|e| {
+            panic!("cannot start {name}: {e} (is it installed? see tools/test)")
+        });
         Proc {
             name: name.to_owned(),
             child: Some(child),
@@ -179,7 +179,10 @@ impl Vigie {
         if !head.starts_with("HTTP/1.1 200") {
             return None;
         }
-        if head.to_ascii_lowercase().contains("transfer-encoding: chunked") {
+        if head
+            .to_ascii_lowercase()
+            .contains("transfer-encoding: chunked")
+        {
             return Some(dechunk(body));
         }
         Some(body.to_owned())
@@ -198,7 +201,12 @@ impl Vigie {
     }
 
     /// Polls `/api/v1/status` until `pred` holds on the JSON, up to `limit`.
-    pub fn wait_status(&self, limit: Duration, what: &str, pred: impl Fn(&serde_json::Value) -> bool) {
+    pub fn wait_status(
+        &self,
+        limit: Duration,
+        what: &str,
+        pred: impl Fn(&serde_json::Value) -> bool,
+    ) {
         let deadline = Instant::now() + limit;
         loop {
             if let Some(v) = self
@@ -257,7 +265,11 @@ pub fn seats_csv(dir: &Path, seats: &[&str]) -> PathBuf {
 pub fn sipp(dir: &Path, name: &str, args: &[String]) -> Proc {
     let mut cmd = Command::new("sipp");
     cmd.args(args).arg("-nostdin").current_dir(dir);
-    Proc::spawn(&format!("sipp {name}"), cmd, dir.join(format!("{name}.log")))
+    Proc::spawn(
+        &format!("sipp {name}"),
+        cmd,
+        dir.join(format!("{name}.log")),
+    )
 }
 
 /// Registers `seats` with vigie (digest auth) pointing their Contact at `contact`
@@ -307,7 +319,7 @@ pub fn sipp_counts(p: &Proc) -> (u64, u64) {
         log.lines()
             .rev()
             .find(|l| l.trim_start().starts_with(label))
-            .and_then(|l| l.rsplit('|').nth(1).map(str::trim).map(str::to_owned))
+            .and_then(|l| l.rsplit('|').next().map(str::trim).map(str::to_owned))
             .and_then(|v| v.parse::<u64>().ok())
             .unwrap_or(u64::MAX)
     };
@@ -321,7 +333,9 @@ pub fn journal_calls(db: &Path) -> Vec<vigie::store::CallRow> {
         .build()
         .expect("runtime");
     rt.block_on(async {
-        let store = vigie::store::Store::open_sqlite(db).await.expect("open journal");
+        let store = vigie::store::Store::open_sqlite(db)
+            .await
+            .expect("open journal");
         let rows = store.recent_calls(10_000).await.expect("read calls");
         store.close().await;
         rows
@@ -335,7 +349,9 @@ pub fn journal_events(db: &Path, call: ulid::Ulid) -> Vec<vigie::store::EventRow
         .build()
         .expect("runtime");
     rt.block_on(async {
-        let store = vigie::store::Store::open_sqlite(db).await.expect("open journal");
+        let store = vigie::store::Store::open_sqlite(db)
+            .await
+            .expect("open journal");
         let rows = store.call_events(call).await.expect("read events");
         store.close().await;
         rows
@@ -361,7 +377,11 @@ impl Capture {
         // tcpdump prints "listening on lo" once the capture runs.
         let deadline = Instant::now() + Duration::from_secs(10);
         while !proc.log_text().contains("listening on") {
-            assert!(Instant::now() < deadline, "tcpdump did not start: {}", proc.log_text());
+            assert!(
+                Instant::now() < deadline,
+                "tcpdump did not start: {}",
+                proc.log_text()
+            );
             std::thread::sleep(Duration::from_millis(20));
         }
         Capture { proc, file }
