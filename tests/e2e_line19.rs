@@ -21,7 +21,7 @@ const REGISTER_SIP: u16 = 5071;
 #[test]
 fn sixty_calls_over_twenty_seats_with_media() {
     let ip = unique_loopback();
-    let mut v = Vigie::start(ip, "[registrar]\ndigest_algorithms = [\"MD5\"]\n");
+    let mut v = Vigie::start(ip, "");
     let dir = v.dir.path().to_owned();
 
     let _agents = sipp(

@@ -38,6 +38,9 @@ pub struct QueueSpec {
     pub overflow_timeout: Duration,
     /// After a failed overflow, how long before the call may overflow again.
     pub overflow_retry: Duration,
+    /// Once every available seat has failed a call (declined, no answer), how long
+    /// before the call is offered to them again (app_queue's `retry`).
+    pub retry: Duration,
     /// Seats serving this queue; empty = every seat.
     pub seats: Vec<SeatId>,
 }
@@ -153,6 +156,17 @@ struct AcdCall {
     tried: HashSet<SeatId>,
     /// No overflow before this instant (after a failed overflow).
     overflow_not_before: Option<Instant>,
+    /// Every available seat failed this call: no new round of offers before this instant.
+    retry_at: Option<Instant>,
+}
+
+/// What [`Acd::pick_seat`] found for a call.
+enum Pick {
+    Seat(SeatId),
+    /// Idle seats exist but every one failed this call in this round.
+    Backoff,
+    /// No idle seat serves the queue.
+    NoSeat,
 }
 
 /// A queue's figures at one instant.
@@ -228,6 +242,7 @@ impl Acd {
                 state: CallState::Waiting,
                 tried: HashSet::new(),
                 overflow_not_before: None,
+                retry_at: None,
             },
         );
         if let Some(order) = self.order.get_mut(q) {
@@ -393,6 +408,10 @@ impl Acd {
             SeatState::Ringing { deadline, .. } => Some(deadline),
             _ => None,
         });
+        let retries = self.calls.values().filter_map(|c| match c.state {
+            CallState::Waiting => c.retry_at,
+            _ => None,
+        });
         let calls = self.calls.values().filter_map(|c| match c.state {
             CallState::Overflowing { deadline } => Some(deadline),
             CallState::Waiting => {
@@ -414,7 +433,7 @@ impl Acd {
             }
             _ => None,
         });
-        seats.chain(calls).min()
+        seats.chain(calls).chain(retries).min()
     }
 
     /// The next decision for the switch.
@@ -549,9 +568,12 @@ impl Acd {
                         .push_back(Decision::Overflow { call, reason });
                     continue;
                 }
-                let Some(seat) = self.pick_seat(qi, call) else {
-                    // Arrival order: no later call may take a seat this one could not.
-                    break;
+                let seat = match self.pick_seat(now, qi, call, spec.retry) {
+                    Pick::Seat(seat) => seat,
+                    // Arrival order: no later call may take a seat this one could take…
+                    Pick::NoSeat => break,
+                    // …but seats that just failed this call may serve the next one.
+                    Pick::Backoff => continue,
                 };
                 if let Some(s) = self.seats.get_mut(&seat) {
                     s.state = SeatState::Ringing {
@@ -567,9 +589,9 @@ impl Acd {
         }
     }
 
-    /// The longest-idle seat serving the queue that this call has not just failed on;
-    /// when every idle seat has failed it, the call starts a new round.
-    fn pick_seat(&mut self, queue: usize, call: CallId) -> Option<SeatId> {
+    /// The longest-idle seat serving the queue that this call has not failed on in this
+    /// round; when every idle seat has failed it, a new round starts after `retry`.
+    fn pick_seat(&mut self, now: Instant, queue: usize, call: CallId, retry: Duration) -> Pick {
         let idle: Vec<(Instant, SeatId)> = self
             .seats
             .iter()
@@ -580,20 +602,29 @@ impl Acd {
             })
             .collect();
         if idle.is_empty() {
-            return None;
+            return Pick::NoSeat;
         }
-        let c = self.calls.get_mut(&call)?;
-        let fresh = idle
-            .iter()
-            .filter(|(_, id)| !c.tried.contains(id))
-            .min_by(|a, b| a.0.cmp(&b.0).then_with(|| a.1.cmp(&b.1)));
-        match fresh {
-            Some((_, id)) => Some(id.clone()),
-            None => {
+        let Some(c) = self.calls.get_mut(&call) else {
+            return Pick::NoSeat;
+        };
+        let longest_idle = |seats: &mut dyn Iterator<Item = &(Instant, SeatId)>| {
+            seats
+                .min_by(|a, b| a.0.cmp(&b.0).then_with(|| a.1.cmp(&b.1)))
+                .map(|(_, id)| id.clone())
+        };
+        if let Some(id) = longest_idle(&mut idle.iter().filter(|(_, id)| !c.tried.contains(id))) {
+            return Pick::Seat(id);
+        }
+        match c.retry_at {
+            Some(at) if at <= now => {
                 c.tried.clear();
-                idle.into_iter()
-                    .min_by(|a, b| a.0.cmp(&b.0).then_with(|| a.1.cmp(&b.1)))
-                    .map(|(_, id)| id)
+                c.retry_at = None;
+                longest_idle(&mut idle.iter()).map_or(Pick::NoSeat, Pick::Seat)
+            }
+            Some(_) => Pick::Backoff,
+            None => {
+                c.retry_at = Some(now + retry);
+                Pick::Backoff
             }
         }
     }
@@ -612,6 +643,7 @@ mod tests {
             has_overflow: false,
             overflow_timeout: Duration::from_secs(20),
             overflow_retry: Duration::from_secs(30),
+            retry: Duration::from_secs(5),
             seats: vec![],
         }
     }
@@ -688,7 +720,11 @@ mod tests {
         assert_eq!(d.len(), 2);
         acd.offer_failed(t0, id(1), "agent01", OfferFailure::Declined);
         // agent01 is idle again but call 1 just failed there; agent02 is busy with call 2.
-        // A new round starts: call 1 is offered to agent01 again rather than waiting forever.
+        // Call 1 is not offered to agent01 again at once (no tight loop on a failing
+        // phone), but after `retry`.
+        assert!(drain(&mut acd).is_empty());
+        assert_eq!(acd.poll_timeout(), Some(t0 + Duration::from_secs(5)));
+        acd.handle_timeout(t0 + Duration::from_secs(5));
         assert_eq!(
             drain(&mut acd),
             vec![Decision::Offer {

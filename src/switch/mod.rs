@@ -176,6 +176,7 @@ impl Switch {
                 has_overflow: q.overflow_uri.is_some(),
                 overflow_timeout: Duration::from_secs(q.overflow_timeout_s),
                 overflow_retry: Duration::from_secs(q.overflow_retry_s),
+                retry: Duration::from_secs(q.retry_s),
                 seats: q.seats.clone(),
             })
             .collect();
