@@ -6,7 +6,9 @@ use std::path::Path;
 use vigie::config::{Config, Invalid};
 
 fn deploy(file: &str) -> std::path::PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("deploy").join(file)
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("deploy")
+        .join(file)
 }
 
 #[test]
@@ -15,7 +17,10 @@ fn production_example_validates() {
     assert_eq!(c.node_id, "psap-casablanca-1");
     assert_eq!(c.sip.udp[0].to_string(), "192.0.2.10:5060");
     assert_eq!(c.seats.len(), 2);
-    assert_eq!(c.queues[0].overflow_uri.as_deref(), Some("sip:19@203.0.113.20:5060"));
+    assert_eq!(
+        c.queues[0].overflow_uri.as_deref(),
+        Some("sip:19@203.0.113.20:5060")
+    );
     assert!(c.seats.iter().all(|s| s.password.is_none()));
 }
 
