@@ -88,7 +88,6 @@ pub enum Output {
 pub struct SwitchStats {
     /// Responses sent by class (index 1–6).
     pub responses_by_class: [u64; 7],
-    pub invites_received: u64,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -121,7 +120,6 @@ enum Phase {
 
 #[derive(Debug)]
 struct Call {
-    id: CallId,
     queue: String,
     /// The trunk's INVITE, to build responses from.
     invite: Request,
@@ -341,11 +339,15 @@ impl Switch {
     fn on_tx_event(&mut self, now: Instant, ev: TxEvent) {
         match ev {
             TxEvent::Request { key, from, request } => self.on_request(now, key, from, request),
-            TxEvent::Ack { request, .. } => self.on_ack(now, &request),
+            // The layer stops retransmitting our 2xx on the ACK (RFC 6026); the dialog
+            // needs nothing more from it.
+            TxEvent::Ack { .. } => {}
             TxEvent::Cancelled { invite, .. } => self.on_cancel(now, &invite),
             TxEvent::Response { key, response } => self.on_response(now, &key, response),
             TxEvent::Stray2xx { from, response } => self.on_stray_2xx(from, &response),
-            TxEvent::Timeout { key } => self.on_client_timeout(now, &key),
+            TxEvent::Timeout { key } | TxEvent::TransportError { key } => {
+                self.on_client_timeout(now, &key)
+            }
             TxEvent::ServerAckTimeout { key } => self.on_no_ack(now, &key),
             #[allow(unreachable_patterns)]
             _ => {}
@@ -368,10 +370,7 @@ impl Switch {
             return;
         }
         match req.method {
-            Method::Invite => {
-                self.stats.invites_received += 1;
-                self.new_call(now, key, from, req);
-            }
+            Method::Invite => self.new_call(now, key, from, req),
             Method::Register => {
                 let outcome = self.registrar.handle_register(now, from, &req);
                 let mut resp = outcome.response;
@@ -454,10 +453,10 @@ impl Switch {
                     Side::B => c.b.as_ref().map(|b| b.local_sdp.clone()),
                 });
                 let mut r = self.response_to(&req, 200, "OK", None);
-                r.headers.push(
-                    HeaderName::Contact,
-                    self.local.contact(&self.peer_of(call, side)),
-                );
+                if let Some(peer) = self.peer_of(call, side) {
+                    r.headers
+                        .push(HeaderName::Contact, self.local.contact(&peer));
+                }
                 if let Some(sdp) = sdp.filter(|_| !req.body.is_empty()) {
                     r.headers.push(HeaderName::ContentType, "application/sdp");
                     r.body = sdp;
@@ -471,15 +470,12 @@ impl Switch {
         }
     }
 
-    fn peer_of(&self, call: CallId, side: Side) -> Peer {
-        let c = self.calls.get(&call);
-        match (c, side) {
-            (Some(c), Side::A) => c.a.peer,
-            (Some(c), Side::B) => c.b.as_ref().map(|b| b.dialog.peer).unwrap_or(c.a.peer),
-            (None, _) => Peer {
-                kind: TransportKind::Udp,
-                addr: SocketAddr::from(([127, 0, 0, 1], 5060)),
-            },
+    /// The transport peer of one leg of a call.
+    fn peer_of(&self, call: CallId, side: Side) -> Option<Peer> {
+        let c = self.calls.get(&call)?;
+        match side {
+            Side::A => Some(c.a.peer),
+            Side::B => c.b.as_ref().map(|b| b.dialog.peer),
         }
     }
 
@@ -499,7 +495,7 @@ impl Switch {
             self.respond(now, &key, r);
             return;
         };
-        let (Ok(from_hdr), Ok(to_hdr), Ok(call_id), Ok(cseq)) = (
+        let (Ok(from_hdr), Ok(to_hdr), Ok(call_id), Ok(_)) = (
             req.header_from(),
             req.header_to(),
             req.call_id(),
@@ -528,7 +524,6 @@ impl Switch {
             local_cseq: 0,
             peer: from,
         };
-        let _ = cseq;
         let caller_user = from_hdr
             .uri
             .user_unescaped()
@@ -563,7 +558,6 @@ impl Switch {
         self.calls.insert(
             id,
             Call {
-                id,
                 queue: queue.clone(),
                 invite: req,
                 invite_tx: key,
@@ -591,11 +585,6 @@ impl Switch {
         if let Err(e) = self.acd.enqueue(now, id, &queue) {
             tracing::error!(call = %id, error = %e, "ACD refused a call");
         }
-    }
-
-    fn on_ack(&mut self, _now: Instant, req: &Request) {
-        // The 2xx retransmissions stop in the transaction layer; nothing else to do.
-        let _ = req;
     }
 
     fn on_cancel(&mut self, now: Instant, invite: &ServerTxKey) {
@@ -1092,7 +1081,6 @@ impl Switch {
             if let Some(b) = &call.b {
                 self.by_sip_call_id.remove(&b.dialog.call_id);
             }
-            let _ = call.id;
         }
         self.outputs
             .push_back(Output::Media(MediaCommand::Release { call: id }));
