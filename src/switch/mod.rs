@@ -35,6 +35,13 @@ use event::{AbandonPhase, CallEvent, CallEventKind, EndCause};
 /// The methods vigie answers (the `Allow` header, RFC 3261 §20.5).
 pub const ALLOW: &str = "INVITE, ACK, CANCEL, BYE, OPTIONS, REGISTER, UPDATE, INFO";
 
+/// vigie's offer to the seat when the caller's INVITE carried no SDP: G.711 A-law and
+/// µ-law and DTMF events (RFC 4733); the address is a placeholder that anchoring replaces.
+const LATE_OFFER_SDP: &[u8] =
+    b"v=0\r\no=- 0 0 IN IP4 192.0.2.1\r\ns=-\r\nc=IN IP4 192.0.2.1\r\nt=0 0\r\n\
+m=audio 9 RTP/AVP 8 0 101\r\na=rtpmap:8 PCMA/8000\r\na=rtpmap:0 PCMU/8000\r\n\
+a=rtpmap:101 telephone-event/8000\r\na=fmtp:101 0-15\r\na=sendrecv\r\n";
+
 /// Which side of the relay a media command is about.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Side {
@@ -125,8 +132,11 @@ struct Call {
     invite: Request,
     invite_tx: ServerTxKey,
     a: Dialog,
-    /// The caller's SDP offer (the SDP part of the INVITE body).
+    /// The caller's SDP offer (the SDP part of the INVITE body), or vigie's template
+    /// when the INVITE had none.
     offer: Bytes,
+    /// The INVITE had no SDP: the caller answers in its ACK.
+    late_offer: bool,
     /// SDP vigie answered the caller with, once answered.
     a_sdp: Option<Bytes>,
     caller_user: String,
@@ -339,9 +349,9 @@ impl Switch {
     fn on_tx_event(&mut self, now: Instant, ev: TxEvent) {
         match ev {
             TxEvent::Request { key, from, request } => self.on_request(now, key, from, request),
-            // The layer stops retransmitting our 2xx on the ACK (RFC 6026); the dialog
-            // needs nothing more from it.
-            TxEvent::Ack { .. } => {}
+            // The layer stops retransmitting our 2xx on the ACK (RFC 6026); an ACK only
+            // matters when it carries the caller's answer to a late offer.
+            TxEvent::Ack { request, .. } => self.on_ack(&request),
             TxEvent::Cancelled { invite, .. } => self.on_cancel(now, &invite),
             TxEvent::Response { key, response } => self.on_response(now, &key, response),
             TxEvent::Stray2xx { from, response } => self.on_stray_2xx(from, &response),
@@ -513,6 +523,15 @@ impl Switch {
             .unwrap_or_else(|| from_hdr.uri.clone());
         let id = Ulid::generate();
         let (offer, locations) = split_body(&req);
+        // Late offer (RFC 3261 §13.2.1: INVITE without SDP): vigie makes the offer to the
+        // seat itself; the seat's answer becomes vigie's offer in the 200 to the caller,
+        // and the caller's answer arrives in the ACK.
+        let late_offer = offer.is_empty();
+        let offer = if late_offer {
+            Bytes::from_static(LATE_OFFER_SDP)
+        } else {
+            offer
+        };
         let tag = new_tag();
         let a = Dialog {
             call_id: call_id.to_owned(),
@@ -563,6 +582,7 @@ impl Switch {
                 invite_tx: key,
                 a,
                 offer,
+                late_offer,
                 a_sdp: None,
                 caller_user,
                 caller_display: from_hdr.display.clone(),
@@ -584,6 +604,42 @@ impl Switch {
         );
         if let Err(e) = self.acd.enqueue(now, id, &queue) {
             tracing::error!(call = %id, error = %e, "ACD refused a call");
+        }
+    }
+
+    fn on_ack(&mut self, ack: &Request) {
+        if ack.body.is_empty() {
+            return;
+        }
+        let Some((id, Side::A)) = ack
+            .call_id()
+            .ok()
+            .and_then(|c| self.by_sip_call_id.get(c).copied())
+        else {
+            return;
+        };
+        let Some(call) = self.calls.get_mut(&id) else {
+            return;
+        };
+        if !call.late_offer {
+            return;
+        }
+        let relay = SocketAddr::new(self.media_ip, call.media.map(|m| m.b).unwrap_or(0));
+        let mut scratch = sdp::LocalOrigin::new(0);
+        match sdp::anchor(&ack.body, relay, &mut scratch) {
+            Ok(a) => {
+                if let Some(addr) = a.peer {
+                    self.outputs
+                        .push_back(Output::Media(MediaCommand::PeerHint {
+                            call: id,
+                            side: Side::A,
+                            addr,
+                        }));
+                }
+            }
+            Err(e) => {
+                tracing::info!(call = %id, error = %e, "SDP answer in the caller's ACK unusable")
+            }
         }
     }
 
@@ -731,7 +787,7 @@ impl Switch {
                 return false;
             }
         };
-        if let Some(addr) = a_peer {
+        if let Some(addr) = a_peer.filter(|_| !call.late_offer) {
             self.outputs
                 .push_back(Output::Media(MediaCommand::PeerHint {
                     call: id,
