@@ -272,6 +272,10 @@ pub fn sipp(dir: &Path, name: &str, args: &[String]) -> Proc {
     )
 }
 
+/// SIPp opens RTP sockets (default port 6000) even for a REGISTER-only scenario: the
+/// registering SIPp gets a port of its own so it never takes a seat SIPp's media port.
+pub const REGISTER_MEDIA: u16 = 6900;
+
 /// Registers `seats` with vigie (digest auth) pointing their Contact at `contact`
 /// (`ip:port` of the SIPp that answers for them); waits until they are all registered.
 pub fn register_seats(v: &Vigie, dir: &Path, seats: &[&str], local_port: u16, contact: SocketAddr) {
@@ -292,6 +296,8 @@ pub fn register_seats(v: &Vigie, dir: &Path, seats: &[&str], local_port: u16, co
             v.ip.to_string(),
             "-p".into(),
             local_port.to_string(),
+            "-mp".into(),
+            REGISTER_MEDIA.to_string(),
             "-m".into(),
             seats.len().to_string(),
             "-r".into(),
@@ -451,6 +457,8 @@ pub fn register_seat(v: &Vigie, dir: &Path, seat: &str, local_port: u16, contact
             v.ip.to_string(),
             "-p".into(),
             local_port.to_string(),
+            "-mp".into(),
+            REGISTER_MEDIA.to_string(),
             "-m".into(),
             "1".into(),
             "-timeout".into(),
@@ -523,12 +531,50 @@ pub fn wait_peer(p: &mut Proc, v: &Vigie, limit: Duration) -> i32 {
                     let _ = c.wait();
                 }
                 panic!(
-                    "{} did not finish within {limit:?}; its log:\n{}\nvigie log:\n{}",
+                    "{} did not finish within {limit:?}; its log:\n{}\nother logs:\n{}\nvigie log:\n{}",
                     p.name,
                     p.log_text(),
+                    peer_logs(v.dir.path()),
                     v.proc.log_text()
                 );
             }
         }
     }
+}
+
+/// Every location journalled for one call.
+pub fn journal_locations(db: &Path, call: ulid::Ulid) -> Vec<vigie::store::LocationRow> {
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .expect("runtime");
+    rt.block_on(async {
+        let store = vigie::store::Store::open_sqlite(db)
+            .await
+            .expect("open journal");
+        let rows = store.call_locations(call).await.expect("read locations");
+        store.close().await;
+        rows
+    })
+}
+
+/// The SIPp screen and error logs in a test directory (not vigie's), each under its file
+/// name, for failure messages.
+pub fn peer_logs(dir: &Path) -> String {
+    let mut names: Vec<PathBuf> = std::fs::read_dir(dir)
+        .map(|d| d.filter_map(Result::ok).map(|e| e.path()).collect())
+        .unwrap_or_default();
+    names.sort();
+    let mut out = String::new();
+    for path in names {
+        let name = path
+            .file_name()
+            .map(|n| n.to_string_lossy().into_owned())
+            .unwrap_or_default();
+        if name.ends_with(".log") && name != "vigie.log" && !name.ends_with("_messages.log") {
+            let text = std::fs::read_to_string(&path).unwrap_or_default();
+            out.push_str(&format!("--- {name}\n{text}\n"));
+        }
+    }
+    out
 }
