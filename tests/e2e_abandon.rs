@@ -186,3 +186,81 @@ fn caller_cancels_while_a_seat_rings() {
     assert_eq!(events[3].detail["seat"], "agent01");
     assert_eq!(events[4].detail["phase"], "ringing");
 }
+
+#[test]
+fn seat_answering_after_the_caller_left_gets_ack_and_bye() {
+    // agent01 sends no provisional and answers 1.5 s after the INVITE; the caller CANCELs
+    // at 1 s. vigie cannot CANCEL a leg that never sent a provisional (RFC 3261 §9.1), so
+    // the seat's 200 arrives after the call ended: vigie must still ACK it and hang up
+    // with a BYE, or the agent's phone stays in a call with nobody.
+    let ip = unique_loopback();
+    let mut v = Vigie::start(ip, MD5_ONLY);
+    let dir = v.dir.path().to_owned();
+
+    let mut seat = sipp(
+        &dir,
+        "seat",
+        &args(&[
+            "-sf",
+            &scenario("seat_late_answer.xml").display().to_string(),
+            "-i",
+            &ip.to_string(),
+            "-p",
+            &SEAT_SIP.to_string(),
+            "-mp",
+            &SEAT_MEDIA.to_string(),
+            "-m",
+            "1",
+            "-timeout",
+            "20",
+            "-trace_err",
+        ]),
+    );
+    register_seat(
+        &v,
+        &dir,
+        "agent01",
+        REGISTER_SIP,
+        SocketAddr::from((ip, SEAT_SIP)),
+    );
+
+    let mut trunk = trunk_cancelling(&v, 1000);
+    let code = wait_peer(&mut trunk, &v, Duration::from_secs(20));
+    assert_eq!(
+        (code, sipp_counts(&trunk)),
+        (0, (1, 0)),
+        "trunk SIPp (exit code, (successful, failed)); log:\n{}",
+        trunk.log_text()
+    );
+    // The seat's SIPp got the ACK for its 200 and then a BYE.
+    let code = wait_peer(&mut seat, &v, Duration::from_secs(10));
+    assert_eq!(
+        (code, sipp_counts(&seat)),
+        (0, (1, 0)),
+        "seat SIPp (exit code, (successful, failed)); log:\n{}",
+        seat.log_text()
+    );
+    v.wait_status(Duration::from_secs(5), "agent01 idle, no call", |s| {
+        seat_state(s, "agent01").as_deref() == Some("idle") && s["active_calls"] == 0
+    });
+    assert_eq!(
+        v.metric("vigie_calls_total{queue=\"line19\",outcome=\"abandoned\"}"),
+        1.0
+    );
+    assert_eq!(
+        v.metric("vigie_calls_total{queue=\"line19\",outcome=\"answered\"}"),
+        0.0
+    );
+
+    v.stop();
+    let calls = journal_calls(&v.db_path());
+    assert_eq!(calls.len(), 1, "journal rows: {calls:?}");
+    let c = &calls[0];
+    assert_eq!(c.end_cause.as_deref(), Some("abandoned_ringing"), "{c:?}");
+    assert_eq!(c.answered_at, None);
+    let events = journal_events(&v.db_path(), c.id);
+    assert_eq!(
+        kinds(&events),
+        ["received", "queued", "offered", "abandoned"]
+    );
+}

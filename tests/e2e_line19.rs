@@ -12,6 +12,9 @@ use std::time::Duration;
 
 use support::*;
 
+/// A journal timestamp.
+type Time = chrono::DateTime<chrono::Utc>;
+
 const TRUNK_SIP: u16 = 5072;
 const TRUNK_MEDIA: u16 = 6100;
 const AGENTS_SIP: u16 = 5070;
@@ -176,11 +179,8 @@ fn sixty_calls_over_twenty_seats_with_media() {
         }
     }
     // At most 20 calls talking at once (exactly 20 at the peak), and no seat on two.
-    let mut edges: Vec<(chrono::DateTime<chrono::Utc>, i32)> = Vec::new();
-    let mut by_seat: HashMap<
-        String,
-        Vec<(chrono::DateTime<chrono::Utc>, chrono::DateTime<chrono::Utc>)>,
-    > = HashMap::new();
+    let mut edges: Vec<(Time, i32)> = Vec::new();
+    let mut by_seat: HashMap<String, Vec<(Time, Time)>> = HashMap::new();
     for c in &calls {
         let (a, e) = (c.answered_at.expect("answered"), c.ended_at.expect("ended"));
         edges.push((a, 1));

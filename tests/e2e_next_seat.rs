@@ -225,3 +225,48 @@ fn declining_seat_passes_the_call_to_the_next_seat_at_once() {
     assert_eq!(events[3].detail["status"], 486);
     assert_eq!(events[3].detail["reason"], "busy");
 }
+
+#[test]
+fn silent_seat_is_given_up_at_the_ring_timeout() {
+    // agent01 sends nothing for 3 s (no 100, no 180). vigie cannot CANCEL it before a
+    // provisional (RFC 3261 §9.1), but the caller must not wait for Timer B (32 s): at
+    // the 2 s ring timeout the call goes to agent02, and the held CANCEL goes to agent01
+    // when its late 180 arrives.
+    let v = two_seats_one_call(
+        &format!("{MD5_ONLY}[[queues]]\nring_timeout_s = 2\n"),
+        &[
+            "-sf",
+            &scenario("seat_silent_then_ring.xml").display().to_string(),
+        ],
+    );
+    let calls = journal_calls(&v.db_path());
+    assert_eq!(calls.len(), 1, "journal rows: {calls:?}");
+    let c = &calls[0];
+    assert_eq!(c.outcome.map(|o| o.as_str()), Some("answered"), "{c:?}");
+    assert_eq!(c.agent_seat.as_deref(), Some("agent02"));
+    let wait = c.wait_seconds.expect("wait seconds");
+    assert!(
+        (2.0..3.0).contains(&wait),
+        "waited {wait} s (ring timeout 2 s)"
+    );
+    let events = journal_events(&v.db_path(), c.id);
+    let steps: Vec<(String, String)> = events
+        .iter()
+        .map(|e| (e.kind.as_str().to_owned(), seat_of(e)))
+        .collect();
+    let expected: Vec<(String, String)> = [
+        ("received", ""),
+        ("queued", ""),
+        ("offered", "agent01"),
+        ("seat_no_answer", "agent01"),
+        ("offered", "agent02"),
+        ("ringing", "agent02"),
+        ("answered", "agent02"),
+        ("ended", ""),
+    ]
+    .iter()
+    .map(|(k, s)| ((*k).to_owned(), (*s).to_owned()))
+    .collect();
+    assert_eq!(steps, expected);
+    assert_eq!(events[3].detail["status"], serde_json::Value::Null);
+}

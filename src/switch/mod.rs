@@ -111,6 +111,20 @@ struct OutLeg {
     local_sdp: Bytes,
 }
 
+/// A leg B that left its call before a final response: the caller abandoned, or the
+/// ring/overflow timeout passed while the far end had sent no provisional response. Its
+/// INVITE client transaction lives on (a CANCEL waits for a provisional, RFC 3261 §9.1),
+/// so a 2xx may still arrive: vigie ACKs it and hangs up with a BYE (RFC 3261 §15), so the
+/// agent's phone is never left in a call with nobody.
+#[derive(Debug)]
+struct DetachedLeg {
+    tx: ClientTxKey,
+    dialog: Dialog,
+    invite_cseq: u32,
+    /// The BYE's client transaction, once a late 2xx was ACKed and hung up.
+    bye: Option<ClientTxKey>,
+}
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Phase {
     Queued,
@@ -157,6 +171,8 @@ pub struct Switch {
     calls: HashMap<CallId, Call>,
     by_invite_tx: HashMap<ServerTxKey, CallId>,
     by_sip_call_id: HashMap<String, (CallId, Side)>,
+    /// Legs B withdrawn before their final response, by their SIP Call-ID.
+    detached: HashMap<String, DetachedLeg>,
     outputs: VecDeque<Output>,
     stats: SwitchStats,
 }
@@ -207,6 +223,7 @@ impl Switch {
             calls: HashMap::new(),
             by_invite_tx: HashMap::new(),
             by_sip_call_id: HashMap::new(),
+            detached: HashMap::new(),
             outputs: VecDeque::new(),
             stats: SwitchStats::default(),
         }
@@ -633,10 +650,34 @@ impl Switch {
             Decision::Offer { call, seat } => self.offer(now, call, seat),
             Decision::Overflow { call, reason } => self.overflow(now, call, reason),
             Decision::RingTimeout { call, .. } | Decision::OverflowTimeout { call } => {
-                self.cancel_out_leg(now, call);
+                self.leg_timed_out(now, call);
             }
             #[allow(unreachable_patterns)]
             _ => {}
+        }
+    }
+
+    /// The seat or overflow target rang past its timeout: CANCEL it; the call goes on
+    /// when the 487 comes. A far end that sent no provisional response cannot be
+    /// CANCELled yet (RFC 3261 §9.1: the CANCEL is held until one arrives) and may stay
+    /// silent until Timer B (64*T1): the call must not wait for it, so the leg is detached
+    /// and the call goes back to the queue at once.
+    fn leg_timed_out(&mut self, now: Instant, id: CallId) {
+        self.cancel_out_leg(now, id);
+        let silent = self
+            .calls
+            .get(&id)
+            .and_then(|c| c.b.as_ref())
+            .filter(|b| !b.ringing && !b.answered);
+        if let Some(b) = silent {
+            let leg = DetachedLeg {
+                tx: b.tx.clone(),
+                dialog: b.dialog.clone(),
+                invite_cseq: b.invite_cseq,
+                bye: None,
+            };
+            self.detached.insert(b.dialog.call_id.clone(), leg);
+            self.out_leg_failed(now, id, None, "no_answer");
         }
     }
 
@@ -812,6 +853,11 @@ impl Switch {
         let Ok(cid) = resp.call_id() else {
             return;
         };
+        if self.detached.contains_key(cid) {
+            let cid = cid.to_owned();
+            self.on_detached_response(now, key, &cid, &resp);
+            return;
+        }
         let Some((id, Side::B)) = self.by_sip_call_id.get(cid).copied() else {
             return;
         };
@@ -834,6 +880,54 @@ impl Switch {
             101..=199 => self.on_b_provisional(id, &resp),
             200..=299 => self.on_b_answer(now, id, &resp),
             _ => self.on_b_failure(now, id, Some(resp.status)),
+        }
+    }
+
+    /// A response on a detached leg: a 2xx is ACKed and hung up (RFC 3261 §15); any other
+    /// final response, or the BYE's, ends it.
+    fn on_detached_response(
+        &mut self,
+        now: Instant,
+        key: &ClientTxKey,
+        cid: &str,
+        resp: &Response,
+    ) {
+        let Ok(cseq) = resp.cseq() else {
+            return;
+        };
+        let Some(d) = self.detached.get_mut(cid) else {
+            return;
+        };
+        let done = match (cseq.method, resp.status) {
+            (Method::Invite, 200..=299) if &d.tx == key && d.bye.is_none() => {
+                d.dialog.remote_tag = resp
+                    .header_to()
+                    .ok()
+                    .and_then(|t| t.tag().map(str::to_owned));
+                if let Some(c) = resp.contacts().ok().and_then(|c| c.into_iter().next()) {
+                    d.dialog.remote_target = c.uri;
+                }
+                let ack = d.dialog.ack(d.invite_cseq, &self.local, &self.user_agent);
+                let bye = d.dialog.request(Method::Bye, &self.local, &self.user_agent);
+                let peer = d.dialog.peer;
+                self.txn.send_stateless(peer, Message::Request(ack));
+                match self.txn.send_request(now, peer, bye) {
+                    Ok(k) => {
+                        d.bye = Some(k);
+                        false
+                    }
+                    Err(e) => {
+                        tracing::error!(sip_call_id = cid, error = %e, "BYE on a detached leg not sent");
+                        true
+                    }
+                }
+            }
+            (Method::Invite, 300..) => &d.tx == key,
+            (Method::Bye, 200..) => d.bye.as_ref() == Some(key),
+            _ => false,
+        };
+        if done {
+            self.detached.remove(cid);
         }
     }
 
@@ -965,6 +1059,7 @@ impl Switch {
         match b.target {
             Target::Seat(seat) => {
                 let why = match status {
+                    _ if reason == "no_answer" => OfferFailure::NoAnswer,
                     Some(487) => OfferFailure::NoAnswer,
                     Some(408) | None => OfferFailure::Unreachable,
                     _ => OfferFailure::Declined,
@@ -988,6 +1083,16 @@ impl Switch {
 
     fn on_stray_2xx(&mut self, from: Peer, resp: &Response) {
         // A retransmitted 2xx: our ACK was lost; send it again (RFC 3261 §13.2.2.4).
+        if let Some(d) = resp
+            .call_id()
+            .ok()
+            .and_then(|c| self.detached.get(c))
+            .filter(|d| d.bye.is_some())
+        {
+            let ack = d.dialog.ack(d.invite_cseq, &self.local, &self.user_agent);
+            self.txn.send_stateless(from, Message::Request(ack));
+            return;
+        }
         let Some((id, Side::B)) = resp
             .call_id()
             .ok()
@@ -1002,6 +1107,8 @@ impl Switch {
     }
 
     fn on_client_timeout(&mut self, now: Instant, key: &ClientTxKey) {
+        self.detached
+            .retain(|_, d| &d.tx != key && d.bye.as_ref() != Some(key));
         let found = self.calls.iter().find_map(|(id, c)| {
             c.b.as_ref()
                 .filter(|b| &b.tx == key && !b.answered)
@@ -1086,12 +1193,24 @@ impl Switch {
 
     fn finish(&mut self, id: CallId) {
         if let Some(call) = self.calls.remove(&id) {
+            let _ = call.id;
             self.by_invite_tx.remove(&call.invite_tx);
             self.by_sip_call_id.remove(&call.a.call_id);
-            if let Some(b) = &call.b {
+            if let Some(b) = call.b {
                 self.by_sip_call_id.remove(&b.dialog.call_id);
+                if !b.answered {
+                    // CANCELled (or its CANCEL held): a late 2xx still needs ACK and BYE.
+                    self.detached.insert(
+                        b.dialog.call_id.clone(),
+                        DetachedLeg {
+                            tx: b.tx,
+                            dialog: b.dialog,
+                            invite_cseq: b.invite_cseq,
+                            bye: None,
+                        },
+                    );
+                }
             }
-            let _ = call.id;
         }
         self.outputs
             .push_back(Output::Media(MediaCommand::Release { call: id }));
@@ -1178,5 +1297,234 @@ fn split_body(req: &Request) -> (Bytes, Result<Vec<location::Location>, String>)
             }
         }
         Err(e) => (Bytes::new(), Err(e.to_string())),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::sip::parse::parse_datagram;
+    use crate::sip::registrar::RegistrarConfig;
+
+    const TRUNK: &str = "192.0.2.10:5060";
+    const BACKUP: &str = "192.0.2.50:5060";
+
+    fn udp(addr: &str) -> Peer {
+        Peer {
+            kind: TransportKind::Udp,
+            addr: addr.parse().expect("test address"),
+        }
+    }
+
+    /// A switch with no seat online whose queue overflows to [`BACKUP`].
+    fn switch(now: Instant, overflow_timeout_s: u64) -> Switch {
+        let mut config = Config::default();
+        config.trunk.allowed_sources = vec!["192.0.2.10/32".to_owned()];
+        if let Some(q) = config.queues.first_mut() {
+            q.overflow_uri = Some(format!("sip:19@{BACKUP}"));
+            q.overflow_timeout_s = overflow_timeout_s;
+        }
+        let local = LocalAddr {
+            host: "192.0.2.1".to_owned(),
+            udp_port: 5060,
+            tcp_port: 5060,
+        };
+        let registrar = Registrar::new(RegistrarConfig::new("vigie"), Vec::new(), now, [7; 32]);
+        Switch::new(&config, local, registrar)
+    }
+
+    fn request(text: &str) -> Message {
+        let text = text.replace('\n', "\r\n");
+        parse_datagram(text.as_bytes()).expect("test message parses")
+    }
+
+    fn trunk_invite() -> Message {
+        let sdp = "v=0\no=t 1 1 IN IP4 192.0.2.10\ns=-\nc=IN IP4 192.0.2.10\nt=0 0\n\
+                   m=audio 4000 RTP/AVP 8\na=rtpmap:8 PCMA/8000\n";
+        request(&format!(
+            "INVITE sip:19@192.0.2.1 SIP/2.0\n\
+             Via: SIP/2.0/UDP {TRUNK};branch=z9hG4bK-trunk-1\n\
+             Max-Forwards: 70\n\
+             From: <sip:+212600000001@192.0.2.10>;tag=caller\n\
+             To: <sip:19@192.0.2.1>\n\
+             Call-ID: trunk-call-1\n\
+             CSeq: 1 INVITE\n\
+             Contact: <sip:trunk@{TRUNK}>\n\
+             Content-Type: application/sdp\n\
+             Content-Length: {}\n\n{}",
+            sdp.replace('\n', "\r\n").len(),
+            sdp
+        ))
+    }
+
+    fn trunk_cancel() -> Message {
+        request(&format!(
+            "CANCEL sip:19@192.0.2.1 SIP/2.0\n\
+             Via: SIP/2.0/UDP {TRUNK};branch=z9hG4bK-trunk-1\n\
+             Max-Forwards: 70\n\
+             From: <sip:+212600000001@192.0.2.10>;tag=caller\n\
+             To: <sip:19@192.0.2.1>\n\
+             Call-ID: trunk-call-1\n\
+             CSeq: 1 CANCEL\n\
+             Content-Length: 0\n\n"
+        ))
+    }
+
+    /// Drains the switch; answers every media allocation with ports.
+    fn drain(sw: &mut Switch, now: Instant) -> Vec<Output> {
+        let mut out = Vec::new();
+        while let Some(o) = sw.poll_output() {
+            if let Output::Media(MediaCommand::Allocate { call }) = &o {
+                let call = *call;
+                out.push(o);
+                sw.handle_media_ready(now, call, Some(MediaPorts { a: 20000, b: 20002 }));
+                continue;
+            }
+            out.push(o);
+        }
+        out
+    }
+
+    /// Requests sent to `to`, by method.
+    fn sent(out: &[Output], to: &str, method: Method) -> Vec<Request> {
+        let to: SocketAddr = to.parse().expect("test address");
+        out.iter()
+            .filter_map(|o| match o {
+                Output::Transmit(Transmit {
+                    to: peer,
+                    message: Message::Request(r),
+                }) if peer.addr == to && r.method == method => Some(r.clone()),
+                _ => None,
+            })
+            .collect()
+    }
+
+    fn statuses(out: &[Output], to: &str) -> Vec<u16> {
+        let to: SocketAddr = to.parse().expect("test address");
+        out.iter()
+            .filter_map(|o| match o {
+                Output::Transmit(Transmit {
+                    to: peer,
+                    message: Message::Response(r),
+                }) if peer.addr == to => Some(r.status),
+                _ => None,
+            })
+            .collect()
+    }
+
+    fn events(out: &[Output]) -> Vec<CallEventKind> {
+        out.iter()
+            .filter_map(|o| match o {
+                Output::Event(e) => Some(e.kind.clone()),
+                _ => None,
+            })
+            .collect()
+    }
+
+    /// A trunk call overflowed to a backup that has sent nothing yet; returns vigie's
+    /// INVITE to the backup.
+    fn overflowed_call(sw: &mut Switch, now: Instant) -> Request {
+        sw.handle_message(now, udp(TRUNK), trunk_invite());
+        let out = drain(sw, now);
+        assert_eq!(statuses(&out, TRUNK), [100, 180]);
+        let invites = sent(&out, BACKUP, Method::Invite);
+        assert_eq!(invites.len(), 1, "{out:?}");
+        invites.into_iter().next().expect("one INVITE")
+    }
+
+    #[test]
+    fn late_2xx_after_the_caller_abandoned_is_acked_and_hung_up() {
+        let t0 = Instant::now();
+        let mut sw = switch(t0, 20);
+        let invite = overflowed_call(&mut sw, t0);
+
+        // The caller gives up before the backup sent any provisional response: no CANCEL
+        // may go to the backup yet (RFC 3261 §9.1).
+        let t1 = t0 + Duration::from_millis(300);
+        sw.handle_message(t1, udp(TRUNK), trunk_cancel());
+        let out = drain(&mut sw, t1);
+        assert_eq!(statuses(&out, TRUNK), [200, 487]);
+        assert!(sent(&out, BACKUP, Method::Cancel).is_empty());
+        assert!(matches!(
+            events(&out).as_slice(),
+            [CallEventKind::Abandoned {
+                phase: AbandonPhase::Overflowing
+            }]
+        ));
+        assert_eq!(sw.active_calls(), 0);
+
+        // The backup answers anyway: vigie ACKs the 2xx and hangs up (RFC 3261 §15).
+        let t2 = t1 + Duration::from_millis(200);
+        let ok = invite.response(200, "OK", Some("backup-tag"));
+        sw.handle_message(t2, udp(BACKUP), Message::Response(ok.clone()));
+        let out = drain(&mut sw, t2);
+        let acks = sent(&out, BACKUP, Method::Ack);
+        let byes = sent(&out, BACKUP, Method::Bye);
+        assert_eq!((acks.len(), byes.len()), (1, 1), "{out:?}");
+        for r in acks.iter().chain(&byes) {
+            assert_eq!(
+                r.header_to().ok().and_then(|t| t.tag().map(str::to_owned)),
+                Some("backup-tag".to_owned())
+            );
+            assert_eq!(r.call_id().ok(), invite.call_id().ok());
+        }
+        assert!(events(&out).is_empty(), "the call's journal is closed");
+
+        // A retransmitted 2xx is ACKed again; the BYE's 200 ends the leg.
+        sw.handle_message(t2, udp(BACKUP), Message::Response(ok));
+        let out = drain(&mut sw, t2);
+        assert_eq!(sent(&out, BACKUP, Method::Ack).len(), 1, "{out:?}");
+        let bye = byes.into_iter().next().expect("one BYE");
+        sw.handle_message(
+            t2,
+            udp(BACKUP),
+            Message::Response(bye.response(200, "OK", None)),
+        );
+        drain(&mut sw, t2);
+        assert!(sw.detached.is_empty());
+    }
+
+    #[test]
+    fn silent_leg_is_given_up_at_its_timeout_and_cancelled_when_it_rings() {
+        let t0 = Instant::now();
+        let mut sw = switch(t0, 2);
+        let invite = overflowed_call(&mut sw, t0);
+
+        // The backup stays silent past the overflow timeout: the call is back in the
+        // queue at once (not after Timer B, 32 s), and the CANCEL is held.
+        let mut now = t0;
+        let mut failed_at = None;
+        while now < t0 + Duration::from_secs(5) && failed_at.is_none() {
+            now = sw.poll_timeout().expect("a timer is armed");
+            sw.handle_timeout(now);
+            let out = drain(&mut sw, now);
+            assert!(sent(&out, BACKUP, Method::Cancel).is_empty());
+            if events(&out)
+                .iter()
+                .any(|e| matches!(e, CallEventKind::OverflowFailed { status: None }))
+            {
+                failed_at = Some(now);
+            }
+        }
+        assert_eq!(failed_at, Some(t0 + Duration::from_secs(2)));
+        assert_eq!(sw.active_calls(), 1, "the caller is still waiting");
+        assert_eq!(
+            sw.acd().snapshot(now).first().map(|q| q.waiting),
+            Some(1),
+            "back in the queue"
+        );
+
+        // The backup rings late: the held CANCEL goes; its 487 ends the leg.
+        let ringing = invite.response(180, "Ringing", Some("late"));
+        sw.handle_message(now, udp(BACKUP), Message::Response(ringing));
+        let out = drain(&mut sw, now);
+        assert_eq!(sent(&out, BACKUP, Method::Cancel).len(), 1, "{out:?}");
+        assert!(events(&out).is_empty(), "{out:?}");
+        let terminated = invite.response(487, "Request Terminated", Some("late"));
+        sw.handle_message(now, udp(BACKUP), Message::Response(terminated));
+        let out = drain(&mut sw, now);
+        assert_eq!(sent(&out, BACKUP, Method::Ack).len(), 1, "{out:?}");
+        assert!(sw.detached.is_empty());
+        assert_eq!(sw.active_calls(), 1);
     }
 }
