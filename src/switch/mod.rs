@@ -567,6 +567,30 @@ impl Switch {
             }
             Err(e) => self.emit(id, CallEventKind::LocationError(e)),
         }
+        // vigie relays G.711 and needs the caller's offer in the INVITE (no late offer):
+        // what no seat could be offered is refused at once (RFC 3261 §13.3.1.3), never
+        // queued (every offer of it would fail).
+        let mut probe = sdp::LocalOrigin::new(0);
+        if let Err(e) = sdp::anchor(&offer, SocketAddr::new(self.media_ip, 0), &mut probe) {
+            tracing::warn!(call = %id, error = %e, "caller's SDP offer refused (488)");
+            let mut r = self.response_to(&req, 488, "Not Acceptable Here", Some(&tag));
+            r.headers.push(
+                HeaderName::Other("Warning".into()),
+                format!(
+                    "305 {} \"{}\"",
+                    self.local.host,
+                    e.to_string().replace(['"', '\\'], "'")
+                ),
+            );
+            self.respond(now, &key, r);
+            self.emit(
+                id,
+                CallEventKind::Ended {
+                    cause: EndCause::MediaRefused,
+                },
+            );
+            return;
+        }
         // Ringback while queued (RFC 3261 §21.1.2): the caller never hears busy.
         let mut ringing = self.response_to(&req, 180, "Ringing", Some(&tag));
         ringing
@@ -693,13 +717,11 @@ impl Switch {
         }
         let binding = self.registrar.lookup(&seat).into_iter().next();
         let Some(binding) = binding else {
-            self.acd
-                .offer_failed(now, id, &seat, OfferFailure::Unreachable);
+            self.seat_unusable(now, id, &seat, "no registered contact");
             return;
         };
         let Some(peer) = contact_peer(&binding.contact, Some(binding.source)) else {
-            self.acd
-                .offer_failed(now, id, &seat, OfferFailure::Unreachable);
+            self.seat_unusable(now, id, &seat, "Contact host is not an IP address");
             return;
         };
         let to = format!("<sip:{}@{}>", seat, self.local.host);
@@ -716,9 +738,20 @@ impl Switch {
             }
             self.emit(id, CallEventKind::Offered { seat });
         } else {
-            self.acd
-                .offer_failed(now, id, &seat, OfferFailure::Unreachable);
+            self.seat_unusable(now, id, &seat, "INVITE could not be sent");
         }
+    }
+
+    /// An offer failed before anything was sent to the seat. Offering it again would fail
+    /// the same way at once, and the ACD starts a new round of seats at once when every
+    /// seat failed the call, so the switch would spin on that seat and serve nothing else.
+    /// The seat is taken out of rotation (ACD offline) until its registration lapses and
+    /// it registers anew.
+    fn seat_unusable(&mut self, now: Instant, id: CallId, seat: &str, why: &'static str) {
+        tracing::error!(call = %id, %seat, why, "seat cannot be offered calls: out of rotation");
+        self.acd.seat_offline(now, seat);
+        self.acd
+            .offer_failed(now, id, seat, OfferFailure::Unreachable);
     }
 
     fn overflow(&mut self, now: Instant, id: CallId, reason: OverflowReason) {
@@ -1316,21 +1349,78 @@ mod tests {
         }
     }
 
-    /// A switch with no seat online whose queue overflows to [`BACKUP`].
-    fn switch(now: Instant, overflow_timeout_s: u64) -> Switch {
+    /// A switch with no seat online whose queue overflows to [`BACKUP`] (`None`: no
+    /// overflow). Seat agent01 may register with password `demo`.
+    fn switch(now: Instant, overflow_timeout_s: Option<u64>) -> Switch {
         let mut config = Config::default();
         config.trunk.allowed_sources = vec!["192.0.2.10/32".to_owned()];
-        if let Some(q) = config.queues.first_mut() {
+        if let (Some(q), Some(timeout)) = (config.queues.first_mut(), overflow_timeout_s) {
             q.overflow_uri = Some(format!("sip:19@{BACKUP}"));
-            q.overflow_timeout_s = overflow_timeout_s;
+            q.overflow_timeout_s = timeout;
         }
         let local = LocalAddr {
             host: "192.0.2.1".to_owned(),
             udp_port: 5060,
             tcp_port: 5060,
         };
-        let registrar = Registrar::new(RegistrarConfig::new("vigie"), Vec::new(), now, [7; 32]);
+        let seat = crate::sip::auth::Credential::from_password("agent01", "vigie", "demo");
+        let registrar = Registrar::new(RegistrarConfig::new("vigie"), vec![seat], now, [7; 32]);
         Switch::new(&config, local, registrar)
+    }
+
+    /// Registers agent01 from 192.0.2.20:5070 with `contact`, answering the challenge.
+    fn register_agent01(sw: &mut Switch, now: Instant, contact: &str) {
+        let register = |n: u32, auth: &str| {
+            request(&format!(
+                "REGISTER sip:192.0.2.1 SIP/2.0\n\
+                 Via: SIP/2.0/UDP 192.0.2.20:5070;branch=z9hG4bK-reg-{n}\n\
+                 Max-Forwards: 70\n\
+                 From: <sip:agent01@192.0.2.1>;tag=reg\n\
+                 To: <sip:agent01@192.0.2.1>\n\
+                 Call-ID: reg-agent01\n\
+                 CSeq: {n} REGISTER\n\
+                 Contact: <{contact}>\n\
+                 Expires: 600\n\
+                 {auth}Content-Length: 0\n\n"
+            ))
+        };
+        sw.handle_message(now, udp("192.0.2.20:5070"), register(1, ""));
+        let out = drain(sw, now);
+        let challenge = out
+            .iter()
+            .find_map(|o| match o {
+                Output::Transmit(Transmit {
+                    message: Message::Response(r),
+                    ..
+                }) if r.status == 401 => r
+                    .headers
+                    .get_all(&HeaderName::WwwAuthenticate)
+                    .next()
+                    .map(str::to_owned),
+                _ => None,
+            })
+            .expect("a 401 challenge");
+        let auth = crate::sip::auth::answer_challenge(
+            &challenge,
+            "REGISTER",
+            "sip:192.0.2.1",
+            "agent01",
+            "demo",
+            "cn0nce",
+            1,
+        )
+        .expect("answerable challenge");
+        sw.handle_message(
+            now,
+            udp("192.0.2.20:5070"),
+            register(2, &format!("Authorization: {auth}\n")),
+        );
+        let out = drain(sw, now);
+        assert!(
+            out.iter()
+                .any(|o| matches!(o, Output::Seat { online: true, .. })),
+            "{out:?}"
+        );
     }
 
     fn request(text: &str) -> Message {
@@ -1339,8 +1429,12 @@ mod tests {
     }
 
     fn trunk_invite() -> Message {
-        let sdp = "v=0\no=t 1 1 IN IP4 192.0.2.10\ns=-\nc=IN IP4 192.0.2.10\nt=0 0\n\
-                   m=audio 4000 RTP/AVP 8\na=rtpmap:8 PCMA/8000\n";
+        trunk_invite_offering("m=audio 4000 RTP/AVP 8\na=rtpmap:8 PCMA/8000\n")
+    }
+
+    fn trunk_invite_offering(media: &str) -> Message {
+        let sdp =
+            format!("v=0\no=t 1 1 IN IP4 192.0.2.10\ns=-\nc=IN IP4 192.0.2.10\nt=0 0\n{media}");
         request(&format!(
             "INVITE sip:19@192.0.2.1 SIP/2.0\n\
              Via: SIP/2.0/UDP {TRUNK};branch=z9hG4bK-trunk-1\n\
@@ -1435,7 +1529,7 @@ mod tests {
     #[test]
     fn late_2xx_after_the_caller_abandoned_is_acked_and_hung_up() {
         let t0 = Instant::now();
-        let mut sw = switch(t0, 20);
+        let mut sw = switch(t0, Some(20));
         let invite = overflowed_call(&mut sw, t0);
 
         // The caller gives up before the backup sent any provisional response: no CANCEL
@@ -1487,7 +1581,7 @@ mod tests {
     #[test]
     fn silent_leg_is_given_up_at_its_timeout_and_cancelled_when_it_rings() {
         let t0 = Instant::now();
-        let mut sw = switch(t0, 2);
+        let mut sw = switch(t0, Some(2));
         let invite = overflowed_call(&mut sw, t0);
 
         // The backup stays silent past the overflow timeout: the call is back in the
@@ -1526,5 +1620,52 @@ mod tests {
         assert_eq!(sent(&out, BACKUP, Method::Ack).len(), 1, "{out:?}");
         assert!(sw.detached.is_empty());
         assert_eq!(sw.active_calls(), 1);
+    }
+
+    #[test]
+    fn offer_without_g711_is_refused_with_488_and_never_queued() {
+        let t0 = Instant::now();
+        let mut sw = switch(t0, None);
+        register_agent01(&mut sw, t0, "sip:agent01@192.0.2.20:5070");
+        sw.handle_message(
+            t0,
+            udp(TRUNK),
+            trunk_invite_offering("m=audio 4000 RTP/AVP 18\na=rtpmap:18 G729/8000\n"),
+        );
+        let out = drain(&mut sw, t0);
+        assert_eq!(statuses(&out, TRUNK), [100, 488]);
+        assert!(matches!(
+            events(&out).as_slice(),
+            [
+                CallEventKind::Received { .. },
+                CallEventKind::Ended {
+                    cause: EndCause::MediaRefused
+                }
+            ]
+        ));
+        assert!(sent(&out, "192.0.2.20:5070", Method::Invite).is_empty());
+        assert_eq!(sw.active_calls(), 0);
+        assert!(matches!(
+            sw.acd().seat_state("agent01"),
+            Some(crate::acd::SeatState::Idle { .. })
+        ));
+    }
+
+    #[test]
+    fn seat_whose_contact_cannot_be_reached_is_taken_out_of_rotation() {
+        // Before the fix this test never returned: every offer to agent01 failed at once
+        // and the ACD offered the call to it again, forever, inside handle_message.
+        let t0 = Instant::now();
+        let mut sw = switch(t0, None);
+        register_agent01(&mut sw, t0, "sip:agent01@pc-12.example.invalid:5070");
+        sw.handle_message(t0, udp(TRUNK), trunk_invite());
+        let out = drain(&mut sw, t0);
+        assert_eq!(statuses(&out, TRUNK), [100, 180]);
+        assert_eq!(
+            sw.acd().seat_state("agent01"),
+            Some(&crate::acd::SeatState::LoggedOut)
+        );
+        assert_eq!(sw.active_calls(), 1, "the caller waits on ringback");
+        assert_eq!(sw.acd().snapshot(t0).first().map(|q| q.waiting), Some(1));
     }
 }

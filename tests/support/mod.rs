@@ -435,6 +435,11 @@ pub fn args(list: &[&str]) -> Vec<String> {
 /// Registers one seat (digest auth) whose Contact is `contact`, from SIPp on
 /// `local_port`; logs to `dir/register-SEAT.log`. Waits until SIPp got the 200.
 pub fn register_seat(v: &Vigie, dir: &Path, seat: &str, local_port: u16, contact: SocketAddr) {
+    register_seat_at(v, dir, seat, local_port, &contact.to_string());
+}
+
+/// [`register_seat`] with the Contact's `host:port` as text (e.g. a host name).
+pub fn register_seat_at(v: &Vigie, dir: &Path, seat: &str, local_port: u16, contact: &str) {
     let csv = dir.join(format!("{seat}.csv"));
     std::fs::write(
         &csv,
@@ -452,7 +457,7 @@ pub fn register_seat(v: &Vigie, dir: &Path, seat: &str, local_port: u16, contact
             csv.display().to_string(),
             "-key".into(),
             "agent_contact".into(),
-            contact.to_string(),
+            contact.to_owned(),
             "-i".into(),
             v.ip.to_string(),
             "-p".into(),
