@@ -224,3 +224,59 @@ fn refused_overflow_returns_to_the_queue_and_a_seat_answers() {
     assert_eq!(events[3].detail["status"], 503);
     assert_eq!(events[6].detail["seat"], "agent01");
 }
+
+#[test]
+fn caller_abandons_while_the_backup_centre_rings() {
+    let ip = unique_loopback();
+    let mut v = Vigie::start(ip, &config(ip, 30));
+    let mut backup = uas(
+        &v,
+        "backup",
+        "seat_ring_cancel.xml",
+        BACKUP_SIP,
+        BACKUP_MEDIA,
+    );
+    let mut trunk = sipp(
+        v.dir.path(),
+        "trunk",
+        &args(&[
+            &v.sip_addr().to_string(),
+            "-sf",
+            &scenario("trunk_cancel.xml").display().to_string(),
+            "-s",
+            "19",
+            "-i",
+            &ip.to_string(),
+            "-p",
+            &TRUNK_SIP.to_string(),
+            "-mp",
+            &TRUNK_MEDIA.to_string(),
+            "-m",
+            "1",
+            "-d",
+            "1000",
+            "-timeout",
+            "20",
+            "-trace_err",
+        ]),
+    );
+    assert_one_good_call(&mut trunk, &v, Duration::from_secs(20));
+    // The backup rang, got vigie's CANCEL, answered 200 + 487 and got the ACK.
+    assert_one_good_call(&mut backup, &v, Duration::from_secs(10));
+    assert_eq!(
+        v.metric("vigie_calls_total{queue=\"line19\",outcome=\"abandoned\"}"),
+        1.0
+    );
+
+    v.stop();
+    let calls = journal_calls(&v.db_path());
+    assert_eq!(calls.len(), 1, "journal rows: {calls:?}");
+    let c = &calls[0];
+    assert_eq!(c.outcome.map(|o| o.as_str()), Some("abandoned"), "{c:?}");
+    assert_eq!(c.end_cause.as_deref(), Some("abandoned_overflowing"));
+    let events = journal_events(&v.db_path(), c.id);
+    assert_eq!(
+        kinds(&events),
+        ["received", "queued", "overflowed", "abandoned"]
+    );
+}

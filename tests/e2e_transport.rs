@@ -126,6 +126,88 @@ fn trunk_call_over_tcp_answered_by_a_udp_seat() {
     );
 }
 
+#[test]
+fn seat_hangs_up_first_and_the_tcp_caller_gets_the_bye() {
+    let ip = unique_loopback();
+    let mut v = Vigie::start(ip, MD5_ONLY);
+    let dir = v.dir.path().to_owned();
+    let ip_s = ip.to_string();
+    let mut seat = sipp(
+        &dir,
+        "seat",
+        &args(&[
+            "-sf",
+            &scenario("seat_hangs_up.xml").display().to_string(),
+            "-i",
+            &ip_s,
+            "-p",
+            &SEAT_SIP.to_string(),
+            "-mp",
+            &SEAT_MEDIA.to_string(),
+            "-rtp_echo",
+            "-m",
+            "1",
+            "-d",
+            "500",
+            "-timeout",
+            "20",
+            "-trace_err",
+        ]),
+    );
+    register_seat(
+        &v,
+        &dir,
+        "agent01",
+        REGISTER_SIP,
+        SocketAddr::from((ip, SEAT_SIP)),
+    );
+    let mut trunk = sipp(
+        &dir,
+        "trunk",
+        &args(&[
+            &v.sip_addr().to_string(),
+            "-t",
+            "t1",
+            "-sf",
+            &scenario("trunk_until_bye.xml").display().to_string(),
+            "-s",
+            "19",
+            "-i",
+            &ip_s,
+            "-p",
+            &TRUNK_SIP.to_string(),
+            "-mp",
+            &TRUNK_MEDIA.to_string(),
+            "-m",
+            "1",
+            "-timeout",
+            "20",
+            "-trace_err",
+        ]),
+    );
+    for p in [&mut trunk, &mut seat] {
+        let code = wait_peer(p, &v, Duration::from_secs(20));
+        assert_eq!(
+            (code, sipp_counts(p)),
+            (0, (1, 0)),
+            "{} (exit code, (successful, failed)); log:\n{}",
+            p.name,
+            p.log_text()
+        );
+    }
+    v.wait_status(Duration::from_secs(5), "agent01 idle, no call", |s| {
+        seat_state(s, "agent01").as_deref() == Some("idle") && s["active_calls"] == 0
+    });
+    v.stop();
+    let calls = journal_calls(&v.db_path());
+    assert_eq!(calls.len(), 1, "journal rows: {calls:?}");
+    let c = &calls[0];
+    assert_eq!(c.outcome.map(|o| o.as_str()), Some("answered"), "{c:?}");
+    assert_eq!(c.end_cause.as_deref(), Some("agent_hangup"));
+    let talk = c.talk_seconds.expect("talk seconds");
+    assert!((0.4..3.0).contains(&talk), "talked {talk} s");
+}
+
 /// A request from `ip` with `rport` (answers come back to the socket that sent it).
 fn request(
     method: &str,
