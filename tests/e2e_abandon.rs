@@ -19,6 +19,11 @@ const REGISTER_SIP: u16 = 5071;
 
 /// The trunk SIPp: one call to 19 that CANCELs `hold_ms` after the ringback.
 fn trunk_cancelling(v: &Vigie, hold_ms: u64) -> Proc {
+    trunk_leaving(v, "trunk_cancel.xml", hold_ms)
+}
+
+/// The trunk SIPp: one call to 19 that leaves with `scenario_file` after `hold_ms`.
+fn trunk_leaving(v: &Vigie, scenario_file: &str, hold_ms: u64) -> Proc {
     let dir = v.dir.path().to_owned();
     let ip = v.ip.to_string();
     sipp(
@@ -27,7 +32,7 @@ fn trunk_cancelling(v: &Vigie, hold_ms: u64) -> Proc {
         &args(&[
             &v.sip_addr().to_string(),
             "-sf",
-            &scenario("trunk_cancel.xml").display().to_string(),
+            &scenario(scenario_file).display().to_string(),
             "-s",
             "19",
             "-i",
@@ -262,5 +267,68 @@ fn seat_answering_after_the_caller_left_gets_ack_and_bye() {
     assert_eq!(
         kinds(&events),
         ["received", "queued", "offered", "abandoned"]
+    );
+}
+
+#[test]
+fn caller_bye_on_the_early_dialog_is_an_abandon() {
+    // A caller may end its early dialog with BYE instead of CANCEL (RFC 3261 §15): vigie
+    // must answer the BYE 200 and the INVITE 487 (§15.1.2), CANCEL the ringing seat and
+    // journal an abandon while ringing. (Before the fix: no 487 — the INVITE server
+    // transaction stayed open — and the phase was always "queued".)
+    let ip = unique_loopback();
+    let mut v = Vigie::start(ip, MD5_ONLY);
+    let dir = v.dir.path().to_owned();
+    let mut seat = sipp(
+        &dir,
+        "seat",
+        &args(&[
+            "-sf",
+            &scenario("seat_ring_cancel.xml").display().to_string(),
+            "-i",
+            &ip.to_string(),
+            "-p",
+            &SEAT_SIP.to_string(),
+            "-mp",
+            &SEAT_MEDIA.to_string(),
+            "-m",
+            "1",
+            "-timeout",
+            "20",
+            "-trace_err",
+        ]),
+    );
+    register_seat(
+        &v,
+        &dir,
+        "agent01",
+        REGISTER_SIP,
+        SocketAddr::from((ip, SEAT_SIP)),
+    );
+    let mut trunk = trunk_leaving(&v, "trunk_bye_early.xml", 1000);
+    for p in [&mut trunk, &mut seat] {
+        let code = wait_peer(p, &v, Duration::from_secs(20));
+        assert_eq!(
+            (code, sipp_counts(p)),
+            (0, (1, 0)),
+            "{} (exit code, (successful, failed)); log:\n{}",
+            p.name,
+            p.log_text()
+        );
+    }
+    v.wait_status(Duration::from_secs(5), "agent01 idle, no call", |s| {
+        seat_state(s, "agent01").as_deref() == Some("idle") && s["active_calls"] == 0
+    });
+
+    v.stop();
+    let calls = journal_calls(&v.db_path());
+    assert_eq!(calls.len(), 1, "journal rows: {calls:?}");
+    let c = &calls[0];
+    assert_eq!(c.outcome.map(|o| o.as_str()), Some("abandoned"), "{c:?}");
+    assert_eq!(c.end_cause.as_deref(), Some("abandoned_ringing"));
+    let events = journal_events(&v.db_path(), c.id);
+    assert_eq!(
+        kinds(&events),
+        ["received", "queued", "offered", "ringing", "abandoned"]
     );
 }

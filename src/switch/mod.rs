@@ -639,9 +639,15 @@ impl Switch {
     }
 
     fn on_cancel(&mut self, now: Instant, invite: &ServerTxKey) {
-        let Some(id) = self.by_invite_tx.get(invite).copied() else {
-            return;
-        };
+        if let Some(id) = self.by_invite_tx.get(invite).copied() {
+            self.abandon(now, id);
+        }
+    }
+
+    /// The caller left before an answer: CANCEL, or BYE on the early dialog (RFC 3261
+    /// §15). The INVITE gets its 487 (§9.2, §15.1.2), leg B is CANCELled and the abandon
+    /// is journalled with where the call was.
+    fn abandon(&mut self, now: Instant, id: CallId) {
         let Some(call) = self.calls.get(&id) else {
             return;
         };
@@ -693,7 +699,23 @@ impl Switch {
             .get(&id)
             .and_then(|c| c.b.as_ref())
             .filter(|b| !b.ringing && !b.answered);
-        if let Some(b) = silent {
+        if silent.is_some() {
+            self.detach_out_leg(now, id, None, "no_answer");
+        }
+    }
+
+    /// Ends leg B for its call (like [`Switch::out_leg_failed`]) while its INVITE
+    /// transaction goes on: a late 2xx will still get its ACK and BYE.
+    fn detach_out_leg(
+        &mut self,
+        now: Instant,
+        id: CallId,
+        status: Option<u16>,
+        reason: &'static str,
+    ) {
+        if let Some(b) = self.calls.get(&id).and_then(|c| c.b.as_ref())
+            && !b.answered
+        {
             let leg = DetachedLeg {
                 tx: b.tx.clone(),
                 dialog: b.dialog.clone(),
@@ -701,8 +723,8 @@ impl Switch {
                 bye: None,
             };
             self.detached.insert(b.dialog.call_id.clone(), leg);
-            self.out_leg_failed(now, id, None, "no_answer");
         }
+        self.out_leg_failed(now, id, status, reason);
     }
 
     fn offer(&mut self, now: Instant, id: CallId, seat: SeatId) {
@@ -1010,8 +1032,10 @@ impl Switch {
         if cancelling {
             // Our CANCEL crossed the 200 (RFC 3261 §9.1): the seat answered a call we
             // withdrew. ACK it and hang up that leg; the call goes on as before.
+            // Only a ring or overflow timeout CANCELs a leg of a call that goes on, so
+            // for the journal the seat did not answer in time (it did not decline).
             self.bye_b(now, id);
-            self.out_leg_failed(now, id, Some(487), "cancelled");
+            self.out_leg_failed(now, id, Some(487), "no_answer");
             return;
         }
         // The seat's SDP becomes vigie's answer to the caller on the A port.
@@ -1197,16 +1221,16 @@ impl Switch {
             return;
         };
         if call.phase != Phase::Connected {
-            // BYE before an answer only comes from a broken peer: treat as abandon.
-            self.acd.abandon(now, id);
-            self.cancel_out_leg(now, id);
-            self.emit(
-                id,
-                CallEventKind::Abandoned {
-                    phase: AbandonPhase::Queued,
-                },
-            );
-            self.finish(id);
+            match from {
+                // The caller may BYE its early dialog (RFC 3261 §15): an abandon.
+                Side::A => self.abandon(now, id),
+                // The callee may not (§15); a seat that does has left the offer: the
+                // call goes back to the queue.
+                Side::B => {
+                    self.cancel_out_leg(now, id);
+                    self.detach_out_leg(now, id, None, "failed");
+                }
+            }
             return;
         }
         match from {
@@ -1516,21 +1540,33 @@ mod tests {
     }
 
     /// A trunk call overflowed to a backup that has sent nothing yet; returns vigie's
-    /// INVITE to the backup.
-    fn overflowed_call(sw: &mut Switch, now: Instant) -> Request {
+    /// INVITE to the backup and vigie's tag towards the caller (from the 180).
+    fn overflowed_call(sw: &mut Switch, now: Instant) -> (Request, String) {
         sw.handle_message(now, udp(TRUNK), trunk_invite());
         let out = drain(sw, now);
         assert_eq!(statuses(&out, TRUNK), [100, 180]);
+        let tag = out
+            .iter()
+            .find_map(|o| match o {
+                Output::Transmit(Transmit {
+                    message: Message::Response(r),
+                    ..
+                }) if r.status == 180 => {
+                    r.header_to().ok().and_then(|t| t.tag().map(str::to_owned))
+                }
+                _ => None,
+            })
+            .expect("180 with a To tag");
         let invites = sent(&out, BACKUP, Method::Invite);
         assert_eq!(invites.len(), 1, "{out:?}");
-        invites.into_iter().next().expect("one INVITE")
+        (invites.into_iter().next().expect("one INVITE"), tag)
     }
 
     #[test]
     fn late_2xx_after_the_caller_abandoned_is_acked_and_hung_up() {
         let t0 = Instant::now();
         let mut sw = switch(t0, Some(20));
-        let invite = overflowed_call(&mut sw, t0);
+        let (invite, _) = overflowed_call(&mut sw, t0);
 
         // The caller gives up before the backup sent any provisional response: no CANCEL
         // may go to the backup yet (RFC 3261 §9.1).
@@ -1582,7 +1618,7 @@ mod tests {
     fn silent_leg_is_given_up_at_its_timeout_and_cancelled_when_it_rings() {
         let t0 = Instant::now();
         let mut sw = switch(t0, Some(2));
-        let invite = overflowed_call(&mut sw, t0);
+        let (invite, _) = overflowed_call(&mut sw, t0);
 
         // The backup stays silent past the overflow timeout: the call is back in the
         // queue at once (not after Timer B, 32 s), and the CANCEL is held.
@@ -1667,5 +1703,73 @@ mod tests {
         );
         assert_eq!(sw.active_calls(), 1, "the caller waits on ringback");
         assert_eq!(sw.acd().snapshot(t0).first().map(|q| q.waiting), Some(1));
+    }
+
+    #[test]
+    fn caller_bye_on_the_early_dialog_is_an_abandon_and_the_invite_gets_487() {
+        let t0 = Instant::now();
+        let mut sw = switch(t0, Some(20));
+        let (_, tag) = overflowed_call(&mut sw, t0);
+        let bye = request(&format!(
+            "BYE sip:vigie@192.0.2.1 SIP/2.0\n\
+             Via: SIP/2.0/UDP {TRUNK};branch=z9hG4bK-trunk-bye\n\
+             Max-Forwards: 70\n\
+             From: <sip:+212600000001@192.0.2.10>;tag=caller\n\
+             To: <sip:19@192.0.2.1>;tag={tag}\n\
+             Call-ID: trunk-call-1\n\
+             CSeq: 2 BYE\n\
+             Content-Length: 0\n\n"
+        ));
+        sw.handle_message(t0, udp(TRUNK), bye);
+        let out = drain(&mut sw, t0);
+        // 200 for the BYE, 487 for the pending INVITE (RFC 3261 §15.1.2).
+        assert_eq!(statuses(&out, TRUNK), [200, 487]);
+        assert!(matches!(
+            events(&out).as_slice(),
+            [CallEventKind::Abandoned {
+                phase: AbandonPhase::Overflowing
+            }]
+        ));
+        assert_eq!(sw.active_calls(), 0);
+    }
+
+    #[test]
+    fn seat_answering_as_its_ring_timeout_cancels_it_did_not_decline() {
+        let t0 = Instant::now();
+        let mut sw = switch(t0, None);
+        register_agent01(&mut sw, t0, "sip:agent01@192.0.2.20:5070");
+        sw.handle_message(t0, udp(TRUNK), trunk_invite());
+        let out = drain(&mut sw, t0);
+        let invite = sent(&out, "192.0.2.20:5070", Method::Invite)
+            .into_iter()
+            .next()
+            .expect("INVITE to agent01");
+        let seat = udp("192.0.2.20:5070");
+        let ringing = invite.response(180, "Ringing", Some("seat"));
+        sw.handle_message(t0, seat, Message::Response(ringing));
+        drain(&mut sw, t0);
+        // Ring timeout (15 s): CANCEL; the seat's 200 crosses it.
+        let t1 = t0 + Duration::from_secs(15);
+        sw.handle_timeout(t1);
+        let out = drain(&mut sw, t1);
+        assert_eq!(sent(&out, "192.0.2.20:5070", Method::Cancel).len(), 1);
+        let ok = invite.response(200, "OK", Some("seat"));
+        sw.handle_message(t1, seat, Message::Response(ok));
+        let out = drain(&mut sw, t1);
+        assert_eq!(sent(&out, "192.0.2.20:5070", Method::Ack).len(), 1);
+        assert_eq!(sent(&out, "192.0.2.20:5070", Method::Bye).len(), 1);
+        let failed: Vec<_> = events(&out)
+            .into_iter()
+            .filter(|e| matches!(e, CallEventKind::SeatFailed { .. }))
+            .collect();
+        assert_eq!(
+            failed,
+            [CallEventKind::SeatFailed {
+                seat: "agent01".to_owned(),
+                status: Some(487),
+                reason: "no_answer"
+            }]
+        );
+        assert_eq!(sw.active_calls(), 1, "the caller still waits");
     }
 }
