@@ -148,3 +148,26 @@ fn malformed_pidf_does_not_stop_the_call() {
     assert!(err.contains("XML"), "location error recorded: {err:?}");
     assert!(journal_locations(&v.db_path(), c.id).is_empty());
 }
+
+#[test]
+fn truncated_location_body_does_not_stop_the_call() {
+    // The PIDF part has no close delimiter: the multipart body cannot be split strictly.
+    // The SDP part before it is whole, so the call must be answered (before the fix it
+    // was refused 488 — and before that, it hung the switch), the location error journalled.
+    let v = located_call("trunk_location_truncated.xml");
+    let calls = journal_calls(&v.db_path());
+    assert_eq!(calls.len(), 1, "journal rows: {calls:?}");
+    let c = &calls[0];
+    assert_eq!(c.outcome.map(|o| o.as_str()), Some("answered"), "{c:?}");
+    assert_eq!(c.agent_seat.as_deref(), Some("agent01"));
+    assert_eq!(c.location_lat, None);
+    let events = journal_events(&v.db_path(), c.id);
+    assert_eq!(
+        kinds(&events),
+        [
+            "received", "location", "queued", "offered", "ringing", "answered", "ended"
+        ]
+    );
+    let err = events[1].detail["error"].as_str().unwrap_or_default();
+    assert!(err.contains("close delimiter"), "location error: {err:?}");
+}

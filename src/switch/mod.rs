@@ -1326,34 +1326,33 @@ fn split_body(req: &Request) -> (Bytes, Result<Vec<location::Location>, String>)
     if !ct.starts_with("multipart/") {
         return (req.body.clone(), Ok(Vec::new()));
     }
-    match location::split_multipart(req.content_type().unwrap_or(""), &req.body) {
-        Ok(parts) => {
-            let sdp = parts
-                .iter()
-                .find(|p| {
-                    p.content_type
-                        .to_ascii_lowercase()
-                        .starts_with("application/sdp")
-                })
-                .map(|p| p.body.clone())
-                .unwrap_or_default();
-            let mut locs = Vec::new();
-            let mut err = None;
-            for p in parts
-                .iter()
-                .filter(|p| p.content_type.to_ascii_lowercase().contains("pidf+xml"))
-            {
-                match location::parse_pidf(&p.body) {
-                    Ok(l) => locs.extend(l),
-                    Err(e) => err = Some(e.to_string()),
-                }
-            }
-            match err {
-                Some(e) if locs.is_empty() => (sdp, Err(e)),
-                _ => (sdp, Ok(locs)),
-            }
+    // A body cut short keeps its whole parts (the SDP usually comes first): the call
+    // goes on, the location error is journalled.
+    let (parts, split_err) =
+        location::split_multipart_partial(req.content_type().unwrap_or(""), &req.body);
+    let sdp = parts
+        .iter()
+        .find(|p| {
+            p.content_type
+                .to_ascii_lowercase()
+                .starts_with("application/sdp")
+        })
+        .map(|p| p.body.clone())
+        .unwrap_or_default();
+    let mut locs = Vec::new();
+    let mut err = split_err.map(|e| e.to_string());
+    for p in parts
+        .iter()
+        .filter(|p| p.content_type.to_ascii_lowercase().contains("pidf+xml"))
+    {
+        match location::parse_pidf(&p.body) {
+            Ok(l) => locs.extend(l),
+            Err(e) => err = Some(e.to_string()),
         }
-        Err(e) => (Bytes::new(), Err(e.to_string())),
+    }
+    match err {
+        Some(e) if locs.is_empty() => (sdp, Err(e)),
+        _ => (sdp, Ok(locs)),
     }
 }
 
