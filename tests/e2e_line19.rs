@@ -12,6 +12,9 @@ use std::time::Duration;
 
 use support::*;
 
+/// A journal timestamp.
+type Time = chrono::DateTime<chrono::Utc>;
+
 const TRUNK_SIP: u16 = 5072;
 const TRUNK_MEDIA: u16 = 6100;
 const AGENTS_SIP: u16 = 5070;

@@ -18,7 +18,7 @@
 mod multipart;
 mod pidf;
 
-pub use multipart::{Part, split_multipart};
+pub use multipart::{Part, split_multipart, split_multipart_partial};
 pub use pidf::parse_pidf;
 
 use multipart::media_type;

@@ -37,6 +37,26 @@ impl Part {
 /// [`LocationError::NoDelimiter`] if the body never contains the delimiter and
 /// [`LocationError::Unterminated`] if the close delimiter (`--boundary--`) is missing.
 pub fn split_multipart(content_type: &str, body: &[u8]) -> Result<Vec<Part>, LocationError> {
+    match split_multipart_partial(content_type, body) {
+        (parts, None) => Ok(parts),
+        (_, Some(e)) => Err(e),
+    }
+}
+
+/// [`split_multipart`] that keeps what it could read: the parts that were whole (closed
+/// by the next delimiter) before the body went wrong, and the error if any. A body cut
+/// short after its SDP part (no close delimiter, RFC 2046 §5.1.1) keeps the SDP part, so
+/// the call can go on without the location.
+pub fn split_multipart_partial(
+    content_type: &str,
+    body: &[u8],
+) -> (Vec<Part>, Option<LocationError>) {
+    let mut parts = Vec::new();
+    let err = split_into(content_type, body, &mut parts).err();
+    (parts, err)
+}
+
+fn split_into(content_type: &str, body: &[u8], parts: &mut Vec<Part>) -> Result<(), LocationError> {
     let (essence, params) = media_type(content_type);
     if !essence.starts_with("multipart/") {
         return Err(LocationError::NotMultipart {
@@ -54,12 +74,11 @@ pub fn split_multipart(content_type: &str, body: &[u8]) -> Result<Vec<Part>, Loc
     delimiter.extend_from_slice(boundary.as_bytes());
 
     let mut at = find_delimiter(body, &delimiter, 0).ok_or(LocationError::NoDelimiter)?;
-    let mut parts = Vec::new();
     loop {
         let after = at + delimiter.len();
         let rest = body.get(after..).unwrap_or_default();
         if rest.starts_with(b"--") {
-            return Ok(parts);
+            return Ok(());
         }
         // Skip transport padding and the line end of the delimiter line.
         let line_end = rest
@@ -281,5 +300,23 @@ mod tests {
             split_multipart("multipart/mixed;boundary=b", b"x--b\r\n"),
             Err(LocationError::NoDelimiter)
         ));
+    }
+
+    #[test]
+    fn partial_split_keeps_the_whole_parts_of_a_truncated_body() {
+        let body = b"--b\r\nContent-Type: application/sdp\r\n\r\nv=0\r\n\
+                     --b\r\nContent-Type: application/pidf+xml\r\n\r\n<presence";
+        let (parts, err) = split_multipart_partial("multipart/mixed; boundary=b", body);
+        assert!(matches!(err, Some(LocationError::Unterminated)), "{err:?}");
+        assert_eq!(parts.len(), 1);
+        assert_eq!(parts[0].content_type, "application/sdp");
+        assert_eq!(&parts[0].body[..], b"v=0");
+        assert!(matches!(
+            split_multipart("multipart/mixed; boundary=b", body),
+            Err(LocationError::Unterminated)
+        ));
+        let (parts, err) = split_multipart_partial("multipart/mixed", body);
+        assert!(parts.is_empty());
+        assert!(matches!(err, Some(LocationError::MissingBoundary)));
     }
 }

@@ -272,6 +272,10 @@ pub fn sipp(dir: &Path, name: &str, args: &[String]) -> Proc {
     )
 }
 
+/// SIPp opens RTP sockets (default port 6000) even for a REGISTER-only scenario: the
+/// registering SIPp gets a port of its own so it never takes a seat SIPp's media port.
+pub const REGISTER_MEDIA: u16 = 6900;
+
 /// Registers `seats` with vigie (digest auth) pointing their Contact at `contact`
 /// (`ip:port` of the SIPp that answers for them); waits until they are all registered.
 pub fn register_seats(v: &Vigie, dir: &Path, seats: &[&str], local_port: u16, contact: SocketAddr) {
@@ -292,6 +296,8 @@ pub fn register_seats(v: &Vigie, dir: &Path, seats: &[&str], local_port: u16, co
             v.ip.to_string(),
             "-p".into(),
             local_port.to_string(),
+            "-mp".into(),
+            REGISTER_MEDIA.to_string(),
             "-m".into(),
             seats.len().to_string(),
             "-r".into(),
@@ -413,4 +419,165 @@ pub fn udp_exchange(ip: Ipv4Addr, to: SocketAddr, datagram: &[u8]) -> Option<Str
     let mut buf = vec![0u8; 65535];
     let (n, _) = s.recv_from(&mut buf).ok()?;
     Some(String::from_utf8_lossy(&buf[..n]).into_owned())
+}
+
+/// vigie configuration for tests with SIPp seats: SIPp answers only the first digest
+/// challenge, so MD5 must come first.
+pub const MD5_ONLY: &str = "[registrar]\ndigest_algorithms = [\"MD5\"]\n";
+
+/// Owned SIPp arguments from string slices.
+pub fn args(list: &[&str]) -> Vec<String> {
+    list.iter().map(|s| (*s).to_owned()).collect()
+}
+
+/// Registers one seat (digest auth) whose Contact is `contact`, from SIPp on
+/// `local_port`; logs to `dir/register-SEAT.log`. Waits until SIPp got the 200.
+pub fn register_seat(v: &Vigie, dir: &Path, seat: &str, local_port: u16, contact: SocketAddr) {
+    register_seat_at(v, dir, seat, local_port, &contact.to_string());
+}
+
+/// [`register_seat`] with the Contact's `host:port` as text (e.g. a host name).
+pub fn register_seat_at(v: &Vigie, dir: &Path, seat: &str, local_port: u16, contact: &str) {
+    let csv = dir.join(format!("{seat}.csv"));
+    std::fs::write(
+        &csv,
+        format!("SEQUENTIAL\n{seat};[authentication username={seat} password=demo];\n"),
+    )
+    .expect("write seat csv");
+    let mut p = sipp(
+        dir,
+        &format!("register-{seat}"),
+        &[
+            v.sip_addr().to_string(),
+            "-sf".into(),
+            scenario("register_seats.xml").display().to_string(),
+            "-inf".into(),
+            csv.display().to_string(),
+            "-key".into(),
+            "agent_contact".into(),
+            contact.to_owned(),
+            "-i".into(),
+            v.ip.to_string(),
+            "-p".into(),
+            local_port.to_string(),
+            "-mp".into(),
+            REGISTER_MEDIA.to_string(),
+            "-m".into(),
+            "1".into(),
+            "-timeout".into(),
+            "10".into(),
+            "-trace_err".into(),
+        ],
+    );
+    let code = p.wait(Duration::from_secs(15));
+    assert_eq!(code, 0, "registering {seat} failed:\n{}", p.log_text());
+}
+
+/// The state label of `seat` in `/api/v1/status` (`idle`, `ringing`, …).
+pub fn seat_state(status: &serde_json::Value, seat: &str) -> Option<String> {
+    status["seats"]
+        .as_array()?
+        .iter()
+        .find(|s| s["id"] == seat)
+        .and_then(|s| s["state"].as_str().map(str::to_owned))
+}
+
+/// Sends `datagram` from a fresh UDP socket on `ip` to `to` and collects the replies
+/// until one is a final response (status ≥ 200) or `limit` passes with no more.
+/// Returns every reply received, in order.
+pub fn udp_replies(ip: Ipv4Addr, to: SocketAddr, datagram: &[u8], limit: Duration) -> Vec<String> {
+    let mut out = Vec::new();
+    let Ok(s) = UdpSocket::bind((ip, 0)) else {
+        return out;
+    };
+    if s.set_read_timeout(Some(limit)).is_err() || s.send_to(datagram, to).is_err() {
+        return out;
+    }
+    let mut buf = vec![0u8; 65535];
+    while let Ok((n, _)) = s.recv_from(&mut buf) {
+        let text = String::from_utf8_lossy(buf.get(..n).unwrap_or_default()).into_owned();
+        let provisional = text.starts_with("SIP/2.0 1");
+        out.push(text);
+        if !provisional {
+            break;
+        }
+    }
+    out
+}
+
+/// The value of header `name` (case-insensitive, first occurrence) in a SIP message text.
+pub fn header_value(msg: &str, name: &str) -> Option<String> {
+    msg.split("\r\n").skip(1).find_map(|l| {
+        let (n, v) = l.split_once(':')?;
+        n.trim()
+            .eq_ignore_ascii_case(name)
+            .then(|| v.trim().to_owned())
+    })
+}
+
+/// Waits up to `limit` for a SIPp (or other) process to exit; returns its exit code. On a
+/// timeout kills it and panics with its log and vigie's log, which is where the story is.
+pub fn wait_peer(p: &mut Proc, v: &Vigie, limit: Duration) -> i32 {
+    let deadline = Instant::now() + limit;
+    loop {
+        match p.child.as_mut().map(|c| c.try_wait()) {
+            Some(Ok(Some(status))) => {
+                p.child = None;
+                return status.code().unwrap_or(-1);
+            }
+            Some(Ok(None)) if Instant::now() <= deadline => {
+                std::thread::sleep(Duration::from_millis(50));
+            }
+            _ => {
+                if let Some(mut c) = p.child.take() {
+                    let _ = c.kill();
+                    let _ = c.wait();
+                }
+                panic!(
+                    "{} did not finish within {limit:?}; its log:\n{}\nother logs:\n{}\nvigie log:\n{}",
+                    p.name,
+                    p.log_text(),
+                    peer_logs(v.dir.path()),
+                    v.proc.log_text()
+                );
+            }
+        }
+    }
+}
+
+/// Every location journalled for one call.
+pub fn journal_locations(db: &Path, call: ulid::Ulid) -> Vec<vigie::store::LocationRow> {
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .expect("runtime");
+    rt.block_on(async {
+        let store = vigie::store::Store::open_sqlite(db)
+            .await
+            .expect("open journal");
+        let rows = store.call_locations(call).await.expect("read locations");
+        store.close().await;
+        rows
+    })
+}
+
+/// The SIPp screen and error logs in a test directory (not vigie's), each under its file
+/// name, for failure messages.
+pub fn peer_logs(dir: &Path) -> String {
+    let mut names: Vec<PathBuf> = std::fs::read_dir(dir)
+        .map(|d| d.filter_map(Result::ok).map(|e| e.path()).collect())
+        .unwrap_or_default();
+    names.sort();
+    let mut out = String::new();
+    for path in names {
+        let name = path
+            .file_name()
+            .map(|n| n.to_string_lossy().into_owned())
+            .unwrap_or_default();
+        if name.ends_with(".log") && name != "vigie.log" && !name.ends_with("_messages.log") {
+            let text = std::fs::read_to_string(&path).unwrap_or_default();
+            out.push_str(&format!("--- {name}\n{text}\n"));
+        }
+    }
+    out
 }

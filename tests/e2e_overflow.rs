@@ -1,0 +1,282 @@
+//! Overflow to a backup centre on real SIP peers. With no seat registered, a line-19 call
+//! goes at once to the queue's `overflow_uri` (a SIPp UAS playing the backup centre). When
+//! the backup refuses (503) the call returns to the queue — the caller keeps hearing
+//! ringback, never a 503 — and is answered by the first seat that registers.
+
+mod support;
+
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use support::*;
+
+const TRUNK_SIP: u16 = 5072;
+const TRUNK_MEDIA: u16 = 6100;
+const BACKUP_SIP: u16 = 5074;
+const BACKUP_MEDIA: u16 = 6300;
+const SEAT_SIP: u16 = 5070;
+const SEAT_MEDIA: u16 = 6000;
+const REGISTER_SIP: u16 = 5071;
+
+fn config(v_ip: std::net::Ipv4Addr, retry_s: u64) -> String {
+    format!(
+        "{MD5_ONLY}[[queues]]\noverflow_uri = \"sip:19@{v_ip}:{BACKUP_SIP}\"\n\
+         overflow_retry_s = {retry_s}\n"
+    )
+}
+
+fn trunk_call(v: &Vigie) -> Proc {
+    sipp(
+        v.dir.path(),
+        "trunk",
+        &args(&[
+            &v.sip_addr().to_string(),
+            "-sf",
+            &scenario("trunk_call.xml").display().to_string(),
+            "-s",
+            "19",
+            "-i",
+            &v.ip.to_string(),
+            "-p",
+            &TRUNK_SIP.to_string(),
+            "-mp",
+            &TRUNK_MEDIA.to_string(),
+            "-m",
+            "1",
+            "-d",
+            "500",
+            "-timeout",
+            "20",
+            "-trace_err",
+        ]),
+    )
+}
+
+fn uas(v: &Vigie, name: &str, scenario_file: &str, port: u16, media: u16) -> Proc {
+    sipp(
+        v.dir.path(),
+        name,
+        &args(&[
+            "-sf",
+            &scenario(scenario_file).display().to_string(),
+            "-i",
+            &v.ip.to_string(),
+            "-p",
+            &port.to_string(),
+            "-mp",
+            &media.to_string(),
+            "-rtp_echo",
+            "-m",
+            "1",
+            "-timeout",
+            "20",
+            "-trace_err",
+        ]),
+    )
+}
+
+fn assert_one_good_call(p: &mut Proc, v: &Vigie, limit: Duration) {
+    let code = wait_peer(p, v, limit);
+    assert_eq!(
+        (code, sipp_counts(p)),
+        (0, (1, 0)),
+        "{} (exit code, (successful, failed)); log:\n{}",
+        p.name,
+        p.log_text()
+    );
+}
+
+fn kinds(events: &[vigie::store::EventRow]) -> Vec<&str> {
+    events.iter().map(|e| e.kind.as_str()).collect()
+}
+
+#[test]
+fn no_seat_overflows_to_the_backup_centre() {
+    let ip = unique_loopback();
+    let mut v = Vigie::start(ip, &config(ip, 30));
+    let mut backup = uas(&v, "backup", "agent_uas.xml", BACKUP_SIP, BACKUP_MEDIA);
+    let mut trunk = trunk_call(&v);
+    assert_one_good_call(&mut trunk, &v, Duration::from_secs(20));
+    assert_one_good_call(&mut backup, &v, Duration::from_secs(10));
+
+    assert_eq!(
+        v.metric("vigie_overflows_total{queue=\"line19\",reason=\"no_seats\"}"),
+        1.0
+    );
+    assert_eq!(
+        v.metric("vigie_overflows_total{queue=\"line19\",reason=\"max_wait\"}"),
+        0.0
+    );
+    assert_eq!(
+        v.metric("vigie_calls_total{queue=\"line19\",outcome=\"overflowed\"}"),
+        1.0
+    );
+    for class in ["4xx", "5xx", "6xx"] {
+        assert_eq!(
+            v.metric(&format!(
+                "vigie_sip_responses_sent_total{{class=\"{class}\"}}"
+            )),
+            0.0,
+            "{class} responses sent"
+        );
+    }
+
+    v.stop();
+    let calls = journal_calls(&v.db_path());
+    assert_eq!(calls.len(), 1, "journal rows: {calls:?}");
+    let c = &calls[0];
+    assert_eq!(c.outcome.map(|o| o.as_str()), Some("overflowed"), "{c:?}");
+    assert_eq!(c.end_cause.as_deref(), Some("caller_hangup"));
+    assert_eq!(c.agent_seat, None);
+    assert!(c.answered_at.is_some(), "{c:?}");
+    let events = journal_events(&v.db_path(), c.id);
+    assert_eq!(
+        kinds(&events),
+        ["received", "queued", "overflowed", "answered", "ended"]
+    );
+    let target = format!("sip:19@{ip}:{BACKUP_SIP}");
+    assert_eq!(events[2].detail["reason"], "no_seats");
+    assert_eq!(events[2].detail["target"], target.as_str());
+    assert_eq!(events[3].detail["overflow_target"], target.as_str());
+}
+
+#[test]
+fn refused_overflow_returns_to_the_queue_and_a_seat_answers() {
+    let ip = unique_loopback();
+    let mut v = Vigie::start(ip, &config(ip, 3600));
+    let dir = v.dir.path().to_owned();
+    let mut backup = uas(
+        &v,
+        "backup",
+        "backup_unavailable.xml",
+        BACKUP_SIP,
+        BACKUP_MEDIA,
+    );
+    let mut trunk = trunk_call(&v);
+    // The backup refused (503) and got vigie's ACK.
+    assert_one_good_call(&mut backup, &v, Duration::from_secs(10));
+    // The call is back in the queue; the caller is still ringing.
+    v.wait_status(Duration::from_secs(5), "the call waiting again", |s| {
+        s["queues"][0]["waiting"] == 1 && s["active_calls"] == 1
+    });
+    assert!(
+        trunk
+            .child
+            .as_mut()
+            .is_some_and(|c| matches!(c.try_wait(), Ok(None))),
+        "the caller hung up or failed before a seat came:\n{}",
+        trunk.log_text()
+    );
+
+    let mut seat = uas(&v, "seat", "agent_uas.xml", SEAT_SIP, SEAT_MEDIA);
+    register_seat(
+        &v,
+        &dir,
+        "agent01",
+        REGISTER_SIP,
+        SocketAddr::from((ip, SEAT_SIP)),
+    );
+    assert_one_good_call(&mut trunk, &v, Duration::from_secs(20));
+    assert_one_good_call(&mut seat, &v, Duration::from_secs(10));
+
+    assert_eq!(
+        v.metric("vigie_overflows_total{queue=\"line19\",reason=\"no_seats\"}"),
+        1.0,
+        "overflowed once (retry after 3600 s)"
+    );
+    assert_eq!(
+        v.metric("vigie_sip_responses_sent_total{class=\"5xx\"}"),
+        0.0,
+        "never a 5xx to the caller"
+    );
+    assert_eq!(
+        v.metric("vigie_sip_responses_sent_total{class=\"4xx\"}"),
+        1.0,
+        "the seat's REGISTER challenge only"
+    );
+    assert_eq!(
+        v.metric("vigie_calls_total{queue=\"line19\",outcome=\"answered\"}"),
+        1.0
+    );
+
+    v.stop();
+    let calls = journal_calls(&v.db_path());
+    assert_eq!(calls.len(), 1, "journal rows: {calls:?}");
+    let c = &calls[0];
+    assert_eq!(c.outcome.map(|o| o.as_str()), Some("answered"), "{c:?}");
+    assert_eq!(c.agent_seat.as_deref(), Some("agent01"));
+    assert_eq!(c.end_cause.as_deref(), Some("caller_hangup"));
+    let events = journal_events(&v.db_path(), c.id);
+    assert_eq!(
+        kinds(&events),
+        [
+            "received",
+            "queued",
+            "overflowed",
+            "overflow_failed",
+            "offered",
+            "ringing",
+            "answered",
+            "ended"
+        ]
+    );
+    assert_eq!(events[2].detail["reason"], "no_seats");
+    assert_eq!(events[3].detail["status"], 503);
+    assert_eq!(events[6].detail["seat"], "agent01");
+}
+
+#[test]
+fn caller_abandons_while_the_backup_centre_rings() {
+    let ip = unique_loopback();
+    let mut v = Vigie::start(ip, &config(ip, 30));
+    let mut backup = uas(
+        &v,
+        "backup",
+        "seat_ring_cancel.xml",
+        BACKUP_SIP,
+        BACKUP_MEDIA,
+    );
+    let mut trunk = sipp(
+        v.dir.path(),
+        "trunk",
+        &args(&[
+            &v.sip_addr().to_string(),
+            "-sf",
+            &scenario("trunk_cancel.xml").display().to_string(),
+            "-s",
+            "19",
+            "-i",
+            &ip.to_string(),
+            "-p",
+            &TRUNK_SIP.to_string(),
+            "-mp",
+            &TRUNK_MEDIA.to_string(),
+            "-m",
+            "1",
+            "-d",
+            "1000",
+            "-timeout",
+            "20",
+            "-trace_err",
+        ]),
+    );
+    assert_one_good_call(&mut trunk, &v, Duration::from_secs(20));
+    // The backup rang, got vigie's CANCEL, answered 200 + 487 and got the ACK.
+    assert_one_good_call(&mut backup, &v, Duration::from_secs(10));
+    assert_eq!(
+        v.metric("vigie_calls_total{queue=\"line19\",outcome=\"abandoned\"}"),
+        1.0
+    );
+
+    v.stop();
+    let calls = journal_calls(&v.db_path());
+    assert_eq!(calls.len(), 1, "journal rows: {calls:?}");
+    let c = &calls[0];
+    assert_eq!(c.outcome.map(|o| o.as_str()), Some("abandoned"), "{c:?}");
+    assert_eq!(c.end_cause.as_deref(), Some("abandoned_overflowing"));
+    let events = journal_events(&v.db_path(), c.id);
+    assert_eq!(
+        kinds(&events),
+        ["received", "queued", "overflowed", "abandoned"]
+    );
+}

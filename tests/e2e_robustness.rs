@@ -1,0 +1,177 @@
+//! Calls vigie cannot offer to a seat must not stall the switch. Found by these tests:
+//! a trunk INVITE whose SDP offers no G.711 codec, or a seat registered with a Contact
+//! that is a host name, made every offer fail at once and the ACD re-offer it at once,
+//! forever: the switch task spun at 100% CPU and answered nothing more (not even
+//! OPTIONS, nor SIGTERM). Now the offer is refused with 488 at reception, and an
+//! unusable seat is taken out of rotation while the call goes to another seat.
+
+mod support;
+
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use support::*;
+
+const TRUNK_SIP: u16 = 5072;
+const TRUNK_MEDIA: u16 = 6100;
+const SEAT1_SIP: u16 = 5070;
+const SEAT2_SIP: u16 = 5073;
+const SEAT2_MEDIA: u16 = 6000;
+const REGISTER_SIP: u16 = 5071;
+
+fn answering_seat(v: &Vigie, port: u16, media: u16) -> Proc {
+    sipp(
+        v.dir.path(),
+        &format!("seat-{port}"),
+        &args(&[
+            "-sf",
+            &scenario("agent_uas.xml").display().to_string(),
+            "-i",
+            &v.ip.to_string(),
+            "-p",
+            &port.to_string(),
+            "-mp",
+            &media.to_string(),
+            "-rtp_echo",
+            "-m",
+            "1",
+            "-timeout",
+            "20",
+            "-trace_err",
+        ]),
+    )
+}
+
+fn trunk(v: &Vigie, name: &str, scenario_file: &str) -> Proc {
+    sipp(
+        v.dir.path(),
+        name,
+        &args(&[
+            &v.sip_addr().to_string(),
+            "-sf",
+            &scenario(scenario_file).display().to_string(),
+            "-s",
+            "19",
+            "-i",
+            &v.ip.to_string(),
+            "-p",
+            &TRUNK_SIP.to_string(),
+            "-mp",
+            &TRUNK_MEDIA.to_string(),
+            "-m",
+            "1",
+            "-d",
+            "500",
+            "-timeout",
+            "20",
+            "-trace_err",
+        ]),
+    )
+}
+
+fn assert_one_good_call(p: &mut Proc, v: &Vigie) {
+    let code = wait_peer(p, v, Duration::from_secs(20));
+    assert_eq!(
+        (code, sipp_counts(p)),
+        (0, (1, 0)),
+        "{} (exit code, (successful, failed)); log:\n{}",
+        p.name,
+        p.log_text()
+    );
+}
+
+fn kinds(events: &[vigie::store::EventRow]) -> Vec<&str> {
+    events.iter().map(|e| e.kind.as_str()).collect()
+}
+
+#[test]
+fn offer_without_g711_is_refused_and_the_switch_keeps_serving() {
+    let ip = unique_loopback();
+    let mut v = Vigie::start(ip, MD5_ONLY);
+    let dir = v.dir.path().to_owned();
+    let mut seat = answering_seat(&v, SEAT2_SIP, SEAT2_MEDIA);
+    register_seat(
+        &v,
+        &dir,
+        "agent01",
+        REGISTER_SIP,
+        SocketAddr::from((ip, SEAT2_SIP)),
+    );
+
+    // G.729 only: 488 at once, before any ringback.
+    let mut refused = trunk(&v, "trunk-g729", "trunk_g729.xml");
+    assert_one_good_call(&mut refused, &v);
+    // The next caller is served as usual by the same seat.
+    let mut good = trunk(&v, "trunk-g711", "trunk_call.xml");
+    assert_one_good_call(&mut good, &v);
+    assert_one_good_call(&mut seat, &v);
+    assert_eq!(
+        v.metric("vigie_sip_responses_sent_total{class=\"4xx\"}"),
+        2.0,
+        "the REGISTER challenge and the 488"
+    );
+    assert_eq!(
+        v.metric("vigie_calls_total{queue=\"line19\",outcome=\"answered\"}"),
+        1.0
+    );
+
+    v.stop();
+    let mut calls = journal_calls(&v.db_path());
+    calls.sort_by_key(|c| c.received_at);
+    assert_eq!(calls.len(), 2, "journal rows: {calls:?}");
+    let (r, a) = (&calls[0], &calls[1]);
+    assert_eq!(r.outcome.map(|o| o.as_str()), Some("failed"), "{r:?}");
+    assert_eq!(r.end_cause.as_deref(), Some("media_refused"));
+    assert_eq!((r.agent_seat.as_deref(), r.answered_at), (None, None));
+    assert_eq!(
+        kinds(&journal_events(&v.db_path(), r.id)),
+        ["received", "ended"]
+    );
+    assert_eq!(a.outcome.map(|o| o.as_str()), Some("answered"), "{a:?}");
+    assert_eq!(a.agent_seat.as_deref(), Some("agent01"));
+}
+
+#[test]
+fn seat_with_a_host_name_contact_does_not_stall_the_switch() {
+    let ip = unique_loopback();
+    let mut v = Vigie::start(ip, MD5_ONLY);
+    let dir = v.dir.path().to_owned();
+    let mut seat2 = answering_seat(&v, SEAT2_SIP, SEAT2_MEDIA);
+    // agent01 (idle longest, offered first) registers a Contact vigie cannot resolve.
+    register_seat_at(
+        &v,
+        &dir,
+        "agent01",
+        REGISTER_SIP,
+        &format!("pc-12.example.invalid:{SEAT1_SIP}"),
+    );
+    register_seat(
+        &v,
+        &dir,
+        "agent02",
+        REGISTER_SIP,
+        SocketAddr::from((ip, SEAT2_SIP)),
+    );
+    let mut call = trunk(&v, "trunk", "trunk_call.xml");
+    assert_one_good_call(&mut call, &v);
+    assert_one_good_call(&mut seat2, &v);
+    v.wait_status(Duration::from_secs(5), "agent01 out of rotation", |s| {
+        seat_state(s, "agent01").as_deref() == Some("logged_out")
+            && seat_state(s, "agent02").as_deref() == Some("idle")
+    });
+
+    v.stop();
+    let calls = journal_calls(&v.db_path());
+    assert_eq!(calls.len(), 1, "journal rows: {calls:?}");
+    let c = &calls[0];
+    assert_eq!(c.outcome.map(|o| o.as_str()), Some("answered"), "{c:?}");
+    assert_eq!(c.agent_seat.as_deref(), Some("agent02"));
+    let events = journal_events(&v.db_path(), c.id);
+    assert_eq!(
+        kinds(&events),
+        [
+            "received", "queued", "offered", "ringing", "answered", "ended"
+        ]
+    );
+    assert_eq!(events[2].detail["seat"], "agent02");
+}
