@@ -21,8 +21,6 @@ const AGENTS_SIP: u16 = 5070;
 const AGENTS_MEDIA: u16 = 6000;
 const REGISTER_SIP: u16 = 5071;
 
-type Time = chrono::DateTime<chrono::Utc>;
-
 #[test]
 fn sixty_calls_over_twenty_seats_with_media() {
     let ip = unique_loopback();

@@ -1296,7 +1296,6 @@ impl Switch {
 
     fn finish(&mut self, id: CallId) {
         if let Some(call) = self.calls.remove(&id) {
-            let _ = call.id;
             self.by_invite_tx.remove(&call.invite_tx);
             self.by_sip_call_id.remove(&call.a.call_id);
             if let Some(b) = call.b {
