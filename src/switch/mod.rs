@@ -157,6 +157,10 @@ pub struct Switch {
     calls: HashMap<CallId, Call>,
     by_invite_tx: HashMap<ServerTxKey, CallId>,
     by_sip_call_id: HashMap<String, (CallId, Side)>,
+    /// Leg-B INVITEs withdrawn with CANCEL after their call ended, by SIP Call-ID, kept
+    /// until their final response: a 2xx that crossed the CANCEL (RFC 3261 §9.1) is
+    /// ACKed and hung up with BYE, so the seat is not left in a call nobody hears.
+    withdrawn: HashMap<String, OutLeg>,
     outputs: VecDeque<Output>,
     stats: SwitchStats,
 }
@@ -207,6 +211,7 @@ impl Switch {
             calls: HashMap::new(),
             by_invite_tx: HashMap::new(),
             by_sip_call_id: HashMap::new(),
+            withdrawn: HashMap::new(),
             outputs: VecDeque::new(),
             stats: SwitchStats::default(),
         }
@@ -813,6 +818,7 @@ impl Switch {
             return;
         };
         let Some((id, Side::B)) = self.by_sip_call_id.get(cid).copied() else {
+            self.on_withdrawn_response(now, key, &resp);
             return;
         };
         let Ok(cseq) = resp.cseq() else {
@@ -986,6 +992,43 @@ impl Switch {
         }
     }
 
+    /// A final response to a leg-B INVITE whose call already ended (the `withdrawn`
+    /// legs): a 2xx gets ACK and BYE (RFC 3261 §15); any final response forgets the leg.
+    fn on_withdrawn_response(&mut self, now: Instant, key: &ClientTxKey, resp: &Response) {
+        let Ok(cid) = resp.call_id() else {
+            return;
+        };
+        let is_final_for_invite =
+            resp.status >= 200 && self.withdrawn.get(cid).is_some_and(|leg| &leg.tx == key);
+        if !is_final_for_invite {
+            return;
+        }
+        let Some(mut leg) = self.withdrawn.remove(cid) else {
+            return;
+        };
+        if resp.class() != 2 {
+            return;
+        }
+        leg.dialog.remote_tag = resp
+            .header_to()
+            .ok()
+            .and_then(|t| t.tag().map(str::to_owned));
+        if let Some(c) = resp.contacts().ok().and_then(|c| c.into_iter().next()) {
+            leg.dialog.remote_target = c.uri;
+        }
+        let peer = leg.dialog.peer;
+        let ack = leg
+            .dialog
+            .ack(leg.invite_cseq, &self.local, &self.user_agent);
+        self.txn.send_stateless(peer, Message::Request(ack));
+        let bye = leg
+            .dialog
+            .request(Method::Bye, &self.local, &self.user_agent);
+        if let Err(e) = self.txn.send_request(now, peer, bye) {
+            tracing::error!(error = %e, "BYE on a withdrawn leg B not sent");
+        }
+    }
+
     fn on_stray_2xx(&mut self, from: Peer, resp: &Response) {
         // A retransmitted 2xx: our ACK was lost; send it again (RFC 3261 §13.2.2.4).
         let Some((id, Side::B)) = resp
@@ -1010,6 +1053,7 @@ impl Switch {
         if let Some(id) = found {
             self.on_b_failure(now, id, None);
         }
+        self.withdrawn.retain(|_, leg| &leg.tx != key);
     }
 
     fn on_no_ack(&mut self, now: Instant, key: &ServerTxKey) {
@@ -1088,8 +1132,11 @@ impl Switch {
         if let Some(call) = self.calls.remove(&id) {
             self.by_invite_tx.remove(&call.invite_tx);
             self.by_sip_call_id.remove(&call.a.call_id);
-            if let Some(b) = &call.b {
+            if let Some(b) = call.b {
                 self.by_sip_call_id.remove(&b.dialog.call_id);
+                if b.cancelling && !b.answered {
+                    self.withdrawn.insert(b.dialog.call_id.clone(), b);
+                }
             }
             let _ = call.id;
         }
