@@ -264,12 +264,14 @@ impl Ua {
 
     // ---- both -----------------------------------------------------------------------
 
-    /// Sends BYE in the dialog (RFC 3261 §15.1.1).
+    /// Sends BYE in the dialog (RFC 3261 §15.1.1); a caller may also send it in the early
+    /// dialog, before any final response (§15).
     fn hang_up(&mut self, call_id: &str) {
         let via = self.via();
         let role = self.role;
         let d = self.dialog(call_id).unwrap();
-        if !d.up {
+        let early = role == Role::Caller && d.final_status.is_none() && d.remote_tag.is_some();
+        if !d.up && !early {
             return;
         }
         d.up = false;
@@ -485,7 +487,10 @@ impl Ua {
         };
         match resp.status {
             100 => {}
-            101..=199 => d.remote_tag = to_tag(&resp).or(d.remote_tag.take()),
+            101..=199 => {
+                d.remote_tag = to_tag(&resp).or(d.remote_tag.take());
+                d.remote_target = first_contact(&resp).or(d.remote_target.take());
+            }
             200..=299 => {
                 // Every 2xx, retransmissions included, gets an ACK (RFC 3261 §13.2.2.4).
                 d.remote_tag = to_tag(&resp);
@@ -1594,4 +1599,154 @@ fn sixty_callers_twenty_seats() {
     );
     assert_eq!(sim.switch.retransmissions(), 0);
     assert!(elapsed < Duration::from_secs(1), "took {elapsed:?}");
+}
+
+/// A caller may BYE its early dialog (RFC 3261 §15) instead of CANCELling: the BYE gets
+/// 200, the INVITE still gets its final response (487, §15.1.2), the ringing seat is
+/// CANCELled and the call is abandoned while ringing.
+#[test]
+fn caller_bye_in_early_dialog_while_seat_rings() {
+    let mut sim = Sim::new(config(1));
+    let seat = sim.add_seat(1, None);
+    sim.run(100);
+    let caller = sim.add_caller(1);
+    sim.run(1_000);
+    let cid = sim.ua(caller).invite();
+    sim.run(5_000);
+    sim.ua(caller).hang_up(&cid);
+    sim.run(60_000);
+
+    assert_eq!(
+        sim.ua(caller).seen(),
+        timed(&[
+            (1_020, "100 INVITE"),
+            (1_020, "180 INVITE"),
+            (5_020, "200 BYE"),
+            (5_020, "487 INVITE"),
+        ])
+    );
+    assert_eq!(
+        sim.ua(seat).seen(),
+        timed(&[
+            (20, "401 REGISTER"),
+            (40, "200 REGISTER"),
+            (1_020, "INVITE"),
+            (5_020, "CANCEL"),
+            (5_040, "ACK"),
+        ])
+    );
+    let call = sim.calls()[0];
+    assert_eq!(
+        sim.events_of(call),
+        strings(&[
+            "received 19",
+            "queued line19",
+            "offered agent01",
+            "ringing agent01",
+            "abandoned ringing",
+        ])
+    );
+    assert_eq!(sim.switch.active_calls(), 0);
+    assert_eq!(sim.seat_state("agent01"), "idle");
+    assert_eq!(sim.releases(call), 1);
+}
+
+/// vigie's ring-timeout CANCEL crosses the seat's 200: the seat's answer is ACKed and
+/// hung up, the caller never sees it, and the call is offered again (the same seat
+/// starts a new round, being the only one).
+#[test]
+fn ring_timeout_cancel_crosses_seat_200() {
+    let mut sim = Sim::new(config(1));
+    // Offered at 1010, ring timeout at 16010: the seat answers at that very instant.
+    let seat = sim.add_seat(1, Some(Duration::from_millis(14_990)));
+    sim.run(100);
+    let caller = sim.add_caller(1);
+    sim.run(1_000);
+    sim.ua(caller).invite();
+    sim.run(16_000);
+    // From now on the seat answers its next offers after 1 s.
+    sim.ua(seat).answer_after = Some(Duration::from_secs(1));
+    sim.run(60_000);
+
+    assert_eq!(
+        sim.ua(seat).seen(),
+        timed(&[
+            (20, "401 REGISTER"),
+            (40, "200 REGISTER"),
+            (1_020, "INVITE"),
+            (16_020, "CANCEL"),
+            (16_030, "ACK"),
+            (16_030, "BYE"),
+            (16_030, "INVITE"),
+            (17_050, "ACK"),
+        ])
+    );
+    assert_eq!(
+        sim.ua(caller).seen(),
+        timed(&[
+            (1_020, "100 INVITE"),
+            (1_020, "180 INVITE"),
+            (17_050, "200 INVITE"),
+        ])
+    );
+    let call = sim.calls()[0];
+    assert_eq!(
+        sim.events_of(call),
+        strings(&[
+            "received 19",
+            "queued line19",
+            "offered agent01",
+            "ringing agent01",
+            "seat_failed agent01 Some(487) cancelled",
+            "offered agent01",
+            "ringing agent01",
+            "answered agent01",
+        ])
+    );
+    assert_eq!(sim.ua(seat).up_count(), 1);
+    assert_eq!(sim.seat_state("agent01"), "on_call");
+    assert_eq!(sim.switch.active_calls(), 1);
+}
+
+/// The caller never ACKs vigie's 200: vigie retransmits it for 64*T1 (RFC 6026), then
+/// ends the session with BYE on both legs (RFC 3261 §13.3.1.4).
+#[test]
+fn no_ack_from_caller_ends_the_call_on_both_legs() {
+    let mut sim = Sim::new(config(1));
+    sim.drop = Box::new(|w| w.from == "caller1" && w.what == "ACK");
+    let seat = sim.add_seat(1, Some(Duration::from_secs(2)));
+    sim.run(100);
+    let caller = sim.add_caller(1);
+    sim.run(1_000);
+    sim.ua(caller).invite();
+    sim.run(60_000);
+
+    // 200 at 3030, then T1, 2T1, 4T1, then every T2 until Timer L at 3030 + 32 s.
+    let mut expect = vec![(1_010, "100 INVITE", false), (1_010, "180 INVITE", false)];
+    for ms in [
+        3_030, 3_530, 4_530, 6_530, 10_530, 14_530, 18_530, 22_530, 26_530, 30_530, 34_530,
+    ] {
+        expect.push((ms, "200 INVITE", false));
+    }
+    expect.push((35_030, "BYE", false));
+    assert_eq!(sim.vigie_to("caller1"), wire(&expect));
+    assert_eq!(
+        sim.vigie_to("agent01")
+            .into_iter()
+            .map(|(ms, w, _)| (ms, w))
+            .collect::<Vec<_>>(),
+        timed(&[
+            (10, "401 REGISTER"),
+            (30, "200 REGISTER"),
+            (1_010, "INVITE"),
+            (3_030, "ACK"),
+            (35_030, "BYE"),
+        ])
+    );
+    let call = sim.calls()[0];
+    assert_eq!(sim.events_of(call).last().unwrap(), "ended no_ack");
+    assert_eq!(sim.switch.active_calls(), 0);
+    assert_eq!(sim.seat_state("agent01"), "idle");
+    assert_eq!(sim.ua(seat).up_count(), 0);
+    assert_eq!(sim.ua(caller).up_count(), 0);
 }

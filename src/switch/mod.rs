@@ -612,6 +612,16 @@ impl Switch {
         if call.phase == Phase::Connected {
             return;
         }
+        self.abandon(now, id);
+    }
+
+    /// The caller gave up before an answer (CANCEL, or BYE in the early dialog, RFC 3261
+    /// §15): 487 for its INVITE (§9.2, §15.1.2), the seat or overflow leg withdrawn, the
+    /// call ended as abandoned.
+    fn abandon(&mut self, now: Instant, id: CallId) {
+        let Some(call) = self.calls.get(&id) else {
+            return;
+        };
         let phase = match call.phase {
             Phase::Queued => AbandonPhase::Queued,
             Phase::Ringing => AbandonPhase::Ringing,
@@ -1095,33 +1105,34 @@ impl Switch {
         }
     }
 
+    fn bye_a(&mut self, now: Instant, id: CallId) {
+        let Some(call) = self.calls.get_mut(&id) else {
+            return;
+        };
+        let bye = call.a.request(Method::Bye, &self.local, &self.user_agent);
+        let peer = call.a.peer;
+        if let Err(e) = self.txn.send_request(now, peer, bye) {
+            tracing::error!(call = %id, error = %e, "BYE to the caller not sent");
+        }
+    }
+
     /// One side hung up an answered call: BYE the other, free the seat, end the call.
     fn hang_up(&mut self, now: Instant, id: CallId, from: Side, cause: EndCause) {
         let Some(call) = self.calls.get_mut(&id) else {
             return;
         };
         if call.phase != Phase::Connected {
-            // BYE before an answer only comes from a broken peer: treat as abandon.
-            self.acd.abandon(now, id);
-            self.cancel_out_leg(now, id);
-            self.emit(
-                id,
-                CallEventKind::Abandoned {
-                    phase: AbandonPhase::Queued,
-                },
-            );
-            self.finish(id);
+            // BYE in the early dialog: the caller gave up like with CANCEL.
+            self.abandon(now, id);
             return;
         }
         match from {
             Side::A => self.bye_b(now, id),
-            Side::B => {
-                let bye = call.a.request(Method::Bye, &self.local, &self.user_agent);
-                let peer = call.a.peer;
-                if let Err(e) = self.txn.send_request(now, peer, bye) {
-                    tracing::error!(call = %id, error = %e, "BYE to the caller not sent");
-                }
-            }
+            Side::B => self.bye_a(now, id),
+        }
+        if cause == EndCause::NoAck {
+            // RFC 3261 §13.3.1.4: the dialog is confirmed but the session ends with BYE.
+            self.bye_a(now, id);
         }
         self.acd.call_ended(now, id);
         self.emit(id, CallEventKind::Ended { cause });
