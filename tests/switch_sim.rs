@@ -127,6 +127,8 @@ struct Ua {
     dialogs: Vec<UaDialog>,
     /// Most dialogs up at once.
     max_up: usize,
+    /// Seat: INVITEs received while another INVITE was pending or a call was up.
+    overlaps: usize,
     /// Seat: the registrar said 200.
     registered: bool,
     reg_cseq: u32,
@@ -147,6 +149,7 @@ impl Ua {
             hangup_after: None,
             dialogs: Vec::new(),
             max_up: 0,
+            overlaps: 0,
             registered: false,
             reg_cseq: 0,
             media_port,
@@ -380,6 +383,13 @@ impl Ua {
         let call_id = req.call_id().unwrap().to_owned();
         match req.method {
             Method::Invite if self.role == Role::Seat && self.dialog(&call_id).is_none() => {
+                if self
+                    .dialogs
+                    .iter()
+                    .any(|d| d.up || d.final_status.is_none())
+                {
+                    self.overlaps += 1;
+                }
                 let tag = format!("{}-{}", self.name, self.dialogs.len() + 1);
                 let mut ringing = req.response(180, "Ringing", Some(&tag));
                 ringing.headers.push(HeaderName::Contact, self.contact());
@@ -1335,6 +1345,7 @@ fn cancel_200_race_cancel_wins() {
     assert_eq!(from_tag(&bye), from_tag(&invite));
     assert_eq!(bye.uri.to_string(), "sip:agent01@127.0.0.3:7001");
     assert_eq!(sim.ua(seat).up_count(), 0);
+    assert_eq!(sim.ua(seat).overlaps, 0);
     assert_eq!(
         sim.events_of(call),
         strings(&[
@@ -1576,6 +1587,7 @@ fn sixty_callers_twenty_seats() {
     for s in &seats {
         let ua = &sim.uas[*s];
         assert_eq!(ua.max_up, 1, "{} had two calls at once", ua.name);
+        assert_eq!(ua.overlaps, 0, "{} got an INVITE while busy", ua.name);
         assert_eq!(
             ua.dialogs.len(),
             3,
@@ -1749,4 +1761,117 @@ fn no_ack_from_caller_ends_the_call_on_both_legs() {
     assert_eq!(sim.seat_state("agent01"), "idle");
     assert_eq!(sim.ua(seat).up_count(), 0);
     assert_eq!(sim.ua(caller).up_count(), 0);
+}
+
+/// The caller abandons while the only seat rings and a second caller waits: the seat
+/// stays reserved until its 487, and only then gets the second call's INVITE.
+#[test]
+fn abandon_while_ringing_with_a_second_caller_waiting() {
+    let mut sim = Sim::new(config(1));
+    let seat = sim.add_seat(1, None);
+    sim.run(100);
+    let first = sim.add_caller(1);
+    let second = sim.add_caller(2);
+    sim.run(1_000);
+    sim.ua(first).invite();
+    sim.run(1_500);
+    sim.ua(second).invite();
+    sim.run(5_000);
+    sim.ua(first).cancel();
+    sim.run(5_025);
+    // CANCEL received, 487 on its way back: still reserved.
+    assert_eq!(sim.seat_state("agent01"), "ringing");
+    // Before the second call's ring timeout.
+    sim.run(15_000);
+
+    assert_eq!(
+        sim.ua(seat).seen(),
+        timed(&[
+            (20, "401 REGISTER"),
+            (40, "200 REGISTER"),
+            (1_020, "INVITE"),
+            (5_020, "CANCEL"),
+            (5_040, "ACK"),
+            (5_040, "INVITE"),
+        ])
+    );
+    assert_eq!(sim.ua(seat).overlaps, 0);
+    let calls = sim.calls();
+    assert_eq!(
+        sim.events_of(calls[0]),
+        strings(&[
+            "received 19",
+            "queued line19",
+            "offered agent01",
+            "ringing agent01",
+            "abandoned ringing",
+        ])
+    );
+    assert_eq!(
+        sim.events_of(calls[1]),
+        strings(&[
+            "received 19",
+            "queued line19",
+            "offered agent01",
+            "ringing agent01",
+        ])
+    );
+    assert_eq!(
+        sim.ua(second).seen_names(),
+        strings(&["100 INVITE", "180 INVITE"])
+    );
+}
+
+/// The CANCEL/200 race while a second caller waits: the seat's crossed 200 is ACKed and
+/// hung up before the second call's INVITE goes out.
+#[test]
+fn cancel_200_race_with_a_second_caller_waiting() {
+    let mut sim = Sim::new(config(1));
+    let seat = sim.add_seat(1, None);
+    sim.run(100);
+    let first = sim.add_caller(1);
+    let second = sim.add_caller(2);
+    sim.run(1_000);
+    sim.ua(first).invite();
+    sim.run(1_500);
+    sim.ua(second).invite();
+    sim.run(3_000);
+    let seat_call_id = sim.ua(seat).dialogs[0].call_id.clone();
+    let now = sim.now;
+    sim.ua(first).cancel();
+    sim.flush();
+    sim.ua(seat).answer(now, &seat_call_id);
+    sim.ua(seat).answer_after = Some(Duration::from_secs(1));
+    sim.run(10_000);
+
+    assert_eq!(
+        sim.ua(seat).seen(),
+        timed(&[
+            (20, "401 REGISTER"),
+            (40, "200 REGISTER"),
+            (1_020, "INVITE"),
+            (3_020, "CANCEL"),
+            (3_020, "ACK"),
+            (3_020, "BYE"),
+            (3_020, "INVITE"),
+            (4_040, "ACK"),
+        ])
+    );
+    assert_eq!(sim.ua(seat).overlaps, 0);
+    assert_eq!(
+        sim.ua(first).seen_names(),
+        strings(&["100 INVITE", "180 INVITE", "200 CANCEL", "487 INVITE"])
+    );
+    assert_eq!(
+        sim.ua(second).seen(),
+        timed(&[
+            (1_520, "100 INVITE"),
+            (1_520, "180 INVITE"),
+            (4_040, "200 INVITE"),
+        ])
+    );
+    let calls = sim.calls();
+    assert_eq!(sim.events_of(calls[1]).last().unwrap(), "answered agent01");
+    assert_eq!(sim.seat_state("agent01"), "on_call");
+    assert_eq!(sim.switch.active_calls(), 1);
 }

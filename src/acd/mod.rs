@@ -348,6 +348,21 @@ impl Acd {
         seat
     }
 
+    /// The caller hung up before an answer while a seat rang for it, and the switch is
+    /// withdrawing that seat's INVITE (CANCEL sent, RFC 3261 §9.1): the call leaves the
+    /// queue, but the seat stays reserved until the switch reports the INVITE's outcome
+    /// with [`Acd::offer_failed`], so it gets no new offer while its phone may still be
+    /// alerting or may just have answered. Returns that seat, if any.
+    pub fn abandon_holding_seat(&mut self, now: Instant, call: CallId) -> Option<SeatId> {
+        let seat = self.seats.iter().find_map(|(id, s)| match s.state {
+            SeatState::Ringing { call: c, .. } if c == call => Some(id.clone()),
+            _ => None,
+        });
+        self.forget(call);
+        self.dispatch(now);
+        seat
+    }
+
     /// Runs the timers due at `now`: ring timeouts, wrap-up ends, overflow deadlines.
     pub fn handle_timeout(&mut self, now: Instant) {
         let mut ring_timeouts = Vec::new();
@@ -805,6 +820,38 @@ mod tests {
             }]
         );
         assert_eq!(acd.abandon(t0, id(9)), None);
+    }
+
+    #[test]
+    fn abandon_holding_seat_keeps_the_seat_until_the_offer_fails() {
+        let t0 = Instant::now();
+        let mut acd = Acd::new(vec![spec()], seats(1));
+        acd.seat_online(t0, "agent01");
+        acd.enqueue(t0, id(1), "line19").unwrap();
+        acd.enqueue(t0, id(2), "line19").unwrap();
+        drain(&mut acd);
+        let t1 = t0 + Duration::from_secs(3);
+        assert_eq!(
+            acd.abandon_holding_seat(t1, id(1)),
+            Some("agent01".to_owned())
+        );
+        // Call 1 is gone, call 2 waits: the seat is still reserved for call 1's INVITE.
+        assert!(drain(&mut acd).is_empty());
+        assert_eq!(acd.snapshot(t1)[0].waiting, 1);
+        assert!(matches!(
+            acd.seat_state("agent01"),
+            Some(SeatState::Ringing { call, .. }) if *call == id(1)
+        ));
+        // The seat's 487 arrives: free again, call 2 is offered.
+        acd.offer_failed(t1, id(1), "agent01", OfferFailure::NoAnswer);
+        assert_eq!(
+            drain(&mut acd),
+            vec![Decision::Offer {
+                call: id(2),
+                seat: "agent01".into()
+            }]
+        );
+        assert_eq!(acd.abandon_holding_seat(t1, id(9)), None);
     }
 
     #[test]

@@ -160,7 +160,7 @@ pub struct Switch {
     /// Leg-B INVITEs withdrawn with CANCEL after their call ended, by SIP Call-ID, kept
     /// until their final response: a 2xx that crossed the CANCEL (RFC 3261 §9.1) is
     /// ACKed and hung up with BYE, so the seat is not left in a call nobody hears.
-    withdrawn: HashMap<String, OutLeg>,
+    withdrawn: HashMap<String, (CallId, OutLeg)>,
     outputs: VecDeque<Output>,
     stats: SwitchStats,
 }
@@ -635,10 +635,20 @@ impl Switch {
         );
         let key = call.invite_tx.clone();
         self.respond(now, &key, r);
-        self.acd.abandon(now, id);
         self.cancel_out_leg(now, id);
         self.emit(id, CallEventKind::Abandoned { phase });
+        let b_call_id = self
+            .calls
+            .get(&id)
+            .and_then(|c| c.b.as_ref())
+            .map(|b| b.dialog.call_id.clone());
         self.finish(id);
+        // A seat whose INVITE is being withdrawn stays reserved until its final response.
+        if b_call_id.is_some_and(|cid| self.withdrawn.contains_key(&cid)) {
+            self.acd.abandon_holding_seat(now, id);
+        } else {
+            self.acd.abandon(now, id);
+        }
     }
 
     // ---- ACD decisions --------------------------------------------------------------
@@ -1008,14 +1018,21 @@ impl Switch {
         let Ok(cid) = resp.call_id() else {
             return;
         };
-        let is_final_for_invite =
-            resp.status >= 200 && self.withdrawn.get(cid).is_some_and(|leg| &leg.tx == key);
+        let is_final_for_invite = resp.status >= 200
+            && self
+                .withdrawn
+                .get(cid)
+                .is_some_and(|(_, leg)| &leg.tx == key);
         if !is_final_for_invite {
             return;
         }
-        let Some(mut leg) = self.withdrawn.remove(cid) else {
+        let Some((id, mut leg)) = self.withdrawn.remove(cid) else {
             return;
         };
+        // The seat is free for new offers once ACK and BYE have gone out.
+        if let Target::Seat(seat) = &leg.target {
+            self.acd.offer_failed(now, id, seat, OfferFailure::NoAnswer);
+        }
         if resp.class() != 2 {
             return;
         }
@@ -1063,7 +1080,20 @@ impl Switch {
         if let Some(id) = found {
             self.on_b_failure(now, id, None);
         }
-        self.withdrawn.retain(|_, leg| &leg.tx != key);
+        let timed_out: Vec<String> = self
+            .withdrawn
+            .iter()
+            .filter(|(_, (_, leg))| &leg.tx == key)
+            .map(|(cid, _)| cid.clone())
+            .collect();
+        for cid in timed_out {
+            if let Some((id, leg)) = self.withdrawn.remove(&cid)
+                && let Target::Seat(seat) = &leg.target
+            {
+                self.acd
+                    .offer_failed(now, id, seat, OfferFailure::Unreachable);
+            }
+        }
     }
 
     fn on_no_ack(&mut self, now: Instant, key: &ServerTxKey) {
@@ -1146,7 +1176,7 @@ impl Switch {
             if let Some(b) = call.b {
                 self.by_sip_call_id.remove(&b.dialog.call_id);
                 if b.cancelling && !b.answered {
-                    self.withdrawn.insert(b.dialog.call_id.clone(), b);
+                    self.withdrawn.insert(b.dialog.call_id.clone(), (id, b));
                 }
             }
             let _ = call.id;
