@@ -129,6 +129,8 @@ struct Ua {
     max_up: usize,
     /// Seat: INVITEs received while another INVITE was pending or a call was up.
     overlaps: usize,
+    /// Seat: refuse every INVITE with this status (486 Busy Here, 603 Decline).
+    refuse: Option<u16>,
     /// Seat: the registrar said 200.
     registered: bool,
     reg_cseq: u32,
@@ -150,6 +152,7 @@ impl Ua {
             dialogs: Vec::new(),
             max_up: 0,
             overlaps: 0,
+            refuse: None,
             registered: false,
             reg_cseq: 0,
             media_port,
@@ -391,6 +394,23 @@ impl Ua {
                     self.overlaps += 1;
                 }
                 let tag = format!("{}-{}", self.name, self.dialogs.len() + 1);
+                if let Some(status) = self.refuse {
+                    let r = req.response(status, "Refused", Some(&tag));
+                    self.out.push(Message::Response(r));
+                    self.dialogs.push(UaDialog {
+                        call_id: call_id.clone(),
+                        remote_tag: from_tag(&req),
+                        remote_target: first_contact(&req),
+                        invite: req,
+                        local_tag: tag,
+                        ok: None,
+                        final_status: Some(status),
+                        acked: false,
+                        up: false,
+                        local_cseq: 0,
+                    });
+                    return;
+                }
                 let mut ringing = req.response(180, "Ringing", Some(&tag));
                 ringing.headers.push(HeaderName::Contact, self.contact());
                 self.out.push(Message::Response(ringing));
@@ -1874,4 +1894,49 @@ fn cancel_200_race_with_a_second_caller_waiting() {
     assert_eq!(sim.events_of(calls[1]).last().unwrap(), "answered agent01");
     assert_eq!(sim.seat_state("agent01"), "on_call");
     assert_eq!(sim.switch.active_calls(), 1);
+}
+
+/// The only seat refuses every offer (486, e.g. do-not-disturb on the phone): the waiting
+/// call is re-offered one round every MIN_ROUND (2 s), not at network speed.
+#[test]
+fn refusing_seat_is_reoffered_once_per_round() {
+    let mut sim = Sim::new(config(1));
+    let seat = sim.add_seat(1, None);
+    sim.ua(seat).refuse = Some(486);
+    sim.run(100);
+    let caller = sim.add_caller(1);
+    sim.run(1_000);
+    sim.ua(caller).invite();
+    sim.run(10_000);
+
+    let mut expect = vec![(10, "401 REGISTER"), (30, "200 REGISTER")];
+    for ms in [1_010, 3_010, 5_010, 7_010, 9_010] {
+        expect.push((ms, "INVITE"));
+        expect.push((ms + 20, "ACK"));
+    }
+    assert_eq!(
+        sim.vigie_to("agent01")
+            .into_iter()
+            .map(|(ms, w, _)| (ms, w))
+            .collect::<Vec<_>>(),
+        timed(&expect)
+    );
+    let call = sim.calls()[0];
+    let mut events = strings(&["received 19", "queued line19"]);
+    for _ in 0..5 {
+        events.push("offered agent01".into());
+        events.push("seat_failed agent01 Some(486) busy".into());
+    }
+    assert_eq!(sim.events_of(call), events);
+    assert_eq!(
+        sim.ua(caller).seen_names(),
+        strings(&["100 INVITE", "180 INVITE"])
+    );
+    assert_eq!(sim.switch.active_calls(), 1);
+    // The agent turns do-not-disturb off: the next round reaches them.
+    sim.ua(seat).refuse = None;
+    sim.ua(seat).answer_after = Some(Duration::from_secs(1));
+    sim.run(20_000);
+    assert_eq!(sim.events_of(call).last().unwrap(), "answered agent01");
+    assert_eq!(sim.ua(caller).up_count(), 1);
 }

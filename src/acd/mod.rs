@@ -16,6 +16,11 @@ use std::time::{Duration, Instant};
 
 use ulid::Ulid;
 
+/// Shortest time between the starts of two rounds of offers of one call: when every idle
+/// seat has failed a call quickly (486, 603, unreachable), the next round waits until this
+/// long after the previous one started, instead of re-offering at network speed.
+pub const MIN_ROUND: Duration = Duration::from_secs(2);
+
 /// A call as the ACD knows it: vigie's call id.
 pub type CallId = Ulid;
 
@@ -151,6 +156,8 @@ struct AcdCall {
     state: CallState,
     /// Seats that failed this call since it last found every seat tried.
     tried: HashSet<SeatId>,
+    /// When the current round of offers started (see [`MIN_ROUND`]).
+    round_started: Instant,
     /// No overflow before this instant (after a failed overflow).
     overflow_not_before: Option<Instant>,
 }
@@ -176,6 +183,8 @@ pub struct Acd {
     /// Per queue: calls in arrival order (waiting or further on).
     order: Vec<VecDeque<CallId>>,
     decisions: VecDeque<Decision>,
+    /// The latest instant the ACD was given: deadlines before it are already handled.
+    last_now: Option<Instant>,
 }
 
 impl Acd {
@@ -199,6 +208,7 @@ impl Acd {
             calls: HashMap::new(),
             order,
             decisions: VecDeque::new(),
+            last_now: None,
         }
     }
 
@@ -227,6 +237,7 @@ impl Acd {
                 arrived: now,
                 state: CallState::Waiting,
                 tried: HashSet::new(),
+                round_started: now,
                 overflow_not_before: None,
             },
         );
@@ -411,9 +422,12 @@ impl Acd {
         let calls = self.calls.values().filter_map(|c| match c.state {
             CallState::Overflowing { deadline } => Some(deadline),
             CallState::Waiting => {
+                // Every idle seat failed it quickly: the next round of offers.
+                let round = Some(c.round_started + MIN_ROUND)
+                    .filter(|t| !c.tried.is_empty() && self.last_now.is_none_or(|n| *t > n));
                 let q = self.queues.get(c.queue)?;
                 if !q.has_overflow {
-                    return None;
+                    return round;
                 }
                 // With no seat online the call overflows as soon as it may; otherwise
                 // when it has waited max_wait.
@@ -422,10 +436,11 @@ impl Acd {
                 } else {
                     Some(c.arrived)
                 };
-                match (due, c.overflow_not_before) {
+                let overflow = match (due, c.overflow_not_before) {
                     (Some(d), Some(nb)) => Some(d.max(nb)),
                     (due, _) => due,
-                }
+                };
+                overflow.into_iter().chain(round).min()
             }
             _ => None,
         });
@@ -522,6 +537,7 @@ impl Acd {
 
     /// Offers waiting calls to idle seats and starts due overflows, in arrival order.
     fn dispatch(&mut self, now: Instant) {
+        self.last_now = Some(self.last_now.map_or(now, |n| n.max(now)));
         for qi in 0..self.queues.len() {
             let Some(spec) = self.queues.get(qi).cloned() else {
                 continue;
@@ -564,7 +580,7 @@ impl Acd {
                         .push_back(Decision::Overflow { call, reason });
                     continue;
                 }
-                let Some(seat) = self.pick_seat(qi, call) else {
+                let Some(seat) = self.pick_seat(now, qi, call) else {
                     // Arrival order: no later call may take a seat this one could not.
                     break;
                 };
@@ -584,7 +600,7 @@ impl Acd {
 
     /// The longest-idle seat serving the queue that this call has not just failed on;
     /// when every idle seat has failed it, the call starts a new round.
-    fn pick_seat(&mut self, queue: usize, call: CallId) -> Option<SeatId> {
+    fn pick_seat(&mut self, now: Instant, queue: usize, call: CallId) -> Option<SeatId> {
         let idle: Vec<(Instant, SeatId)> = self
             .seats
             .iter()
@@ -604,8 +620,10 @@ impl Acd {
             .min_by(|a, b| a.0.cmp(&b.0).then_with(|| a.1.cmp(&b.1)));
         match fresh {
             Some((_, id)) => Some(id.clone()),
+            None if now < c.round_started + MIN_ROUND => None,
             None => {
                 c.tried.clear();
+                c.round_started = now;
                 idle.into_iter()
                     .min_by(|a, b| a.0.cmp(&b.0).then_with(|| a.1.cmp(&b.1)))
                     .map(|(_, id)| id)
@@ -703,7 +721,21 @@ mod tests {
         assert_eq!(d.len(), 2);
         acd.offer_failed(t0, id(1), "agent01", OfferFailure::Declined);
         // agent01 is idle again but call 1 just failed there; agent02 is busy with call 2.
-        // A new round starts: call 1 is offered to agent01 again rather than waiting forever.
+        // A new round starts, call 1 is offered to agent01 again rather than waiting
+        // forever, but not before MIN_ROUND after the first round started.
+        assert!(drain(&mut acd).is_empty());
+        assert_eq!(acd.poll_timeout(), Some(t0 + MIN_ROUND));
+        acd.handle_timeout(t0 + MIN_ROUND);
+        assert_eq!(
+            drain(&mut acd),
+            vec![Decision::Offer {
+                call: id(1),
+                seat: "agent01".into()
+            }]
+        );
+        // A round that already lasted MIN_ROUND (a ring timeout) restarts at once.
+        let t20 = t0 + Duration::from_secs(20);
+        acd.offer_failed(t20, id(1), "agent01", OfferFailure::NoAnswer);
         assert_eq!(
             drain(&mut acd),
             vec![Decision::Offer {
