@@ -221,6 +221,12 @@ impl Ua {
 
     /// Sends the trunk INVITE for 19 with an SDP offer.
     fn invite(&mut self) -> String {
+        let body = sdp(&self.addr.ip().to_string(), self.media_port);
+        self.invite_with(body)
+    }
+
+    /// Sends the trunk INVITE for 19 with this body (SDP, or empty for no offer).
+    fn invite_with(&mut self, body: Bytes) -> String {
         let call_id = format!("{}@{}", self.name, self.addr.ip());
         let tag = format!("{}-tag", self.name);
         let mut h = Headers::new();
@@ -239,12 +245,14 @@ impl Ua {
         h.push(HeaderName::CallId, call_id.clone());
         h.push(HeaderName::CSeq, "1 INVITE");
         h.push(HeaderName::Contact, self.contact());
-        h.push(HeaderName::ContentType, "application/sdp");
+        if !body.is_empty() {
+            h.push(HeaderName::ContentType, "application/sdp");
+        }
         let invite = Request {
             method: Method::Invite,
             uri: Uri::parse("sip:19@127.0.0.1").unwrap(),
             headers: h,
-            body: sdp(&self.addr.ip().to_string(), self.media_port),
+            body,
         };
         self.out.push(Message::Request(invite.clone()));
         self.dialogs.push(UaDialog {
@@ -1939,4 +1947,48 @@ fn refusing_seat_is_reoffered_once_per_round() {
     sim.run(20_000);
     assert_eq!(sim.events_of(call).last().unwrap(), "answered agent01");
     assert_eq!(sim.ua(caller).up_count(), 1);
+}
+
+/// A trunk INVITE whose SDP offers no codec vigie relays (G.729 only), or no SDP at all,
+/// is refused with 488 at once (RFC 3264 §6, RFC 3261 §21.4.26) and journalled
+/// `ended media_refused`: it is never queued, so it cannot be offered to seats it could
+/// never reach.
+#[test]
+fn offer_without_a_usable_codec_gets_488() {
+    let g729 = Bytes::from_static(
+        b"v=0\r\no=- 1 1 IN IP4 127.0.0.2\r\ns=-\r\nc=IN IP4 127.0.0.2\r\nt=0 0\r\n\
+          m=audio 40002 RTP/AVP 18\r\na=rtpmap:18 G729/8000\r\n",
+    );
+    for body in [g729, Bytes::new()] {
+        let mut sim = Sim::new(config(1));
+        let seat = sim.add_seat(1, Some(Duration::from_secs(1)));
+        sim.run(100);
+        let caller = sim.add_caller(1);
+        sim.run(1_000);
+        sim.ua(caller).invite_with(body);
+        sim.run(10_000);
+
+        assert_eq!(
+            sim.ua(caller).seen(),
+            timed(&[(1_020, "100 INVITE"), (1_020, "488 INVITE")])
+        );
+        assert_eq!(
+            sim.sent_by("caller1"),
+            wire(&[(1_000, "INVITE", false), (1_020, "ACK", false)])
+        );
+        let r488 = sim.ua(caller).responses(488, Method::Invite).remove(0);
+        assert!(to_tag(&r488).is_some());
+        assert_eq!(
+            sim.ua(seat).seen_names(),
+            strings(&["401 REGISTER", "200 REGISTER"])
+        );
+        let call = sim.calls()[0];
+        assert_eq!(
+            sim.events_of(call),
+            strings(&["received 19", "ended media_refused"])
+        );
+        assert!(sim.media.is_empty());
+        assert_eq!(sim.switch.active_calls(), 0);
+        assert_eq!(sim.seat_state("agent01"), "idle");
+    }
 }

@@ -555,6 +555,25 @@ impl Switch {
             }
             Err(e) => self.emit(id, CallEventKind::LocationError(e)),
         }
+        // An offer vigie cannot relay (no SDP, no PCMU/PCMA) could never reach a seat:
+        // refuse it now (RFC 3264 §6) rather than queue a call every offer would fail.
+        let mut probe = sdp::LocalOrigin::new(0);
+        if let Err(e) = sdp::anchor(&offer, SocketAddr::new(self.media_ip, 0), &mut probe) {
+            tracing::warn!(call = %id, error = %e, "caller SDP refused");
+            let mut r = self.response_to(&req, e.status_code(), "Not Acceptable Here", Some(&tag));
+            r.headers.push(
+                HeaderName::Other("Warning".into()),
+                format!("305 {} \"Incompatible media format\"", self.local.host),
+            );
+            self.respond(now, &key, r);
+            self.emit(
+                id,
+                CallEventKind::Ended {
+                    cause: EndCause::MediaRefused,
+                },
+            );
+            return;
+        }
         // Ringback while queued (RFC 3261 §21.1.2): the caller never hears busy.
         let mut ringing = self.response_to(&req, 180, "Ringing", Some(&tag));
         ringing
