@@ -703,6 +703,15 @@ impl Sim {
         self.uas.len() - 1
     }
 
+    /// The backup centre at `sip:19@127.0.0.4:5080`, a UAS that needs no registration.
+    fn add_backup(&mut self, answer_after: Option<Duration>) -> UaId {
+        let addr = SocketAddr::from(([127, 0, 0, 4], 5080));
+        let mut ua = Ua::new("backup".into(), Role::Seat, addr, "19".into(), 60_000);
+        ua.answer_after = answer_after;
+        self.uas.push(ua);
+        self.uas.len() - 1
+    }
+
     fn ua(&mut self, id: UaId) -> &mut Ua {
         &mut self.uas[id]
     }
@@ -911,6 +920,11 @@ fn event_text(kind: &CallEventKind) -> String {
             reason,
         } => format!("seat_failed {seat} {status:?} {reason}"),
         CallEventKind::Abandoned { phase } => format!("abandoned {}", phase.as_str()),
+        CallEventKind::Overflowed { target, reason } => {
+            format!("overflowed {target} {}", reason.as_str())
+        }
+        CallEventKind::OverflowFailed { status } => format!("overflow_failed {status:?}"),
+        CallEventKind::OverflowAnswered { target } => format!("overflow_answered {target}"),
         CallEventKind::Ended { cause } => format!("ended {}", cause.as_str()),
         other => other.name().to_owned(),
     }
@@ -1991,4 +2005,217 @@ fn offer_without_a_usable_codec_gets_488() {
         assert_eq!(sim.switch.active_calls(), 0);
         assert_eq!(sim.seat_state("agent01"), "idle");
     }
+}
+
+/// The demo configuration with `seats` seats and the backup centre as overflow target.
+fn config_with_overflow(seats: usize) -> Config {
+    let mut c = config(seats);
+    c.queues[0].overflow_uri = Some(BACKUP.to_owned());
+    c
+}
+
+const BACKUP: &str = "sip:19@127.0.0.4:5080";
+
+/// No seat registered: the call overflows at once to the backup centre, which answers;
+/// the caller's BYE reaches the backup centre.
+#[test]
+fn overflow_to_backup_centre_when_no_seat_is_registered() {
+    let mut sim = Sim::new(config_with_overflow(1));
+    let backup = sim.add_backup(Some(Duration::from_secs(1)));
+    let caller = sim.add_caller(1);
+    sim.run(1_000);
+    sim.ua(caller).hangup_after = Some(Duration::from_secs(10));
+    sim.ua(caller).invite();
+    sim.run(30_000);
+
+    assert_eq!(
+        sim.ua(backup).seen(),
+        timed(&[(1_020, "INVITE"), (2_040, "ACK"), (12_060, "BYE")])
+    );
+    assert_eq!(
+        sim.ua(caller).seen(),
+        timed(&[
+            (1_020, "100 INVITE"),
+            (1_020, "180 INVITE"),
+            (2_040, "200 INVITE"),
+            (12_060, "200 BYE"),
+        ])
+    );
+    let invite = sim.ua(backup).requests(Method::Invite).remove(0);
+    assert_eq!(invite.uri.to_string(), BACKUP);
+    let call = sim.calls()[0];
+    let (_, port_b) = sim.ports_of(call);
+    assert!(body_text(&invite.body).contains(&format!("m=audio {port_b} ")));
+    assert_eq!(
+        sim.events_of(call),
+        strings(&[
+            "received 19",
+            "queued line19",
+            &format!("overflowed {BACKUP} no_seats"),
+            &format!("overflow_answered {BACKUP}"),
+            "ended caller_hangup",
+        ])
+    );
+    assert_eq!(sim.switch.active_calls(), 0);
+    assert_eq!(sim.releases(call), 1);
+}
+
+/// The backup centre refuses (503): the call returns to the queue and is offered to the
+/// first seat that registers, before the overflow retry.
+#[test]
+fn failed_overflow_returns_the_call_to_the_queue() {
+    let mut sim = Sim::new(config_with_overflow(1));
+    let backup = sim.add_backup(None);
+    sim.ua(backup).refuse = Some(503);
+    let caller = sim.add_caller(1);
+    sim.run(1_000);
+    sim.ua(caller).invite();
+    sim.run(5_000);
+    let seat = sim.add_seat(1, Some(Duration::from_secs(1)));
+    sim.run(60_000);
+
+    assert_eq!(
+        sim.ua(backup).seen(),
+        timed(&[(1_020, "INVITE"), (1_040, "ACK")])
+    );
+    assert_eq!(
+        sim.ua(seat).seen(),
+        timed(&[
+            (5_020, "401 REGISTER"),
+            (5_040, "200 REGISTER"),
+            (5_040, "INVITE"),
+            (6_060, "ACK"),
+        ])
+    );
+    assert_eq!(
+        sim.ua(caller).seen(),
+        timed(&[
+            (1_020, "100 INVITE"),
+            (1_020, "180 INVITE"),
+            (6_060, "200 INVITE"),
+        ])
+    );
+    let call = sim.calls()[0];
+    assert_eq!(
+        sim.events_of(call),
+        strings(&[
+            "received 19",
+            "queued line19",
+            &format!("overflowed {BACKUP} no_seats"),
+            "overflow_failed Some(503)",
+            "offered agent01",
+            "ringing agent01",
+            "answered agent01",
+        ])
+    );
+    assert_eq!(sim.seat_state("agent01"), "on_call");
+}
+
+/// The caller CANCELs while the backup centre rings: the backup centre is CANCELled and
+/// the call is abandoned while overflowing.
+#[test]
+fn cancel_while_overflowing() {
+    let mut sim = Sim::new(config_with_overflow(1));
+    let backup = sim.add_backup(None);
+    let caller = sim.add_caller(1);
+    sim.run(1_000);
+    sim.ua(caller).invite();
+    sim.run(3_000);
+    sim.ua(caller).cancel();
+    sim.run(60_000);
+
+    assert_eq!(
+        sim.ua(backup).seen(),
+        timed(&[(1_020, "INVITE"), (3_020, "CANCEL"), (3_040, "ACK")])
+    );
+    assert_eq!(
+        sim.ua(caller).seen_names(),
+        strings(&["100 INVITE", "180 INVITE", "200 CANCEL", "487 INVITE"])
+    );
+    let call = sim.calls()[0];
+    assert_eq!(
+        sim.events_of(call),
+        strings(&[
+            "received 19",
+            "queued line19",
+            &format!("overflowed {BACKUP} no_seats"),
+            "abandoned overflowing",
+        ])
+    );
+    assert_eq!(sim.switch.active_calls(), 0);
+    assert_eq!(sim.releases(call), 1);
+}
+
+/// vigie's ACK to the seat is lost: the seat retransmits its 200 and vigie ACKs it again
+/// (RFC 3261 §13.2.2.4); the caller sees one 200.
+#[test]
+fn lost_ack_to_seat_is_sent_again_on_the_retransmitted_200() {
+    let mut sim = Sim::new(config(1));
+    let mut dropped = false;
+    sim.drop = Box::new(move |w| {
+        if !dropped && w.from == "vigie" && w.to == "agent01" && w.what == "ACK" {
+            dropped = true;
+            return true;
+        }
+        false
+    });
+    let seat = sim.add_seat(1, Some(Duration::from_secs(2)));
+    sim.run(100);
+    let caller = sim.add_caller(1);
+    sim.run(1_000);
+    sim.ua(caller).invite();
+    sim.run(10_000);
+
+    assert_eq!(
+        sim.vigie_to("agent01"),
+        wire(&[
+            (10, "401 REGISTER", false),
+            (30, "200 REGISTER", false),
+            (1_010, "INVITE", false),
+            (3_030, "ACK", true),
+            (3_530, "ACK", false),
+        ])
+    );
+    assert_eq!(
+        sim.sent_by("agent01")
+            .into_iter()
+            .filter(|(_, w, _)| w == "200 INVITE")
+            .map(|(ms, _, _)| ms)
+            .collect::<Vec<_>>(),
+        vec![3_020, 3_520]
+    );
+    assert!(sim.ua(seat).dialogs[0].acked);
+    assert_eq!(sim.ua(caller).responses(200, Method::Invite).len(), 1);
+}
+
+/// The caller's CANCEL reaches vigie and the 487 is lost: vigie retransmits the 487
+/// (Timer G) until the caller's ACK.
+#[test]
+fn lost_487_to_caller_is_retransmitted_until_ack() {
+    let mut sim = Sim::new(config(1));
+    sim.drop = Box::new(|w| w.to == "caller1" && w.what == "487 INVITE" && w.ms < 2_500);
+    let caller = sim.add_caller(1);
+    sim.ua(caller).invite();
+    sim.run(2_000);
+    sim.ua(caller).cancel();
+    sim.run(60_000);
+    assert_eq!(
+        sim.vigie_to("caller1"),
+        wire(&[
+            (10, "100 INVITE", false),
+            (10, "180 INVITE", false),
+            (2_010, "200 CANCEL", false),
+            (2_010, "487 INVITE", true),
+            (2_510, "487 INVITE", false),
+        ])
+    );
+    assert_eq!(
+        sim.sent_by("caller1"),
+        wire(&[
+            (0, "INVITE", false),
+            (2_000, "CANCEL", false),
+            (2_520, "ACK", false),
+        ])
+    );
+    assert_eq!(sim.switch.retransmissions(), 1);
 }
