@@ -111,6 +111,17 @@ struct OutLeg {
     local_sdp: Bytes,
 }
 
+/// What waits for the final response (or timeout) of a BYE vigie sent on leg B: the seat
+/// takes no new offer before its phone has left the previous call.
+#[derive(Debug)]
+enum Closing {
+    /// The call ended: then the seat goes to wrap-up ([`Acd::call_ended`]).
+    Ended(CallId),
+    /// A 2xx that crossed our CANCEL was hung up: then the seat is free
+    /// ([`Acd::offer_failed`]).
+    Withdrawn(CallId, SeatId),
+}
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Phase {
     Queued,
@@ -161,6 +172,8 @@ pub struct Switch {
     /// until their final response: a 2xx that crossed the CANCEL (RFC 3261 §9.1) is
     /// ACKed and hung up with BYE, so the seat is not left in a call nobody hears.
     withdrawn: HashMap<String, (CallId, OutLeg)>,
+    /// BYEs sent on leg B, by client transaction, until their final response.
+    closing: HashMap<ClientTxKey, Closing>,
     outputs: VecDeque<Output>,
     stats: SwitchStats,
 }
@@ -212,6 +225,7 @@ impl Switch {
             by_invite_tx: HashMap::new(),
             by_sip_call_id: HashMap::new(),
             withdrawn: HashMap::new(),
+            closing: HashMap::new(),
             outputs: VecDeque::new(),
             stats: SwitchStats::default(),
         }
@@ -853,6 +867,12 @@ impl Switch {
     // ---- responses on leg B -----------------------------------------------------------
 
     fn on_response(&mut self, now: Instant, key: &ClientTxKey, resp: Response) {
+        if resp.status >= 200
+            && let Some(closing) = self.closing.remove(key)
+        {
+            self.closed(now, closing);
+            return;
+        }
         let Ok(cid) = resp.call_id() else {
             return;
         };
@@ -1048,11 +1068,15 @@ impl Switch {
         let Some((id, mut leg)) = self.withdrawn.remove(cid) else {
             return;
         };
-        // The seat is free for new offers once ACK and BYE have gone out.
-        if let Target::Seat(seat) = &leg.target {
-            self.acd.offer_failed(now, id, seat, OfferFailure::NoAnswer);
-        }
+        let seat = match &leg.target {
+            Target::Seat(seat) => Some(seat.clone()),
+            Target::Overflow(_) => None,
+        };
         if resp.class() != 2 {
+            if let Some(seat) = seat {
+                self.acd
+                    .offer_failed(now, id, &seat, OfferFailure::NoAnswer);
+            }
             return;
         }
         leg.dialog.remote_tag = resp
@@ -1070,8 +1094,30 @@ impl Switch {
         let bye = leg
             .dialog
             .request(Method::Bye, &self.local, &self.user_agent);
-        if let Err(e) = self.txn.send_request(now, peer, bye) {
-            tracing::error!(error = %e, "BYE on a withdrawn leg B not sent");
+        // The seat is free for new offers once its BYE is answered.
+        match (self.txn.send_request(now, peer, bye), seat) {
+            (Ok(bye), Some(seat)) => {
+                self.closing.insert(bye, Closing::Withdrawn(id, seat));
+            }
+            (Ok(_), None) => {}
+            (Err(e), seat) => {
+                tracing::error!(error = %e, "BYE on a withdrawn leg B not sent");
+                if let Some(seat) = seat {
+                    self.acd
+                        .offer_failed(now, id, &seat, OfferFailure::NoAnswer);
+                }
+            }
+        }
+    }
+
+    /// A BYE vigie sent on leg B got its final response or timed out.
+    fn closed(&mut self, now: Instant, closing: Closing) {
+        match closing {
+            Closing::Ended(id) => self.acd.call_ended(now, id),
+            Closing::Withdrawn(id, seat) => {
+                self.acd
+                    .offer_failed(now, id, &seat, OfferFailure::NoAnswer);
+            }
         }
     }
 
@@ -1098,6 +1144,9 @@ impl Switch {
         });
         if let Some(id) = found {
             self.on_b_failure(now, id, None);
+        }
+        if let Some(closing) = self.closing.remove(key) {
+            self.closed(now, closing);
         }
         let timed_out: Vec<String> = self
             .withdrawn
@@ -1143,14 +1192,17 @@ impl Switch {
         }
     }
 
-    fn bye_b(&mut self, now: Instant, id: CallId) {
-        let Some(b) = self.calls.get_mut(&id).and_then(|c| c.b.as_mut()) else {
-            return;
-        };
+    /// BYE on leg B; returns its client transaction when sent.
+    fn bye_b(&mut self, now: Instant, id: CallId) -> Option<ClientTxKey> {
+        let b = self.calls.get_mut(&id).and_then(|c| c.b.as_mut())?;
         let bye = b.dialog.request(Method::Bye, &self.local, &self.user_agent);
         let peer = b.dialog.peer;
-        if let Err(e) = self.txn.send_request(now, peer, bye) {
-            tracing::error!(call = %id, error = %e, "BYE on leg B not sent");
+        match self.txn.send_request(now, peer, bye) {
+            Ok(key) => Some(key),
+            Err(e) => {
+                tracing::error!(call = %id, error = %e, "BYE on leg B not sent");
+                None
+            }
         }
     }
 
@@ -1175,15 +1227,24 @@ impl Switch {
             self.abandon(now, id);
             return;
         }
-        match from {
+        let seat_bye = match from {
             Side::A => self.bye_b(now, id),
-            Side::B => self.bye_a(now, id),
-        }
+            Side::B => {
+                self.bye_a(now, id);
+                None
+            }
+        };
         if cause == EndCause::NoAck {
             // RFC 3261 §13.3.1.4: the dialog is confirmed but the session ends with BYE.
             self.bye_a(now, id);
         }
-        self.acd.call_ended(now, id);
+        // The seat leaves the call (wrap-up, then new offers) once our BYE is answered.
+        match seat_bye {
+            Some(key) => {
+                self.closing.insert(key, Closing::Ended(id));
+            }
+            None => self.acd.call_ended(now, id),
+        }
         self.emit(id, CallEventKind::Ended { cause });
         self.finish(id);
     }
