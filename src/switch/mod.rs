@@ -120,6 +120,9 @@ enum Closing {
     /// A 2xx that crossed our CANCEL was hung up: then the seat is free
     /// ([`Acd::offer_failed`]).
     Withdrawn(CallId, SeatId),
+    /// A 2xx that crossed our ring-timeout CANCEL was hung up: then the offer has failed
+    /// and the call goes back to its place in the queue.
+    Crossed(CallId),
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -947,9 +950,14 @@ impl Switch {
         self.txn.send_stateless(peer, Message::Request(ack));
         if cancelling {
             // Our CANCEL crossed the 200 (RFC 3261 §9.1): the seat answered a call we
-            // withdrew. ACK it and hang up that leg; the call goes on as before.
-            self.bye_b(now, id);
-            self.out_leg_failed(now, id, Some(487), "cancelled");
+            // withdrew. ACK it and hang up that leg; the call goes on as before once the
+            // seat has answered the BYE.
+            match self.bye_b(now, id) {
+                Some(bye) => {
+                    self.closing.insert(bye, Closing::Crossed(id));
+                }
+                None => self.out_leg_failed(now, id, Some(487), "cancelled"),
+            }
             return;
         }
         // The seat's SDP becomes vigie's answer to the caller on the A port.
@@ -1118,6 +1126,7 @@ impl Switch {
                 self.acd
                     .offer_failed(now, id, &seat, OfferFailure::NoAnswer);
             }
+            Closing::Crossed(id) => self.out_leg_failed(now, id, Some(487), "cancelled"),
         }
     }
 
