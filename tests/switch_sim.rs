@@ -363,6 +363,42 @@ impl Ua {
         self.send_request(bye);
     }
 
+    /// Caller: a re-INVITE in the confirmed dialog with the same SDP (a session refresh,
+    /// RFC 4028), next CSeq.
+    fn reinvite(&mut self, call_id: &str) {
+        let via = self.via();
+        let contact = self.contact();
+        let body = sdp(&self.addr.ip().to_string(), self.media_port);
+        let d = self.dialog(call_id).unwrap();
+        d.local_cseq += 1;
+        let mut h = Headers::new();
+        h.push(HeaderName::Via, via);
+        h.push(HeaderName::MaxForwards, "70");
+        h.push(
+            HeaderName::From,
+            d.invite.headers.get(&HeaderName::From).unwrap(),
+        );
+        h.push(
+            HeaderName::To,
+            format!(
+                "{};tag={}",
+                d.invite.headers.get(&HeaderName::To).unwrap(),
+                d.remote_tag.clone().unwrap()
+            ),
+        );
+        h.push(HeaderName::CallId, d.call_id.clone());
+        h.push(HeaderName::CSeq, format!("{} INVITE", d.local_cseq));
+        h.push(HeaderName::Contact, contact);
+        h.push(HeaderName::ContentType, "application/sdp");
+        let req = Request {
+            method: Method::Invite,
+            uri: d.remote_target.clone().unwrap(),
+            headers: h,
+            body,
+        };
+        self.send_request(req);
+    }
+
     // ---- seat -----------------------------------------------------------------------
 
     /// REGISTER (RFC 3261 §10.2), with `authorization` after a 401.
@@ -602,7 +638,7 @@ impl Ua {
                 );
                 h.push(HeaderName::To, resp.headers.get(&HeaderName::To).unwrap());
                 h.push(HeaderName::CallId, call_id.clone());
-                h.push(HeaderName::CSeq, "1 ACK");
+                h.push(HeaderName::CSeq, format!("{} ACK", cseq.seq));
                 let ack = Request {
                     method: Method::Ack,
                     uri: d.remote_target.clone().unwrap(),
@@ -2543,4 +2579,72 @@ fn random_calls_cancels_hangups_and_loss_stay_consistent() {
         eprintln!("FAIL {f:?}");
     }
     assert!(failed.is_empty(), "{} failures", failed.len());
+}
+
+/// A session refresh: the caller re-INVITEs in the confirmed dialog; vigie answers 200
+/// with the SDP it already gave (same `o=` version, RFC 3264 §8), the ACK is absorbed and
+/// the seat is not involved.
+#[test]
+fn caller_reinvite_gets_the_same_answer() {
+    let (mut sim, caller, seat, call) = connected_call(Duration::from_secs(2));
+    let cid = sim.ua(caller).dialogs[0].call_id.clone();
+    sim.ua(caller).reinvite(&cid);
+    sim.run(40_000);
+    assert_eq!(
+        sim.ua(caller).seen(),
+        timed(&[
+            (1_020, "100 INVITE"),
+            (1_020, "180 INVITE"),
+            (3_040, "200 INVITE"),
+            (3_120, "100 INVITE"),
+            (3_120, "200 INVITE"),
+        ])
+    );
+    assert_eq!(
+        sim.sent_by("caller1"),
+        wire(&[
+            (1_000, "INVITE", false),
+            (3_040, "ACK", false),
+            (3_100, "INVITE", false),
+            (3_120, "ACK", false),
+        ])
+    );
+    let oks = sim.ua(caller).responses(200, Method::Invite);
+    assert_eq!(oks[1].cseq().unwrap().seq, 2);
+    assert_eq!(oks[1].body, oks[0].body);
+    assert_eq!(to_tag(&oks[1]), to_tag(&oks[0]));
+    assert_eq!(
+        sim.ua(seat).seen_names(),
+        strings(&["401 REGISTER", "200 REGISTER", "INVITE", "ACK"])
+    );
+    assert_eq!(sim.switch.retransmissions(), 0);
+    assert_eq!(sim.events_of(call).last().unwrap(), "answered agent01");
+    assert_eq!(sim.switch.active_calls(), 1);
+}
+
+/// Both sides hang up at the same instant (BYE glare): one `ended` event, each BYE
+/// answered, the seat idle.
+#[test]
+fn both_hang_up_at_once() {
+    let (mut sim, caller, seat, call) = connected_call(Duration::from_secs(2));
+    let caller_cid = sim.ua(caller).dialogs[0].call_id.clone();
+    let seat_cid = sim.ua(seat).dialogs[0].call_id.clone();
+    sim.ua(caller).hang_up(&caller_cid);
+    sim.ua(seat).hang_up(&seat_cid);
+    sim.run(40_000);
+    let ended: Vec<String> = sim
+        .events_of(call)
+        .into_iter()
+        .filter(|e| e.starts_with("ended"))
+        .collect();
+    // The seat's BYE reached vigie first (same instant, sent first): it got 200 and
+    // vigie BYEd the caller; the caller's own BYE crossed it and got 481.
+    assert_eq!(ended, strings(&["ended agent_hangup"]));
+    assert_eq!(sim.ua(seat).responses(200, Method::Bye).len(), 1);
+    assert_eq!(sim.ua(caller).requests(Method::Bye).len(), 1);
+    assert_eq!(sim.ua(caller).responses(481, Method::Bye).len(), 1);
+    assert_eq!(sim.ua(seat).requests(Method::Bye).len(), 0);
+    assert_eq!(sim.switch.active_calls(), 0);
+    assert_eq!(sim.seat_state("agent01"), "idle");
+    assert_eq!(sim.releases(call), 1);
 }
