@@ -148,6 +148,8 @@ struct Ua {
     overlaps: usize,
     /// Seat: refuse every INVITE with this status (486 Busy Here, 603 Decline).
     refuse: Option<u16>,
+    /// Seat: the Contact it registers, when not its address.
+    register_contact: Option<String>,
     /// Seat: the registrar said 200.
     registered: bool,
     reg_cseq: u32,
@@ -172,6 +174,7 @@ impl Ua {
             max_up: 0,
             overlaps: 0,
             refuse: None,
+            register_contact: None,
             registered: false,
             reg_cseq: 0,
             media_port,
@@ -417,7 +420,11 @@ impl Ua {
             format!("reg-{}@{}", self.name, self.addr),
         );
         h.push(HeaderName::CSeq, format!("{} REGISTER", self.reg_cseq));
-        h.push(HeaderName::Contact, self.contact());
+        let contact = self
+            .register_contact
+            .clone()
+            .unwrap_or_else(|| self.contact());
+        h.push(HeaderName::Contact, contact);
         h.push(HeaderName::Expires, "3600");
         if let Some(a) = authorization {
             h.push(HeaderName::Authorization, a);
@@ -806,6 +813,16 @@ impl Sim {
 
     /// A seat `agentNN` that registers at once (401 challenge, digest answer, 200).
     fn add_seat(&mut self, n: u16, answer_after: Option<Duration>) -> UaId {
+        self.add_seat_with_contact(n, answer_after, None)
+    }
+
+    /// A seat that registers `contact` instead of its address.
+    fn add_seat_with_contact(
+        &mut self,
+        n: u16,
+        answer_after: Option<Duration>,
+        contact: Option<String>,
+    ) -> UaId {
         let addr = SocketAddr::from(([127, 0, 0, 3], 7000 + n));
         let mut ua = Ua::new(
             format!("agent{n:02}"),
@@ -815,6 +832,7 @@ impl Sim {
             50_000 + 2 * n,
         );
         ua.answer_after = answer_after;
+        ua.register_contact = contact;
         ua.now = self.now;
         ua.register(None);
         self.uas.push(ua);
@@ -2647,4 +2665,37 @@ fn both_hang_up_at_once() {
     assert_eq!(sim.switch.active_calls(), 0);
     assert_eq!(sim.seat_state("agent01"), "idle");
     assert_eq!(sim.releases(call), 1);
+}
+
+/// A softphone that registers a Contact with a host name (vigie does no DNS) is reached
+/// where its REGISTER came from, with that Contact as Request-URI.
+#[test]
+fn seat_with_a_host_name_contact_is_reached_at_its_source() {
+    let mut sim = Sim::new(config(1));
+    let seat = sim.add_seat_with_contact(
+        1,
+        Some(Duration::from_secs(1)),
+        Some("<sip:agent01@softphone-01.example.net:7001>".into()),
+    );
+    sim.run(100);
+    let caller = sim.add_caller(1);
+    sim.run(1_000);
+    sim.ua(caller).invite();
+    sim.run(10_000);
+    assert_eq!(
+        sim.ua(seat).seen(),
+        timed(&[
+            (20, "401 REGISTER"),
+            (40, "200 REGISTER"),
+            (1_020, "INVITE"),
+            (2_040, "ACK"),
+        ])
+    );
+    let invite = sim.ua(seat).requests(Method::Invite).remove(0);
+    assert_eq!(
+        invite.uri.to_string(),
+        "sip:agent01@softphone-01.example.net:7001"
+    );
+    let call = sim.calls()[0];
+    assert_eq!(sim.events_of(call).last().unwrap(), "answered agent01");
 }

@@ -1291,7 +1291,9 @@ impl Switch {
 }
 
 /// Where to send requests for a Contact: its host and port when it is an IP literal
-/// over UDP; the registration's own connection when the seat registered over TCP.
+/// over UDP; the registration's own connection when the seat registered over TCP; the
+/// REGISTER's source when the Contact's host is a name (no DNS here). `None` for an
+/// overflow URI with a host name.
 fn contact_peer(contact: &Uri, registered_over: Option<Peer>) -> Option<Peer> {
     if let Some(p) = registered_over
         && p.kind == TransportKind::Tcp
@@ -1305,7 +1307,8 @@ fn contact_peer(contact: &Uri, registered_over: Option<Peer>) -> Option<Peer> {
     let ip = match &contact.host {
         Host::V4(v4) => IpAddr::V4(*v4),
         Host::V6(v6) => IpAddr::V6(*v6),
-        _ => return None,
+        // vigie does no DNS: a host name is reached where its REGISTER came from.
+        _ => return registered_over,
     };
     let port = contact.port.unwrap_or(5060);
     Some(Peer {
