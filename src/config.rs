@@ -149,8 +149,8 @@ pub struct RegistrarConfig {
     /// Registration granted when the seat asks for none, in seconds.
     pub default_expires_s: u32,
     /// Digest algorithms challenged with, most preferred first (RFC 8760 §2.4):
-    /// `SHA-256`, `MD5`. Clients that answer only the first challenge (SIPp, older
-    /// phones) need `MD5` first.
+    /// `SHA-256`, `MD5`. Default `MD5` only: SIPp answers only the first challenge and
+    /// Debian's baresip 1.0 refuses to register at all when any challenge is SHA-256.
     pub digest_algorithms: Vec<String>,
 }
 
@@ -171,6 +171,9 @@ pub struct QueueConfig {
     pub overflow_timeout_s: u64,
     /// Seconds before a call that came back from a failed overflow may overflow again.
     pub overflow_retry_s: u64,
+    /// Seconds before a call is offered again to seats that all declined or did not
+    /// answer it (Asterisk app_queue's `retry`).
+    pub retry_s: u64,
     /// Seats serving this queue; empty = every seat.
     pub seats: Vec<String>,
 }
@@ -292,7 +295,7 @@ impl Default for RegistrarConfig {
             min_expires_s: 60,
             max_expires_s: 3600,
             default_expires_s: 600,
-            digest_algorithms: vec!["SHA-256".to_owned(), "MD5".to_owned()],
+            digest_algorithms: vec!["MD5".to_owned()],
         }
     }
 }
@@ -307,6 +310,7 @@ impl Default for QueueConfig {
             overflow_uri: None,
             overflow_timeout_s: 20,
             overflow_retry_s: 30,
+            retry_s: 5,
             seats: Vec::new(),
         }
     }

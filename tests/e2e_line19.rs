@@ -18,10 +18,12 @@ const AGENTS_SIP: u16 = 5070;
 const AGENTS_MEDIA: u16 = 6000;
 const REGISTER_SIP: u16 = 5071;
 
+type Time = chrono::DateTime<chrono::Utc>;
+
 #[test]
 fn sixty_calls_over_twenty_seats_with_media() {
     let ip = unique_loopback();
-    let mut v = Vigie::start(ip, "[registrar]\ndigest_algorithms = [\"MD5\"]\n");
+    let mut v = Vigie::start(ip, "");
     let dir = v.dir.path().to_owned();
 
     let _agents = sipp(
@@ -176,11 +178,8 @@ fn sixty_calls_over_twenty_seats_with_media() {
         }
     }
     // At most 20 calls talking at once (exactly 20 at the peak), and no seat on two.
-    let mut edges: Vec<(chrono::DateTime<chrono::Utc>, i32)> = Vec::new();
-    let mut by_seat: HashMap<
-        String,
-        Vec<(chrono::DateTime<chrono::Utc>, chrono::DateTime<chrono::Utc>)>,
-    > = HashMap::new();
+    let mut edges: Vec<(Time, i32)> = Vec::new();
+    let mut by_seat: HashMap<String, Vec<(Time, Time)>> = HashMap::new();
     for c in &calls {
         let (a, e) = (c.answered_at.expect("answered"), c.ended_at.expect("ended"));
         edges.push((a, 1));

@@ -935,6 +935,8 @@ impl Sim {
     fn run(&mut self, ms: u64) {
         let until = self.at(ms);
         self.flush();
+        // A core whose poll_timeout stays at or before `now` would spin its driver.
+        let mut stuck = 0u32;
         loop {
             let next = [
                 self.switch.poll_timeout(),
@@ -947,6 +949,12 @@ impl Sim {
             let Some(next) = next.filter(|n| *n <= until) else {
                 break;
             };
+            if next <= self.now && self.in_flight.iter().all(|p| p.at > self.now) {
+                stuck += 1;
+                assert!(stuck < 1_000, "poll_timeout stuck at {} ms", self.ms());
+            } else {
+                stuck = 0;
+            }
             self.now = self.now.max(next);
             self.step();
         }
@@ -1850,7 +1858,8 @@ fn caller_bye_in_early_dialog_while_seat_rings() {
 
 /// vigie's ring-timeout CANCEL crosses the seat's 200: the seat's answer is ACKed and
 /// hung up, the caller never sees it, and once the seat has answered the BYE the call is
-/// offered again (the same seat starts a new round, being the only one).
+/// back in the queue; the only seat having failed it, it is offered again `retry_s` (5 s)
+/// later.
 #[test]
 fn ring_timeout_cancel_crosses_seat_200() {
     let mut sim = Sim::new(config(1));
@@ -1874,8 +1883,8 @@ fn ring_timeout_cancel_crosses_seat_200() {
             (16_020, "CANCEL"),
             (16_030, "ACK"),
             (16_030, "BYE"),
-            (16_050, "INVITE"),
-            (17_070, "ACK"),
+            (21_050, "INVITE"),
+            (22_070, "ACK"),
         ])
     );
     assert_eq!(
@@ -1883,7 +1892,7 @@ fn ring_timeout_cancel_crosses_seat_200() {
         timed(&[
             (1_020, "100 INVITE"),
             (1_020, "180 INVITE"),
-            (17_070, "200 INVITE"),
+            (22_070, "200 INVITE"),
         ])
     );
     let call = sim.calls()[0];
@@ -2062,9 +2071,9 @@ fn cancel_200_race_with_a_second_caller_waiting() {
 }
 
 /// The only seat refuses every offer (486, e.g. do-not-disturb on the phone): the waiting
-/// call is re-offered one round every MIN_ROUND (2 s), not at network speed.
+/// call is offered again every `retry_s` (5 s), not at network speed.
 #[test]
-fn refusing_seat_is_reoffered_once_per_round() {
+fn refusing_seat_is_reoffered_after_retry_s() {
     let mut sim = Sim::new(config(1));
     let seat = sim.add_seat(1, None);
     sim.ua(seat).refuse = Some(486);
@@ -2072,10 +2081,10 @@ fn refusing_seat_is_reoffered_once_per_round() {
     let caller = sim.add_caller(1);
     sim.run(1_000);
     sim.ua(caller).invite();
-    sim.run(10_000);
+    sim.run(12_000);
 
     let mut expect = vec![(10, "401 REGISTER"), (30, "200 REGISTER")];
-    for ms in [1_010, 3_010, 5_010, 7_010, 9_010] {
+    for ms in [1_010, 6_030, 11_050] {
         expect.push((ms, "INVITE"));
         expect.push((ms + 20, "ACK"));
     }
@@ -2088,7 +2097,7 @@ fn refusing_seat_is_reoffered_once_per_round() {
     );
     let call = sim.calls()[0];
     let mut events = strings(&["received 19", "queued line19"]);
-    for _ in 0..5 {
+    for _ in 0..3 {
         events.push("offered agent01".into());
         events.push("seat_failed agent01 Some(486) busy".into());
     }
@@ -2101,53 +2110,51 @@ fn refusing_seat_is_reoffered_once_per_round() {
     // The agent turns do-not-disturb off: the next round reaches them.
     sim.ua(seat).refuse = None;
     sim.ua(seat).answer_after = Some(Duration::from_secs(1));
-    sim.run(20_000);
+    sim.run(30_000);
     assert_eq!(sim.events_of(call).last().unwrap(), "answered agent01");
     assert_eq!(sim.ua(caller).up_count(), 1);
 }
 
-/// A trunk INVITE whose SDP offers no codec vigie relays (G.729 only), or no SDP at all,
-/// is refused with 488 at once (RFC 3264 §6, RFC 3261 §21.4.26) and journalled
-/// `ended media_refused`: it is never queued, so it cannot be offered to seats it could
-/// never reach.
+/// A trunk INVITE whose SDP offers no codec vigie relays (G.729 only) is refused with
+/// 488 at once (RFC 3264 §6, RFC 3261 §21.4.26) and journalled `ended media_refused`: it
+/// is never queued, so it cannot be offered to seats it could never reach. (An INVITE
+/// without SDP is a late offer, carried since main's 4597cb7.)
 #[test]
 fn offer_without_a_usable_codec_gets_488() {
     let g729 = Bytes::from_static(
         b"v=0\r\no=- 1 1 IN IP4 127.0.0.2\r\ns=-\r\nc=IN IP4 127.0.0.2\r\nt=0 0\r\n\
           m=audio 40002 RTP/AVP 18\r\na=rtpmap:18 G729/8000\r\n",
     );
-    for body in [g729, Bytes::new()] {
-        let mut sim = Sim::new(config(1));
-        let seat = sim.add_seat(1, Some(Duration::from_secs(1)));
-        sim.run(100);
-        let caller = sim.add_caller(1);
-        sim.run(1_000);
-        sim.ua(caller).invite_with(body);
-        sim.run(10_000);
+    let mut sim = Sim::new(config(1));
+    let seat = sim.add_seat(1, Some(Duration::from_secs(1)));
+    sim.run(100);
+    let caller = sim.add_caller(1);
+    sim.run(1_000);
+    sim.ua(caller).invite_with(g729);
+    sim.run(10_000);
 
-        assert_eq!(
-            sim.ua(caller).seen(),
-            timed(&[(1_020, "100 INVITE"), (1_020, "488 INVITE")])
-        );
-        assert_eq!(
-            sim.sent_by("caller1"),
-            wire(&[(1_000, "INVITE", false), (1_020, "ACK", false)])
-        );
-        let r488 = sim.ua(caller).responses(488, Method::Invite).remove(0);
-        assert!(to_tag(&r488).is_some());
-        assert_eq!(
-            sim.ua(seat).seen_names(),
-            strings(&["401 REGISTER", "200 REGISTER"])
-        );
-        let call = sim.calls()[0];
-        assert_eq!(
-            sim.events_of(call),
-            strings(&["received 19", "ended media_refused"])
-        );
-        assert!(sim.media.is_empty());
-        assert_eq!(sim.switch.active_calls(), 0);
-        assert_eq!(sim.seat_state("agent01"), "idle");
-    }
+    assert_eq!(
+        sim.ua(caller).seen(),
+        timed(&[(1_020, "100 INVITE"), (1_020, "488 INVITE")])
+    );
+    assert_eq!(
+        sim.sent_by("caller1"),
+        wire(&[(1_000, "INVITE", false), (1_020, "ACK", false)])
+    );
+    let r488 = sim.ua(caller).responses(488, Method::Invite).remove(0);
+    assert!(to_tag(&r488).is_some());
+    assert_eq!(
+        sim.ua(seat).seen_names(),
+        strings(&["401 REGISTER", "200 REGISTER"])
+    );
+    let call = sim.calls()[0];
+    assert_eq!(
+        sim.events_of(call),
+        strings(&["received 19", "ended media_refused"])
+    );
+    assert!(sim.media.is_empty());
+    assert_eq!(sim.switch.active_calls(), 0);
+    assert_eq!(sim.seat_state("agent01"), "idle");
 }
 
 /// The demo configuration with `seats` seats and the backup centre as overflow target.

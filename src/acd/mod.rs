@@ -16,11 +16,6 @@ use std::time::{Duration, Instant};
 
 use ulid::Ulid;
 
-/// Shortest time between the starts of two rounds of offers of one call: when every idle
-/// seat has failed a call quickly (486, 603, unreachable), the next round waits until this
-/// long after the previous one started, instead of re-offering at network speed.
-pub const MIN_ROUND: Duration = Duration::from_secs(2);
-
 /// A call as the ACD knows it: vigie's call id.
 pub type CallId = Ulid;
 
@@ -43,6 +38,9 @@ pub struct QueueSpec {
     pub overflow_timeout: Duration,
     /// After a failed overflow, how long before the call may overflow again.
     pub overflow_retry: Duration,
+    /// Once every available seat has failed a call (declined, no answer), how long
+    /// before the call is offered to them again (app_queue's `retry`).
+    pub retry: Duration,
     /// Seats serving this queue; empty = every seat.
     pub seats: Vec<SeatId>,
 }
@@ -156,10 +154,19 @@ struct AcdCall {
     state: CallState,
     /// Seats that failed this call since it last found every seat tried.
     tried: HashSet<SeatId>,
-    /// When the current round of offers started (see [`MIN_ROUND`]).
-    round_started: Instant,
     /// No overflow before this instant (after a failed overflow).
     overflow_not_before: Option<Instant>,
+    /// Every available seat failed this call: no new round of offers before this instant.
+    retry_at: Option<Instant>,
+}
+
+/// What [`Acd::pick_seat`] found for a call.
+enum Pick {
+    Seat(SeatId),
+    /// Idle seats exist but every one failed this call in this round.
+    Backoff,
+    /// No idle seat serves the queue.
+    NoSeat,
 }
 
 /// A queue's figures at one instant.
@@ -183,7 +190,7 @@ pub struct Acd {
     /// Per queue: calls in arrival order (waiting or further on).
     order: Vec<VecDeque<CallId>>,
     decisions: VecDeque<Decision>,
-    /// The latest instant the ACD was given: deadlines before it are already handled.
+    /// The latest instant the ACD dispatched at: deadlines before it are already handled.
     last_now: Option<Instant>,
 }
 
@@ -237,8 +244,8 @@ impl Acd {
                 arrived: now,
                 state: CallState::Waiting,
                 tried: HashSet::new(),
-                round_started: now,
                 overflow_not_before: None,
+                retry_at: None,
             },
         );
         if let Some(order) = self.order.get_mut(q) {
@@ -419,15 +426,19 @@ impl Acd {
             SeatState::Ringing { deadline, .. } => Some(deadline),
             _ => None,
         });
+        let retries = self.calls.values().filter_map(|c| match c.state {
+            // A retry instant already reached was handled by the dispatch at or after it
+            // (with no idle seat the call waits for a seat change): never report it again,
+            // or the driver would spin on a deadline in the past.
+            CallState::Waiting => c.retry_at.filter(|t| self.last_now.is_none_or(|n| *t > n)),
+            _ => None,
+        });
         let calls = self.calls.values().filter_map(|c| match c.state {
             CallState::Overflowing { deadline } => Some(deadline),
             CallState::Waiting => {
-                // Every idle seat failed it quickly: the next round of offers.
-                let round = Some(c.round_started + MIN_ROUND)
-                    .filter(|t| !c.tried.is_empty() && self.last_now.is_none_or(|n| *t > n));
                 let q = self.queues.get(c.queue)?;
                 if !q.has_overflow {
-                    return round;
+                    return None;
                 }
                 // With no seat online the call overflows as soon as it may; otherwise
                 // when it has waited max_wait.
@@ -436,15 +447,14 @@ impl Acd {
                 } else {
                     Some(c.arrived)
                 };
-                let overflow = match (due, c.overflow_not_before) {
+                match (due, c.overflow_not_before) {
                     (Some(d), Some(nb)) => Some(d.max(nb)),
                     (due, _) => due,
-                };
-                overflow.into_iter().chain(round).min()
+                }
             }
             _ => None,
         });
-        seats.chain(calls).min()
+        seats.chain(calls).chain(retries).min()
     }
 
     /// The next decision for the switch.
@@ -580,9 +590,12 @@ impl Acd {
                         .push_back(Decision::Overflow { call, reason });
                     continue;
                 }
-                let Some(seat) = self.pick_seat(now, qi, call) else {
-                    // Arrival order: no later call may take a seat this one could not.
-                    break;
+                let seat = match self.pick_seat(now, qi, call, spec.retry) {
+                    Pick::Seat(seat) => seat,
+                    // Arrival order: no later call may take a seat this one could take…
+                    Pick::NoSeat => break,
+                    // …but seats that just failed this call may serve the next one.
+                    Pick::Backoff => continue,
                 };
                 if let Some(s) = self.seats.get_mut(&seat) {
                     s.state = SeatState::Ringing {
@@ -598,9 +611,9 @@ impl Acd {
         }
     }
 
-    /// The longest-idle seat serving the queue that this call has not just failed on;
-    /// when every idle seat has failed it, the call starts a new round.
-    fn pick_seat(&mut self, now: Instant, queue: usize, call: CallId) -> Option<SeatId> {
+    /// The longest-idle seat serving the queue that this call has not failed on in this
+    /// round; when every idle seat has failed it, a new round starts after `retry`.
+    fn pick_seat(&mut self, now: Instant, queue: usize, call: CallId, retry: Duration) -> Pick {
         let idle: Vec<(Instant, SeatId)> = self
             .seats
             .iter()
@@ -611,22 +624,29 @@ impl Acd {
             })
             .collect();
         if idle.is_empty() {
-            return None;
+            return Pick::NoSeat;
         }
-        let c = self.calls.get_mut(&call)?;
-        let fresh = idle
-            .iter()
-            .filter(|(_, id)| !c.tried.contains(id))
-            .min_by(|a, b| a.0.cmp(&b.0).then_with(|| a.1.cmp(&b.1)));
-        match fresh {
-            Some((_, id)) => Some(id.clone()),
-            None if now < c.round_started + MIN_ROUND => None,
-            None => {
+        let Some(c) = self.calls.get_mut(&call) else {
+            return Pick::NoSeat;
+        };
+        let longest_idle = |seats: &mut dyn Iterator<Item = &(Instant, SeatId)>| {
+            seats
+                .min_by(|a, b| a.0.cmp(&b.0).then_with(|| a.1.cmp(&b.1)))
+                .map(|(_, id)| id.clone())
+        };
+        if let Some(id) = longest_idle(&mut idle.iter().filter(|(_, id)| !c.tried.contains(id))) {
+            return Pick::Seat(id);
+        }
+        match c.retry_at {
+            Some(at) if at <= now => {
                 c.tried.clear();
-                c.round_started = now;
-                idle.into_iter()
-                    .min_by(|a, b| a.0.cmp(&b.0).then_with(|| a.1.cmp(&b.1)))
-                    .map(|(_, id)| id)
+                c.retry_at = None;
+                longest_idle(&mut idle.iter()).map_or(Pick::NoSeat, Pick::Seat)
+            }
+            Some(_) => Pick::Backoff,
+            None => {
+                c.retry_at = Some(now + retry);
+                Pick::Backoff
             }
         }
     }
@@ -645,6 +665,7 @@ mod tests {
             has_overflow: false,
             overflow_timeout: Duration::from_secs(20),
             overflow_retry: Duration::from_secs(30),
+            retry: Duration::from_secs(5),
             seats: vec![],
         }
     }
@@ -721,21 +742,11 @@ mod tests {
         assert_eq!(d.len(), 2);
         acd.offer_failed(t0, id(1), "agent01", OfferFailure::Declined);
         // agent01 is idle again but call 1 just failed there; agent02 is busy with call 2.
-        // A new round starts, call 1 is offered to agent01 again rather than waiting
-        // forever, but not before MIN_ROUND after the first round started.
+        // Call 1 is not offered to agent01 again at once (no tight loop on a failing
+        // phone), but after `retry`.
         assert!(drain(&mut acd).is_empty());
-        assert_eq!(acd.poll_timeout(), Some(t0 + MIN_ROUND));
-        acd.handle_timeout(t0 + MIN_ROUND);
-        assert_eq!(
-            drain(&mut acd),
-            vec![Decision::Offer {
-                call: id(1),
-                seat: "agent01".into()
-            }]
-        );
-        // A round that already lasted MIN_ROUND (a ring timeout) restarts at once.
-        let t20 = t0 + Duration::from_secs(20);
-        acd.offer_failed(t20, id(1), "agent01", OfferFailure::NoAnswer);
+        assert_eq!(acd.poll_timeout(), Some(t0 + Duration::from_secs(5)));
+        acd.handle_timeout(t0 + Duration::from_secs(5));
         assert_eq!(
             drain(&mut acd),
             vec![Decision::Offer {
@@ -884,6 +895,42 @@ mod tests {
             }]
         );
         assert_eq!(acd.abandon_holding_seat(t1, id(9)), None);
+    }
+
+    #[test]
+    fn a_retry_instant_passed_without_idle_seat_is_not_reported_again() {
+        let t0 = Instant::now();
+        let mut acd = Acd::new(vec![spec()], seats(1));
+        acd.seat_online(t0, "agent01");
+        acd.enqueue(t0, id(1), "line19").unwrap();
+        drain(&mut acd);
+        acd.offer_failed(t0, id(1), "agent01", OfferFailure::Declined);
+        // Call 1 backs off until t0 + 5 s; call 2 takes the seat meanwhile.
+        let t1 = t0 + Duration::from_secs(1);
+        acd.enqueue(t1, id(2), "line19").unwrap();
+        assert_eq!(
+            drain(&mut acd),
+            vec![Decision::Offer {
+                call: id(2),
+                seat: "agent01".into()
+            }]
+        );
+        acd.offer_answered(t1, id(2), "agent01");
+        assert_eq!(acd.poll_timeout(), Some(t0 + Duration::from_secs(5)));
+        let t5 = t0 + Duration::from_secs(5);
+        acd.handle_timeout(t5);
+        assert!(drain(&mut acd).is_empty());
+        // Nothing left to wake up for (it was t5 for ever, spinning the driver).
+        assert_eq!(acd.poll_timeout(), None);
+        // The seat frees: call 1's new round starts at once.
+        acd.call_ended(t5 + Duration::from_secs(10), id(2));
+        assert_eq!(
+            drain(&mut acd),
+            vec![Decision::Offer {
+                call: id(1),
+                seat: "agent01".into()
+            }]
+        );
     }
 
     #[test]

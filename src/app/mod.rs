@@ -255,7 +255,6 @@ pub async fn start(config: Config) -> Result<(Bound, Shutdown), StartError> {
         ));
     }
     let (status_tx, status_rx) = watch::channel(Status::default());
-    let queue_names: Vec<String> = config.queues.iter().map(|q| q.name.clone()).collect();
     tokio::spawn(http::serve(
         http_listener,
         http::HttpState {
@@ -275,7 +274,6 @@ pub async fn start(config: Config) -> Result<(Bound, Shutdown), StartError> {
         metrics,
         recorder: Recorder::new(journal.clone()),
         status: status_tx,
-        queue_names,
         seen_responses: [0; 7],
         seen_retransmissions: 0,
     };
@@ -332,7 +330,6 @@ struct SwitchTask {
     metrics: Arc<Metrics>,
     recorder: Recorder,
     status: watch::Sender<Status>,
-    queue_names: Vec<String>,
     seen_responses: [u64; 7],
     seen_retransmissions: u64,
 }
@@ -557,7 +554,6 @@ impl SwitchTask {
                 }
             }
         }
-        let _ = &self.queue_names;
         let status = Status {
             queues: snaps
                 .into_iter()

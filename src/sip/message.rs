@@ -176,6 +176,14 @@ impl HeaderName {
     /// The canonical long form used when vigie writes the header.
     pub fn as_str(&self) -> &str {
         match self {
+            HeaderName::Other(s) => s,
+            known => known.known_name().unwrap_or_default(),
+        }
+    }
+
+    /// The canonical long form of a well-known header; `None` for [`HeaderName::Other`].
+    pub fn known_name(&self) -> Option<&'static str> {
+        Some(match self {
             HeaderName::Via => "Via",
             HeaderName::From => "From",
             HeaderName::To => "To",
@@ -207,8 +215,8 @@ impl HeaderName {
             HeaderName::RetryAfter => "Retry-After",
             HeaderName::ContentId => "Content-ID",
             HeaderName::Event => "Event",
-            HeaderName::Other(s) => s,
-        }
+            HeaderName::Other(_) => return None,
+        })
     }
 }
 

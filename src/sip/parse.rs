@@ -633,20 +633,20 @@ fn parse_header_lines<'a>(lines: impl Iterator<Item = &'a [u8]>) -> Result<Heade
 
 /// The headers the parser checks, by their static names.
 fn typed_name(name: &HeaderName) -> Option<&'static str> {
-    Some(match name {
-        HeaderName::Via => "Via",
-        HeaderName::From => "From",
-        HeaderName::To => "To",
-        HeaderName::CallId => "Call-ID",
-        HeaderName::CSeq => "CSeq",
-        HeaderName::Contact => "Contact",
-        HeaderName::MaxForwards => "Max-Forwards",
-        HeaderName::ContentLength => "Content-Length",
-        HeaderName::Expires => "Expires",
-        HeaderName::Route => "Route",
-        HeaderName::RecordRoute => "Record-Route",
-        _ => return None,
-    })
+    match name {
+        HeaderName::Via
+        | HeaderName::From
+        | HeaderName::To
+        | HeaderName::CallId
+        | HeaderName::CSeq
+        | HeaderName::Contact
+        | HeaderName::MaxForwards
+        | HeaderName::ContentLength
+        | HeaderName::Expires
+        | HeaderName::Route
+        | HeaderName::RecordRoute => name.known_name(),
+        _ => None,
+    }
 }
 
 /// What [`check_headers`] learnt.

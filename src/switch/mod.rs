@@ -35,6 +35,13 @@ use event::{AbandonPhase, CallEvent, CallEventKind, EndCause};
 /// The methods vigie answers (the `Allow` header, RFC 3261 §20.5).
 pub const ALLOW: &str = "INVITE, ACK, CANCEL, BYE, OPTIONS, REGISTER, UPDATE, INFO";
 
+/// vigie's offer to the seat when the caller's INVITE carried no SDP: G.711 A-law and
+/// µ-law and DTMF events (RFC 4733); the address is a placeholder that anchoring replaces.
+const LATE_OFFER_SDP: &[u8] =
+    b"v=0\r\no=- 0 0 IN IP4 192.0.2.1\r\ns=-\r\nc=IN IP4 192.0.2.1\r\nt=0 0\r\n\
+m=audio 9 RTP/AVP 8 0 101\r\na=rtpmap:8 PCMA/8000\r\na=rtpmap:0 PCMU/8000\r\n\
+a=rtpmap:101 telephone-event/8000\r\na=fmtp:101 0-15\r\na=sendrecv\r\n";
+
 /// Which side of the relay a media command is about.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Side {
@@ -88,7 +95,6 @@ pub enum Output {
 pub struct SwitchStats {
     /// Responses sent by class (index 1–6).
     pub responses_by_class: [u64; 7],
-    pub invites_received: u64,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -135,14 +141,16 @@ enum Phase {
 
 #[derive(Debug)]
 struct Call {
-    id: CallId,
     queue: String,
     /// The trunk's INVITE, to build responses from.
     invite: Request,
     invite_tx: ServerTxKey,
     a: Dialog,
-    /// The caller's SDP offer (the SDP part of the INVITE body).
+    /// The caller's SDP offer (the SDP part of the INVITE body), or vigie's template
+    /// when the INVITE had none.
     offer: Bytes,
+    /// The INVITE had no SDP: the caller answers in its ACK.
+    late_offer: bool,
     /// SDP vigie answered the caller with, once answered.
     a_sdp: Option<Bytes>,
     caller_user: String,
@@ -196,6 +204,7 @@ impl Switch {
                 has_overflow: q.overflow_uri.is_some(),
                 overflow_timeout: Duration::from_secs(q.overflow_timeout_s),
                 overflow_retry: Duration::from_secs(q.overflow_retry_s),
+                retry: Duration::from_secs(q.retry_s),
                 seats: q.seats.clone(),
             })
             .collect();
@@ -362,11 +371,15 @@ impl Switch {
     fn on_tx_event(&mut self, now: Instant, ev: TxEvent) {
         match ev {
             TxEvent::Request { key, from, request } => self.on_request(now, key, from, request),
-            TxEvent::Ack { request, .. } => self.on_ack(now, &request),
+            // The layer stops retransmitting our 2xx on the ACK (RFC 6026); an ACK only
+            // matters when it carries the caller's answer to a late offer.
+            TxEvent::Ack { request, .. } => self.on_ack(&request),
             TxEvent::Cancelled { invite, .. } => self.on_cancel(now, &invite),
             TxEvent::Response { key, response } => self.on_response(now, &key, response),
             TxEvent::Stray2xx { from, response } => self.on_stray_2xx(from, &response),
-            TxEvent::Timeout { key } => self.on_client_timeout(now, &key),
+            TxEvent::Timeout { key } | TxEvent::TransportError { key } => {
+                self.on_client_timeout(now, &key)
+            }
             TxEvent::ServerAckTimeout { key } => self.on_no_ack(now, &key),
             #[allow(unreachable_patterns)]
             _ => {}
@@ -389,10 +402,7 @@ impl Switch {
             return;
         }
         match req.method {
-            Method::Invite => {
-                self.stats.invites_received += 1;
-                self.new_call(now, key, from, req);
-            }
+            Method::Invite => self.new_call(now, key, from, req),
             Method::Register => {
                 let outcome = self.registrar.handle_register(now, from, &req);
                 let mut resp = outcome.response;
@@ -475,10 +485,10 @@ impl Switch {
                     Side::B => c.b.as_ref().map(|b| b.local_sdp.clone()),
                 });
                 let mut r = self.response_to(&req, 200, "OK", None);
-                r.headers.push(
-                    HeaderName::Contact,
-                    self.local.contact(&self.peer_of(call, side)),
-                );
+                if let Some(peer) = self.peer_of(call, side) {
+                    r.headers
+                        .push(HeaderName::Contact, self.local.contact(&peer));
+                }
                 if let Some(sdp) = sdp.filter(|_| !req.body.is_empty()) {
                     r.headers.push(HeaderName::ContentType, "application/sdp");
                     r.body = sdp;
@@ -492,15 +502,12 @@ impl Switch {
         }
     }
 
-    fn peer_of(&self, call: CallId, side: Side) -> Peer {
-        let c = self.calls.get(&call);
-        match (c, side) {
-            (Some(c), Side::A) => c.a.peer,
-            (Some(c), Side::B) => c.b.as_ref().map(|b| b.dialog.peer).unwrap_or(c.a.peer),
-            (None, _) => Peer {
-                kind: TransportKind::Udp,
-                addr: SocketAddr::from(([127, 0, 0, 1], 5060)),
-            },
+    /// The transport peer of one leg of a call.
+    fn peer_of(&self, call: CallId, side: Side) -> Option<Peer> {
+        let c = self.calls.get(&call)?;
+        match side {
+            Side::A => Some(c.a.peer),
+            Side::B => c.b.as_ref().map(|b| b.dialog.peer),
         }
     }
 
@@ -520,7 +527,7 @@ impl Switch {
             self.respond(now, &key, r);
             return;
         };
-        let (Ok(from_hdr), Ok(to_hdr), Ok(call_id), Ok(cseq)) = (
+        let (Ok(from_hdr), Ok(to_hdr), Ok(call_id), Ok(_)) = (
             req.header_from(),
             req.header_to(),
             req.call_id(),
@@ -538,6 +545,15 @@ impl Switch {
             .unwrap_or_else(|| from_hdr.uri.clone());
         let id = Ulid::generate();
         let (offer, locations) = split_body(&req);
+        // Late offer (RFC 3261 §13.2.1: INVITE without SDP): vigie makes the offer to the
+        // seat itself; the seat's answer becomes vigie's offer in the 200 to the caller,
+        // and the caller's answer arrives in the ACK.
+        let late_offer = offer.is_empty();
+        let offer = if late_offer {
+            Bytes::from_static(LATE_OFFER_SDP)
+        } else {
+            offer
+        };
         let tag = new_tag();
         let a = Dialog {
             call_id: call_id.to_owned(),
@@ -549,7 +565,6 @@ impl Switch {
             local_cseq: 0,
             peer: from,
         };
-        let _ = cseq;
         let caller_user = from_hdr
             .uri
             .user_unescaped()
@@ -572,7 +587,7 @@ impl Switch {
             }
             Err(e) => self.emit(id, CallEventKind::LocationError(e)),
         }
-        // An offer vigie cannot relay (no SDP, no PCMU/PCMA) could never reach a seat:
+        // An SDP offer vigie cannot relay (no PCMU/PCMA audio) could never reach a seat:
         // refuse it now (RFC 3264 §6) rather than queue a call every offer would fail.
         let mut probe = sdp::LocalOrigin::new(0);
         if let Err(e) = sdp::anchor(&offer, SocketAddr::new(self.media_ip, 0), &mut probe) {
@@ -603,12 +618,12 @@ impl Switch {
         self.calls.insert(
             id,
             Call {
-                id,
                 queue: queue.clone(),
                 invite: req,
                 invite_tx: key,
                 a,
                 offer,
+                late_offer,
                 a_sdp: None,
                 caller_user,
                 caller_display: from_hdr.display.clone(),
@@ -633,9 +648,40 @@ impl Switch {
         }
     }
 
-    fn on_ack(&mut self, _now: Instant, req: &Request) {
-        // The 2xx retransmissions stop in the transaction layer; nothing else to do.
-        let _ = req;
+    fn on_ack(&mut self, ack: &Request) {
+        if ack.body.is_empty() {
+            return;
+        }
+        let Some((id, Side::A)) = ack
+            .call_id()
+            .ok()
+            .and_then(|c| self.by_sip_call_id.get(c).copied())
+        else {
+            return;
+        };
+        let Some(call) = self.calls.get_mut(&id) else {
+            return;
+        };
+        if !call.late_offer {
+            return;
+        }
+        let relay = SocketAddr::new(self.media_ip, call.media.map(|m| m.b).unwrap_or(0));
+        let mut scratch = sdp::LocalOrigin::new(0);
+        match sdp::anchor(&ack.body, relay, &mut scratch) {
+            Ok(a) => {
+                if let Some(addr) = a.peer {
+                    self.outputs
+                        .push_back(Output::Media(MediaCommand::PeerHint {
+                            call: id,
+                            side: Side::A,
+                            addr,
+                        }));
+                }
+            }
+            Err(e) => {
+                tracing::info!(call = %id, error = %e, "SDP answer in the caller's ACK unusable")
+            }
+        }
     }
 
     fn on_cancel(&mut self, now: Instant, invite: &ServerTxKey) {
@@ -802,7 +848,7 @@ impl Switch {
                 return false;
             }
         };
-        if let Some(addr) = a_peer {
+        if let Some(addr) = a_peer.filter(|_| !call.late_offer) {
             self.outputs
                 .push_back(Output::Media(MediaCommand::PeerHint {
                     call: id,
@@ -1268,7 +1314,6 @@ impl Switch {
                     self.withdrawn.insert(b.dialog.call_id.clone(), (id, b));
                 }
             }
-            let _ = call.id;
         }
         self.outputs
             .push_back(Output::Media(MediaCommand::Release { call: id }));

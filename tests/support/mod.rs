@@ -326,8 +326,8 @@ pub fn sipp_counts(p: &Proc) -> (u64, u64) {
     (cumulative("Successful call"), cumulative("Failed call"))
 }
 
-/// Opens the journal read-only-ish through vigie's own store and returns every call row.
-pub fn journal_calls(db: &Path) -> Vec<vigie::store::CallRow> {
+/// Runs `f` on vigie's own store opened on the journal file `db`.
+fn with_store<T>(db: &Path, f: impl AsyncFnOnce(&vigie::store::Store) -> T) -> T {
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
@@ -336,25 +336,23 @@ pub fn journal_calls(db: &Path) -> Vec<vigie::store::CallRow> {
         let store = vigie::store::Store::open_sqlite(db)
             .await
             .expect("open journal");
-        let rows = store.recent_calls(10_000).await.expect("read calls");
+        let out = f(&store).await;
         store.close().await;
-        rows
+        out
     })
 }
 
-/// Every event of one call, from the journal.
+/// Every call row of the journal, newest first.
+pub fn journal_calls(db: &Path) -> Vec<vigie::store::CallRow> {
+    with_store(db, async |s| {
+        s.recent_calls(10_000).await.expect("read calls")
+    })
+}
+
+/// Every event of one call, from the journal, in order.
 pub fn journal_events(db: &Path, call: ulid::Ulid) -> Vec<vigie::store::EventRow> {
-    let rt = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .expect("runtime");
-    rt.block_on(async {
-        let store = vigie::store::Store::open_sqlite(db)
-            .await
-            .expect("open journal");
-        let rows = store.call_events(call).await.expect("read events");
-        store.close().await;
-        rows
+    with_store(db, async |s| {
+        s.call_events(call).await.expect("read events")
     })
 }
 
