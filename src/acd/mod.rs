@@ -190,6 +190,8 @@ pub struct Acd {
     /// Per queue: calls in arrival order (waiting or further on).
     order: Vec<VecDeque<CallId>>,
     decisions: VecDeque<Decision>,
+    /// The latest instant the ACD dispatched at: deadlines before it are already handled.
+    last_now: Option<Instant>,
 }
 
 impl Acd {
@@ -213,6 +215,7 @@ impl Acd {
             calls: HashMap::new(),
             order,
             decisions: VecDeque::new(),
+            last_now: None,
         }
     }
 
@@ -363,6 +366,21 @@ impl Acd {
         seat
     }
 
+    /// The caller hung up before an answer while a seat rang for it, and the switch is
+    /// withdrawing that seat's INVITE (CANCEL sent, RFC 3261 §9.1): the call leaves the
+    /// queue, but the seat stays reserved until the switch reports the INVITE's outcome
+    /// with [`Acd::offer_failed`], so it gets no new offer while its phone may still be
+    /// alerting or may just have answered. Returns that seat, if any.
+    pub fn abandon_holding_seat(&mut self, now: Instant, call: CallId) -> Option<SeatId> {
+        let seat = self.seats.iter().find_map(|(id, s)| match s.state {
+            SeatState::Ringing { call: c, .. } if c == call => Some(id.clone()),
+            _ => None,
+        });
+        self.forget(call);
+        self.dispatch(now);
+        seat
+    }
+
     /// Runs the timers due at `now`: ring timeouts, wrap-up ends, overflow deadlines.
     pub fn handle_timeout(&mut self, now: Instant) {
         let mut ring_timeouts = Vec::new();
@@ -409,7 +427,10 @@ impl Acd {
             _ => None,
         });
         let retries = self.calls.values().filter_map(|c| match c.state {
-            CallState::Waiting => c.retry_at,
+            // A retry instant already reached was handled by the dispatch at or after it
+            // (with no idle seat the call waits for a seat change): never report it again,
+            // or the driver would spin on a deadline in the past.
+            CallState::Waiting => c.retry_at.filter(|t| self.last_now.is_none_or(|n| *t > n)),
             _ => None,
         });
         let calls = self.calls.values().filter_map(|c| match c.state {
@@ -526,6 +547,7 @@ impl Acd {
 
     /// Offers waiting calls to idle seats and starts due overflows, in arrival order.
     fn dispatch(&mut self, now: Instant) {
+        self.last_now = Some(self.last_now.map_or(now, |n| n.max(now)));
         for qi in 0..self.queues.len() {
             let Some(spec) = self.queues.get(qi).cloned() else {
                 continue;
@@ -841,6 +863,74 @@ mod tests {
             }]
         );
         assert_eq!(acd.abandon(t0, id(9)), None);
+    }
+
+    #[test]
+    fn abandon_holding_seat_keeps_the_seat_until_the_offer_fails() {
+        let t0 = Instant::now();
+        let mut acd = Acd::new(vec![spec()], seats(1));
+        acd.seat_online(t0, "agent01");
+        acd.enqueue(t0, id(1), "line19").unwrap();
+        acd.enqueue(t0, id(2), "line19").unwrap();
+        drain(&mut acd);
+        let t1 = t0 + Duration::from_secs(3);
+        assert_eq!(
+            acd.abandon_holding_seat(t1, id(1)),
+            Some("agent01".to_owned())
+        );
+        // Call 1 is gone, call 2 waits: the seat is still reserved for call 1's INVITE.
+        assert!(drain(&mut acd).is_empty());
+        assert_eq!(acd.snapshot(t1)[0].waiting, 1);
+        assert!(matches!(
+            acd.seat_state("agent01"),
+            Some(SeatState::Ringing { call, .. }) if *call == id(1)
+        ));
+        // The seat's 487 arrives: free again, call 2 is offered.
+        acd.offer_failed(t1, id(1), "agent01", OfferFailure::NoAnswer);
+        assert_eq!(
+            drain(&mut acd),
+            vec![Decision::Offer {
+                call: id(2),
+                seat: "agent01".into()
+            }]
+        );
+        assert_eq!(acd.abandon_holding_seat(t1, id(9)), None);
+    }
+
+    #[test]
+    fn a_retry_instant_passed_without_idle_seat_is_not_reported_again() {
+        let t0 = Instant::now();
+        let mut acd = Acd::new(vec![spec()], seats(1));
+        acd.seat_online(t0, "agent01");
+        acd.enqueue(t0, id(1), "line19").unwrap();
+        drain(&mut acd);
+        acd.offer_failed(t0, id(1), "agent01", OfferFailure::Declined);
+        // Call 1 backs off until t0 + 5 s; call 2 takes the seat meanwhile.
+        let t1 = t0 + Duration::from_secs(1);
+        acd.enqueue(t1, id(2), "line19").unwrap();
+        assert_eq!(
+            drain(&mut acd),
+            vec![Decision::Offer {
+                call: id(2),
+                seat: "agent01".into()
+            }]
+        );
+        acd.offer_answered(t1, id(2), "agent01");
+        assert_eq!(acd.poll_timeout(), Some(t0 + Duration::from_secs(5)));
+        let t5 = t0 + Duration::from_secs(5);
+        acd.handle_timeout(t5);
+        assert!(drain(&mut acd).is_empty());
+        // Nothing left to wake up for (it was t5 for ever, spinning the driver).
+        assert_eq!(acd.poll_timeout(), None);
+        // The seat frees: call 1's new round starts at once.
+        acd.call_ended(t5 + Duration::from_secs(10), id(2));
+        assert_eq!(
+            drain(&mut acd),
+            vec![Decision::Offer {
+                call: id(1),
+                seat: "agent01".into()
+            }]
+        );
     }
 
     #[test]

@@ -113,22 +113,26 @@ struct OutLeg {
     ringing: bool,
     /// Set once vigie decided to withdraw the offer (CANCEL sent).
     cancelling: bool,
+    /// Given up at the ring (or overflow) timeout before any provisional response: the
+    /// ACD already counts the offer as failed, so the leg's late final response must not
+    /// be reported again (the call may be ringing that seat anew by then).
+    detached: bool,
     /// SDP vigie sent on this leg.
     local_sdp: Bytes,
 }
 
-/// A leg B that left its call before a final response: the caller abandoned, or the
-/// ring/overflow timeout passed while the far end had sent no provisional response. Its
-/// INVITE client transaction lives on (a CANCEL waits for a provisional, RFC 3261 §9.1),
-/// so a 2xx may still arrive: vigie ACKs it and hangs up with a BYE (RFC 3261 §15), so the
-/// agent's phone is never left in a call with nobody.
+/// What waits for the final response (or timeout) of a BYE vigie sent on leg B: the seat
+/// takes no new offer before its phone has left the previous call.
 #[derive(Debug)]
-struct DetachedLeg {
-    tx: ClientTxKey,
-    dialog: Dialog,
-    invite_cseq: u32,
-    /// The BYE's client transaction, once a late 2xx was ACKed and hung up.
-    bye: Option<ClientTxKey>,
+enum Closing {
+    /// The call ended: then the seat goes to wrap-up ([`Acd::call_ended`]).
+    Ended(CallId),
+    /// A 2xx that crossed our CANCEL was hung up: then the seat is free
+    /// ([`Acd::offer_failed`]).
+    Withdrawn(CallId, SeatId),
+    /// A 2xx that crossed our ring-timeout CANCEL was hung up: then the offer has failed
+    /// and the call goes back to its place in the queue.
+    Crossed(CallId),
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -179,8 +183,12 @@ pub struct Switch {
     calls: HashMap<CallId, Call>,
     by_invite_tx: HashMap<ServerTxKey, CallId>,
     by_sip_call_id: HashMap<String, (CallId, Side)>,
-    /// Legs B withdrawn before their final response, by their SIP Call-ID.
-    detached: HashMap<String, DetachedLeg>,
+    /// Leg-B INVITEs withdrawn with CANCEL after their call ended, by SIP Call-ID, kept
+    /// until their final response: a 2xx that crossed the CANCEL (RFC 3261 §9.1) is
+    /// ACKed and hung up with BYE, so the seat is not left in a call nobody hears.
+    withdrawn: HashMap<String, (CallId, OutLeg)>,
+    /// BYEs sent on leg B, by client transaction, until their final response.
+    closing: HashMap<ClientTxKey, Closing>,
     outputs: VecDeque<Output>,
     stats: SwitchStats,
 }
@@ -232,7 +240,8 @@ impl Switch {
             calls: HashMap::new(),
             by_invite_tx: HashMap::new(),
             by_sip_call_id: HashMap::new(),
-            detached: HashMap::new(),
+            withdrawn: HashMap::new(),
+            closing: HashMap::new(),
             outputs: VecDeque::new(),
             stats: SwitchStats::default(),
         }
@@ -582,20 +591,15 @@ impl Switch {
             }
             Err(e) => self.emit(id, CallEventKind::LocationError(e)),
         }
-        // vigie relays G.711 and needs the caller's offer in the INVITE (no late offer):
-        // what no seat could be offered is refused at once (RFC 3261 §13.3.1.3), never
-        // queued (every offer of it would fail).
+        // An SDP offer vigie cannot relay (no PCMU/PCMA audio) could never reach a seat:
+        // refuse it now (RFC 3264 §6) rather than queue a call every offer would fail.
         let mut probe = sdp::LocalOrigin::new(0);
         if let Err(e) = sdp::anchor(&offer, SocketAddr::new(self.media_ip, 0), &mut probe) {
-            tracing::warn!(call = %id, error = %e, "caller's SDP offer refused (488)");
-            let mut r = self.response_to(&req, 488, "Not Acceptable Here", Some(&tag));
+            tracing::warn!(call = %id, error = %e, "caller SDP refused");
+            let mut r = self.response_to(&req, e.status_code(), "Not Acceptable Here", Some(&tag));
             r.headers.push(
                 HeaderName::Other("Warning".into()),
-                format!(
-                    "305 {} \"{}\"",
-                    self.local.host,
-                    e.to_string().replace(['"', '\\'], "'")
-                ),
+                format!("305 {} \"Incompatible media format\"", self.local.host),
             );
             self.respond(now, &key, r);
             self.emit(
@@ -685,21 +689,25 @@ impl Switch {
     }
 
     fn on_cancel(&mut self, now: Instant, invite: &ServerTxKey) {
-        if let Some(id) = self.by_invite_tx.get(invite).copied() {
-            self.abandon(now, id);
-        }
-    }
-
-    /// The caller left before an answer: CANCEL, or BYE on the early dialog (RFC 3261
-    /// §15). The INVITE gets its 487 (§9.2, §15.1.2), leg B is CANCELled and the abandon
-    /// is journalled with where the call was.
-    fn abandon(&mut self, now: Instant, id: CallId) {
+        let Some(id) = self.by_invite_tx.get(invite).copied() else {
+            return;
+        };
         let Some(call) = self.calls.get(&id) else {
             return;
         };
         if call.phase == Phase::Connected {
             return;
         }
+        self.abandon(now, id);
+    }
+
+    /// The caller gave up before an answer (CANCEL, or BYE in the early dialog, RFC 3261
+    /// §15): 487 for its INVITE (§9.2, §15.1.2), the seat or overflow leg withdrawn, the
+    /// call ended as abandoned.
+    fn abandon(&mut self, now: Instant, id: CallId) {
+        let Some(call) = self.calls.get(&id) else {
+            return;
+        };
         let phase = match call.phase {
             Phase::Queued => AbandonPhase::Queued,
             Phase::Ringing => AbandonPhase::Ringing,
@@ -713,10 +721,20 @@ impl Switch {
         );
         let key = call.invite_tx.clone();
         self.respond(now, &key, r);
-        self.acd.abandon(now, id);
         self.cancel_out_leg(now, id);
         self.emit(id, CallEventKind::Abandoned { phase });
+        let b_call_id = self
+            .calls
+            .get(&id)
+            .and_then(|c| c.b.as_ref())
+            .map(|b| b.dialog.call_id.clone());
         self.finish(id);
+        // A seat whose INVITE is being withdrawn stays reserved until its final response.
+        if b_call_id.is_some_and(|cid| self.withdrawn.contains_key(&cid)) {
+            self.acd.abandon_holding_seat(now, id);
+        } else {
+            self.acd.abandon(now, id);
+        }
     }
 
     // ---- ACD decisions --------------------------------------------------------------
@@ -733,46 +751,6 @@ impl Switch {
         }
     }
 
-    /// The seat or overflow target rang past its timeout: CANCEL it; the call goes on
-    /// when the 487 comes. A far end that sent no provisional response cannot be
-    /// CANCELled yet (RFC 3261 §9.1: the CANCEL is held until one arrives) and may stay
-    /// silent until Timer B (64*T1): the call must not wait for it, so the leg is detached
-    /// and the call goes back to the queue at once.
-    fn leg_timed_out(&mut self, now: Instant, id: CallId) {
-        self.cancel_out_leg(now, id);
-        let silent = self
-            .calls
-            .get(&id)
-            .and_then(|c| c.b.as_ref())
-            .filter(|b| !b.ringing && !b.answered);
-        if silent.is_some() {
-            self.detach_out_leg(now, id, None, "no_answer");
-        }
-    }
-
-    /// Ends leg B for its call (like [`Switch::out_leg_failed`]) while its INVITE
-    /// transaction goes on: a late 2xx will still get its ACK and BYE.
-    fn detach_out_leg(
-        &mut self,
-        now: Instant,
-        id: CallId,
-        status: Option<u16>,
-        reason: &'static str,
-    ) {
-        if let Some(b) = self.calls.get(&id).and_then(|c| c.b.as_ref())
-            && !b.answered
-        {
-            let leg = DetachedLeg {
-                tx: b.tx.clone(),
-                dialog: b.dialog.clone(),
-                invite_cseq: b.invite_cseq,
-                bye: None,
-            };
-            self.detached.insert(b.dialog.call_id.clone(), leg);
-        }
-        self.out_leg_failed(now, id, status, reason);
-    }
-
     fn offer(&mut self, now: Instant, id: CallId, seat: SeatId) {
         let Some(call) = self.calls.get_mut(&id) else {
             self.acd
@@ -785,11 +763,13 @@ impl Switch {
         }
         let binding = self.registrar.lookup(&seat).into_iter().next();
         let Some(binding) = binding else {
-            self.seat_unusable(now, id, &seat, "no registered contact");
+            self.acd
+                .offer_failed(now, id, &seat, OfferFailure::Unreachable);
             return;
         };
         let Some(peer) = contact_peer(&binding.contact, Some(binding.source)) else {
-            self.seat_unusable(now, id, &seat, "Contact host is not an IP address");
+            self.acd
+                .offer_failed(now, id, &seat, OfferFailure::Unreachable);
             return;
         };
         let to = format!("<sip:{}@{}>", seat, self.local.host);
@@ -806,20 +786,9 @@ impl Switch {
             }
             self.emit(id, CallEventKind::Offered { seat });
         } else {
-            self.seat_unusable(now, id, &seat, "INVITE could not be sent");
+            self.acd
+                .offer_failed(now, id, &seat, OfferFailure::Unreachable);
         }
-    }
-
-    /// An offer failed before anything was sent to the seat. Offering it again would fail
-    /// the same way at once, and the ACD starts a new round of seats at once when every
-    /// seat failed the call, so the switch would spin on that seat and serve nothing else.
-    /// The seat is taken out of rotation (ACD offline) until its registration lapses and
-    /// it registers anew.
-    fn seat_unusable(&mut self, now: Instant, id: CallId, seat: &str, why: &'static str) {
-        tracing::error!(call = %id, %seat, why, "seat cannot be offered calls: out of rotation");
-        self.acd.seat_offline(now, seat);
-        self.acd
-            .offer_failed(now, id, seat, OfferFailure::Unreachable);
     }
 
     fn overflow(&mut self, now: Instant, id: CallId, reason: OverflowReason) {
@@ -942,6 +911,7 @@ impl Switch {
                 answered: false,
                 ringing: false,
                 cancelling: false,
+                detached: false,
                 local_sdp: sdp,
             });
         }
@@ -951,15 +921,17 @@ impl Switch {
     // ---- responses on leg B -----------------------------------------------------------
 
     fn on_response(&mut self, now: Instant, key: &ClientTxKey, resp: Response) {
+        if resp.status >= 200
+            && let Some(closing) = self.closing.remove(key)
+        {
+            self.closed(now, closing);
+            return;
+        }
         let Ok(cid) = resp.call_id() else {
             return;
         };
-        if self.detached.contains_key(cid) {
-            let cid = cid.to_owned();
-            self.on_detached_response(now, key, &cid, &resp);
-            return;
-        }
         let Some((id, Side::B)) = self.by_sip_call_id.get(cid).copied() else {
+            self.on_withdrawn_response(now, key, &resp);
             return;
         };
         let Ok(cseq) = resp.cseq() else {
@@ -981,54 +953,6 @@ impl Switch {
             101..=199 => self.on_b_provisional(id, &resp),
             200..=299 => self.on_b_answer(now, id, &resp),
             _ => self.on_b_failure(now, id, Some(resp.status)),
-        }
-    }
-
-    /// A response on a detached leg: a 2xx is ACKed and hung up (RFC 3261 §15); any other
-    /// final response, or the BYE's, ends it.
-    fn on_detached_response(
-        &mut self,
-        now: Instant,
-        key: &ClientTxKey,
-        cid: &str,
-        resp: &Response,
-    ) {
-        let Ok(cseq) = resp.cseq() else {
-            return;
-        };
-        let Some(d) = self.detached.get_mut(cid) else {
-            return;
-        };
-        let done = match (cseq.method, resp.status) {
-            (Method::Invite, 200..=299) if &d.tx == key && d.bye.is_none() => {
-                d.dialog.remote_tag = resp
-                    .header_to()
-                    .ok()
-                    .and_then(|t| t.tag().map(str::to_owned));
-                if let Some(c) = resp.contacts().ok().and_then(|c| c.into_iter().next()) {
-                    d.dialog.remote_target = c.uri;
-                }
-                let ack = d.dialog.ack(d.invite_cseq, &self.local, &self.user_agent);
-                let bye = d.dialog.request(Method::Bye, &self.local, &self.user_agent);
-                let peer = d.dialog.peer;
-                self.txn.send_stateless(peer, Message::Request(ack));
-                match self.txn.send_request(now, peer, bye) {
-                    Ok(k) => {
-                        d.bye = Some(k);
-                        false
-                    }
-                    Err(e) => {
-                        tracing::error!(sip_call_id = cid, error = %e, "BYE on a detached leg not sent");
-                        true
-                    }
-                }
-            }
-            (Method::Invite, 300..) => &d.tx == key,
-            (Method::Bye, 200..) => d.bye.as_ref() == Some(key),
-            _ => false,
-        };
-        if done {
-            self.detached.remove(cid);
         }
     }
 
@@ -1077,11 +1001,14 @@ impl Switch {
         self.txn.send_stateless(peer, Message::Request(ack));
         if cancelling {
             // Our CANCEL crossed the 200 (RFC 3261 §9.1): the seat answered a call we
-            // withdrew. ACK it and hang up that leg; the call goes on as before.
-            // Only a ring or overflow timeout CANCELs a leg of a call that goes on, so
-            // for the journal the seat did not answer in time (it did not decline).
-            self.bye_b(now, id);
-            self.out_leg_failed(now, id, Some(487), "no_answer");
+            // withdrew. ACK it and hang up that leg; the call goes on as before once the
+            // seat has answered the BYE.
+            match self.bye_b(now, id) {
+                Some(bye) => {
+                    self.closing.insert(bye, Closing::Crossed(id));
+                }
+                None => self.out_leg_failed(now, id, Some(487), "cancelled"),
+            }
             return;
         }
         // The seat's SDP becomes vigie's answer to the caller on the A port.
@@ -1162,7 +1089,6 @@ impl Switch {
         match b.target {
             Target::Seat(seat) => {
                 let why = match status {
-                    _ if reason == "no_answer" => OfferFailure::NoAnswer,
                     Some(487) => OfferFailure::NoAnswer,
                     Some(408) | None => OfferFailure::Unreachable,
                     _ => OfferFailure::Declined,
@@ -1184,18 +1110,79 @@ impl Switch {
         }
     }
 
-    fn on_stray_2xx(&mut self, from: Peer, resp: &Response) {
-        // A retransmitted 2xx: our ACK was lost; send it again (RFC 3261 §13.2.2.4).
-        if let Some(d) = resp
-            .call_id()
-            .ok()
-            .and_then(|c| self.detached.get(c))
-            .filter(|d| d.bye.is_some())
-        {
-            let ack = d.dialog.ack(d.invite_cseq, &self.local, &self.user_agent);
-            self.txn.send_stateless(from, Message::Request(ack));
+    /// A final response to a leg-B INVITE whose call already ended (the `withdrawn`
+    /// legs): a 2xx gets ACK and BYE (RFC 3261 §15); any final response forgets the leg.
+    fn on_withdrawn_response(&mut self, now: Instant, key: &ClientTxKey, resp: &Response) {
+        let Ok(cid) = resp.call_id() else {
+            return;
+        };
+        let is_final_for_invite = resp.status >= 200
+            && self
+                .withdrawn
+                .get(cid)
+                .is_some_and(|(_, leg)| &leg.tx == key);
+        if !is_final_for_invite {
             return;
         }
+        let Some((id, mut leg)) = self.withdrawn.remove(cid) else {
+            return;
+        };
+        let seat = match &leg.target {
+            Target::Seat(seat) if !leg.detached => Some(seat.clone()),
+            _ => None,
+        };
+        if resp.class() != 2 {
+            if let Some(seat) = seat {
+                self.acd
+                    .offer_failed(now, id, &seat, OfferFailure::NoAnswer);
+            }
+            return;
+        }
+        leg.dialog.remote_tag = resp
+            .header_to()
+            .ok()
+            .and_then(|t| t.tag().map(str::to_owned));
+        if let Some(c) = resp.contacts().ok().and_then(|c| c.into_iter().next()) {
+            leg.dialog.remote_target = c.uri;
+        }
+        let peer = leg.dialog.peer;
+        let ack = leg
+            .dialog
+            .ack(leg.invite_cseq, &self.local, &self.user_agent);
+        self.txn.send_stateless(peer, Message::Request(ack));
+        let bye = leg
+            .dialog
+            .request(Method::Bye, &self.local, &self.user_agent);
+        // The seat is free for new offers once its BYE is answered.
+        match (self.txn.send_request(now, peer, bye), seat) {
+            (Ok(bye), Some(seat)) => {
+                self.closing.insert(bye, Closing::Withdrawn(id, seat));
+            }
+            (Ok(_), None) => {}
+            (Err(e), seat) => {
+                tracing::error!(error = %e, "BYE on a withdrawn leg B not sent");
+                if let Some(seat) = seat {
+                    self.acd
+                        .offer_failed(now, id, &seat, OfferFailure::NoAnswer);
+                }
+            }
+        }
+    }
+
+    /// A BYE vigie sent on leg B got its final response or timed out.
+    fn closed(&mut self, now: Instant, closing: Closing) {
+        match closing {
+            Closing::Ended(id) => self.acd.call_ended(now, id),
+            Closing::Withdrawn(id, seat) => {
+                self.acd
+                    .offer_failed(now, id, &seat, OfferFailure::NoAnswer);
+            }
+            Closing::Crossed(id) => self.out_leg_failed(now, id, Some(487), "no_answer"),
+        }
+    }
+
+    fn on_stray_2xx(&mut self, from: Peer, resp: &Response) {
+        // A retransmitted 2xx: our ACK was lost; send it again (RFC 3261 §13.2.2.4).
         let Some((id, Side::B)) = resp
             .call_id()
             .ok()
@@ -1210,8 +1197,6 @@ impl Switch {
     }
 
     fn on_client_timeout(&mut self, now: Instant, key: &ClientTxKey) {
-        self.detached
-            .retain(|_, d| &d.tx != key && d.bye.as_ref() != Some(key));
         let found = self.calls.iter().find_map(|(id, c)| {
             c.b.as_ref()
                 .filter(|b| &b.tx == key && !b.answered)
@@ -1219,6 +1204,24 @@ impl Switch {
         });
         if let Some(id) = found {
             self.on_b_failure(now, id, None);
+        }
+        if let Some(closing) = self.closing.remove(key) {
+            self.closed(now, closing);
+        }
+        let timed_out: Vec<String> = self
+            .withdrawn
+            .iter()
+            .filter(|(_, (_, leg))| &leg.tx == key)
+            .map(|(cid, _)| cid.clone())
+            .collect();
+        for cid in timed_out {
+            if let Some((id, leg)) = self.withdrawn.remove(&cid)
+                && let Target::Seat(seat) = &leg.target
+                && !leg.detached
+            {
+                self.acd
+                    .offer_failed(now, id, seat, OfferFailure::Unreachable);
+            }
         }
     }
 
@@ -1250,14 +1253,68 @@ impl Switch {
         }
     }
 
-    fn bye_b(&mut self, now: Instant, id: CallId) {
-        let Some(b) = self.calls.get_mut(&id).and_then(|c| c.b.as_mut()) else {
+    /// The ring or overflow timeout passed: CANCEL leg B. A leg that sent no provisional
+    /// response cannot be CANCELled yet (RFC 3261 §9.1) and might never answer before
+    /// Timer B (32 s): it is given up now (the call moves on to the next seat or back to
+    /// the queue) and kept aside so a late 2xx still gets ACK and BYE.
+    fn leg_timed_out(&mut self, now: Instant, id: CallId) {
+        self.cancel_out_leg(now, id);
+        let Some(call) = self.calls.get_mut(&id) else {
             return;
         };
+        if !call.b.as_ref().is_some_and(|b| !b.ringing && !b.answered) {
+            return;
+        }
+        let Some(mut b) = call.b.take() else {
+            return;
+        };
+        call.phase = Phase::Queued;
+        b.detached = true;
+        self.by_sip_call_id.remove(&b.dialog.call_id);
+        let target = b.target.clone();
+        self.withdrawn.insert(b.dialog.call_id.clone(), (id, b));
+        match target {
+            Target::Seat(seat) => {
+                self.emit(
+                    id,
+                    CallEventKind::SeatFailed {
+                        seat: seat.clone(),
+                        status: None,
+                        reason: "no_answer",
+                    },
+                );
+                self.acd
+                    .offer_failed(now, id, &seat, OfferFailure::NoAnswer);
+            }
+            Target::Overflow(_) => {
+                self.emit(id, CallEventKind::OverflowFailed { status: None });
+                self.acd.overflow_failed(now, id);
+            }
+        }
+    }
+
+    /// BYE on leg B; returns its client transaction when sent.
+    fn bye_b(&mut self, now: Instant, id: CallId) -> Option<ClientTxKey> {
+        let b = self.calls.get_mut(&id).and_then(|c| c.b.as_mut())?;
         let bye = b.dialog.request(Method::Bye, &self.local, &self.user_agent);
         let peer = b.dialog.peer;
+        match self.txn.send_request(now, peer, bye) {
+            Ok(key) => Some(key),
+            Err(e) => {
+                tracing::error!(call = %id, error = %e, "BYE on leg B not sent");
+                None
+            }
+        }
+    }
+
+    fn bye_a(&mut self, now: Instant, id: CallId) {
+        let Some(call) = self.calls.get_mut(&id) else {
+            return;
+        };
+        let bye = call.a.request(Method::Bye, &self.local, &self.user_agent);
+        let peer = call.a.peer;
         if let Err(e) = self.txn.send_request(now, peer, bye) {
-            tracing::error!(call = %id, error = %e, "BYE on leg B not sent");
+            tracing::error!(call = %id, error = %e, "BYE to the caller not sent");
         }
     }
 
@@ -1267,29 +1324,28 @@ impl Switch {
             return;
         };
         if call.phase != Phase::Connected {
-            match from {
-                // The caller may BYE its early dialog (RFC 3261 §15): an abandon.
-                Side::A => self.abandon(now, id),
-                // The callee may not (§15); a seat that does has left the offer: the
-                // call goes back to the queue.
-                Side::B => {
-                    self.cancel_out_leg(now, id);
-                    self.detach_out_leg(now, id, None, "failed");
-                }
-            }
+            // BYE in the early dialog: the caller gave up like with CANCEL.
+            self.abandon(now, id);
             return;
         }
-        match from {
+        let seat_bye = match from {
             Side::A => self.bye_b(now, id),
             Side::B => {
-                let bye = call.a.request(Method::Bye, &self.local, &self.user_agent);
-                let peer = call.a.peer;
-                if let Err(e) = self.txn.send_request(now, peer, bye) {
-                    tracing::error!(call = %id, error = %e, "BYE to the caller not sent");
-                }
+                self.bye_a(now, id);
+                None
             }
+        };
+        if cause == EndCause::NoAck {
+            // RFC 3261 §13.3.1.4: the dialog is confirmed but the session ends with BYE.
+            self.bye_a(now, id);
         }
-        self.acd.call_ended(now, id);
+        // The seat leaves the call (wrap-up, then new offers) once our BYE is answered.
+        match seat_bye {
+            Some(key) => {
+                self.closing.insert(key, Closing::Ended(id));
+            }
+            None => self.acd.call_ended(now, id),
+        }
         self.emit(id, CallEventKind::Ended { cause });
         self.finish(id);
     }
@@ -1300,17 +1356,8 @@ impl Switch {
             self.by_sip_call_id.remove(&call.a.call_id);
             if let Some(b) = call.b {
                 self.by_sip_call_id.remove(&b.dialog.call_id);
-                if !b.answered {
-                    // CANCELled (or its CANCEL held): a late 2xx still needs ACK and BYE.
-                    self.detached.insert(
-                        b.dialog.call_id.clone(),
-                        DetachedLeg {
-                            tx: b.tx,
-                            dialog: b.dialog,
-                            invite_cseq: b.invite_cseq,
-                            bye: None,
-                        },
-                    );
+                if b.cancelling && !b.answered {
+                    self.withdrawn.insert(b.dialog.call_id.clone(), (id, b));
                 }
             }
         }
@@ -1335,7 +1382,9 @@ impl Switch {
 }
 
 /// Where to send requests for a Contact: its host and port when it is an IP literal
-/// over UDP; the registration's own connection when the seat registered over TCP.
+/// over UDP; the registration's own connection when the seat registered over TCP; the
+/// REGISTER's source when the Contact's host is a name (no DNS here). `None` for an
+/// overflow URI with a host name.
 fn contact_peer(contact: &Uri, registered_over: Option<Peer>) -> Option<Peer> {
     if let Some(p) = registered_over
         && p.kind == TransportKind::Tcp
@@ -1349,7 +1398,8 @@ fn contact_peer(contact: &Uri, registered_over: Option<Peer>) -> Option<Peer> {
     let ip = match &contact.host {
         Host::V4(v4) => IpAddr::V4(*v4),
         Host::V6(v6) => IpAddr::V6(*v6),
-        _ => return None,
+        // vigie does no DNS: a host name is reached where its REGISTER came from.
+        _ => return registered_over,
     };
     let port = contact.port.unwrap_or(5060);
     Some(Peer {
@@ -1371,449 +1421,33 @@ fn split_body(req: &Request) -> (Bytes, Result<Vec<location::Location>, String>)
     if !ct.starts_with("multipart/") {
         return (req.body.clone(), Ok(Vec::new()));
     }
-    // A body cut short keeps its whole parts (the SDP usually comes first): the call
-    // goes on, the location error is journalled.
-    let (parts, split_err) =
-        location::split_multipart_partial(req.content_type().unwrap_or(""), &req.body);
-    let sdp = parts
-        .iter()
-        .find(|p| {
-            p.content_type
-                .to_ascii_lowercase()
-                .starts_with("application/sdp")
-        })
-        .map(|p| p.body.clone())
-        .unwrap_or_default();
-    let mut locs = Vec::new();
-    let mut err = split_err.map(|e| e.to_string());
-    for p in parts
-        .iter()
-        .filter(|p| p.content_type.to_ascii_lowercase().contains("pidf+xml"))
-    {
-        match location::parse_pidf(&p.body) {
-            Ok(l) => locs.extend(l),
-            Err(e) => err = Some(e.to_string()),
-        }
-    }
-    match err {
-        Some(e) if locs.is_empty() => (sdp, Err(e)),
-        _ => (sdp, Ok(locs)),
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-    use crate::sip::parse::parse_datagram;
-    use crate::sip::registrar::RegistrarConfig;
-
-    const TRUNK: &str = "192.0.2.10:5060";
-    const BACKUP: &str = "192.0.2.50:5060";
-
-    fn udp(addr: &str) -> Peer {
-        Peer {
-            kind: TransportKind::Udp,
-            addr: addr.parse().expect("test address"),
-        }
-    }
-
-    /// A switch with no seat online whose queue overflows to [`BACKUP`] (`None`: no
-    /// overflow). Seat agent01 may register with password `demo`.
-    fn switch(now: Instant, overflow_timeout_s: Option<u64>) -> Switch {
-        let mut config = Config::default();
-        config.trunk.allowed_sources = vec!["192.0.2.10/32".to_owned()];
-        if let (Some(q), Some(timeout)) = (config.queues.first_mut(), overflow_timeout_s) {
-            q.overflow_uri = Some(format!("sip:19@{BACKUP}"));
-            q.overflow_timeout_s = timeout;
-        }
-        let local = LocalAddr {
-            host: "192.0.2.1".to_owned(),
-            udp_port: 5060,
-            tcp_port: 5060,
-        };
-        let seat = crate::sip::auth::Credential::from_password("agent01", "vigie", "demo");
-        let registrar = Registrar::new(RegistrarConfig::new("vigie"), vec![seat], now, [7; 32]);
-        Switch::new(&config, local, registrar)
-    }
-
-    /// Registers agent01 from 192.0.2.20:5070 with `contact`, answering the challenge.
-    fn register_agent01(sw: &mut Switch, now: Instant, contact: &str) {
-        let register = |n: u32, auth: &str| {
-            request(&format!(
-                "REGISTER sip:192.0.2.1 SIP/2.0\n\
-                 Via: SIP/2.0/UDP 192.0.2.20:5070;branch=z9hG4bK-reg-{n}\n\
-                 Max-Forwards: 70\n\
-                 From: <sip:agent01@192.0.2.1>;tag=reg\n\
-                 To: <sip:agent01@192.0.2.1>\n\
-                 Call-ID: reg-agent01\n\
-                 CSeq: {n} REGISTER\n\
-                 Contact: <{contact}>\n\
-                 Expires: 600\n\
-                 {auth}Content-Length: 0\n\n"
-            ))
-        };
-        sw.handle_message(now, udp("192.0.2.20:5070"), register(1, ""));
-        let out = drain(sw, now);
-        let challenge = out
-            .iter()
-            .find_map(|o| match o {
-                Output::Transmit(Transmit {
-                    message: Message::Response(r),
-                    ..
-                }) if r.status == 401 => r
-                    .headers
-                    .get_all(&HeaderName::WwwAuthenticate)
-                    .next()
-                    .map(str::to_owned),
-                _ => None,
-            })
-            .expect("a 401 challenge");
-        let auth = crate::sip::auth::answer_challenge(
-            &challenge,
-            "REGISTER",
-            "sip:192.0.2.1",
-            "agent01",
-            "demo",
-            "cn0nce",
-            1,
-        )
-        .expect("answerable challenge");
-        sw.handle_message(
-            now,
-            udp("192.0.2.20:5070"),
-            register(2, &format!("Authorization: {auth}\n")),
-        );
-        let out = drain(sw, now);
-        assert!(
-            out.iter()
-                .any(|o| matches!(o, Output::Seat { online: true, .. })),
-            "{out:?}"
-        );
-    }
-
-    fn request(text: &str) -> Message {
-        let text = text.replace('\n', "\r\n");
-        parse_datagram(text.as_bytes()).expect("test message parses")
-    }
-
-    fn trunk_invite() -> Message {
-        trunk_invite_offering("m=audio 4000 RTP/AVP 8\na=rtpmap:8 PCMA/8000\n")
-    }
-
-    fn trunk_invite_offering(media: &str) -> Message {
-        let sdp =
-            format!("v=0\no=t 1 1 IN IP4 192.0.2.10\ns=-\nc=IN IP4 192.0.2.10\nt=0 0\n{media}");
-        request(&format!(
-            "INVITE sip:19@192.0.2.1 SIP/2.0\n\
-             Via: SIP/2.0/UDP {TRUNK};branch=z9hG4bK-trunk-1\n\
-             Max-Forwards: 70\n\
-             From: <sip:+212600000001@192.0.2.10>;tag=caller\n\
-             To: <sip:19@192.0.2.1>\n\
-             Call-ID: trunk-call-1\n\
-             CSeq: 1 INVITE\n\
-             Contact: <sip:trunk@{TRUNK}>\n\
-             Content-Type: application/sdp\n\
-             Content-Length: {}\n\n{}",
-            sdp.replace('\n', "\r\n").len(),
-            sdp
-        ))
-    }
-
-    fn trunk_cancel() -> Message {
-        request(&format!(
-            "CANCEL sip:19@192.0.2.1 SIP/2.0\n\
-             Via: SIP/2.0/UDP {TRUNK};branch=z9hG4bK-trunk-1\n\
-             Max-Forwards: 70\n\
-             From: <sip:+212600000001@192.0.2.10>;tag=caller\n\
-             To: <sip:19@192.0.2.1>\n\
-             Call-ID: trunk-call-1\n\
-             CSeq: 1 CANCEL\n\
-             Content-Length: 0\n\n"
-        ))
-    }
-
-    /// Drains the switch; answers every media allocation with ports.
-    fn drain(sw: &mut Switch, now: Instant) -> Vec<Output> {
-        let mut out = Vec::new();
-        while let Some(o) = sw.poll_output() {
-            if let Output::Media(MediaCommand::Allocate { call }) = &o {
-                let call = *call;
-                out.push(o);
-                sw.handle_media_ready(now, call, Some(MediaPorts { a: 20000, b: 20002 }));
-                continue;
-            }
-            out.push(o);
-        }
-        out
-    }
-
-    /// Requests sent to `to`, by method.
-    fn sent(out: &[Output], to: &str, method: Method) -> Vec<Request> {
-        let to: SocketAddr = to.parse().expect("test address");
-        out.iter()
-            .filter_map(|o| match o {
-                Output::Transmit(Transmit {
-                    to: peer,
-                    message: Message::Request(r),
-                }) if peer.addr == to && r.method == method => Some(r.clone()),
-                _ => None,
-            })
-            .collect()
-    }
-
-    fn statuses(out: &[Output], to: &str) -> Vec<u16> {
-        let to: SocketAddr = to.parse().expect("test address");
-        out.iter()
-            .filter_map(|o| match o {
-                Output::Transmit(Transmit {
-                    to: peer,
-                    message: Message::Response(r),
-                }) if peer.addr == to => Some(r.status),
-                _ => None,
-            })
-            .collect()
-    }
-
-    fn events(out: &[Output]) -> Vec<CallEventKind> {
-        out.iter()
-            .filter_map(|o| match o {
-                Output::Event(e) => Some(e.kind.clone()),
-                _ => None,
-            })
-            .collect()
-    }
-
-    /// A trunk call overflowed to a backup that has sent nothing yet; returns vigie's
-    /// INVITE to the backup and vigie's tag towards the caller (from the 180).
-    fn overflowed_call(sw: &mut Switch, now: Instant) -> (Request, String) {
-        sw.handle_message(now, udp(TRUNK), trunk_invite());
-        let out = drain(sw, now);
-        assert_eq!(statuses(&out, TRUNK), [100, 180]);
-        let tag = out
-            .iter()
-            .find_map(|o| match o {
-                Output::Transmit(Transmit {
-                    message: Message::Response(r),
-                    ..
-                }) if r.status == 180 => {
-                    r.header_to().ok().and_then(|t| t.tag().map(str::to_owned))
-                }
-                _ => None,
-            })
-            .expect("180 with a To tag");
-        let invites = sent(&out, BACKUP, Method::Invite);
-        assert_eq!(invites.len(), 1, "{out:?}");
-        (invites.into_iter().next().expect("one INVITE"), tag)
-    }
-
-    #[test]
-    fn late_2xx_after_the_caller_abandoned_is_acked_and_hung_up() {
-        let t0 = Instant::now();
-        let mut sw = switch(t0, Some(20));
-        let (invite, _) = overflowed_call(&mut sw, t0);
-
-        // The caller gives up before the backup sent any provisional response: no CANCEL
-        // may go to the backup yet (RFC 3261 §9.1).
-        let t1 = t0 + Duration::from_millis(300);
-        sw.handle_message(t1, udp(TRUNK), trunk_cancel());
-        let out = drain(&mut sw, t1);
-        assert_eq!(statuses(&out, TRUNK), [200, 487]);
-        assert!(sent(&out, BACKUP, Method::Cancel).is_empty());
-        assert!(matches!(
-            events(&out).as_slice(),
-            [CallEventKind::Abandoned {
-                phase: AbandonPhase::Overflowing
-            }]
-        ));
-        assert_eq!(sw.active_calls(), 0);
-
-        // The backup answers anyway: vigie ACKs the 2xx and hangs up (RFC 3261 §15).
-        let t2 = t1 + Duration::from_millis(200);
-        let ok = invite.response(200, "OK", Some("backup-tag"));
-        sw.handle_message(t2, udp(BACKUP), Message::Response(ok.clone()));
-        let out = drain(&mut sw, t2);
-        let acks = sent(&out, BACKUP, Method::Ack);
-        let byes = sent(&out, BACKUP, Method::Bye);
-        assert_eq!((acks.len(), byes.len()), (1, 1), "{out:?}");
-        for r in acks.iter().chain(&byes) {
-            assert_eq!(
-                r.header_to().ok().and_then(|t| t.tag().map(str::to_owned)),
-                Some("backup-tag".to_owned())
-            );
-            assert_eq!(r.call_id().ok(), invite.call_id().ok());
-        }
-        assert!(events(&out).is_empty(), "the call's journal is closed");
-
-        // A retransmitted 2xx is ACKed again; the BYE's 200 ends the leg.
-        sw.handle_message(t2, udp(BACKUP), Message::Response(ok));
-        let out = drain(&mut sw, t2);
-        assert_eq!(sent(&out, BACKUP, Method::Ack).len(), 1, "{out:?}");
-        let bye = byes.into_iter().next().expect("one BYE");
-        sw.handle_message(
-            t2,
-            udp(BACKUP),
-            Message::Response(bye.response(200, "OK", None)),
-        );
-        drain(&mut sw, t2);
-        assert!(sw.detached.is_empty());
-    }
-
-    #[test]
-    fn silent_leg_is_given_up_at_its_timeout_and_cancelled_when_it_rings() {
-        let t0 = Instant::now();
-        let mut sw = switch(t0, Some(2));
-        let (invite, _) = overflowed_call(&mut sw, t0);
-
-        // The backup stays silent past the overflow timeout: the call is back in the
-        // queue at once (not after Timer B, 32 s), and the CANCEL is held.
-        let mut now = t0;
-        let mut failed_at = None;
-        while now < t0 + Duration::from_secs(5) && failed_at.is_none() {
-            now = sw.poll_timeout().expect("a timer is armed");
-            sw.handle_timeout(now);
-            let out = drain(&mut sw, now);
-            assert!(sent(&out, BACKUP, Method::Cancel).is_empty());
-            if events(&out)
+    match location::split_multipart(req.content_type().unwrap_or(""), &req.body) {
+        Ok(parts) => {
+            let sdp = parts
                 .iter()
-                .any(|e| matches!(e, CallEventKind::OverflowFailed { status: None }))
+                .find(|p| {
+                    p.content_type
+                        .to_ascii_lowercase()
+                        .starts_with("application/sdp")
+                })
+                .map(|p| p.body.clone())
+                .unwrap_or_default();
+            let mut locs = Vec::new();
+            let mut err = None;
+            for p in parts
+                .iter()
+                .filter(|p| p.content_type.to_ascii_lowercase().contains("pidf+xml"))
             {
-                failed_at = Some(now);
+                match location::parse_pidf(&p.body) {
+                    Ok(l) => locs.extend(l),
+                    Err(e) => err = Some(e.to_string()),
+                }
+            }
+            match err {
+                Some(e) if locs.is_empty() => (sdp, Err(e)),
+                _ => (sdp, Ok(locs)),
             }
         }
-        assert_eq!(failed_at, Some(t0 + Duration::from_secs(2)));
-        assert_eq!(sw.active_calls(), 1, "the caller is still waiting");
-        assert_eq!(
-            sw.acd().snapshot(now).first().map(|q| q.waiting),
-            Some(1),
-            "back in the queue"
-        );
-
-        // The backup rings late: the held CANCEL goes; its 487 ends the leg.
-        let ringing = invite.response(180, "Ringing", Some("late"));
-        sw.handle_message(now, udp(BACKUP), Message::Response(ringing));
-        let out = drain(&mut sw, now);
-        assert_eq!(sent(&out, BACKUP, Method::Cancel).len(), 1, "{out:?}");
-        assert!(events(&out).is_empty(), "{out:?}");
-        let terminated = invite.response(487, "Request Terminated", Some("late"));
-        sw.handle_message(now, udp(BACKUP), Message::Response(terminated));
-        let out = drain(&mut sw, now);
-        assert_eq!(sent(&out, BACKUP, Method::Ack).len(), 1, "{out:?}");
-        assert!(sw.detached.is_empty());
-        assert_eq!(sw.active_calls(), 1);
-    }
-
-    #[test]
-    fn offer_without_g711_is_refused_with_488_and_never_queued() {
-        let t0 = Instant::now();
-        let mut sw = switch(t0, None);
-        register_agent01(&mut sw, t0, "sip:agent01@192.0.2.20:5070");
-        sw.handle_message(
-            t0,
-            udp(TRUNK),
-            trunk_invite_offering("m=audio 4000 RTP/AVP 18\na=rtpmap:18 G729/8000\n"),
-        );
-        let out = drain(&mut sw, t0);
-        assert_eq!(statuses(&out, TRUNK), [100, 488]);
-        assert!(matches!(
-            events(&out).as_slice(),
-            [
-                CallEventKind::Received { .. },
-                CallEventKind::Ended {
-                    cause: EndCause::MediaRefused
-                }
-            ]
-        ));
-        assert!(sent(&out, "192.0.2.20:5070", Method::Invite).is_empty());
-        assert_eq!(sw.active_calls(), 0);
-        assert!(matches!(
-            sw.acd().seat_state("agent01"),
-            Some(crate::acd::SeatState::Idle { .. })
-        ));
-    }
-
-    #[test]
-    fn seat_whose_contact_cannot_be_reached_is_taken_out_of_rotation() {
-        // Before the fix this test never returned: every offer to agent01 failed at once
-        // and the ACD offered the call to it again, forever, inside handle_message.
-        let t0 = Instant::now();
-        let mut sw = switch(t0, None);
-        register_agent01(&mut sw, t0, "sip:agent01@pc-12.example.invalid:5070");
-        sw.handle_message(t0, udp(TRUNK), trunk_invite());
-        let out = drain(&mut sw, t0);
-        assert_eq!(statuses(&out, TRUNK), [100, 180]);
-        assert_eq!(
-            sw.acd().seat_state("agent01"),
-            Some(&crate::acd::SeatState::LoggedOut)
-        );
-        assert_eq!(sw.active_calls(), 1, "the caller waits on ringback");
-        assert_eq!(sw.acd().snapshot(t0).first().map(|q| q.waiting), Some(1));
-    }
-
-    #[test]
-    fn caller_bye_on_the_early_dialog_is_an_abandon_and_the_invite_gets_487() {
-        let t0 = Instant::now();
-        let mut sw = switch(t0, Some(20));
-        let (_, tag) = overflowed_call(&mut sw, t0);
-        let bye = request(&format!(
-            "BYE sip:vigie@192.0.2.1 SIP/2.0\n\
-             Via: SIP/2.0/UDP {TRUNK};branch=z9hG4bK-trunk-bye\n\
-             Max-Forwards: 70\n\
-             From: <sip:+212600000001@192.0.2.10>;tag=caller\n\
-             To: <sip:19@192.0.2.1>;tag={tag}\n\
-             Call-ID: trunk-call-1\n\
-             CSeq: 2 BYE\n\
-             Content-Length: 0\n\n"
-        ));
-        sw.handle_message(t0, udp(TRUNK), bye);
-        let out = drain(&mut sw, t0);
-        // 200 for the BYE, 487 for the pending INVITE (RFC 3261 §15.1.2).
-        assert_eq!(statuses(&out, TRUNK), [200, 487]);
-        assert!(matches!(
-            events(&out).as_slice(),
-            [CallEventKind::Abandoned {
-                phase: AbandonPhase::Overflowing
-            }]
-        ));
-        assert_eq!(sw.active_calls(), 0);
-    }
-
-    #[test]
-    fn seat_answering_as_its_ring_timeout_cancels_it_did_not_decline() {
-        let t0 = Instant::now();
-        let mut sw = switch(t0, None);
-        register_agent01(&mut sw, t0, "sip:agent01@192.0.2.20:5070");
-        sw.handle_message(t0, udp(TRUNK), trunk_invite());
-        let out = drain(&mut sw, t0);
-        let invite = sent(&out, "192.0.2.20:5070", Method::Invite)
-            .into_iter()
-            .next()
-            .expect("INVITE to agent01");
-        let seat = udp("192.0.2.20:5070");
-        let ringing = invite.response(180, "Ringing", Some("seat"));
-        sw.handle_message(t0, seat, Message::Response(ringing));
-        drain(&mut sw, t0);
-        // Ring timeout (15 s): CANCEL; the seat's 200 crosses it.
-        let t1 = t0 + Duration::from_secs(15);
-        sw.handle_timeout(t1);
-        let out = drain(&mut sw, t1);
-        assert_eq!(sent(&out, "192.0.2.20:5070", Method::Cancel).len(), 1);
-        let ok = invite.response(200, "OK", Some("seat"));
-        sw.handle_message(t1, seat, Message::Response(ok));
-        let out = drain(&mut sw, t1);
-        assert_eq!(sent(&out, "192.0.2.20:5070", Method::Ack).len(), 1);
-        assert_eq!(sent(&out, "192.0.2.20:5070", Method::Bye).len(), 1);
-        let failed: Vec<_> = events(&out)
-            .into_iter()
-            .filter(|e| matches!(e, CallEventKind::SeatFailed { .. }))
-            .collect();
-        assert_eq!(
-            failed,
-            [CallEventKind::SeatFailed {
-                seat: "agent01".to_owned(),
-                status: Some(487),
-                reason: "no_answer"
-            }]
-        );
-        assert_eq!(sw.active_calls(), 1, "the caller still waits");
+        Err(e) => (Bytes::new(), Err(e.to_string())),
     }
 }

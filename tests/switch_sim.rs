@@ -1,0 +1,2708 @@
+//! The B2BUA core ([`Switch`]) driven in virtual time with no sockets (quinn-proto
+//! `tests/util.rs` style): a trunk caller and agent seats built by hand on a simulated
+//! network that serialises every message with `to_bytes` and re-parses it with
+//! `parse_datagram`, with optional loss; relay ports are answered by a fake media relay.
+//! Every message each party sees, and every call event, is asserted in order.
+
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use vigie::acd::{CallId, SeatState};
+use vigie::config::Config;
+use vigie::sip::auth::{Credential, answer_challenge};
+use vigie::sip::message::{HeaderName, Headers, Message, Method, Request, Response, SipHeaders};
+use vigie::sip::parse::parse_datagram;
+use vigie::sip::registrar::{Registrar, RegistrarConfig};
+use vigie::sip::transaction::{build_ack, build_cancel, new_branch};
+use vigie::sip::transport::{Peer, TransportKind};
+use vigie::sip::uri::Uri;
+use vigie::switch::dialog::LocalAddr;
+use vigie::switch::event::{CallEvent, CallEventKind, EndCause};
+use vigie::switch::{MediaCommand, MediaPorts, Output, Switch};
+
+const T1: Duration = Duration::from_millis(500);
+const T2: Duration = Duration::from_secs(4);
+const REALM: &str = "vigie";
+const PASSWORD: &str = "demo";
+
+fn vigie_addr() -> SocketAddr {
+    SocketAddr::from(([127, 0, 0, 1], 5060))
+}
+
+fn summary(m: &Message) -> String {
+    match m {
+        Message::Request(r) => r.method.to_string(),
+        Message::Response(r) => format!(
+            "{} {}",
+            r.status,
+            r.cseq().map(|c| c.method.to_string()).unwrap_or_default()
+        ),
+    }
+}
+
+fn to_tag<M: SipHeaders>(m: &M) -> Option<String> {
+    m.header_to().ok().and_then(|t| t.tag().map(str::to_owned))
+}
+
+fn from_tag<M: SipHeaders>(m: &M) -> Option<String> {
+    m.header_from()
+        .ok()
+        .and_then(|t| t.tag().map(str::to_owned))
+}
+
+fn first_contact<M: SipHeaders>(m: &M) -> Option<Uri> {
+    m.contacts()
+        .ok()
+        .and_then(|c| c.into_iter().next())
+        .map(|c| c.uri)
+}
+
+fn sdp(ip: &str, port: u16) -> Bytes {
+    Bytes::from(format!(
+        "v=0\r\no=- 1 1 IN IP4 {ip}\r\ns=-\r\nc=IN IP4 {ip}\r\nt=0 0\r\n\
+         m=audio {port} RTP/AVP 0 8 101\r\na=rtpmap:101 telephone-event/8000\r\na=sendrecv\r\n"
+    ))
+}
+
+// ---------------------------------------------------------------------------------------
+// Simulated user agents
+// ---------------------------------------------------------------------------------------
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Role {
+    /// A trunk UAC placing one call to 19.
+    Caller,
+    /// An agent seat: registers, then answers vigie's INVITEs as a UAS.
+    Seat,
+}
+
+#[derive(Debug, Clone)]
+enum UaTimer {
+    /// Seat: send the 200 for this Call-ID.
+    Answer(String),
+    /// Seat: retransmit the 200 for this Call-ID until its ACK (RFC 3261 §13.3.1.4),
+    /// with the current interval.
+    Retransmit2xx(String, Duration),
+    /// Hang up this Call-ID.
+    Bye(String),
+}
+
+/// A request this UA retransmits until answered (RFC 3261 §17.1.1.2 timer A for INVITE
+/// until any response, §17.1.2.2 timer E for the others until a final response).
+#[derive(Debug)]
+struct PendingRequest {
+    branch: String,
+    request: Request,
+    next: Instant,
+    interval: Duration,
+    give_up: Instant,
+}
+
+#[derive(Debug)]
+struct UaDialog {
+    call_id: String,
+    /// The INVITE sent (caller) or received (seat).
+    invite: Request,
+    local_tag: String,
+    remote_tag: Option<String>,
+    /// The peer's Contact, Request-URI of in-dialog requests.
+    remote_target: Option<Uri>,
+    /// Seat: the 200 sent, for retransmission.
+    ok: Option<Response>,
+    /// Seat: the last response to the INVITE, sent again for a retransmitted INVITE.
+    last: Option<Response>,
+    /// Final status received (caller) or sent (seat).
+    final_status: Option<u16>,
+    /// Seat: the ACK for our 200 came.
+    acked: bool,
+    /// The call is up (200 sent or received, no BYE yet).
+    up: bool,
+    local_cseq: u32,
+}
+
+struct Ua {
+    /// The current virtual time (set by the simulation before every input).
+    now: Instant,
+    /// Requests sent and not yet answered.
+    pending: Vec<PendingRequest>,
+    name: String,
+    role: Role,
+    addr: SocketAddr,
+    /// SIP user: the seat id, or the caller's number.
+    user: String,
+    /// Every message received: (ms since start, message).
+    inbox: Vec<(u64, Message)>,
+    /// Messages to put on the wire (all go to vigie).
+    out: Vec<Message>,
+    timers: Vec<(Instant, UaTimer)>,
+    /// Seat: send 200 this long after the INVITE; `None` rings until CANCELled.
+    answer_after: Option<Duration>,
+    /// Send BYE this long after the call is up (caller: on the 200; seat: on the ACK).
+    hangup_after: Option<Duration>,
+    dialogs: Vec<UaDialog>,
+    /// Most dialogs up at once.
+    max_up: usize,
+    /// Seat: INVITEs received while another INVITE was pending or a call was up.
+    overlaps: usize,
+    /// Seat: refuse every INVITE with this status (486 Busy Here, 603 Decline).
+    refuse: Option<u16>,
+    /// Seat: the Contact it registers, when not its address.
+    register_contact: Option<String>,
+    /// Seat: the registrar said 200.
+    registered: bool,
+    reg_cseq: u32,
+    media_port: u16,
+}
+
+impl Ua {
+    fn new(name: String, role: Role, addr: SocketAddr, user: String, media_port: u16) -> Ua {
+        Ua {
+            now: Instant::now(),
+            pending: Vec::new(),
+            name,
+            role,
+            addr,
+            user,
+            inbox: Vec::new(),
+            out: Vec::new(),
+            timers: Vec::new(),
+            answer_after: None,
+            hangup_after: None,
+            dialogs: Vec::new(),
+            max_up: 0,
+            overlaps: 0,
+            refuse: None,
+            register_contact: None,
+            registered: false,
+            reg_cseq: 0,
+            media_port,
+        }
+    }
+
+    /// Puts a request on the wire and retransmits it until answered.
+    fn send_request(&mut self, request: Request) {
+        let branch = request
+            .top_via()
+            .ok()
+            .and_then(|v| v.branch().map(str::to_owned))
+            .unwrap();
+        self.pending.push(PendingRequest {
+            branch,
+            request: request.clone(),
+            next: self.now + T1,
+            interval: T1,
+            give_up: self.now + T1 * 64,
+        });
+        self.out.push(Message::Request(request));
+    }
+
+    fn via(&self) -> String {
+        format!("SIP/2.0/UDP {};branch={};rport", self.addr, new_branch())
+    }
+
+    fn contact(&self) -> String {
+        format!("<sip:{}@{}>", self.user, self.addr)
+    }
+
+    fn dialog(&mut self, call_id: &str) -> Option<&mut UaDialog> {
+        self.dialogs.iter_mut().find(|d| d.call_id == call_id)
+    }
+
+    /// What this UA received, as (ms, summary).
+    fn seen(&self) -> Vec<(u64, String)> {
+        self.inbox.iter().map(|(ms, m)| (*ms, summary(m))).collect()
+    }
+
+    fn seen_names(&self) -> Vec<String> {
+        self.inbox.iter().map(|(_, m)| summary(m)).collect()
+    }
+
+    /// The received requests with this method.
+    fn requests(&self, method: Method) -> Vec<Request> {
+        self.inbox
+            .iter()
+            .filter_map(|(_, m)| match m {
+                Message::Request(r) if r.method == method => Some(r.clone()),
+                _ => None,
+            })
+            .collect()
+    }
+
+    /// The received responses with this status and CSeq method.
+    fn responses(&self, status: u16, method: Method) -> Vec<Response> {
+        self.inbox
+            .iter()
+            .filter_map(|(_, m)| match m {
+                Message::Response(r)
+                    if r.status == status && r.cseq().is_ok_and(|c| c.method == method) =>
+                {
+                    Some(r.clone())
+                }
+                _ => None,
+            })
+            .collect()
+    }
+
+    fn up_count(&self) -> usize {
+        self.dialogs.iter().filter(|d| d.up).count()
+    }
+
+    fn set_up(&mut self, call_id: &str) {
+        if let Some(d) = self.dialog(call_id) {
+            d.up = true;
+        }
+        self.max_up = self.max_up.max(self.up_count());
+    }
+
+    // ---- caller ---------------------------------------------------------------------
+
+    /// Sends the trunk INVITE for 19 with an SDP offer.
+    fn invite(&mut self) -> String {
+        let body = sdp(&self.addr.ip().to_string(), self.media_port);
+        self.invite_with(body)
+    }
+
+    /// Sends the trunk INVITE for 19 with this body (SDP, or empty for no offer).
+    fn invite_with(&mut self, body: Bytes) -> String {
+        let call_id = format!("{}@{}", self.name, self.addr.ip());
+        let tag = format!("{}-tag", self.name);
+        let mut h = Headers::new();
+        h.push(HeaderName::Via, self.via());
+        h.push(HeaderName::MaxForwards, "70");
+        h.push(
+            HeaderName::From,
+            format!(
+                "\"{}\" <sip:{}@{}>;tag={tag}",
+                self.name,
+                self.user,
+                self.addr.ip()
+            ),
+        );
+        h.push(HeaderName::To, "<sip:19@127.0.0.1>");
+        h.push(HeaderName::CallId, call_id.clone());
+        h.push(HeaderName::CSeq, "1 INVITE");
+        h.push(HeaderName::Contact, self.contact());
+        if !body.is_empty() {
+            h.push(HeaderName::ContentType, "application/sdp");
+        }
+        let invite = Request {
+            method: Method::Invite,
+            uri: Uri::parse("sip:19@127.0.0.1").unwrap(),
+            headers: h,
+            body,
+        };
+        self.send_request(invite.clone());
+        self.dialogs.push(UaDialog {
+            call_id: call_id.clone(),
+            invite,
+            local_tag: tag,
+            remote_tag: None,
+            remote_target: None,
+            ok: None,
+            last: None,
+            final_status: None,
+            acked: false,
+            up: false,
+            local_cseq: 1,
+        });
+        call_id
+    }
+
+    /// CANCELs the (only) pending INVITE (RFC 3261 §9.1).
+    fn cancel(&mut self) {
+        let invite = self.dialogs.first().map(|d| d.invite.clone()).unwrap();
+        self.send_request(build_cancel(&invite));
+    }
+
+    // ---- both -----------------------------------------------------------------------
+
+    /// Sends BYE in the dialog (RFC 3261 §15.1.1); a caller may also send it in the early
+    /// dialog, before any final response (§15).
+    fn hang_up(&mut self, call_id: &str) {
+        let via = self.via();
+        let role = self.role;
+        let d = self.dialog(call_id).unwrap();
+        let early = role == Role::Caller && d.final_status.is_none() && d.remote_tag.is_some();
+        if !d.up && !early {
+            return;
+        }
+        d.up = false;
+        d.local_cseq += 1;
+        let (from, to) = match role {
+            Role::Caller => (
+                d.invite.headers.get(&HeaderName::From).unwrap().to_owned(),
+                format!(
+                    "{};tag={}",
+                    d.invite.headers.get(&HeaderName::To).unwrap(),
+                    d.remote_tag.clone().unwrap()
+                ),
+            ),
+            Role::Seat => (
+                format!(
+                    "{};tag={}",
+                    d.invite.headers.get(&HeaderName::To).unwrap(),
+                    d.local_tag
+                ),
+                d.invite.headers.get(&HeaderName::From).unwrap().to_owned(),
+            ),
+        };
+        let mut h = Headers::new();
+        h.push(HeaderName::Via, via);
+        h.push(HeaderName::MaxForwards, "70");
+        h.push(HeaderName::From, from);
+        h.push(HeaderName::To, to);
+        h.push(HeaderName::CallId, d.call_id.clone());
+        h.push(HeaderName::CSeq, format!("{} BYE", d.local_cseq));
+        let bye = Request {
+            method: Method::Bye,
+            uri: d.remote_target.clone().unwrap(),
+            headers: h,
+            body: Bytes::new(),
+        };
+        self.timers
+            .retain(|(_, t)| !matches!(t, UaTimer::Bye(c) if c == call_id));
+        self.send_request(bye);
+    }
+
+    /// Caller: a re-INVITE in the confirmed dialog with the same SDP (a session refresh,
+    /// RFC 4028), next CSeq.
+    fn reinvite(&mut self, call_id: &str) {
+        let via = self.via();
+        let contact = self.contact();
+        let body = sdp(&self.addr.ip().to_string(), self.media_port);
+        let d = self.dialog(call_id).unwrap();
+        d.local_cseq += 1;
+        let mut h = Headers::new();
+        h.push(HeaderName::Via, via);
+        h.push(HeaderName::MaxForwards, "70");
+        h.push(
+            HeaderName::From,
+            d.invite.headers.get(&HeaderName::From).unwrap(),
+        );
+        h.push(
+            HeaderName::To,
+            format!(
+                "{};tag={}",
+                d.invite.headers.get(&HeaderName::To).unwrap(),
+                d.remote_tag.clone().unwrap()
+            ),
+        );
+        h.push(HeaderName::CallId, d.call_id.clone());
+        h.push(HeaderName::CSeq, format!("{} INVITE", d.local_cseq));
+        h.push(HeaderName::Contact, contact);
+        h.push(HeaderName::ContentType, "application/sdp");
+        let req = Request {
+            method: Method::Invite,
+            uri: d.remote_target.clone().unwrap(),
+            headers: h,
+            body,
+        };
+        self.send_request(req);
+    }
+
+    // ---- seat -----------------------------------------------------------------------
+
+    /// REGISTER (RFC 3261 §10.2), with `authorization` after a 401.
+    fn register(&mut self, authorization: Option<String>) {
+        self.reg_cseq += 1;
+        let mut h = Headers::new();
+        h.push(HeaderName::Via, self.via());
+        h.push(HeaderName::MaxForwards, "70");
+        h.push(
+            HeaderName::From,
+            format!("<sip:{}@127.0.0.1>;tag=reg-{}", self.user, self.name),
+        );
+        h.push(HeaderName::To, format!("<sip:{}@127.0.0.1>", self.user));
+        h.push(
+            HeaderName::CallId,
+            format!("reg-{}@{}", self.name, self.addr),
+        );
+        h.push(HeaderName::CSeq, format!("{} REGISTER", self.reg_cseq));
+        let contact = self
+            .register_contact
+            .clone()
+            .unwrap_or_else(|| self.contact());
+        h.push(HeaderName::Contact, contact);
+        h.push(HeaderName::Expires, "3600");
+        if let Some(a) = authorization {
+            h.push(HeaderName::Authorization, a);
+        }
+        self.send_request(Request {
+            method: Method::Register,
+            uri: Uri::parse("sip:127.0.0.1").unwrap(),
+            headers: h,
+            body: Bytes::new(),
+        });
+    }
+
+    /// Seat: answers the INVITE of `call_id` with 200 and SDP, and retransmits it until
+    /// the ACK (RFC 3261 §13.3.1.4).
+    fn answer(&mut self, now: Instant, call_id: &str) {
+        let contact = self.contact();
+        let body = sdp(&self.addr.ip().to_string(), self.media_port);
+        let d = self.dialog(call_id).unwrap();
+        if d.final_status.is_some() {
+            return;
+        }
+        let mut ok = d.invite.response(200, "OK", Some(&d.local_tag));
+        ok.headers.push(HeaderName::Contact, contact);
+        ok.headers.push(HeaderName::ContentType, "application/sdp");
+        ok.body = body;
+        d.final_status = Some(200);
+        d.ok = Some(ok.clone());
+        d.last = Some(ok.clone());
+        self.out.push(Message::Response(ok));
+        self.set_up(call_id);
+        self.timers
+            .retain(|(_, t)| !matches!(t, UaTimer::Answer(c) if c == call_id));
+        self.timers
+            .push((now + T1, UaTimer::Retransmit2xx(call_id.to_owned(), T1)));
+    }
+
+    // ---- input ----------------------------------------------------------------------
+
+    fn receive(&mut self, now: Instant, ms: u64, msg: Message) {
+        self.inbox.push((ms, msg.clone()));
+        match msg {
+            Message::Request(r) => self.on_request(now, r),
+            Message::Response(r) => self.on_response(now, r),
+        }
+    }
+
+    fn on_request(&mut self, now: Instant, req: Request) {
+        let call_id = req.call_id().unwrap().to_owned();
+        match req.method {
+            Method::Invite if self.role == Role::Seat && self.dialog(&call_id).is_none() => {
+                if self
+                    .dialogs
+                    .iter()
+                    .any(|d| d.up || d.final_status.is_none())
+                {
+                    self.overlaps += 1;
+                }
+                let tag = format!("{}-{}", self.name, self.dialogs.len() + 1);
+                if let Some(status) = self.refuse {
+                    let r = req.response(status, "Refused", Some(&tag));
+                    self.out.push(Message::Response(r.clone()));
+                    self.dialogs.push(UaDialog {
+                        call_id: call_id.clone(),
+                        remote_tag: from_tag(&req),
+                        remote_target: first_contact(&req),
+                        invite: req,
+                        local_tag: tag,
+                        ok: None,
+                        last: Some(r),
+                        final_status: Some(status),
+                        acked: false,
+                        up: false,
+                        local_cseq: 0,
+                    });
+                    return;
+                }
+                let mut ringing = req.response(180, "Ringing", Some(&tag));
+                ringing.headers.push(HeaderName::Contact, self.contact());
+                self.out.push(Message::Response(ringing.clone()));
+                self.dialogs.push(UaDialog {
+                    call_id: call_id.clone(),
+                    remote_tag: from_tag(&req),
+                    remote_target: first_contact(&req),
+                    invite: req,
+                    local_tag: tag,
+                    ok: None,
+                    last: Some(ringing),
+                    final_status: None,
+                    acked: false,
+                    up: false,
+                    local_cseq: 0,
+                });
+                if let Some(after) = self.answer_after {
+                    self.timers.push((now + after, UaTimer::Answer(call_id)));
+                }
+            }
+            Method::Invite if self.role == Role::Seat => {
+                // A retransmission: the last response again (RFC 3261 §17.2.1).
+                if let Some(r) = self.dialog(&call_id).and_then(|d| d.last.clone()) {
+                    self.out.push(Message::Response(r));
+                }
+            }
+            Method::Cancel => {
+                let Some(d) = self.dialog(&call_id) else {
+                    return;
+                };
+                let ok = req.response(200, "OK", Some(&d.local_tag));
+                let terminated = if d.final_status.is_none() {
+                    d.final_status = Some(487);
+                    let r = d
+                        .invite
+                        .response(487, "Request Terminated", Some(&d.local_tag));
+                    d.last = Some(r.clone());
+                    Some(r)
+                } else {
+                    None
+                };
+                self.out.push(Message::Response(ok));
+                if let Some(r) = terminated {
+                    self.out.push(Message::Response(r));
+                    self.timers
+                        .retain(|(_, t)| !matches!(t, UaTimer::Answer(c) if *c == call_id));
+                }
+            }
+            Method::Ack => {
+                let hangup = self.hangup_after;
+                let Some(d) = self.dialog(&call_id) else {
+                    return;
+                };
+                if d.final_status != Some(200) || d.acked {
+                    return;
+                }
+                d.acked = true;
+                self.timers
+                    .retain(|(_, t)| !matches!(t, UaTimer::Retransmit2xx(c, _) if *c == call_id));
+                if let Some(after) = hangup {
+                    self.timers.push((now + after, UaTimer::Bye(call_id)));
+                }
+            }
+            Method::Bye => {
+                let ok = req.response(200, "OK", None);
+                self.out.push(Message::Response(ok));
+                if let Some(d) = self.dialog(&call_id) {
+                    d.up = false;
+                }
+                self.timers
+                    .retain(|(_, t)| !matches!(t, UaTimer::Bye(c) if *c == call_id));
+            }
+            _ => {}
+        }
+    }
+
+    fn on_response(&mut self, now: Instant, resp: Response) {
+        let cseq = resp.cseq().unwrap();
+        let branch = resp
+            .top_via()
+            .ok()
+            .and_then(|v| v.branch().map(str::to_owned));
+        let was_pending = self.pending.len();
+        self.pending.retain(|p| {
+            !(Some(&p.branch) == branch.as_ref()
+                && p.request.method == cseq.method
+                && (cseq.method == Method::Invite || resp.status >= 200))
+        });
+        if cseq.method == Method::Register && was_pending == self.pending.len() {
+            return; // a retransmitted final response
+        }
+        if cseq.method == Method::Register {
+            match resp.status {
+                401 => {
+                    let challenge = resp
+                        .headers
+                        .get(&HeaderName::WwwAuthenticate)
+                        .unwrap()
+                        .to_owned();
+                    let auth = answer_challenge(
+                        &challenge,
+                        "REGISTER",
+                        "sip:127.0.0.1",
+                        &self.user,
+                        PASSWORD,
+                        "0a4f113b",
+                        1,
+                    )
+                    .unwrap();
+                    self.register(Some(auth));
+                }
+                200 => self.registered = true,
+                s => panic!("{} REGISTER got {s}", self.name),
+            }
+            return;
+        }
+        if cseq.method != Method::Invite || self.role != Role::Caller {
+            return;
+        }
+        let call_id = resp.call_id().unwrap().to_owned();
+        let hangup = self.hangup_after;
+        let via = self.via();
+        let Some(d) = self.dialog(&call_id) else {
+            return;
+        };
+        match resp.status {
+            100 => {}
+            101..=199 => {
+                d.remote_tag = to_tag(&resp).or(d.remote_tag.take());
+                d.remote_target = first_contact(&resp).or(d.remote_target.take());
+            }
+            200..=299 => {
+                // Every 2xx, retransmissions included, gets an ACK (RFC 3261 §13.2.2.4).
+                d.remote_tag = to_tag(&resp);
+                d.remote_target = first_contact(&resp);
+                let mut h = Headers::new();
+                h.push(HeaderName::Via, via);
+                h.push(HeaderName::MaxForwards, "70");
+                h.push(
+                    HeaderName::From,
+                    d.invite.headers.get(&HeaderName::From).unwrap(),
+                );
+                h.push(HeaderName::To, resp.headers.get(&HeaderName::To).unwrap());
+                h.push(HeaderName::CallId, call_id.clone());
+                h.push(HeaderName::CSeq, format!("{} ACK", cseq.seq));
+                let ack = Request {
+                    method: Method::Ack,
+                    uri: d.remote_target.clone().unwrap(),
+                    headers: h,
+                    body: Bytes::new(),
+                };
+                let first = d.final_status.is_none();
+                d.final_status = Some(resp.status);
+                self.out.push(Message::Request(ack));
+                if first {
+                    self.set_up(&call_id);
+                    if let Some(after) = hangup {
+                        self.timers.push((now + after, UaTimer::Bye(call_id)));
+                    }
+                }
+            }
+            _ => {
+                // ACK for a non-2xx final: same branch as the INVITE (§17.1.1.3).
+                d.final_status = Some(resp.status);
+                let ack = build_ack(&d.invite, &resp);
+                self.out.push(Message::Request(ack));
+            }
+        }
+    }
+
+    fn next_timer(&self) -> Option<Instant> {
+        self.timers
+            .iter()
+            .map(|(at, _)| *at)
+            .chain(self.pending.iter().map(|p| p.next))
+            .min()
+    }
+
+    fn on_timers(&mut self, now: Instant) {
+        let mut resend = Vec::new();
+        self.pending.retain_mut(|p| {
+            if p.next > now {
+                return true;
+            }
+            if now >= p.give_up {
+                return false;
+            }
+            resend.push(p.request.clone());
+            p.interval = if p.request.method == Method::Invite {
+                p.interval * 2
+            } else {
+                (p.interval * 2).min(T2)
+            };
+            p.next += p.interval;
+            true
+        });
+        self.out.extend(resend.into_iter().map(Message::Request));
+        let (due, later): (Vec<_>, Vec<_>) = self.timers.drain(..).partition(|(at, _)| *at <= now);
+        self.timers = later;
+        for (at, t) in due {
+            match t {
+                UaTimer::Answer(c) => self.answer(now, &c),
+                UaTimer::Bye(c) => self.hang_up(&c),
+                UaTimer::Retransmit2xx(c, interval) => {
+                    let Some(ok) = self.dialog(&c).and_then(|d| d.ok.clone()) else {
+                        continue;
+                    };
+                    self.out.push(Message::Response(ok));
+                    let next = (interval * 2).min(T2);
+                    self.timers
+                        .push((at + next, UaTimer::Retransmit2xx(c, next)));
+                }
+            }
+        }
+    }
+}
+
+// ---------------------------------------------------------------------------------------
+// The simulation
+// ---------------------------------------------------------------------------------------
+
+/// One message put on the wire.
+#[derive(Debug, Clone, PartialEq, Eq)]
+struct Wire {
+    ms: u64,
+    from: String,
+    to: String,
+    what: String,
+    dropped: bool,
+}
+
+type DropFilter = Box<dyn FnMut(&Wire) -> bool>;
+
+struct Packet {
+    at: Instant,
+    from: SocketAddr,
+    to: SocketAddr,
+    bytes: Vec<u8>,
+}
+
+struct Sim {
+    start: Instant,
+    now: Instant,
+    /// One-way latency of every hop.
+    latency: Duration,
+    switch: Switch,
+    uas: Vec<Ua>,
+    in_flight: Vec<Packet>,
+    /// Returns true to drop a message.
+    drop: DropFilter,
+    wire: Vec<Wire>,
+    events: Vec<(u64, CallEvent)>,
+    media: Vec<(u64, MediaCommand)>,
+    seat_changes: Vec<(String, bool)>,
+    next_port: u16,
+}
+
+type UaId = usize;
+
+impl Sim {
+    fn new(config: Config) -> Sim {
+        let start = Instant::now();
+        let creds = config
+            .seats
+            .iter()
+            .map(|s| Credential::from_password(&s.id, REALM, PASSWORD))
+            .collect();
+        let registrar = Registrar::new(RegistrarConfig::new(REALM), creds, start, [7u8; 32]);
+        let local = LocalAddr {
+            host: "127.0.0.1".into(),
+            udp_port: 5060,
+            tcp_port: 5060,
+        };
+        Sim {
+            start,
+            now: start,
+            latency: Duration::from_millis(10),
+            switch: Switch::new(&config, local, registrar),
+            uas: Vec::new(),
+            in_flight: Vec::new(),
+            drop: Box::new(|_| false),
+            wire: Vec::new(),
+            events: Vec::new(),
+            media: Vec::new(),
+            seat_changes: Vec::new(),
+            next_port: 20_000,
+        }
+    }
+
+    fn ms(&self) -> u64 {
+        u64::try_from((self.now - self.start).as_millis()).unwrap()
+    }
+
+    fn at(&self, ms: u64) -> Instant {
+        self.start + Duration::from_millis(ms)
+    }
+
+    fn add_caller(&mut self, n: u16) -> UaId {
+        let addr = SocketAddr::from(([127, 0, 0, 2], 6000 + n));
+        let ua = Ua::new(
+            format!("caller{n}"),
+            Role::Caller,
+            addr,
+            format!("06000000{n:02}"),
+            40_000 + 2 * n,
+        );
+        self.uas.push(ua);
+        self.uas.len() - 1
+    }
+
+    /// A seat `agentNN` that registers at once (401 challenge, digest answer, 200).
+    fn add_seat(&mut self, n: u16, answer_after: Option<Duration>) -> UaId {
+        self.add_seat_with_contact(n, answer_after, None)
+    }
+
+    /// A seat that registers `contact` instead of its address.
+    fn add_seat_with_contact(
+        &mut self,
+        n: u16,
+        answer_after: Option<Duration>,
+        contact: Option<String>,
+    ) -> UaId {
+        let addr = SocketAddr::from(([127, 0, 0, 3], 7000 + n));
+        let mut ua = Ua::new(
+            format!("agent{n:02}"),
+            Role::Seat,
+            addr,
+            format!("agent{n:02}"),
+            50_000 + 2 * n,
+        );
+        ua.answer_after = answer_after;
+        ua.register_contact = contact;
+        ua.now = self.now;
+        ua.register(None);
+        self.uas.push(ua);
+        self.flush();
+        self.uas.len() - 1
+    }
+
+    /// The backup centre at `sip:19@127.0.0.4:5080`, a UAS that needs no registration.
+    fn add_backup(&mut self, answer_after: Option<Duration>) -> UaId {
+        let addr = SocketAddr::from(([127, 0, 0, 4], 5080));
+        let mut ua = Ua::new("backup".into(), Role::Seat, addr, "19".into(), 60_000);
+        ua.answer_after = answer_after;
+        self.uas.push(ua);
+        self.uas.len() - 1
+    }
+
+    fn ua(&mut self, id: UaId) -> &mut Ua {
+        let now = self.now;
+        let ua = &mut self.uas[id];
+        ua.now = now;
+        ua
+    }
+
+    fn name_of(&self, addr: SocketAddr) -> String {
+        if addr == vigie_addr() {
+            return "vigie".into();
+        }
+        self.uas
+            .iter()
+            .find(|u| u.addr == addr)
+            .map(|u| u.name.clone())
+            .unwrap_or_else(|| panic!("message for unknown address {addr}"))
+    }
+
+    fn put_on_wire(&mut self, from: SocketAddr, to: SocketAddr, msg: &Message) {
+        let wire = Wire {
+            ms: self.ms(),
+            from: self.name_of(from),
+            to: self.name_of(to),
+            what: summary(msg),
+            dropped: false,
+        };
+        let dropped = (self.drop)(&wire);
+        self.wire.push(Wire { dropped, ..wire });
+        if !dropped {
+            self.in_flight.push(Packet {
+                at: self.now + self.latency,
+                from,
+                to,
+                bytes: msg.to_bytes(),
+            });
+        }
+    }
+
+    /// Moves every output of the switch and the UAs onto the wire; the fake relay answers
+    /// `Allocate` at once with two fresh even ports.
+    fn flush(&mut self) {
+        loop {
+            let mut progress = false;
+            while let Some(o) = self.switch.poll_output() {
+                progress = true;
+                let ms = self.ms();
+                match o {
+                    Output::Transmit(t) => {
+                        assert_eq!(t.to.kind, TransportKind::Udp);
+                        self.put_on_wire(vigie_addr(), t.to.addr, &t.message);
+                    }
+                    Output::Event(e) => self.events.push((ms, e)),
+                    Output::Seat { seat, online } => self.seat_changes.push((seat, online)),
+                    Output::Media(m) => {
+                        if let MediaCommand::Allocate { call } = &m {
+                            let ports = MediaPorts {
+                                a: self.next_port,
+                                b: self.next_port + 2,
+                            };
+                            self.next_port += 4;
+                            let now = self.now;
+                            self.switch.handle_media_ready(now, *call, Some(ports));
+                        }
+                        self.media.push((ms, m));
+                    }
+                    other => panic!("unexpected output {other:?}"),
+                }
+            }
+            for i in 0..self.uas.len() {
+                let out = std::mem::take(&mut self.uas[i].out);
+                let from = self.uas[i].addr;
+                for m in out {
+                    progress = true;
+                    self.put_on_wire(from, vigie_addr(), &m);
+                }
+            }
+            if !progress {
+                break;
+            }
+        }
+    }
+
+    /// Runs the network, the switch's and the UAs' timers up to `ms` (inclusive).
+    fn run(&mut self, ms: u64) {
+        let until = self.at(ms);
+        self.flush();
+        // A core whose poll_timeout stays at or before `now` would spin its driver.
+        let mut stuck = 0u32;
+        loop {
+            let next = [
+                self.switch.poll_timeout(),
+                self.in_flight.iter().map(|p| p.at).min(),
+                self.uas.iter().filter_map(Ua::next_timer).min(),
+            ]
+            .into_iter()
+            .flatten()
+            .min();
+            let Some(next) = next.filter(|n| *n <= until) else {
+                break;
+            };
+            if next <= self.now && self.in_flight.iter().all(|p| p.at > self.now) {
+                stuck += 1;
+                assert!(stuck < 1_000, "poll_timeout stuck at {} ms", self.ms());
+            } else {
+                stuck = 0;
+            }
+            self.now = self.now.max(next);
+            self.step();
+        }
+        self.now = self.now.max(until);
+    }
+
+    /// Delivers every packet due now (all of them before the switch's outputs are read),
+    /// then runs due timers.
+    fn step(&mut self) {
+        let now = self.now;
+        let ms = self.ms();
+        for ua in &mut self.uas {
+            ua.now = now;
+        }
+        let (due, later): (Vec<_>, Vec<_>) = self.in_flight.drain(..).partition(|p| p.at <= now);
+        self.in_flight = later;
+        for p in due {
+            // Through the wire format and the real parser, as on a socket.
+            let msg = parse_datagram(&p.bytes).unwrap_or_else(|e| {
+                panic!("unparsable {e}: {}", String::from_utf8_lossy(&p.bytes))
+            });
+            if p.to == vigie_addr() {
+                let from = Peer {
+                    kind: TransportKind::Udp,
+                    addr: p.from,
+                };
+                self.switch.handle_message(now, from, msg);
+            } else if let Some(ua) = self.uas.iter_mut().find(|u| u.addr == p.to) {
+                ua.receive(now, ms, msg);
+            }
+        }
+        if self.switch.poll_timeout().is_some_and(|t| t <= now) {
+            self.switch.handle_timeout(now);
+        }
+        for ua in &mut self.uas {
+            ua.on_timers(now);
+        }
+        self.flush();
+    }
+
+    /// What `name` sent on the wire, as (ms, summary, dropped).
+    fn sent_by(&self, name: &str) -> Vec<(u64, String, bool)> {
+        self.wire
+            .iter()
+            .filter(|w| w.from == name)
+            .map(|w| (w.ms, w.what.clone(), w.dropped))
+            .collect()
+    }
+
+    /// What vigie sent to `name`, as (ms, summary, dropped).
+    fn vigie_to(&self, name: &str) -> Vec<(u64, String, bool)> {
+        self.wire
+            .iter()
+            .filter(|w| w.from == "vigie" && w.to == name)
+            .map(|w| (w.ms, w.what.clone(), w.dropped))
+            .collect()
+    }
+
+    /// The calls in the order the switch received them.
+    fn calls(&self) -> Vec<CallId> {
+        self.events
+            .iter()
+            .filter(|(_, e)| matches!(e.kind, CallEventKind::Received { .. }))
+            .map(|(_, e)| e.call)
+            .collect()
+    }
+
+    /// The events of one call, as short strings (`offered agent01`, `ended caller_hangup`).
+    fn events_of(&self, call: CallId) -> Vec<String> {
+        self.events
+            .iter()
+            .filter(|(_, e)| e.call == call)
+            .map(|(_, e)| event_text(&e.kind))
+            .collect()
+    }
+
+    fn releases(&self, call: CallId) -> usize {
+        self.media
+            .iter()
+            .filter(|(_, m)| matches!(m, MediaCommand::Release { call: c } if *c == call))
+            .count()
+    }
+
+    fn ports_of(&self, call: CallId) -> (u16, u16) {
+        let i = self
+            .media
+            .iter()
+            .filter(|(_, m)| matches!(m, MediaCommand::Allocate { .. }))
+            .position(|(_, m)| matches!(m, MediaCommand::Allocate { call: c } if *c == call))
+            .unwrap();
+        let base = 20_000 + 4 * u16::try_from(i).unwrap();
+        (base, base + 2)
+    }
+
+    fn seat_state(&self, seat: &str) -> String {
+        self.switch
+            .acd()
+            .seat_state(seat)
+            .map(|s| s.label().to_owned())
+            .unwrap_or_default()
+    }
+}
+
+fn event_text(kind: &CallEventKind) -> String {
+    match kind {
+        CallEventKind::Received { called, .. } => format!("received {called}"),
+        CallEventKind::Queued { queue } => format!("queued {queue}"),
+        CallEventKind::Offered { seat } => format!("offered {seat}"),
+        CallEventKind::Ringing { seat } => format!("ringing {seat}"),
+        CallEventKind::Answered { seat } => format!("answered {seat}"),
+        CallEventKind::SeatFailed {
+            seat,
+            status,
+            reason,
+        } => format!("seat_failed {seat} {status:?} {reason}"),
+        CallEventKind::Abandoned { phase } => format!("abandoned {}", phase.as_str()),
+        CallEventKind::Overflowed { target, reason } => {
+            format!("overflowed {target} {}", reason.as_str())
+        }
+        CallEventKind::OverflowFailed { status } => format!("overflow_failed {status:?}"),
+        CallEventKind::OverflowAnswered { target } => format!("overflow_answered {target}"),
+        CallEventKind::Ended { cause } => format!("ended {}", cause.as_str()),
+        other => other.name().to_owned(),
+    }
+}
+
+fn strings(items: &[&str]) -> Vec<String> {
+    items.iter().map(|s| (*s).to_owned()).collect()
+}
+
+fn timed(items: &[(u64, &str)]) -> Vec<(u64, String)> {
+    items.iter().map(|(ms, s)| (*ms, (*s).to_owned())).collect()
+}
+
+fn wire(items: &[(u64, &str, bool)]) -> Vec<(u64, String, bool)> {
+    items
+        .iter()
+        .map(|(ms, s, d)| (*ms, (*s).to_owned(), *d))
+        .collect()
+}
+
+/// The demo configuration with `seats` seats.
+fn config(seats: usize) -> Config {
+    let mut c = Config::default();
+    c.seats.truncate(seats);
+    c
+}
+
+fn body_text(b: &Bytes) -> String {
+    String::from_utf8_lossy(b).into_owned()
+}
+
+// ---------------------------------------------------------------------------------------
+// Scenarios
+// ---------------------------------------------------------------------------------------
+
+/// Seat registration with digest, a trunk call answered by the seat, caller hangs up.
+#[test]
+fn happy_path_register_call_answer_caller_hangs_up() {
+    let mut sim = Sim::new(config(1));
+    let seat = sim.add_seat(1, Some(Duration::from_secs(2)));
+    sim.run(100);
+    assert_eq!(
+        sim.ua(seat).seen(),
+        timed(&[(20, "401 REGISTER"), (40, "200 REGISTER")])
+    );
+    assert!(sim.ua(seat).registered);
+    assert_eq!(sim.seat_changes, vec![("agent01".to_owned(), true)]);
+    assert_eq!(sim.seat_state("agent01"), "idle");
+
+    let caller = sim.add_caller(1);
+    sim.run(1_000);
+    sim.ua(caller).hangup_after = Some(Duration::from_secs(30));
+    let sip_call_id = sim.ua(caller).invite();
+    sim.run(60_000);
+
+    let calls = sim.calls();
+    assert_eq!(calls.len(), 1);
+    let call = calls[0];
+    let (port_a, port_b) = sim.ports_of(call);
+
+    // Caller: 100 and 180 at once, 200 when the seat answers, 200 for its BYE.
+    assert_eq!(
+        sim.ua(caller).seen(),
+        timed(&[
+            (1_020, "100 INVITE"),
+            (1_020, "180 INVITE"),
+            (3_040, "200 INVITE"),
+            (33_060, "200 BYE"),
+        ])
+    );
+    // Seat: vigie's INVITE, the ACK for its 200, the BYE after the caller's.
+    assert_eq!(
+        sim.ua(seat).seen(),
+        timed(&[
+            (20, "401 REGISTER"),
+            (40, "200 REGISTER"),
+            (1_020, "INVITE"),
+            (3_040, "ACK"),
+            (33_060, "BYE"),
+        ])
+    );
+    assert_eq!(
+        sim.sent_by("agent01"),
+        wire(&[
+            (0, "REGISTER", false),
+            (20, "REGISTER", false),
+            (1_020, "180 INVITE", false),
+            (3_020, "200 INVITE", false),
+            (33_060, "200 BYE", false),
+        ])
+    );
+    assert_eq!(
+        sim.sent_by("caller1"),
+        wire(&[
+            (1_000, "INVITE", false),
+            (3_040, "ACK", false),
+            (33_040, "BYE", false),
+        ])
+    );
+
+    // The seat's INVITE offers vigie's relay port B, never the caller's address.
+    let invite = sim.ua(seat).requests(Method::Invite).remove(0);
+    let offer = body_text(&invite.body);
+    assert!(offer.contains("c=IN IP4 127.0.0.1\r\n"), "{offer}");
+    assert!(
+        offer.contains(&format!("m=audio {port_b} RTP/AVP 0 8 101\r\n")),
+        "{offer}"
+    );
+    assert!(!offer.contains("127.0.0.2"), "{offer}");
+    assert_eq!(invite.uri.to_string(), "sip:agent01@127.0.0.3:7001");
+    assert_eq!(
+        invite
+            .headers
+            .get(&HeaderName::Other("X-Vigie-Call-ID".into())),
+        Some(call.to_string().as_str())
+    );
+    // The caller's 200 answers with vigie's relay port A.
+    let ok = sim.ua(caller).responses(200, Method::Invite).remove(0);
+    let answer = body_text(&ok.body);
+    assert!(answer.contains("c=IN IP4 127.0.0.1\r\n"), "{answer}");
+    assert!(
+        answer.contains(&format!("m=audio {port_a} RTP/AVP 0 8 101\r\n")),
+        "{answer}"
+    );
+    assert!(!answer.contains("127.0.0.3"), "{answer}");
+    // The 180 and the 200 carry the same To tag: one dialog with the caller.
+    let ringing = sim.ua(caller).responses(180, Method::Invite).remove(0);
+    assert!(to_tag(&ringing).is_some());
+    assert_eq!(to_tag(&ringing), to_tag(&ok));
+    // The ACK to the seat matches its 200 (tags, CSeq, Request-URI = seat Contact).
+    let ack = sim.ua(seat).requests(Method::Ack).remove(0);
+    let seat_ok = sim.ua(seat).dialogs[0].ok.clone().unwrap();
+    assert_eq!(to_tag(&ack), to_tag(&seat_ok));
+    assert_eq!(from_tag(&ack), from_tag(&invite));
+    assert_eq!(ack.cseq().unwrap().seq, invite.cseq().unwrap().seq);
+    assert_eq!(ack.uri.to_string(), "sip:agent01@127.0.0.3:7001");
+
+    assert_eq!(
+        sim.events_of(call),
+        strings(&[
+            "received 19",
+            "queued line19",
+            "offered agent01",
+            "ringing agent01",
+            "answered agent01",
+            "ended caller_hangup",
+        ])
+    );
+    match &sim.events[0].1.kind {
+        CallEventKind::Received {
+            sip_call_id: id,
+            caller,
+            source,
+            ..
+        } => {
+            assert_eq!(id, &sip_call_id);
+            assert_eq!(caller, "0600000001");
+            assert_eq!(source.to_string(), "127.0.0.2:6001");
+        }
+        other => panic!("{other:?}"),
+    }
+    assert_eq!(sim.releases(call), 1);
+    assert_eq!(sim.switch.active_calls(), 0);
+    assert_eq!(sim.seat_state("agent01"), "idle");
+    assert_eq!(sim.switch.retransmissions(), 0);
+}
+
+/// A connected call set up by [`happy_path_register_call_answer_caller_hangs_up`]'s
+/// steps, without hang-up: returns (sim, caller, seat, call).
+fn connected_call(seat_answer: Duration) -> (Sim, UaId, UaId, CallId) {
+    let mut sim = Sim::new(config(1));
+    let seat = sim.add_seat(1, Some(seat_answer));
+    sim.run(100);
+    let caller = sim.add_caller(1);
+    sim.run(1_000);
+    sim.ua(caller).invite();
+    sim.run(1_000 + seat_answer.as_millis() as u64 + 100);
+    let call = sim.calls()[0];
+    (sim, caller, seat, call)
+}
+
+/// The seat hangs up first: vigie BYEs the caller in the caller's dialog.
+#[test]
+fn agent_hangs_up_first() {
+    let (mut sim, caller, seat, call) = connected_call(Duration::from_secs(2));
+    let seat_call_id = sim.ua(seat).dialogs[0].call_id.clone();
+    sim.ua(seat).hang_up(&seat_call_id);
+    sim.run(10_000);
+
+    assert_eq!(
+        sim.ua(caller).seen_names(),
+        strings(&["100 INVITE", "180 INVITE", "200 INVITE", "BYE"])
+    );
+    assert_eq!(
+        sim.sent_by("caller1"),
+        wire(&[
+            (1_000, "INVITE", false),
+            (3_040, "ACK", false),
+            (3_120, "200 BYE", false),
+        ])
+    );
+    assert_eq!(
+        sim.ua(seat).seen_names(),
+        strings(&["401 REGISTER", "200 REGISTER", "INVITE", "ACK", "200 BYE"])
+    );
+    let invite = sim.ua(caller).dialogs[0].invite.clone();
+    let ok = sim.ua(caller).responses(200, Method::Invite).remove(0);
+    let bye = sim.ua(caller).requests(Method::Bye).remove(0);
+    // From = vigie's side (the INVITE's To with vigie's tag), To = the caller with its tag.
+    assert_eq!(
+        bye.header_from().unwrap().uri.to_string(),
+        "sip:19@127.0.0.1"
+    );
+    assert_eq!(from_tag(&bye), to_tag(&ok));
+    assert_eq!(
+        bye.header_to().unwrap().uri.to_string(),
+        "sip:0600000001@127.0.0.2"
+    );
+    assert_eq!(to_tag(&bye).as_deref(), Some("caller1-tag"));
+    assert_eq!(bye.call_id().unwrap(), invite.call_id().unwrap());
+    // vigie's first request in this dialog: its own CSeq space.
+    assert_eq!(bye.cseq().unwrap().seq, 1);
+    assert_eq!(bye.cseq().unwrap().method, Method::Bye);
+    // Request-URI = the caller's Contact (RFC 3261 §12.2.1.1).
+    assert_eq!(bye.uri.to_string(), "sip:0600000001@127.0.0.2:6001");
+    assert!(
+        bye.top_via()
+            .unwrap()
+            .branch()
+            .unwrap()
+            .starts_with("z9hG4bK")
+    );
+
+    assert_eq!(
+        sim.events_of(call),
+        strings(&[
+            "received 19",
+            "queued line19",
+            "offered agent01",
+            "ringing agent01",
+            "answered agent01",
+            "ended agent_hangup",
+        ])
+    );
+    assert_eq!(sim.switch.active_calls(), 0);
+    assert_eq!(sim.releases(call), 1);
+    assert_eq!(sim.seat_state("agent01"), "idle");
+}
+
+/// CANCEL while queued with no seat registered: 200 for the CANCEL, 487 for the INVITE,
+/// the caller's ACK absorbed, the call gone and its relay ports freed.
+#[test]
+fn cancel_while_queued() {
+    let mut sim = Sim::new(config(1));
+    let caller = sim.add_caller(1);
+    sim.ua(caller).invite();
+    sim.run(2_000);
+    assert_eq!(sim.switch.active_calls(), 1);
+    sim.ua(caller).cancel();
+    sim.run(60_000);
+
+    assert_eq!(
+        sim.ua(caller).seen(),
+        timed(&[
+            (20, "100 INVITE"),
+            (20, "180 INVITE"),
+            (2_020, "200 CANCEL"),
+            (2_020, "487 INVITE"),
+        ])
+    );
+    assert_eq!(
+        sim.sent_by("caller1"),
+        wire(&[
+            (0, "INVITE", false),
+            (2_000, "CANCEL", false),
+            (2_020, "ACK", false),
+        ])
+    );
+    // The ACK stops the 487's retransmission: nothing more from vigie.
+    assert_eq!(sim.sent_by("vigie").len(), 4);
+    let r487 = sim.ua(caller).responses(487, Method::Invite).remove(0);
+    let r180 = sim.ua(caller).responses(180, Method::Invite).remove(0);
+    assert_eq!(to_tag(&r487), to_tag(&r180));
+    let call = sim.calls()[0];
+    assert_eq!(
+        sim.events_of(call),
+        strings(&["received 19", "queued line19", "abandoned queued"])
+    );
+    assert_eq!(sim.switch.active_calls(), 0);
+    assert_eq!(sim.releases(call), 1);
+    assert_eq!(sim.switch.retransmissions(), 0);
+}
+
+/// CANCEL while the seat rings: vigie CANCELs the seat, ACKs its 487, the seat is idle.
+#[test]
+fn cancel_while_seat_rings() {
+    let mut sim = Sim::new(config(1));
+    let seat = sim.add_seat(1, None);
+    sim.run(100);
+    let caller = sim.add_caller(1);
+    sim.run(1_000);
+    sim.ua(caller).invite();
+    sim.run(5_000);
+    assert_eq!(sim.seat_state("agent01"), "ringing");
+    sim.ua(caller).cancel();
+    sim.run(60_000);
+
+    assert_eq!(
+        sim.ua(caller).seen(),
+        timed(&[
+            (1_020, "100 INVITE"),
+            (1_020, "180 INVITE"),
+            (5_020, "200 CANCEL"),
+            (5_020, "487 INVITE"),
+        ])
+    );
+    assert_eq!(
+        sim.ua(seat).seen(),
+        timed(&[
+            (20, "401 REGISTER"),
+            (40, "200 REGISTER"),
+            (1_020, "INVITE"),
+            (5_020, "CANCEL"),
+            (5_040, "ACK"),
+        ])
+    );
+    assert_eq!(
+        sim.sent_by("agent01"),
+        wire(&[
+            (0, "REGISTER", false),
+            (20, "REGISTER", false),
+            (1_020, "180 INVITE", false),
+            (5_020, "200 CANCEL", false),
+            (5_020, "487 INVITE", false),
+        ])
+    );
+    // The CANCEL and the ACK for the 487 match the INVITE (RFC 3261 §9.1, §17.1.1.3).
+    let invite = sim.ua(seat).requests(Method::Invite).remove(0);
+    let cancel = sim.ua(seat).requests(Method::Cancel).remove(0);
+    let ack = sim.ua(seat).requests(Method::Ack).remove(0);
+    let branch = invite.top_via().unwrap().branch().unwrap().to_owned();
+    assert_eq!(cancel.top_via().unwrap().branch(), Some(branch.as_str()));
+    assert_eq!(ack.top_via().unwrap().branch(), Some(branch.as_str()));
+    assert_eq!(cancel.uri, invite.uri);
+    assert_eq!(to_tag(&cancel), None);
+    assert_eq!(to_tag(&ack).as_deref(), Some("agent01-1"));
+    let call = sim.calls()[0];
+    assert_eq!(
+        sim.events_of(call),
+        strings(&[
+            "received 19",
+            "queued line19",
+            "offered agent01",
+            "ringing agent01",
+            "abandoned ringing",
+        ])
+    );
+    assert_eq!(sim.seat_state("agent01"), "idle");
+    assert_eq!(sim.switch.active_calls(), 0);
+    assert_eq!(sim.releases(call), 1);
+}
+
+/// The caller's CANCEL and the seat's 200 reach vigie at the same instant, in `order`.
+fn cancel_200_race(cancel_first: bool) -> (Sim, UaId, UaId, CallId) {
+    let mut sim = Sim::new(config(1));
+    let seat = sim.add_seat(1, None);
+    sim.run(100);
+    let caller = sim.add_caller(1);
+    sim.run(1_000);
+    sim.ua(caller).invite();
+    sim.run(3_000);
+    let seat_call_id = sim.ua(seat).dialogs[0].call_id.clone();
+    let now = sim.now;
+    // Both are put on the wire in this order at 3000 ms and delivered together at 3010,
+    // before the switch emits anything.
+    if cancel_first {
+        sim.ua(caller).cancel();
+        sim.flush();
+        sim.ua(seat).answer(now, &seat_call_id);
+    } else {
+        sim.ua(seat).answer(now, &seat_call_id);
+        sim.flush();
+        sim.ua(caller).cancel();
+    }
+    sim.run(60_000);
+    let call = sim.calls()[0];
+    (sim, caller, seat, call)
+}
+
+/// 200 first: the call is answered; the CANCEL gets 200 and no 487 follows.
+#[test]
+fn cancel_200_race_answer_wins() {
+    let (mut sim, caller, seat, call) = cancel_200_race(false);
+    let caller_saw = sim.ua(caller).seen_names();
+    assert_eq!(
+        caller_saw,
+        strings(&["100 INVITE", "180 INVITE", "200 INVITE", "200 CANCEL"])
+    );
+    assert_eq!(
+        sim.ua(seat).seen_names(),
+        strings(&["401 REGISTER", "200 REGISTER", "INVITE", "ACK"])
+    );
+    assert_eq!(sim.ua(caller).up_count(), 1);
+    assert_eq!(sim.ua(seat).up_count(), 1);
+    assert_eq!(
+        sim.events_of(call),
+        strings(&[
+            "received 19",
+            "queued line19",
+            "offered agent01",
+            "ringing agent01",
+            "answered agent01",
+        ])
+    );
+    assert_eq!(sim.switch.active_calls(), 1);
+    assert_eq!(sim.seat_state("agent01"), "on_call");
+    // And it hangs up cleanly.
+    let cid = sim.ua(caller).dialogs[0].call_id.clone();
+    sim.ua(caller).hang_up(&cid);
+    sim.run(70_000);
+    assert_eq!(sim.switch.active_calls(), 0);
+    assert_eq!(sim.seat_state("agent01"), "idle");
+    assert_eq!(sim.ua(seat).up_count(), 0);
+}
+
+/// CANCEL first: the caller gets 487; the seat's crossed 200 is ACKed and hung up.
+#[test]
+fn cancel_200_race_cancel_wins() {
+    let (mut sim, caller, seat, call) = cancel_200_race(true);
+    assert_eq!(
+        sim.ua(caller).seen_names(),
+        strings(&["100 INVITE", "180 INVITE", "200 CANCEL", "487 INVITE"])
+    );
+    // vigie's CANCEL crossed the seat's 200: the seat answers it 200 and gets ACK, BYE.
+    assert_eq!(
+        sim.ua(seat).seen(),
+        timed(&[
+            (20, "401 REGISTER"),
+            (40, "200 REGISTER"),
+            (1_020, "INVITE"),
+            (3_020, "CANCEL"),
+            (3_020, "ACK"),
+            (3_020, "BYE"),
+        ])
+    );
+    assert_eq!(
+        sim.sent_by("agent01"),
+        wire(&[
+            (0, "REGISTER", false),
+            (20, "REGISTER", false),
+            (1_020, "180 INVITE", false),
+            (3_000, "200 INVITE", false),
+            (3_020, "200 CANCEL", false),
+            (3_020, "200 BYE", false),
+        ])
+    );
+    let invite = sim.ua(seat).requests(Method::Invite).remove(0);
+    let bye = sim.ua(seat).requests(Method::Bye).remove(0);
+    assert_eq!(to_tag(&bye).as_deref(), Some("agent01-1"));
+    assert_eq!(from_tag(&bye), from_tag(&invite));
+    assert_eq!(bye.uri.to_string(), "sip:agent01@127.0.0.3:7001");
+    assert_eq!(sim.ua(seat).up_count(), 0);
+    assert_eq!(sim.ua(seat).overlaps, 0);
+    assert_eq!(
+        sim.events_of(call),
+        strings(&[
+            "received 19",
+            "queued line19",
+            "offered agent01",
+            "ringing agent01",
+            "abandoned ringing",
+        ])
+    );
+    assert_eq!(sim.switch.active_calls(), 0);
+    assert_eq!(sim.seat_state("agent01"), "idle");
+    assert_eq!(sim.releases(call), 1);
+}
+
+/// A seat that never answers is CANCELled after ring_timeout_s; on its 487 the next seat
+/// is offered the call.
+#[test]
+fn ring_timeout_moves_to_next_seat() {
+    let mut sim = Sim::new(config(2));
+    let slow = sim.add_seat(1, None);
+    sim.run(50);
+    let fast = sim.add_seat(2, Some(Duration::from_secs(1)));
+    sim.run(100);
+    let caller = sim.add_caller(1);
+    sim.run(1_000);
+    sim.ua(caller).invite();
+    sim.run(40_000);
+
+    // Offered at 1010; the ring timeout is 15 s: CANCEL at 16010.
+    assert_eq!(
+        sim.ua(slow).seen(),
+        timed(&[
+            (20, "401 REGISTER"),
+            (40, "200 REGISTER"),
+            (1_020, "INVITE"),
+            (16_020, "CANCEL"),
+            (16_040, "ACK"),
+        ])
+    );
+    assert_eq!(
+        sim.ua(fast).seen(),
+        timed(&[
+            (70, "401 REGISTER"),
+            (90, "200 REGISTER"),
+            (16_040, "INVITE"),
+            (17_060, "ACK"),
+        ])
+    );
+    assert_eq!(
+        sim.ua(caller).seen(),
+        timed(&[
+            (1_020, "100 INVITE"),
+            (1_020, "180 INVITE"),
+            (17_060, "200 INVITE"),
+        ])
+    );
+    let call = sim.calls()[0];
+    assert_eq!(
+        sim.events_of(call),
+        strings(&[
+            "received 19",
+            "queued line19",
+            "offered agent01",
+            "ringing agent01",
+            "seat_failed agent01 Some(487) no_answer",
+            "offered agent02",
+            "ringing agent02",
+            "answered agent02",
+        ])
+    );
+    assert_eq!(sim.seat_state("agent01"), "idle");
+    assert_eq!(sim.seat_state("agent02"), "on_call");
+}
+
+/// The seat's first 200 is lost: the seat retransmits it and the call completes.
+#[test]
+fn lost_200_from_seat_is_retransmitted_by_the_seat() {
+    let mut sim = Sim::new(config(1));
+    let mut dropped = false;
+    sim.drop = Box::new(move |w| {
+        if !dropped && w.from == "agent01" && w.what == "200 INVITE" {
+            dropped = true;
+            return true;
+        }
+        false
+    });
+    let seat = sim.add_seat(1, Some(Duration::from_secs(2)));
+    sim.run(100);
+    let caller = sim.add_caller(1);
+    sim.run(1_000);
+    sim.ua(caller).invite();
+    sim.run(10_000);
+
+    // 200 at 3020 lost, retransmitted at T1 (3520), ACKed at 3540: no more copies.
+    assert_eq!(
+        sim.sent_by("agent01"),
+        wire(&[
+            (0, "REGISTER", false),
+            (20, "REGISTER", false),
+            (1_020, "180 INVITE", false),
+            (3_020, "200 INVITE", true),
+            (3_520, "200 INVITE", false),
+        ])
+    );
+    assert_eq!(
+        sim.vigie_to("agent01"),
+        wire(&[
+            (10, "401 REGISTER", false),
+            (30, "200 REGISTER", false),
+            (1_010, "INVITE", false),
+            (3_530, "ACK", false),
+        ])
+    );
+    assert_eq!(
+        sim.ua(caller).seen(),
+        timed(&[
+            (1_020, "100 INVITE"),
+            (1_020, "180 INVITE"),
+            (3_540, "200 INVITE"),
+        ])
+    );
+    let call = sim.calls()[0];
+    assert_eq!(sim.events_of(call).last().unwrap(), "answered agent01");
+    assert!(sim.ua(seat).dialogs[0].acked);
+    assert_eq!(sim.ua(caller).up_count(), 1);
+}
+
+/// vigie's first 180 and first 200 to the caller are lost: the 200 is retransmitted by
+/// vigie (RFC 6026 Accepted state) at T1 until the caller's ACK.
+#[test]
+fn lost_180_and_200_to_caller_200_retransmitted_until_ack() {
+    let mut sim = Sim::new(config(1));
+    let mut dropped: Vec<&'static str> = Vec::new();
+    sim.drop = Box::new(move |w| {
+        for what in ["180 INVITE", "200 INVITE"] {
+            if w.from == "vigie" && w.to == "caller1" && w.what == what && !dropped.contains(&what)
+            {
+                dropped.push(what);
+                return true;
+            }
+        }
+        false
+    });
+    let seat = sim.add_seat(1, Some(Duration::from_secs(2)));
+    sim.run(100);
+    let caller = sim.add_caller(1);
+    sim.run(1_000);
+    sim.ua(caller).invite();
+    sim.run(40_000);
+
+    assert_eq!(
+        sim.vigie_to("caller1"),
+        wire(&[
+            (1_010, "100 INVITE", false),
+            (1_010, "180 INVITE", true),
+            (3_030, "200 INVITE", true),
+            (3_530, "200 INVITE", false),
+        ])
+    );
+    assert_eq!(
+        sim.ua(caller).seen(),
+        timed(&[(1_020, "100 INVITE"), (3_540, "200 INVITE")])
+    );
+    assert_eq!(
+        sim.sent_by("caller1"),
+        wire(&[(1_000, "INVITE", false), (3_540, "ACK", false)])
+    );
+    assert_eq!(sim.switch.retransmissions(), 1);
+    let call = sim.calls()[0];
+    assert_eq!(sim.events_of(call).last().unwrap(), "answered agent01");
+    // The ACK arrived: no "no_ack" hang-up after 64*T1.
+    assert_eq!(sim.switch.active_calls(), 1);
+    assert_eq!(sim.ua(seat).up_count(), 1);
+}
+
+/// Sixty callers, twenty seats, in virtual time: every call answered, at most twenty
+/// talking at once, one call per seat at a time, answered in arrival order.
+#[test]
+fn sixty_callers_twenty_seats() {
+    let real = Instant::now();
+    let mut sim = Sim::new(config(20));
+    let seats: Vec<UaId> = (1..=20)
+        .map(|n| sim.add_seat(n, Some(Duration::from_secs(1))))
+        .collect();
+    sim.run(1_000);
+    assert!(seats.iter().all(|s| sim.uas[*s].registered));
+    let callers: Vec<UaId> = (1..=60).map(|n| sim.add_caller(n)).collect();
+    for (i, c) in callers.iter().enumerate() {
+        sim.run(1_000 + 100 * i as u64);
+        sim.ua(*c).hangup_after = Some(Duration::from_secs(20));
+        sim.ua(*c).invite();
+    }
+    sim.run(200_000);
+    let elapsed = real.elapsed();
+
+    let calls = sim.calls();
+    assert_eq!(calls.len(), 60);
+    // Every call: answered once and ended by its caller.
+    for c in &calls {
+        let ev = sim.events_of(*c);
+        assert_eq!(ev.first().unwrap(), "received 19");
+        assert_eq!(ev.iter().filter(|e| e.starts_with("answered")).count(), 1);
+        assert_eq!(ev.last().unwrap(), "ended caller_hangup", "{ev:?}");
+        assert_eq!(sim.releases(*c), 1);
+    }
+    // Replay the journal: talking count and per-seat exclusivity.
+    let mut talking: HashMap<CallId, String> = HashMap::new();
+    let mut max_talking = 0;
+    let mut answered_order = Vec::new();
+    for (_, e) in &sim.events {
+        match &e.kind {
+            CallEventKind::Offered { seat } => {
+                assert!(
+                    !talking.values().any(|s| s == seat),
+                    "{seat} offered a call while talking"
+                );
+            }
+            CallEventKind::Answered { seat } => {
+                assert!(
+                    !talking.values().any(|s| s == seat),
+                    "{seat} answered twice"
+                );
+                talking.insert(e.call, seat.clone());
+                answered_order.push(e.call);
+            }
+            CallEventKind::Ended { cause } => {
+                assert_eq!(*cause, EndCause::CallerHangup);
+                talking.remove(&e.call);
+            }
+            CallEventKind::Abandoned { phase } => panic!("abandoned {phase:?}"),
+            CallEventKind::SeatFailed { .. } => panic!("seat failed: {e:?}"),
+            _ => {}
+        }
+        max_talking = max_talking.max(talking.len());
+    }
+    assert_eq!(max_talking, 20);
+    assert_eq!(answered_order, calls, "answers follow arrival order");
+    for s in &seats {
+        let ua = &sim.uas[*s];
+        assert_eq!(ua.max_up, 1, "{} had two calls at once", ua.name);
+        assert_eq!(ua.overlaps, 0, "{} got an INVITE while busy", ua.name);
+        assert_eq!(
+            ua.dialogs.len(),
+            3,
+            "{} took {} calls",
+            ua.name,
+            ua.dialogs.len()
+        );
+        assert_eq!(ua.up_count(), 0);
+    }
+    for c in &callers {
+        let ua = &sim.uas[*c];
+        assert_eq!(ua.dialogs[0].final_status, Some(200));
+        assert_eq!(ua.responses(200, Method::Bye).len(), 1);
+    }
+    assert_eq!(sim.switch.active_calls(), 0);
+    assert!(
+        sim.switch
+            .acd()
+            .seats()
+            .all(|(_, s)| matches!(s, SeatState::Idle { .. }))
+    );
+    assert_eq!(sim.switch.retransmissions(), 0);
+    assert!(elapsed < Duration::from_secs(1), "took {elapsed:?}");
+}
+
+/// A caller may BYE its early dialog (RFC 3261 §15) instead of CANCELling: the BYE gets
+/// 200, the INVITE still gets its final response (487, §15.1.2), the ringing seat is
+/// CANCELled and the call is abandoned while ringing.
+#[test]
+fn caller_bye_in_early_dialog_while_seat_rings() {
+    let mut sim = Sim::new(config(1));
+    let seat = sim.add_seat(1, None);
+    sim.run(100);
+    let caller = sim.add_caller(1);
+    sim.run(1_000);
+    let cid = sim.ua(caller).invite();
+    sim.run(5_000);
+    sim.ua(caller).hang_up(&cid);
+    sim.run(60_000);
+
+    assert_eq!(
+        sim.ua(caller).seen(),
+        timed(&[
+            (1_020, "100 INVITE"),
+            (1_020, "180 INVITE"),
+            (5_020, "200 BYE"),
+            (5_020, "487 INVITE"),
+        ])
+    );
+    assert_eq!(
+        sim.ua(seat).seen(),
+        timed(&[
+            (20, "401 REGISTER"),
+            (40, "200 REGISTER"),
+            (1_020, "INVITE"),
+            (5_020, "CANCEL"),
+            (5_040, "ACK"),
+        ])
+    );
+    let call = sim.calls()[0];
+    assert_eq!(
+        sim.events_of(call),
+        strings(&[
+            "received 19",
+            "queued line19",
+            "offered agent01",
+            "ringing agent01",
+            "abandoned ringing",
+        ])
+    );
+    assert_eq!(sim.switch.active_calls(), 0);
+    assert_eq!(sim.seat_state("agent01"), "idle");
+    assert_eq!(sim.releases(call), 1);
+}
+
+/// vigie's ring-timeout CANCEL crosses the seat's 200: the seat's answer is ACKed and
+/// hung up, the caller never sees it, and once the seat has answered the BYE the call is
+/// back in the queue; the only seat having failed it, it is offered again `retry_s` (5 s)
+/// later.
+#[test]
+fn ring_timeout_cancel_crosses_seat_200() {
+    let mut sim = Sim::new(config(1));
+    // Offered at 1010, ring timeout at 16010: the seat answers at that very instant.
+    let seat = sim.add_seat(1, Some(Duration::from_millis(14_990)));
+    sim.run(100);
+    let caller = sim.add_caller(1);
+    sim.run(1_000);
+    sim.ua(caller).invite();
+    sim.run(16_000);
+    // From now on the seat answers its next offers after 1 s.
+    sim.ua(seat).answer_after = Some(Duration::from_secs(1));
+    sim.run(60_000);
+
+    assert_eq!(
+        sim.ua(seat).seen(),
+        timed(&[
+            (20, "401 REGISTER"),
+            (40, "200 REGISTER"),
+            (1_020, "INVITE"),
+            (16_020, "CANCEL"),
+            (16_030, "ACK"),
+            (16_030, "BYE"),
+            (21_050, "INVITE"),
+            (22_070, "ACK"),
+        ])
+    );
+    assert_eq!(
+        sim.ua(caller).seen(),
+        timed(&[
+            (1_020, "100 INVITE"),
+            (1_020, "180 INVITE"),
+            (22_070, "200 INVITE"),
+        ])
+    );
+    let call = sim.calls()[0];
+    assert_eq!(
+        sim.events_of(call),
+        strings(&[
+            "received 19",
+            "queued line19",
+            "offered agent01",
+            "ringing agent01",
+            "seat_failed agent01 Some(487) cancelled",
+            "offered agent01",
+            "ringing agent01",
+            "answered agent01",
+        ])
+    );
+    assert_eq!(sim.ua(seat).up_count(), 1);
+    assert_eq!(sim.seat_state("agent01"), "on_call");
+    assert_eq!(sim.switch.active_calls(), 1);
+}
+
+/// The caller never ACKs vigie's 200: vigie retransmits it for 64*T1 (RFC 6026), then
+/// ends the session with BYE on both legs (RFC 3261 §13.3.1.4).
+#[test]
+fn no_ack_from_caller_ends_the_call_on_both_legs() {
+    let mut sim = Sim::new(config(1));
+    sim.drop = Box::new(|w| w.from == "caller1" && w.what == "ACK");
+    let seat = sim.add_seat(1, Some(Duration::from_secs(2)));
+    sim.run(100);
+    let caller = sim.add_caller(1);
+    sim.run(1_000);
+    sim.ua(caller).invite();
+    sim.run(60_000);
+
+    // 200 at 3030, then T1, 2T1, 4T1, then every T2 until Timer L at 3030 + 32 s.
+    let mut expect = vec![(1_010, "100 INVITE", false), (1_010, "180 INVITE", false)];
+    for ms in [
+        3_030, 3_530, 4_530, 6_530, 10_530, 14_530, 18_530, 22_530, 26_530, 30_530, 34_530,
+    ] {
+        expect.push((ms, "200 INVITE", false));
+    }
+    expect.push((35_030, "BYE", false));
+    assert_eq!(sim.vigie_to("caller1"), wire(&expect));
+    assert_eq!(
+        sim.vigie_to("agent01")
+            .into_iter()
+            .map(|(ms, w, _)| (ms, w))
+            .collect::<Vec<_>>(),
+        timed(&[
+            (10, "401 REGISTER"),
+            (30, "200 REGISTER"),
+            (1_010, "INVITE"),
+            (3_030, "ACK"),
+            (35_030, "BYE"),
+        ])
+    );
+    let call = sim.calls()[0];
+    assert_eq!(sim.events_of(call).last().unwrap(), "ended no_ack");
+    assert_eq!(sim.switch.active_calls(), 0);
+    assert_eq!(sim.seat_state("agent01"), "idle");
+    assert_eq!(sim.ua(seat).up_count(), 0);
+    assert_eq!(sim.ua(caller).up_count(), 0);
+}
+
+/// The caller abandons while the only seat rings and a second caller waits: the seat
+/// stays reserved until its 487, and only then gets the second call's INVITE.
+#[test]
+fn abandon_while_ringing_with_a_second_caller_waiting() {
+    let mut sim = Sim::new(config(1));
+    let seat = sim.add_seat(1, None);
+    sim.run(100);
+    let first = sim.add_caller(1);
+    let second = sim.add_caller(2);
+    sim.run(1_000);
+    sim.ua(first).invite();
+    sim.run(1_500);
+    sim.ua(second).invite();
+    sim.run(5_000);
+    sim.ua(first).cancel();
+    sim.run(5_025);
+    // CANCEL received, 487 on its way back: still reserved.
+    assert_eq!(sim.seat_state("agent01"), "ringing");
+    // Before the second call's ring timeout.
+    sim.run(15_000);
+
+    assert_eq!(
+        sim.ua(seat).seen(),
+        timed(&[
+            (20, "401 REGISTER"),
+            (40, "200 REGISTER"),
+            (1_020, "INVITE"),
+            (5_020, "CANCEL"),
+            (5_040, "ACK"),
+            (5_040, "INVITE"),
+        ])
+    );
+    assert_eq!(sim.ua(seat).overlaps, 0);
+    let calls = sim.calls();
+    assert_eq!(
+        sim.events_of(calls[0]),
+        strings(&[
+            "received 19",
+            "queued line19",
+            "offered agent01",
+            "ringing agent01",
+            "abandoned ringing",
+        ])
+    );
+    assert_eq!(
+        sim.events_of(calls[1]),
+        strings(&[
+            "received 19",
+            "queued line19",
+            "offered agent01",
+            "ringing agent01",
+        ])
+    );
+    assert_eq!(
+        sim.ua(second).seen_names(),
+        strings(&["100 INVITE", "180 INVITE"])
+    );
+}
+
+/// The CANCEL/200 race while a second caller waits: the seat's crossed 200 is ACKed and
+/// hung up, and the second call's INVITE goes out once the seat has answered that BYE.
+#[test]
+fn cancel_200_race_with_a_second_caller_waiting() {
+    let mut sim = Sim::new(config(1));
+    let seat = sim.add_seat(1, None);
+    sim.run(100);
+    let first = sim.add_caller(1);
+    let second = sim.add_caller(2);
+    sim.run(1_000);
+    sim.ua(first).invite();
+    sim.run(1_500);
+    sim.ua(second).invite();
+    sim.run(3_000);
+    let seat_call_id = sim.ua(seat).dialogs[0].call_id.clone();
+    let now = sim.now;
+    sim.ua(first).cancel();
+    sim.flush();
+    sim.ua(seat).answer(now, &seat_call_id);
+    sim.ua(seat).answer_after = Some(Duration::from_secs(1));
+    sim.run(10_000);
+
+    assert_eq!(
+        sim.ua(seat).seen(),
+        timed(&[
+            (20, "401 REGISTER"),
+            (40, "200 REGISTER"),
+            (1_020, "INVITE"),
+            (3_020, "CANCEL"),
+            (3_020, "ACK"),
+            (3_020, "BYE"),
+            (3_040, "INVITE"),
+            (4_060, "ACK"),
+        ])
+    );
+    assert_eq!(sim.ua(seat).overlaps, 0);
+    assert_eq!(
+        sim.ua(first).seen_names(),
+        strings(&["100 INVITE", "180 INVITE", "200 CANCEL", "487 INVITE"])
+    );
+    assert_eq!(
+        sim.ua(second).seen(),
+        timed(&[
+            (1_520, "100 INVITE"),
+            (1_520, "180 INVITE"),
+            (4_060, "200 INVITE"),
+        ])
+    );
+    let calls = sim.calls();
+    assert_eq!(sim.events_of(calls[1]).last().unwrap(), "answered agent01");
+    assert_eq!(sim.seat_state("agent01"), "on_call");
+    assert_eq!(sim.switch.active_calls(), 1);
+}
+
+/// The only seat refuses every offer (486, e.g. do-not-disturb on the phone): the waiting
+/// call is offered again every `retry_s` (5 s), not at network speed.
+#[test]
+fn refusing_seat_is_reoffered_after_retry_s() {
+    let mut sim = Sim::new(config(1));
+    let seat = sim.add_seat(1, None);
+    sim.ua(seat).refuse = Some(486);
+    sim.run(100);
+    let caller = sim.add_caller(1);
+    sim.run(1_000);
+    sim.ua(caller).invite();
+    sim.run(12_000);
+
+    let mut expect = vec![(10, "401 REGISTER"), (30, "200 REGISTER")];
+    for ms in [1_010, 6_030, 11_050] {
+        expect.push((ms, "INVITE"));
+        expect.push((ms + 20, "ACK"));
+    }
+    assert_eq!(
+        sim.vigie_to("agent01")
+            .into_iter()
+            .map(|(ms, w, _)| (ms, w))
+            .collect::<Vec<_>>(),
+        timed(&expect)
+    );
+    let call = sim.calls()[0];
+    let mut events = strings(&["received 19", "queued line19"]);
+    for _ in 0..3 {
+        events.push("offered agent01".into());
+        events.push("seat_failed agent01 Some(486) busy".into());
+    }
+    assert_eq!(sim.events_of(call), events);
+    assert_eq!(
+        sim.ua(caller).seen_names(),
+        strings(&["100 INVITE", "180 INVITE"])
+    );
+    assert_eq!(sim.switch.active_calls(), 1);
+    // The agent turns do-not-disturb off: the next round reaches them.
+    sim.ua(seat).refuse = None;
+    sim.ua(seat).answer_after = Some(Duration::from_secs(1));
+    sim.run(30_000);
+    assert_eq!(sim.events_of(call).last().unwrap(), "answered agent01");
+    assert_eq!(sim.ua(caller).up_count(), 1);
+}
+
+/// A trunk INVITE whose SDP offers no codec vigie relays (G.729 only) is refused with
+/// 488 at once (RFC 3264 §6, RFC 3261 §21.4.26) and journalled `ended media_refused`: it
+/// is never queued, so it cannot be offered to seats it could never reach. (An INVITE
+/// without SDP is a late offer, carried since main's 4597cb7.)
+#[test]
+fn offer_without_a_usable_codec_gets_488() {
+    let g729 = Bytes::from_static(
+        b"v=0\r\no=- 1 1 IN IP4 127.0.0.2\r\ns=-\r\nc=IN IP4 127.0.0.2\r\nt=0 0\r\n\
+          m=audio 40002 RTP/AVP 18\r\na=rtpmap:18 G729/8000\r\n",
+    );
+    let mut sim = Sim::new(config(1));
+    let seat = sim.add_seat(1, Some(Duration::from_secs(1)));
+    sim.run(100);
+    let caller = sim.add_caller(1);
+    sim.run(1_000);
+    sim.ua(caller).invite_with(g729);
+    sim.run(10_000);
+
+    assert_eq!(
+        sim.ua(caller).seen(),
+        timed(&[(1_020, "100 INVITE"), (1_020, "488 INVITE")])
+    );
+    assert_eq!(
+        sim.sent_by("caller1"),
+        wire(&[(1_000, "INVITE", false), (1_020, "ACK", false)])
+    );
+    let r488 = sim.ua(caller).responses(488, Method::Invite).remove(0);
+    assert!(to_tag(&r488).is_some());
+    assert_eq!(
+        sim.ua(seat).seen_names(),
+        strings(&["401 REGISTER", "200 REGISTER"])
+    );
+    let call = sim.calls()[0];
+    assert_eq!(
+        sim.events_of(call),
+        strings(&["received 19", "ended media_refused"])
+    );
+    assert!(sim.media.is_empty());
+    assert_eq!(sim.switch.active_calls(), 0);
+    assert_eq!(sim.seat_state("agent01"), "idle");
+}
+
+/// The demo configuration with `seats` seats and the backup centre as overflow target.
+fn config_with_overflow(seats: usize) -> Config {
+    let mut c = config(seats);
+    c.queues[0].overflow_uri = Some(BACKUP.to_owned());
+    c
+}
+
+const BACKUP: &str = "sip:19@127.0.0.4:5080";
+
+/// No seat registered: the call overflows at once to the backup centre, which answers;
+/// the caller's BYE reaches the backup centre.
+#[test]
+fn overflow_to_backup_centre_when_no_seat_is_registered() {
+    let mut sim = Sim::new(config_with_overflow(1));
+    let backup = sim.add_backup(Some(Duration::from_secs(1)));
+    let caller = sim.add_caller(1);
+    sim.run(1_000);
+    sim.ua(caller).hangup_after = Some(Duration::from_secs(10));
+    sim.ua(caller).invite();
+    sim.run(30_000);
+
+    assert_eq!(
+        sim.ua(backup).seen(),
+        timed(&[(1_020, "INVITE"), (2_040, "ACK"), (12_060, "BYE")])
+    );
+    assert_eq!(
+        sim.ua(caller).seen(),
+        timed(&[
+            (1_020, "100 INVITE"),
+            (1_020, "180 INVITE"),
+            (2_040, "200 INVITE"),
+            (12_060, "200 BYE"),
+        ])
+    );
+    let invite = sim.ua(backup).requests(Method::Invite).remove(0);
+    assert_eq!(invite.uri.to_string(), BACKUP);
+    let call = sim.calls()[0];
+    let (_, port_b) = sim.ports_of(call);
+    assert!(body_text(&invite.body).contains(&format!("m=audio {port_b} ")));
+    assert_eq!(
+        sim.events_of(call),
+        strings(&[
+            "received 19",
+            "queued line19",
+            &format!("overflowed {BACKUP} no_seats"),
+            &format!("overflow_answered {BACKUP}"),
+            "ended caller_hangup",
+        ])
+    );
+    assert_eq!(sim.switch.active_calls(), 0);
+    assert_eq!(sim.releases(call), 1);
+}
+
+/// The backup centre refuses (503): the call returns to the queue and is offered to the
+/// first seat that registers, before the overflow retry.
+#[test]
+fn failed_overflow_returns_the_call_to_the_queue() {
+    let mut sim = Sim::new(config_with_overflow(1));
+    let backup = sim.add_backup(None);
+    sim.ua(backup).refuse = Some(503);
+    let caller = sim.add_caller(1);
+    sim.run(1_000);
+    sim.ua(caller).invite();
+    sim.run(5_000);
+    let seat = sim.add_seat(1, Some(Duration::from_secs(1)));
+    sim.run(60_000);
+
+    assert_eq!(
+        sim.ua(backup).seen(),
+        timed(&[(1_020, "INVITE"), (1_040, "ACK")])
+    );
+    assert_eq!(
+        sim.ua(seat).seen(),
+        timed(&[
+            (5_020, "401 REGISTER"),
+            (5_040, "200 REGISTER"),
+            (5_040, "INVITE"),
+            (6_060, "ACK"),
+        ])
+    );
+    assert_eq!(
+        sim.ua(caller).seen(),
+        timed(&[
+            (1_020, "100 INVITE"),
+            (1_020, "180 INVITE"),
+            (6_060, "200 INVITE"),
+        ])
+    );
+    let call = sim.calls()[0];
+    assert_eq!(
+        sim.events_of(call),
+        strings(&[
+            "received 19",
+            "queued line19",
+            &format!("overflowed {BACKUP} no_seats"),
+            "overflow_failed Some(503)",
+            "offered agent01",
+            "ringing agent01",
+            "answered agent01",
+        ])
+    );
+    assert_eq!(sim.seat_state("agent01"), "on_call");
+}
+
+/// The caller CANCELs while the backup centre rings: the backup centre is CANCELled and
+/// the call is abandoned while overflowing.
+#[test]
+fn cancel_while_overflowing() {
+    let mut sim = Sim::new(config_with_overflow(1));
+    let backup = sim.add_backup(None);
+    let caller = sim.add_caller(1);
+    sim.run(1_000);
+    sim.ua(caller).invite();
+    sim.run(3_000);
+    sim.ua(caller).cancel();
+    sim.run(60_000);
+
+    assert_eq!(
+        sim.ua(backup).seen(),
+        timed(&[(1_020, "INVITE"), (3_020, "CANCEL"), (3_040, "ACK")])
+    );
+    assert_eq!(
+        sim.ua(caller).seen_names(),
+        strings(&["100 INVITE", "180 INVITE", "200 CANCEL", "487 INVITE"])
+    );
+    let call = sim.calls()[0];
+    assert_eq!(
+        sim.events_of(call),
+        strings(&[
+            "received 19",
+            "queued line19",
+            &format!("overflowed {BACKUP} no_seats"),
+            "abandoned overflowing",
+        ])
+    );
+    assert_eq!(sim.switch.active_calls(), 0);
+    assert_eq!(sim.releases(call), 1);
+}
+
+/// vigie's ACK to the seat is lost: the seat retransmits its 200 and vigie ACKs it again
+/// (RFC 3261 §13.2.2.4); the caller sees one 200.
+#[test]
+fn lost_ack_to_seat_is_sent_again_on_the_retransmitted_200() {
+    let mut sim = Sim::new(config(1));
+    let mut dropped = false;
+    sim.drop = Box::new(move |w| {
+        if !dropped && w.from == "vigie" && w.to == "agent01" && w.what == "ACK" {
+            dropped = true;
+            return true;
+        }
+        false
+    });
+    let seat = sim.add_seat(1, Some(Duration::from_secs(2)));
+    sim.run(100);
+    let caller = sim.add_caller(1);
+    sim.run(1_000);
+    sim.ua(caller).invite();
+    sim.run(10_000);
+
+    assert_eq!(
+        sim.vigie_to("agent01"),
+        wire(&[
+            (10, "401 REGISTER", false),
+            (30, "200 REGISTER", false),
+            (1_010, "INVITE", false),
+            (3_030, "ACK", true),
+            (3_530, "ACK", false),
+        ])
+    );
+    assert_eq!(
+        sim.sent_by("agent01")
+            .into_iter()
+            .filter(|(_, w, _)| w == "200 INVITE")
+            .map(|(ms, _, _)| ms)
+            .collect::<Vec<_>>(),
+        vec![3_020, 3_520]
+    );
+    assert!(sim.ua(seat).dialogs[0].acked);
+    assert_eq!(sim.ua(caller).responses(200, Method::Invite).len(), 1);
+}
+
+/// The caller's CANCEL reaches vigie and the 487 is lost: vigie retransmits the 487
+/// (Timer G) until the caller's ACK.
+#[test]
+fn lost_487_to_caller_is_retransmitted_until_ack() {
+    let mut sim = Sim::new(config(1));
+    sim.drop = Box::new(|w| w.to == "caller1" && w.what == "487 INVITE" && w.ms < 2_500);
+    let caller = sim.add_caller(1);
+    sim.ua(caller).invite();
+    sim.run(2_000);
+    sim.ua(caller).cancel();
+    sim.run(60_000);
+    assert_eq!(
+        sim.vigie_to("caller1"),
+        wire(&[
+            (10, "100 INVITE", false),
+            (10, "180 INVITE", false),
+            (2_010, "200 CANCEL", false),
+            (2_010, "487 INVITE", true),
+            (2_510, "487 INVITE", false),
+        ])
+    );
+    assert_eq!(
+        sim.sent_by("caller1"),
+        wire(&[
+            (0, "INVITE", false),
+            (2_000, "CANCEL", false),
+            (2_520, "ACK", false),
+        ])
+    );
+    assert_eq!(sim.switch.retransmissions(), 1);
+}
+
+/// Sixty callers and twenty seats again, with 5 % of all messages lost (a fixed seed):
+/// retransmissions on every side recover, every call is answered and ended by its caller,
+/// no seat takes two calls at once, offers follow arrival order, nothing is left behind.
+#[test]
+fn sixty_callers_twenty_seats_with_loss() {
+    let mut sim = Sim::new(config(20));
+    let mut x: u64 = 0x9e37_79b9_7f4a_7c15;
+    sim.drop = Box::new(move |_| {
+        x ^= x << 13;
+        x ^= x >> 7;
+        x ^= x << 17;
+        x % 100 < 5
+    });
+    let seats: Vec<UaId> = (1..=20)
+        .map(|n| sim.add_seat(n, Some(Duration::from_secs(1))))
+        .collect();
+    sim.run(10_000);
+    assert!(seats.iter().all(|s| sim.uas[*s].registered));
+    let callers: Vec<UaId> = (1..=60).map(|n| sim.add_caller(n)).collect();
+    for (i, c) in callers.iter().enumerate() {
+        sim.run(10_000 + 100 * i as u64);
+        sim.ua(*c).hangup_after = Some(Duration::from_secs(20));
+        sim.ua(*c).invite();
+    }
+    sim.run(400_000);
+
+    let dropped = sim.wire.iter().filter(|w| w.dropped).count();
+    assert!(dropped > 30, "{dropped} of {} dropped", sim.wire.len());
+    let calls = sim.calls();
+    assert_eq!(calls.len(), 60);
+    for c in &calls {
+        let ev = sim.events_of(*c);
+        assert_eq!(
+            ev.iter().filter(|e| e.starts_with("answered")).count(),
+            1,
+            "{ev:?}"
+        );
+        assert_eq!(ev.last().unwrap(), "ended caller_hangup", "{ev:?}");
+        assert_eq!(sim.releases(*c), 1);
+    }
+    let first_offers: Vec<CallId> = {
+        let mut seen = Vec::new();
+        for (_, e) in &sim.events {
+            if matches!(e.kind, CallEventKind::Offered { .. }) && !seen.contains(&e.call) {
+                seen.push(e.call);
+            }
+        }
+        seen
+    };
+    assert_eq!(first_offers, calls, "offers follow arrival order");
+    for s in &seats {
+        let ua = &sim.uas[*s];
+        assert_eq!(ua.max_up, 1, "{} had two calls at once", ua.name);
+        assert_eq!(ua.overlaps, 0, "{} got an INVITE while busy", ua.name);
+        assert_eq!(ua.up_count(), 0, "{} left in a call", ua.name);
+    }
+    for c in &callers {
+        assert_eq!(sim.uas[*c].up_count(), 0);
+    }
+    assert_eq!(sim.switch.active_calls(), 0);
+    assert!(
+        sim.switch
+            .acd()
+            .seats()
+            .all(|(_, s)| matches!(s, SeatState::Idle { .. }))
+    );
+    assert!(sim.switch.retransmissions() > 0);
+}
+
+/// The caller hangs up and vigie's BYE to the seat is lost while a second caller waits:
+/// the seat stays on the call until the retransmitted BYE is answered, and only then
+/// gets the second call's INVITE.
+#[test]
+fn next_offer_waits_for_the_seat_to_answer_bye() {
+    let mut sim = Sim::new(config(1));
+    let mut dropped = false;
+    sim.drop = Box::new(move |w| {
+        if !dropped && w.from == "vigie" && w.to == "agent01" && w.what == "BYE" {
+            dropped = true;
+            return true;
+        }
+        false
+    });
+    let seat = sim.add_seat(1, Some(Duration::from_secs(1)));
+    sim.run(100);
+    let first = sim.add_caller(1);
+    let second = sim.add_caller(2);
+    sim.run(1_000);
+    sim.ua(first).hangup_after = Some(Duration::from_secs(5));
+    sim.ua(first).invite();
+    sim.run(1_500);
+    sim.ua(second).invite();
+    sim.run(7_300);
+    assert_eq!(sim.seat_state("agent01"), "on_call");
+    sim.run(20_000);
+
+    assert_eq!(
+        sim.ua(seat).seen(),
+        timed(&[
+            (20, "401 REGISTER"),
+            (40, "200 REGISTER"),
+            (1_020, "INVITE"),
+            (2_040, "ACK"),
+            (7_560, "BYE"),
+            (7_580, "INVITE"),
+            (8_600, "ACK"),
+        ])
+    );
+    assert_eq!(sim.ua(seat).overlaps, 0);
+    let calls = sim.calls();
+    assert_eq!(
+        sim.events_of(calls[0]).last().unwrap(),
+        "ended caller_hangup"
+    );
+    assert_eq!(sim.events_of(calls[1]).last().unwrap(), "answered agent01");
+    assert_eq!(sim.seat_state("agent01"), "on_call");
+}
+
+/// xorshift64: a seeded, reproducible source of choices and losses.
+struct Rng(u64);
+
+impl Rng {
+    fn next(&mut self) -> u64 {
+        self.0 ^= self.0 << 13;
+        self.0 ^= self.0 >> 7;
+        self.0 ^= self.0 << 17;
+        self.0
+    }
+    fn below(&mut self, n: u64) -> u64 {
+        self.next() % n
+    }
+}
+
+/// One random run (see [`random_calls_cancels_hangups_and_loss_stay_consistent`]) with
+/// `pct` % of all messages lost.
+fn chaos_run(seed: u64, pct: u64) {
+    let mut sim = Sim::new(config(10));
+    let mut rng = Rng(seed.wrapping_mul(0x9e37_79b9_7f4a_7c15) | 1);
+    let mut loss = Rng(seed.wrapping_mul(0x2545_f491_4f6c_dd1d) | 1);
+    sim.drop = Box::new(move |_| loss.below(100) < pct);
+    let seats: Vec<UaId> = (1..=10)
+        .map(|n| {
+            let a = Duration::from_millis(1_000 + rng.below(19_000));
+            sim.add_seat(n, Some(a))
+        })
+        .collect();
+    for s in &seats {
+        if rng.below(4) == 0 {
+            sim.uas[*s].hangup_after = Some(Duration::from_millis(2_000 + rng.below(20_000)));
+        }
+    }
+    sim.run(40_000);
+    assert!(seats.iter().all(|s| sim.uas[*s].registered));
+    let callers: Vec<UaId> = (1..=30).map(|n| sim.add_caller(n)).collect();
+    let mut plan: Vec<(u64, usize, bool)> = Vec::new(); // (ms, caller index, is_cancel)
+    for (i, _) in callers.iter().enumerate() {
+        let at = 40_000 + rng.below(30_000);
+        plan.push((at, i, false));
+        if rng.below(3) == 0 {
+            plan.push((at + 10 + rng.below(25_000), i, true));
+        }
+    }
+    plan.sort();
+    for (at, i, cancel) in plan {
+        sim.run(at);
+        let c = callers[i];
+        if cancel {
+            sim.ua(c).cancel();
+        } else {
+            sim.ua(c).hangup_after = Some(Duration::from_millis(3_000 + 1_000 * (i as u64 % 20)));
+            sim.ua(c).invite();
+        }
+    }
+    sim.run(900_000);
+    let calls = sim.calls();
+    assert_eq!(calls.len(), 30);
+    for c in &calls {
+        let ev = sim.events_of(*c);
+        let terminal = ev
+            .iter()
+            .filter(|e| e.starts_with("ended") || e.starts_with("abandoned"))
+            .count();
+        assert_eq!(terminal, 1, "{ev:?}");
+        assert!(
+            ev.last().unwrap().starts_with("ended") || ev.last().unwrap().starts_with("abandoned"),
+            "{ev:?}"
+        );
+        assert_eq!(sim.releases(*c), 1, "{ev:?}");
+    }
+    for s in &seats {
+        let ua = &sim.uas[*s];
+        assert_eq!(ua.up_count(), 0, "{} left in a call", ua.name);
+        assert!(ua.max_up <= 1, "{} had two calls at once", ua.name);
+    }
+    for c in &callers {
+        assert_eq!(sim.uas[*c].up_count(), 0, "{} left up", sim.uas[*c].name);
+    }
+    assert_eq!(sim.switch.active_calls(), 0);
+    for (id, st) in sim.switch.acd().seats() {
+        assert!(matches!(st, SeatState::Idle { .. }), "{id} {st:?}");
+    }
+    let overlaps: usize = seats.iter().map(|s| sim.uas[*s].overlaps).sum();
+    assert_eq!(overlaps, 0, "INVITEs to a busy seat");
+}
+
+/// Thirty callers and ten seats with random arrivals, ring times (some beyond the ring
+/// timeout), talk times, agent hang-ups, caller CANCELs at random moments (queued, ringing,
+/// or crossing the answer) and 0, 5 or 15 % loss, over ten seeds: every call ends exactly
+/// once (ended or abandoned) with its relay released, no seat or caller is left in a call,
+/// every seat is idle in the ACD, and no seat gets an INVITE while busy.
+#[test]
+fn random_calls_cancels_hangups_and_loss_stay_consistent() {
+    let mut failed = Vec::new();
+    for seed in 1..=10u64 {
+        for pct in [0u64, 5, 15] {
+            let r = std::panic::catch_unwind(|| chaos_run(seed, pct));
+            if let Err(e) = r {
+                let msg = e
+                    .downcast_ref::<String>()
+                    .cloned()
+                    .or_else(|| e.downcast_ref::<&str>().map(|s| s.to_string()))
+                    .unwrap_or_default();
+                failed.push((
+                    seed,
+                    pct,
+                    msg.lines().take(3).collect::<Vec<_>>().join(" | "),
+                ));
+            }
+        }
+    }
+    for f in &failed {
+        eprintln!("FAIL {f:?}");
+    }
+    assert!(failed.is_empty(), "{} failures", failed.len());
+}
+
+/// A session refresh: the caller re-INVITEs in the confirmed dialog; vigie answers 200
+/// with the SDP it already gave (same `o=` version, RFC 3264 §8), the ACK is absorbed and
+/// the seat is not involved.
+#[test]
+fn caller_reinvite_gets_the_same_answer() {
+    let (mut sim, caller, seat, call) = connected_call(Duration::from_secs(2));
+    let cid = sim.ua(caller).dialogs[0].call_id.clone();
+    sim.ua(caller).reinvite(&cid);
+    sim.run(40_000);
+    assert_eq!(
+        sim.ua(caller).seen(),
+        timed(&[
+            (1_020, "100 INVITE"),
+            (1_020, "180 INVITE"),
+            (3_040, "200 INVITE"),
+            (3_120, "100 INVITE"),
+            (3_120, "200 INVITE"),
+        ])
+    );
+    assert_eq!(
+        sim.sent_by("caller1"),
+        wire(&[
+            (1_000, "INVITE", false),
+            (3_040, "ACK", false),
+            (3_100, "INVITE", false),
+            (3_120, "ACK", false),
+        ])
+    );
+    let oks = sim.ua(caller).responses(200, Method::Invite);
+    assert_eq!(oks[1].cseq().unwrap().seq, 2);
+    assert_eq!(oks[1].body, oks[0].body);
+    assert_eq!(to_tag(&oks[1]), to_tag(&oks[0]));
+    assert_eq!(
+        sim.ua(seat).seen_names(),
+        strings(&["401 REGISTER", "200 REGISTER", "INVITE", "ACK"])
+    );
+    assert_eq!(sim.switch.retransmissions(), 0);
+    assert_eq!(sim.events_of(call).last().unwrap(), "answered agent01");
+    assert_eq!(sim.switch.active_calls(), 1);
+}
+
+/// Both sides hang up at the same instant (BYE glare): one `ended` event, each BYE
+/// answered, the seat idle.
+#[test]
+fn both_hang_up_at_once() {
+    let (mut sim, caller, seat, call) = connected_call(Duration::from_secs(2));
+    let caller_cid = sim.ua(caller).dialogs[0].call_id.clone();
+    let seat_cid = sim.ua(seat).dialogs[0].call_id.clone();
+    sim.ua(caller).hang_up(&caller_cid);
+    sim.ua(seat).hang_up(&seat_cid);
+    sim.run(40_000);
+    let ended: Vec<String> = sim
+        .events_of(call)
+        .into_iter()
+        .filter(|e| e.starts_with("ended"))
+        .collect();
+    // The seat's BYE reached vigie first (same instant, sent first): it got 200 and
+    // vigie BYEd the caller; the caller's own BYE crossed it and got 481.
+    assert_eq!(ended, strings(&["ended agent_hangup"]));
+    assert_eq!(sim.ua(seat).responses(200, Method::Bye).len(), 1);
+    assert_eq!(sim.ua(caller).requests(Method::Bye).len(), 1);
+    assert_eq!(sim.ua(caller).responses(481, Method::Bye).len(), 1);
+    assert_eq!(sim.ua(seat).requests(Method::Bye).len(), 0);
+    assert_eq!(sim.switch.active_calls(), 0);
+    assert_eq!(sim.seat_state("agent01"), "idle");
+    assert_eq!(sim.releases(call), 1);
+}
+
+/// A softphone that registers a Contact with a host name (vigie does no DNS) is reached
+/// where its REGISTER came from, with that Contact as Request-URI.
+#[test]
+fn seat_with_a_host_name_contact_is_reached_at_its_source() {
+    let mut sim = Sim::new(config(1));
+    let seat = sim.add_seat_with_contact(
+        1,
+        Some(Duration::from_secs(1)),
+        Some("<sip:agent01@softphone-01.example.net:7001>".into()),
+    );
+    sim.run(100);
+    let caller = sim.add_caller(1);
+    sim.run(1_000);
+    sim.ua(caller).invite();
+    sim.run(10_000);
+    assert_eq!(
+        sim.ua(seat).seen(),
+        timed(&[
+            (20, "401 REGISTER"),
+            (40, "200 REGISTER"),
+            (1_020, "INVITE"),
+            (2_040, "ACK"),
+        ])
+    );
+    let invite = sim.ua(seat).requests(Method::Invite).remove(0);
+    assert_eq!(
+        invite.uri.to_string(),
+        "sip:agent01@softphone-01.example.net:7001"
+    );
+    let call = sim.calls()[0];
+    assert_eq!(sim.events_of(call).last().unwrap(), "answered agent01");
+}
