@@ -1903,7 +1903,7 @@ fn ring_timeout_cancel_crosses_seat_200() {
             "queued line19",
             "offered agent01",
             "ringing agent01",
-            "seat_failed agent01 Some(487) cancelled",
+            "seat_failed agent01 Some(487) no_answer",
             "offered agent01",
             "ringing agent01",
             "answered agent01",

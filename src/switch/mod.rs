@@ -1007,7 +1007,7 @@ impl Switch {
                 Some(bye) => {
                     self.closing.insert(bye, Closing::Crossed(id));
                 }
-                None => self.out_leg_failed(now, id, Some(487), "cancelled"),
+                None => self.out_leg_failed(now, id, Some(487), "no_answer"),
             }
             return;
         }
