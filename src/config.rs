@@ -174,6 +174,10 @@ pub struct QueueConfig {
     /// Seconds before a call is offered again to seats that all declined or did not
     /// answer it (Asterisk app_queue's `retry`).
     pub retry_s: u64,
+    /// Service-level threshold, seconds: a call answered by a seat within this wait
+    /// (from the trunk's INVITE) counts as answered in time in
+    /// `vigie_service_level_ratio`.
+    pub service_level_s: u64,
     /// Seats serving this queue; empty = every seat.
     pub seats: Vec<String>,
 }
@@ -311,6 +315,7 @@ impl Default for QueueConfig {
             overflow_timeout_s: 20,
             overflow_retry_s: 30,
             retry_s: 5,
+            service_level_s: 15,
             seats: Vec::new(),
         }
     }

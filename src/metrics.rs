@@ -13,7 +13,9 @@
 //! tools that do not speak OpenMetrics (promtool 2.42 `check metrics` among them).
 //! [`Format::negotiate`] picks one from an HTTP `Accept` header.
 
+use std::collections::VecDeque;
 use std::sync::atomic::AtomicU64;
+use std::time::{Duration, Instant};
 
 use prometheus_client::encoding::{EncodeLabelSet, EncodeLabelValue, LabelValueEncoder};
 use prometheus_client::metrics::counter::Counter;
@@ -23,6 +25,7 @@ use prometheus_client::metrics::histogram::Histogram;
 use prometheus_client::registry::{Registry, Unit};
 
 use crate::store::{JournalMetrics, Outcome};
+use crate::switch::event::AbandonPhase;
 
 /// `Content-Type` of [`Metrics::encode`]'s output (OpenMetrics 1.0 text).
 pub const OPENMETRICS_CONTENT_TYPE: &str =
@@ -38,6 +41,9 @@ pub const ANSWER_TIME_BUCKETS: [f64; 12] = [
 
 /// A gauge holding a float (seconds, Unix time).
 pub type FloatGauge = Gauge<f64, AtomicU64>;
+
+/// A counter of a float quantity (seconds).
+pub type FloatCounter = Counter<f64, AtomicU64>;
 
 /// Constructor of a histogram family's members.
 pub type HistogramFn = fn() -> Histogram;
@@ -61,6 +67,29 @@ pub struct Metrics {
     pub overflows: Family<OverflowLabels, Counter>,
     /// `vigie_answer_time_seconds{queue}`: wait from received to answered, seconds.
     pub answer_time_seconds: Family<QueueLabels, Histogram, HistogramFn>,
+    /// `vigie_calls_abandoned_total{queue,phase}`: callers who hung up before an
+    /// answer, by where the call was (queued, ringing a seat, overflowing).
+    pub calls_abandoned: Family<AbandonLabels, Counter>,
+    /// `vigie_service_level_ratio{queue,window}`: share (0–1) of the calls whose wait
+    /// ended in the rolling window that a seat answered within the queue's
+    /// `service_level_s`; 1 when no call ended its wait in the window.
+    pub service_level_ratio: Family<ServiceLevelLabels, FloatGauge>,
+    /// `vigie_service_level_calls{queue,window}`: calls whose wait ended in the
+    /// rolling window (answered by a seat, answered by the overflow target, or
+    /// abandoned): the denominator of `vigie_service_level_ratio`.
+    pub service_level_calls: Family<ServiceLevelLabels, Gauge>,
+    /// `vigie_service_level_threshold_seconds{queue}`: the queue's `service_level_s`.
+    pub service_level_threshold_seconds: Family<QueueLabels, FloatGauge>,
+    /// `vigie_seat_calls_answered_total{seat}`: calls the seat answered.
+    pub seat_calls_answered: Family<SeatIdLabels, Counter>,
+    /// `vigie_seat_talk_seconds_total{seat}`: talk time of the seat's ended calls,
+    /// seconds (from answer to hang-up).
+    pub seat_talk_seconds: Family<SeatIdLabels, FloatCounter>,
+    /// `vigie_seat_ring_no_answer_total{seat}`: offers the seat let ring until the
+    /// queue's ring timeout.
+    pub seat_ring_no_answer: Family<SeatIdLabels, Counter>,
+    /// `vigie_seat_state{seat,state}`: 1 for the seat's current state, 0 for the others.
+    pub seat_state: Family<SeatStateLabels, Gauge>,
     /// `vigie_trunk_calls_active`: calls in progress on the trunk.
     pub trunk_calls_active: Gauge,
     /// `vigie_trunk_capacity_calls`: configured trunk channels.
@@ -125,6 +154,56 @@ impl Metrics {
             "Wait from reception to answer by an agent",
             Unit::Seconds,
             answer_time_seconds.clone(),
+        );
+        let calls_abandoned = Family::<AbandonLabels, Counter>::default();
+        registry.register(
+            "vigie_calls_abandoned",
+            "Callers who hung up before an answer, by phase",
+            calls_abandoned.clone(),
+        );
+        let service_level_ratio = Family::<ServiceLevelLabels, FloatGauge>::default();
+        registry.register(
+            "vigie_service_level_ratio",
+            "Share of calls answered by a seat within the queue's threshold, rolling window",
+            service_level_ratio.clone(),
+        );
+        let service_level_calls = Family::<ServiceLevelLabels, Gauge>::default();
+        registry.register(
+            "vigie_service_level_calls",
+            "Calls whose wait ended in the rolling window (service level denominator)",
+            service_level_calls.clone(),
+        );
+        let service_level_threshold_seconds = Family::<QueueLabels, FloatGauge>::default();
+        registry.register_with_unit(
+            "vigie_service_level_threshold",
+            "Service-level answer threshold of the queue",
+            Unit::Seconds,
+            service_level_threshold_seconds.clone(),
+        );
+        let seat_calls_answered = Family::<SeatIdLabels, Counter>::default();
+        registry.register(
+            "vigie_seat_calls_answered",
+            "Calls answered by the seat",
+            seat_calls_answered.clone(),
+        );
+        let seat_talk_seconds = Family::<SeatIdLabels, FloatCounter>::default();
+        registry.register_with_unit(
+            "vigie_seat_talk",
+            "Talk time of the seat's ended calls",
+            Unit::Seconds,
+            seat_talk_seconds.clone(),
+        );
+        let seat_ring_no_answer = Family::<SeatIdLabels, Counter>::default();
+        registry.register(
+            "vigie_seat_ring_no_answer",
+            "Offers the seat let ring until the ring timeout",
+            seat_ring_no_answer.clone(),
+        );
+        let seat_state = Family::<SeatStateLabels, Gauge>::default();
+        registry.register(
+            "vigie_seat_state",
+            "1 for the seat's current state, 0 for the others",
+            seat_state.clone(),
         );
         let trunk_calls_active = Gauge::default();
         registry.register(
@@ -200,6 +279,14 @@ impl Metrics {
             calls_offered,
             overflows,
             answer_time_seconds,
+            calls_abandoned,
+            service_level_ratio,
+            service_level_calls,
+            service_level_threshold_seconds,
+            seat_calls_answered,
+            seat_talk_seconds,
+            seat_ring_no_answer,
+            seat_state,
             trunk_calls_active,
             trunk_capacity_calls,
             sip_requests_received,
@@ -211,6 +298,65 @@ impl Metrics {
             build_info,
             start_time_seconds,
         }
+    }
+
+    /// Creates the per-queue series that must exist before the first call (abandoned
+    /// calls of every phase at 0, the service level at 1 with 0 calls), and records
+    /// the queue's service-level threshold, seconds.
+    pub fn init_queue(&self, queue: &str, service_level_threshold: Duration) {
+        for phase in AbandonPhaseLabel::ALL {
+            let _ = self.calls_abandoned.get_or_create(&AbandonLabels {
+                queue: queue.to_owned(),
+                phase,
+            });
+        }
+        self.service_level_threshold_seconds
+            .get_or_create(&QueueLabels {
+                queue: queue.to_owned(),
+            })
+            .set(service_level_threshold.as_secs_f64());
+        for window in SlWindow::ALL {
+            self.set_service_level(queue, window, 0, 0);
+        }
+    }
+
+    /// Sets `vigie_service_level_ratio` and `vigie_service_level_calls` of one queue
+    /// and window from `met` calls answered in time out of `total` (ratio 1 when
+    /// `total` is 0).
+    pub fn set_service_level(&self, queue: &str, window: SlWindow, met: u64, total: u64) {
+        let labels = ServiceLevelLabels {
+            queue: queue.to_owned(),
+            window,
+        };
+        let ratio = if total == 0 {
+            1.0
+        } else {
+            met as f64 / total as f64
+        };
+        self.service_level_ratio.get_or_create(&labels).set(ratio);
+        self.service_level_calls
+            .get_or_create(&labels)
+            .set(i64::try_from(total).unwrap_or(i64::MAX));
+    }
+
+    /// Publishes one seat's state: `vigie_seat_state{seat,state}` is 1 for `state` and
+    /// 0 for every other state; the seat's counters are created (at 0) if new.
+    pub fn publish_seat(&self, seat: &str, state: SeatState) {
+        for s in SeatState::ALL {
+            self.seat_state
+                .get_or_create(&SeatStateLabels {
+                    seat: seat.to_owned(),
+                    state: s,
+                })
+                .set(i64::from(s == state));
+        }
+        let labels = SeatIdLabels {
+            seat: seat.to_owned(),
+        };
+        // Creating the series is the point; the read guards are dropped at once.
+        let _ = self.seat_calls_answered.get_or_create(&labels);
+        let _ = self.seat_talk_seconds.get_or_create(&labels);
+        let _ = self.seat_ring_no_answer.get_or_create(&labels);
     }
 
     /// The registry, for layers that register their own families (e.g.
@@ -342,6 +488,40 @@ pub struct SeatLabels {
     pub state: SeatState,
 }
 
+/// Labels `{queue,phase}`.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, EncodeLabelSet)]
+pub struct AbandonLabels {
+    /// ACD queue name.
+    pub queue: String,
+    /// Where the call was when the caller hung up.
+    pub phase: AbandonPhaseLabel,
+}
+
+/// Labels `{queue,window}`.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, EncodeLabelSet)]
+pub struct ServiceLevelLabels {
+    /// ACD queue name.
+    pub queue: String,
+    /// Rolling window.
+    pub window: SlWindow,
+}
+
+/// Labels `{seat}`. Seat ids come from the configuration (bounded).
+#[derive(Debug, Clone, PartialEq, Eq, Hash, EncodeLabelSet)]
+pub struct SeatIdLabels {
+    /// Agent seat id (the SIP user it registers as).
+    pub seat: String,
+}
+
+/// Labels `{seat,state}`.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, EncodeLabelSet)]
+pub struct SeatStateLabels {
+    /// Agent seat id.
+    pub seat: String,
+    /// Seat state.
+    pub state: SeatState,
+}
+
 /// Labels `{queue,outcome}`.
 #[derive(Debug, Clone, PartialEq, Eq, Hash, EncodeLabelSet)]
 pub struct CallLabels {
@@ -408,6 +588,8 @@ macro_rules! label_value_as_str {
 }
 
 label_value_as_str!(
+    AbandonPhaseLabel,
+    SlWindow,
     Outcome,
     SeatState,
     SipMethod,
@@ -415,6 +597,152 @@ label_value_as_str!(
     TransportLabel,
     ReloadResult
 );
+
+/// Where a caller hung up before an answer, as the `phase` label.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum AbandonPhaseLabel {
+    /// Waiting in the queue.
+    Queued,
+    /// A seat was ringing.
+    Ringing,
+    /// The overflow target was ringing.
+    Overflowing,
+}
+
+impl AbandonPhaseLabel {
+    /// Every phase.
+    pub const ALL: [AbandonPhaseLabel; 3] = [
+        AbandonPhaseLabel::Queued,
+        AbandonPhaseLabel::Ringing,
+        AbandonPhaseLabel::Overflowing,
+    ];
+
+    /// The label value.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            AbandonPhaseLabel::Queued => "queued",
+            AbandonPhaseLabel::Ringing => "ringing",
+            AbandonPhaseLabel::Overflowing => "overflowing",
+        }
+    }
+}
+
+impl From<AbandonPhase> for AbandonPhaseLabel {
+    fn from(phase: AbandonPhase) -> AbandonPhaseLabel {
+        match phase {
+            AbandonPhase::Queued => AbandonPhaseLabel::Queued,
+            AbandonPhase::Ringing => AbandonPhaseLabel::Ringing,
+            AbandonPhase::Overflowing => AbandonPhaseLabel::Overflowing,
+        }
+    }
+}
+
+/// Rolling window of the service level, as the `window` label.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum SlWindow {
+    /// The last 15 minutes.
+    Min15,
+    /// The last hour.
+    Hour1,
+}
+
+impl SlWindow {
+    /// Every window.
+    pub const ALL: [SlWindow; 2] = [SlWindow::Min15, SlWindow::Hour1];
+
+    /// The label value, `15m` or `1h` (PromQL duration spelling).
+    pub fn as_str(self) -> &'static str {
+        match self {
+            SlWindow::Min15 => "15m",
+            SlWindow::Hour1 => "1h",
+        }
+    }
+
+    /// Length of the window.
+    pub fn duration(self) -> Duration {
+        match self {
+            SlWindow::Min15 => Duration::from_secs(15 * 60),
+            SlWindow::Hour1 => Duration::from_secs(60 * 60),
+        }
+    }
+}
+
+/// Width of the buckets of a [`WindowedRatio`] built by [`WindowedRatio::for_window`]:
+/// 10 s.
+pub const SL_BUCKET: Duration = Duration::from_secs(10);
+
+/// A pure rolling-window counter of (met, total) events, e.g. calls answered within
+/// the service-level threshold out of calls whose wait ended. Time is passed in (no
+/// clock reading): events land in fixed buckets of `bucket` width counted from
+/// `origin`; a bucket leaves the window once its whole span is older than `window`,
+/// so the window covers between `window - bucket` and `window` of history. Memory is
+/// bounded by `window / bucket` buckets whatever the call rate.
+#[derive(Debug, Clone)]
+pub struct WindowedRatio {
+    origin: Instant,
+    bucket_nanos: u128,
+    buckets_in_window: u64,
+    /// (bucket index, met, total), oldest first, indexes increasing.
+    buckets: VecDeque<(u64, u64, u64)>,
+}
+
+impl WindowedRatio {
+    /// A counter over `window` in buckets of `bucket` (a zero `bucket` is taken as
+    /// 1 ns; `window` is rounded up to whole buckets), counting time from `origin`.
+    pub fn new(window: Duration, bucket: Duration, origin: Instant) -> WindowedRatio {
+        let bucket_nanos = bucket.as_nanos().max(1);
+        let buckets_in_window =
+            u64::try_from(window.as_nanos().div_ceil(bucket_nanos)).unwrap_or(u64::MAX);
+        WindowedRatio {
+            origin,
+            bucket_nanos,
+            buckets_in_window: buckets_in_window.max(1),
+            buckets: VecDeque::new(),
+        }
+    }
+
+    /// A counter over `window` in [`SL_BUCKET`] buckets.
+    pub fn for_window(window: SlWindow, origin: Instant) -> WindowedRatio {
+        WindowedRatio::new(window.duration(), SL_BUCKET, origin)
+    }
+
+    /// Counts one event at `now`; `met` says whether it met the target. An instant
+    /// before the newest bucket counts in the newest bucket.
+    pub fn record(&mut self, now: Instant, met: bool) {
+        let index = self.index(now);
+        self.prune(index);
+        match self.buckets.back_mut() {
+            Some((last, m, t)) if *last >= index => {
+                *m += u64::from(met);
+                *t += 1;
+            }
+            _ => self.buckets.push_back((index, u64::from(met), 1)),
+        }
+    }
+
+    /// `(met, total)` over the window ending at `now`; drops buckets that left it.
+    pub fn totals(&mut self, now: Instant) -> (u64, u64) {
+        self.prune(self.index(now));
+        self.buckets
+            .iter()
+            .fold((0, 0), |(m, t), (_, bm, bt)| (m + bm, t + bt))
+    }
+
+    fn index(&self, now: Instant) -> u64 {
+        let since = now.saturating_duration_since(self.origin).as_nanos();
+        u64::try_from(since / self.bucket_nanos).unwrap_or(u64::MAX)
+    }
+
+    fn prune(&mut self, index: u64) {
+        while let Some((first, _, _)) = self.buckets.front() {
+            if first.saturating_add(self.buckets_in_window) <= index {
+                self.buckets.pop_front();
+            } else {
+                break;
+            }
+        }
+    }
+}
 
 /// Agent seat state, as the `state` label.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -785,5 +1113,125 @@ mod tests {
             Metrics::new("0.1.0").encode_as(Format::OpenMetrics).1,
             OPENMETRICS_CONTENT_TYPE
         );
+    }
+
+    fn secs(origin: Instant, s: u64) -> Instant {
+        origin + Duration::from_secs(s)
+    }
+
+    #[test]
+    fn windowed_ratio_counts_and_forgets_old_buckets() {
+        let t0 = Instant::now();
+        let mut w = WindowedRatio::new(Duration::from_secs(60), Duration::from_secs(10), t0);
+        assert_eq!(w.totals(t0), (0, 0));
+        w.record(secs(t0, 1), true);
+        w.record(secs(t0, 5), false);
+        w.record(secs(t0, 25), true);
+        assert_eq!(w.totals(secs(t0, 30)), (2, 3));
+        // Six 10 s buckets: bucket [0 s, 10 s) is kept while now < 60 s, so the window
+        // covers between 50 s and 60 s of history.
+        assert_eq!(w.totals(secs(t0, 59)), (2, 3));
+        assert_eq!(w.totals(secs(t0, 60)), (1, 1));
+        // Bucket [20 s, 30 s) leaves at 80 s.
+        assert_eq!(w.totals(secs(t0, 79)), (1, 1));
+        assert_eq!(w.totals(secs(t0, 80)), (0, 0));
+        assert!(w.buckets.is_empty());
+    }
+
+    #[test]
+    fn windowed_ratio_memory_is_bounded_and_late_instants_count() {
+        let t0 = Instant::now();
+        let mut w = WindowedRatio::for_window(SlWindow::Min15, t0);
+        // One call a second for two hours: at most 90 buckets of 10 s are kept.
+        for s in 0..7200 {
+            w.record(secs(t0, s), s % 4 != 0);
+        }
+        assert!(w.buckets.len() <= 90, "{} buckets", w.buckets.len());
+        // The window at 7199 s keeps buckets 630..=719, i.e. 6300 s..7199 s: 900 calls,
+        // one in four (s divisible by 4) not met.
+        let (met, total) = w.totals(secs(t0, 7199));
+        assert_eq!((met, total), (675, 900));
+        // An instant before the newest bucket counts in the newest bucket.
+        w.record(secs(t0, 7000), true);
+        assert_eq!(w.totals(secs(t0, 7199)), (met + 1, total + 1));
+        // An instant before the origin counts in bucket 0.
+        let mut early = WindowedRatio::new(Duration::from_secs(60), SL_BUCKET, secs(t0, 100));
+        early.record(t0, false);
+        assert_eq!(early.totals(t0), (0, 1));
+    }
+
+    #[test]
+    fn one_hour_window_outlives_the_fifteen_minute_one() {
+        let t0 = Instant::now();
+        let mut m15 = WindowedRatio::for_window(SlWindow::Min15, t0);
+        let mut h1 = WindowedRatio::for_window(SlWindow::Hour1, t0);
+        for w in [&mut m15, &mut h1] {
+            w.record(t0, true);
+            w.record(t0, false);
+        }
+        let later = secs(t0, 20 * 60);
+        assert_eq!(m15.totals(later), (0, 0));
+        assert_eq!(h1.totals(later), (1, 2));
+        assert_eq!(h1.totals(secs(t0, 3610)), (0, 0));
+    }
+
+    #[test]
+    fn queue_seat_and_service_level_series() {
+        let metrics = Metrics::new("0.1.0");
+        metrics.init_queue("line19", Duration::from_secs(15));
+        metrics.publish_seat("agent01", SeatState::OnCall);
+        metrics.set_service_level("line19", SlWindow::Hour1, 2, 3);
+        metrics
+            .calls_abandoned
+            .get_or_create(&AbandonLabels {
+                queue: "line19".into(),
+                phase: AbandonPhase::Ringing.into(),
+            })
+            .inc();
+        metrics
+            .seat_talk_seconds
+            .get_or_create(&SeatIdLabels {
+                seat: "agent01".into(),
+            })
+            .inc_by(12.5);
+        let text = metrics.encode_prometheus_text();
+        let has = |line: &str| text.lines().any(|l| l == line);
+        for line in [
+            r#"vigie_calls_abandoned_total{queue="line19",phase="queued"} 0"#,
+            r#"vigie_calls_abandoned_total{queue="line19",phase="ringing"} 1"#,
+            r#"vigie_calls_abandoned_total{queue="line19",phase="overflowing"} 0"#,
+            r#"vigie_service_level_ratio{queue="line19",window="15m"} 1.0"#,
+            r#"vigie_service_level_calls{queue="line19",window="15m"} 0"#,
+            r#"vigie_service_level_calls{queue="line19",window="1h"} 3"#,
+            r#"vigie_service_level_threshold_seconds{queue="line19"} 15.0"#,
+            r#"vigie_seat_state{seat="agent01",state="on_call"} 1"#,
+            r#"vigie_seat_state{seat="agent01",state="idle"} 0"#,
+            r#"vigie_seat_state{seat="agent01",state="logged_out"} 0"#,
+            r#"vigie_seat_calls_answered_total{seat="agent01"} 0"#,
+            r#"vigie_seat_ring_no_answer_total{seat="agent01"} 0"#,
+            r#"vigie_seat_talk_seconds_total{seat="agent01"} 12.5"#,
+        ] {
+            assert!(has(line), "missing {line} in:\n{text}");
+        }
+        let ratio = line_of(
+            &text,
+            r#"vigie_service_level_ratio{queue="line19",window="1h"}"#,
+        );
+        let value: Option<f64> = ratio
+            .first()
+            .and_then(|l| l.rsplit(' ').next())
+            .and_then(|v| v.parse().ok());
+        assert!(
+            value.is_some_and(|v| (v - 2.0 / 3.0).abs() < 1e-12),
+            "{ratio:?}"
+        );
+        assert_eq!(
+            line_of(&text, "vigie_seat_state{").len(),
+            SeatState::ALL.len()
+        );
+        metrics.publish_seat("agent01", SeatState::Idle);
+        let text = metrics.encode_prometheus_text();
+        assert!(text.contains("vigie_seat_state{seat=\"agent01\",state=\"on_call\"} 0\n"));
+        assert!(text.contains("vigie_seat_state{seat=\"agent01\",state=\"idle\"} 1\n"));
     }
 }

@@ -264,6 +264,14 @@ pub async fn start(config: Config) -> Result<(Bound, Shutdown), StartError> {
         },
     ));
     let (stop_tx, stop_rx) = watch::channel(false);
+    let recorder = Recorder::new(journal.clone()).with_service_levels(
+        &metrics,
+        config.queues.iter().map(|q| {
+            let threshold = std::time::Duration::from_secs(q.service_level_s);
+            (q.name.clone(), threshold)
+        }),
+        Instant::now(),
+    );
     let task = SwitchTask {
         switch,
         inputs_tx: inputs,
@@ -272,7 +280,7 @@ pub async fn start(config: Config) -> Result<(Bound, Shutdown), StartError> {
         relay,
         sessions: HashMap::new(),
         metrics,
-        recorder: Recorder::new(journal.clone()),
+        recorder,
         status: status_tx,
         seen_responses: [0; 7],
         seen_retransmissions: 0,
@@ -554,6 +562,12 @@ impl SwitchTask {
                 }
             }
         }
+        for (id, s) in self.switch.acd().seats() {
+            if let Some(state) = seat_state_label(s.label()) {
+                self.metrics.publish_seat(id, state);
+            }
+        }
+        self.recorder.publish_service_level(&self.metrics, now);
         let status = Status {
             queues: snaps
                 .into_iter()

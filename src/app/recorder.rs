@@ -2,13 +2,17 @@
 //! the journal and the metrics are fed from the same events).
 
 use std::collections::HashMap;
+use std::time::{Duration, Instant};
 
 use chrono::{DateTime, Utc};
 use serde_json::json;
 
 use crate::acd::CallId;
 use crate::location::{Location, Shape};
-use crate::metrics::{CallLabels, Metrics, OverflowLabels, QueueLabels};
+use crate::metrics::{
+    AbandonLabels, CallLabels, Metrics, OverflowLabels, QueueLabels, SeatIdLabels, SlWindow,
+    WindowedRatio,
+};
 use crate::store::{CallPatch, EventKind, Journal, JournalRecord, LocationRow, Outcome};
 use crate::switch::event::{CallEvent, CallEventKind};
 
@@ -21,13 +25,42 @@ struct Live {
     queue: String,
     received_at: Option<DateTime<Utc>>,
     answered_at: Option<DateTime<Utc>>,
+    /// The seat that answered, for its talk time.
+    seat: Option<String>,
     overflowed: bool,
+}
+
+/// Service level of one queue: its threshold and one rolling counter per window.
+#[derive(Debug)]
+struct ServiceLevel {
+    threshold: Duration,
+    windows: Vec<(SlWindow, WindowedRatio)>,
+}
+
+impl ServiceLevel {
+    fn new(threshold: Duration, origin: Instant) -> ServiceLevel {
+        ServiceLevel {
+            threshold,
+            windows: SlWindow::ALL
+                .into_iter()
+                .map(|w| (w, WindowedRatio::for_window(w, origin)))
+                .collect(),
+        }
+    }
+
+    fn record(&mut self, now: Instant, met: bool) {
+        for (_, w) in &mut self.windows {
+            w.record(now, met);
+        }
+    }
 }
 
 /// Journal + metrics writer for call events. Owned by the switch task.
 pub struct Recorder {
     journal: Journal,
     live: HashMap<CallId, Live>,
+    /// Service level per queue name (queues from the configuration).
+    service_levels: HashMap<String, ServiceLevel>,
 }
 
 impl Recorder {
@@ -35,11 +68,45 @@ impl Recorder {
         Recorder {
             journal,
             live: HashMap::new(),
+            service_levels: HashMap::new(),
         }
     }
 
-    /// Records one event that happened at `at`.
+    /// Tracks the service level of `queues` (name, threshold) from `now`, and creates
+    /// their per-queue series ([`Metrics::init_queue`]).
+    pub fn with_service_levels(
+        mut self,
+        metrics: &Metrics,
+        queues: impl IntoIterator<Item = (String, Duration)>,
+        now: Instant,
+    ) -> Recorder {
+        for (name, threshold) in queues {
+            metrics.init_queue(&name, threshold);
+            self.service_levels
+                .insert(name, ServiceLevel::new(threshold, now));
+        }
+        self
+    }
+
+    /// Sets `vigie_service_level_ratio` and `vigie_service_level_calls` of every queue
+    /// for the windows ending at `now` (call it periodically: windows slide).
+    pub fn publish_service_level(&mut self, metrics: &Metrics, now: Instant) {
+        for (queue, sl) in &mut self.service_levels {
+            for (window, counter) in &mut sl.windows {
+                let (met, total) = counter.totals(now);
+                metrics.set_service_level(queue, *window, met, total);
+            }
+        }
+    }
+
+    /// Records one event that happened at `at` (wall clock, for the journal), now.
     pub fn record(&mut self, metrics: &Metrics, ev: CallEvent, at: DateTime<Utc>) {
+        self.record_at(metrics, ev, at, Instant::now());
+    }
+
+    /// Records one event that happened at `at` (wall clock, for the journal) and `now`
+    /// (monotonic, for the service-level windows).
+    pub fn record_at(&mut self, metrics: &Metrics, ev: CallEvent, at: DateTime<Utc>, now: Instant) {
         let call = ev.call;
         let live = self.live.entry(call).or_default();
         let mut patch = CallPatch::new(call);
@@ -99,6 +166,10 @@ impl Recorder {
                 reason,
             } => {
                 let kind = if *reason == "no_answer" {
+                    metrics
+                        .seat_ring_no_answer
+                        .get_or_create(&SeatIdLabels { seat: seat.clone() })
+                        .inc();
                     EventKind::SeatNoAnswer
                 } else {
                     EventKind::SeatDeclined
@@ -114,6 +185,15 @@ impl Recorder {
                 patch.agent_seat = Some(seat.clone());
                 let wait = seconds_between(live.received_at, at);
                 patch.wait_seconds = wait;
+                live.seat = Some(seat.clone());
+                metrics
+                    .seat_calls_answered
+                    .get_or_create(&SeatIdLabels { seat: seat.clone() })
+                    .inc();
+                if let Some(sl) = self.service_levels.get_mut(&live.queue) {
+                    let met = wait.is_some_and(|w| w <= sl.threshold.as_secs_f64());
+                    sl.record(now, met);
+                }
                 if let Some(w) = wait {
                     metrics
                         .answer_time_seconds
@@ -145,6 +225,9 @@ impl Recorder {
                 live.overflowed = true;
                 patch.answered_at = Some(at);
                 patch.wait_seconds = seconds_between(live.received_at, at);
+                if let Some(sl) = self.service_levels.get_mut(&live.queue) {
+                    sl.record(now, false);
+                }
                 (EventKind::Answered, json!({"overflow_target": target}))
             }
             CallEventKind::Abandoned { phase } => {
@@ -153,6 +236,16 @@ impl Recorder {
                 patch.end_cause = Some(format!("abandoned_{}", phase.as_str()));
                 patch.wait_seconds = seconds_between(live.received_at, at);
                 count_end(metrics, &live.queue, Outcome::Abandoned);
+                metrics
+                    .calls_abandoned
+                    .get_or_create(&AbandonLabels {
+                        queue: live.queue.clone(),
+                        phase: (*phase).into(),
+                    })
+                    .inc();
+                if let Some(sl) = self.service_levels.get_mut(&live.queue) {
+                    sl.record(now, false);
+                }
                 (EventKind::Abandoned, json!({"phase": phase.as_str()}))
             }
             CallEventKind::Ended { cause } => {
@@ -167,6 +260,12 @@ impl Recorder {
                 patch.outcome = Some(outcome);
                 patch.end_cause = Some(cause.as_str().to_owned());
                 patch.talk_seconds = seconds_between(live.answered_at, at);
+                if let (Some(seat), Some(talk)) = (&live.seat, patch.talk_seconds) {
+                    metrics
+                        .seat_talk_seconds
+                        .get_or_create(&SeatIdLabels { seat: seat.clone() })
+                        .inc_by(talk);
+                }
                 count_end(metrics, &live.queue, outcome);
                 (EventKind::Ended, json!({"cause": cause.as_str()}))
             }
