@@ -9,9 +9,9 @@ use std::process::{Command, Stdio};
 
 use prometheus_client::metrics::counter::Counter;
 use vigie::metrics::{
-    BuildLabels, CallLabels, MethodLabels, Metrics, OverflowLabels, QueueLabels, ReloadLabels,
-    ReloadResult, SeatLabels, SeatState, SipMethod, StatusClass, StatusClassLabels, TransportLabel,
-    TransportLabels,
+    AbandonLabels, AbandonPhaseLabel, BuildLabels, CallLabels, MethodLabels, Metrics,
+    OverflowLabels, QueueLabels, ReloadLabels, ReloadResult, SeatIdLabels, SeatLabels, SeatState,
+    SipMethod, SlWindow, StatusClass, StatusClassLabels, TransportLabel, TransportLabels,
 };
 use vigie::store::Outcome;
 
@@ -103,6 +103,28 @@ fn populated() -> Metrics {
             metrics.answer_time_seconds.get_or_create(&q).observe(wait);
         }
     }
+    for queue in ["line19", "backup"] {
+        metrics.init_queue(queue, std::time::Duration::from_secs(15));
+        metrics.set_service_level(queue, SlWindow::Min15, 9, 10);
+        for phase in AbandonPhaseLabel::ALL {
+            metrics
+                .calls_abandoned
+                .get_or_create(&AbandonLabels {
+                    queue: queue.to_owned(),
+                    phase,
+                })
+                .inc_by(2);
+        }
+    }
+    for (n, seat) in ["agent01", "agent02"].into_iter().enumerate() {
+        metrics.publish_seat(seat, SeatState::ALL[n + 1]);
+        let s = SeatIdLabels {
+            seat: seat.to_owned(),
+        };
+        metrics.seat_calls_answered.get_or_create(&s).inc_by(3);
+        metrics.seat_talk_seconds.get_or_create(&s).inc_by(95.5);
+        metrics.seat_ring_no_answer.get_or_create(&s).inc();
+    }
     metrics.trunk_calls_active.set(12);
     metrics.trunk_capacity_calls.set(60);
     for method in SipMethod::ALL {
@@ -142,7 +164,15 @@ fn populated() -> Metrics {
 }
 
 /// Every family vigie must expose, as sample-name prefixes.
-const FAMILIES: [&str; 26] = [
+const FAMILIES: [&str; 34] = [
+    "vigie_calls_abandoned_total{",
+    "vigie_service_level_ratio{",
+    "vigie_service_level_calls{",
+    "vigie_service_level_threshold_seconds{",
+    "vigie_seat_calls_answered_total{",
+    "vigie_seat_talk_seconds_total{",
+    "vigie_seat_ring_no_answer_total{",
+    "vigie_seat_state{",
     "vigie_calls_waiting{",
     "vigie_longest_wait_seconds{",
     "vigie_seats{",
@@ -217,6 +247,19 @@ fn sample_values_are_exact() {
     ));
     assert!(has(r#"vigie_answer_time_seconds_count{queue="line19"} 6"#));
     assert!(has("vigie_trunk_capacity_calls 60"));
+    assert!(has(
+        r#"vigie_calls_abandoned_total{queue="backup",phase="overflowing"} 2"#
+    ));
+    assert!(has(
+        r#"vigie_service_level_ratio{queue="line19",window="15m"} 0.9"#
+    ));
+    assert!(has(
+        r#"vigie_service_level_ratio{queue="line19",window="1h"} 1.0"#
+    ));
+    assert!(has(
+        r#"vigie_seat_state{seat="agent02",state="reserved"} 1"#
+    ));
+    assert!(has(r#"vigie_seat_talk_seconds_total{seat="agent01"} 95.5"#));
     assert!(has("vigie_rtp_packets_relayed_total 123456"));
     assert!(has(&format!(
         r#"vigie_build_info{{version="{}"}} 1"#,
