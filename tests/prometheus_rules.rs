@@ -305,10 +305,10 @@ fn exported_names() -> BTreeSet<String> {
                     }
                 }
             }
-        } else if !line.starts_with('#') {
-            if let Some(name) = line.split(['{', ' ']).next() {
-                names.insert(name.to_owned());
-            }
+        } else if !line.starts_with('#')
+            && let Some(name) = line.split(['{', ' ']).next()
+        {
+            names.insert(name.to_owned());
         }
     }
     assert!(names.contains("vigie_calls_total"), "{names:?}");
