@@ -337,3 +337,252 @@ fn location_row(call: CallId, seq: u32, at: DateTime<Utc>, loc: &Location) -> Lo
         raw: None,
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use std::time::{Duration, Instant};
+
+    use chrono::Utc;
+
+    use super::*;
+    use crate::acd::OverflowReason;
+    use crate::store::{JournalConfig, Store};
+    use crate::switch::event::{AbandonPhase, EndCause};
+
+    fn ev(call: CallId, kind: CallEventKind) -> CallEvent {
+        CallEvent { call, kind }
+    }
+
+    fn received() -> CallEventKind {
+        CallEventKind::Received {
+            sip_call_id: "c@trunk".into(),
+            caller: "+212600000001".into(),
+            caller_display: None,
+            called: "19".into(),
+            source: std::net::SocketAddr::from(([127, 0, 0, 1], 5072)),
+        }
+    }
+
+    fn value(text: &str, series: &str) -> Option<f64> {
+        text.lines().find_map(|l| {
+            let (name, value) = l.rsplit_once(' ')?;
+            (name == series).then(|| value.parse::<f64>().ok())?
+        })
+    }
+
+    /// Plays one call: received at `t0 + start_s`, queued, then `steps` at their
+    /// offsets (seconds from `t0`), on both clocks.
+    fn play(
+        rec: &mut Recorder,
+        metrics: &Metrics,
+        t0: (chrono::DateTime<Utc>, Instant),
+        start_s: u64,
+        steps: Vec<(u64, CallEventKind)>,
+    ) {
+        let call = CallId::generate();
+        let at = |s: u64| {
+            (
+                t0.0 + chrono::Duration::seconds(i64::try_from(s).unwrap_or(0)),
+                t0.1 + Duration::from_secs(s),
+            )
+        };
+        let (w, m) = at(start_s);
+        rec.record_at(metrics, ev(call, received()), w, m);
+        rec.record_at(
+            metrics,
+            ev(
+                call,
+                CallEventKind::Queued {
+                    queue: "line19".into(),
+                },
+            ),
+            w,
+            m,
+        );
+        for (s, kind) in steps {
+            let (w, m) = at(s);
+            rec.record_at(metrics, ev(call, kind), w, m);
+        }
+    }
+
+    #[tokio::test]
+    async fn service_level_seat_series_and_abandon_phases_from_call_events() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open_sqlite(dir.path().join("j.sqlite"))
+            .await
+            .unwrap();
+        let metrics = Metrics::new("0.0.0");
+        let (journal, task) = Journal::spawn(
+            store.clone(),
+            JournalConfig::new("n1", dir.path().join("spill.jsonl")),
+            metrics.journal.clone(),
+        );
+        let t0 = (Utc::now(), Instant::now());
+        let mut rec = Recorder::new(journal.clone()).with_service_levels(
+            &metrics,
+            [("line19".to_owned(), Duration::from_secs(15))],
+            t0.1,
+        );
+        let seat = |s: &str| s.to_owned();
+        // Answered at exactly the threshold (15 s): in time; talks 30 s.
+        play(
+            &mut rec,
+            &metrics,
+            t0,
+            0,
+            vec![
+                (
+                    1,
+                    CallEventKind::Offered {
+                        seat: seat("agent01"),
+                    },
+                ),
+                (
+                    15,
+                    CallEventKind::Answered {
+                        seat: seat("agent01"),
+                    },
+                ),
+                (
+                    45,
+                    CallEventKind::Ended {
+                        cause: EndCause::CallerHangup,
+                    },
+                ),
+            ],
+        );
+        // Rings agent02 out, answered by agent01 after 16 s: late.
+        play(
+            &mut rec,
+            &metrics,
+            t0,
+            100,
+            vec![
+                (
+                    101,
+                    CallEventKind::SeatFailed {
+                        seat: seat("agent02"),
+                        status: Some(487),
+                        reason: "no_answer",
+                    },
+                ),
+                (
+                    116,
+                    CallEventKind::Answered {
+                        seat: seat("agent01"),
+                    },
+                ),
+                (
+                    120,
+                    CallEventKind::Ended {
+                        cause: EndCause::AgentHangup,
+                    },
+                ),
+            ],
+        );
+        // Abandoned while ringing, and an overflow answered by the backup centre.
+        play(
+            &mut rec,
+            &metrics,
+            t0,
+            200,
+            vec![(
+                203,
+                CallEventKind::Abandoned {
+                    phase: AbandonPhase::Ringing,
+                },
+            )],
+        );
+        play(
+            &mut rec,
+            &metrics,
+            t0,
+            300,
+            vec![
+                (
+                    304,
+                    CallEventKind::Overflowed {
+                        target: "sip:19@backup".into(),
+                        reason: OverflowReason::MaxWait,
+                    },
+                ),
+                (
+                    305,
+                    CallEventKind::OverflowAnswered {
+                        target: "sip:19@backup".into(),
+                    },
+                ),
+                (
+                    320,
+                    CallEventKind::Ended {
+                        cause: EndCause::CallerHangup,
+                    },
+                ),
+            ],
+        );
+        rec.publish_service_level(&metrics, t0.1 + Duration::from_secs(400));
+        let text = metrics.encode_prometheus_text();
+        let v = |s: &str| value(&text, s);
+        assert_eq!(
+            v(r#"vigie_service_level_calls{queue="line19",window="15m"}"#),
+            Some(4.0)
+        );
+        assert_eq!(
+            v(r#"vigie_service_level_ratio{queue="line19",window="15m"}"#),
+            Some(0.25)
+        );
+        assert_eq!(
+            v(r#"vigie_service_level_ratio{queue="line19",window="1h"}"#),
+            Some(0.25)
+        );
+        assert_eq!(
+            v(r#"vigie_seat_calls_answered_total{seat="agent01"}"#),
+            Some(2.0)
+        );
+        assert_eq!(
+            v(r#"vigie_seat_talk_seconds_total{seat="agent01"}"#),
+            Some(34.0)
+        );
+        assert_eq!(
+            v(r#"vigie_seat_ring_no_answer_total{seat="agent02"}"#),
+            Some(1.0)
+        );
+        assert_eq!(
+            v(r#"vigie_seat_ring_no_answer_total{seat="agent01"}"#),
+            None
+        );
+        assert_eq!(
+            v(r#"vigie_calls_abandoned_total{queue="line19",phase="ringing"}"#),
+            Some(1.0)
+        );
+        assert_eq!(
+            v(r#"vigie_calls_abandoned_total{queue="line19",phase="queued"}"#),
+            Some(0.0)
+        );
+        assert_eq!(
+            v(r#"vigie_calls_total{queue="line19",outcome="overflowed"}"#),
+            Some(1.0)
+        );
+        assert_eq!(v("vigie_trunk_calls_active"), Some(0.0));
+        // 16 min after the last wait ended (305 s), the 15 min window is empty; the
+        // hour still holds the four calls.
+        rec.publish_service_level(&metrics, t0.1 + Duration::from_secs(305 + 16 * 60));
+        let text = metrics.encode_prometheus_text();
+        let v = |s: &str| value(&text, s);
+        assert_eq!(
+            v(r#"vigie_service_level_calls{queue="line19",window="15m"}"#),
+            Some(0.0)
+        );
+        assert_eq!(
+            v(r#"vigie_service_level_ratio{queue="line19",window="15m"}"#),
+            Some(1.0)
+        );
+        assert_eq!(
+            v(r#"vigie_service_level_calls{queue="line19",window="1h"}"#),
+            Some(4.0)
+        );
+        journal.shutdown().await;
+        task.await.unwrap();
+        store.close().await;
+    }
+}
