@@ -170,7 +170,7 @@ impl Compiler<'_> {
         let dir = path.parent().unwrap_or(Path::new("")).to_path_buf();
         for inc in includes {
             let at = spot(file, &inc);
-            let child = dir.join(inc.get_ref());
+            let child = normalise(&dir.join(inc.get_ref()));
             self.load_tree(&child, Some(at), read, stack, seen, out);
         }
         stack.pop();
@@ -593,7 +593,11 @@ impl Compiler<'_> {
         if !emergency {
             return;
         }
-        match steps.last() {
+        let end = steps
+            .iter()
+            .position(|(s, _)| matches!(s, Step::Goto(_)))
+            .map_or(steps.len(), |k| k + 1);
+        match steps.get(..end).unwrap_or(steps).last() {
             None => self.problem(
                 PlanError::EmergencyEnds(route.to_string()),
                 Some(steps_at.clone()),
@@ -622,14 +626,25 @@ impl Compiler<'_> {
             .enumerate()
             .map(|(i, r)| (r.name.as_str(), i))
             .collect();
-        let goto_of = |i: usize| -> Option<usize> {
-            match routes.get(i)?.steps.last()? {
-                Step::Goto(t) => index.get(t.as_str()).copied(),
-                _ => None,
-            }
+        // The first goto of a route ends it (later steps are dead, reported elsewhere).
+        let first_goto = |i: usize| -> Option<(usize, &str)> {
+            routes
+                .get(i)?
+                .steps
+                .iter()
+                .enumerate()
+                .find_map(|(k, s)| match s {
+                    Step::Goto(t) => Some((k, t.as_str())),
+                    _ => None,
+                })
         };
+        let goto_of =
+            |i: usize| -> Option<usize> { first_goto(i).and_then(|(_, t)| index.get(t).copied()) };
         for (i, route) in routes.iter().enumerate() {
-            let Some(goto_at) = spots.get(i).and_then(|s| s.step_spots.last()).cloned() else {
+            let Some(goto_at) = first_goto(i)
+                .and_then(|(k, _)| spots.get(i).and_then(|s| s.step_spots.get(k)))
+                .cloned()
+            else {
                 continue;
             };
             // Follow the chain; a cycle is reported once, at its first route.
@@ -787,9 +802,15 @@ struct RouteSpots {
 /// A route ends safely on its own: no hangup and it ends in a queue that waits for ever,
 /// an overflow back to the queue, or a goto (followed separately).
 fn ends_safely_alone(r: &Route) -> bool {
-    !r.steps.iter().any(|s| matches!(s, Step::Hangup { .. }))
+    let end = r
+        .steps
+        .iter()
+        .position(|s| matches!(s, Step::Goto(_)))
+        .map_or(r.steps.len(), |k| k + 1);
+    let steps = r.steps.get(..end).unwrap_or(&r.steps);
+    !steps.iter().any(|s| matches!(s, Step::Hangup { .. }))
         && matches!(
-            r.steps.last(),
+            steps.last(),
             Some(Step::Queue { max_wait_s: 0, .. })
                 | Some(Step::Overflow {
                     then: OverflowThen::BackToQueue,
@@ -817,5 +838,130 @@ fn list(names: &[&str]) -> String {
         "none".into()
     } else {
         names.join(", ")
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::HashMap;
+    use std::path::{Path, PathBuf};
+
+    use super::*;
+
+    fn compile_files(files: &[(&str, &str)]) -> Result<CompiledPlan, Report> {
+        let map: HashMap<PathBuf, String> = files
+            .iter()
+            .map(|(p, t)| (PathBuf::from(p), t.to_string()))
+            .collect();
+        let mut read = |p: &Path| {
+            map.get(p)
+                .cloned()
+                .ok_or_else(|| std::io::Error::from(std::io::ErrorKind::NotFound))
+        };
+        compile(Path::new(files[0].0), &mut read, &["line19".to_string()])
+    }
+
+    #[test]
+    fn includes_are_relative_loaded_once_and_ordered_after_the_root() {
+        let plan = compile_files(&[
+            (
+                "plans/casa.toml",
+                "include = [\"shared/a.toml\", \"shared/b.toml\"]\n\
+                 [[routes]]\nname = \"casa\"\nmatch = { called = '19' }\n\
+                 steps = [{ use = \"wait\" }]\n",
+            ),
+            (
+                "plans/shared/a.toml",
+                "include = [\"b.toml\"]\n\
+                 [[subroutes]]\nname = \"wait\"\nsteps = [{ queue = { name = \"line19\" } }]\n",
+            ),
+            (
+                "plans/shared/b.toml",
+                "[[routes]]\nname = \"rest\"\nsteps = [{ goto = \"casa\" }]\n",
+            ),
+        ]);
+        let plan = match plan {
+            Ok(p) => p,
+            Err(r) => panic!("{}", r.render(false)),
+        };
+        let names: Vec<&str> = plan.routes.iter().map(|r| r.name.as_str()).collect();
+        assert_eq!(names, ["casa", "rest"]);
+        assert_eq!(
+            plan.routes[0].steps,
+            [Step::Queue {
+                name: "line19".into(),
+                priority: 0,
+                max_wait_s: 0,
+                announce: None,
+                announce_every_s: None
+            }]
+        );
+        assert!(plan.routes[1].matcher.is_catch_all());
+    }
+
+    #[test]
+    fn set_tables_become_one_step_per_variable_and_answer_false_is_no_step() {
+        let plan = compile_files(&[(
+            "p.toml",
+            "[[routes]]\nname = \"r\"\n\
+             steps = [{ answer = false }, { set = { b = \"2\", a = \"1\" } }, { queue = { name = \"line19\" } }]\n",
+        )]);
+        let Ok(plan) = plan else {
+            panic!("plan refused")
+        };
+        let steps: Vec<String> = plan.routes[0]
+            .steps
+            .iter()
+            .map(ToString::to_string)
+            .collect();
+        assert_eq!(
+            steps,
+            ["set a=1", "set b=2", "queue line19 priority=0 max_wait_s=0"]
+        );
+    }
+
+    #[test]
+    fn problems_carry_spans_of_the_fault() {
+        let text = "[[routes]]\nname = \"r\"\nsteps = [{ queue = { name = \"nope\" } }]\n";
+        let Err(report) = compile_files(&[("p.toml", text)]) else {
+            panic!("unknown queue accepted")
+        };
+        assert_eq!(report.problems.len(), 1);
+        let p = &report.problems[0];
+        assert_eq!(p.error, PlanError::UnknownQueue("nope".into()));
+        let at = p.at.clone().unwrap_or(Spot {
+            file: 99,
+            span: 0..0,
+        });
+        assert_eq!(text.get(at.span), Some("\"nope\""));
+        assert_eq!(p.hint, "queues of the configuration: line19");
+    }
+
+    #[test]
+    fn an_unreadable_root_is_reported_without_a_location() {
+        let mut read = |_: &Path| -> std::io::Result<String> {
+            Err(std::io::Error::from(std::io::ErrorKind::NotFound))
+        };
+        let Err(report) = compile(Path::new("gone.toml"), &mut read, &[]) else {
+            panic!("missing file accepted")
+        };
+        assert_eq!(report.problems[0].at, None);
+        assert!(
+            report
+                .render(false)
+                .starts_with("error[unreadable]: cannot read gone.toml")
+        );
+    }
+
+    #[test]
+    fn normalise_removes_dot_components() {
+        assert_eq!(
+            normalise(Path::new("a/./b/../c.toml")),
+            PathBuf::from("a/c.toml")
+        );
+        assert_eq!(
+            normalise(Path::new("../x.toml")),
+            PathBuf::from("../x.toml")
+        );
     }
 }
