@@ -272,7 +272,20 @@ impl Compiler<'_> {
             );
             return None;
         }
-        let regex = Regex::new(&format!("^(?:{text})$")).ok()?;
+        let regex = match Regex::new(&format!("^(?:{text})$")) {
+            Ok(r) => r,
+            Err(_) => {
+                // e.g. a `(?x)` comment swallowing the closing anchor: refuse rather than
+                // silently match more than written.
+                self.problem(
+                    PlanError::BadRegex,
+                    Some(spot(file, s)),
+                    "cannot be anchored to the whole value",
+                    "avoid `#` comments in (?x) patterns; write the pattern on one line",
+                );
+                return None;
+            }
+        };
         Some(Pattern {
             text: text.clone(),
             regex,

@@ -163,7 +163,9 @@ fn window(w: &TimeWindow, now: DateTime<Utc>) -> (bool, String) {
 /// The result of one `[[tests]]` case.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct TestOutcome {
+    /// The case's name.
     pub name: String,
+    /// Route (and steps, when given) as expected.
     pub passed: bool,
     /// Why it failed (expected vs got); empty when it passed.
     pub detail: String,

@@ -53,6 +53,7 @@ pub struct CompiledPlan {
 /// One route: conditions and the steps a matching call runs (sub-routes expanded).
 #[derive(Debug, Clone)]
 pub struct Route {
+    /// Unique across the plan and its includes; shown in traces and the journal.
     pub name: String,
     /// `true` unless the file says `emergency = false`: such a route never hangs up.
     pub emergency: bool,
@@ -75,6 +76,7 @@ pub struct Matcher {
     pub headers: Vec<(String, Pattern)>,
     /// Whether the INVITE carried a location (Geolocation / PIDF-LO).
     pub has_location: Option<bool>,
+    /// Weekly window in a named zone.
     pub time: Option<TimeWindow>,
 }
 
@@ -94,7 +96,9 @@ impl Matcher {
 /// A regex as written (`text`) and compiled anchored at both ends.
 #[derive(Debug, Clone)]
 pub struct Pattern {
+    /// As written in the plan (shown in traces).
     pub text: String,
+    /// `^(?:text)$`.
     pub regex: Regex,
 }
 
@@ -102,10 +106,15 @@ pub struct Pattern {
 /// (exclusive; `to <= from` crosses midnight), closed on `holidays` (local dates).
 #[derive(Debug, Clone)]
 pub struct TimeWindow {
+    /// IANA zone (tz database via chrono-tz), e.g. `Africa/Casablanca`.
     pub zone: Tz,
+    /// Local weekdays on which the window opens.
     pub days: Vec<Weekday>,
+    /// Local opening time, inclusive.
     pub from: NaiveTime,
+    /// Local closing time, exclusive.
     pub to: NaiveTime,
+    /// Local dates on which the window stays closed.
     pub holidays: Vec<NaiveDate>,
 }
 
@@ -121,11 +130,15 @@ pub enum Step {
     Play(String),
     /// Queue on an ACD queue; waits `max_wait_s` seconds (0 = for ever), then the next step.
     Queue {
+        /// ACD queue name (a `[[queues]]` entry of the configuration).
         name: String,
         /// Higher is served first.
         priority: u8,
+        /// Seconds before the next step (0 = wait for ever).
         max_wait_s: u64,
+        /// WAV prompt played to the waiting caller.
         announce: Option<String>,
+        /// Seconds between announcements.
         announce_every_s: Option<u64>,
     },
     /// Offer the call to SIP URIs in turn, each for `timeout_s` seconds.
@@ -136,13 +149,21 @@ pub enum Step {
     /// Continue with another route's steps (resolved by [`evaluate`]; never in a decision).
     Goto(String),
     /// Set a call variable (carried into the journal and the dispatch hand-off).
-    Set { name: String, value: String },
+    Set {
+        /// Variable name.
+        name: String,
+        /// Variable value.
+        value: String,
+    },
     /// Tag the call (journal, hand-off).
     Tag(String),
     /// Start (`true`) or stop recording.
     Record(bool),
     /// Release the call with this SIP final status (RFC 3261 §21); non-emergency only.
-    Hangup { cause: u16 },
+    Hangup {
+        /// SIP status code, 400..=699.
+        cause: u16,
+    },
 }
 
 /// One overflow target.
@@ -200,8 +221,11 @@ impl fmt::Display for Step {
 /// A `[[tests]]` case of the plan.
 #[derive(Debug, Clone)]
 pub struct PlanTest {
+    /// As written in the plan.
     pub name: String,
+    /// The call to evaluate.
     pub facts: CallFacts,
+    /// Instant of the call.
     pub at: DateTime<Utc>,
     /// Route name, or `none` when no route may match.
     pub expect_route: String,
@@ -339,6 +363,7 @@ pub struct Spot {
 /// One problem of a plan with where it is, what the caret says, and a hint.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Problem {
+    /// What is wrong.
     pub error: PlanError,
     /// `None` only when no file could be read at all.
     pub at: Option<Spot>,
