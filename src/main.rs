@@ -53,6 +53,7 @@ enum DialplanCommand {
     Check {
         #[command(flatten)]
         opts: PlanOpts,
+        /// Dialplan files (TOML; their includes are read too).
         #[arg(required = true)]
         files: Vec<PathBuf>,
     },
@@ -78,12 +79,14 @@ enum DialplanCommand {
         location: bool,
         #[command(flatten)]
         opts: PlanOpts,
+        /// Dialplan file (TOML; its includes are read too).
         file: PathBuf,
     },
     /// Runs the [[tests]] written in the plans; exit status 1 on any failure.
     Test {
         #[command(flatten)]
         opts: PlanOpts,
+        /// Dialplan files (TOML; their includes are read too).
         #[arg(required = true)]
         files: Vec<PathBuf>,
     },
