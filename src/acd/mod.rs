@@ -25,6 +25,7 @@ pub type SeatId = String;
 /// A queue's rules.
 #[derive(Debug, Clone, PartialEq)]
 pub struct QueueSpec {
+    /// The queue's name, as the dialplan and [`Acd::enqueue`] refer to it.
     pub name: String,
     /// How long a seat rings before the offer is withdrawn.
     pub ring_timeout: Duration,
@@ -82,16 +83,31 @@ pub enum OfferFailure {
 #[non_exhaustive]
 pub enum Decision {
     /// Send the call to this seat; the seat is reserved for it.
-    Offer { call: CallId, seat: SeatId },
+    Offer {
+        /// The call to offer.
+        call: CallId,
+        /// The seat reserved for it (now [`SeatState::Ringing`]).
+        seat: SeatId,
+    },
     /// The seat rang too long: withdraw the offer (CANCEL); then call `offer_failed`.
-    RingTimeout { call: CallId, seat: SeatId },
+    RingTimeout {
+        /// The call whose offer timed out.
+        call: CallId,
+        /// The seat that rang for [`QueueSpec::ring_timeout`].
+        seat: SeatId,
+    },
     /// Send the call to the queue's overflow target.
     Overflow {
+        /// The call to overflow.
         call: CallId,
+        /// Why it overflows.
         reason: OverflowReason,
     },
     /// The overflow target rang too long: withdraw it; then call `overflow_failed`.
-    OverflowTimeout { call: CallId },
+    OverflowTimeout {
+        /// The call whose overflow target rang for [`QueueSpec::overflow_timeout`].
+        call: CallId,
+    },
 }
 
 /// The switch-side state of a seat (DESIGN: the person's status comes in a later layer).
@@ -101,13 +117,29 @@ pub enum SeatState {
     /// No registered contact.
     LoggedOut,
     /// Free since the given instant.
-    Idle { since: Instant },
+    Idle {
+        /// When the seat last became free (login or end of wrap-up).
+        since: Instant,
+    },
     /// Offered a call; INVITE sent, not ringing yet or ringing.
-    Ringing { call: CallId, deadline: Instant },
+    Ringing {
+        /// The call offered.
+        call: CallId,
+        /// When the ring timeout fires (offer instant + [`QueueSpec::ring_timeout`]);
+        /// once it has fired, pushed one hour out so it fires only once while the seat
+        /// stays reserved awaiting the CANCEL's outcome.
+        deadline: Instant,
+    },
     /// Talking.
-    OnCall { call: CallId },
+    OnCall {
+        /// The connected call.
+        call: CallId,
+    },
     /// Wrap-up after a call, until the instant.
-    WrapUp { until: Instant },
+    WrapUp {
+        /// When wrap-up ends (call end + [`QueueSpec::wrap_up`]).
+        until: Instant,
+    },
 }
 
 impl SeatState {
@@ -128,8 +160,10 @@ impl SeatState {
 #[non_exhaustive]
 pub enum AcdError {
     #[error("unknown queue {0:?}")]
+    /// [`Acd::enqueue`] named a queue that is not configured; carries the name.
     UnknownQueue(String),
     #[error("call {0} already queued")]
+    /// [`Acd::enqueue`] was given a call the ACD already holds; carries its id.
     DuplicateCall(CallId),
 }
 
@@ -172,6 +206,7 @@ enum Pick {
 /// A queue's figures at one instant.
 #[derive(Debug, Clone, PartialEq)]
 pub struct QueueSnapshot {
+    /// The queue's name ([`QueueSpec::name`]).
     pub name: String,
     /// Calls waiting (not yet ringing a seat or overflowing).
     pub waiting: usize,

@@ -24,7 +24,9 @@ use crate::sip::uri::Uri;
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 #[non_exhaustive]
 pub enum Algorithm {
+    /// MD5 (RFC 7616 §3.3): the `algorithm` default when the parameter is absent.
     Md5,
+    /// SHA-256 (RFC 7616 §3.3, RFC 8760 §2).
     Sha256,
 }
 
@@ -67,8 +69,11 @@ impl fmt::Display for Algorithm {
 /// (RFC 7616 §3.4.2), lower-case hex. The password itself is never kept.
 #[derive(Clone, PartialEq, Eq)]
 pub struct Credential {
+    /// The digest `username`: the seat id.
     pub user: String,
+    /// HA1 for MD5: 32 lower-case hex digits.
     pub ha1_md5: String,
+    /// HA1 for SHA-256: 64 lower-case hex digits.
     pub ha1_sha256: String,
 }
 
@@ -279,7 +284,9 @@ impl fmt::Debug for Challenger {
 /// The user a request was authenticated as.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Authenticated {
+    /// The digest `username`, equal to the stored credential's user (the seat id).
     pub user: String,
+    /// The digest algorithm the request's credentials used (MD5 when `algorithm` was absent).
     pub algorithm: Algorithm,
 }
 

@@ -18,8 +18,12 @@ pub const BRANCH_COOKIE: &str = "z9hG4bK";
 pub struct Via {
     /// Transport token, upper-cased (`UDP`, `TCP`, `TLS`, `WS`, `WSS`, `SCTP`, or unknown).
     pub transport: String,
+    /// The sent-by host (RFC 3261 §18.2.1): where the sender expects responses.
     pub host: Host,
+    /// The sent-by port when written; `None` means the transport default (5060 for UDP/TCP,
+    /// RFC 3261 §18.2.2).
     pub port: Option<u16>,
+    /// Via parameters in order (`branch`, `received`, `rport`, `maddr`, `ttl`…), values as received.
     pub params: Vec<Param>,
 }
 
@@ -126,6 +130,7 @@ impl fmt::Display for Via {
 pub struct NameAddr {
     /// Display name without quotes, escapes undone.
     pub display: Option<String>,
+    /// The URI between `<` and `>`, or the bare addr-spec (RFC 3261 §20.10).
     pub uri: Uri,
     /// Header parameters after the URI (`;tag=…`, `;expires=…`).
     pub params: Vec<Param>,
@@ -260,7 +265,10 @@ impl fmt::Display for NameAddr {
 /// CSeq: sequence number (32-bit, RFC 3261 §8.1.1.5) and method.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct CSeq {
+    /// Sequence number, 0 to 2³¹−1 per RFC 3261 §8.1.1.5 (parsed as any `u32`).
     pub seq: u32,
+    /// The method; equals the request's method, except ACK and CANCEL keep the INVITE's number
+    /// (RFC 3261 §8.1.1.5, §9.1, §17.1.1.3).
     pub method: Method,
 }
 

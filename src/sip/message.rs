@@ -19,19 +19,33 @@ use crate::sip::uri::Uri;
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
 #[non_exhaustive]
 pub enum Method {
+    /// `INVITE`: starts a session, here an emergency call or an offer to a seat (RFC 3261 §13).
     Invite,
+    /// `ACK`: confirms a final response to an INVITE (RFC 3261 §13.2.2.4, §17.1.1.3).
     Ack,
+    /// `BYE`: ends a dialog (RFC 3261 §15).
     Bye,
+    /// `CANCEL`: withdraws a pending INVITE (RFC 3261 §9).
     Cancel,
+    /// `REGISTER`: binds a seat's Contact to its address-of-record (RFC 3261 §10).
     Register,
+    /// `OPTIONS`: capability query, also used as a keep-alive ping (RFC 3261 §11).
     Options,
+    /// `INFO`: mid-dialog application information (RFC 6086).
     Info,
+    /// `UPDATE`: session modification without changing dialog state (RFC 3311).
     Update,
+    /// `PRACK`: acknowledges a reliable provisional response (RFC 3262 §4).
     Prack,
+    /// `SUBSCRIBE`: requests event notifications (RFC 6665 §4.1).
     Subscribe,
+    /// `NOTIFY`: carries an event notification (RFC 6665 §4.2).
     Notify,
+    /// `REFER`: asks the recipient to contact a third party, e.g. a transfer (RFC 3515).
     Refer,
+    /// `MESSAGE`: an instant message outside any dialog (RFC 3428).
     Message,
+    /// `PUBLISH`: publishes event state (RFC 3903).
     Publish,
     /// An extension method token, exactly as received (e.g. `RE%47IST%45R`).
     Other(String),
@@ -93,36 +107,67 @@ impl fmt::Display for Method {
 #[derive(Debug, Clone, Eq)]
 #[non_exhaustive]
 pub enum HeaderName {
+    /// `Via` (compact `v`): the path a request took and where to send responses (RFC 3261 §20.42).
     Via,
+    /// `From` (compact `f`): the logical originator, with its tag (RFC 3261 §20.20).
     From,
+    /// `To` (compact `t`): the logical recipient, with its tag once a dialog exists (RFC 3261 §20.39).
     To,
+    /// `Call-ID` (compact `i`): groups the messages of one dialog or registration (RFC 3261 §20.8).
     CallId,
+    /// `CSeq`: sequence number and method (RFC 3261 §20.16).
     CSeq,
+    /// `Contact` (compact `m`): where the sender can be reached directly (RFC 3261 §20.10).
     Contact,
+    /// `Max-Forwards`: remaining hop count (RFC 3261 §20.22).
     MaxForwards,
+    /// `Content-Length` (compact `l`): body size in octets (RFC 3261 §20.14).
     ContentLength,
+    /// `Content-Type` (compact `c`): the body's media type (RFC 3261 §20.15).
     ContentType,
+    /// `Expires`: lifetime in seconds of a registration or other state (RFC 3261 §20.19).
     Expires,
+    /// `Authorization`: a UA's digest credentials for a 401 challenge (RFC 3261 §20.7, §22.2).
     Authorization,
+    /// `WWW-Authenticate`: a UAS/registrar digest challenge, sent in a 401 (RFC 3261 §20.44).
     WwwAuthenticate,
+    /// `Proxy-Authorization`: credentials for a proxy's 407 challenge (RFC 3261 §20.28).
     ProxyAuthorization,
+    /// `Proxy-Authenticate`: a proxy's digest challenge, sent in a 407 (RFC 3261 §20.27).
     ProxyAuthenticate,
+    /// `Route`: forced route for a request (RFC 3261 §20.34).
     Route,
+    /// `Record-Route`: proxies that stay on the dialog's path (RFC 3261 §20.30).
     RecordRoute,
+    /// `Require`: extensions the UAS must support (RFC 3261 §20.32).
     Require,
+    /// `Proxy-Require`: extensions proxies must support (RFC 3261 §20.29).
     ProxyRequire,
+    /// `Supported` (compact `k`): extensions the sender supports (RFC 3261 §20.37).
     Supported,
+    /// `Unsupported`: extensions the UAS does not support, in a 420 (RFC 3261 §20.40).
     Unsupported,
+    /// `Allow`: methods the sender supports (RFC 3261 §20.5).
     Allow,
+    /// `Accept`: body media types the sender accepts (RFC 3261 §20.1).
     Accept,
+    /// `User-Agent`: the UAC's software (RFC 3261 §20.41).
     UserAgent,
+    /// `Server`: the UAS's software (RFC 3261 §20.35).
     Server,
+    /// `Geolocation`: reference to the caller's location, by value (`cid:`) or by reference (RFC 6442 §4.1).
     Geolocation,
+    /// `Geolocation-Routing`: whether the location may be used for routing (RFC 6442 §4.2).
     GeolocationRouting,
+    /// `P-Asserted-Identity`: the caller identity asserted by a trusted network (RFC 3325 §9.1).
     PAssertedIdentity,
+    /// `Reason`: why a request (e.g. CANCEL or BYE) was sent (RFC 3326).
     Reason,
+    /// `Retry-After`: seconds before the request may be retried (RFC 3261 §20.33).
     RetryAfter,
+    /// `Content-ID`: identifies a body part, the target of a `cid:` URI (RFC 2392, RFC 6442).
     ContentId,
+    /// `Event` (compact `o`): the event package of a SUBSCRIBE/NOTIFY (RFC 6665 §8.2.1).
     Event,
     /// Any other header name, exactly as received.
     Other(String),
@@ -252,7 +297,9 @@ impl PartialEq for HeaderName {
 /// entry; typed accessors split it.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Header {
+    /// Header field name; an unknown name keeps its received spelling.
     pub name: HeaderName,
+    /// Header field value, unfolded and trimmed, verbatim otherwise (may hold a comma-separated list).
     pub value: String,
 }
 
@@ -261,6 +308,7 @@ pub struct Header {
 pub struct Headers(Vec<Header>);
 
 impl Headers {
+    /// An empty header list.
     pub fn new() -> Headers {
         Headers(Vec::new())
     }
@@ -328,10 +376,12 @@ impl Headers {
         self.0.iter()
     }
 
+    /// Number of header lines (not values: a comma-separated line counts once).
     pub fn len(&self) -> usize {
         self.0.len()
     }
 
+    /// True when there is no header line.
     pub fn is_empty(&self) -> bool {
         self.0.is_empty()
     }
@@ -340,32 +390,45 @@ impl Headers {
 /// A SIP request (RFC 3261 §7.1).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Request {
+    /// The request method (RFC 3261 §7.1).
     pub method: Method,
+    /// The Request-URI (RFC 3261 §8.1.1.1).
     pub uri: Uri,
+    /// Header fields in arrival order.
     pub headers: Headers,
+    /// Message body (e.g. SDP, PIDF-LO, multipart), raw octets; empty when none.
     pub body: Bytes,
 }
 
 /// A SIP response (RFC 3261 §7.2). `status` is 100–699.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Response {
+    /// Status code, 100–699 (RFC 3261 §21).
     pub status: u16,
+    /// Reason phrase, as received or as written by vigie (free text, RFC 3261 §7.2).
     pub reason: String,
+    /// Header fields in arrival order.
     pub headers: Headers,
+    /// Message body, raw octets; empty when none.
     pub body: Bytes,
 }
 
 /// Either kind of SIP message.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Message {
+    /// A request (RFC 3261 §7.1).
     Request(Request),
+    /// A response (RFC 3261 §7.2).
     Response(Response),
 }
 
 /// Typed accessors shared by requests and responses.
 pub trait SipHeaders {
+    /// The header fields, in arrival order.
     fn headers(&self) -> &Headers;
+    /// The header fields, for editing (e.g. pushing a Via).
     fn headers_mut(&mut self) -> &mut Headers;
+    /// The body, raw octets; empty when none.
     fn body(&self) -> &Bytes;
 
     /// Every Via value, top first (RFC 3261 §20.42), across all Via lines.

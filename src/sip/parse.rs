@@ -40,20 +40,29 @@ pub const MAX_STREAM_BODY: usize = 1024 * 1024;
 #[non_exhaustive]
 pub enum ParseError {
     #[error("missing mandatory header {0}")]
+    /// A mandatory header is absent (RFC 3261 §8.1.1); carries its canonical name, e.g. `"Call-ID"`.
     MissingHeader(&'static str),
     #[error("malformed {0} header")]
+    /// A header's value cannot be read (grammar of RFC 3261 §25.1); carries the header's name.
     BadHeader(&'static str),
     #[error("malformed URI {0:?}")]
+    /// A URI that fails the RFC 3261 §19.1 / §25.1 grammar; carries the offending text, cut to
+    /// at most 64 characters.
     BadUri(String),
     #[error("malformed start line")]
+    /// The first line is neither `Method SP Request-URI SP SIP-Version` nor
+    /// `SIP-Version SP Status-Code SP Reason-Phrase` (RFC 3261 §7.1, §7.2), or is not UTF-8.
     BadStartLine,
     #[error("unsupported SIP version")]
+    /// A well-formed `SIP/x.y` other than `SIP/2.0`; answered 505 (RFC 3261 §8.2.2, §21.5.6).
     BadVersion,
     /// Kept for compatibility; the parser reports [`ParseError::ContentLengthTooLarge`],
     /// which says by how much.
     #[error("Content-Length larger than the message")]
     BodyTooShort,
     #[error("Contact: * where a URI is required")]
+    /// `Contact: *` met where a URI is needed; only a REGISTER removing every binding may
+    /// carry it (RFC 3261 §10.2.2).
     WildcardContact,
     /// Nothing but empty lines, or the datagram ends inside the start line.
     #[error("message truncated")]
@@ -68,7 +77,12 @@ pub enum ParseError {
     /// Content-Length announces more octets than arrived (RFC 4475 §3.1.2.2). Both in
     /// octets.
     #[error("Content-Length {declared} larger than body {available}")]
-    ContentLengthTooLarge { declared: u64, available: usize },
+    ContentLengthTooLarge {
+        /// The Content-Length value, in octets.
+        declared: u64,
+        /// The octets actually present after the header section.
+        available: usize,
+    },
     /// A header that must appear once appears several times with different values
     /// (RFC 4475 §3.3.8, §3.3.9).
     #[error("more than one {0} header")]

@@ -61,6 +61,8 @@ pub struct Binding {
     pub expires_at: Instant,
     /// Call-ID and CSeq number of the REGISTER that last refreshed it (§10.3 step 7).
     pub call_id: String,
+    /// CSeq number of that REGISTER: a later REGISTER with the same Call-ID and a number not
+    /// above it is refused with 500 (RFC 3261 §10.3 step 7).
     pub cseq: u32,
     /// When it was last refreshed.
     pub updated: Instant,
@@ -71,9 +73,15 @@ pub struct Binding {
 #[non_exhaustive]
 pub enum SeatChange {
     /// The seat had no binding and now has one.
-    Online { seat: String },
+    Online {
+        /// The seat id (the user part of its address-of-record).
+        seat: String,
+    },
     /// The seat's last binding was removed or expired.
-    Offline { seat: String },
+    Offline {
+        /// The seat id (the user part of its address-of-record).
+        seat: String,
+    },
 }
 
 /// The result of one REGISTER: the response to send and what changed.
@@ -81,6 +89,8 @@ pub enum SeatChange {
 pub struct RegisterOutcome {
     /// 200 (with every current Contact and its `expires`), 400, 401, 403, 423 or 500.
     pub response: Response,
+    /// Seats that came online or went offline because of this REGISTER, for the ACD; empty
+    /// when reachability did not change.
     pub changes: Vec<SeatChange>,
 }
 

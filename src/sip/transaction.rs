@@ -113,6 +113,7 @@ pub struct Transmit {
     /// Where to send: for requests the peer given by the TU, for responses the peer chosen
     /// from the top Via per RFC 3261 §18.2.2 / RFC 3581.
     pub to: Peer,
+    /// The request or response to serialise and send, unchanged.
     pub message: Message,
 }
 
@@ -123,38 +124,64 @@ pub enum TxEvent {
     /// A new server transaction (any method but ACK and CANCEL). For INVITE, the layer has
     /// already sent `100 Trying`. The request's top Via carries `received`/`rport`.
     Request {
+        /// The new server transaction; pass it back to answer the request.
         key: ServerTxKey,
+        /// The transport peer the request came from.
         from: Peer,
+        /// The request, with `received`/`rport` set on its top Via (RFC 3261 §18.2.1, RFC 3581 §4).
         request: Request,
     },
     /// An ACK that belongs to no INVITE server transaction in Completed state: the ACK for
     /// a 2xx (RFC 3261 §13.3.1.4), for the dialog layer. When it matched a server
     /// transaction in Accepted state, the layer has stopped retransmitting the 2xx.
-    Ack { from: Peer, request: Request },
+    Ack {
+        /// The transport peer the ACK came from.
+        from: Peer,
+        /// The ACK, with `received`/`rport` set on its top Via.
+        request: Request,
+    },
     /// A CANCEL matched a server INVITE transaction in Proceeding (RFC 3261 §9.2). The
     /// layer has answered the CANCEL with 200; the TU must answer the INVITE with 487.
     Cancelled {
+        /// The server INVITE transaction the CANCEL matched (RFC 3261 §9.2); answer it with 487.
         invite: ServerTxKey,
+        /// The CANCEL request itself (already answered 200 by the layer).
         cancel: Request,
     },
     /// A provisional or final response for a client transaction; retransmissions absorbed.
     Response {
+        /// The client transaction the response belongs to (RFC 3261 §17.1.3).
         key: ClientTxKey,
+        /// The response, 100–699; a 2xx to INVITE ends the client transaction (RFC 3261 §17.1.1.2; RFC 6026 Accepted).
         response: Response,
     },
     /// A 2xx to an INVITE that matches no live client transaction, or a retransmission of
     /// a 2xx already delivered (RFC 3261 §13.2.2.4): the TU re-sends its ACK.
-    Stray2xx { from: Peer, response: Response },
+    Stray2xx {
+        /// The transport peer the 2xx came from.
+        from: Peer,
+        /// The 2xx response to INVITE.
+        response: Response,
+    },
     /// Timer B or F fired (RFC 3261 §17.1.1.2, §17.1.2.2), or no final response came
     /// 64*T1 after a CANCEL (§9.1): the TU treats it as a 408.
-    Timeout { key: ClientTxKey },
+    Timeout {
+        /// The client transaction that timed out; it has ended.
+        key: ClientTxKey,
+    },
     /// Timer H fired: no ACK for our non-2xx final (RFC 3261 §17.2.1); or Timer L fired
     /// with no ACK for our 2xx (RFC 3261 §13.3.1.4: the TU should send BYE).
-    ServerAckTimeout { key: ServerTxKey },
+    ServerAckTimeout {
+        /// The server INVITE transaction that got no ACK; it has ended.
+        key: ServerTxKey,
+    },
     /// The transport reported a failure for a client transaction's request
     /// (RFC 3261 §17.1.4, reported through [`TransactionLayer::handle_transport_error`]):
     /// the TU treats it as a 503 (§8.1.3.1). The transaction has ended.
-    TransportError { key: ClientTxKey },
+    TransportError {
+        /// The client transaction whose request could not be sent; it has ended.
+        key: ClientTxKey,
+    },
 }
 
 /// Counters for metrics (`vigie_sip_retransmissions_total`, …).
@@ -181,16 +208,26 @@ pub struct TxStats {
 #[non_exhaustive]
 pub enum TxError {
     #[error("no such transaction")]
+    /// The key names no live transaction (it ended or was never created).
     UnknownTransaction,
     #[error("a final response was already sent on this transaction")]
+    /// The server transaction is past Trying/Proceeding: a final response was already sent
+    /// on it (RFC 3261 §17.2.1, §17.2.2; RFC 6026 Accepted state).
     AlreadyFinal,
     #[error("status {0} cannot be sent here")]
+    /// The response status (carried) is outside 100–699 (RFC 3261 §21).
     BadStatus(u16),
     #[error("the request has no top Via with a branch, or no CSeq")]
+    /// The TU's request has no top Via with a `z9hG4bK` branch, or no readable CSeq
+    /// (RFC 3261 §8.1.1.7, §17.1.3).
     MissingBranch,
     #[error("an ACK is sent with send_stateless, not in a transaction")]
+    /// ACK is not a transaction (RFC 3261 §17.1.1.3 for non-2xx, §13.2.2.4 for 2xx): send it
+    /// with `send_stateless`.
     AckIsStateless,
     #[error("only an INVITE client transaction without final response can be cancelled")]
+    /// CANCEL asked for a transaction that is not an INVITE client transaction still awaiting
+    /// its final response (RFC 3261 §9.1).
     NotCancellable,
 }
 

@@ -8,7 +8,9 @@ use std::net::SocketAddr;
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 #[non_exhaustive]
 pub enum TransportKind {
+    /// UDP (RFC 768): unreliable, so the transaction layer retransmits (RFC 3261 §17.1.1.2, §18.1.1).
     Udp,
+    /// TCP (RFC 793): a reliable stream; messages are framed by Content-Length (RFC 3261 §18.3).
     Tcp,
 }
 
@@ -32,7 +34,10 @@ impl TransportKind {
 /// address names the connection.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub struct Peer {
+    /// The transport protocol of the message.
     pub kind: TransportKind,
+    /// The remote IP address and port: the datagram's source/destination for UDP, the
+    /// connection's remote end for TCP.
     pub addr: SocketAddr,
 }
 

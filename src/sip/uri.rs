@@ -23,8 +23,11 @@ use crate::sip::parse::ParseError;
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
 #[non_exhaustive]
 pub enum Scheme {
+    /// `sip:` (RFC 3261 §19.1).
     Sip,
+    /// `sips:`, SIP over TLS end to end (RFC 3261 §19.1, §26.2.2).
     Sips,
+    /// `tel:`, a telephone number (RFC 3966); the rest is kept in [`Host::Opaque`].
     Tel,
     /// Any other scheme, lower-cased (e.g. `isbn`, `nobodyknowsthisscheme`).
     Other(String),
@@ -48,6 +51,7 @@ impl Scheme {
 pub enum Host {
     /// A domain name, as received.
     Name(String),
+    /// A dotted-quad IPv4 address.
     V4(Ipv4Addr),
     /// An IPv6 reference; written back in brackets.
     V6(Ipv6Addr),
@@ -108,7 +112,9 @@ impl fmt::Display for Host {
 /// A `;name[=value]` parameter, name and value as received.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub struct Param {
+    /// Parameter name, as received (case not folded).
     pub name: String,
+    /// Parameter value after `=`, as received (escapes kept); `None` for a flag such as `;lr`.
     pub value: Option<String>,
 }
 
@@ -125,11 +131,17 @@ impl fmt::Display for Param {
 /// A parsed URI.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub struct Uri {
+    /// The URI scheme (`sip`, `sips`, `tel`, …).
     pub scheme: Scheme,
     /// The user part, escapes kept (`%75se%72`), including any `;par=` inside it (RFC 4475 §3.1.1.9).
     pub user: Option<String>,
+    /// The password after `user:` in the userinfo, verbatim; its use is discouraged
+    /// (RFC 3261 §19.1.1). `None` when absent.
     pub password: Option<String>,
+    /// The host: domain name, IPv4, bracketed IPv6, or the opaque rest for non-SIP schemes.
     pub host: Host,
+    /// The port (0–65535) when written; `None` means the transport default (5060 for
+    /// `sip:` over UDP/TCP, 5061 for `sips:`, RFC 3261 §19.1.2).
     pub port: Option<u16>,
     /// URI parameters (`;transport=tcp;lr`), in order.
     pub params: Vec<Param>,

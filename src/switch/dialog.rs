@@ -12,7 +12,10 @@ use crate::sip::uri::Uri;
 /// A dialog as vigie sees it (RFC 3261 §12.1).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Dialog {
+    /// The dialog's Call-ID (RFC 3261 §12.1.1, §12.1.2): the trunk's for leg A, one vigie
+    /// generated for leg B.
     pub call_id: String,
+    /// Vigie's tag: the To tag it added when answering (UAS side) or its From tag (UAC side).
     pub local_tag: String,
     /// `None` while early and the peer has not tagged yet.
     pub remote_tag: Option<String>,
@@ -33,7 +36,9 @@ pub struct Dialog {
 pub struct LocalAddr {
     /// Host (IP literal, IPv6 in brackets, or name).
     pub host: String,
+    /// The UDP port vigie listens on for SIP, written in Via and Contact for UDP peers.
     pub udp_port: u16,
+    /// The TCP port vigie listens on for SIP, written in Via and Contact for TCP peers.
     pub tcp_port: u16,
 }
 

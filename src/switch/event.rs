@@ -9,7 +9,9 @@ use crate::location::Location;
 /// One step of a call.
 #[derive(Debug, Clone, PartialEq)]
 pub struct CallEvent {
+    /// The call this step belongs to (vigie's call id, a ULID).
     pub call: CallId,
+    /// What happened, with its detail.
     pub kind: CallEventKind,
 }
 
@@ -26,6 +28,7 @@ pub enum AbandonPhase {
 }
 
 impl AbandonPhase {
+    /// Label for the journal and the metrics: `queued`, `ringing` or `overflowing`.
     pub fn as_str(self) -> &'static str {
         match self {
             AbandonPhase::Queued => "queued",
@@ -50,6 +53,8 @@ pub enum EndCause {
 }
 
 impl EndCause {
+    /// Label for the journal and the metrics: `caller_hangup`, `agent_hangup`, `no_ack` or
+    /// `media_refused`.
     pub fn as_str(self) -> &'static str {
         match self {
             EndCause::CallerHangup => "caller_hangup",
@@ -66,10 +71,17 @@ impl EndCause {
 pub enum CallEventKind {
     /// The trunk's INVITE created the call.
     Received {
+        /// The Call-ID of the trunk's INVITE (leg A).
         sip_call_id: String,
+        /// The From URI's user part with escapes undone (the caller's number); `anonymous` when
+        /// the URI has no user part.
         caller: String,
+        /// The From display name, unquoted; `None` when absent.
         caller_display: Option<String>,
+        /// The Request-URI's user part with escapes undone (the dialled number, e.g. `19`); empty
+        /// when the URI has none.
         called: String,
+        /// The IP address and port the INVITE came from (the trunk).
         source: SocketAddr,
     },
     /// A location came with the call (PIDF-LO by value).
@@ -77,32 +89,66 @@ pub enum CallEventKind {
     /// A location body could not be read; the call goes on without it.
     LocationError(String),
     /// Queued in a queue.
-    Queued { queue: String },
+    Queued {
+        /// The ACD queue's name ([`crate::acd::QueueSpec::name`]).
+        queue: String,
+    },
     /// INVITE sent to a seat.
-    Offered { seat: SeatId },
+    Offered {
+        /// The seat the INVITE went to.
+        seat: SeatId,
+    },
     /// The seat is ringing (180/183).
-    Ringing { seat: SeatId },
+    Ringing {
+        /// The seat that is ringing.
+        seat: SeatId,
+    },
     /// The seat refused, timed out or could not be reached; the call goes back to the queue.
     SeatFailed {
+        /// The seat that was offered the call.
         seat: SeatId,
+        /// The seat's final status (e.g. 486, 603, 487 after vigie's CANCEL); `None` when no final
+        /// response came (transaction timeout, transport error, or the offer withdrawn at ring
+        /// timeout).
         status: Option<u16>,
+        /// Journal label: `busy` (486), `declined` (603), `no_answer` (487 or ring timeout),
+        /// `unreachable` (408 or no response) or `failed` (any other final status).
         reason: &'static str,
     },
     /// The seat answered; the caller got 200 OK.
-    Answered { seat: SeatId },
+    Answered {
+        /// The seat that answered.
+        seat: SeatId,
+    },
     /// Sent to the overflow target.
     Overflowed {
+        /// The overflow target's SIP URI, as configured for the queue.
         target: String,
+        /// Why the call overflowed (wait time or no seat online).
         reason: OverflowReason,
     },
     /// The overflow target failed; the call is back in the queue.
-    OverflowFailed { status: Option<u16> },
+    OverflowFailed {
+        /// The target's final status; `None` when no final response came, the offer
+        /// was withdrawn at the overflow timeout, or the target URI was unusable (no IP
+        /// address).
+        status: Option<u16>,
+    },
     /// The overflow target answered.
-    OverflowAnswered { target: String },
+    OverflowAnswered {
+        /// The overflow target's SIP URI.
+        target: String,
+    },
     /// The caller hung up before an answer.
-    Abandoned { phase: AbandonPhase },
+    Abandoned {
+        /// Where the call was when the caller hung up.
+        phase: AbandonPhase,
+    },
     /// The call is over.
-    Ended { cause: EndCause },
+    Ended {
+        /// Who or what ended it.
+        cause: EndCause,
+    },
 }
 
 impl CallEventKind {

@@ -54,7 +54,11 @@ pub enum Side {
 /// Relay ports of one call: RTP on these even ports, RTCP on the odd port above.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct MediaPorts {
+    /// Relay port (even; RTCP on port + 1) facing the caller leg A: vigie's SDP answer to the
+    /// trunk carries it (RFC 3264 §6, RFC 3550 §11).
     pub a: u16,
+    /// Relay port (even; RTCP on port + 1) facing leg B, the seat or the overflow target:
+    /// vigie's SDP offer to it carries it.
     pub b: u16,
 }
 
@@ -63,15 +67,24 @@ pub struct MediaPorts {
 #[non_exhaustive]
 pub enum MediaCommand {
     /// Reserve relay ports for a call; answer with [`Switch::handle_media_ready`].
-    Allocate { call: CallId },
+    Allocate {
+        /// The call needing a pair of relay ports (one per leg).
+        call: CallId,
+    },
     /// Until it latches, send RTP for `side` to this address (from that leg's SDP).
     PeerHint {
+        /// The call concerned.
         call: CallId,
+        /// The leg whose remote media address this is.
         side: Side,
+        /// The RTP address (IP and port) from that leg's SDP `c=`/`m=` lines (RFC 4566 §5.7, §5.14).
         addr: SocketAddr,
     },
     /// The call is over: free its ports.
-    Release { call: CallId },
+    Release {
+        /// The call whose relay ports are freed.
+        call: CallId,
+    },
 }
 
 /// What the switch asks of the IO edge.
@@ -84,9 +97,12 @@ pub enum Output {
     Event(CallEvent),
     /// A seat came online or went offline (registrar).
     Seat {
+        /// The seat id (its SIP user).
         seat: SeatId,
+        /// `true` when the seat gained its first binding, `false` when its last one went away.
         online: bool,
     },
+    /// A command for the media relay.
     Media(MediaCommand),
 }
 
