@@ -208,7 +208,7 @@ impl Registrar {
                 return Err(bad("Contact: * needs Expires: 0 and no other Contact"));
             }
             if list.iter().any(|b| b.call_id == call_id && b.cseq >= cseq) {
-                return Err(Box::new(req.response(500, "Out of order", None)));
+                return Err(Box::new(req.response(500, "Out of order", Some(&new_tag()))));
             }
             list.clear();
         } else {
@@ -239,7 +239,7 @@ impl Registrar {
                     && b.call_id == call_id
                     && b.cseq >= cseq
                 {
-                    return Err(Box::new(req.response(500, "Out of order", None)));
+                    return Err(Box::new(req.response(500, "Out of order", Some(&new_tag()))));
                 }
                 if let Some(i) = existing {
                     list.remove(i);
@@ -605,6 +605,8 @@ mod tests {
             0,
         );
         assert_eq!(out.response.status, 500);
+        // A final response carries a To tag (RFC 3261 §8.2.6.2).
+        assert!(out.response.header_to().unwrap().tag().is_some());
         assert_eq!(r.lookup("1001").len(), 2);
     }
 
