@@ -208,7 +208,11 @@ impl Registrar {
                 return Err(bad("Contact: * needs Expires: 0 and no other Contact"));
             }
             if list.iter().any(|b| b.call_id == call_id && b.cseq >= cseq) {
-                return Err(Box::new(req.response(500, "Out of order", Some(&new_tag()))));
+                return Err(Box::new(req.response(
+                    500,
+                    "Out of order",
+                    Some(&new_tag()),
+                )));
             }
             list.clear();
         } else {
@@ -239,7 +243,11 @@ impl Registrar {
                     && b.call_id == call_id
                     && b.cseq >= cseq
                 {
-                    return Err(Box::new(req.response(500, "Out of order", Some(&new_tag()))));
+                    return Err(Box::new(req.response(
+                        500,
+                        "Out of order",
+                        Some(&new_tag()),
+                    )));
                 }
                 if let Some(i) = existing {
                     list.remove(i);
