@@ -117,8 +117,11 @@ impl Recorder {
                 caller_display,
                 called,
                 source,
+                queue,
             } => {
                 live.received_at = Some(at);
+                live.queue = queue.clone();
+                patch.queue = Some(queue.clone());
                 patch.sip_call_id = Some(sip_call_id.clone());
                 patch.caller = Some(caller.clone());
                 patch.caller_display = caller_display.clone();
@@ -360,6 +363,7 @@ mod tests {
             caller_display: None,
             called: "19".into(),
             source: std::net::SocketAddr::from(([127, 0, 0, 1], 5072)),
+            queue: "line19".into(),
         }
     }
 

@@ -83,6 +83,9 @@ pub enum CallEventKind {
         called: String,
         /// The IP address and port the INVITE came from (the trunk).
         source: SocketAddr,
+        /// The queue the call's route leads to (its metrics and journal label, even when
+        /// the call is refused before it is queued).
+        queue: String,
     },
     /// A location came with the call (PIDF-LO by value).
     Located(Location),

@@ -597,6 +597,7 @@ impl Switch {
                 caller_display: from_hdr.display.clone(),
                 called: called.clone(),
                 source: from.addr,
+                queue: queue.clone(),
             },
         );
         match locations {
