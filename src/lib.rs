@@ -1,11 +1,12 @@
 //! vigie: a call-centre switch for an emergency line.
 //!
 //! Layers from the bottom up (see `DESIGN.md` §2): [`sip`], [`sdp`], [`media`],
-//! [`location`], [`acd`], [`switch`], [`store`], [`metrics`], and the IO edge in [`app`].
+//! [`location`], [`acd`], [`switch`], [`dispatch`], [`store`], [`metrics`], and the IO edge in [`app`].
 
 pub mod acd;
 pub mod app;
 pub mod config;
+pub mod dispatch;
 pub mod location;
 pub mod media;
 pub mod metrics;
