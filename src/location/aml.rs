@@ -84,10 +84,14 @@ impl AmlReport {
                 content_id: None,
                 origin: self.origin,
             },
-            confidence: self.confidence_percent.map(|p| Confidence {
-                percent: Some(p),
-                pdf: Pdf::Unknown,
-            }),
+            // RFC 7459 confidence is 0 < p ≤ 100: an `lc=0` means "not known".
+            confidence: self
+                .confidence_percent
+                .filter(|p| *p > 0.0)
+                .map(|p| Confidence {
+                    percent: Some(p),
+                    pdf: Pdf::Unknown,
+                }),
             usage_rules: Default::default(),
             provided_by: None,
         }
@@ -318,6 +322,12 @@ mod tests {
         assert_eq!(r.caller_number.as_deref(), Some("+33 1"));
         assert_eq!(r.radius_m, None);
         assert!(matches!(r.to_location().shape, Shape::Point { .. }));
+        // A certainty of 0 is "unknown", not an RFC 7459 confidence (0 < p ≤ 100).
+        let r =
+            parse_aml_https("v=3&location_latitude=1&location_longitude=2&location_certainty=0")
+                .unwrap();
+        assert_eq!(r.confidence_percent, Some(0.0));
+        assert_eq!(r.to_location().confidence, None);
         assert!(matches!(parse_aml_https("a=b"), Err(LocationError::NotAml)));
         assert!(matches!(
             parse_aml_https("v=3&location_latitude=1&location_longitude=2&location_time=x"),

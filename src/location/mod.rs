@@ -7,7 +7,12 @@
 //! * [`from_sip_body`] does both for a SIP message body: every `application/pidf+xml`
 //!   part (or the body itself).
 //! * [`resolve_geolocation`] follows a `Geolocation` header value: `cid:` URIs to the body part
-//!   with that Content-ID, other URIs passed through as references.
+//!   with that Content-ID, other URIs passed through as references;
+//!   [`geolocation_routing`] reads `Geolocation-Routing` (RFC 6442 §4.2).
+//! * [`additional_data`]: RFC 7852 `Call-Info` purposes `EmergencyCallData.*` by value and by
+//!   reference, and the ProviderInfo, ServiceInfo, DeviceInfo, SubscriberInfo, Comment (and
+//!   RFC 8147 Control) blocks.
+//! * [`aml`]: Advanced Mobile Location (ETSI TS 103 625) SMS and HTTPS forms.
 //!
 //! A malformed location never stops a call: the switch logs the [`LocationError`] and routes
 //! the call without (or with the other) location.
@@ -26,6 +31,7 @@ pub use additional_data::{
 };
 pub use aml::{AmlReport, parse_aml_https, parse_aml_sms};
 pub use multipart::{Part, split_multipart, split_multipart_partial};
+
 pub use pidf::parse_pidf;
 
 use multipart::media_type;
@@ -625,6 +631,18 @@ pub fn resolve_geolocation(
         .collect())
 }
 
+/// The `Geolocation-Routing` header value (RFC 6442 §4.2): `yes` → `Some(true)` (the
+/// location may be used to route the call), `no` → `Some(false)`; anything else (a future
+/// value, garbage) → `None`, which RFC 6442 §4.2 says to read like an absent header, i.e.
+/// "no" for intermediaries.
+pub fn geolocation_routing(value: &str) -> Option<bool> {
+    match value.trim() {
+        v if v.eq_ignore_ascii_case("yes") => Some(true),
+        v if v.eq_ignore_ascii_case("no") => Some(false),
+        _ => None,
+    }
+}
+
 /// The URIs of a `Geolocation` header value: each `<…>`, parameters skipped.
 fn geolocation_uris(value: &str) -> Vec<String> {
     let mut uris = Vec::new();
@@ -722,6 +740,13 @@ mod tests {
             }
         );
         assert!(matches!(l[1].shape, Shape::Point { alt_m: None, .. }));
+    }
+
+    #[test]
+    fn geolocation_routing_values() {
+        assert_eq!(geolocation_routing(" Yes "), Some(true));
+        assert_eq!(geolocation_routing("no"), Some(false));
+        assert_eq!(geolocation_routing("maybe"), None);
     }
 
     #[test]

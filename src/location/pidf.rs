@@ -825,6 +825,101 @@ mod tests {
     }
 
     #[test]
+    fn shape_units_dimensions_and_polygon_errors() {
+        let doc = |shape: &str| {
+            format!(
+                r#"<presence xmlns="urn:ietf:params:xml:ns:pidf"
+                xmlns:gp="urn:ietf:params:xml:ns:pidf:geopriv10"
+                xmlns:gml="http://www.opengis.net/gml" xmlns:gs="http://www.opengis.net/pidflo/1.0">
+                <tuple id="x"><status><gp:geopriv><gp:location-info>{shape}</gp:location-info>
+                </gp:geopriv></status></tuple></presence>"#
+            )
+        };
+        let parse = |shape: &str| parse_pidf(doc(shape).as_bytes());
+        // Radians converted to degrees; a missing uom is metres / degrees.
+        let l = parse(
+            r#"<gs:Ellipse><gml:pos>1 2</gml:pos><gs:semiMajorAxis>10</gs:semiMajorAxis>
+            <gs:semiMinorAxis uom="urn:ogc:def:uom:EPSG::9001">5</gs:semiMinorAxis>
+            <gs:orientation uom="urn:ogc:def:uom:EPSG::9101">3.141592653589793</gs:orientation>
+            </gs:Ellipse>"#,
+        )
+        .unwrap();
+        let Shape::Ellipse {
+            semi_major_m,
+            semi_minor_m,
+            orientation_deg,
+            ..
+        } = l[0].shape
+        else {
+            panic!("{:?}", l[0].shape)
+        };
+        assert_eq!((semi_major_m, semi_minor_m), (10.0, 5.0));
+        assert!((orientation_deg - 180.0).abs() < 1e-9);
+        assert!(matches!(
+            parse(
+                r#"<gs:Ellipse><gml:pos>1 2</gml:pos><gs:semiMajorAxis>1</gs:semiMajorAxis>
+                <gs:semiMinorAxis>1</gs:semiMinorAxis><gs:orientation>north</gs:orientation></gs:Ellipse>"#
+            ),
+            Err(LocationError::InvalidAngle { .. })
+        ));
+        // posList with srsDimension 3 on a 2D CRS name is read as 3D.
+        let l = parse(
+            r#"<gml:Polygon><gml:exterior><gml:LinearRing><gml:posList srsDimension="3">
+            1 1 5 1 2 5 2 2 5 1 1 5</gml:posList></gml:LinearRing></gml:exterior></gml:Polygon>"#,
+        )
+        .unwrap();
+        let Shape::Polygon { vertices } = &l[0].shape else {
+            panic!("{:?}", l[0].shape)
+        };
+        assert_eq!(vertices.len(), 4);
+        assert_eq!(vertices[2].alt_m, Some(5.0));
+        // A ring needs 4 positions; a posList a multiple of the dimension.
+        assert!(matches!(
+            parse(
+                r#"<gml:Polygon><gml:exterior><gml:LinearRing><gml:posList>1 1 1 2 1 1
+                </gml:posList></gml:LinearRing></gml:exterior></gml:Polygon>"#
+            ),
+            Err(LocationError::InvalidPolygon { vertices: 3 })
+        ));
+        assert!(matches!(
+            parse(
+                r#"<gml:Polygon><gml:exterior><gml:LinearRing><gml:posList>1 1 1
+                </gml:posList></gml:LinearRing></gml:exterior></gml:Polygon>"#
+            ),
+            Err(LocationError::InvalidPosition { .. })
+        ));
+        assert!(matches!(
+            parse(r#"<gml:Polygon/>"#),
+            Err(LocationError::MissingElement {
+                shape: "Polygon",
+                ..
+            })
+        ));
+        assert!(matches!(
+            parse(r#"<gs:Prism><gs:height>1</gs:height></gs:Prism>"#),
+            Err(LocationError::MissingElement {
+                shape: "Prism",
+                child: "base"
+            })
+        ));
+        assert!(matches!(
+            parse(r#"<gs:Sphere srsName="EPSG:3857"><gml:pos>1 2 3</gml:pos></gs:Sphere>"#),
+            Err(LocationError::UnsupportedCrs { .. })
+        ));
+        // Legacy civicLoc namespace (RFC 4119) is read as a civic address.
+        let l = parse(
+            r#"<c:civicAddress xmlns:c="urn:ietf:params:xml:ns:pidf:geopriv10:civicLoc">
+            <c:country> MA </c:country><c:A3>Casablanca</c:A3></c:civicAddress>"#,
+        )
+        .unwrap();
+        let Shape::Civic(c) = &l[0].shape else {
+            panic!("{:?}", l[0].shape)
+        };
+        assert_eq!(c.country.as_deref(), Some("MA"));
+        assert_eq!(c.a3.as_deref(), Some("Casablanca"));
+    }
+
+    #[test]
     fn malformed_documents() {
         assert!(matches!(
             parse_pidf(b"<presence"),
