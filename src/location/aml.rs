@@ -233,6 +233,67 @@ pub fn parse_aml_https(body: &str) -> Result<AmlReport, LocationError> {
     })
 }
 
+/// A call an AML report may belong to (a live call, or one ended recently).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct AmlCallCandidate<'a> {
+    /// vigie's call id.
+    pub call_id: &'a str,
+    /// The caller's number as received (P-Asserted-Identity / From user part).
+    pub caller_number: Option<&'a str>,
+    /// When the INVITE arrived.
+    pub received: DateTime<Utc>,
+    /// When the call ended, if it has.
+    pub ended: Option<DateTime<Utc>>,
+}
+
+/// How long before a call's INVITE an AML report may arrive (the handset starts positioning
+/// when the emergency number is dialled, and SMS and SIP take different paths), seconds.
+pub const AML_EARLY_SECONDS: i64 = 30;
+
+/// Find the call an AML report belongs to (ETSI TS 103 625 §6: AML is triggered by the
+/// emergency call and sent while it lasts): the caller number must be the same number as
+/// `sender` (the SMS originator, or the HTTPS form's `device_number`) — compared on digits
+/// only, ignoring international prefixes (`+`, `00`) and a national trunk `0`, on the last 9
+/// digits at least 8 long — and `arrived` must fall between `AML_EARLY_SECONDS` before the
+/// INVITE and `after_end` after the call's end (a live call has no end). Among several
+/// matches the most recently received call wins. Pure: the time is passed in.
+pub fn correlate<'a>(
+    sender: &str,
+    arrived: DateTime<Utc>,
+    calls: &[AmlCallCandidate<'a>],
+    after_end: chrono::Duration,
+) -> Option<&'a str> {
+    calls
+        .iter()
+        .filter(|c| c.caller_number.is_some_and(|n| same_number(n, sender)))
+        .filter(|c| arrived >= c.received - chrono::Duration::seconds(AML_EARLY_SECONDS))
+        .filter(|c| c.ended.is_none_or(|end| arrived <= end + after_end))
+        .max_by_key(|c| c.received)
+        .map(|c| c.call_id)
+}
+
+/// Two telephone numbers are the same subscriber: digits compared on their last 9 (the
+/// Moroccan national significant number's length), after dropping `00`/`0` prefixes.
+fn same_number(a: &str, b: &str) -> bool {
+    fn significant(n: &str) -> String {
+        let digits: String = n
+            .trim()
+            .trim_start_matches("sip:")
+            .trim_start_matches("tel:")
+            .split(['@', ';'])
+            .next()
+            .unwrap_or_default()
+            .chars()
+            .filter(char::is_ascii_digit)
+            .collect();
+        let digits = digits.trim_start_matches('0');
+        let skip = digits.len().saturating_sub(9);
+        digits.get(skip..).unwrap_or_default().to_owned()
+    }
+    let (a, b) = (significant(a), significant(b));
+    a.len() >= 8 && a == b
+}
+
 fn invalid(field: &'static str, value: &str) -> LocationError {
     LocationError::AmlInvalidField {
         field,
@@ -312,6 +373,51 @@ mod tests {
         ));
         // Multi-octet characters count as one character each, never split a slice.
         assert!(parse_aml_sms("A\"MLé;lt=é").is_err());
+    }
+
+    #[test]
+    fn correlation_by_number_and_time() {
+        let t = |s: i64| DateTime::from_timestamp(1_800_000_000 + s, 0).unwrap();
+        let calls = [
+            AmlCallCandidate {
+                call_id: "old",
+                caller_number: Some("+212 661-234567"),
+                received: t(-3600),
+                ended: Some(t(-3000)),
+            },
+            AmlCallCandidate {
+                call_id: "live",
+                caller_number: Some("sip:0661234567@192.0.2.1;user=phone"),
+                received: t(0),
+                ended: None,
+            },
+            AmlCallCandidate {
+                call_id: "other",
+                caller_number: Some("0661234568"),
+                received: t(5),
+                ended: None,
+            },
+        ];
+        let grace = chrono::Duration::seconds(120);
+        assert_eq!(
+            correlate("00212661234567", t(10), &calls, grace),
+            Some("live")
+        );
+        // Before the live call (within the early margin) it still matches.
+        assert_eq!(
+            correlate("+212661234567", t(-20), &calls, grace),
+            Some("live")
+        );
+        // Long before: only the old call's window could hold it, and it is closed.
+        assert_eq!(correlate("+212661234567", t(-900), &calls, grace), None);
+        // Just after the old call's end, before the live call: the old one.
+        assert_eq!(
+            correlate("+212661234567", t(-2950), &calls, grace),
+            Some("old")
+        );
+        assert_eq!(correlate("+212600000000", t(10), &calls, grace), None);
+        // Too short to identify anyone.
+        assert_eq!(correlate("4567", t(10), &calls, grace), None);
     }
 
     #[test]

@@ -29,7 +29,7 @@ pub use additional_data::{
     AdditionalData, AdditionalDataEntry, DataReference, parse_additional_data, parse_call_info,
     resolve_additional_data,
 };
-pub use aml::{AmlReport, parse_aml_https, parse_aml_sms};
+pub use aml::{AmlCallCandidate, AmlReport, parse_aml_https, parse_aml_sms};
 pub use multipart::{Part, split_multipart, split_multipart_partial};
 
 pub use pidf::parse_pidf;
