@@ -477,6 +477,7 @@ impl From<&Location> for LocationPart {
 type Centre = (Option<f64>, Option<f64>, Option<f64>);
 fn enclosing(vertices: &[Position]) -> (Centre, Option<f64>) {
     let distinct = match vertices {
+        // The pattern guarantees at least 2 vertices, so `len - 1` is in range.
         [first, .., last] if first == last => &vertices[..vertices.len() - 1],
         _ => vertices,
     };
