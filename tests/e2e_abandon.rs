@@ -6,54 +6,18 @@
 
 mod support;
 
-use std::net::SocketAddr;
 use std::time::Duration;
 
 use support::*;
 
-const TRUNK_SIP: u16 = 5072;
-const TRUNK_MEDIA: u16 = 6100;
-const SEAT_SIP: u16 = 5070;
-const SEAT_MEDIA: u16 = 6000;
-const REGISTER_SIP: u16 = 5071;
-
 /// The trunk SIPp: one call to 19 that CANCELs `hold_ms` after the ringback.
 fn trunk_cancelling(v: &Vigie, hold_ms: u64) -> Proc {
-    trunk_leaving(v, "trunk_cancel.xml", hold_ms)
+    trunk_call(v, "trunk", "trunk_cancel.xml", hold_ms)
 }
 
-/// The trunk SIPp: one call to 19 that leaves with `scenario_file` after `hold_ms`.
-fn trunk_leaving(v: &Vigie, scenario_file: &str, hold_ms: u64) -> Proc {
-    let dir = v.dir.path().to_owned();
-    let ip = v.ip.to_string();
-    sipp(
-        &dir,
-        "trunk",
-        &args(&[
-            &v.sip_addr().to_string(),
-            "-sf",
-            &scenario(scenario_file).display().to_string(),
-            "-s",
-            "19",
-            "-i",
-            &ip,
-            "-p",
-            &TRUNK_SIP.to_string(),
-            "-mp",
-            &TRUNK_MEDIA.to_string(),
-            "-m",
-            "1",
-            "-d",
-            &hold_ms.to_string(),
-            "-timeout",
-            "20",
-            "-trace_err",
-        ]),
-    )
-}
-
-fn kinds(events: &[vigie::store::EventRow]) -> Vec<&str> {
-    events.iter().map(|e| e.kind.as_str()).collect()
+/// The seat SIPp (agent01's Contact) playing `scenario_file` for one call.
+fn seat_playing(v: &Vigie, scenario_file: &str) -> Proc {
+    seat_sipp(v, "seat", scenario_file, SEAT_SIP, SEAT_MEDIA, ONE_CALL)
 }
 
 #[test]
@@ -62,13 +26,7 @@ fn caller_cancels_while_queued_with_no_seat() {
     let mut v = Vigie::start(ip, MD5_ONLY);
 
     let mut trunk = trunk_cancelling(&v, 1000);
-    let code = wait_peer(&mut trunk, &v, Duration::from_secs(20));
-    assert_eq!(
-        (code, sipp_counts(&trunk)),
-        (0, (1, 0)),
-        "trunk SIPp (exit code, (successful, failed)); log:\n{}",
-        trunk.log_text()
-    );
+    assert_one_good_call(&mut trunk, &v, Duration::from_secs(20));
 
     // The caller got 100/180 and the 487; 200 for the CANCEL. Nothing busy.
     assert_eq!(
@@ -107,7 +65,7 @@ fn caller_cancels_while_queued_with_no_seat() {
     let wait = c.wait_seconds.expect("wait seconds");
     assert!((0.9..5.0).contains(&wait), "caller waited {wait} s");
     let events = journal_events(&v.db_path(), c.id);
-    assert_eq!(kinds(&events), ["received", "queued", "abandoned"]);
+    assert_eq!(event_kinds(&events), ["received", "queued", "abandoned"]);
     assert_eq!(events[2].detail["phase"], "queued");
 }
 
@@ -115,54 +73,17 @@ fn caller_cancels_while_queued_with_no_seat() {
 fn caller_cancels_while_a_seat_rings() {
     let ip = unique_loopback();
     let mut v = Vigie::start(ip, MD5_ONLY);
-    let dir = v.dir.path().to_owned();
 
-    let mut seat = sipp(
-        &dir,
-        "seat",
-        &args(&[
-            "-sf",
-            &scenario("seat_ring_cancel.xml").display().to_string(),
-            "-i",
-            &ip.to_string(),
-            "-p",
-            &SEAT_SIP.to_string(),
-            "-mp",
-            &SEAT_MEDIA.to_string(),
-            "-m",
-            "1",
-            "-timeout",
-            "20",
-            "-trace_err",
-        ]),
-    );
-    register_seat(
-        &v,
-        &dir,
-        "agent01",
-        REGISTER_SIP,
-        SocketAddr::from((ip, SEAT_SIP)),
-    );
+    let mut seat = seat_playing(&v, "seat_ring_cancel.xml");
+    register_seat_on(&v, "agent01", SEAT_SIP);
     v.wait_status(Duration::from_secs(5), "agent01 idle", |s| {
         seat_state(s, "agent01").as_deref() == Some("idle")
     });
 
     let mut trunk = trunk_cancelling(&v, 1000);
-    let code = wait_peer(&mut trunk, &v, Duration::from_secs(20));
-    assert_eq!(
-        (code, sipp_counts(&trunk)),
-        (0, (1, 0)),
-        "trunk SIPp (exit code, (successful, failed)); log:\n{}",
-        trunk.log_text()
-    );
+    assert_one_good_call(&mut trunk, &v, Duration::from_secs(20));
     // The seat's SIPp got vigie's CANCEL, answered 200 + 487 and got the ACK.
-    let code = wait_peer(&mut seat, &v, Duration::from_secs(10));
-    assert_eq!(
-        (code, sipp_counts(&seat)),
-        (0, (1, 0)),
-        "seat SIPp (exit code, (successful, failed)); log:\n{}",
-        seat.log_text()
-    );
+    assert_one_good_call(&mut seat, &v, Duration::from_secs(10));
     v.wait_status(Duration::from_secs(5), "agent01 idle again", |s| {
         seat_state(s, "agent01").as_deref() == Some("idle") && s["active_calls"] == 0
     });
@@ -184,7 +105,7 @@ fn caller_cancels_while_a_seat_rings() {
     assert_eq!(c.answered_at, None);
     let events = journal_events(&v.db_path(), c.id);
     assert_eq!(
-        kinds(&events),
+        event_kinds(&events),
         ["received", "queued", "offered", "ringing", "abandoned"]
     );
     assert_eq!(events[2].detail["seat"], "agent01");
@@ -200,51 +121,14 @@ fn seat_answering_after_the_caller_left_gets_ack_and_bye() {
     // with a BYE, or the agent's phone stays in a call with nobody.
     let ip = unique_loopback();
     let mut v = Vigie::start(ip, MD5_ONLY);
-    let dir = v.dir.path().to_owned();
 
-    let mut seat = sipp(
-        &dir,
-        "seat",
-        &args(&[
-            "-sf",
-            &scenario("seat_late_answer.xml").display().to_string(),
-            "-i",
-            &ip.to_string(),
-            "-p",
-            &SEAT_SIP.to_string(),
-            "-mp",
-            &SEAT_MEDIA.to_string(),
-            "-m",
-            "1",
-            "-timeout",
-            "20",
-            "-trace_err",
-        ]),
-    );
-    register_seat(
-        &v,
-        &dir,
-        "agent01",
-        REGISTER_SIP,
-        SocketAddr::from((ip, SEAT_SIP)),
-    );
+    let mut seat = seat_playing(&v, "seat_late_answer.xml");
+    register_seat_on(&v, "agent01", SEAT_SIP);
 
     let mut trunk = trunk_cancelling(&v, 1000);
-    let code = wait_peer(&mut trunk, &v, Duration::from_secs(20));
-    assert_eq!(
-        (code, sipp_counts(&trunk)),
-        (0, (1, 0)),
-        "trunk SIPp (exit code, (successful, failed)); log:\n{}",
-        trunk.log_text()
-    );
+    assert_one_good_call(&mut trunk, &v, Duration::from_secs(20));
     // The seat's SIPp got the ACK for its 200 and then a BYE.
-    let code = wait_peer(&mut seat, &v, Duration::from_secs(10));
-    assert_eq!(
-        (code, sipp_counts(&seat)),
-        (0, (1, 0)),
-        "seat SIPp (exit code, (successful, failed)); log:\n{}",
-        seat.log_text()
-    );
+    assert_one_good_call(&mut seat, &v, Duration::from_secs(10));
     v.wait_status(Duration::from_secs(5), "agent01 idle, no call", |s| {
         seat_state(s, "agent01").as_deref() == Some("idle") && s["active_calls"] == 0
     });
@@ -265,7 +149,7 @@ fn seat_answering_after_the_caller_left_gets_ack_and_bye() {
     assert_eq!(c.answered_at, None);
     let events = journal_events(&v.db_path(), c.id);
     assert_eq!(
-        kinds(&events),
+        event_kinds(&events),
         ["received", "queued", "offered", "abandoned"]
     );
 }
@@ -278,44 +162,11 @@ fn caller_bye_on_the_early_dialog_is_an_abandon() {
     // transaction stayed open — and the phase was always "queued".)
     let ip = unique_loopback();
     let mut v = Vigie::start(ip, MD5_ONLY);
-    let dir = v.dir.path().to_owned();
-    let mut seat = sipp(
-        &dir,
-        "seat",
-        &args(&[
-            "-sf",
-            &scenario("seat_ring_cancel.xml").display().to_string(),
-            "-i",
-            &ip.to_string(),
-            "-p",
-            &SEAT_SIP.to_string(),
-            "-mp",
-            &SEAT_MEDIA.to_string(),
-            "-m",
-            "1",
-            "-timeout",
-            "20",
-            "-trace_err",
-        ]),
-    );
-    register_seat(
-        &v,
-        &dir,
-        "agent01",
-        REGISTER_SIP,
-        SocketAddr::from((ip, SEAT_SIP)),
-    );
-    let mut trunk = trunk_leaving(&v, "trunk_bye_early.xml", 1000);
-    for p in [&mut trunk, &mut seat] {
-        let code = wait_peer(p, &v, Duration::from_secs(20));
-        assert_eq!(
-            (code, sipp_counts(p)),
-            (0, (1, 0)),
-            "{} (exit code, (successful, failed)); log:\n{}",
-            p.name,
-            p.log_text()
-        );
-    }
+    let mut seat = seat_playing(&v, "seat_ring_cancel.xml");
+    register_seat_on(&v, "agent01", SEAT_SIP);
+    let mut trunk = trunk_call(&v, "trunk", "trunk_bye_early.xml", 1000);
+    assert_one_good_call(&mut trunk, &v, Duration::from_secs(20));
+    assert_one_good_call(&mut seat, &v, Duration::from_secs(20));
     v.wait_status(Duration::from_secs(5), "agent01 idle, no call", |s| {
         seat_state(s, "agent01").as_deref() == Some("idle") && s["active_calls"] == 0
     });
@@ -328,7 +179,7 @@ fn caller_bye_on_the_early_dialog_is_an_abandon() {
     assert_eq!(c.end_cause.as_deref(), Some("abandoned_ringing"));
     let events = journal_events(&v.db_path(), c.id);
     assert_eq!(
-        kinds(&events),
+        event_kinds(&events),
         ["received", "queued", "offered", "ringing", "abandoned"]
     );
 }

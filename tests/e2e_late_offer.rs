@@ -14,45 +14,16 @@ fn late_offer_call_is_answered_with_media_both_ways() {
     let ip = unique_loopback();
     let mut v = Vigie::start(ip, "");
     let dir = v.dir.path().to_owned();
-    let _agent = sipp(
-        &dir,
-        "agent",
-        &[
-            "-sf".into(),
-            scenario("agent_uas.xml").display().to_string(),
-            "-i".into(),
-            ip.to_string(),
-            "-p".into(),
-            "5070".into(),
-            "-mp".into(),
-            "6000".into(),
-            "-rtp_echo".into(),
-        ],
-    );
+    let _agent = seat_sipp(&v, "agent", "agent_uas.xml", 5070, 6000, &["-rtp_echo"]);
     register_seats(&v, &dir, &["agent07"], 5071, SocketAddr::from((ip, 5070)));
     let mut capture = Capture::start(&dir, "rtp", ip);
-    let mut trunk = sipp(
-        &dir,
+    let mut trunk = trunk_sipp(
+        &v,
         "trunk",
-        &[
-            v.sip_addr().to_string(),
-            "-sf".into(),
-            scenario("trunk_call_late_offer.xml").display().to_string(),
-            "-s".into(),
-            "19".into(),
-            "-i".into(),
-            ip.to_string(),
-            "-p".into(),
-            "5072".into(),
-            "-mp".into(),
-            "6100".into(),
-            "-m".into(),
-            "1".into(),
-            "-d".into(),
-            "5000".into(),
-            "-timeout".into(),
-            "30".into(),
-        ],
+        "trunk_call_late_offer.xml",
+        5072,
+        6100,
+        &["-m", "1", "-d", "5000", "-timeout", "30"],
     );
     let code = trunk.wait(Duration::from_secs(40));
     capture.stop();

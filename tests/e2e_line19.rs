@@ -15,11 +15,9 @@ use support::*;
 /// A journal timestamp.
 type Time = chrono::DateTime<chrono::Utc>;
 
-const TRUNK_SIP: u16 = 5072;
-const TRUNK_MEDIA: u16 = 6100;
-const AGENTS_SIP: u16 = 5070;
-const AGENTS_MEDIA: u16 = 6000;
-const REGISTER_SIP: u16 = 5071;
+/// The one SIPp answering for all 20 seats.
+const AGENTS_SIP: u16 = SEAT_SIP;
+const AGENTS_MEDIA: u16 = SEAT_MEDIA;
 
 #[test]
 fn sixty_calls_over_twenty_seats_with_media() {
@@ -27,21 +25,13 @@ fn sixty_calls_over_twenty_seats_with_media() {
     let mut v = Vigie::start(ip, "");
     let dir = v.dir.path().to_owned();
 
-    let _agents = sipp(
-        &dir,
+    let _agents = seat_sipp(
+        &v,
         "agents",
-        &[
-            "-sf".into(),
-            scenario("agent_uas.xml").display().to_string(),
-            "-i".into(),
-            ip.to_string(),
-            "-p".into(),
-            AGENTS_SIP.to_string(),
-            "-mp".into(),
-            AGENTS_MEDIA.to_string(),
-            "-rtp_echo".into(),
-            "-trace_err".into(),
-        ],
+        "agent_uas.xml",
+        AGENTS_SIP,
+        AGENTS_MEDIA,
+        &["-rtp_echo", "-trace_err"],
     );
     let seats: Vec<String> = (1..=20).map(|n| format!("agent{n:02}")).collect();
     let seat_refs: Vec<&str> = seats.iter().map(String::as_str).collect();
@@ -54,32 +44,24 @@ fn sixty_calls_over_twenty_seats_with_media() {
     );
 
     let mut capture = Capture::start(&dir, "rtp", ip);
-    let mut trunk = sipp(
-        &dir,
+    let mut trunk = trunk_sipp(
+        &v,
         "trunk",
+        "trunk_call.xml",
+        TRUNK_SIP,
+        TRUNK_MEDIA,
         &[
-            v.sip_addr().to_string(),
-            "-sf".into(),
-            scenario("trunk_call.xml").display().to_string(),
-            "-s".into(),
-            "19".into(),
-            "-i".into(),
-            ip.to_string(),
-            "-p".into(),
-            TRUNK_SIP.to_string(),
-            "-mp".into(),
-            TRUNK_MEDIA.to_string(),
-            "-m".into(),
-            "60".into(),
-            "-l".into(),
-            "60".into(),
-            "-r".into(),
-            "60".into(),
-            "-d".into(),
-            "5000".into(),
-            "-timeout".into(),
-            "90".into(),
-            "-trace_err".into(),
+            "-m",
+            "60",
+            "-l",
+            "60",
+            "-r",
+            "60",
+            "-d",
+            "5000",
+            "-timeout",
+            "90",
+            "-trace_err",
         ],
     );
     let code = trunk.wait(Duration::from_secs(120));

@@ -6,94 +6,32 @@
 
 mod support;
 
-use std::net::SocketAddr;
 use std::time::Duration;
 
 use support::*;
-
-const TRUNK_SIP: u16 = 5072;
-const TRUNK_MEDIA: u16 = 6100;
-const SEAT_SIP: u16 = 5070;
-const SEAT_MEDIA: u16 = 6000;
-const REGISTER_SIP: u16 = 5071;
 
 /// One trunk call with `trunk_scenario`, answered by agent01; returns vigie, stopped.
 fn located_call(trunk_scenario: &str) -> Vigie {
     let ip = unique_loopback();
     let mut v = Vigie::start(ip, MD5_ONLY);
-    let dir = v.dir.path().to_owned();
-    let ip_s = ip.to_string();
-    let mut seat = sipp(
-        &dir,
-        "seat",
-        &args(&[
-            "-sf",
-            &scenario("agent_uas.xml").display().to_string(),
-            "-i",
-            &ip_s,
-            "-p",
-            &SEAT_SIP.to_string(),
-            "-mp",
-            &SEAT_MEDIA.to_string(),
-            "-rtp_echo",
-            "-m",
-            "1",
-            "-timeout",
-            "20",
-            "-trace_err",
-        ]),
-    );
-    register_seat(
+    let mut seat = seat_sipp(
         &v,
-        &dir,
-        "agent01",
-        REGISTER_SIP,
-        SocketAddr::from((ip, SEAT_SIP)),
+        "seat",
+        "agent_uas.xml",
+        SEAT_SIP,
+        SEAT_MEDIA,
+        ECHO_ONE_CALL,
     );
-    let mut trunk = sipp(
-        &dir,
-        "trunk",
-        &args(&[
-            &v.sip_addr().to_string(),
-            "-sf",
-            &scenario(trunk_scenario).display().to_string(),
-            "-s",
-            "19",
-            "-i",
-            &ip_s,
-            "-p",
-            &TRUNK_SIP.to_string(),
-            "-mp",
-            &TRUNK_MEDIA.to_string(),
-            "-m",
-            "1",
-            "-d",
-            "500",
-            "-timeout",
-            "20",
-            "-trace_err",
-        ]),
-    );
-    for p in [&mut trunk, &mut seat] {
-        let code = wait_peer(p, &v, Duration::from_secs(20));
-        assert_eq!(
-            (code, sipp_counts(p)),
-            (0, (1, 0)),
-            "{} (exit code, (successful, failed)); log:\n{}",
-            p.name,
-            p.log_text()
-        );
-    }
+    register_seat_on(&v, "agent01", SEAT_SIP);
+    let mut trunk = trunk_call(&v, "trunk", trunk_scenario, 500);
+    assert_one_good_call(&mut trunk, &v, Duration::from_secs(20));
+    assert_one_good_call(&mut seat, &v, Duration::from_secs(20));
     assert_eq!(
         v.metric("vigie_calls_total{queue=\"line19\",outcome=\"answered\"}"),
         1.0
     );
     v.stop();
     v
-}
-
-fn kinds(events: &[vigie::store::EventRow]) -> Vec<&str> {
-    events.iter().map(|e| e.kind.as_str()).collect()
 }
 
 #[test]
@@ -109,7 +47,7 @@ fn pidf_lo_circle_by_value_is_journalled_and_the_call_answered() {
     assert_eq!(c.location_radius_m, Some(50.0));
     let events = journal_events(&v.db_path(), c.id);
     assert_eq!(
-        kinds(&events),
+        event_kinds(&events),
         [
             "received", "location", "queued", "offered", "ringing", "answered", "ended"
         ]
@@ -139,7 +77,7 @@ fn malformed_pidf_does_not_stop_the_call() {
     );
     let events = journal_events(&v.db_path(), c.id);
     assert_eq!(
-        kinds(&events),
+        event_kinds(&events),
         [
             "received", "location", "queued", "offered", "ringing", "answered", "ended"
         ]
@@ -163,7 +101,7 @@ fn truncated_location_body_does_not_stop_the_call() {
     assert_eq!(c.location_lat, None);
     let events = journal_events(&v.db_path(), c.id);
     assert_eq!(
-        kinds(&events),
+        event_kinds(&events),
         [
             "received", "location", "queued", "offered", "ringing", "answered", "ended"
         ]

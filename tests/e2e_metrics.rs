@@ -17,11 +17,6 @@ use std::time::{Duration, Instant};
 
 use support::*;
 
-const SEAT_SIP: u16 = 5070;
-const SEAT_MEDIA: u16 = 6000;
-const REGISTER_SIP: u16 = 5071;
-const TRUNK_SIP: u16 = 5072;
-const TRUNK_MEDIA: u16 = 6100;
 const ABANDON_SIP: u16 = 5073;
 const ABANDON_MEDIA: u16 = 6200;
 const BACKUP_SIP: u16 = 5074;
@@ -43,21 +38,13 @@ fn trunk(
     calls: u32,
     hold_ms: u32,
 ) -> Proc {
-    sipp(
-        v.dir.path(),
+    trunk_sipp(
+        v,
         name,
-        &args(&[
-            &v.sip_addr().to_string(),
-            "-sf",
-            &scenario(scenario_file).display().to_string(),
-            "-s",
-            "19",
-            "-i",
-            &v.ip.to_string(),
-            "-p",
-            &port.to_string(),
-            "-mp",
-            &media.to_string(),
+        scenario_file,
+        port,
+        media,
+        &[
             "-m",
             &calls.to_string(),
             "-l",
@@ -69,7 +56,7 @@ fn trunk(
             "-timeout",
             "60",
             "-trace_err",
-        ]),
+        ],
     )
 }
 
@@ -181,41 +168,21 @@ fn six_answered_two_abandoned_one_overflowed_exact_counters() {
         Some(0.0)
     );
 
-    let _seats = sipp(
-        &dir,
+    let _seats = seat_sipp(
+        &v,
         "seats",
-        &args(&[
-            "-sf",
-            &scenario("agent_uas.xml").display().to_string(),
-            "-i",
-            &ip.to_string(),
-            "-p",
-            &SEAT_SIP.to_string(),
-            "-mp",
-            &SEAT_MEDIA.to_string(),
-            "-rtp_echo",
-            "-trace_err",
-        ]),
+        "agent_uas.xml",
+        SEAT_SIP,
+        SEAT_MEDIA,
+        &["-rtp_echo", "-trace_err"],
     );
-    let mut backup = sipp(
-        &dir,
+    let mut backup = seat_sipp(
+        &v,
         "backup",
-        &args(&[
-            "-sf",
-            &scenario("agent_uas.xml").display().to_string(),
-            "-i",
-            &ip.to_string(),
-            "-p",
-            &BACKUP_SIP.to_string(),
-            "-mp",
-            &BACKUP_MEDIA.to_string(),
-            "-rtp_echo",
-            "-m",
-            "1",
-            "-timeout",
-            "60",
-            "-trace_err",
-        ]),
+        "agent_uas.xml",
+        BACKUP_SIP,
+        BACKUP_MEDIA,
+        &["-rtp_echo", "-m", "1", "-timeout", "60", "-trace_err"],
     );
     register_seats(
         &v,
@@ -263,24 +230,11 @@ fn six_answered_two_abandoned_one_overflowed_exact_counters() {
         500,
     );
     for (p, calls) in [(&mut abandon, 2), (&mut overflow, 1), (&mut backup, 1)] {
-        let code = wait_peer(p, &v, Duration::from_secs(30));
-        assert_eq!(
-            (code, sipp_counts(p)),
-            (0, (calls, 0)),
-            "{} (exit code, (successful, failed)); log:\n{}",
-            p.name,
-            p.log_text()
-        );
+        assert_good_calls(p, &v, Duration::from_secs(30), calls);
     }
     // The overflow happened while the six seats were still talking.
     assert_eq!(v.metric("vigie_trunk_calls_active"), 6.0);
-    let code = wait_peer(&mut answered, &v, Duration::from_secs(60));
-    assert_eq!(
-        (code, sipp_counts(&answered)),
-        (0, (6, 0)),
-        "trunk (exit code, (successful, failed)); log:\n{}",
-        answered.log_text()
-    );
+    assert_good_calls(&mut answered, &v, Duration::from_secs(60), 6);
 
     // Counters move on the call events; gauges on the 250 ms status tick.
     wait_metric(

@@ -5,121 +5,49 @@
 
 mod support;
 
-use std::net::SocketAddr;
 use std::time::Duration;
 
 use support::*;
 
-const TRUNK_SIP: u16 = 5072;
-const TRUNK_MEDIA: u16 = 6100;
 const SEAT1_SIP: u16 = 5070;
 const SEAT1_MEDIA: u16 = 6200;
 const SEAT2_SIP: u16 = 5073;
 const SEAT2_MEDIA: u16 = 6000;
-const REGISTER_SIP: u16 = 5071;
 
-/// Starts agent01's SIPp with `scenario_args`, agent02's answering SIPp, registers agent01
+/// Starts agent01's SIPp playing `seat1_scenario`, agent02's answering SIPp, registers agent01
 /// then agent02 (so agent01 has been idle longest), places one trunk call and checks the
 /// three SIPp ended well. Returns vigie, stopped, with its journal.
-fn two_seats_one_call(config: &str, seat1_args: &[&str]) -> Vigie {
+fn two_seats_one_call(config: &str, seat1_scenario: &str) -> Vigie {
     let ip = unique_loopback();
     let mut v = Vigie::start(ip, config);
-    let dir = v.dir.path().to_owned();
-    let ip_s = ip.to_string();
 
-    let mut a1 = args(seat1_args);
-    a1.extend(args(&[
-        "-i",
-        &ip_s,
-        "-p",
-        &SEAT1_SIP.to_string(),
-        "-mp",
-        &SEAT1_MEDIA.to_string(),
-        "-m",
-        "1",
-        "-timeout",
-        "20",
-        "-trace_err",
-    ]));
-    let mut seat1 = sipp(&dir, "agent01", &a1);
-    let mut seat2 = sipp(
-        &dir,
-        "agent02",
-        &args(&[
-            "-sf",
-            &scenario("agent_uas.xml").display().to_string(),
-            "-i",
-            &ip_s,
-            "-p",
-            &SEAT2_SIP.to_string(),
-            "-mp",
-            &SEAT2_MEDIA.to_string(),
-            "-rtp_echo",
-            "-m",
-            "1",
-            "-timeout",
-            "20",
-            "-trace_err",
-        ]),
-    );
-    register_seat(
+    let mut seat1 = seat_sipp(
         &v,
-        &dir,
         "agent01",
-        REGISTER_SIP,
-        SocketAddr::from((ip, SEAT1_SIP)),
+        seat1_scenario,
+        SEAT1_SIP,
+        SEAT1_MEDIA,
+        ONE_CALL,
     );
-    register_seat(
+    let mut seat2 = seat_sipp(
         &v,
-        &dir,
         "agent02",
-        REGISTER_SIP,
-        SocketAddr::from((ip, SEAT2_SIP)),
+        "agent_uas.xml",
+        SEAT2_SIP,
+        SEAT2_MEDIA,
+        ECHO_ONE_CALL,
     );
+    register_seat_on(&v, "agent01", SEAT1_SIP);
+    register_seat_on(&v, "agent02", SEAT2_SIP);
     v.wait_status(Duration::from_secs(5), "both seats idle", |s| {
         seat_state(s, "agent01").as_deref() == Some("idle")
             && seat_state(s, "agent02").as_deref() == Some("idle")
     });
 
-    let mut trunk = sipp(
-        &dir,
-        "trunk",
-        &args(&[
-            &v.sip_addr().to_string(),
-            "-sf",
-            &scenario("trunk_call.xml").display().to_string(),
-            "-s",
-            "19",
-            "-i",
-            &ip_s,
-            "-p",
-            &TRUNK_SIP.to_string(),
-            "-mp",
-            &TRUNK_MEDIA.to_string(),
-            "-m",
-            "1",
-            "-d",
-            "500",
-            "-timeout",
-            "20",
-            "-trace_err",
-        ]),
-    );
-    let code = wait_peer(&mut trunk, &v, Duration::from_secs(20));
-    assert_eq!(
-        (code, sipp_counts(&trunk)),
-        (0, (1, 0)),
-        "trunk SIPp (exit code, (successful, failed)); log:\n{}",
-        trunk.log_text()
-    );
-    for (name, p) in [("agent01", &mut seat1), ("agent02", &mut seat2)] {
-        let code = wait_peer(p, &v, Duration::from_secs(10));
-        assert_eq!(
-            (code, sipp_counts(p)),
-            (0, (1, 0)),
-            "{name} SIPp (exit code, (successful, failed)); log:\n{}",
-            p.log_text()
-        );
+    let mut trunk = trunk_call(&v, "trunk", "trunk_call.xml", 500);
+    assert_one_good_call(&mut trunk, &v, Duration::from_secs(20));
+    for p in [&mut seat1, &mut seat2] {
+        assert_one_good_call(p, &v, Duration::from_secs(10));
     }
     // Never busy towards the caller: the only 4xx are the two REGISTER challenges.
     assert_eq!(
@@ -147,10 +75,7 @@ fn seat_of(e: &vigie::store::EventRow) -> String {
 fn unanswered_seat_times_out_and_next_seat_answers() {
     let v = two_seats_one_call(
         &format!("{MD5_ONLY}[[queues]]\nring_timeout_s = 2\n"),
-        &[
-            "-sf",
-            &scenario("seat_ring_cancel.xml").display().to_string(),
-        ],
+        "seat_ring_cancel.xml",
     );
     let calls = journal_calls(&v.db_path());
     assert_eq!(calls.len(), 1, "journal rows: {calls:?}");
@@ -192,10 +117,7 @@ fn unanswered_seat_times_out_and_next_seat_answers() {
 
 #[test]
 fn declining_seat_passes_the_call_to_the_next_seat_at_once() {
-    let v = two_seats_one_call(
-        MD5_ONLY,
-        &["-sf", &scenario("seat_busy.xml").display().to_string()],
-    );
+    let v = two_seats_one_call(MD5_ONLY, "seat_busy.xml");
     let calls = journal_calls(&v.db_path());
     assert_eq!(calls.len(), 1, "journal rows: {calls:?}");
     let c = &calls[0];
@@ -234,10 +156,7 @@ fn silent_seat_is_given_up_at_the_ring_timeout() {
     // when its late 180 arrives.
     let v = two_seats_one_call(
         &format!("{MD5_ONLY}[[queues]]\nring_timeout_s = 2\n"),
-        &[
-            "-sf",
-            &scenario("seat_silent_then_ring.xml").display().to_string(),
-        ],
+        "seat_silent_then_ring.xml",
     );
     let calls = journal_calls(&v.db_path());
     assert_eq!(calls.len(), 1, "journal rows: {calls:?}");

@@ -5,18 +5,12 @@
 
 mod support;
 
-use std::net::SocketAddr;
 use std::time::Duration;
 
 use support::*;
 
-const TRUNK_SIP: u16 = 5072;
-const TRUNK_MEDIA: u16 = 6100;
 const BACKUP_SIP: u16 = 5074;
 const BACKUP_MEDIA: u16 = 6300;
-const SEAT_SIP: u16 = 5070;
-const SEAT_MEDIA: u16 = 6000;
-const REGISTER_SIP: u16 = 5071;
 
 fn config(v_ip: std::net::Ipv4Addr, retry_s: u64) -> String {
     format!(
@@ -25,69 +19,9 @@ fn config(v_ip: std::net::Ipv4Addr, retry_s: u64) -> String {
     )
 }
 
-fn trunk_call(v: &Vigie) -> Proc {
-    sipp(
-        v.dir.path(),
-        "trunk",
-        &args(&[
-            &v.sip_addr().to_string(),
-            "-sf",
-            &scenario("trunk_call.xml").display().to_string(),
-            "-s",
-            "19",
-            "-i",
-            &v.ip.to_string(),
-            "-p",
-            &TRUNK_SIP.to_string(),
-            "-mp",
-            &TRUNK_MEDIA.to_string(),
-            "-m",
-            "1",
-            "-d",
-            "500",
-            "-timeout",
-            "20",
-            "-trace_err",
-        ]),
-    )
-}
-
+/// A seat-side SIPp (the backup centre or the seat) answering one call with `scenario_file`.
 fn uas(v: &Vigie, name: &str, scenario_file: &str, port: u16, media: u16) -> Proc {
-    sipp(
-        v.dir.path(),
-        name,
-        &args(&[
-            "-sf",
-            &scenario(scenario_file).display().to_string(),
-            "-i",
-            &v.ip.to_string(),
-            "-p",
-            &port.to_string(),
-            "-mp",
-            &media.to_string(),
-            "-rtp_echo",
-            "-m",
-            "1",
-            "-timeout",
-            "20",
-            "-trace_err",
-        ]),
-    )
-}
-
-fn assert_one_good_call(p: &mut Proc, v: &Vigie, limit: Duration) {
-    let code = wait_peer(p, v, limit);
-    assert_eq!(
-        (code, sipp_counts(p)),
-        (0, (1, 0)),
-        "{} (exit code, (successful, failed)); log:\n{}",
-        p.name,
-        p.log_text()
-    );
-}
-
-fn kinds(events: &[vigie::store::EventRow]) -> Vec<&str> {
-    events.iter().map(|e| e.kind.as_str()).collect()
+    seat_sipp(v, name, scenario_file, port, media, ECHO_ONE_CALL)
 }
 
 #[test]
@@ -95,7 +29,7 @@ fn no_seat_overflows_to_the_backup_centre() {
     let ip = unique_loopback();
     let mut v = Vigie::start(ip, &config(ip, 30));
     let mut backup = uas(&v, "backup", "agent_uas.xml", BACKUP_SIP, BACKUP_MEDIA);
-    let mut trunk = trunk_call(&v);
+    let mut trunk = trunk_call(&v, "trunk", "trunk_call.xml", 500);
     assert_one_good_call(&mut trunk, &v, Duration::from_secs(20));
     assert_one_good_call(&mut backup, &v, Duration::from_secs(10));
 
@@ -131,7 +65,7 @@ fn no_seat_overflows_to_the_backup_centre() {
     assert!(c.answered_at.is_some(), "{c:?}");
     let events = journal_events(&v.db_path(), c.id);
     assert_eq!(
-        kinds(&events),
+        event_kinds(&events),
         ["received", "queued", "overflowed", "answered", "ended"]
     );
     let target = format!("sip:19@{ip}:{BACKUP_SIP}");
@@ -144,7 +78,6 @@ fn no_seat_overflows_to_the_backup_centre() {
 fn refused_overflow_returns_to_the_queue_and_a_seat_answers() {
     let ip = unique_loopback();
     let mut v = Vigie::start(ip, &config(ip, 3600));
-    let dir = v.dir.path().to_owned();
     let mut backup = uas(
         &v,
         "backup",
@@ -152,7 +85,7 @@ fn refused_overflow_returns_to_the_queue_and_a_seat_answers() {
         BACKUP_SIP,
         BACKUP_MEDIA,
     );
-    let mut trunk = trunk_call(&v);
+    let mut trunk = trunk_call(&v, "trunk", "trunk_call.xml", 500);
     // The backup refused (503) and got vigie's ACK.
     assert_one_good_call(&mut backup, &v, Duration::from_secs(10));
     // The call is back in the queue; the caller is still ringing.
@@ -169,13 +102,7 @@ fn refused_overflow_returns_to_the_queue_and_a_seat_answers() {
     );
 
     let mut seat = uas(&v, "seat", "agent_uas.xml", SEAT_SIP, SEAT_MEDIA);
-    register_seat(
-        &v,
-        &dir,
-        "agent01",
-        REGISTER_SIP,
-        SocketAddr::from((ip, SEAT_SIP)),
-    );
+    register_seat_on(&v, "agent01", SEAT_SIP);
     assert_one_good_call(&mut trunk, &v, Duration::from_secs(20));
     assert_one_good_call(&mut seat, &v, Duration::from_secs(10));
 
@@ -208,7 +135,7 @@ fn refused_overflow_returns_to_the_queue_and_a_seat_answers() {
     assert_eq!(c.end_cause.as_deref(), Some("caller_hangup"));
     let events = journal_events(&v.db_path(), c.id);
     assert_eq!(
-        kinds(&events),
+        event_kinds(&events),
         [
             "received",
             "queued",
@@ -236,30 +163,7 @@ fn caller_abandons_while_the_backup_centre_rings() {
         BACKUP_SIP,
         BACKUP_MEDIA,
     );
-    let mut trunk = sipp(
-        v.dir.path(),
-        "trunk",
-        &args(&[
-            &v.sip_addr().to_string(),
-            "-sf",
-            &scenario("trunk_cancel.xml").display().to_string(),
-            "-s",
-            "19",
-            "-i",
-            &ip.to_string(),
-            "-p",
-            &TRUNK_SIP.to_string(),
-            "-mp",
-            &TRUNK_MEDIA.to_string(),
-            "-m",
-            "1",
-            "-d",
-            "1000",
-            "-timeout",
-            "20",
-            "-trace_err",
-        ]),
-    );
+    let mut trunk = trunk_call(&v, "trunk", "trunk_cancel.xml", 1000);
     assert_one_good_call(&mut trunk, &v, Duration::from_secs(20));
     // The backup rang, got vigie's CANCEL, answered 200 + 487 and got the ACK.
     assert_one_good_call(&mut backup, &v, Duration::from_secs(10));
@@ -276,7 +180,7 @@ fn caller_abandons_while_the_backup_centre_rings() {
     assert_eq!(c.end_cause.as_deref(), Some("abandoned_overflowing"));
     let events = journal_events(&v.db_path(), c.id);
     assert_eq!(
-        kinds(&events),
+        event_kinds(&events),
         ["received", "queued", "overflowed", "abandoned"]
     );
 }

@@ -8,104 +8,39 @@
 
 mod support;
 
-use std::net::SocketAddr;
 use std::time::Duration;
 
 use support::*;
 
-const TRUNK_SIP: u16 = 5072;
-const TRUNK_MEDIA: u16 = 6100;
 const SEAT1_SIP: u16 = 5070;
 const SEAT2_SIP: u16 = 5073;
 const SEAT2_MEDIA: u16 = 6000;
-const REGISTER_SIP: u16 = 5071;
 
 fn answering_seat(v: &Vigie, port: u16, media: u16) -> Proc {
-    sipp(
-        v.dir.path(),
+    seat_sipp(
+        v,
         &format!("seat-{port}"),
-        &args(&[
-            "-sf",
-            &scenario("agent_uas.xml").display().to_string(),
-            "-i",
-            &v.ip.to_string(),
-            "-p",
-            &port.to_string(),
-            "-mp",
-            &media.to_string(),
-            "-rtp_echo",
-            "-m",
-            "1",
-            "-timeout",
-            "20",
-            "-trace_err",
-        ]),
+        "agent_uas.xml",
+        port,
+        media,
+        ECHO_ONE_CALL,
     )
-}
-
-fn trunk(v: &Vigie, name: &str, scenario_file: &str) -> Proc {
-    sipp(
-        v.dir.path(),
-        name,
-        &args(&[
-            &v.sip_addr().to_string(),
-            "-sf",
-            &scenario(scenario_file).display().to_string(),
-            "-s",
-            "19",
-            "-i",
-            &v.ip.to_string(),
-            "-p",
-            &TRUNK_SIP.to_string(),
-            "-mp",
-            &TRUNK_MEDIA.to_string(),
-            "-m",
-            "1",
-            "-d",
-            "500",
-            "-timeout",
-            "20",
-            "-trace_err",
-        ]),
-    )
-}
-
-fn assert_one_good_call(p: &mut Proc, v: &Vigie) {
-    let code = wait_peer(p, v, Duration::from_secs(20));
-    assert_eq!(
-        (code, sipp_counts(p)),
-        (0, (1, 0)),
-        "{} (exit code, (successful, failed)); log:\n{}",
-        p.name,
-        p.log_text()
-    );
-}
-
-fn kinds(events: &[vigie::store::EventRow]) -> Vec<&str> {
-    events.iter().map(|e| e.kind.as_str()).collect()
 }
 
 #[test]
 fn offer_without_g711_is_refused_and_the_switch_keeps_serving() {
     let ip = unique_loopback();
     let mut v = Vigie::start(ip, MD5_ONLY);
-    let dir = v.dir.path().to_owned();
     let mut seat = answering_seat(&v, SEAT2_SIP, SEAT2_MEDIA);
-    register_seat(
-        &v,
-        &dir,
-        "agent01",
-        REGISTER_SIP,
-        SocketAddr::from((ip, SEAT2_SIP)),
-    );
+    register_seat_on(&v, "agent01", SEAT2_SIP);
 
     // G.729 only: 488 at once, before any ringback.
-    let mut refused = trunk(&v, "trunk-g729", "trunk_g729.xml");
-    assert_one_good_call(&mut refused, &v);
+    let mut refused = trunk_call(&v, "trunk-g729", "trunk_g729.xml", 500);
+    assert_one_good_call(&mut refused, &v, Duration::from_secs(20));
     // The next caller is served as usual by the same seat.
-    let mut good = trunk(&v, "trunk-g711", "trunk_call.xml");
-    assert_one_good_call(&mut good, &v);
-    assert_one_good_call(&mut seat, &v);
+    let mut good = trunk_call(&v, "trunk-g711", "trunk_call.xml", 500);
+    assert_one_good_call(&mut good, &v, Duration::from_secs(20));
+    assert_one_good_call(&mut seat, &v, Duration::from_secs(20));
     assert_eq!(
         v.metric("vigie_sip_responses_sent_total{class=\"4xx\"}"),
         2.0,
@@ -125,7 +60,7 @@ fn offer_without_g711_is_refused_and_the_switch_keeps_serving() {
     assert_eq!(r.end_cause.as_deref(), Some("media_refused"));
     assert_eq!((r.agent_seat.as_deref(), r.answered_at), (None, None));
     assert_eq!(
-        kinds(&journal_events(&v.db_path(), r.id)),
+        event_kinds(&journal_events(&v.db_path(), r.id)),
         ["received", "ended"]
     );
     assert_eq!(a.outcome.map(|o| o.as_str()), Some("answered"), "{a:?}");
@@ -150,16 +85,10 @@ fn seat_with_a_host_name_contact_does_not_stall_the_switch() {
         REGISTER_SIP,
         &format!("pc-12.example.invalid:{SEAT1_SIP}"),
     );
-    register_seat(
-        &v,
-        &dir,
-        "agent02",
-        REGISTER_SIP,
-        SocketAddr::from((ip, SEAT2_SIP)),
-    );
-    let mut call = trunk(&v, "trunk", "trunk_call.xml");
-    assert_one_good_call(&mut call, &v);
-    assert_one_good_call(&mut seat2, &v);
+    register_seat_on(&v, "agent02", SEAT2_SIP);
+    let mut call = trunk_call(&v, "trunk", "trunk_call.xml", 500);
+    assert_one_good_call(&mut call, &v, Duration::from_secs(20));
+    assert_one_good_call(&mut seat2, &v, Duration::from_secs(20));
     // The switch kept serving: both seats are free again, agent01 still registered.
     v.wait_status(Duration::from_secs(5), "both seats idle", |s| {
         seat_state(s, "agent01").as_deref() == Some("idle")
@@ -174,7 +103,7 @@ fn seat_with_a_host_name_contact_does_not_stall_the_switch() {
     assert_eq!(c.agent_seat.as_deref(), Some("agent02"));
     let events = journal_events(&v.db_path(), c.id);
     assert_eq!(
-        kinds(&events),
+        event_kinds(&events),
         [
             "received",
             "queued",

@@ -6,67 +6,31 @@
 
 mod support;
 
-use std::net::SocketAddr;
 use std::time::Duration;
 
 use support::*;
-
-const TRUNK_SIP: u16 = 5072;
-const TRUNK_MEDIA: u16 = 6100;
-const SEAT_SIP: u16 = 5070;
-const SEAT_MEDIA: u16 = 6000;
-const REGISTER_SIP: u16 = 5071;
 
 #[test]
 fn trunk_call_over_tcp_answered_by_a_udp_seat() {
     let ip = unique_loopback();
     let mut v = Vigie::start(ip, MD5_ONLY);
     let dir = v.dir.path().to_owned();
-    let ip_s = ip.to_string();
-    let mut seat = sipp(
-        &dir,
-        "seat",
-        &args(&[
-            "-sf",
-            &scenario("agent_uas.xml").display().to_string(),
-            "-i",
-            &ip_s,
-            "-p",
-            &SEAT_SIP.to_string(),
-            "-mp",
-            &SEAT_MEDIA.to_string(),
-            "-rtp_echo",
-            "-m",
-            "1",
-            "-timeout",
-            "20",
-            "-trace_err",
-        ]),
-    );
-    register_seat(
+    let mut seat = seat_sipp(
         &v,
-        &dir,
-        "agent01",
-        REGISTER_SIP,
-        SocketAddr::from((ip, SEAT_SIP)),
+        "seat",
+        "agent_uas.xml",
+        SEAT_SIP,
+        SEAT_MEDIA,
+        ECHO_ONE_CALL,
     );
-    let mut trunk = sipp(
-        &dir,
+    register_seat_on(&v, "agent01", SEAT_SIP);
+    let mut trunk = tcp_trunk_sipp(
+        &v,
         "trunk",
-        &args(&[
-            &v.sip_addr().to_string(),
-            "-t",
-            "t1",
-            "-sf",
-            &scenario("trunk_call.xml").display().to_string(),
-            "-s",
-            "19",
-            "-i",
-            &ip_s,
-            "-p",
-            &TRUNK_SIP.to_string(),
-            "-mp",
-            &TRUNK_MEDIA.to_string(),
+        "trunk_call.xml",
+        TRUNK_SIP,
+        TRUNK_MEDIA,
+        &[
             "-m",
             "1",
             "-d",
@@ -75,18 +39,10 @@ fn trunk_call_over_tcp_answered_by_a_udp_seat() {
             "20",
             "-trace_err",
             "-trace_msg",
-        ]),
+        ],
     );
-    for p in [&mut trunk, &mut seat] {
-        let code = wait_peer(p, &v, Duration::from_secs(20));
-        assert_eq!(
-            (code, sipp_counts(p)),
-            (0, (1, 0)),
-            "{} (exit code, (successful, failed)); log:\n{}",
-            p.name,
-            p.log_text()
-        );
-    }
+    assert_one_good_call(&mut trunk, &v, Duration::from_secs(20));
+    assert_one_good_call(&mut seat, &v, Duration::from_secs(20));
     // The trunk's side really was TCP: SIPp's message trace shows every message on TCP.
     let trace = std::fs::read_dir(&dir)
         .expect("read test dir")
@@ -114,12 +70,9 @@ fn trunk_call_over_tcp_answered_by_a_udp_seat() {
     assert_eq!(c.outcome.map(|o| o.as_str()), Some("answered"), "{c:?}");
     assert_eq!(c.agent_seat.as_deref(), Some("agent01"));
     assert_eq!(c.end_cause.as_deref(), Some("caller_hangup"));
-    let kinds: Vec<String> = journal_events(&v.db_path(), c.id)
-        .iter()
-        .map(|e| e.kind.as_str().to_owned())
-        .collect();
+    let events = journal_events(&v.db_path(), c.id);
     assert_eq!(
-        kinds,
+        event_kinds(&events),
         [
             "received", "queued", "offered", "ringing", "answered", "ended"
         ]
@@ -130,20 +83,13 @@ fn trunk_call_over_tcp_answered_by_a_udp_seat() {
 fn seat_hangs_up_first_and_the_tcp_caller_gets_the_bye() {
     let ip = unique_loopback();
     let mut v = Vigie::start(ip, MD5_ONLY);
-    let dir = v.dir.path().to_owned();
-    let ip_s = ip.to_string();
-    let mut seat = sipp(
-        &dir,
+    let mut seat = seat_sipp(
+        &v,
         "seat",
-        &args(&[
-            "-sf",
-            &scenario("seat_hangs_up.xml").display().to_string(),
-            "-i",
-            &ip_s,
-            "-p",
-            &SEAT_SIP.to_string(),
-            "-mp",
-            &SEAT_MEDIA.to_string(),
+        "seat_hangs_up.xml",
+        SEAT_SIP,
+        SEAT_MEDIA,
+        &[
             "-rtp_echo",
             "-m",
             "1",
@@ -152,49 +98,19 @@ fn seat_hangs_up_first_and_the_tcp_caller_gets_the_bye() {
             "-timeout",
             "20",
             "-trace_err",
-        ]),
+        ],
     );
-    register_seat(
+    register_seat_on(&v, "agent01", SEAT_SIP);
+    let mut trunk = tcp_trunk_sipp(
         &v,
-        &dir,
-        "agent01",
-        REGISTER_SIP,
-        SocketAddr::from((ip, SEAT_SIP)),
-    );
-    let mut trunk = sipp(
-        &dir,
         "trunk",
-        &args(&[
-            &v.sip_addr().to_string(),
-            "-t",
-            "t1",
-            "-sf",
-            &scenario("trunk_until_bye.xml").display().to_string(),
-            "-s",
-            "19",
-            "-i",
-            &ip_s,
-            "-p",
-            &TRUNK_SIP.to_string(),
-            "-mp",
-            &TRUNK_MEDIA.to_string(),
-            "-m",
-            "1",
-            "-timeout",
-            "20",
-            "-trace_err",
-        ]),
+        "trunk_until_bye.xml",
+        TRUNK_SIP,
+        TRUNK_MEDIA,
+        &["-m", "1", "-timeout", "20", "-trace_err"],
     );
-    for p in [&mut trunk, &mut seat] {
-        let code = wait_peer(p, &v, Duration::from_secs(20));
-        assert_eq!(
-            (code, sipp_counts(p)),
-            (0, (1, 0)),
-            "{} (exit code, (successful, failed)); log:\n{}",
-            p.name,
-            p.log_text()
-        );
-    }
+    assert_one_good_call(&mut trunk, &v, Duration::from_secs(20));
+    assert_one_good_call(&mut seat, &v, Duration::from_secs(20));
     v.wait_status(Duration::from_secs(5), "agent01 idle, no call", |s| {
         seat_state(s, "agent01").as_deref() == Some("idle") && s["active_calls"] == 0
     });

@@ -8,7 +8,8 @@ use chrono::{DateTime, Utc};
 use serde_json::json;
 
 use crate::acd::CallId;
-use crate::location::{Location, Shape};
+use crate::dispatch::document::LocationPart;
+use crate::location::Location;
 use crate::metrics::{
     AbandonLabels, CallLabels, Metrics, OverflowLabels, QueueLabels, SeatIdLabels, SlWindow,
     WindowedRatio,
@@ -312,31 +313,24 @@ fn seconds_between(from: Option<DateTime<Utc>>, to: DateTime<Utc>) -> Option<f64
     Some(ms.max(0) as f64 / 1000.0)
 }
 
+/// The journal row of one location: shape name, centre (WGS84 degrees) and uncertainty
+/// radius (metres) as the hand-off document gives them; never a civic address in clear.
 fn location_row(call: CallId, seq: u32, at: DateTime<Utc>, loc: &Location) -> LocationRow {
-    let (shape, lat, lon, alt_m, radius_m) = match &loc.shape {
-        Shape::Point { lat, lon, alt_m } => {
-            ("point".to_owned(), Some(*lat), Some(*lon), *alt_m, None)
-        }
-        Shape::Circle { lat, lon, radius_m } => (
-            "circle".to_owned(),
-            Some(*lat),
-            Some(*lon),
-            None,
-            Some(*radius_m),
-        ),
-        #[allow(unreachable_patterns)]
-        other => (format!("{other:?}").to_lowercase(), None, None, None, None),
-    };
+    let part = LocationPart::from(loc);
+    let shape = serde_json::to_value(part.shape)
+        .ok()
+        .and_then(|v| v.as_str().map(str::to_owned))
+        .unwrap_or_else(|| "other".to_owned());
     LocationRow {
         call_id: call,
         seq,
         at,
         source: "pidf-lo".to_owned(),
         shape,
-        lat,
-        lon,
-        alt_m,
-        radius_m,
+        lat: part.lat,
+        lon: part.lon,
+        alt_m: part.alt_m,
+        radius_m: part.radius_m,
         raw: None,
     }
 }

@@ -7,7 +7,12 @@
 //! * [`from_sip_body`] does both for a SIP message body: every `application/pidf+xml`
 //!   part (or the body itself).
 //! * [`resolve_geolocation`] follows a `Geolocation` header value: `cid:` URIs to the body part
-//!   with that Content-ID, other URIs passed through as references.
+//!   with that Content-ID, other URIs passed through as references;
+//!   [`geolocation_routing`] reads `Geolocation-Routing` (RFC 6442 §4.2).
+//! * [`additional_data`]: RFC 7852 `Call-Info` purposes `EmergencyCallData.*` by value and by
+//!   reference, and the ProviderInfo, ServiceInfo, DeviceInfo, SubscriberInfo, Comment (and
+//!   RFC 8147 Control) blocks.
+//! * [`aml`]: Advanced Mobile Location (ETSI TS 103 625) SMS and HTTPS forms.
 //!
 //! A malformed location never stops a call: the switch logs the [`LocationError`] and routes
 //! the call without (or with the other) location.
@@ -15,10 +20,18 @@
 //! Coordinates are WGS 84 decimal degrees (latitude first, as in EPSG::4326/4979), altitudes
 //! and radii in metres.
 
+pub mod additional_data;
+pub mod aml;
 mod multipart;
 mod pidf;
 
+pub use additional_data::{
+    AdditionalData, AdditionalDataEntry, DataReference, parse_additional_data, parse_call_info,
+    resolve_additional_data,
+};
+pub use aml::{AmlCallCandidate, AmlReport, parse_aml_https, parse_aml_sms};
 pub use multipart::{Part, split_multipart, split_multipart_partial};
+
 pub use pidf::parse_pidf;
 
 use multipart::media_type;
@@ -36,6 +49,187 @@ pub struct Location {
     pub timestamp: Option<String>,
     /// Where in the document (and the SIP body) the location was found.
     pub source: Source,
+    /// The `<con:confidence>` of the location-info (RFC 7459 §5.1); `None` when absent, which
+    /// RFC 7459 §4 reads as "unknown" (RFC 5491 §4 used to assume 95 %).
+    pub confidence: Option<Confidence>,
+    /// The geopriv's usage rules (RFC 4119 §2.2.4, RFC 4745 basic policy).
+    pub usage_rules: UsageRules,
+    /// The geopriv's `<provided-by>` (RFC 7852 §5): additional data by value or reference.
+    pub provided_by: Option<ProvidedBy>,
+}
+
+/// One WGS 84 position: decimal degrees, altitude in metres (EPSG::4979) when 3D.
+#[derive(Debug, Clone, Copy, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct Position {
+    /// Latitude, decimal degrees, −90 to 90.
+    pub lat: f64,
+    /// Longitude, decimal degrees, −180 to 180.
+    pub lon: f64,
+    /// Altitude above the WGS 84 ellipsoid, metres.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub alt_m: Option<f64>,
+}
+
+/// Confidence of a location (RFC 7459 §5.1).
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Confidence {
+    /// Probability that the caller is inside the shape, percent (0 < p ≤ 100); `None` when
+    /// the element's value is unreadable.
+    pub percent: Option<f64>,
+    /// The `pdf` attribute: the probability density function assumed.
+    pub pdf: Pdf,
+}
+
+/// The `pdf` attribute of `<con:confidence>` (RFC 7459 §5.1).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Pdf {
+    /// `unknown` (the default).
+    Unknown,
+    /// `normal`: bivariate/trivariate normal.
+    Normal,
+    /// `rectangular`: uniform.
+    Rectangular,
+}
+
+/// The usage rules of a geopriv (RFC 4119 §2.2.4, RFC 4745 §2.2).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct UsageRules {
+    /// `<retransmission-allowed>` (`yes`/`no`, `true`/`false`), trimmed; `None` when absent
+    /// or unreadable (the RFC default is "no").
+    pub retransmission_allowed: Option<bool>,
+    /// `<retention-expiry>`: an RFC 3339 date-time, as written (trimmed).
+    pub retention_expiry: Option<String>,
+    /// `<external-ruleset>`: a URI.
+    pub ruleset_reference: Option<String>,
+    /// `<note-well>`: free text.
+    pub note_well: Option<String>,
+}
+
+/// The `<provided-by>` element of a geopriv (RFC 7852 §5).
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct ProvidedBy {
+    /// `<EmergencyCallDataReference purpose=… ref=…>`, in order.
+    pub references: Vec<DataReference>,
+    /// The blocks of `<EmergencyCallDataValue>` that parsed, in order.
+    pub values: Vec<AdditionalData>,
+}
+
+macro_rules! civic_address {
+    ($($(#[$doc:meta])* $field:ident = $name:literal,)*) => {
+        /// A civic address (RFC 5139 §3.1), every CAtype trimmed; serialised with the RFC's
+        /// element names (`country`, `A1`, `HNO`…).
+        #[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+        #[serde(deny_unknown_fields)]
+        pub struct CivicAddress {
+            /// `xml:lang` of the `<civicAddress>` (RFC 5139 §3.3).
+            #[serde(default, skip_serializing_if = "Option::is_none")]
+            pub language: Option<String>,
+            $(
+                $(#[$doc])*
+                #[serde(rename = $name, default, skip_serializing_if = "Option::is_none")]
+                pub $field: Option<String>,
+            )*
+            /// Elements of other namespaces (RFC 6848 extensions such as `civicAddr:ext`
+            /// `MP`, or private ones), in document order.
+            #[serde(default, skip_serializing_if = "Vec::is_empty")]
+            pub extensions: Vec<CivicExtension>,
+        }
+
+        impl CivicAddress {
+            /// Set the RFC 5139 element `name`; false if it is not one.
+            fn set(&mut self, name: &str, value: String) -> bool {
+                match name {
+                    $($name => self.$field = Some(value),)*
+                    _ => return false,
+                }
+                true
+            }
+
+            /// The RFC 5139 elements that are set, as `(element name, value)`.
+            pub fn fields(&self) -> Vec<(&'static str, &str)> {
+                let mut out = Vec::new();
+                $(if let Some(v) = &self.$field { out.push(($name, v.as_str())); })*
+                out
+            }
+        }
+    };
+}
+
+civic_address! {
+    /// `country`: ISO 3166-1 alpha-2 code.
+    country = "country",
+    /// `A1`: national subdivision (state, region).
+    a1 = "A1",
+    /// `A2`: county, parish, district.
+    a2 = "A2",
+    /// `A3`: city, township.
+    a3 = "A3",
+    /// `A4`: city division, borough.
+    a4 = "A4",
+    /// `A5`: neighbourhood, block.
+    a5 = "A5",
+    /// `A6`: street (RFC 4119; RFC 5139 uses `RD`).
+    a6 = "A6",
+    /// `PRD`: leading street direction.
+    prd = "PRD",
+    /// `POD`: trailing street suffix.
+    pod = "POD",
+    /// `STS`: street suffix.
+    sts = "STS",
+    /// `HNO`: house number.
+    hno = "HNO",
+    /// `HNS`: house number suffix.
+    hns = "HNS",
+    /// `LMK`: landmark or vanity address.
+    lmk = "LMK",
+    /// `LOC`: additional location information.
+    loc = "LOC",
+    /// `FLR`: floor.
+    flr = "FLR",
+    /// `NAM`: name (residence, business).
+    nam = "NAM",
+    /// `PC`: postal code.
+    pc = "PC",
+    /// `BLD`: building.
+    bld = "BLD",
+    /// `UNIT`: unit (apartment, suite).
+    unit = "UNIT",
+    /// `ROOM`: room.
+    room = "ROOM",
+    /// `SEAT`: seat (desk, cubicle).
+    seat = "SEAT",
+    /// `PLC`: place type (RFC 4589).
+    plc = "PLC",
+    /// `PCN`: postal community name.
+    pcn = "PCN",
+    /// `POBOX`: post office box.
+    pobox = "POBOX",
+    /// `ADDCODE`: additional code.
+    addcode = "ADDCODE",
+    /// `RD`: primary road or street.
+    rd = "RD",
+    /// `RDSEC`: road section.
+    rdsec = "RDSEC",
+    /// `RDBR`: road branch.
+    rdbr = "RDBR",
+    /// `RDSUBBR`: road sub-branch.
+    rdsubbr = "RDSUBBR",
+    /// `PRM`: road pre-modifier.
+    prm = "PRM",
+    /// `POM`: road post-modifier.
+    pom = "POM",
+}
+
+/// A civic address element outside RFC 5139 (RFC 6848 extension), kept as name/value.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CivicExtension {
+    /// Namespace URI of the element (empty when unqualified).
+    pub namespace: String,
+    /// Local name (`MP`, `lamp`…).
+    pub name: String,
+    /// Trimmed text.
+    pub value: String,
 }
 
 /// A location's geometry (RFC 5491 §5.2).
@@ -61,8 +255,66 @@ pub enum Shape {
         /// Radius, metres (uom `urn:ogc:def:uom:EPSG::9001`).
         radius_m: f64,
     },
-    /// A shape or location form not decoded yet, by its element's local name: `Polygon`,
-    /// `Ellipse`, `ArcBand`, `Sphere`, `Ellipsoid`, `Prism`, `civicAddress`…
+    /// `gml:Polygon` (RFC 5491 §5.2.2): the exterior ring's vertices as written (the last
+    /// equal to the first), at least 4.
+    Polygon {
+        /// Vertices, WGS 84.
+        vertices: Vec<Position>,
+    },
+    /// `gs:Ellipse` (RFC 5491 §5.2.4).
+    Ellipse {
+        /// Centre.
+        centre: Position,
+        /// Semi-major axis, metres.
+        semi_major_m: f64,
+        /// Semi-minor axis, metres.
+        semi_minor_m: f64,
+        /// Orientation of the semi-major axis, degrees clockwise from true north.
+        orientation_deg: f64,
+    },
+    /// `gs:ArcBand` (RFC 5491 §5.2.5).
+    ArcBand {
+        /// Centre.
+        centre: Position,
+        /// Inner radius, metres.
+        inner_radius_m: f64,
+        /// Outer radius, metres.
+        outer_radius_m: f64,
+        /// Start angle, degrees clockwise from true north.
+        start_angle_deg: f64,
+        /// Opening angle, degrees.
+        opening_angle_deg: f64,
+    },
+    /// `gs:Sphere` (RFC 5491 §5.2.6, 3D).
+    Sphere {
+        /// Centre (with altitude).
+        centre: Position,
+        /// Radius, metres.
+        radius_m: f64,
+    },
+    /// `gs:Ellipsoid` (RFC 5491 §5.2.7, 3D).
+    Ellipsoid {
+        /// Centre (with altitude).
+        centre: Position,
+        /// Semi-major axis, metres.
+        semi_major_m: f64,
+        /// Semi-minor axis, metres.
+        semi_minor_m: f64,
+        /// Vertical axis, metres.
+        vertical_m: f64,
+        /// Orientation of the semi-major axis, degrees clockwise from true north.
+        orientation_deg: f64,
+    },
+    /// `gs:Prism` (RFC 5491 §5.2.8, 3D): a polygon base extruded upwards.
+    Prism {
+        /// The base polygon's vertices (with altitude).
+        base: Vec<Position>,
+        /// Height, metres.
+        height_m: f64,
+    },
+    /// A civic address (RFC 5139, RFC 4119 §2.2.1).
+    Civic(Box<CivicAddress>),
+    /// A GML feature that is not an RFC 5491 shape, by its local name (`LineString`…).
     Other(String),
 }
 
@@ -87,6 +339,20 @@ pub struct Source {
     /// The Content-ID (without `<>`) of the body part, when the PIDF came from a multipart
     /// body.
     pub content_id: Option<String>,
+    /// The kind of document the location came in.
+    pub origin: Origin,
+}
+
+/// The kind of document a [`Location`] came in.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum Origin {
+    /// A PIDF-LO document (SIP body, by value).
+    PidfLo,
+    /// An AML SMS (ETSI TS 103 625 §7); [`Source::element`] is then `Device`.
+    AmlSms,
+    /// An AML HTTPS POST (ETSI TS 103 625 §8); [`Source::element`] is then `Device`.
+    AmlHttps,
 }
 
 /// Errors of the location layer; all are the sender's fault (malformed body), none stops
@@ -154,6 +420,51 @@ pub enum LocationError {
         lat: f64,
         /// Longitude received, degrees.
         lon: f64,
+    },
+    /// A `gml:Polygon` (or a Prism base) whose ring does not have 4 to 1000 positions.
+    #[error("polygon with {vertices} positions (a ring needs 4 to 1000)")]
+    InvalidPolygon {
+        /// Positions found.
+        vertices: usize,
+    },
+    /// An angle (orientation, start or opening angle) that is not a finite number.
+    #[error("invalid angle {text:?}")]
+    InvalidAngle {
+        /// The angle text received.
+        text: String,
+    },
+    /// An RFC 7852 block whose root is not a known `EmergencyCallData.*` element.
+    #[error("not an additional data block: root element <{root}>")]
+    NotAdditionalData {
+        /// Local name of the root element found.
+        root: String,
+    },
+    /// An AML message (ETSI TS 103 625) that is not one: no `A"ML=` header, or a form body
+    /// without `v=`.
+    #[error("not an AML message")]
+    NotAml,
+    /// An AML message without a mandatory field (`lt`, `lg`, `ml`…).
+    #[error("AML message without its {field} field (truncated?)")]
+    AmlMissingField {
+        /// The field's name as in TS 103 625 (`lt`, `location_latitude`…).
+        field: &'static str,
+    },
+    /// An AML field whose value cannot be read.
+    #[error("AML field {field} has an invalid value {value:?}")]
+    AmlInvalidField {
+        /// The field's name.
+        field: &'static str,
+        /// The value received (at most 64 characters).
+        value: String,
+    },
+    /// An AML SMS whose `ml` (message length) is not its real length: corrupt or truncated
+    /// (TS 103 625 §7.5.2).
+    #[error("AML message length {declared} declared, {actual} received")]
+    AmlLengthMismatch {
+        /// The `ml` value, characters.
+        declared: usize,
+        /// The message's real length, characters.
+        actual: usize,
     },
     /// A radius that is not a finite non-negative number.
     #[error("invalid radius {text:?}")]
@@ -320,6 +631,18 @@ pub fn resolve_geolocation(
         .collect())
 }
 
+/// The `Geolocation-Routing` header value (RFC 6442 §4.2): `yes` → `Some(true)` (the
+/// location may be used to route the call), `no` → `Some(false)`; anything else (a future
+/// value, garbage) → `None`, which RFC 6442 §4.2 says to read like an absent header, i.e.
+/// "no" for intermediaries.
+pub fn geolocation_routing(value: &str) -> Option<bool> {
+    match value.trim() {
+        v if v.eq_ignore_ascii_case("yes") => Some(true),
+        v if v.eq_ignore_ascii_case("no") => Some(false),
+        _ => None,
+    }
+}
+
 /// The URIs of a `Geolocation` header value: each `<…>`, parameters skipped.
 fn geolocation_uris(value: &str) -> Vec<String> {
     let mut uris = Vec::new();
@@ -417,6 +740,13 @@ mod tests {
             }
         );
         assert!(matches!(l[1].shape, Shape::Point { alt_m: None, .. }));
+    }
+
+    #[test]
+    fn geolocation_routing_values() {
+        assert_eq!(geolocation_routing(" Yes "), Some(true));
+        assert_eq!(geolocation_routing("no"), Some(false));
+        assert_eq!(geolocation_routing("maybe"), None);
     }
 
     #[test]

@@ -581,3 +581,162 @@ pub fn peer_logs(dir: &Path) -> String {
     }
     out
 }
+
+/// The trunk SIPp's SIP port on the test's loopback address.
+pub const TRUNK_SIP: u16 = 5072;
+/// The trunk SIPp's RTP port.
+pub const TRUNK_MEDIA: u16 = 6100;
+/// The SIP port of the SIPp that answers for the seat (the registered Contact).
+pub const SEAT_SIP: u16 = 5070;
+/// The RTP port of the SIPp that answers for the seat.
+pub const SEAT_MEDIA: u16 = 6000;
+/// The SIP port of the SIPp that registers the seats.
+pub const REGISTER_SIP: u16 = 5071;
+
+/// Seat SIPp arguments after the addresses: one call, ended within 20 s, errors traced.
+pub const ONE_CALL: &[&str] = &["-m", "1", "-timeout", "20", "-trace_err"];
+
+/// [`ONE_CALL`] for a seat that echoes the RTP it receives.
+pub const ECHO_ONE_CALL: &[&str] = &["-rtp_echo", "-m", "1", "-timeout", "20", "-trace_err"];
+
+/// Starts a seat-side SIPp (UAS) playing `scenario_file` on `v`'s address, SIP on
+/// `sip_port`, RTP on `media_port`, logging to `name.log` in vigie's directory:
+/// `-sf SCENARIO -i IP -p SIP_PORT -mp MEDIA_PORT` followed by `extra`.
+pub fn seat_sipp(
+    v: &Vigie,
+    name: &str,
+    scenario_file: &str,
+    sip_port: u16,
+    media_port: u16,
+    extra: &[&str],
+) -> Proc {
+    let mut a = args(&[
+        "-sf",
+        &scenario(scenario_file).display().to_string(),
+        "-i",
+        &v.ip.to_string(),
+        "-p",
+        &sip_port.to_string(),
+        "-mp",
+        &media_port.to_string(),
+    ]);
+    a.extend(args(extra));
+    sipp(v.dir.path(), name, &a)
+}
+
+/// Starts a trunk SIPp (UAC) calling `19` at vigie with `scenario_file`, from `v`'s address,
+/// SIP on `sip_port`, RTP on `media_port`, logging to `name.log` in vigie's directory:
+/// `VIGIE -sf SCENARIO -s 19 -i IP -p SIP_PORT -mp MEDIA_PORT` followed by `extra`.
+pub fn trunk_sipp(
+    v: &Vigie,
+    name: &str,
+    scenario_file: &str,
+    sip_port: u16,
+    media_port: u16,
+    extra: &[&str],
+) -> Proc {
+    trunk_sipp_over(v, name, &[], scenario_file, sip_port, media_port, extra)
+}
+
+/// [`trunk_sipp`] over TCP: `-t t1` (one TCP connection) right after vigie's address.
+pub fn tcp_trunk_sipp(
+    v: &Vigie,
+    name: &str,
+    scenario_file: &str,
+    sip_port: u16,
+    media_port: u16,
+    extra: &[&str],
+) -> Proc {
+    trunk_sipp_over(
+        v,
+        name,
+        &["-t", "t1"],
+        scenario_file,
+        sip_port,
+        media_port,
+        extra,
+    )
+}
+
+fn trunk_sipp_over(
+    v: &Vigie,
+    name: &str,
+    transport: &[&str],
+    scenario_file: &str,
+    sip_port: u16,
+    media_port: u16,
+    extra: &[&str],
+) -> Proc {
+    let mut a = vec![v.sip_addr().to_string()];
+    a.extend(args(transport));
+    a.extend(args(&[
+        "-sf",
+        &scenario(scenario_file).display().to_string(),
+        "-s",
+        "19",
+        "-i",
+        &v.ip.to_string(),
+        "-p",
+        &sip_port.to_string(),
+        "-mp",
+        &media_port.to_string(),
+    ]));
+    a.extend(args(extra));
+    sipp(v.dir.path(), name, &a)
+}
+
+/// One trunk call to 19 with `scenario_file` from [`TRUNK_SIP`]/[`TRUNK_MEDIA`], holding
+/// (or waiting) `hold_ms` milliseconds (`-d`), ended within 20 s, errors traced.
+pub fn trunk_call(v: &Vigie, name: &str, scenario_file: &str, hold_ms: u64) -> Proc {
+    trunk_sipp(
+        v,
+        name,
+        scenario_file,
+        TRUNK_SIP,
+        TRUNK_MEDIA,
+        &[
+            "-m",
+            "1",
+            "-d",
+            &hold_ms.to_string(),
+            "-timeout",
+            "20",
+            "-trace_err",
+        ],
+    )
+}
+
+/// Waits up to `limit` for SIPp `p` to exit (see [`wait_peer`]) and asserts it exited 0
+/// with exactly `calls` successful calls and no failed one.
+pub fn assert_good_calls(p: &mut Proc, v: &Vigie, limit: Duration, calls: u64) {
+    let code = wait_peer(p, v, limit);
+    assert_eq!(
+        (code, sipp_counts(p)),
+        (0, (calls, 0)),
+        "{} (exit code, (successful, failed)); log:\n{}",
+        p.name,
+        p.log_text()
+    );
+}
+
+/// [`assert_good_calls`] for one call.
+pub fn assert_one_good_call(p: &mut Proc, v: &Vigie, limit: Duration) {
+    assert_good_calls(p, v, limit, 1);
+}
+
+/// The kinds of a call's journal events, in order (`received`, `queued`, …).
+pub fn event_kinds(events: &[vigie::store::EventRow]) -> Vec<&str> {
+    events.iter().map(|e| e.kind.as_str()).collect()
+}
+
+/// [`register_seat`] from [`REGISTER_SIP`], logging in vigie's directory, with the Contact
+/// on `v`'s own address at `contact_port` (where the seat's SIPp listens).
+pub fn register_seat_on(v: &Vigie, seat: &str, contact_port: u16) {
+    register_seat(
+        v,
+        v.dir.path(),
+        seat,
+        REGISTER_SIP,
+        SocketAddr::from((v.ip, contact_port)),
+    );
+}
