@@ -44,17 +44,19 @@ pub enum Invalid {
     SeatWithoutCredential(String),
     #[error("seat id {0:?} is declared twice")]
     DuplicateSeat(String),
-    #[error("route to queue {0:?}, which is not declared in [[queues]]")]
+    #[error("[[routes]] queue = {0:?}: no [[queues]] entry has that name")]
     UnknownQueue(String),
     #[error("no SIP listener: set sip.udp or sip.tcp")]
     NoListener,
-    #[error("media port range {min}..={max} must hold at least 4 ports, start even")]
+    #[error(
+        "[media] port_min = {min}, port_max = {max}: the range must start on an even port, with port_max above port_min and at least 4 ports (two calls' RTP and RTCP)"
+    )]
     MediaPorts { min: u16, max: u16 },
     #[error("trunk source {0:?} is not an address or CIDR block")]
     TrunkSource(String),
     #[error("overflow URI {0:?} is not a sip: or sips: URI")]
     OverflowUri(String),
-    #[error("digest algorithm {0:?} is not SHA-256 or MD5")]
+    #[error("[registrar] digest_algorithms: {0:?} is neither \"SHA-256\" nor \"MD5\"")]
     DigestAlgorithm(String),
 }
 
