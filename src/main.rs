@@ -45,6 +45,95 @@ enum Command {
         #[command(subcommand)]
         command: DialplanCommand,
     },
+    /// Capacity planning (Erlang C): seats needed for a service level, and the figures for
+    /// a range of seats.
+    Erlang {
+        /// Calls offered per hour.
+        #[arg(long)]
+        calls_per_hour: f64,
+        /// Average handling time per call (talk + wrap-up), seconds.
+        #[arg(long)]
+        aht: f64,
+        /// Service-level target as PERCENT/SECONDS (NENA: 90/15).
+        #[arg(long, default_value = "90/15", value_parser = parse_target)]
+        target: (f64, f64),
+        /// Seats to tabulate, as FIRST-LAST.
+        #[arg(long, default_value = "15-25", value_parser = parse_range)]
+        seats: (u32, u32),
+    },
+}
+
+/// `90/15` → (0.90, 15.0).
+fn parse_target(text: &str) -> Result<(f64, f64), String> {
+    let (pct, secs) = text
+        .split_once('/')
+        .ok_or_else(|| format!("{text:?}: expected PERCENT/SECONDS, e.g. 90/15"))?;
+    let pct: f64 = pct
+        .trim()
+        .parse()
+        .map_err(|_| format!("{pct:?} is not a percentage"))?;
+    let secs: f64 = secs
+        .trim()
+        .parse()
+        .map_err(|_| format!("{secs:?} is not a number of seconds"))?;
+    if !(0.0..=100.0).contains(&pct) || secs < 0.0 {
+        return Err(format!("{text:?}: percentage 0-100 and seconds >= 0"));
+    }
+    Ok((pct / 100.0, secs))
+}
+
+/// `15-25` → (15, 25).
+fn parse_range(text: &str) -> Result<(u32, u32), String> {
+    let (a, b) = text
+        .split_once('-')
+        .ok_or_else(|| format!("{text:?}: expected FIRST-LAST, e.g. 15-25"))?;
+    let (a, b): (u32, u32) = (
+        a.trim()
+            .parse()
+            .map_err(|_| format!("{a:?} is not a seat count"))?,
+        b.trim()
+            .parse()
+            .map_err(|_| format!("{b:?} is not a seat count"))?,
+    );
+    if a == 0 || b < a || b - a > 1000 {
+        return Err(format!("{text:?}: 1 <= FIRST <= LAST, at most 1000 rows"));
+    }
+    Ok((a, b))
+}
+
+/// Prints the Erlang C plan.
+fn erlang(calls_per_hour: f64, aht: f64, target: (f64, f64), seats: (u32, u32)) -> ExitCode {
+    use vigie::acd::erlang::{seats_needed, staffing, traffic};
+    if !(calls_per_hour.is_finite() && calls_per_hour > 0.0 && aht.is_finite() && aht > 0.0) {
+        eprintln!("error: --calls-per-hour and --aht must be positive numbers");
+        return ExitCode::FAILURE;
+    }
+    let (ratio, secs) = target;
+    println!(
+        "offered traffic: {:.2} Erlangs ({calls_per_hour} calls/h, AHT {aht} s)",
+        traffic(calls_per_hour, aht)
+    );
+    match seats_needed(calls_per_hour, aht, ratio, secs, 10_000) {
+        Some(n) => println!(
+            "seats needed for {:.0} % answered within {secs} s: {n}",
+            ratio * 100.0
+        ),
+        None => println!("no staffing up to 10000 seats reaches the target"),
+    }
+    println!();
+    println!("seats  occupancy  P(wait)  ASA (s)  answered within {secs} s");
+    for n in seats.0..=seats.1 {
+        let s = staffing(n, calls_per_hour, aht, secs);
+        println!(
+            "{:>5}  {:>8.1} %  {:>6.1} %  {:>7.1}  {:>6.1} %",
+            s.seats,
+            s.occupancy * 100.0,
+            s.p_wait * 100.0,
+            s.asa_s,
+            s.service_level * 100.0
+        );
+    }
+    ExitCode::SUCCESS
 }
 
 #[derive(Subcommand)]
@@ -205,6 +294,12 @@ fn main() -> ExitCode {
     let cli = Cli::parse();
     init_logs(cli.log_format);
     match cli.command {
+        Command::Erlang {
+            calls_per_hour,
+            aht,
+            target,
+            seats,
+        } => erlang(calls_per_hour, aht, target, seats),
         Command::GenConfig => {
             print!("{DEFAULT_CONFIG_TOML}");
             ExitCode::SUCCESS

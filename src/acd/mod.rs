@@ -11,6 +11,8 @@
 //! Order: strict arrival order within a queue (a call returning from a failed offer or a
 //! failed overflow keeps its place); seats are chosen longest-idle first.
 
+pub mod erlang;
+
 use std::collections::{BTreeMap, HashMap, HashSet, VecDeque};
 use std::time::{Duration, Instant};
 
