@@ -249,15 +249,15 @@ fn dechunk(body: &str) -> String {
 }
 
 /// Writes the SIPp injection file registering `agent01`…`agentNN` with password `demo`.
-pub fn seats_csv(dir: &Path, seats: &[&str]) -> PathBuf {
-    let path = dir.join("seats.csv");
+pub fn seats_csv(dir: &Path, file: &str, seats: &[&str]) -> PathBuf {
+    let path = dir.join(file);
     let mut text = String::from("SEQUENTIAL\n");
     for s in seats {
         text.push_str(&format!(
             "{s};[authentication username={s} password=demo];\n"
         ));
     }
-    std::fs::write(&path, text).expect("write seats.csv");
+    std::fs::write(&path, text).expect("write the seats injection file");
     path
 }
 
@@ -276,39 +276,46 @@ pub fn sipp(dir: &Path, name: &str, args: &[String]) -> Proc {
 /// registering SIPp gets a port of its own so it never takes a seat SIPp's media port.
 pub const REGISTER_MEDIA: u16 = 6900;
 
+/// Runs SIPp's `register_seats.xml` for `seats` (digest auth, password `demo`) with every
+/// Contact at `contact` (`host:port`, possibly a name), from `local_port`; logs to
+/// `dir/NAME.log` and panics with that log unless every REGISTER got its 200.
+fn run_register(v: &Vigie, dir: &Path, name: &str, seats: &[&str], local_port: u16, contact: &str) {
+    let csv = seats_csv(dir, &format!("{name}.csv"), seats);
+    let mut p = sipp(
+        dir,
+        name,
+        &args(&[
+            &v.sip_addr().to_string(),
+            "-sf",
+            &scenario("register_seats.xml").display().to_string(),
+            "-inf",
+            &csv.display().to_string(),
+            "-key",
+            "agent_contact",
+            contact,
+            "-i",
+            &v.ip.to_string(),
+            "-p",
+            &local_port.to_string(),
+            "-mp",
+            &REGISTER_MEDIA.to_string(),
+            "-m",
+            &seats.len().to_string(),
+            "-r",
+            "100",
+            "-timeout",
+            "20",
+            "-trace_err",
+        ]),
+    );
+    let code = p.wait(Duration::from_secs(30));
+    assert_eq!(code, 0, "{name} failed:\n{}", p.log_text());
+}
+
 /// Registers `seats` with vigie (digest auth) pointing their Contact at `contact`
 /// (`ip:port` of the SIPp that answers for them); waits until they are all registered.
 pub fn register_seats(v: &Vigie, dir: &Path, seats: &[&str], local_port: u16, contact: SocketAddr) {
-    let csv = seats_csv(dir, seats);
-    let mut p = sipp(
-        dir,
-        "register",
-        &[
-            v.sip_addr().to_string(),
-            "-sf".into(),
-            scenario("register_seats.xml").display().to_string(),
-            "-inf".into(),
-            csv.display().to_string(),
-            "-key".into(),
-            "agent_contact".into(),
-            contact.to_string(),
-            "-i".into(),
-            v.ip.to_string(),
-            "-p".into(),
-            local_port.to_string(),
-            "-mp".into(),
-            REGISTER_MEDIA.to_string(),
-            "-m".into(),
-            seats.len().to_string(),
-            "-r".into(),
-            "100".into(),
-            "-timeout".into(),
-            "20".into(),
-            "-trace_err".into(),
-        ],
-    );
-    let code = p.wait(Duration::from_secs(30));
-    assert_eq!(code, 0, "registering seats failed:\n{}", p.log_text());
+    run_register(v, dir, "register", seats, local_port, &contact.to_string());
     let n = seats.len();
     v.wait_status(Duration::from_secs(5), "seats registered", |s| {
         s["seats"]
@@ -438,39 +445,14 @@ pub fn register_seat(v: &Vigie, dir: &Path, seat: &str, local_port: u16, contact
 
 /// [`register_seat`] with the Contact's `host:port` as text (e.g. a host name).
 pub fn register_seat_at(v: &Vigie, dir: &Path, seat: &str, local_port: u16, contact: &str) {
-    let csv = dir.join(format!("{seat}.csv"));
-    std::fs::write(
-        &csv,
-        format!("SEQUENTIAL\n{seat};[authentication username={seat} password=demo];\n"),
-    )
-    .expect("write seat csv");
-    let mut p = sipp(
+    run_register(
+        v,
         dir,
         &format!("register-{seat}"),
-        &[
-            v.sip_addr().to_string(),
-            "-sf".into(),
-            scenario("register_seats.xml").display().to_string(),
-            "-inf".into(),
-            csv.display().to_string(),
-            "-key".into(),
-            "agent_contact".into(),
-            contact.to_owned(),
-            "-i".into(),
-            v.ip.to_string(),
-            "-p".into(),
-            local_port.to_string(),
-            "-mp".into(),
-            REGISTER_MEDIA.to_string(),
-            "-m".into(),
-            "1".into(),
-            "-timeout".into(),
-            "10".into(),
-            "-trace_err".into(),
-        ],
+        &[seat],
+        local_port,
+        contact,
     );
-    let code = p.wait(Duration::from_secs(15));
-    assert_eq!(code, 0, "registering {seat} failed:\n{}", p.log_text());
 }
 
 /// The state label of `seat` in `/api/v1/status` (`idle`, `ringing`, …).
