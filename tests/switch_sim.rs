@@ -996,7 +996,16 @@ impl Sim {
             };
             if next <= self.now && self.in_flight.iter().all(|p| p.at > self.now) {
                 stuck += 1;
-                assert!(stuck < 1_000, "poll_timeout stuck at {} ms", self.ms());
+                assert!(
+                    stuck < 1_000,
+                    "poll_timeout stuck at {} ms (switch {:?}, UAs {:?})",
+                    self.ms(),
+                    self.switch.poll_timeout().map(|t| t.saturating_duration_since(self.start)),
+                    self.uas
+                        .iter()
+                        .map(|u| u.next_timer().map(|t| t.saturating_duration_since(self.start)))
+                        .collect::<Vec<_>>()
+                );
             } else {
                 stuck = 0;
             }
@@ -3059,6 +3068,13 @@ steps = [{ ring = 180 }, { queue = { name = "line19", priority = 5, max_wait_s =
         sim.events_of(call),
         strings(&["received 19", "ended dialplan 480"])
     );
+    assert_eq!(
+        sim.media_plan(call),
+        vec![
+            (1_010, "play prompts/admin-closed.wav repeat=false".to_owned()),
+            (5_000, "stop_play".to_owned()),
+        ]
+    );
     assert_eq!(sim.routed(call).0.as_deref(), Some("admin-closed"));
     assert_eq!(sim.switch.active_calls(), 0);
     assert_eq!(sim.releases(call), 1);
@@ -3079,7 +3095,9 @@ steps = [{ play = "prompts/closed.wav" }, { hangup = { cause = 480 } }]
     sim.run(1_000);
     sim.ua(caller).invite();
     let guard = PROMPT_GUARD_S * 1_000;
-    sim.run(1_000 + guard);
+    sim.run(1_000 + guard - 100);
+    assert_eq!(sim.ua(caller).seen_names(), strings(&["100 INVITE", "183 INVITE"]));
+    sim.run(2_000 + guard);
     let names = sim.ua(caller).seen_names();
     assert_eq!(names, strings(&["100 INVITE", "183 INVITE", "480 INVITE"]));
     let at_480 = sim.ua(caller).seen().last().map(|(ms, _)| *ms).unwrap();
@@ -3115,7 +3133,7 @@ steps = [
             (1_010, "play prompts/wait.wav repeat=false".to_owned()),
             (11_010, "play prompts/wait.wav repeat=false".to_owned()),
             (21_010, "play prompts/wait.wav repeat=false".to_owned()),
-            (26_060, "stop_play".to_owned()),
+            (26_050, "stop_play".to_owned()),
         ]
     );
     assert_eq!(

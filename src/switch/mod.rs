@@ -486,7 +486,8 @@ impl Switch {
             return;
         }
         if !c.media_known {
-            c.next_announce = Some(now + Duration::from_secs(1));
+            // Played as soon as the relay answers (handle_media_ready).
+            c.next_announce = None;
             return;
         }
         self.early_media(now, id);
@@ -509,6 +510,10 @@ impl Switch {
                 if resume {
                     c.wait = Wait::Running;
                 }
+                // The first announcement waited for the relay ports.
+                if c.wait == Wait::Queue && c.announce.is_some() && !c.early_media {
+                    c.next_announce = Some(now);
+                }
                 (c.pending.take(), resume)
             }
             None => {
@@ -521,6 +526,13 @@ impl Switch {
         };
         if resume {
             self.advance(now, call);
+        }
+        if self
+            .calls
+            .get(&call)
+            .is_some_and(|c| c.next_announce == Some(now))
+        {
+            self.announce(now, call);
         }
         if let Some(d) = pending {
             self.decide(now, d);
