@@ -7,9 +7,9 @@ pub mod transport;
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
-use std::time::Instant;
+use std::time::{Duration, Instant, SystemTime};
 
 use bytes::Bytes;
 use tokio::net::{TcpListener, UdpSocket};
@@ -17,8 +17,12 @@ use tokio::sync::{mpsc, watch};
 
 use crate::acd::{CallId, QueueSnapshot};
 use crate::config::Config;
+use crate::dialplan::{self, CompiledPlan};
 use crate::media::{self, MediaError, MediaRelay, RelayConfig, RelayMetrics, RelaySession};
-use crate::metrics::{Metrics, QueueLabels, SeatLabels, SeatState, StatusClass, StatusClassLabels};
+use crate::metrics::{
+    Metrics, QueueLabels, ReloadLabels, ReloadResult, SeatLabels, SeatState, StatusClass,
+    StatusClassLabels,
+};
 use crate::sip::auth::Credential;
 use crate::sip::message::Message;
 use crate::sip::registrar::{Registrar, RegistrarConfig};
@@ -69,6 +73,10 @@ pub enum StartError {
     },
     #[error("cannot open the call journal: {0}")]
     Store(#[from] StoreError),
+    /// The dialplan does not compile; carries the rendered diagnostics
+    /// (`file:line:col`, caret, hint).
+    #[error("the dialplan is refused:\n{0}")]
+    Dialplan(String),
 }
 
 /// The figures the HTTP API shows, refreshed by the switch task.
@@ -229,7 +237,30 @@ pub async fn start(config: Config) -> Result<(Bound, Shutdown), StartError> {
         Instant::now(),
         rand::random(),
     );
-    let switch = Switch::new(&config, local, registrar);
+    let queue_names: Vec<String> = config.queues.iter().map(|q| q.name.clone()).collect();
+    let (plan, watched) = match &config.dialplan.file {
+        Some(path) => dialplan::load_watched(path, &queue_names),
+        None => (dialplan::load_embedded(&queue_names), Vec::new()),
+    };
+    let plan = Arc::new(plan.map_err(|r| StartError::Dialplan(r.render(false)))?);
+    for result in [ReloadResult::Ok, ReloadResult::Error] {
+        drop(
+            metrics
+                .dialplan_reloads
+                .get_or_create(&ReloadLabels { result }),
+        );
+    }
+    let (plans_tx, plans_rx) = mpsc::channel::<Arc<CompiledPlan>>(4);
+    if let Some(path) = config.dialplan.file.clone() {
+        tokio::spawn(reload_task(
+            path,
+            watched,
+            queue_names,
+            plans_tx,
+            Arc::clone(&metrics),
+        ));
+    }
+    let switch = Switch::new(&config, local, registrar, plan);
     let relay = MediaRelay::new(
         RelayConfig {
             bind: config.media.bind,
@@ -286,7 +317,7 @@ pub async fn start(config: Config) -> Result<(Bound, Shutdown), StartError> {
         seen_retransmissions: 0,
     };
     let done = tokio::spawn(async move {
-        task.run(inputs_rx, stop_rx).await;
+        task.run(inputs_rx, plans_rx, stop_rx).await;
         let report = journal.shutdown().await;
         if report.spilled_pending > 0 {
             tracing::warn!(
@@ -343,7 +374,12 @@ struct SwitchTask {
 }
 
 impl SwitchTask {
-    async fn run(mut self, mut inputs: mpsc::Receiver<Input>, mut stop: watch::Receiver<bool>) {
+    async fn run(
+        mut self,
+        mut inputs: mpsc::Receiver<Input>,
+        mut plans: mpsc::Receiver<Arc<CompiledPlan>>,
+        mut stop: watch::Receiver<bool>,
+    ) {
         let mut tick = tokio::time::interval(std::time::Duration::from_millis(250));
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {
@@ -367,6 +403,11 @@ impl SwitchTask {
                     }
                 }
                 _ = sleep => self.switch.handle_timeout(Instant::now()),
+                Some(plan) = plans.recv() => {
+                    // Calls in progress keep their own steps; new calls take this plan.
+                    self.switch.set_plan(plan);
+                    tracing::info!("dialplan reloaded");
+                }
                 _ = tick.tick() => self.publish_status(),
                 _ = stop.changed() => break,
             }
@@ -376,6 +417,7 @@ impl SwitchTask {
 
     fn handle_input(&mut self, input: Input) {
         let now = Instant::now();
+        self.switch.set_wall_clock(now, chrono::Utc::now());
         match input {
             Input::Sip { peer, msg } => self.switch.handle_message(now, peer, msg),
             Input::Raw { peer, bytes } => self.send(peer, bytes),
@@ -456,6 +498,12 @@ impl SwitchTask {
                         "media released"
                     );
                 }
+            }
+            MediaCommand::Play { call, prompt, .. } => {
+                // No prompt player is wired here yet: report the prompt done at once so
+                // that a `play` step moves on instead of waiting for its guard.
+                tracing::debug!(%call, %prompt, "prompt (no player): done at once");
+                self.switch.handle_prompt_done(Instant::now(), call);
             }
             #[allow(unreachable_patterns)]
             _ => {}
@@ -591,6 +639,100 @@ impl SwitchTask {
         };
         let _ = self.status.send(status);
     }
+}
+
+/// How often the reload task looks at the plan files' modification times.
+const RELOAD_POLL: Duration = Duration::from_secs(1);
+
+/// Live reload of the dialplan (DESIGN §5): on SIGHUP, and when the modification time
+/// (or size) of the root file or of any file it includes changes, polled every second
+/// (no inotify dependency, and it also sees files replaced by rename, as editors and
+/// configuration tools do). The new plan is compiled here, off the switch task; a refused
+/// plan is logged with its `file:line:col` diagnostics and the running plan stays.
+/// `vigie_dialplan_reloads_total{result}` counts both outcomes.
+async fn reload_task(
+    path: PathBuf,
+    mut watched: Vec<PathBuf>,
+    queues: Vec<String>,
+    plans: mpsc::Sender<Arc<CompiledPlan>>,
+    metrics: Arc<Metrics>,
+) {
+    #[cfg(unix)]
+    let mut hup = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup()).ok();
+    let mut stamps = file_stamps(&watched);
+    let mut tick = tokio::time::interval(RELOAD_POLL);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        #[cfg(unix)]
+        let sighup = async {
+            match hup.as_mut() {
+                Some(h) => h.recv().await,
+                None => std::future::pending().await,
+            }
+        };
+        #[cfg(not(unix))]
+        let sighup = std::future::pending::<Option<()>>();
+        let why = tokio::select! {
+            _ = tick.tick() => {
+                let now = file_stamps(&watched);
+                if now == stamps {
+                    continue;
+                }
+                stamps = now;
+                "file changed"
+            }
+            s = sighup => {
+                if s.is_none() {
+                    hup = None;
+                    continue;
+                }
+                "SIGHUP"
+            }
+        };
+        let (plan, files) = dialplan::load_watched(&path, &queues);
+        if !files.is_empty() {
+            watched = files;
+            stamps = file_stamps(&watched);
+        }
+        match plan {
+            Ok(plan) => {
+                metrics
+                    .dialplan_reloads
+                    .get_or_create(&ReloadLabels {
+                        result: ReloadResult::Ok,
+                    })
+                    .inc();
+                tracing::info!(file = %path.display(), why, routes = plan.routes.len(), "dialplan accepted");
+                if plans.send(Arc::new(plan)).await.is_err() {
+                    return;
+                }
+            }
+            Err(report) => {
+                metrics
+                    .dialplan_reloads
+                    .get_or_create(&ReloadLabels {
+                        result: ReloadResult::Error,
+                    })
+                    .inc();
+                tracing::error!(
+                    file = %path.display(),
+                    why,
+                    "dialplan refused, the running plan stays:\n{}",
+                    report.render(false)
+                );
+            }
+        }
+    }
+}
+
+/// Modification time and length of each file (`None` when it cannot be read).
+fn file_stamps(files: &[PathBuf]) -> Vec<Option<(SystemTime, u64)>> {
+    files.iter().map(|f| stamp(f)).collect()
+}
+
+fn stamp(file: &Path) -> Option<(SystemTime, u64)> {
+    let m = std::fs::metadata(file).ok()?;
+    Some((m.modified().ok()?, m.len()))
 }
 
 fn seat_state_label(label: &str) -> Option<SeatState> {
