@@ -121,6 +121,12 @@ pub struct MediaConfig {
     pub port_min: u16,
     /// Highest relay port.
     pub port_max: u16,
+    /// Directory of the WAV prompts the dialplan plays (8000 Hz mono, 16-bit PCM or G.711;
+    /// `tools/make-prompts` generates the demo set). Relative paths are from the working
+    /// directory.
+    pub prompts_dir: PathBuf,
+    /// Directory where call recordings (stereo WAV, caller left, seat right) are written.
+    pub recordings_dir: PathBuf,
 }
 
 /// The call journal.
@@ -253,6 +259,8 @@ impl Default for MediaConfig {
             advertised: None,
             port_min: 20000,
             port_max: 29999,
+            prompts_dir: PathBuf::from("prompts"),
+            recordings_dir: PathBuf::from("recordings"),
         }
     }
 }
