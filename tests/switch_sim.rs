@@ -1000,10 +1000,14 @@ impl Sim {
                     stuck < 1_000,
                     "poll_timeout stuck at {} ms (switch {:?}, UAs {:?})",
                     self.ms(),
-                    self.switch.poll_timeout().map(|t| t.saturating_duration_since(self.start)),
+                    self.switch
+                        .poll_timeout()
+                        .map(|t| t.saturating_duration_since(self.start)),
                     self.uas
                         .iter()
-                        .map(|u| u.next_timer().map(|t| t.saturating_duration_since(self.start)))
+                        .map(|u| u
+                            .next_timer()
+                            .map(|t| t.saturating_duration_since(self.start)))
                         .collect::<Vec<_>>()
                 );
             } else {
@@ -3003,7 +3007,11 @@ steps = [
             .filter(|e| e.starts_with("overflowed"))
             .count()
     };
-    assert_eq!((tries(&sim, 1), tries(&sim, 2)), (4, 4), "second round after 20 s");
+    assert_eq!(
+        (tries(&sim, 1), tries(&sim, 2)),
+        (4, 4),
+        "second round after 20 s"
+    );
     let _seat = sim.add_seat(1, Some(Duration::from_secs(1)));
     sim.run(60_000);
     let (k1, k2) = (call_of(&sim, 1), call_of(&sim, 2));
@@ -3044,7 +3052,10 @@ steps = [{ ring = 180 }, { queue = { name = "line19", priority = 5, max_wait_s =
     let call = sim.calls()[0];
     assert_eq!(
         sim.media_plan(call),
-        vec![(1_010, "play prompts/admin-closed.wav repeat=false".to_owned())]
+        vec![(
+            1_010,
+            "play prompts/admin-closed.wav repeat=false".to_owned()
+        )]
     );
     assert_eq!(
         sim.ua(caller).seen(),
@@ -3071,7 +3082,10 @@ steps = [{ ring = 180 }, { queue = { name = "line19", priority = 5, max_wait_s =
     assert_eq!(
         sim.media_plan(call),
         vec![
-            (1_010, "play prompts/admin-closed.wav repeat=false".to_owned()),
+            (
+                1_010,
+                "play prompts/admin-closed.wav repeat=false".to_owned()
+            ),
             (5_000, "stop_play".to_owned()),
         ]
     );
@@ -3096,7 +3110,10 @@ steps = [{ play = "prompts/closed.wav" }, { hangup = { cause = 480 } }]
     sim.ua(caller).invite();
     let guard = PROMPT_GUARD_S * 1_000;
     sim.run(1_000 + guard - 100);
-    assert_eq!(sim.ua(caller).seen_names(), strings(&["100 INVITE", "183 INVITE"]));
+    assert_eq!(
+        sim.ua(caller).seen_names(),
+        strings(&["100 INVITE", "183 INVITE"])
+    );
     sim.run(2_000 + guard);
     let names = sim.ua(caller).seen_names();
     assert_eq!(names, strings(&["100 INVITE", "183 INVITE", "480 INVITE"]));
@@ -3126,7 +3143,10 @@ steps = [
     sim.run(40_000);
     let call = sim.calls()[0];
     let seat_invite_at = sim.ua(seat).seen()[2].0;
-    assert_eq!(seat_invite_at, 25_040, "offered as soon as the seat registered");
+    assert_eq!(
+        seat_invite_at, 25_040,
+        "offered as soon as the seat registered"
+    );
     assert_eq!(
         sim.media_plan(call),
         vec![
@@ -3290,6 +3310,9 @@ fn reload_keeps_the_decision_of_calls_in_progress() {
         sim.events_of(k1)
             .contains(&"overflow_answered sip:19@127.0.0.4:5080".to_owned())
     );
-    assert_eq!(sim.events_of(k2), strings(&["received 19", "queued line19"]));
+    assert_eq!(
+        sim.events_of(k2),
+        strings(&["received 19", "queued line19"])
+    );
     assert_eq!(sim.ua(backup).requests(Method::Invite).len(), 1);
 }
