@@ -3316,3 +3316,36 @@ fn reload_keeps_the_decision_of_calls_in_progress() {
     );
     assert_eq!(sim.ua(backup).requests(Method::Invite).len(), 1);
 }
+
+/// A caller answered by an `answer` step who hangs up while queued: its BYE is answered
+/// 200 (no 487 for an INVITE already answered), the call ends as abandoned in the queue.
+#[test]
+fn caller_bye_after_an_answer_step_is_an_abandon_in_the_queue() {
+    let plan = r#"
+[[routes]]
+name = "line19"
+steps = [{ answer = true }, { queue = { name = "line19", priority = 5, max_wait_s = 0 } }]
+"#;
+    let mut sim = Sim::with_plan(config(1), plan);
+    let caller = sim.add_caller(1);
+    sim.run(1_000);
+    sim.ua(caller).hangup_after = Some(Duration::from_secs(5));
+    sim.ua(caller).invite();
+    sim.run(40_000);
+    assert_eq!(
+        sim.ua(caller).seen(),
+        timed(&[
+            (1_020, "100 INVITE"),
+            (1_020, "200 INVITE"),
+            (6_040, "200 BYE"),
+        ])
+    );
+    let call = sim.calls()[0];
+    assert_eq!(
+        sim.events_of(call),
+        strings(&["received 19", "queued line19", "abandoned queued"])
+    );
+    assert_eq!(sim.switch.active_calls(), 0);
+    assert_eq!(sim.releases(call), 1);
+    assert_eq!(sim.switch.acd().snapshot(sim.now)[0].waiting, 0);
+}
