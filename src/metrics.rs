@@ -1191,8 +1191,10 @@ mod tests {
         let metrics = Metrics::new("0.1.0");
         metrics.init_queue("line19", Duration::from_secs(15));
         let text = metrics.encode_prometheus_text();
+        let mut lines = line_of(&text, "vigie_overflows_total{");
+        lines.sort_unstable();
         assert_eq!(
-            line_of(&text, "vigie_overflows_total{"),
+            lines,
             vec![
                 r#"vigie_overflows_total{queue="line19",reason="max_wait"} 0"#,
                 r#"vigie_overflows_total{queue="line19",reason="no_seats"} 0"#

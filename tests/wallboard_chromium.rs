@@ -197,7 +197,9 @@ fn wallboard_in_headless_chromium_matches_the_api() {
     );
 
     // The browser's view: the page renders every SSE snapshot it receives.
-    let url = format!("http://{ip}:{VIGIE_HTTP}/wallboard");
+    // A bounded stream (3 snapshots, about 2 s): headless Chromium dumps the DOM once the
+    // page is idle, which an endless EventSource never is.
+    let url = format!("http://{ip}:{VIGIE_HTTP}/wallboard?snapshots=3");
     let started = Instant::now();
     let dom = chromium(
         &dir,

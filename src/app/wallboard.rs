@@ -20,7 +20,7 @@ use std::time::Duration;
 
 use axum::Json;
 use axum::Router;
-use axum::extract::State;
+use axum::extract::{Query, State};
 use axum::http::header;
 use axum::response::sse::{Event, Sse};
 use axum::response::{Html, IntoResponse, Response};
@@ -440,33 +440,48 @@ async fn snapshot(State(s): State<HttpState>) -> Json<Snapshot> {
     Json(Snapshot::clone(&s.wallboard.borrow()))
 }
 
+/// Query of the stream: `?snapshots=N` ends it after N events (a bounded stream for
+/// scripts and headless browsers); without it the stream runs until the client leaves.
+#[derive(Debug, serde::Deserialize)]
+struct StreamQuery {
+    snapshots: Option<u64>,
+}
+
 /// `GET /api/v1/wallboard/stream`: `event: snapshot` with the JSON [`Snapshot`] at once,
 /// then on every change and at least every [`HEARTBEAT`]; `id:` is the snapshot's `seq`.
-async fn stream(State(s): State<HttpState>) -> Sse<impl Stream<Item = Result<Event, Infallible>>> {
+async fn stream(
+    State(s): State<HttpState>,
+    Query(q): Query<StreamQuery>,
+) -> Sse<impl Stream<Item = Result<Event, Infallible>>> {
     let mut rx = s.wallboard.clone();
     rx.mark_changed();
     let mut heartbeat = tokio::time::interval(HEARTBEAT);
     heartbeat.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-    let events = futures_util::stream::unfold((rx, heartbeat), |(mut rx, mut heartbeat)| async {
-        tokio::select! {
-            changed = rx.changed() => {
-                // The switch task is gone (shutdown): end the stream.
-                changed.ok()?;
-                heartbeat.reset();
+    let left = q.snapshots.unwrap_or(u64::MAX);
+    let events = futures_util::stream::unfold(
+        (rx, heartbeat, left),
+        |(mut rx, mut heartbeat, left)| async move {
+            let left = left.checked_sub(1)?;
+            tokio::select! {
+                changed = rx.changed() => {
+                    // The switch task is gone (shutdown): end the stream.
+                    changed.ok()?;
+                    heartbeat.reset();
+                }
+                _ = heartbeat.tick() => {}
             }
-            _ = heartbeat.tick() => {}
-        }
-        let snap = Arc::clone(&rx.borrow_and_update());
-        let event = Event::default()
-            .event("snapshot")
-            .id(snap.seq.to_string())
-            .json_data(&*snap)
-            .unwrap_or_else(|e| {
-                tracing::error!(error = %e, "wallboard: snapshot not serializable");
-                Event::default().comment("snapshot unavailable")
-            });
-        Some((Ok(event), (rx, heartbeat)))
-    });
+            let snap = Arc::clone(&rx.borrow_and_update());
+            let event = Event::default()
+                .event("snapshot")
+                .id(snap.seq.to_string())
+                .json_data(&*snap)
+                .unwrap_or_else(|e| {
+                    tracing::error!(error = %e, "wallboard: snapshot not serializable");
+                    Event::default().comment("snapshot unavailable")
+                });
+            Some((Ok(event), (rx, heartbeat, left)))
+        },
+    );
     Sse::new(events)
 }
 

@@ -124,15 +124,29 @@
   setInterval(tick, 1000);
 
   // EventSource reconnects by itself after an error (the server's retry or 3 s).
-  var source = new EventSource("/api/v1/wallboard/stream");
+  // `/wallboard?snapshots=N` asks for a bounded stream (headless browsers, scripts): the
+  // page then stops after N snapshots instead of reconnecting.
+  var limit = /[?&]snapshots=(\d+)/.exec(window.location.search);
+  var source = new EventSource("/api/v1/wallboard/stream" + (limit ? "?snapshots=" + limit[1] : ""));
+  var received = 0;
   source.addEventListener("open", function () { setLink(true); });
-  source.addEventListener("error", function () { setLink(false); });
+  source.addEventListener("error", function () {
+    if (limit && received >= +limit[1]) {
+      source.close();
+      return;
+    }
+    setLink(false);
+  });
   source.addEventListener("snapshot", function (e) {
+    received += 1;
     setLink(true);
     try {
       render(JSON.parse(e.data));
     } catch (err) {
       board.setAttribute("data-error", String(err));
+    }
+    if (limit && received >= +limit[1]) {
+      source.close();
     }
   });
 })();
