@@ -2,7 +2,8 @@
 //! the HTTP server around one switch task that owns the sans-IO [`Switch`].
 
 pub mod http;
-pub mod recorder;
+mod prompts;
+mod recorder;
 pub mod transport;
 
 use std::collections::HashMap;
@@ -31,6 +32,7 @@ use crate::store::{Journal, JournalConfig, Store, StoreError};
 use crate::switch::dialog::LocalAddr;
 use crate::switch::{MediaCommand, MediaPorts, Output, Side, Switch};
 
+use prompts::Prompts;
 use recorder::Recorder;
 
 /// What the edge tasks tell the switch task.
@@ -58,6 +60,18 @@ pub enum Input {
     MediaAllocated {
         call: CallId,
         session: Result<RelaySession, MediaError>,
+    },
+    /// A WAV prompt was read (or could not be) for a `Play` command.
+    PromptLoaded {
+        call: CallId,
+        side: media::Side,
+        name: String,
+        repeat: bool,
+        prompt: Result<Arc<media::Prompt>, String>,
+    },
+    /// A prompt played to its end, or could not be played.
+    PromptDone {
+        call: CallId,
     },
 }
 
@@ -315,6 +329,10 @@ pub async fn start(config: Config) -> Result<(Bound, Shutdown), StartError> {
         status: status_tx,
         seen_responses: [0; 7],
         seen_retransmissions: 0,
+        prompts: Prompts::new(
+            config.media.prompts_dir.clone(),
+            config.media.recordings_dir.clone(),
+        ),
     };
     let done = tokio::spawn(async move {
         task.run(inputs_rx, plans_rx, stop_rx).await;
@@ -371,6 +389,7 @@ struct SwitchTask {
     status: watch::Sender<Status>,
     seen_responses: [u64; 7],
     seen_retransmissions: u64,
+    prompts: Prompts,
 }
 
 impl SwitchTask {
@@ -444,6 +463,28 @@ impl SwitchTask {
                     self.switch.handle_media_ready(now, call, None);
                 }
             },
+            Input::PromptLoaded {
+                call,
+                side,
+                name,
+                repeat,
+                prompt,
+            } => match prompt {
+                Ok(prompt) => {
+                    self.prompts.keep(name, Arc::clone(&prompt));
+                    match self.sessions.get(&call) {
+                        Some(s) => {
+                            prompts::play(s, call, side, prompt, repeat, self.inputs_tx.clone())
+                        }
+                        None => self.switch.handle_prompt_done(now, call),
+                    }
+                }
+                Err(e) => {
+                    tracing::warn!(%call, prompt = %name, error = %e, "prompt unusable; the call moves on");
+                    self.switch.handle_prompt_done(now, call);
+                }
+            },
+            Input::PromptDone { call } => self.switch.handle_prompt_done(now, call),
         }
     }
 
@@ -481,11 +522,7 @@ impl SwitchTask {
             }
             MediaCommand::PeerHint { call, side, addr } => {
                 if let Some(s) = self.sessions.get(&call) {
-                    let side = match side {
-                        Side::A => media::Side::A,
-                        Side::B => media::Side::B,
-                    };
-                    s.set_peer_hint(side, addr);
+                    s.set_peer_hint(media_side(side), addr);
                 }
             }
             MediaCommand::Release { call } => {
@@ -499,11 +536,47 @@ impl SwitchTask {
                     );
                 }
             }
-            MediaCommand::Play { call, prompt, .. } => {
-                // No prompt player is wired here yet: report the prompt done at once so
-                // that a `play` step moves on instead of waiting for its guard.
-                tracing::debug!(%call, %prompt, "prompt (no player): done at once");
-                self.switch.handle_prompt_done(Instant::now(), call);
+            MediaCommand::Play {
+                call,
+                side,
+                prompt,
+                repeat,
+            } => {
+                let side = media_side(side);
+                match (self.sessions.get(&call), self.prompts.cached(&prompt)) {
+                    (None, _) => {
+                        tracing::warn!(%call, %prompt, "prompt without relay ports: not played");
+                        self.switch.handle_prompt_done(Instant::now(), call);
+                    }
+                    (Some(s), Some(p)) => {
+                        prompts::play(s, call, side, p, repeat, self.inputs_tx.clone())
+                    }
+                    (Some(_), None) => {
+                        self.prompts
+                            .load(call, side, prompt, repeat, self.inputs_tx.clone())
+                    }
+                }
+            }
+            MediaCommand::StopPlay { call, side } => {
+                if let Some(s) = self.sessions.get(&call)
+                    && let Err(e) = s.stop_play(media_side(side))
+                {
+                    tracing::debug!(%call, error = %e, "stop prompt");
+                }
+            }
+            MediaCommand::Record { call, on } => {
+                if let Some(s) = self.sessions.get(&call) {
+                    if on {
+                        let path = self
+                            .prompts
+                            .recording_path(call, chrono::Utc::now().date_naive());
+                        prompts::record_start(s, call, path);
+                    } else if let Err(e) = s.record_stop() {
+                        tracing::debug!(%call, error = %e, "stop recording");
+                    }
+                } else {
+                    tracing::warn!(%call, on, "record without relay ports: ignored");
+                }
             }
             #[allow(unreachable_patterns)]
             _ => {}
@@ -775,4 +848,12 @@ pub fn call_json(r: &crate::store::CallRow) -> serde_json::Value {
             "lat": lat, "lon": r.location_lon, "radius_m": r.location_radius_m,
         })),
     })
+}
+
+/// The media layer's name for a leg of a call.
+fn media_side(side: Side) -> media::Side {
+    match side {
+        Side::A => media::Side::A,
+        Side::B => media::Side::B,
+    }
 }
