@@ -1,6 +1,7 @@
 //! The wallboard in a real browser (Debian `chromium`, headless) during a SIPp load: one
 //! caller gives up while no seat is logged in, two seats log in, four callers arrive and
-//! stay (two answered and talking, two waiting). The test opens `/wallboard`, lets the
+//! stay (two answered and talking, two waiting). The test reads a bounded SSE stream
+//! (`/api/v1/wallboard/stream?snapshots=2`), then opens `/wallboard`, lets the
 //! page receive its SSE snapshots (`--virtual-time-budget`), reads the rendered DOM
 //! (`--dump-dom`) and checks its figures against the API (`/api/v1/status`,
 //! `/api/v1/wallboard`) and `/metrics`; it checks the abandoned caller's number is masked
@@ -195,6 +196,25 @@ fn wallboard_in_headless_chromium_matches_the_api() {
         2.0,
         "answered per /metrics"
     );
+
+    // The SSE stream itself: a bounded stream of two snapshots ends within 3 s (one at
+    // once, the next on a change or the 1 s heartbeat), each the same figures as the API.
+    let sse_started = Instant::now();
+    let sse = v
+        .http_get("/api/v1/wallboard/stream?snapshots=2")
+        .expect("GET /api/v1/wallboard/stream");
+    assert!(sse_started.elapsed() < Duration::from_secs(3), "{sse}");
+    let datas: Vec<serde_json::Value> = sse
+        .lines()
+        .filter_map(|l| l.strip_prefix("data: "))
+        .filter_map(|d| serde_json::from_str(d).ok())
+        .collect();
+    assert_eq!(sse.matches("event: snapshot").count(), 2, "{sse}");
+    assert_eq!(datas.len(), 2, "{sse}");
+    for d in &datas {
+        assert_eq!(d["queues"][0]["waiting"], 2, "{d}");
+        assert_eq!(d["queues"][0]["today"]["answered"], 2, "{d}");
+    }
 
     // The browser's view: the page renders every SSE snapshot it receives.
     // A bounded stream (3 snapshots, about 2 s): headless Chromium dumps the DOM once the
