@@ -5,6 +5,7 @@ pub mod http;
 mod prompts;
 mod recorder;
 pub mod transport;
+pub mod wallboard;
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
@@ -21,8 +22,8 @@ use crate::config::Config;
 use crate::dialplan::{self, CompiledPlan};
 use crate::media::{self, MediaError, MediaRelay, RelayConfig, RelayMetrics, RelaySession};
 use crate::metrics::{
-    Metrics, QueueLabels, ReloadLabels, ReloadResult, SeatLabels, SeatState, StatusClass,
-    StatusClassLabels,
+    Metrics, QueueLabels, ReloadLabels, ReloadResult, SeatClock, SeatLabels, SeatState,
+    StatusClass, StatusClassLabels,
 };
 use crate::sip::auth::Credential;
 use crate::sip::message::Message;
@@ -300,12 +301,14 @@ pub async fn start(config: Config) -> Result<(Bound, Shutdown), StartError> {
         ));
     }
     let (status_tx, status_rx) = watch::channel(Status::default());
+    let (wallboard_tx, wallboard_rx) = wallboard::channel();
     tokio::spawn(http::serve(
         http_listener,
         http::HttpState {
             metrics: Arc::clone(&metrics),
             status: status_rx,
             store: store.clone(),
+            wallboard: wallboard_rx,
         },
     ));
     let (stop_tx, stop_rx) = watch::channel(false);
@@ -316,6 +319,16 @@ pub async fn start(config: Config) -> Result<(Bound, Shutdown), StartError> {
             (q.name.clone(), threshold)
         }),
         Instant::now(),
+    );
+    let board = wallboard::Board::new(
+        config.queues.iter().map(|q| {
+            (
+                q.name.clone(),
+                std::time::Duration::from_secs(q.service_level_s),
+            )
+        }),
+        config.trunk.capacity,
+        wallboard::CENTRE_ZONE,
     );
     let task = SwitchTask {
         switch,
@@ -329,6 +342,10 @@ pub async fn start(config: Config) -> Result<(Bound, Shutdown), StartError> {
         status: status_tx,
         seen_responses: [0; 7],
         seen_retransmissions: 0,
+        board,
+        wallboard: wallboard_tx,
+        board_dirty: false,
+        seat_clock: SeatClock::default(),
         prompts: Prompts::new(
             config.media.prompts_dir.clone(),
             config.media.recordings_dir.clone(),
@@ -389,6 +406,13 @@ struct SwitchTask {
     status: watch::Sender<Status>,
     seen_responses: [u64; 7],
     seen_retransmissions: u64,
+    /// The wallboard's day counts, fed with every call event.
+    board: wallboard::Board,
+    wallboard: wallboard::Publisher,
+    /// A call event or a seat change since the last wallboard snapshot.
+    board_dirty: bool,
+    /// When each seat entered its state (wrap-up seconds, seat gauges on change).
+    seat_clock: SeatClock,
     prompts: Prompts,
 }
 
@@ -497,10 +521,14 @@ impl SwitchTask {
                 }
                 Output::Event(ev) => {
                     tracing::debug!(call = %ev.call, kind = ev.kind.name(), "call event");
-                    self.recorder.record(&self.metrics, ev, chrono::Utc::now());
+                    let at = chrono::Utc::now();
+                    self.board.observe(&ev, at);
+                    self.board_dirty = true;
+                    self.recorder.record(&self.metrics, ev, at);
                 }
                 Output::Seat { seat, online } => {
                     tracing::info!(%seat, online, "seat registration changed");
+                    self.board_dirty = true;
                 }
                 Output::Media(cmd) => self.media(cmd),
                 #[allow(unreachable_patterns)]
@@ -508,6 +536,10 @@ impl SwitchTask {
             }
         }
         self.count_sip();
+        self.observe_seats();
+        if self.board_dirty {
+            self.publish_wallboard(Instant::now(), None);
+        }
     }
 
     fn media(&mut self, cmd: MediaCommand) {
@@ -689,6 +721,7 @@ impl SwitchTask {
             }
         }
         self.recorder.publish_service_level(&self.metrics, now);
+        self.publish_wallboard(now, Some(&snaps));
         let status = Status {
             queues: snaps
                 .into_iter()
@@ -711,6 +744,45 @@ impl SwitchTask {
             active_calls: self.switch.active_calls(),
         };
         let _ = self.status.send(status);
+    }
+}
+
+impl SwitchTask {
+    /// Notes every seat's state: a seat that changed state gets its gauges at once, its
+    /// wrap-up time counted, and the wallboard is marked for a new snapshot.
+    fn observe_seats(&mut self) {
+        let now = Instant::now();
+        for (id, s) in self.switch.acd().seats() {
+            if let Some(state) = seat_state_label(s.label())
+                && let Some((left, held)) = self.seat_clock.observe(id, state, now)
+            {
+                self.metrics.seat_left_state(id, left, held);
+                self.metrics.publish_seat(id, state);
+                self.board_dirty = true;
+            }
+        }
+    }
+
+    /// Builds the wallboard snapshot (from `snaps` when the caller has the ACD's queue
+    /// snapshot at hand) and publishes it if it changed.
+    fn publish_wallboard(&mut self, now: Instant, snaps: Option<&[QueueSnapshot]>) {
+        self.board_dirty = false;
+        let fresh;
+        let snaps = match snaps {
+            Some(s) => s,
+            None => {
+                fresh = self.switch.acd().snapshot(now);
+                &fresh
+            }
+        };
+        let recorder = &mut self.recorder;
+        let snap = self.board.snapshot(
+            snaps,
+            |queue, window| recorder.service_level(queue, window, now),
+            self.switch.active_calls(),
+            chrono::Utc::now(),
+        );
+        self.wallboard.publish(snap);
     }
 }
 
