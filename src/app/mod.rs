@@ -2,8 +2,10 @@
 //! the HTTP server around one switch task that owns the sans-IO [`Switch`].
 
 pub mod http;
-pub mod recorder;
+mod prompts;
+mod recorder;
 pub mod transport;
+pub mod wallboard;
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
@@ -20,8 +22,8 @@ use crate::config::Config;
 use crate::dialplan::{self, CompiledPlan};
 use crate::media::{self, MediaError, MediaRelay, RelayConfig, RelayMetrics, RelaySession};
 use crate::metrics::{
-    Metrics, QueueLabels, ReloadLabels, ReloadResult, SeatLabels, SeatState, StatusClass,
-    StatusClassLabels,
+    Metrics, QueueLabels, ReloadLabels, ReloadResult, SeatClock, SeatLabels, SeatState,
+    StatusClass, StatusClassLabels,
 };
 use crate::sip::auth::Credential;
 use crate::sip::message::Message;
@@ -31,6 +33,7 @@ use crate::store::{Journal, JournalConfig, Store, StoreError};
 use crate::switch::dialog::LocalAddr;
 use crate::switch::{MediaCommand, MediaPorts, Output, Side, Switch};
 
+use prompts::Prompts;
 use recorder::Recorder;
 
 /// What the edge tasks tell the switch task.
@@ -58,6 +61,18 @@ pub enum Input {
     MediaAllocated {
         call: CallId,
         session: Result<RelaySession, MediaError>,
+    },
+    /// A WAV prompt was read (or could not be) for a `Play` command.
+    PromptLoaded {
+        call: CallId,
+        side: media::Side,
+        name: String,
+        repeat: bool,
+        prompt: Result<Arc<media::Prompt>, String>,
+    },
+    /// A prompt played to its end, or could not be played.
+    PromptDone {
+        call: CallId,
     },
 }
 
@@ -284,12 +299,14 @@ pub async fn start(config: Config) -> Result<(Bound, Shutdown), StartError> {
         ));
     }
     let (status_tx, status_rx) = watch::channel(Status::default());
+    let (wallboard_tx, wallboard_rx) = wallboard::channel();
     tokio::spawn(http::serve(
         http_listener,
         http::HttpState {
             metrics: Arc::clone(&metrics),
             status: status_rx,
             store: store.clone(),
+            wallboard: wallboard_rx,
         },
     ));
     let (stop_tx, stop_rx) = watch::channel(false);
@@ -300,6 +317,16 @@ pub async fn start(config: Config) -> Result<(Bound, Shutdown), StartError> {
             (q.name.clone(), threshold)
         }),
         Instant::now(),
+    );
+    let board = wallboard::Board::new(
+        config.queues.iter().map(|q| {
+            (
+                q.name.clone(),
+                std::time::Duration::from_secs(q.service_level_s),
+            )
+        }),
+        config.trunk.capacity,
+        wallboard::CENTRE_ZONE,
     );
     let task = SwitchTask {
         switch,
@@ -313,6 +340,14 @@ pub async fn start(config: Config) -> Result<(Bound, Shutdown), StartError> {
         status: status_tx,
         seen_responses: [0; 7],
         seen_retransmissions: 0,
+        board,
+        wallboard: wallboard_tx,
+        board_dirty: false,
+        seat_clock: SeatClock::default(),
+        prompts: Prompts::new(
+            config.media.prompts_dir.clone(),
+            config.media.recordings_dir.clone(),
+        ),
     };
     let done = tokio::spawn(async move {
         task.run(inputs_rx, plans_rx, stop_rx).await;
@@ -369,6 +404,14 @@ struct SwitchTask {
     status: watch::Sender<Status>,
     seen_responses: [u64; 7],
     seen_retransmissions: u64,
+    /// The wallboard's day counts, fed with every call event.
+    board: wallboard::Board,
+    wallboard: wallboard::Publisher,
+    /// A call event or a seat change since the last wallboard snapshot.
+    board_dirty: bool,
+    /// When each seat entered its state (wrap-up seconds, seat gauges on change).
+    seat_clock: SeatClock,
+    prompts: Prompts,
 }
 
 impl SwitchTask {
@@ -442,6 +485,28 @@ impl SwitchTask {
                     self.switch.handle_media_ready(now, call, None);
                 }
             },
+            Input::PromptLoaded {
+                call,
+                side,
+                name,
+                repeat,
+                prompt,
+            } => match prompt {
+                Ok(prompt) => {
+                    self.prompts.keep(name, Arc::clone(&prompt));
+                    match self.sessions.get(&call) {
+                        Some(s) => {
+                            prompts::play(s, call, side, prompt, repeat, self.inputs_tx.clone())
+                        }
+                        None => self.switch.handle_prompt_done(now, call),
+                    }
+                }
+                Err(e) => {
+                    tracing::warn!(%call, prompt = %name, error = %e, "prompt unusable; the call moves on");
+                    self.switch.handle_prompt_done(now, call);
+                }
+            },
+            Input::PromptDone { call } => self.switch.handle_prompt_done(now, call),
         }
     }
 
@@ -454,10 +519,14 @@ impl SwitchTask {
                 }
                 Output::Event(ev) => {
                     tracing::debug!(call = %ev.call, kind = ev.kind.name(), "call event");
-                    self.recorder.record(&self.metrics, ev, chrono::Utc::now());
+                    let at = chrono::Utc::now();
+                    self.board.observe(&ev, at);
+                    self.board_dirty = true;
+                    self.recorder.record(&self.metrics, ev, at);
                 }
                 Output::Seat { seat, online } => {
                     tracing::info!(%seat, online, "seat registration changed");
+                    self.board_dirty = true;
                 }
                 Output::Media(cmd) => self.media(cmd),
                 #[allow(unreachable_patterns)]
@@ -465,6 +534,10 @@ impl SwitchTask {
             }
         }
         self.count_sip();
+        self.observe_seats();
+        if self.board_dirty {
+            self.publish_wallboard(Instant::now(), None);
+        }
     }
 
     fn media(&mut self, cmd: MediaCommand) {
@@ -479,11 +552,7 @@ impl SwitchTask {
             }
             MediaCommand::PeerHint { call, side, addr } => {
                 if let Some(s) = self.sessions.get(&call) {
-                    let side = match side {
-                        Side::A => media::Side::A,
-                        Side::B => media::Side::B,
-                    };
-                    s.set_peer_hint(side, addr);
+                    s.set_peer_hint(media_side(side), addr);
                 }
             }
             MediaCommand::Release { call } => {
@@ -497,11 +566,47 @@ impl SwitchTask {
                     );
                 }
             }
-            MediaCommand::Play { call, prompt, .. } => {
-                // No prompt player is wired here yet: report the prompt done at once so
-                // that a `play` step moves on instead of waiting for its guard.
-                tracing::debug!(%call, %prompt, "prompt (no player): done at once");
-                self.switch.handle_prompt_done(Instant::now(), call);
+            MediaCommand::Play {
+                call,
+                side,
+                prompt,
+                repeat,
+            } => {
+                let side = media_side(side);
+                match (self.sessions.get(&call), self.prompts.cached(&prompt)) {
+                    (None, _) => {
+                        tracing::warn!(%call, %prompt, "prompt without relay ports: not played");
+                        self.switch.handle_prompt_done(Instant::now(), call);
+                    }
+                    (Some(s), Some(p)) => {
+                        prompts::play(s, call, side, p, repeat, self.inputs_tx.clone())
+                    }
+                    (Some(_), None) => {
+                        self.prompts
+                            .load(call, side, prompt, repeat, self.inputs_tx.clone())
+                    }
+                }
+            }
+            MediaCommand::StopPlay { call, side } => {
+                if let Some(s) = self.sessions.get(&call)
+                    && let Err(e) = s.stop_play(media_side(side))
+                {
+                    tracing::debug!(%call, error = %e, "stop prompt");
+                }
+            }
+            MediaCommand::Record { call, on } => {
+                if let Some(s) = self.sessions.get(&call) {
+                    if on {
+                        let path = self
+                            .prompts
+                            .recording_path(call, chrono::Utc::now().date_naive());
+                        prompts::record_start(s, call, path);
+                    } else if let Err(e) = s.record_stop() {
+                        tracing::debug!(%call, error = %e, "stop recording");
+                    }
+                } else {
+                    tracing::warn!(%call, on, "record without relay ports: ignored");
+                }
             }
             #[allow(unreachable_patterns)]
             _ => {}
@@ -614,6 +719,7 @@ impl SwitchTask {
             }
         }
         self.recorder.publish_service_level(&self.metrics, now);
+        self.publish_wallboard(now, Some(&snaps));
         let status = Status {
             queues: snaps
                 .into_iter()
@@ -636,6 +742,45 @@ impl SwitchTask {
             active_calls: self.switch.active_calls(),
         };
         let _ = self.status.send(status);
+    }
+}
+
+impl SwitchTask {
+    /// Notes every seat's state: a seat that changed state gets its gauges at once, its
+    /// wrap-up time counted, and the wallboard is marked for a new snapshot.
+    fn observe_seats(&mut self) {
+        let now = Instant::now();
+        for (id, s) in self.switch.acd().seats() {
+            if let Some(state) = seat_state_label(s.label())
+                && let Some((left, held)) = self.seat_clock.observe(id, state, now)
+            {
+                self.metrics.seat_left_state(id, left, held);
+                self.metrics.publish_seat(id, state);
+                self.board_dirty = true;
+            }
+        }
+    }
+
+    /// Builds the wallboard snapshot (from `snaps` when the caller has the ACD's queue
+    /// snapshot at hand) and publishes it if it changed.
+    fn publish_wallboard(&mut self, now: Instant, snaps: Option<&[QueueSnapshot]>) {
+        self.board_dirty = false;
+        let fresh;
+        let snaps = match snaps {
+            Some(s) => s,
+            None => {
+                fresh = self.switch.acd().snapshot(now);
+                &fresh
+            }
+        };
+        let recorder = &mut self.recorder;
+        let snap = self.board.snapshot(
+            snaps,
+            |queue, window| recorder.service_level(queue, window, now),
+            self.switch.active_calls(),
+            chrono::Utc::now(),
+        );
+        self.wallboard.publish(snap);
     }
 }
 
@@ -779,4 +924,12 @@ pub fn call_json(r: &crate::store::CallRow) -> serde_json::Value {
             "lat": lat, "lon": r.location_lon, "radius_m": r.location_radius_m,
         })),
     })
+}
+
+/// The media layer's name for a leg of a call.
+fn media_side(side: Side) -> media::Side {
+    match side {
+        Side::A => media::Side::A,
+        Side::B => media::Side::B,
+    }
 }
