@@ -903,13 +903,7 @@ impl RelayTask {
             };
             let index = match ready {
                 Ok(Wake::Socket(index)) => {
-                    // A hint set before a packet was sent must apply to that packet even if
-                    // the socket won the select (one atomic load per wake-up, not a lock).
-                    for (rx, peer) in self.hints.iter_mut().zip(self.media.peers.iter_mut()) {
-                        if rx.has_changed().unwrap_or(false) {
-                            Self::apply_hint(peer, *rx.borrow_and_update());
-                        }
-                    }
+                    self.refresh_hints();
                     index
                 }
                 Ok(Wake::Hint(side, true)) => {
@@ -921,11 +915,14 @@ impl RelayTask {
                     continue;
                 }
                 Ok(Wake::Command(Some(command))) => {
-                    self.apply(command);
+                    // A play right after set_peer_hint must go to that peer.
+                    self.refresh_hints();
+                    self.apply(command).await;
                     continue;
                 }
                 Ok(Wake::Play) => {
-                    self.play_due(Instant::now());
+                    self.refresh_hints();
+                    self.play_due(Instant::now()).await;
                     continue;
                 }
                 // The session was dropped (hint or command sender gone) or the reactor is
@@ -941,6 +938,17 @@ impl RelayTask {
         }
     }
 
+    /// Apply hints that changed but whose wake-up has not been handled yet: a hint set
+    /// before a packet was sent (or a prompt started) must apply to it even if the socket
+    /// (or command) won the select. One atomic load per side, not a lock.
+    fn refresh_hints(&mut self) {
+        for (rx, peer) in self.hints.iter_mut().zip(self.media.peers.iter_mut()) {
+            if rx.has_changed().unwrap_or(false) {
+                Self::apply_hint(peer, *rx.borrow_and_update());
+            }
+        }
+    }
+
     fn apply_hint(peer: &mut Peer, hint: Option<PeerHint>) {
         if peer.hint != hint {
             peer.hint = hint;
@@ -949,7 +957,7 @@ impl RelayTask {
         }
     }
 
-    fn apply(&mut self, command: Command) {
+    async fn apply(&mut self, command: Command) {
         let media = &mut self.media;
         match command {
             Command::SetCodec { side, codec, pt } => {
@@ -967,7 +975,7 @@ impl RelayTask {
                 if let Some(slot) = media.players.get_mut(side.index()) {
                     *slot = Some(Playback::new(prompt, repeat, Instant::now(), done));
                 }
-                self.play_due(Instant::now());
+                self.play_due(Instant::now()).await;
             }
             Command::StopPlay { side } => media.end_play(side.index(), PlayState::Stopped),
             Command::RecordStart { tap } => {
@@ -981,7 +989,7 @@ impl RelayTask {
     }
 
     /// Send the prompt packets that are due, at most [`PLAY_CATCH_UP`] per side.
-    fn play_due(&mut self, now: Instant) {
+    async fn play_due(&mut self, now: Instant) {
         for side in 0..2 {
             let Some(socket) = self.sockets.get(side * 2) else {
                 continue;
@@ -1011,7 +1019,12 @@ impl RelayTask {
                 let Some(destination) = destination else {
                     continue;
                 };
-                match socket.try_send_to(buf.get(..len).unwrap_or(&[]), destination) {
+                // `send_to` rather than `try_send_to`: a new socket's write readiness is not
+                // known until the reactor has polled it, and UDP sends do not block.
+                match socket
+                    .send_to(buf.get(..len).unwrap_or(&[]), destination)
+                    .await
+                {
                     Ok(_) => {
                         self.stats.prompt_packets[side].fetch_add(1, Ordering::Relaxed);
                         self.metrics.prompt_packets.inc();
