@@ -670,6 +670,9 @@ impl Acd {
                         .collect()
                 })
                 .unwrap_or_default();
+            // Once a call finds no idle seat, later calls may not take one (order), but
+            // they still overflow when due.
+            let mut seats_exhausted = false;
             for call in waiting {
                 let Some(c) = self.calls.get(&call) else {
                     continue;
@@ -693,10 +696,16 @@ impl Acd {
                         .push_back(Decision::Overflow { call, reason });
                     continue;
                 }
+                if seats_exhausted {
+                    continue;
+                }
                 let seat = match self.pick_seat(now, qi, call, spec.retry) {
                     Pick::Seat(seat) => seat,
                     // Arrival order: no later call may take a seat this one could take…
-                    Pick::NoSeat => break,
+                    Pick::NoSeat => {
+                        seats_exhausted = true;
+                        continue;
+                    }
                     // …but seats that just failed this call may serve the next one.
                     Pick::Backoff => continue,
                 };
@@ -809,6 +818,62 @@ mod tests {
                 },
             ]
         );
+    }
+
+    #[test]
+    fn higher_priority_is_served_first_then_arrival_order() {
+        let t0 = Instant::now();
+        let mut acd = Acd::new(vec![spec()], seats(1));
+        let low = CallSpec {
+            priority: 1,
+            ..CallSpec::default()
+        };
+        let high = CallSpec {
+            priority: 9,
+            ..CallSpec::default()
+        };
+        for (n, spec) in [(1, low), (2, high), (3, low), (4, high)] {
+            acd.enqueue_with(t0 + Duration::from_secs(n), id(n), "line19", spec)
+                .unwrap();
+        }
+        acd.seat_online(t0 + Duration::from_secs(10), "agent01");
+        let mut served = Vec::new();
+        for k in 0..4u64 {
+            let now = t0 + Duration::from_secs(20 + k);
+            let offered: Vec<CallId> = drain(&mut acd)
+                .into_iter()
+                .filter_map(|d| match d {
+                    Decision::Offer { call, .. } => Some(call),
+                    _ => None,
+                })
+                .collect();
+            assert_eq!(offered.len(), 1, "one seat, one offer");
+            served.push(offered[0]);
+            acd.offer_answered(now, offered[0], "agent01");
+            acd.call_ended(now, offered[0]);
+        }
+        assert_eq!(served, vec![id(2), id(4), id(1), id(3)]);
+    }
+
+    #[test]
+    fn a_call_that_cannot_overflow_waits_even_without_seats() {
+        let t0 = Instant::now();
+        let mut q = spec();
+        q.has_overflow = true;
+        q.max_wait = Some(Duration::from_secs(5));
+        let mut acd = Acd::new(vec![q], seats(1));
+        let stays = CallSpec {
+            priority: 5,
+            max_wait: None,
+            overflows: false,
+            overflow_retry: Duration::ZERO,
+        };
+        acd.enqueue_with(t0, id(1), "line19", stays).unwrap();
+        acd.handle_timeout(t0 + Duration::from_secs(60));
+        assert!(drain(&mut acd).is_empty());
+        assert_eq!(acd.poll_timeout(), None);
+        acd.dequeue(t0 + Duration::from_secs(61), id(1));
+        assert_eq!(acd.snapshot(t0)[0].waiting, 0);
     }
 
     #[test]

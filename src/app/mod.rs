@@ -266,15 +266,13 @@ pub async fn start(config: Config) -> Result<(Bound, Shutdown), StartError> {
         );
     }
     let (plans_tx, plans_rx) = mpsc::channel::<Arc<CompiledPlan>>(4);
-    if let Some(path) = config.dialplan.file.clone() {
-        tokio::spawn(reload_task(
-            path,
-            watched,
-            queue_names,
-            plans_tx,
-            Arc::clone(&metrics),
-        ));
-    }
+    tokio::spawn(reload_task(
+        config.dialplan.file.clone(),
+        watched,
+        queue_names,
+        plans_tx,
+        Arc::clone(&metrics),
+    ));
     let switch = Switch::new(&config, local, registrar, plan);
     let relay = MediaRelay::new(
         RelayConfig {
@@ -794,9 +792,11 @@ const RELOAD_POLL: Duration = Duration::from_secs(1);
 /// (no inotify dependency, and it also sees files replaced by rename, as editors and
 /// configuration tools do). The new plan is compiled here, off the switch task; a refused
 /// plan is logged with its `file:line:col` diagnostics and the running plan stays.
-/// `vigie_dialplan_reloads_total{result}` counts both outcomes.
+/// `vigie_dialplan_reloads_total{result}` counts both outcomes. With the embedded plan
+/// (`path` = `None`) there is nothing to reload: SIGHUP is only logged (it must not stop
+/// the centre, which is what an unhandled SIGHUP would do).
 async fn reload_task(
-    path: PathBuf,
+    path: Option<PathBuf>,
     mut watched: Vec<PathBuf>,
     queues: Vec<String>,
     plans: mpsc::Sender<Arc<CompiledPlan>>,
@@ -818,7 +818,7 @@ async fn reload_task(
         #[cfg(not(unix))]
         let sighup = std::future::pending::<Option<()>>();
         let why = tokio::select! {
-            _ = tick.tick() => {
+            _ = tick.tick(), if path.is_some() => {
                 let now = file_stamps(&watched);
                 if now == stamps {
                     continue;
@@ -834,7 +834,11 @@ async fn reload_task(
                 "SIGHUP"
             }
         };
-        let (plan, files) = dialplan::load_watched(&path, &queues);
+        let Some(path) = path.as_deref() else {
+            tracing::info!(why, "the built-in dialplan is in use: nothing to reload");
+            continue;
+        };
+        let (plan, files) = dialplan::load_watched(path, &queues);
         if !files.is_empty() {
             watched = files;
             stamps = file_stamps(&watched);

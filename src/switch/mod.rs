@@ -269,6 +269,18 @@ struct Call {
 }
 
 /// The B2BUA core.
+///
+/// Each new trunk call is routed by the running [`CompiledPlan`] (evaluated once, at the
+/// wall-clock time of [`Switch::set_wall_clock`]) and its steps run in order
+/// (`dialplans/README.md`, "In the switch"): `ring` sends 180, or 183 with vigie's SDP
+/// (early media); `answer` sends 200 OK before any seat (the seat is then bridged without a
+/// second 200); `play` emits [`MediaCommand::Play`] and waits for
+/// [`Switch::handle_prompt_done`] (at most [`PROMPT_GUARD_S`]); `queue` enters the ACD at
+/// the step's priority and announces every `announce_every_s`, and after `max_wait_s` (or
+/// with no seat online) runs the next step keeping the call's place; `overflow` tries each
+/// target with its own timeout, then falls through or goes back to the queue; `record`
+/// emits [`MediaCommand::Record`]; `hangup` sends the final status (non-emergency routes
+/// only). A reload ([`Switch::set_plan`]) never changes a call in progress.
 pub struct Switch {
     txn: TransactionLayer,
     registrar: Registrar,
@@ -486,7 +498,8 @@ impl Switch {
             return;
         }
         if !c.media_known {
-            c.next_announce = Some(now + Duration::from_secs(1));
+            // Played as soon as the relay answers (handle_media_ready).
+            c.next_announce = None;
             return;
         }
         self.early_media(now, id);
@@ -509,6 +522,10 @@ impl Switch {
                 if resume {
                     c.wait = Wait::Running;
                 }
+                // The first announcement waited for the relay ports.
+                if c.wait == Wait::Queue && c.announce.is_some() && !c.early_media {
+                    c.next_announce = Some(now);
+                }
                 (c.pending.take(), resume)
             }
             None => {
@@ -521,6 +538,13 @@ impl Switch {
         };
         if resume {
             self.advance(now, call);
+        }
+        if self
+            .calls
+            .get(&call)
+            .is_some_and(|c| c.next_announce == Some(now))
+        {
+            self.announce(now, call);
         }
         if let Some(d) = pending {
             self.decide(now, d);
