@@ -107,7 +107,7 @@ pub struct Metrics {
     /// `vigie_sip_retransmissions_total`: retransmitted requests/responses sent
     /// (RFC 3261 §17 timers A, E, G).
     pub sip_retransmissions: Counter,
-    /// `vigie_dialplan_reloads_total{result}`.
+    /// `vigie_dialplan_reload_total{result}`.
     pub dialplan_reloads: Family<ReloadLabels, Counter>,
     /// `vigie_journal_*`: handles to pass to [`crate::store::Journal::spawn`].
     pub journal: JournalMetrics,
@@ -254,7 +254,7 @@ impl Metrics {
         );
         let dialplan_reloads = Family::<ReloadLabels, Counter>::default();
         registry.register(
-            "vigie_dialplan_reloads",
+            "vigie_dialplan_reload",
             "Dialplan reloads by result",
             dialplan_reloads.clone(),
         );

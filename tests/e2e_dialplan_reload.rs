@@ -1,6 +1,6 @@
 //! Live reload of the dialplan on real SIP peers (DESIGN §5): 10 calls wait in the queue
 //! (no seat registered) while the plan file is rewritten twice. A broken plan is refused
-//! (the running plan stays, `file:line:col` in the log, `vigie_dialplan_reloads_total
+//! (the running plan stays, `file:line:col` in the log, `vigie_dialplan_reload_total
 //! {result="error"}` = 1); a good one is taken (`result="ok"` = 1), and SIGHUP reloads it
 //! again (`ok` = 2). No waiting call is
 //! dropped: all 10 are answered once seats register, and the journal has every row.
@@ -53,8 +53,8 @@ fn plan_rewritten_twice_while_ten_calls_wait_drops_none() {
     let ip = unique_loopback();
     let mut v = Vigie::start(ip, MD5_ONLY);
     let dir = v.dir.path().to_owned();
-    let ok = "vigie_dialplan_reloads_total{result=\"ok\"}";
-    let error = "vigie_dialplan_reloads_total{result=\"error\"}";
+    let ok = "vigie_dialplan_reload_total{result=\"ok\"}";
+    let error = "vigie_dialplan_reload_total{result=\"error\"}";
     assert_eq!((v.metric(ok), v.metric(error)), (0.0, 0.0));
 
     let mut trunk = trunk_sipp(

@@ -792,7 +792,7 @@ const RELOAD_POLL: Duration = Duration::from_secs(1);
 /// (no inotify dependency, and it also sees files replaced by rename, as editors and
 /// configuration tools do). The new plan is compiled here, off the switch task; a refused
 /// plan is logged with its `file:line:col` diagnostics and the running plan stays.
-/// `vigie_dialplan_reloads_total{result}` counts both outcomes. With the embedded plan
+/// `vigie_dialplan_reload_total{result}` counts both outcomes. With the embedded plan
 /// (`path` = `None`) there is nothing to reload: SIGHUP is only logged (it must not stop
 /// the centre, which is what an unhandled SIGHUP would do).
 async fn reload_task(
