@@ -90,6 +90,11 @@ pub struct Metrics {
     pub seat_ring_no_answer: Family<SeatIdLabels, Counter>,
     /// `vigie_seat_state{seat,state}`: 1 for the seat's current state, 0 for the others.
     pub seat_state: Family<SeatStateLabels, Gauge>,
+    /// `vigie_seat_no_answer_breaks_total{seat}`: times the no-answer policy put the seat on
+    /// break after consecutive unanswered offers.
+    pub seat_no_answer_breaks: Family<SeatIdLabels, Counter>,
+    /// `vigie_seat_changes_total{cause}`: seat status/state changes by cause.
+    pub seat_changes: Family<SeatCauseLabels, Counter>,
     /// `vigie_trunk_calls_active`: calls in progress on the trunk.
     pub trunk_calls_active: Gauge,
     /// `vigie_trunk_capacity_calls`: configured trunk channels.
@@ -205,6 +210,18 @@ impl Metrics {
             "1 for the seat's current state, 0 for the others",
             seat_state.clone(),
         );
+        let seat_no_answer_breaks = Family::<SeatIdLabels, Counter>::default();
+        registry.register(
+            "vigie_seat_no_answer_breaks",
+            "Times the no-answer policy put the seat on break",
+            seat_no_answer_breaks.clone(),
+        );
+        let seat_changes = Family::<SeatCauseLabels, Counter>::default();
+        registry.register(
+            "vigie_seat_changes",
+            "Seat status or state changes, by cause",
+            seat_changes.clone(),
+        );
         let trunk_calls_active = Gauge::default();
         registry.register(
             "vigie_trunk_calls_active",
@@ -287,6 +304,8 @@ impl Metrics {
             seat_talk_seconds,
             seat_ring_no_answer,
             seat_state,
+            seat_no_answer_breaks,
+            seat_changes,
             trunk_calls_active,
             trunk_capacity_calls,
             sip_requests_received,
@@ -511,6 +530,13 @@ pub struct ServiceLevelLabels {
 pub struct SeatIdLabels {
     /// Agent seat id (the SIP user it registers as).
     pub seat: String,
+}
+
+/// Labels `{cause}` of a seat change (bounded: the ACD's `Cause` labels).
+#[derive(Debug, Clone, PartialEq, Eq, Hash, EncodeLabelSet)]
+pub struct SeatCauseLabels {
+    /// Why the seat changed (`api`, `registered`, `no_answer_policy`, …).
+    pub cause: String,
 }
 
 /// Labels `{seat,state}`.

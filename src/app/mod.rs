@@ -1,6 +1,7 @@
 //! Task wiring (DESIGN §2, the IO edge): sockets, the journal writer, the media relay and
 //! the HTTP server around one switch task that owns the sans-IO [`Switch`].
 
+pub mod agents;
 pub mod http;
 pub mod recorder;
 pub mod transport;
@@ -50,6 +51,13 @@ pub enum Input {
     TcpClosed {
         addr: SocketAddr,
     },
+    /// A seat command from the HTTP API; answered with the seat after the change.
+    Agent {
+        seat: String,
+        cmd: crate::acd::Command,
+        cause: crate::acd::Cause,
+        reply: tokio::sync::oneshot::Sender<Result<agents::AgentView, crate::acd::CommandError>>,
+    },
     /// A relay session was allocated (or not) for a call.
     MediaAllocated {
         call: CallId,
@@ -77,6 +85,8 @@ pub struct Status {
     pub queues: Vec<QueueStatus>,
     pub seats: Vec<SeatStatus>,
     pub active_calls: usize,
+    /// Every seat's status and state (the agents API's table).
+    pub agents: Vec<agents::AgentView>,
 }
 
 #[derive(Debug, Clone, serde::Serialize)]
@@ -255,12 +265,18 @@ pub async fn start(config: Config) -> Result<(Bound, Shutdown), StartError> {
         ));
     }
     let (status_tx, status_rx) = watch::channel(Status::default());
+    let (agent_events, _) = tokio::sync::broadcast::channel(1024);
     tokio::spawn(http::serve(
         http_listener,
         http::HttpState {
             metrics: Arc::clone(&metrics),
-            status: status_rx,
+            status: status_rx.clone(),
             store: store.clone(),
+            agents: agents::AgentsApi {
+                inputs: inputs.clone(),
+                status: status_rx,
+                events: agent_events.clone(),
+            },
         },
     ));
     let (stop_tx, stop_rx) = watch::channel(false);
@@ -282,6 +298,13 @@ pub async fn start(config: Config) -> Result<(Bound, Shutdown), StartError> {
         metrics,
         recorder,
         status: status_tx,
+        agent_events,
+        agent_journal: crate::store::AgentJournal::spawn(
+            store.clone(),
+            config.node_id.clone(),
+            4096,
+        ),
+        last_queues: String::new(),
         seen_responses: [0; 7],
         seen_retransmissions: 0,
     };
@@ -338,6 +361,12 @@ struct SwitchTask {
     metrics: Arc<Metrics>,
     recorder: Recorder,
     status: watch::Sender<Status>,
+    /// Live seat and queue changes for the agents SSE stream.
+    agent_events: tokio::sync::broadcast::Sender<(&'static str, String)>,
+    /// Writer of `agent_events`.
+    agent_journal: crate::store::AgentJournal,
+    /// The queue figures last sent on the SSE stream (JSON), to send only changes.
+    last_queues: String,
     seen_responses: [u64; 7],
     seen_retransmissions: u64,
 }
@@ -385,6 +414,24 @@ impl SwitchTask {
             Input::TcpClosed { addr } => {
                 self.tcp_writers.remove(&addr);
             }
+            Input::Agent {
+                seat,
+                cmd,
+                cause,
+                reply,
+            } => {
+                let r = self.switch.agent_command(now, &seat, cmd, cause);
+                self.drain_outputs();
+                self.publish_status();
+                let view = r.and_then(|()| {
+                    self.switch
+                        .acd()
+                        .seat(&seat)
+                        .map(agents::AgentView::of)
+                        .ok_or(crate::acd::CommandError::UnknownSeat(seat))
+                });
+                let _ = reply.send(view);
+            }
             Input::MediaAllocated { call, session } => match session {
                 Ok(s) => {
                     let ports = MediaPorts {
@@ -419,12 +466,63 @@ impl SwitchTask {
                 Output::Seat { seat, online } => {
                     tracing::info!(%seat, online, "seat registration changed");
                 }
+                Output::Agent(ev) => self.agent_event(&ev),
                 Output::Media(cmd) => self.media(cmd),
                 #[allow(unreachable_patterns)]
                 _ => {}
             }
         }
         self.count_sip();
+    }
+
+    /// A seat change: log, metric, live stream (journal: `agent_events`).
+    fn agent_event(&mut self, ev: &crate::acd::SeatEvent) {
+        let view = agents::AgentEvent::of(ev, chrono::Utc::now());
+        if ev.cause == crate::acd::Cause::NoAnswerPolicy {
+            tracing::warn!(
+                seat = %ev.seat,
+                "seat put on break after consecutive unanswered offers (no-answer policy)"
+            );
+            self.metrics
+                .seat_no_answer_breaks
+                .get_or_create(&crate::metrics::SeatIdLabels {
+                    seat: ev.seat.clone(),
+                })
+                .inc();
+        } else {
+            tracing::info!(
+                seat = %ev.seat,
+                status = %view.status,
+                state = %view.state,
+                cause = %view.cause,
+                "seat changed"
+            );
+        }
+        self.metrics
+            .seat_changes
+            .get_or_create(&crate::metrics::SeatCauseLabels {
+                cause: ev.cause.as_str().to_owned(),
+            })
+            .inc();
+        if let Ok(json) = serde_json::to_string(&view) {
+            let _ = self.agent_events.send(("seat", json));
+        }
+        let row = crate::store::AgentEventRow {
+            id: ulid::Ulid::generate().to_string(),
+            seat: view.seat.clone(),
+            at: view.at.clone(),
+            status: view.status.clone(),
+            reason: view.reason.clone(),
+            state: view.state.clone(),
+            pending: view.pending.clone(),
+            registered: view.registered,
+            reachable: view.reachable,
+            cause: view.cause.clone(),
+            call_id: view.call.clone(),
+        };
+        if !self.agent_journal.record(row) {
+            tracing::warn!(seat = %ev.seat, "agent journal queue full: seat change not journaled");
+        }
     }
 
     fn media(&mut self, cmd: MediaCommand) {
@@ -588,7 +686,19 @@ impl SwitchTask {
                 })
                 .collect(),
             active_calls: self.switch.active_calls(),
+            agents: self
+                .switch
+                .acd()
+                .seat_list()
+                .map(agents::AgentView::of)
+                .collect(),
         };
+        if let Ok(queues) = serde_json::to_string(&status.queues)
+            && queues != self.last_queues
+        {
+            let _ = self.agent_events.send(("queue", queues.clone()));
+            self.last_queues = queues;
+        }
         let _ = self.status.send(status);
     }
 }
@@ -597,6 +707,7 @@ fn seat_state_label(label: &str) -> Option<SeatState> {
     Some(match label {
         "logged_out" => SeatState::LoggedOut,
         "idle" => SeatState::Idle,
+        "reserved" => SeatState::Reserved,
         "ringing" => SeatState::Ringing,
         "on_call" => SeatState::OnCall,
         "wrap_up" => SeatState::WrapUp,

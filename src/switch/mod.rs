@@ -104,6 +104,8 @@ pub enum Output {
     },
     /// A command for the media relay.
     Media(MediaCommand),
+    /// A seat's status or state changed (journal `agent_events`, live view, metrics).
+    Agent(crate::acd::SeatEvent),
 }
 
 /// Counters the edge exports as metrics.
@@ -268,6 +270,23 @@ impl Switch {
         &self.acd
     }
 
+    /// A login, logout, pause or unpause of a seat (HTTP API or feature code); seat changes
+    /// come out as [`Output::Agent`].
+    ///
+    /// # Errors
+    /// [`crate::acd::CommandError`] when the seat is unknown or the command does not apply.
+    pub fn agent_command(
+        &mut self,
+        now: Instant,
+        seat: &str,
+        cmd: crate::acd::Command,
+        cause: crate::acd::Cause,
+    ) -> Result<(), crate::acd::CommandError> {
+        let r = self.acd.command(now, seat, cmd, cause);
+        self.pump(now);
+        r
+    }
+
     /// True while the call is in progress.
     pub fn has_call(&self, call: CallId) -> bool {
         self.calls.contains_key(&call)
@@ -363,6 +382,10 @@ impl Switch {
             }
             if let Some(d) = self.acd.poll_decision() {
                 self.decide(now, d);
+                continue;
+            }
+            if let Some(ev) = self.acd.poll_seat_event() {
+                self.outputs.push_back(Output::Agent(ev));
                 continue;
             }
             break;
@@ -967,13 +990,13 @@ impl Switch {
         }
         match resp.status {
             100 => {}
-            101..=199 => self.on_b_provisional(id, &resp),
+            101..=199 => self.on_b_provisional(now, id, &resp),
             200..=299 => self.on_b_answer(now, id, &resp),
             _ => self.on_b_failure(now, id, Some(resp.status)),
         }
     }
 
-    fn on_b_provisional(&mut self, id: CallId, resp: &Response) {
+    fn on_b_provisional(&mut self, now: Instant, id: CallId, resp: &Response) {
         let Some(b) = self.calls.get_mut(&id).and_then(|c| c.b.as_mut()) else {
             return;
         };
@@ -989,6 +1012,7 @@ impl Switch {
             b.dialog.remote_tag = Some(tag);
         }
         if let Target::Seat(seat) = b.target.clone() {
+            self.acd.offer_ringing(now, id, &seat);
             self.emit(id, CallEventKind::Ringing { seat });
         }
     }
