@@ -145,6 +145,53 @@ impl Registrar {
             .collect()
     }
 
+    /// Authenticates a request other than REGISTER from a seat (a feature-code INVITE):
+    /// digest with the seats' credentials (RFC 3261 §22.2, RFC 8760), answered by a `401`
+    /// challenge (`stale=true` for an expired nonce) exactly as for REGISTER, so unknown
+    /// users and wrong passwords look the same. The seat must also be registered now.
+    ///
+    /// # Errors
+    /// The response to send: `400` (malformed Authorization), `401` (challenge), `403`
+    /// (authenticated but not registered).
+    pub fn authenticate(&self, now: Instant, req: &Request) -> Result<String, Box<Response>> {
+        let auth = self.challenger.verify(
+            now,
+            req.method.as_str(),
+            &req.uri,
+            req.headers.get_all(&HeaderName::Authorization),
+            |u| self.seats.get(u).cloned(),
+        );
+        match auth {
+            Ok(a) => {
+                let registered = self
+                    .bindings
+                    .get(&a.user)
+                    .is_some_and(|b| b.iter().any(|b| b.expires_at > now));
+                if registered {
+                    Ok(a.user)
+                } else {
+                    Err(Box::new(req.response(
+                        403,
+                        "Forbidden (seat not registered)",
+                        Some(&new_tag()),
+                    )))
+                }
+            }
+            Err(AuthError::Malformed) => Err(Box::new(req.response(
+                400,
+                "Bad Request (Authorization)",
+                None,
+            ))),
+            Err(e) => {
+                let mut resp = req.response(401, "Unauthorized", Some(&new_tag()));
+                for v in self.challenger.challenge(now, e == AuthError::Stale) {
+                    resp.headers.push(HeaderName::WwwAuthenticate, v);
+                }
+                Err(Box::new(resp))
+            }
+        }
+    }
+
     /// Handles a REGISTER (RFC 3261 §10.3 steps 1–8) from transport peer `from`.
     pub fn handle_register(&mut self, now: Instant, from: Peer, req: &Request) -> RegisterOutcome {
         match self.register(now, from, req) {

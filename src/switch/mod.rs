@@ -9,6 +9,7 @@
 
 pub mod dialog;
 pub mod event;
+pub mod features;
 
 use std::collections::{HashMap, VecDeque};
 use std::net::{IpAddr, SocketAddr};
@@ -209,6 +210,7 @@ pub struct Switch {
     closing: HashMap<ClientTxKey, Closing>,
     outputs: VecDeque<Output>,
     stats: SwitchStats,
+    features: features::FeatureCodes,
 }
 
 impl Switch {
@@ -248,7 +250,18 @@ impl Switch {
                 d: Duration::from_secs(32),
             }),
             registrar,
-            acd: Acd::new(queues, config.seats.iter().map(|s| s.id.clone())),
+            acd: config.seats.iter().fold(
+                Acd::new(queues, config.seats.iter().map(|s| s.id.clone())).with_policy(
+                    crate::acd::SeatPolicy {
+                        login_on_register: config.registrar.login_on_register,
+                        no_answer_limit: config.features.no_answer_limit,
+                    },
+                ),
+                |acd, s| match s.wrap_up_s {
+                    Some(w) => acd.with_seat_wrap_up(&s.id, Duration::from_secs(w)),
+                    None => acd,
+                },
+            ),
             local,
             media_ip: config.advertised_media_ip(),
             user_agent: config.sip.user_agent.clone(),
@@ -262,6 +275,7 @@ impl Switch {
             closing: HashMap::new(),
             outputs: VecDeque::new(),
             stats: SwitchStats::default(),
+            features: features::FeatureCodes::new(&config.features),
         }
     }
 
@@ -445,7 +459,17 @@ impl Switch {
             return;
         }
         match req.method {
-            Method::Invite => self.new_call(now, key, from, req),
+            Method::Invite => {
+                // Seat feature codes (*21…*24) before any trunk-call handling.
+                let feature = req
+                    .uri
+                    .user_unescaped()
+                    .and_then(|u| self.features.parse(&u));
+                match feature {
+                    Some(cmd) => self.feature_invite(now, key, req, cmd),
+                    None => self.new_call(now, key, from, req),
+                }
+            }
             Method::Register => {
                 let outcome = self.registrar.handle_register(now, from, &req);
                 let mut resp = outcome.response;
