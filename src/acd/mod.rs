@@ -107,7 +107,7 @@ pub enum Decision {
     Offer {
         /// The call to offer.
         call: CallId,
-        /// The seat reserved for it (now [`SeatState::Ringing`]).
+        /// The seat reserved for it (now [`SeatState::Reserved`], then [`SeatState::Ringing`] on its 180).
         seat: SeatId,
     },
     /// The seat rang too long: withdraw the offer (CANCEL); then call `offer_failed`.
@@ -367,7 +367,11 @@ impl Acd {
         let calls = &self.calls;
         let at = self.order.get(q).map_or(0, |o| {
             o.iter()
-                .position(|c| calls.get(c).is_some_and(|c| c.spec.priority < spec.priority))
+                .position(|c| {
+                    calls
+                        .get(c)
+                        .is_some_and(|c| c.spec.priority < spec.priority)
+                })
                 .unwrap_or(o.len())
         });
         self.calls.insert(

@@ -203,21 +203,15 @@ async fn events(
 ) -> Sse<impl futures_util::Stream<Item = Result<Event, Infallible>>> {
     let rx = api.events.subscribe();
     let stream = futures_util::stream::unfold(rx, |mut rx| async move {
-        loop {
-            match rx.recv().await {
-                Ok((name, data)) => return Some((Ok(Event::default().event(name).data(data)), rx)),
-                // A slow reader missed events: tell it, then go on from the newest.
-                Err(broadcast::error::RecvError::Lagged(n)) => {
-                    return Some((
-                        Ok(Event::default()
-                            .event("lagged")
-                            .data(format!("{{\"missed\":{n}}}"))),
-                        rx,
-                    ));
-                }
-                Err(broadcast::error::RecvError::Closed) => return None,
-            }
-        }
+        let event = match rx.recv().await {
+            Ok((name, data)) => Event::default().event(name).data(data),
+            // A slow reader missed events: tell it, then go on from the oldest kept.
+            Err(broadcast::error::RecvError::Lagged(n)) => Event::default()
+                .event("lagged")
+                .data(format!("{{\"missed\":{n}}}")),
+            Err(broadcast::error::RecvError::Closed) => return None,
+        };
+        Some((Ok(event), rx))
     });
     Sse::new(stream).keep_alive(KeepAlive::new().interval(Duration::from_secs(15)))
 }
