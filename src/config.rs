@@ -170,6 +170,13 @@ pub struct RegistrarConfig {
     /// A seat logs in (status available) when it gains its first registered contact;
     /// `false`: it stays logged out until `*21` or `POST /api/v1/agents/{id}/login`.
     pub login_on_register: bool,
+    /// Failed authentications from one source address within `lockout_window_s` after
+    /// which the source is ignored for `lockout_s` (log line, metric); 0 = never.
+    pub lockout_failures: u32,
+    /// Window over which failures are counted, seconds.
+    pub lockout_window_s: u32,
+    /// How long a locked-out source gets no response at all, seconds.
+    pub lockout_s: u32,
 }
 
 /// Seat feature codes dialled from a registered softphone (INVITE to the code), and the
@@ -337,6 +344,9 @@ impl Default for RegistrarConfig {
             default_expires_s: 600,
             digest_algorithms: vec!["MD5".to_owned()],
             login_on_register: true,
+            lockout_failures: 10,
+            lockout_window_s: 60,
+            lockout_s: 300,
         }
     }
 }

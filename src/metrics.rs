@@ -95,6 +95,11 @@ pub struct Metrics {
     pub seat_no_answer_breaks: Family<SeatIdLabels, Counter>,
     /// `vigie_seat_changes_total{cause}`: seat status/state changes by cause.
     pub seat_changes: Family<SeatCauseLabels, Counter>,
+    /// `vigie_registrar_lockouts_total`: source addresses locked out after repeated
+    /// authentication failures.
+    pub registrar_lockouts: Counter,
+    /// `vigie_registrar_locked_sources`: source addresses locked out now.
+    pub registrar_locked_sources: Gauge,
     /// `vigie_trunk_calls_active`: calls in progress on the trunk.
     pub trunk_calls_active: Gauge,
     /// `vigie_trunk_capacity_calls`: configured trunk channels.
@@ -222,6 +227,18 @@ impl Metrics {
             "Seat status or state changes, by cause",
             seat_changes.clone(),
         );
+        let registrar_lockouts = Counter::default();
+        registry.register(
+            "vigie_registrar_lockouts",
+            "Source addresses locked out after repeated authentication failures",
+            registrar_lockouts.clone(),
+        );
+        let registrar_locked_sources = Gauge::default();
+        registry.register(
+            "vigie_registrar_locked_sources",
+            "Source addresses locked out now",
+            registrar_locked_sources.clone(),
+        );
         let trunk_calls_active = Gauge::default();
         registry.register(
             "vigie_trunk_calls_active",
@@ -306,6 +323,8 @@ impl Metrics {
             seat_state,
             seat_no_answer_breaks,
             seat_changes,
+            registrar_lockouts,
+            registrar_locked_sources,
             trunk_calls_active,
             trunk_capacity_calls,
             sip_requests_received,

@@ -186,3 +186,56 @@ fn agent_events(db: &std::path::Path, seat: &str) -> Vec<vigie::store::AgentEven
         rows
     })
 }
+
+/// A seat that lets every offer ring out (SIPp: 180, then CANCEL/487) is put on break
+/// `no-answer` after `no_answer_limit` offers in a row; the supervisor sees it in the API,
+/// the log and `vigie_seat_no_answer_breaks_total`. The caller keeps ringback (never busy)
+/// until it gives up.
+#[test]
+fn seat_never_answering_goes_on_break_after_n_offers() {
+    let ip = unique_loopback();
+    let mut v = Vigie::start(
+        ip,
+        "[features]\nno_answer_limit = 2\n\
+         [[queues]]\nname = \"line19\"\nring_timeout_s = 1\nretry_s = 0\n",
+    );
+    let mut seat = seat_sipp(
+        &v,
+        "agent01",
+        "seat_ring_cancel.xml",
+        SEAT_SIP,
+        6200,
+        &["-m", "2", "-timeout", "20", "-trace_err"],
+    );
+    register_seat_on(&v, "agent01", SEAT_SIP);
+    v.wait_status(Duration::from_secs(5), "agent01 idle", |s| {
+        seat_state(s, "agent01").as_deref() == Some("idle")
+    });
+    let mut trunk = trunk_call(&v, "trunk", "trunk_cancel.xml", 6000);
+    assert_good_calls(&mut seat, &v, Duration::from_secs(15), 2);
+    let deadline = std::time::Instant::now() + Duration::from_secs(5);
+    loop {
+        let a = agent(&v, "agent01");
+        if a["status"] == "on_break" {
+            assert_eq!(a["reason"], "no-answer");
+            assert_eq!(a["no_answer_streak"], 2);
+            break;
+        }
+        assert!(std::time::Instant::now() < deadline, "not on break: {a}");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    assert_one_good_call(&mut trunk, &v, Duration::from_secs(20));
+    assert_eq!(
+        v.metric("vigie_seat_no_answer_breaks_total{seat=\"agent01\"}"),
+        1.0
+    );
+    assert!(v.proc.log_text().contains("no-answer policy"));
+    v.stop();
+    let rows = agent_events(&v.db_path(), "agent01");
+    assert_eq!(
+        rows.iter()
+            .filter(|r| r.cause == "no_answer_policy")
+            .count(),
+        1
+    );
+}

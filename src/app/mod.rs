@@ -250,6 +250,9 @@ pub async fn start(config: Config) -> Result<(Bound, Shutdown), StartError> {
             max_expires: config.registrar.max_expires_s,
             default_expires: config.registrar.default_expires_s,
             nonce_lifetime: 300,
+            lockout_failures: config.registrar.lockout_failures,
+            lockout_window: config.registrar.lockout_window_s,
+            lockout_duration: config.registrar.lockout_s,
             algorithms: config
                 .registrar
                 .digest_algorithms
@@ -787,6 +790,15 @@ impl SwitchTask {
             }
         }
         self.recorder.publish_service_level(&self.metrics, now);
+        let reg = self.switch.registrar();
+        let lockouts = reg.lockouts_total();
+        let seen = self.metrics.registrar_lockouts.get();
+        if lockouts > seen {
+            self.metrics.registrar_lockouts.inc_by(lockouts - seen);
+        }
+        self.metrics
+            .registrar_locked_sources
+            .set(i64::try_from(reg.locked_sources(now)).unwrap_or(i64::MAX));
         let status = Status {
             queues: snaps
                 .into_iter()

@@ -20,6 +20,7 @@ use crate::acd::{Cause, Command, CommandError};
 use crate::config::FeaturesConfig;
 use crate::sip::message::{HeaderName, Request};
 use crate::sip::transaction::ServerTxKey;
+use crate::sip::transport::Peer;
 
 use super::Switch;
 use super::dialog::new_tag;
@@ -84,10 +85,14 @@ impl Switch {
         &mut self,
         now: Instant,
         key: ServerTxKey,
+        from: Peer,
         req: Request,
         cmd: Command,
     ) {
-        let seat = match self.registrar.authenticate(now, &req) {
+        if self.registrar.is_locked(now, from.addr.ip()) {
+            return;
+        }
+        let seat = match self.registrar.authenticate(now, from.addr.ip(), &req) {
             Ok(seat) => seat,
             Err(mut resp) => {
                 resp.headers

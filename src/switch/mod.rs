@@ -407,6 +407,11 @@ impl Switch {
         self.pump(now);
     }
 
+    /// The registrar, for its lock-out figures (metrics).
+    pub fn registrar(&self) -> &Registrar {
+        &self.registrar
+    }
+
     /// The ACD, for snapshots (metrics, API).
     pub fn acd(&self) -> &Acd {
         &self.acd
@@ -673,11 +678,15 @@ impl Switch {
                     .user_unescaped()
                     .and_then(|u| self.features.parse(&u));
                 match feature {
-                    Some(cmd) => self.feature_invite(now, key, req, cmd),
+                    Some(cmd) => self.feature_invite(now, key, from, req, cmd),
                     None => self.new_call(now, key, from, req),
                 }
             }
             Method::Register => {
+                // A source locked out after repeated failures gets no answer at all.
+                if self.registrar.is_locked(now, from.addr.ip()) {
+                    return;
+                }
                 let outcome = self.registrar.handle_register(now, from, &req);
                 let mut resp = outcome.response;
                 resp.headers
