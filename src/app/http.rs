@@ -25,6 +25,8 @@ pub struct HttpState {
     pub status: watch::Receiver<Status>,
     pub store: Store,
     pub agents: super::agents::AgentsApi,
+    /// The latest wallboard snapshot, published by the switch task.
+    pub wallboard: watch::Receiver<Arc<super::wallboard::Snapshot>>,
 }
 
 /// Serves HTTP on `listener` until the process ends.
@@ -36,6 +38,7 @@ pub async fn serve(listener: TcpListener, state: HttpState) {
         .route("/api/v1/status", get(status))
         .route("/api/v1/calls", get(calls))
         .route("/api/v1/calls/{id}", get(call))
+        .merge(super::wallboard::routes())
         .with_state(state)
         .merge(agents);
     if let Err(e) = axum::serve(listener, app).await {

@@ -6,6 +6,7 @@ pub mod http;
 mod prompts;
 mod recorder;
 pub mod transport;
+pub mod wallboard;
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
@@ -22,8 +23,8 @@ use crate::config::Config;
 use crate::dialplan::{self, CompiledPlan};
 use crate::media::{self, MediaError, MediaRelay, RelayConfig, RelayMetrics, RelaySession};
 use crate::metrics::{
-    Metrics, QueueLabels, ReloadLabels, ReloadResult, SeatLabels, SeatState, StatusClass,
-    StatusClassLabels,
+    Metrics, QueueLabels, ReloadLabels, ReloadResult, SeatClock, SeatLabels, SeatState,
+    StatusClass, StatusClassLabels,
 };
 use crate::sip::auth::Credential;
 use crate::sip::message::Message;
@@ -314,6 +315,7 @@ pub async fn start(config: Config) -> Result<(Bound, Shutdown), StartError> {
     }
     let (status_tx, status_rx) = watch::channel(Status::default());
     let (agent_events, _) = tokio::sync::broadcast::channel(1024);
+    let (wallboard_tx, wallboard_rx) = wallboard::channel();
     tokio::spawn(http::serve(
         http_listener,
         http::HttpState {
@@ -325,6 +327,7 @@ pub async fn start(config: Config) -> Result<(Bound, Shutdown), StartError> {
                 status: status_rx,
                 events: agent_events.clone(),
             },
+            wallboard: wallboard_rx,
         },
     ));
     let (stop_tx, stop_rx) = watch::channel(false);
@@ -335,6 +338,16 @@ pub async fn start(config: Config) -> Result<(Bound, Shutdown), StartError> {
             (q.name.clone(), threshold)
         }),
         Instant::now(),
+    );
+    let board = wallboard::Board::new(
+        config.queues.iter().map(|q| {
+            (
+                q.name.clone(),
+                std::time::Duration::from_secs(q.service_level_s),
+            )
+        }),
+        config.trunk.capacity,
+        wallboard::CENTRE_ZONE,
     );
     let task = SwitchTask {
         switch,
@@ -355,6 +368,10 @@ pub async fn start(config: Config) -> Result<(Bound, Shutdown), StartError> {
         last_queues: String::new(),
         seen_responses: [0; 7],
         seen_retransmissions: 0,
+        board,
+        wallboard: wallboard_tx,
+        board_dirty: false,
+        seat_clock: SeatClock::default(),
         prompts: Prompts::new(
             config.media.prompts_dir.clone(),
             config.media.recordings_dir.clone(),
@@ -421,6 +438,13 @@ struct SwitchTask {
     last_queues: String,
     seen_responses: [u64; 7],
     seen_retransmissions: u64,
+    /// The wallboard's day counts, fed with every call event.
+    board: wallboard::Board,
+    wallboard: wallboard::Publisher,
+    /// A call event or a seat change since the last wallboard snapshot.
+    board_dirty: bool,
+    /// When each seat entered its state (wrap-up seconds, seat gauges on change).
+    seat_clock: SeatClock,
     prompts: Prompts,
 }
 
@@ -547,10 +571,14 @@ impl SwitchTask {
                 }
                 Output::Event(ev) => {
                     tracing::debug!(call = %ev.call, kind = ev.kind.name(), "call event");
-                    self.recorder.record(&self.metrics, ev, chrono::Utc::now());
+                    let at = chrono::Utc::now();
+                    self.board.observe(&ev, at);
+                    self.board_dirty = true;
+                    self.recorder.record(&self.metrics, ev, at);
                 }
                 Output::Seat { seat, online } => {
                     tracing::info!(%seat, online, "seat registration changed");
+                    self.board_dirty = true;
                 }
                 Output::Agent(ev) => self.agent_event(&ev),
                 Output::Media(cmd) => self.media(cmd),
@@ -559,6 +587,10 @@ impl SwitchTask {
             }
         }
         self.count_sip();
+        self.observe_seats();
+        if self.board_dirty {
+            self.publish_wallboard(Instant::now(), None);
+        }
     }
 
     /// A seat change: log, metric, live stream (journal: `agent_events`).
@@ -799,6 +831,7 @@ impl SwitchTask {
         self.metrics
             .registrar_locked_sources
             .set(i64::try_from(reg.locked_sources(now)).unwrap_or(i64::MAX));
+        self.publish_wallboard(now, Some(&snaps));
         let status = Status {
             queues: snaps
                 .into_iter()
@@ -833,6 +866,45 @@ impl SwitchTask {
             self.last_queues = queues;
         }
         let _ = self.status.send(status);
+    }
+}
+
+impl SwitchTask {
+    /// Notes every seat's state: a seat that changed state gets its gauges at once, its
+    /// wrap-up time counted, and the wallboard is marked for a new snapshot.
+    fn observe_seats(&mut self) {
+        let now = Instant::now();
+        for (id, s) in self.switch.acd().seats() {
+            if let Some(state) = seat_state_label(s.label())
+                && let Some((left, held)) = self.seat_clock.observe(id, state, now)
+            {
+                self.metrics.seat_left_state(id, left, held);
+                self.metrics.publish_seat(id, state);
+                self.board_dirty = true;
+            }
+        }
+    }
+
+    /// Builds the wallboard snapshot (from `snaps` when the caller has the ACD's queue
+    /// snapshot at hand) and publishes it if it changed.
+    fn publish_wallboard(&mut self, now: Instant, snaps: Option<&[QueueSnapshot]>) {
+        self.board_dirty = false;
+        let fresh;
+        let snaps = match snaps {
+            Some(s) => s,
+            None => {
+                fresh = self.switch.acd().snapshot(now);
+                &fresh
+            }
+        };
+        let recorder = &mut self.recorder;
+        let snap = self.board.snapshot(
+            snaps,
+            |queue, window| recorder.service_level(queue, window, now),
+            self.switch.active_calls(),
+            chrono::Utc::now(),
+        );
+        self.wallboard.publish(snap);
     }
 }
 
