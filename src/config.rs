@@ -67,6 +67,7 @@ pub struct Config {
     pub store: StoreConfig,
     pub trunk: TrunkConfig,
     pub registrar: RegistrarConfig,
+    pub features: FeaturesConfig,
     pub queues: Vec<QueueConfig>,
     pub dialplan: DialplanConfig,
     pub seats: Vec<SeatConfig>,
@@ -166,6 +167,52 @@ pub struct RegistrarConfig {
     /// `SHA-256`, `MD5`. Default `MD5` only: SIPp answers only the first challenge and
     /// Debian's baresip 1.0 refuses to register at all when any challenge is SHA-256.
     pub digest_algorithms: Vec<String>,
+    /// A seat logs in (status available) when it gains its first registered contact;
+    /// `false`: it stays logged out until `*21` or `POST /api/v1/agents/{id}/login`.
+    pub login_on_register: bool,
+    /// Failed authentications from one source address within `lockout_window_s` after
+    /// which the source is ignored for `lockout_s` (log line, metric); 0 = never.
+    pub lockout_failures: u32,
+    /// Window over which failures are counted, seconds.
+    pub lockout_window_s: u32,
+    /// How long a locked-out source gets no response at all, seconds.
+    pub lockout_s: u32,
+}
+
+/// Seat feature codes dialled from a registered softphone (INVITE to the code), and the
+/// seat policies of the ACD.
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct FeaturesConfig {
+    /// Log in (status available).
+    pub login: String,
+    /// Log out (after the call in progress, if any).
+    pub logout: String,
+    /// Pause; the code followed by digits picks a reason from `pause_reasons`.
+    pub pause: String,
+    /// End a pause.
+    pub unpause: String,
+    /// Reason codes by the digits dialled after the pause code (`*231` = meal).
+    pub pause_reasons: std::collections::BTreeMap<String, String>,
+    /// Consecutive unanswered offers (ring timeout) after which a seat goes on break
+    /// `no-answer` and the supervisor is told; 0 = never.
+    pub no_answer_limit: u32,
+}
+
+impl Default for FeaturesConfig {
+    fn default() -> FeaturesConfig {
+        FeaturesConfig {
+            login: "*21".to_owned(),
+            logout: "*22".to_owned(),
+            pause: "*23".to_owned(),
+            unpause: "*24".to_owned(),
+            pause_reasons: [("1", "meal"), ("2", "training"), ("3", "debrief")]
+                .into_iter()
+                .map(|(k, v)| (k.to_owned(), v.to_owned()))
+                .collect(),
+            no_answer_limit: 3,
+        }
+    }
 }
 
 /// One ACD queue.
@@ -203,6 +250,9 @@ pub struct SeatConfig {
     /// HA1 = SHA-256(id:realm:password) in hex, with `ha1_md5`.
     #[serde(default)]
     pub ha1_sha256: Option<String>,
+    /// Seconds of wrap-up after each call of this seat, overriding its queue's.
+    #[serde(default)]
+    pub wrap_up_s: Option<u64>,
 }
 
 impl Default for Config {
@@ -215,6 +265,7 @@ impl Default for Config {
             store: StoreConfig::default(),
             trunk: TrunkConfig::default(),
             registrar: RegistrarConfig::default(),
+            features: FeaturesConfig::default(),
             queues: vec![QueueConfig::default()],
             dialplan: DialplanConfig::default(),
             seats: (1..=20)
@@ -223,6 +274,7 @@ impl Default for Config {
                     password: Some(DEMO_PASSWORD.to_owned()),
                     ha1_md5: None,
                     ha1_sha256: None,
+                    wrap_up_s: None,
                 })
                 .collect(),
         }
@@ -291,6 +343,10 @@ impl Default for RegistrarConfig {
             max_expires_s: 3600,
             default_expires_s: 600,
             digest_algorithms: vec!["MD5".to_owned()],
+            login_on_register: true,
+            lockout_failures: 10,
+            lockout_window_s: 60,
+            lockout_s: 300,
         }
     }
 }

@@ -94,6 +94,16 @@ pub struct Metrics {
     pub seat_wrap_up_seconds: Family<SeatIdLabels, FloatCounter>,
     /// `vigie_seat_state{seat,state}`: 1 for the seat's current state, 0 for the others.
     pub seat_state: Family<SeatStateLabels, Gauge>,
+    /// `vigie_seat_no_answer_breaks_total{seat}`: times the no-answer policy put the seat on
+    /// break after consecutive unanswered offers.
+    pub seat_no_answer_breaks: Family<SeatIdLabels, Counter>,
+    /// `vigie_seat_changes_total{cause}`: seat status/state changes by cause.
+    pub seat_changes: Family<SeatCauseLabels, Counter>,
+    /// `vigie_registrar_lockouts_total`: source addresses locked out after repeated
+    /// authentication failures.
+    pub registrar_lockouts: Counter,
+    /// `vigie_registrar_locked_sources`: source addresses locked out now.
+    pub registrar_locked_sources: Gauge,
     /// `vigie_trunk_calls_active`: calls in progress on the trunk.
     pub trunk_calls_active: Gauge,
     /// `vigie_trunk_capacity_calls`: configured trunk channels.
@@ -216,6 +226,30 @@ impl Metrics {
             "1 for the seat's current state, 0 for the others",
             seat_state.clone(),
         );
+        let seat_no_answer_breaks = Family::<SeatIdLabels, Counter>::default();
+        registry.register(
+            "vigie_seat_no_answer_breaks",
+            "Times the no-answer policy put the seat on break",
+            seat_no_answer_breaks.clone(),
+        );
+        let seat_changes = Family::<SeatCauseLabels, Counter>::default();
+        registry.register(
+            "vigie_seat_changes",
+            "Seat status or state changes, by cause",
+            seat_changes.clone(),
+        );
+        let registrar_lockouts = Counter::default();
+        registry.register(
+            "vigie_registrar_lockouts",
+            "Source addresses locked out after repeated authentication failures",
+            registrar_lockouts.clone(),
+        );
+        let registrar_locked_sources = Gauge::default();
+        registry.register(
+            "vigie_registrar_locked_sources",
+            "Source addresses locked out now",
+            registrar_locked_sources.clone(),
+        );
         let trunk_calls_active = Gauge::default();
         registry.register(
             "vigie_trunk_calls_active",
@@ -299,6 +333,10 @@ impl Metrics {
             seat_ring_no_answer,
             seat_wrap_up_seconds,
             seat_state,
+            seat_no_answer_breaks,
+            seat_changes,
+            registrar_lockouts,
+            registrar_locked_sources,
             trunk_calls_active,
             trunk_capacity_calls,
             sip_requests_received,
@@ -543,6 +581,13 @@ pub struct ServiceLevelLabels {
 pub struct SeatIdLabels {
     /// Agent seat id (the SIP user it registers as).
     pub seat: String,
+}
+
+/// Labels `{cause}` of a seat change (bounded: the ACD's `Cause` labels).
+#[derive(Debug, Clone, PartialEq, Eq, Hash, EncodeLabelSet)]
+pub struct SeatCauseLabels {
+    /// Why the seat changed (`api`, `registered`, `no_answer_policy`, …).
+    pub cause: String,
 }
 
 /// Labels `{seat,state}`.

@@ -959,6 +959,8 @@ impl Sim {
                         }
                         self.media.push((ms, m));
                     }
+                    // Seat status/state changes (journal, live view): checked in seat_props.
+                    Output::Agent(_) => {}
                     other => panic!("unexpected output {other:?}"),
                 }
             }

@@ -24,12 +24,14 @@ pub struct HttpState {
     pub metrics: Arc<Metrics>,
     pub status: watch::Receiver<Status>,
     pub store: Store,
+    pub agents: super::agents::AgentsApi,
     /// The latest wallboard snapshot, published by the switch task.
     pub wallboard: watch::Receiver<Arc<super::wallboard::Snapshot>>,
 }
 
 /// Serves HTTP on `listener` until the process ends.
 pub async fn serve(listener: TcpListener, state: HttpState) {
+    let agents = super::agents::routes(state.agents.clone());
     let app = Router::new()
         .route("/metrics", get(metrics))
         .route("/healthz", get(|| async { "ok\n" }))
@@ -37,7 +39,8 @@ pub async fn serve(listener: TcpListener, state: HttpState) {
         .route("/api/v1/calls", get(calls))
         .route("/api/v1/calls/{id}", get(call))
         .merge(super::wallboard::routes())
-        .with_state(state);
+        .with_state(state)
+        .merge(agents);
     if let Err(e) = axum::serve(listener, app).await {
         tracing::error!(error = %e, "HTTP server stopped");
     }

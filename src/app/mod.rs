@@ -1,6 +1,7 @@
 //! Task wiring (DESIGN §2, the IO edge): sockets, the journal writer, the media relay and
 //! the HTTP server around one switch task that owns the sans-IO [`Switch`].
 
+pub mod agents;
 pub mod http;
 mod prompts;
 mod recorder;
@@ -57,6 +58,13 @@ pub enum Input {
     TcpClosed {
         addr: SocketAddr,
     },
+    /// A seat command from the HTTP API; answered with the seat after the change.
+    Agent {
+        seat: String,
+        cmd: crate::acd::Command,
+        cause: crate::acd::Cause,
+        reply: tokio::sync::oneshot::Sender<Result<agents::AgentView, crate::acd::CommandError>>,
+    },
     /// A relay session was allocated (or not) for a call.
     MediaAllocated {
         call: CallId,
@@ -100,6 +108,8 @@ pub struct Status {
     pub queues: Vec<QueueStatus>,
     pub seats: Vec<SeatStatus>,
     pub active_calls: usize,
+    /// Every seat's status and state (the agents API's table).
+    pub agents: Vec<agents::AgentView>,
 }
 
 #[derive(Debug, Clone, serde::Serialize)]
@@ -241,6 +251,9 @@ pub async fn start(config: Config) -> Result<(Bound, Shutdown), StartError> {
             max_expires: config.registrar.max_expires_s,
             default_expires: config.registrar.default_expires_s,
             nonce_lifetime: 300,
+            lockout_failures: config.registrar.lockout_failures,
+            lockout_window: config.registrar.lockout_window_s,
+            lockout_duration: config.registrar.lockout_s,
             algorithms: config
                 .registrar
                 .digest_algorithms
@@ -299,13 +312,19 @@ pub async fn start(config: Config) -> Result<(Bound, Shutdown), StartError> {
         ));
     }
     let (status_tx, status_rx) = watch::channel(Status::default());
+    let (agent_events, _) = tokio::sync::broadcast::channel(1024);
     let (wallboard_tx, wallboard_rx) = wallboard::channel();
     tokio::spawn(http::serve(
         http_listener,
         http::HttpState {
             metrics: Arc::clone(&metrics),
-            status: status_rx,
+            status: status_rx.clone(),
             store: store.clone(),
+            agents: agents::AgentsApi {
+                inputs: inputs.clone(),
+                status: status_rx,
+                events: agent_events.clone(),
+            },
             wallboard: wallboard_rx,
         },
     ));
@@ -338,6 +357,13 @@ pub async fn start(config: Config) -> Result<(Bound, Shutdown), StartError> {
         metrics,
         recorder,
         status: status_tx,
+        agent_events,
+        agent_journal: crate::store::AgentJournal::spawn(
+            store.clone(),
+            config.node_id.clone(),
+            4096,
+        ),
+        last_queues: String::new(),
         seen_responses: [0; 7],
         seen_retransmissions: 0,
         board,
@@ -402,6 +428,12 @@ struct SwitchTask {
     metrics: Arc<Metrics>,
     recorder: Recorder,
     status: watch::Sender<Status>,
+    /// Live seat and queue changes for the agents SSE stream.
+    agent_events: tokio::sync::broadcast::Sender<(&'static str, String)>,
+    /// Writer of `agent_events`.
+    agent_journal: crate::store::AgentJournal,
+    /// The queue figures last sent on the SSE stream (JSON), to send only changes.
+    last_queues: String,
     seen_responses: [u64; 7],
     seen_retransmissions: u64,
     /// The wallboard's day counts, fed with every call event.
@@ -468,6 +500,24 @@ impl SwitchTask {
             Input::TcpClosed { addr } => {
                 self.tcp_writers.remove(&addr);
             }
+            Input::Agent {
+                seat,
+                cmd,
+                cause,
+                reply,
+            } => {
+                let r = self.switch.agent_command(now, &seat, cmd, cause);
+                self.drain_outputs();
+                self.publish_status();
+                let view = r.and_then(|()| {
+                    self.switch
+                        .acd()
+                        .seat(&seat)
+                        .map(agents::AgentView::of)
+                        .ok_or(crate::acd::CommandError::UnknownSeat(seat))
+                });
+                let _ = reply.send(view);
+            }
             Input::MediaAllocated { call, session } => match session {
                 Ok(s) => {
                     let ports = MediaPorts {
@@ -528,6 +578,7 @@ impl SwitchTask {
                     tracing::info!(%seat, online, "seat registration changed");
                     self.board_dirty = true;
                 }
+                Output::Agent(ev) => self.agent_event(&ev),
                 Output::Media(cmd) => self.media(cmd),
                 #[allow(unreachable_patterns)]
                 _ => {}
@@ -537,6 +588,56 @@ impl SwitchTask {
         self.observe_seats();
         if self.board_dirty {
             self.publish_wallboard(Instant::now(), None);
+        }
+    }
+
+    /// A seat change: log, metric, live stream (journal: `agent_events`).
+    fn agent_event(&mut self, ev: &crate::acd::SeatEvent) {
+        let view = agents::AgentEvent::of(ev, chrono::Utc::now());
+        if ev.cause == crate::acd::Cause::NoAnswerPolicy {
+            tracing::warn!(
+                seat = %ev.seat,
+                "seat put on break after consecutive unanswered offers (no-answer policy)"
+            );
+            self.metrics
+                .seat_no_answer_breaks
+                .get_or_create(&crate::metrics::SeatIdLabels {
+                    seat: ev.seat.clone(),
+                })
+                .inc();
+        } else {
+            tracing::info!(
+                seat = %ev.seat,
+                status = %view.status,
+                state = %view.state,
+                cause = %view.cause,
+                "seat changed"
+            );
+        }
+        self.metrics
+            .seat_changes
+            .get_or_create(&crate::metrics::SeatCauseLabels {
+                cause: ev.cause.as_str().to_owned(),
+            })
+            .inc();
+        if let Ok(json) = serde_json::to_string(&view) {
+            let _ = self.agent_events.send(("seat", json));
+        }
+        let row = crate::store::AgentEventRow {
+            id: ulid::Ulid::generate().to_string(),
+            seat: view.seat.clone(),
+            at: view.at.clone(),
+            status: view.status.clone(),
+            reason: view.reason.clone(),
+            state: view.state.clone(),
+            pending: view.pending.clone(),
+            registered: view.registered,
+            reachable: view.reachable,
+            cause: view.cause.clone(),
+            call_id: view.call.clone(),
+        };
+        if !self.agent_journal.record(row) {
+            tracing::warn!(seat = %ev.seat, "agent journal queue full: seat change not journaled");
         }
     }
 
@@ -719,6 +820,15 @@ impl SwitchTask {
             }
         }
         self.recorder.publish_service_level(&self.metrics, now);
+        let reg = self.switch.registrar();
+        let lockouts = reg.lockouts_total();
+        let seen = self.metrics.registrar_lockouts.get();
+        if lockouts > seen {
+            self.metrics.registrar_lockouts.inc_by(lockouts - seen);
+        }
+        self.metrics
+            .registrar_locked_sources
+            .set(i64::try_from(reg.locked_sources(now)).unwrap_or(i64::MAX));
         self.publish_wallboard(now, Some(&snaps));
         let status = Status {
             queues: snaps
@@ -740,7 +850,19 @@ impl SwitchTask {
                 })
                 .collect(),
             active_calls: self.switch.active_calls(),
+            agents: self
+                .switch
+                .acd()
+                .seat_list()
+                .map(agents::AgentView::of)
+                .collect(),
         };
+        if let Ok(queues) = serde_json::to_string(&status.queues)
+            && queues != self.last_queues
+        {
+            let _ = self.agent_events.send(("queue", queues.clone()));
+            self.last_queues = queues;
+        }
         let _ = self.status.send(status);
     }
 }
@@ -888,6 +1010,7 @@ fn seat_state_label(label: &str) -> Option<SeatState> {
     Some(match label {
         "logged_out" => SeatState::LoggedOut,
         "idle" => SeatState::Idle,
+        "reserved" => SeatState::Reserved,
         "ringing" => SeatState::Ringing,
         "on_call" => SeatState::OnCall,
         "wrap_up" => SeatState::WrapUp,

@@ -32,10 +32,12 @@
 //! # Ok(()) }
 //! ```
 
+pub mod agents;
 mod journal;
 mod model;
 mod sqlite;
 
+pub use agents::{AgentEventRow, AgentJournal};
 pub use journal::{FlushReport, Journal, JournalConfig, JournalMetrics, Recorded};
 pub use model::{
     CallPatch, CallRow, EventKind, EventRow, JournalRecord, LocationRow, Outcome, UnknownName,

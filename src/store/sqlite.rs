@@ -89,6 +89,11 @@ impl Store {
         Ok(Store { pool, path })
     }
 
+    /// The connection pool, for the store's other repositories (`agents`).
+    pub(crate) fn pool(&self) -> &SqlitePool {
+        &self.pool
+    }
+
     /// The database file.
     pub fn path(&self) -> &Path {
         &self.path

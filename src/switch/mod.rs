@@ -12,6 +12,7 @@
 
 pub mod dialog;
 pub mod event;
+pub mod features;
 
 use std::collections::{HashMap, VecDeque};
 use std::net::{IpAddr, SocketAddr};
@@ -146,6 +147,8 @@ pub enum Output {
     },
     /// A command for the media relay.
     Media(MediaCommand),
+    /// A seat's status or state changed (journal `agent_events`, live view, metrics).
+    Agent(crate::acd::SeatEvent),
 }
 
 /// Counters the edge exports as metrics.
@@ -305,6 +308,7 @@ pub struct Switch {
     closing: HashMap<ClientTxKey, Closing>,
     outputs: VecDeque<Output>,
     stats: SwitchStats,
+    features: features::FeatureCodes,
 }
 
 impl Switch {
@@ -341,7 +345,18 @@ impl Switch {
                 d: Duration::from_secs(32),
             }),
             registrar,
-            acd: Acd::new(queues, config.seats.iter().map(|s| s.id.clone())),
+            acd: config.seats.iter().fold(
+                Acd::new(queues, config.seats.iter().map(|s| s.id.clone())).with_policy(
+                    crate::acd::SeatPolicy {
+                        login_on_register: config.registrar.login_on_register,
+                        no_answer_limit: config.features.no_answer_limit,
+                    },
+                ),
+                |acd, s| match s.wrap_up_s {
+                    Some(w) => acd.with_seat_wrap_up(&s.id, Duration::from_secs(w)),
+                    None => acd,
+                },
+            ),
             local,
             media_ip: config.advertised_media_ip(),
             user_agent: config.sip.user_agent.clone(),
@@ -355,6 +370,7 @@ impl Switch {
             closing: HashMap::new(),
             outputs: VecDeque::new(),
             stats: SwitchStats::default(),
+            features: features::FeatureCodes::new(&config.features),
         }
     }
 
@@ -403,9 +419,31 @@ impl Switch {
         self.pump(now);
     }
 
+    /// The registrar, for its lock-out figures (metrics).
+    pub fn registrar(&self) -> &Registrar {
+        &self.registrar
+    }
+
     /// The ACD, for snapshots (metrics, API).
     pub fn acd(&self) -> &Acd {
         &self.acd
+    }
+
+    /// A login, logout, pause or unpause of a seat (HTTP API or feature code); seat changes
+    /// come out as [`Output::Agent`].
+    ///
+    /// # Errors
+    /// [`crate::acd::CommandError`] when the seat is unknown or the command does not apply.
+    pub fn agent_command(
+        &mut self,
+        now: Instant,
+        seat: &str,
+        cmd: crate::acd::Command,
+        cause: crate::acd::Cause,
+    ) -> Result<(), crate::acd::CommandError> {
+        let r = self.acd.command(now, seat, cmd, cause);
+        self.pump(now);
+        r
     }
 
     /// True while the call is in progress.
@@ -596,6 +634,10 @@ impl Switch {
                 self.decide(now, d);
                 continue;
             }
+            if let Some(ev) = self.acd.poll_seat_event() {
+                self.outputs.push_back(Output::Agent(ev));
+                continue;
+            }
             break;
         }
     }
@@ -653,8 +695,22 @@ impl Switch {
             return;
         }
         match req.method {
-            Method::Invite => self.new_call(now, key, from, req),
+            Method::Invite => {
+                // Seat feature codes (*21…*24) before any trunk-call handling.
+                let feature = req
+                    .uri
+                    .user_unescaped()
+                    .and_then(|u| self.features.parse(&u));
+                match feature {
+                    Some(cmd) => self.feature_invite(now, key, from, req, cmd),
+                    None => self.new_call(now, key, from, req),
+                }
+            }
             Method::Register => {
+                // A source locked out after repeated failures gets no answer at all.
+                if self.registrar.is_locked(now, from.addr.ip()) {
+                    return;
+                }
                 let outcome = self.registrar.handle_register(now, from, &req);
                 let mut resp = outcome.response;
                 resp.headers
@@ -1651,13 +1707,13 @@ impl Switch {
         }
         match resp.status {
             100 => {}
-            101..=199 => self.on_b_provisional(id, &resp),
+            101..=199 => self.on_b_provisional(now, id, &resp),
             200..=299 => self.on_b_answer(now, id, &resp),
             _ => self.on_b_failure(now, id, Some(resp.status)),
         }
     }
 
-    fn on_b_provisional(&mut self, id: CallId, resp: &Response) {
+    fn on_b_provisional(&mut self, now: Instant, id: CallId, resp: &Response) {
         let Some(b) = self.calls.get_mut(&id).and_then(|c| c.b.as_mut()) else {
             return;
         };
@@ -1673,6 +1729,7 @@ impl Switch {
             b.dialog.remote_tag = Some(tag);
         }
         if let Target::Seat(seat) = b.target.clone() {
+            self.acd.offer_ringing(now, id, &seat);
             self.emit(id, CallEventKind::Ringing { seat });
         }
     }
