@@ -688,6 +688,23 @@ impl SwitchTask {
                     }
                 }
             }
+            MediaCommand::Codec {
+                call,
+                side,
+                payload_type,
+                alaw,
+            } => {
+                let codec = if alaw {
+                    media::Codec::Pcma
+                } else {
+                    media::Codec::Pcmu
+                };
+                if let Some(s) = self.sessions.get(&call)
+                    && let Err(e) = s.set_codec(media_side(side), codec, payload_type)
+                {
+                    tracing::debug!(%call, error = %e, "codec not set");
+                }
+            }
             MediaCommand::StopPlay { call, side } => {
                 if let Some(s) = self.sessions.get(&call)
                     && let Err(e) = s.stop_play(media_side(side))

@@ -113,6 +113,18 @@ pub enum MediaCommand {
         /// The leg whose prompt stops.
         side: Side,
     },
+    /// The G.711 codec a leg agreed to (the first PCMU/PCMA payload type of its SDP, RFC
+    /// 3264 §6.1): prompts to that leg are encoded in it.
+    Codec {
+        /// The call concerned.
+        call: CallId,
+        /// The leg whose codec this is.
+        side: Side,
+        /// RTP payload type (0 = PCMU, 8 = PCMA, or a dynamic type mapped to one of them).
+        payload_type: u8,
+        /// `true` for G.711 A-law (PCMA), `false` for µ-law (PCMU).
+        alaw: bool,
+    },
     /// Start (`on`) or stop recording the call (a dialplan `record` step).
     Record {
         /// The call concerned.
@@ -1138,6 +1150,18 @@ impl Switch {
                     side: Side::A,
                     addr,
                 }));
+        }
+        if let Some(codec) = anchored
+            .codecs
+            .iter()
+            .find(|k| matches!(k.kind, sdp::CodecKind::Pcmu | sdp::CodecKind::Pcma))
+        {
+            self.outputs.push_back(Output::Media(MediaCommand::Codec {
+                call: id,
+                side: Side::A,
+                payload_type: codec.payload_type,
+                alaw: matches!(codec.kind, sdp::CodecKind::Pcma),
+            }));
         }
         Some(anchored.sdp)
     }
