@@ -284,6 +284,8 @@ pub async fn start(config: Config) -> Result<(Bound, Shutdown), StartError> {
         status: status_tx,
         seen_responses: [0; 7],
         seen_retransmissions: 0,
+        input_at: Instant::now(),
+        offer_clock: HashMap::new(),
     };
     let done = tokio::spawn(async move {
         task.run(inputs_rx, stop_rx).await;
@@ -340,6 +342,11 @@ struct SwitchTask {
     status: watch::Sender<Status>,
     seen_responses: [u64; 7],
     seen_retransmissions: u64,
+    /// When the switch task took the input whose outputs are being drained.
+    input_at: Instant,
+    /// Calls received and not yet offered: when their INVITE was taken (for
+    /// `vigie_offer_latency_seconds`).
+    offer_clock: HashMap<CallId, Instant>,
 }
 
 impl SwitchTask {
@@ -358,15 +365,22 @@ impl SwitchTask {
                 input = inputs.recv() => {
                     let Some(input) = input else { break };
                     self.handle_input(input);
-                    // Take whatever else is already queued before flushing outputs.
+                    // Take whatever else is already queued; outputs are drained after each
+                    // input so the latency histograms know which input caused them.
                     for _ in 0..256 {
                         match inputs.try_recv() {
-                            Ok(i) => self.handle_input(i),
+                            Ok(i) => {
+                                self.drain_outputs();
+                                self.handle_input(i);
+                            }
                             Err(_) => break,
                         }
                     }
                 }
-                _ = sleep => self.switch.handle_timeout(Instant::now()),
+                _ = sleep => {
+                    self.input_at = Instant::now();
+                    self.switch.handle_timeout(self.input_at);
+                }
                 _ = tick.tick() => self.publish_status(),
                 _ = stop.changed() => break,
             }
@@ -376,6 +390,7 @@ impl SwitchTask {
 
     fn handle_input(&mut self, input: Input) {
         let now = Instant::now();
+        self.input_at = now;
         match input {
             Input::Sip { peer, msg } => self.switch.handle_message(now, peer, msg),
             Input::Raw { peer, bytes } => self.send(peer, bytes),
@@ -414,7 +429,9 @@ impl SwitchTask {
                 }
                 Output::Event(ev) => {
                     tracing::debug!(call = %ev.call, kind = ev.kind.name(), "call event");
+                    let (call, kind) = (ev.call, latency_mark(&ev.kind));
                     self.recorder.record(&self.metrics, ev, chrono::Utc::now());
+                    self.observe_latency(call, kind);
                 }
                 Output::Seat { seat, online } => {
                     tracing::info!(%seat, online, "seat registration changed");
@@ -425,6 +442,31 @@ impl SwitchTask {
             }
         }
         self.count_sip();
+    }
+
+    /// Feeds `vigie_offer_latency_seconds` and `vigie_answer_handoff_latency_seconds`.
+    fn observe_latency(&mut self, call: CallId, mark: Option<LatencyMark>) {
+        match mark {
+            Some(LatencyMark::Received) => {
+                self.offer_clock.insert(call, self.input_at);
+            }
+            Some(LatencyMark::Offered) => {
+                if let Some(t) = self.offer_clock.remove(&call) {
+                    self.metrics
+                        .offer_latency_seconds
+                        .observe(t.elapsed().as_secs_f64());
+                }
+            }
+            Some(LatencyMark::Answered) => {
+                self.metrics
+                    .answer_handoff_latency_seconds
+                    .observe(self.input_at.elapsed().as_secs_f64());
+            }
+            Some(LatencyMark::Over) => {
+                self.offer_clock.remove(&call);
+            }
+            None => {}
+        }
     }
 
     fn media(&mut self, cmd: MediaCommand) {
@@ -590,6 +632,26 @@ impl SwitchTask {
             active_calls: self.switch.active_calls(),
         };
         let _ = self.status.send(status);
+    }
+}
+
+/// The call events the latency histograms start or stop on.
+#[derive(Debug, Clone, Copy)]
+enum LatencyMark {
+    Received,
+    Offered,
+    Answered,
+    Over,
+}
+
+fn latency_mark(kind: &crate::switch::event::CallEventKind) -> Option<LatencyMark> {
+    use crate::switch::event::CallEventKind as K;
+    match kind {
+        K::Received { .. } => Some(LatencyMark::Received),
+        K::Offered { .. } => Some(LatencyMark::Offered),
+        K::Answered { .. } => Some(LatencyMark::Answered),
+        K::Abandoned { .. } | K::Ended { .. } | K::Overflowed { .. } => Some(LatencyMark::Over),
+        _ => None,
     }
 }
 
