@@ -519,8 +519,16 @@ mod tests {
         assert_eq!((r.sent, r.received, r.dead_streams), (2, 2, 0));
         assert!((r.jitter_ms_mean - 0.5).abs() < 1e-9);
         // Latencies 0 and 8 ms: p50 in the first bucket, max in the 8 ms bucket.
-        assert!((r.latency_ms_p50 - 0.01).abs() < 1e-9, "{}", r.latency_ms_p50);
-        assert!((r.latency_ms_max - 8.01).abs() < 1e-9, "{}", r.latency_ms_max);
+        assert!(
+            (r.latency_ms_p50 - 0.01).abs() < 1e-9,
+            "{}",
+            r.latency_ms_p50
+        );
+        assert!(
+            (r.latency_ms_max - 8.01).abs() < 1e-9,
+            "{}",
+            r.latency_ms_max
+        );
     }
 
     #[test]
@@ -541,8 +549,7 @@ mod tests {
         let ip = Ipv4Addr::LOCALHOST;
         let probe_a = UdpSocket::bind((ip, 0)).and_then(|s| s.local_addr());
         let probe_b = UdpSocket::bind((ip, 0)).and_then(|s| s.local_addr());
-        let (Ok(std::net::SocketAddr::V4(a)), Ok(std::net::SocketAddr::V4(b))) =
-            (probe_a, probe_b)
+        let (Ok(std::net::SocketAddr::V4(a)), Ok(std::net::SocketAddr::V4(b))) = (probe_a, probe_b)
         else {
             panic!("no loopback ports");
         };

@@ -38,7 +38,11 @@ fn parse_args(args: Vec<String>) -> Result<rtpload::Plan, String> {
     let (mut warmup, mut measure, mut drain) = (1000u64, 5000u64, 300u64);
     while let Some(flag) = it.next() {
         let value = it.next().ok_or(format!("{flag} needs a value"))?;
-        let ms = || value.parse::<u64>().map_err(|e| format!("{flag} {value}: {e}"));
+        let ms = || {
+            value
+                .parse::<u64>()
+                .map_err(|e| format!("{flag} {value}: {e}"))
+        };
         match flag.as_str() {
             "--a-bind" => bind_a = Some(addr(&value)?),
             "--b-bind" => bind_b = Some(addr(&value)?),
