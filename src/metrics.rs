@@ -1018,6 +1018,27 @@ mod tests {
     }
 
     #[test]
+    fn switch_latency_histograms_bucket_their_observations() {
+        let metrics = Metrics::new("0.1.0");
+        metrics.offer_latency_seconds.observe(0.000_4);
+        metrics.offer_latency_seconds.observe(0.003);
+        metrics.answer_handoff_latency_seconds.observe(0.000_08);
+        let text = metrics.encode_prometheus_text();
+        let offer = line_of(&text, "vigie_offer_latency_seconds_bucket");
+        assert!(offer.contains(&"vigie_offer_latency_seconds_bucket{le=\"0.0003\"} 0"));
+        assert!(offer.contains(&"vigie_offer_latency_seconds_bucket{le=\"0.0005\"} 1"));
+        assert!(offer.contains(&"vigie_offer_latency_seconds_bucket{le=\"0.003\"} 2"));
+        assert_eq!(
+            line_of(&text, "vigie_offer_latency_seconds_count"),
+            ["vigie_offer_latency_seconds_count 2"]
+        );
+        assert!(
+            line_of(&text, "vigie_answer_handoff_latency_seconds_bucket")
+                .contains(&"vigie_answer_handoff_latency_seconds_bucket{le=\"0.0001\"} 1")
+        );
+    }
+
+    #[test]
     fn openmetrics_lines_are_exact() {
         let metrics = Metrics::new("0.1.0");
         metrics
