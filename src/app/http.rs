@@ -24,6 +24,8 @@ pub struct HttpState {
     pub metrics: Arc<Metrics>,
     pub status: watch::Receiver<Status>,
     pub store: Store,
+    /// The latest wallboard snapshot, published by the switch task.
+    pub wallboard: watch::Receiver<Arc<super::wallboard::Snapshot>>,
 }
 
 /// Serves HTTP on `listener` until the process ends.
@@ -34,6 +36,7 @@ pub async fn serve(listener: TcpListener, state: HttpState) {
         .route("/api/v1/status", get(status))
         .route("/api/v1/calls", get(calls))
         .route("/api/v1/calls/{id}", get(call))
+        .merge(super::wallboard::routes())
         .with_state(state);
     if let Err(e) = axum::serve(listener, app).await {
         tracing::error!(error = %e, "HTTP server stopped");

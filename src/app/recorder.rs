@@ -15,7 +15,7 @@ use crate::metrics::{
     WindowedRatio,
 };
 use crate::store::{CallPatch, EventKind, Journal, JournalRecord, LocationRow, Outcome};
-use crate::switch::event::{CallEvent, CallEventKind};
+use crate::switch::event::{CallEvent, CallEventKind, EndCause};
 
 /// What the recorder remembers of a live call.
 #[derive(Debug, Default)]
@@ -100,6 +100,21 @@ impl Recorder {
         }
     }
 
+    /// (answered by a seat within the threshold, calls whose wait ended) of `queue` over
+    /// `window` ending at `now`; `None` for a queue without a service level.
+    pub fn service_level(
+        &mut self,
+        queue: &str,
+        window: SlWindow,
+        now: Instant,
+    ) -> Option<(u64, u64)> {
+        let sl = self.service_levels.get_mut(queue)?;
+        sl.windows
+            .iter_mut()
+            .find(|(w, _)| *w == window)
+            .map(|(_, counter)| counter.totals(now))
+    }
+
     /// Records one event that happened at `at` (wall clock, for the journal), now.
     pub fn record(&mut self, metrics: &Metrics, ev: CallEvent, at: DateTime<Utc>) {
         self.record_at(metrics, ev, at, Instant::now());
@@ -132,6 +147,21 @@ impl Recorder {
                 (
                     EventKind::Received,
                     json!({"sip_call_id": sip_call_id, "called": called, "source": source.to_string()}),
+                )
+            }
+            CallEventKind::Routed {
+                route,
+                vars,
+                tags,
+                trace,
+            } => {
+                let vars: serde_json::Map<String, serde_json::Value> = vars
+                    .iter()
+                    .map(|(k, v)| (k.clone(), serde_json::Value::String(v.clone())))
+                    .collect();
+                (
+                    EventKind::Routed,
+                    json!({"route": route, "vars": vars, "tags": tags, "trace": trace}),
                 )
             }
             CallEventKind::Located(loc) => {
@@ -271,7 +301,13 @@ impl Recorder {
                         .inc_by(talk);
                 }
                 count_end(metrics, &live.queue, outcome);
-                (EventKind::Ended, json!({"cause": cause.as_str()}))
+                let detail = match cause {
+                    EndCause::Dialplan { status } => {
+                        json!({"cause": cause.as_str(), "status": status})
+                    }
+                    _ => json!({"cause": cause.as_str()}),
+                };
+                (EventKind::Ended, detail)
             }
             #[allow(unreachable_patterns)]
             _ => return,
@@ -344,7 +380,7 @@ mod tests {
     use super::*;
     use crate::acd::OverflowReason;
     use crate::store::{JournalConfig, Store};
-    use crate::switch::event::{AbandonPhase, EndCause};
+    use crate::switch::event::AbandonPhase;
 
     fn ev(call: CallId, kind: CallEventKind) -> CallEvent {
         CallEvent { call, kind }

@@ -86,11 +86,13 @@ pub enum EventKind {
     Played,
     /// The call was transferred.
     Transferred,
+    /// The dialplan routed the call; detail carries route, vars, tags and trace.
+    Routed,
 }
 
 impl EventKind {
     /// Every kind, in declaration order.
-    pub const ALL: [EventKind; 15] = [
+    pub const ALL: [EventKind; 16] = [
         EventKind::Received,
         EventKind::Queued,
         EventKind::Offered,
@@ -106,6 +108,7 @@ impl EventKind {
         EventKind::HandedOff,
         EventKind::Played,
         EventKind::Transferred,
+        EventKind::Routed,
     ];
 
     /// The name stored in `call_events.kind`.
@@ -126,6 +129,7 @@ impl EventKind {
             EventKind::HandedOff => "handed_off",
             EventKind::Played => "played",
             EventKind::Transferred => "transferred",
+            EventKind::Routed => "routed",
         }
     }
 }
