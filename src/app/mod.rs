@@ -366,6 +366,8 @@ pub async fn start(config: Config) -> Result<(Bound, Shutdown), StartError> {
         last_queues: String::new(),
         seen_responses: [0; 7],
         seen_retransmissions: 0,
+        input_at: Instant::now(),
+        offer_clock: HashMap::new(),
         board,
         wallboard: wallboard_tx,
         board_dirty: false,
@@ -436,6 +438,11 @@ struct SwitchTask {
     last_queues: String,
     seen_responses: [u64; 7],
     seen_retransmissions: u64,
+    /// When the switch task took the input whose outputs are being drained.
+    input_at: Instant,
+    /// Calls received and not yet offered: when their INVITE was taken (for
+    /// `vigie_offer_latency_seconds`).
+    offer_clock: HashMap<CallId, Instant>,
     /// The wallboard's day counts, fed with every call event.
     board: wallboard::Board,
     wallboard: wallboard::Publisher,
@@ -467,15 +474,22 @@ impl SwitchTask {
                 input = inputs.recv() => {
                     let Some(input) = input else { break };
                     self.handle_input(input);
-                    // Take whatever else is already queued before flushing outputs.
+                    // Take whatever else is already queued; outputs are drained after each
+                    // input so the latency histograms know which input caused them.
                     for _ in 0..256 {
                         match inputs.try_recv() {
-                            Ok(i) => self.handle_input(i),
+                            Ok(i) => {
+                                self.drain_outputs();
+                                self.handle_input(i);
+                            }
                             Err(_) => break,
                         }
                     }
                 }
-                _ = sleep => self.switch.handle_timeout(Instant::now()),
+                _ = sleep => {
+                    self.input_at = Instant::now();
+                    self.switch.handle_timeout(self.input_at);
+                }
                 Some(plan) = plans.recv() => {
                     // Calls in progress keep their own steps; new calls take this plan.
                     self.switch.set_plan(plan);
@@ -490,6 +504,7 @@ impl SwitchTask {
 
     fn handle_input(&mut self, input: Input) {
         let now = Instant::now();
+        self.input_at = now;
         self.switch.set_wall_clock(now, chrono::Utc::now());
         match input {
             Input::Sip { peer, msg } => self.switch.handle_message(now, peer, msg),
@@ -569,10 +584,12 @@ impl SwitchTask {
                 }
                 Output::Event(ev) => {
                     tracing::debug!(call = %ev.call, kind = ev.kind.name(), "call event");
+                    let (call, kind) = (ev.call, latency_mark(&ev.kind));
                     let at = chrono::Utc::now();
                     self.board.observe(&ev, at);
                     self.board_dirty = true;
                     self.recorder.record(&self.metrics, ev, at);
+                    self.observe_latency(call, kind);
                 }
                 Output::Seat { seat, online } => {
                     tracing::info!(%seat, online, "seat registration changed");
@@ -638,6 +655,31 @@ impl SwitchTask {
         };
         if !self.agent_journal.record(row) {
             tracing::warn!(seat = %ev.seat, "agent journal queue full: seat change not journaled");
+        }
+    }
+
+    /// Feeds `vigie_offer_latency_seconds` and `vigie_answer_handoff_latency_seconds`.
+    fn observe_latency(&mut self, call: CallId, mark: Option<LatencyMark>) {
+        match mark {
+            Some(LatencyMark::Received) => {
+                self.offer_clock.insert(call, self.input_at);
+            }
+            Some(LatencyMark::Offered) => {
+                if let Some(t) = self.offer_clock.remove(&call) {
+                    self.metrics
+                        .offer_latency_seconds
+                        .observe(t.elapsed().as_secs_f64());
+                }
+            }
+            Some(LatencyMark::Answered) => {
+                self.metrics
+                    .answer_handoff_latency_seconds
+                    .observe(self.input_at.elapsed().as_secs_f64());
+            }
+            Some(LatencyMark::Over) => {
+                self.offer_clock.remove(&call);
+            }
+            None => {}
         }
     }
 
@@ -881,6 +923,26 @@ impl SwitchTask {
             self.last_queues = queues;
         }
         let _ = self.status.send(status);
+    }
+}
+
+/// The call events the latency histograms start or stop on.
+#[derive(Debug, Clone, Copy)]
+enum LatencyMark {
+    Received,
+    Offered,
+    Answered,
+    Over,
+}
+
+fn latency_mark(kind: &crate::switch::event::CallEventKind) -> Option<LatencyMark> {
+    use crate::switch::event::CallEventKind as K;
+    match kind {
+        K::Received { .. } => Some(LatencyMark::Received),
+        K::Offered { .. } => Some(LatencyMark::Offered),
+        K::Answered { .. } => Some(LatencyMark::Answered),
+        K::Abandoned { .. } | K::Ended { .. } | K::Overflowed { .. } => Some(LatencyMark::Over),
+        _ => None,
     }
 }
 
