@@ -1,7 +1,10 @@
 //! Task wiring (DESIGN §2, the IO edge): sockets, the journal writer, the media relay and
 //! the HTTP server around one switch task that owns the sans-IO [`Switch`].
 
+pub mod aml;
+pub mod georef;
 pub mod http;
+pub mod outbox;
 pub mod recorder;
 pub mod transport;
 
@@ -55,6 +58,16 @@ pub enum Input {
         call: CallId,
         session: Result<RelaySession, MediaError>,
     },
+    /// Locations that arrived off the call path (a dereferenced `Geolocation` URI): appended
+    /// to the call as a location update.
+    LocationUpdate {
+        call: CallId,
+        locations: Vec<crate::location::Location>,
+        /// Journal source label (`geolocation-uri`).
+        source: &'static str,
+    },
+    /// An AML report to correlate with a call (from the AML endpoint).
+    Aml(aml::AmlSubmission),
 }
 
 /// Why vigie could not start.
@@ -69,6 +82,10 @@ pub enum StartError {
     },
     #[error("cannot open the call journal: {0}")]
     Store(#[from] StoreError),
+    #[error(transparent)]
+    Aml(#[from] aml::AmlServerError),
+    #[error("cannot build the HTTP client: {0}")]
+    HttpClient(#[source] reqwest::Error),
 }
 
 /// The figures the HTTP API shows, refreshed by the switch task.
@@ -100,6 +117,8 @@ pub struct Bound {
     pub udp: Vec<SocketAddr>,
     pub tcp: Vec<SocketAddr>,
     pub http: SocketAddr,
+    /// The AML endpoint, when configured.
+    pub aml: Option<SocketAddr>,
 }
 
 /// Starts every task and runs until SIGINT/SIGTERM, then flushes the journal.
@@ -204,6 +223,7 @@ pub async fn start(config: Config) -> Result<(Bound, Shutdown), StartError> {
         udp: udp.iter().filter_map(|s| s.local_addr().ok()).collect(),
         tcp: tcp.iter().filter_map(|l| l.local_addr().ok()).collect(),
         http: http_listener.local_addr().unwrap_or(config.http.listen),
+        aml: None,
     };
 
     let local = LocalAddr {
@@ -255,15 +275,44 @@ pub async fn start(config: Config) -> Result<(Bound, Shutdown), StartError> {
         ));
     }
     let (status_tx, status_rx) = watch::channel(Status::default());
+    let handoff_events = crate::dispatch::Publisher::channel();
     tokio::spawn(http::serve(
         http_listener,
         http::HttpState {
             metrics: Arc::clone(&metrics),
             status: status_rx,
             store: store.clone(),
+            events: handoff_events.clone(),
         },
     ));
     let (stop_tx, stop_rx) = watch::channel(false);
+    // One TLS provider for the process (rustls with ring: no C toolchain beyond cc).
+    let _ = rustls::crypto::ring::default_provider().install_default();
+    let http_client = reqwest::Client::builder()
+        .connect_timeout(std::time::Duration::from_millis(
+            config.dispatch.timeout_ms.max(100),
+        ))
+        .user_agent(config.sip.user_agent.clone())
+        .build()
+        .map_err(StartError::HttpClient)?;
+    let outbox_task = config.dispatch.webhook_url.clone().map(|url| {
+        tokio::spawn(outbox::run(
+            store.clone(),
+            http_client.clone(),
+            outbox::WebhookConfig {
+                url,
+                timeout: std::time::Duration::from_millis(config.dispatch.timeout_ms.max(1)),
+                retry_min: std::time::Duration::from_millis(config.dispatch.retry_min_ms.max(1)),
+                retry_max: std::time::Duration::from_millis(config.dispatch.retry_max_ms.max(1)),
+                poll: std::time::Duration::from_millis(200),
+            },
+            stop_rx.clone(),
+        ))
+    });
+    let mut bound = bound;
+    if let Some(listen) = config.aml.listen {
+        bound.aml = Some(aml::spawn(&config.aml, listen, inputs.clone()).await?);
+    }
     let recorder = Recorder::new(journal.clone()).with_service_levels(
         &metrics,
         config.queues.iter().map(|q| {
@@ -271,7 +320,8 @@ pub async fn start(config: Config) -> Result<(Bound, Shutdown), StartError> {
             (q.name.clone(), threshold)
         }),
         Instant::now(),
-    );
+    )
+    .with_events(handoff_events);
     let task = SwitchTask {
         switch,
         inputs_tx: inputs,
@@ -284,6 +334,12 @@ pub async fn start(config: Config) -> Result<(Bound, Shutdown), StartError> {
         status: status_tx,
         seen_responses: [0; 7],
         seen_retransmissions: 0,
+        http_client,
+        georef_timeout: std::time::Duration::from_millis(config.dispatch.georef_timeout_ms.max(1)),
+        georef_retries: config.dispatch.georef_retries,
+        aml_after_end: chrono::Duration::seconds(
+            i64::try_from(config.aml.match_after_end_s).unwrap_or(i64::MAX / 1000),
+        ),
     };
     let done = tokio::spawn(async move {
         task.run(inputs_rx, stop_rx).await;
@@ -295,6 +351,9 @@ pub async fn start(config: Config) -> Result<(Bound, Shutdown), StartError> {
             );
         }
         let _ = journal_task.await;
+        if let Some(t) = outbox_task {
+            let _ = t.await;
+        }
         store.close().await;
     });
     Ok((
@@ -340,6 +399,12 @@ struct SwitchTask {
     status: watch::Sender<Status>,
     seen_responses: [u64; 7],
     seen_retransmissions: u64,
+    /// For locations by reference (RFC 6442).
+    http_client: reqwest::Client,
+    georef_timeout: std::time::Duration,
+    georef_retries: u32,
+    /// How long after a call's end an AML report still matches it.
+    aml_after_end: chrono::Duration,
 }
 
 impl SwitchTask {
@@ -402,6 +467,24 @@ impl SwitchTask {
                     self.switch.handle_media_ready(now, call, None);
                 }
             },
+            Input::LocationUpdate {
+                call,
+                locations,
+                source,
+            } => {
+                self.recorder
+                    .record_location_update(call, &locations, source, chrono::Utc::now());
+            }
+            Input::Aml(sub) => {
+                let matched = self.recorder.record_aml(
+                    &sub.report,
+                    sub.sender.as_deref(),
+                    &sub.raw,
+                    chrono::Utc::now(),
+                    self.aml_after_end,
+                );
+                let _ = sub.reply.send(matched);
+            }
         }
     }
 
@@ -414,6 +497,12 @@ impl SwitchTask {
                 }
                 Output::Event(ev) => {
                     tracing::debug!(call = %ev.call, kind = ev.kind.name(), "call event");
+                    if let crate::switch::event::CallEventKind::LocationReference { uri, .. } =
+                        &ev.kind
+                        && georef::is_http(uri)
+                    {
+                        self.dereference(ev.call, uri.clone());
+                    }
                     self.recorder.record(&self.metrics, ev, chrono::Utc::now());
                 }
                 Output::Seat { seat, online } => {
@@ -425,6 +514,29 @@ impl SwitchTask {
             }
         }
         self.count_sip();
+    }
+
+    /// Fetches a location by reference in its own task; the result comes back as
+    /// [`Input::LocationUpdate`]. The call never waits for it.
+    fn dereference(&self, call: CallId, uri: String) {
+        let client = self.http_client.clone();
+        let inputs = self.inputs_tx.clone();
+        let (timeout, retries) = (self.georef_timeout, self.georef_retries);
+        tokio::spawn(async move {
+            match georef::fetch(&client, &uri, timeout, retries).await {
+                Ok(locations) => {
+                    tracing::info!(%call, uri, count = locations.len(), "location by reference fetched");
+                    let _ = inputs
+                        .send(Input::LocationUpdate {
+                            call,
+                            locations,
+                            source: "geolocation-uri",
+                        })
+                        .await;
+                }
+                Err(e) => tracing::warn!(%call, uri, error = %e, "location by reference not fetched"),
+            }
+        });
     }
 
     fn media(&mut self, cmd: MediaCommand) {

@@ -38,8 +38,8 @@ mod sqlite;
 
 pub use journal::{FlushReport, Journal, JournalConfig, JournalMetrics, Recorded};
 pub use model::{
-    CallPatch, CallRow, EventKind, EventRow, JournalRecord, LocationRow, Outcome, UnknownName,
-    format_time, parse_time,
+    AmlRow, CallPatch, CallRow, EventKind, EventRow, JournalRecord, LocationRow, OutboxRow,
+    Outcome, UnknownName, format_time, parse_time,
 };
 pub use sqlite::{SqliteOptions, Store};
 

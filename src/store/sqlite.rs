@@ -13,7 +13,7 @@ use ulid::Ulid;
 
 use super::StoreError;
 use super::model::{
-    CallPatch, CallRow, EventKind, EventRow, JournalRecord, LocationRow, Outcome, format_time,
+    AmlRow, CallPatch, CallRow, OutboxRow, EventKind, EventRow, JournalRecord, LocationRow, Outcome, format_time,
     parse_time,
 };
 
@@ -141,9 +141,151 @@ impl Store {
                 JournalRecord::Location(location) => {
                     insert_location(&mut tx, location).await?;
                 }
+                JournalRecord::Handoff(row) => {
+                    sqlx::query(
+                        "INSERT INTO dispatch_outbox (call_id, sequence, idempotency_key, event, \
+                         created_at, document) VALUES (?, ?, ?, ?, ?, ?) \
+                         ON CONFLICT (call_id, sequence) DO NOTHING",
+                    )
+                    .bind(row.call_id.to_string())
+                    .bind(i64::from(row.sequence))
+                    .bind(row.idempotency_key.as_str())
+                    .bind(row.event.as_str())
+                    .bind(format_time(row.created_at))
+                    .bind(row.document.as_str())
+                    .execute(&mut *tx)
+                    .await
+                    .map_err(StoreError::from_sqlx)?;
+                }
+                JournalRecord::Aml(row) => {
+                    sqlx::query(
+                        "INSERT INTO aml_reports (id, received_at, sender, call_id, lat, lon, \
+                         radius_m, raw) VALUES (?, ?, ?, ?, ?, ?, ?, ?) \
+                         ON CONFLICT (id) DO NOTHING",
+                    )
+                    .bind(row.id.to_string())
+                    .bind(format_time(row.received_at))
+                    .bind(row.sender.as_deref())
+                    .bind(row.call_id.map(|c| c.to_string()))
+                    .bind(row.lat)
+                    .bind(row.lon)
+                    .bind(row.radius_m)
+                    .bind(row.raw.as_str())
+                    .execute(&mut *tx)
+                    .await
+                    .map_err(StoreError::from_sqlx)?;
+                }
             }
         }
         tx.commit().await.map_err(StoreError::from_sqlx)
+    }
+
+    /// Up to `limit` hand-off documents not yet acknowledged, oldest first
+    /// (`created_at`, then call and sequence: a call's documents stay in order).
+    pub async fn pending_outbox(&self, limit: u32) -> Result<Vec<OutboxRow>, StoreError> {
+        let rows = sqlx::query(
+            "SELECT * FROM dispatch_outbox WHERE delivered_at IS NULL \
+             ORDER BY created_at, call_id, sequence LIMIT ?",
+        )
+        .bind(i64::from(limit))
+        .fetch_all(&self.pool)
+        .await
+        .map_err(StoreError::from_sqlx)?;
+        rows.iter().map(outbox_row).collect()
+    }
+
+    /// Every outbox row of call `id`, by sequence.
+    pub async fn call_outbox(&self, id: Ulid) -> Result<Vec<OutboxRow>, StoreError> {
+        let rows = sqlx::query("SELECT * FROM dispatch_outbox WHERE call_id = ? ORDER BY sequence")
+            .bind(id.to_string())
+            .fetch_all(&self.pool)
+            .await
+            .map_err(StoreError::from_sqlx)?;
+        rows.iter().map(outbox_row).collect()
+    }
+
+    /// The latest hand-off document of call `id` (JSON text), if any.
+    pub async fn latest_handoff(&self, id: Ulid) -> Result<Option<String>, StoreError> {
+        let row = sqlx::query(
+            "SELECT document FROM dispatch_outbox WHERE call_id = ? \
+             ORDER BY sequence DESC LIMIT 1",
+        )
+        .bind(id.to_string())
+        .fetch_optional(&self.pool)
+        .await
+        .map_err(StoreError::from_sqlx)?;
+        row.map(|r| column::<String>(&r, "dispatch_outbox", "document"))
+            .transpose()
+    }
+
+    /// Marks the document `key` acknowledged at `at` (a 2xx answered).
+    pub async fn mark_delivered(
+        &self,
+        key: &str,
+        at: chrono::DateTime<chrono::Utc>,
+    ) -> Result<(), StoreError> {
+        sqlx::query(
+            "UPDATE dispatch_outbox SET delivered_at = ?, attempts = attempts + 1, \
+             last_error = NULL WHERE idempotency_key = ?",
+        )
+        .bind(format_time(at))
+        .bind(key)
+        .execute(&self.pool)
+        .await
+        .map_err(StoreError::from_sqlx)?;
+        Ok(())
+    }
+
+    /// Counts a failed delivery attempt of document `key`, with why.
+    pub async fn mark_failed(&self, key: &str, error: &str) -> Result<(), StoreError> {
+        sqlx::query(
+            "UPDATE dispatch_outbox SET attempts = attempts + 1, last_error = ? \
+             WHERE idempotency_key = ?",
+        )
+        .bind(error)
+        .bind(key)
+        .execute(&self.pool)
+        .await
+        .map_err(StoreError::from_sqlx)?;
+        Ok(())
+    }
+
+    /// Calls in progress: received and not ended, newest first (at most `limit`).
+    pub async fn active_calls(&self, limit: u32) -> Result<Vec<CallRow>, StoreError> {
+        let rows = sqlx::query(
+            "SELECT * FROM calls WHERE ended_at IS NULL ORDER BY received_at DESC LIMIT ?",
+        )
+        .bind(i64::from(limit))
+        .fetch_all(&self.pool)
+        .await
+        .map_err(StoreError::from_sqlx)?;
+        rows.iter().map(call_row).collect()
+    }
+
+    /// Calls whose caller may have sent an AML report arriving now: received since
+    /// `since`, with their caller number, received and ended times (newest first, at most
+    /// 1000).
+    pub async fn calls_since(
+        &self,
+        since: chrono::DateTime<chrono::Utc>,
+    ) -> Result<Vec<CallRow>, StoreError> {
+        let rows = sqlx::query(
+            "SELECT * FROM calls WHERE received_at >= ? ORDER BY received_at DESC LIMIT 1000",
+        )
+        .bind(format_time(since))
+        .fetch_all(&self.pool)
+        .await
+        .map_err(StoreError::from_sqlx)?;
+        rows.iter().map(call_row).collect()
+    }
+
+    /// Every AML report kept, oldest first.
+    pub async fn aml_reports(&self) -> Result<Vec<AmlRow>, StoreError> {
+        let rows = sqlx::query("SELECT * FROM aml_reports ORDER BY received_at")
+            .fetch_all(&self.pool)
+            .await
+            .map_err(StoreError::from_sqlx)?;
+        rows.iter().map(aml_row).collect()
     }
 
     /// The `calls` row of `id`, if any.
@@ -396,6 +538,58 @@ fn call_row(row: &SqliteRow) -> Result<CallRow, StoreError> {
         location_lat: column(row, T, "location_lat")?,
         location_lon: column(row, T, "location_lon")?,
         location_radius_m: column(row, T, "location_radius_m")?,
+    })
+}
+
+fn outbox_row(row: &SqliteRow) -> Result<OutboxRow, StoreError> {
+    const T: &str = "dispatch_outbox";
+    let call_id = ulid_column(row, T, "call_id")?;
+    let corrupt = |column: &'static str| StoreError::Corrupt {
+        table: T,
+        column,
+        key: call_id.to_string(),
+    };
+    let sequence: i64 = column(row, T, "sequence")?;
+    let attempts: i64 = column(row, T, "attempts")?;
+    Ok(OutboxRow {
+        call_id,
+        sequence: u32::try_from(sequence).map_err(|_| corrupt("sequence"))?,
+        idempotency_key: column(row, T, "idempotency_key")?,
+        event: column(row, T, "event")?,
+        created_at: time_column(row, T, "created_at", &call_id)?
+            .ok_or_else(|| corrupt("created_at"))?,
+        document: column(row, T, "document")?,
+        attempts: u32::try_from(attempts).map_err(|_| corrupt("attempts"))?,
+        delivered_at: time_column(row, T, "delivered_at", &call_id)?,
+    })
+}
+
+fn aml_row(row: &SqliteRow) -> Result<AmlRow, StoreError> {
+    const T: &str = "aml_reports";
+    let id = ulid_column(row, T, "id")?;
+    let call_id: Option<String> = column(row, T, "call_id")?;
+    let call_id = call_id
+        .map(|c| {
+            Ulid::from_str(&c).map_err(|_| StoreError::Corrupt {
+                table: T,
+                column: "call_id",
+                key: id.to_string(),
+            })
+        })
+        .transpose()?;
+    Ok(AmlRow {
+        id,
+        received_at: time_column(row, T, "received_at", &id)?.ok_or(StoreError::Corrupt {
+            table: T,
+            column: "received_at",
+            key: id.to_string(),
+        })?,
+        sender: column(row, T, "sender")?,
+        call_id,
+        lat: column(row, T, "lat")?,
+        lon: column(row, T, "lon")?,
+        radius_m: column(row, T, "radius_m")?,
+        raw: column(row, T, "raw")?,
     })
 }
 

@@ -498,6 +498,12 @@ impl Switch {
                 self.hang_up(now, call, side, cause);
             }
             Method::Invite | Method::Update => {
+                // A caller's location update (RFC 6442 §3: a new Geolocation in a re-INVITE
+                // or UPDATE) is appended to the call's locations.
+                if side == Side::A {
+                    let (_, locations) = split_body(&req);
+                    self.emit_locations(call, &req, locations);
+                }
                 // Session refresh or re-offer: vigie keeps the relay where it is and
                 // answers with the SDP it already gave this leg (RFC 3264 §8).
                 let sdp = self.calls.get(&call).and_then(|c| match side {
@@ -518,6 +524,41 @@ impl Switch {
             _ => {
                 let r = self.response_to(&req, 200, "OK", None);
                 self.respond(now, &key, r);
+            }
+        }
+    }
+
+    /// Emits the locations of a caller's INVITE, re-INVITE or UPDATE: those by value in the
+    /// body, then every non-`cid:` `Geolocation` URI as a reference (RFC 6442 §4.1) with
+    /// `Geolocation-Routing` (§4.2).
+    fn emit_locations(
+        &mut self,
+        id: CallId,
+        req: &Request,
+        by_value: Result<Vec<location::Location>, String>,
+    ) {
+        match by_value {
+            Ok(locs) => {
+                for l in locs {
+                    self.emit(id, CallEventKind::Located(l));
+                }
+            }
+            Err(e) => self.emit(id, CallEventKind::LocationError(e)),
+        }
+        let routing = req
+            .headers
+            .get(&HeaderName::GeolocationRouting)
+            .and_then(location::geolocation_routing);
+        let geolocation: Vec<&str> = req.headers.get_all(&HeaderName::Geolocation).collect();
+        if geolocation.is_empty() {
+            return;
+        }
+        if let Ok(uris) = location::resolve_geolocation(&geolocation.join(", "), "", &[]) {
+            for uri in uris.into_iter().filter_map(|g| match g {
+                Ok(location::Geolocation::ByReference(uri)) => Some(uri),
+                _ => None,
+            }) {
+                self.emit(id, CallEventKind::LocationReference { uri, routing });
             }
         }
     }
@@ -600,14 +641,7 @@ impl Switch {
                 queue: queue.clone(),
             },
         );
-        match locations {
-            Ok(locs) => {
-                for l in locs {
-                    self.emit(id, CallEventKind::Located(l));
-                }
-            }
-            Err(e) => self.emit(id, CallEventKind::LocationError(e)),
-        }
+        self.emit_locations(id, &req, locations);
         // An SDP offer vigie cannot relay (no PCMU/PCMA audio) could never reach a seat:
         // refuse it now (RFC 3264 §6) rather than queue a call every offer would fail.
         let mut probe = sdp::LocalOrigin::new(0);
