@@ -102,12 +102,13 @@ pub async fn spawn(
             let tls = axum_server::tls_rustls::RustlsConfig::from_pem_file(cert, key)
                 .await
                 .map_err(AmlServerError::Tls)?;
-            let server = axum_server::tls_rustls::from_tcp_rustls(listener, tls).map_err(
-                |source| AmlServerError::Bind {
-                    addr: listen,
-                    source,
-                },
-            )?;
+            let server =
+                axum_server::tls_rustls::from_tcp_rustls(listener, tls).map_err(|source| {
+                    AmlServerError::Bind {
+                        addr: listen,
+                        source,
+                    }
+                })?;
             tokio::spawn(async move {
                 if let Err(e) = server.serve(app.into_make_service()).await {
                     tracing::error!(error = %e, "AML endpoint stopped");
@@ -150,7 +151,10 @@ async fn submit(
         Ok(r) => r,
         Err(e) => {
             tracing::warn!(error = %e, "AML report refused");
-            return (StatusCode::BAD_REQUEST, format!("unreadable AML report: {e}\n"))
+            return (
+                StatusCode::BAD_REQUEST,
+                format!("unreadable AML report: {e}\n"),
+            )
                 .into_response();
         }
     };

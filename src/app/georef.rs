@@ -94,10 +94,7 @@ async fn fetch_once(
     if !status.is_success() {
         return Err(GeorefError::Status(status.as_u16()));
     }
-    if resp
-        .content_length()
-        .is_some_and(|n| n > MAX_BODY as u64)
-    {
+    if resp.content_length().is_some_and(|n| n > MAX_BODY as u64) {
         return Err(GeorefError::TooLarge);
     }
     let content_type = resp

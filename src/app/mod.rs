@@ -184,7 +184,10 @@ pub async fn start(config: Config) -> Result<(Bound, Shutdown), StartError> {
         .set(i64::from(config.trunk.capacity));
 
     let data_dir = config.store.data_dir.clone();
-    let store = Store::open_sqlite(data_dir.join("vigie.sqlite")).await?;
+    let store = match &config.store.url {
+        Some(url) => Store::open_url(url, crate::store::SqliteOptions::default()).await?,
+        None => Store::open_sqlite(data_dir.join("vigie.sqlite")).await?,
+    };
     let mut jcfg = JournalConfig::new(config.node_id.clone(), data_dir.join("journal-spill.jsonl"));
     jcfg.capacity = config.store.journal_capacity;
     let (journal, journal_task) = Journal::spawn(store.clone(), jcfg, metrics.journal.clone());
@@ -313,15 +316,16 @@ pub async fn start(config: Config) -> Result<(Bound, Shutdown), StartError> {
     if let Some(listen) = config.aml.listen {
         bound.aml = Some(aml::spawn(&config.aml, listen, inputs.clone()).await?);
     }
-    let recorder = Recorder::new(journal.clone()).with_service_levels(
-        &metrics,
-        config.queues.iter().map(|q| {
-            let threshold = std::time::Duration::from_secs(q.service_level_s);
-            (q.name.clone(), threshold)
-        }),
-        Instant::now(),
-    )
-    .with_events(handoff_events);
+    let recorder = Recorder::new(journal.clone())
+        .with_service_levels(
+            &metrics,
+            config.queues.iter().map(|q| {
+                let threshold = std::time::Duration::from_secs(q.service_level_s);
+                (q.name.clone(), threshold)
+            }),
+            Instant::now(),
+        )
+        .with_events(handoff_events);
     let task = SwitchTask {
         switch,
         inputs_tx: inputs,
@@ -534,7 +538,9 @@ impl SwitchTask {
                         })
                         .await;
                 }
-                Err(e) => tracing::warn!(%call, uri, error = %e, "location by reference not fetched"),
+                Err(e) => {
+                    tracing::warn!(%call, uri, error = %e, "location by reference not fetched")
+                }
             }
         });
     }

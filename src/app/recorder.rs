@@ -90,7 +90,10 @@ impl Recorder {
     }
 
     /// Broadcasts every hand-off document on `events` too (the SSE stream).
-    pub fn with_events(mut self, events: tokio::sync::broadcast::Sender<std::sync::Arc<str>>) -> Recorder {
+    pub fn with_events(
+        mut self,
+        events: tokio::sync::broadcast::Sender<std::sync::Arc<str>>,
+    ) -> Recorder {
         self.publisher = Publisher::new(self.journal.clone(), events);
         self
     }
@@ -149,11 +152,7 @@ impl Recorder {
         at: DateTime<Utc>,
         after_end: chrono::Duration,
     ) -> Option<CallId> {
-        let ids: Vec<(CallId, String)> = self
-            .live
-            .keys()
-            .map(|id| (*id, id.to_string()))
-            .collect();
+        let ids: Vec<(CallId, String)> = self.live.keys().map(|id| (*id, id.to_string())).collect();
         let candidates: Vec<crate::location::aml::AmlCallCandidate<'_>> = ids
             .iter()
             .filter_map(|(id, text)| {

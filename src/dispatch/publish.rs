@@ -174,7 +174,10 @@ mod tests {
 
     #[test]
     fn versions_are_numbered_and_locations_appended() {
-        let t0 = Utc.with_ymd_and_hms(2026, 11, 29, 14, 0, 0).single().unwrap();
+        let t0 = Utc
+            .with_ymd_and_hms(2026, 11, 29, 14, 0, 0)
+            .single()
+            .unwrap();
         let mut h = CallHandoff::received(
             "01J00000000000000000000000",
             "c@trunk",
@@ -198,10 +201,23 @@ mod tests {
             second.locations[0].reference.as_deref(),
             Some("https://lis.example/loc/1")
         );
-        assert_eq!(second.agent.as_ref().map(|a| a.seat.as_str()), Some("agent01"));
-        assert_eq!(second.queue.as_ref().and_then(|q| q.wait_seconds), Some(3.5));
+        assert_eq!(
+            second.agent.as_ref().map(|a| a.seat.as_str()),
+            Some("agent01")
+        );
+        assert_eq!(
+            second.queue.as_ref().and_then(|q| q.wait_seconds),
+            Some(3.5)
+        );
         assert_eq!(h.published(), 2);
-        let anon = CallHandoff::received("01J00000000000000000000001", "c", "anonymous", None, "19", t0);
+        let anon = CallHandoff::received(
+            "01J00000000000000000000001",
+            "c",
+            "anonymous",
+            None,
+            "19",
+            t0,
+        );
         assert_eq!(anon.doc.call.caller.number, None);
     }
 }

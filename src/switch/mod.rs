@@ -501,8 +501,10 @@ impl Switch {
                 // A caller's location update (RFC 6442 §3: a new Geolocation in a re-INVITE
                 // or UPDATE) is appended to the call's locations.
                 if side == Side::A {
-                    let (_, locations) = split_body(&req);
-                    self.emit_locations(call, &req, locations);
+                    let by_value =
+                        location::from_sip_body(req.content_type().unwrap_or(""), &req.body)
+                            .map_err(|e| e.to_string());
+                    self.emit_locations(call, &req, by_value);
                 }
                 // Session refresh or re-offer: vigie keeps the relay where it is and
                 // answers with the SDP it already gave this leg (RFC 3264 §8).
@@ -515,7 +517,8 @@ impl Switch {
                     r.headers
                         .push(HeaderName::Contact, self.local.contact(&peer));
                 }
-                if let Some(sdp) = sdp.filter(|_| !req.body.is_empty()) {
+                // Only an SDP offer gets an SDP answer (an UPDATE may carry just a PIDF-LO).
+                if let Some(sdp) = sdp.filter(|_| has_sdp_offer(&req)) {
                     r.headers.push(HeaderName::ContentType, "application/sdp");
                     r.body = sdp;
                 }
@@ -1461,6 +1464,18 @@ fn contact_peer(contact: &Uri, registered_over: Option<Peer>) -> Option<Peer> {
         },
         addr: SocketAddr::new(ip, port),
     })
+}
+
+/// Whether a request's body holds an SDP offer (plain, or a multipart with an SDP part).
+fn has_sdp_offer(req: &Request) -> bool {
+    let ct = req.content_type().unwrap_or("").to_ascii_lowercase();
+    if ct.starts_with("application/sdp") {
+        !req.body.is_empty()
+    } else if ct.starts_with("multipart/") {
+        !split_body(req).0.is_empty()
+    } else {
+        false
+    }
 }
 
 /// The SDP offer and the locations of an INVITE body (plain SDP or multipart/mixed).
