@@ -445,6 +445,12 @@ fn outage_and_restart(store_url: Option<&str>) {
     rt.shutdown_timeout(Duration::from_secs(1));
 }
 
+/// An AML SMS (ETSI TS 103 625 §7) whose `ml` is its real length (2-digit lengths).
+fn sms_text() -> String {
+    let head = "A\"ML=1;lt=+33.50000;lg=-7.50000;rd=30;top=20260101000000;lc=68;pm=G;mcc=604;mnc=01;ml=";
+    format!("{head}{}", head.len() + 2)
+}
+
 #[test]
 fn aml_over_tls_is_matched_to_the_live_call_and_an_unmatched_report_kept() {
     let _ = rustls::crypto::ring::default_provider().install_default();
@@ -505,7 +511,7 @@ fn aml_over_tls_is_matched_to_the_live_call_and_an_unmatched_report_kept() {
         let sms = client
             .post(format!("{url}?sender=%2B212699999999"))
             .header("content-type", "text/plain")
-            .body("A\"ML=1;lt=+33.50000;lg=-7.50000;rd=30;top=20260101000000;lc=68;pm=G;si=;ei=;mcc=604;mnc=01;ml=100")
+            .body(sms_text())
             .send()
             .await;
         let sms = match sms {
