@@ -447,7 +447,8 @@ fn outage_and_restart(store_url: Option<&str>) {
 
 /// An AML SMS (ETSI TS 103 625 §7) whose `ml` is its real length (2-digit lengths).
 fn sms_text() -> String {
-    let head = "A\"ML=1;lt=+33.50000;lg=-7.50000;rd=30;top=20260101000000;lc=68;pm=G;mcc=604;mnc=01;ml=";
+    let head =
+        "A\"ML=1;lt=+33.50000;lg=-7.50000;rd=30;top=20260101000000;lc=68;pm=G;mcc=604;mnc=01;ml=";
     format!("{head}{}", head.len() + 2)
 }
 

@@ -106,6 +106,8 @@ async fn exercise(store: Store, dir: &std::path::Path) -> TestResult {
     }));
     let flushed = journal.flush().await;
     assert_eq!(flushed.spilled_pending, 0);
+    let rejected = std::fs::read_to_string(dir.join("spill.jsonl.rejected")).unwrap_or_default();
+    assert_eq!(rejected, "", "records the database refused");
 
     let row = store.call(ended).await?.ok_or("no ended call row")?;
     assert_eq!(row.outcome, Some(Outcome::Abandoned));
@@ -176,6 +178,7 @@ async fn repositories_on_sqlite() -> TestResult {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn repositories_on_a_real_postgresql() -> TestResult {
+    let _ = tracing_subscriber::fmt().with_test_writer().try_init();
     let pg = tokio::task::spawn_blocking(pgcluster::PgCluster::start).await?;
     let url = pg.database("journal");
     let dir = tempfile::tempdir()?;
@@ -185,14 +188,20 @@ async fn repositories_on_a_real_postgresql() -> TestResult {
     };
     let store = Store::open_url(&url, options.clone()).await?;
     assert_eq!(store.backend(), Backend::Postgres);
-    let result = exercise(store, dir.path()).await;
+    let path = dir.path().to_path_buf();
+    let result =
+        tokio::spawn(async move { exercise(store, &path).await.map_err(|e| e.to_string()) })
+            .await
+            .map_err(|e| e.to_string())
+            .and_then(|r| r);
+    if let Err(e) = &result {
+        eprintln!("postgres log:\n{}", pg.log_text());
+        return Err(e.clone().into());
+    }
     // Migrations are idempotent: reopening the migrated database works.
     let again = Store::open_url(&url, options).await?;
     assert_eq!(again.active_calls(10).await?.len(), 1);
     again.close().await;
-    if result.is_err() {
-        eprintln!("postgres log:\n{}", pg.log_text());
-    }
     drop(pg);
-    result
+    Ok(())
 }

@@ -196,6 +196,9 @@ impl Store {
                         "INSERT INTO call_events (call_id, seq, at, kind, detail) \
                          VALUES ($1, $2, $3, $4, $5) ON CONFLICT (call_id, seq) DO NOTHING",
                     )
+                    // Not cached: PostgreSQL keeps a prepared statement's parameter types, and an
+                    // optional column bound NULL once then a value would be refused.
+                    .persistent(false)
                     .bind(call_id.to_string())
                     .bind(i64::from(*seq))
                     .bind(format_time(*at))
@@ -217,6 +220,9 @@ impl Store {
                          created_at, document) VALUES ($1, $2, $3, $4, $5, $6) \
                          ON CONFLICT (call_id, sequence) DO NOTHING",
                     )
+                    // Not cached: PostgreSQL keeps a prepared statement's parameter types, and an
+                    // optional column bound NULL once then a value would be refused.
+                    .persistent(false)
                     .bind(row.call_id.to_string())
                     .bind(i64::from(row.sequence))
                     .bind(row.idempotency_key.as_str())
@@ -233,6 +239,9 @@ impl Store {
                          radius_m, raw) VALUES ($1, $2, $3, $4, $5, $6, $7, $8) \
                          ON CONFLICT (id) DO NOTHING",
                     )
+                    // Not cached: PostgreSQL keeps a prepared statement's parameter types, and an
+                    // optional column bound NULL once then a value would be refused.
+                    .persistent(false)
                     .bind(row.id.to_string())
                     .bind(format_time(row.received_at))
                     .bind(row.sender.as_deref())
@@ -481,6 +490,9 @@ async fn upsert_call(
          location_lon = COALESCE(excluded.location_lon, calls.location_lon), \
          location_radius_m = COALESCE(excluded.location_radius_m, calls.location_radius_m)",
     )
+    // Not cached: PostgreSQL keeps a prepared statement's parameter types, and an
+    // optional column bound NULL once then a value would be refused.
+    .persistent(false)
     .bind(patch.id.to_string())
     .bind(node_id)
     .bind(patch.sip_call_id.as_deref())
@@ -514,6 +526,9 @@ async fn insert_location(
         "INSERT INTO locations (call_id, seq, at, source, shape, lat, lon, alt_m, radius_m, raw) \
          VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10) ON CONFLICT (call_id, seq) DO NOTHING",
     )
+    // Not cached: PostgreSQL keeps a prepared statement's parameter types, and an
+    // optional column bound NULL once then a value would be refused.
+    .persistent(false)
     .bind(location.call_id.to_string())
     .bind(i64::from(location.seq))
     .bind(format_time(location.at))
