@@ -44,8 +44,6 @@ pub enum Invalid {
     SeatWithoutCredential(String),
     #[error("seat id {0:?} is declared twice")]
     DuplicateSeat(String),
-    #[error("[[routes]] queue = {0:?}: no [[queues]] entry has that name")]
-    UnknownQueue(String),
     #[error("no SIP listener: set sip.udp or sip.tcp")]
     NoListener,
     #[error(
@@ -54,8 +52,6 @@ pub enum Invalid {
     MediaPorts { min: u16, max: u16 },
     #[error("trunk source {0:?} is not an address or CIDR block")]
     TrunkSource(String),
-    #[error("overflow URI {0:?} is not a sip: or sips: URI")]
-    OverflowUri(String),
     #[error("[registrar] digest_algorithms: {0:?} is neither \"SHA-256\" nor \"MD5\"")]
     DigestAlgorithm(String),
 }
@@ -74,8 +70,18 @@ pub struct Config {
     pub trunk: TrunkConfig,
     pub registrar: RegistrarConfig,
     pub queues: Vec<QueueConfig>,
-    pub routes: Vec<RouteConfig>,
+    pub dialplan: DialplanConfig,
     pub seats: Vec<SeatConfig>,
+}
+
+/// Where the dialplan comes from (DESIGN §5, `dialplans/README.md`).
+#[derive(Debug, Clone, PartialEq, Default, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct DialplanConfig {
+    /// The plan's root file; a relative path is resolved against the configuration file's
+    /// directory by [`Config::load`]. `None` = the demo plan embedded in the binary
+    /// (`dialplans/line19.toml` and its include).
+    pub file: Option<PathBuf>,
 }
 
 /// SIP listeners and timers (RFC 3261 §17.1.1.1, §18).
@@ -117,6 +123,12 @@ pub struct MediaConfig {
     pub port_min: u16,
     /// Highest relay port.
     pub port_max: u16,
+    /// Directory of the WAV prompts the dialplan plays (8000 Hz mono, 16-bit PCM or G.711;
+    /// `tools/make-prompts` generates the demo set). Relative paths are from the working
+    /// directory.
+    pub prompts_dir: PathBuf,
+    /// Directory where call recordings (stereo WAV, caller left, seat right) are written.
+    pub recordings_dir: PathBuf,
 }
 
 /// The call journal.
@@ -205,14 +217,6 @@ pub struct QueueConfig {
     pub ring_timeout_s: u64,
     /// Seconds of wrap-up after each call before the seat takes another.
     pub wrap_up_s: u64,
-    /// Seconds a call waits before it overflows (0 = never on wait time).
-    pub max_wait_s: u64,
-    /// Backup centre: a `sip:` URI the call overflows to.
-    pub overflow_uri: Option<String>,
-    /// Seconds an overflow target may ring before it counts as failed.
-    pub overflow_timeout_s: u64,
-    /// Seconds before a call that came back from a failed overflow may overflow again.
-    pub overflow_retry_s: u64,
     /// Seconds before a call is offered again to seats that all declined or did not
     /// answer it (Asterisk app_queue's `retry`).
     pub retry_s: u64,
@@ -222,15 +226,6 @@ pub struct QueueConfig {
     pub service_level_s: u64,
     /// Seats serving this queue; empty = every seat.
     pub seats: Vec<String>,
-}
-
-/// Called numbers routed to a queue (the dialplan proper arrives in `dialplans/`).
-#[derive(Debug, Clone, PartialEq, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct RouteConfig {
-    /// Request-URI user parts that match, exactly (e.g. `19`, `0019`, `+21219`).
-    pub numbers: Vec<String>,
-    pub queue: String,
 }
 
 /// One agent seat and its SIP credential.
@@ -263,15 +258,7 @@ impl Default for Config {
             trunk: TrunkConfig::default(),
             registrar: RegistrarConfig::default(),
             queues: vec![QueueConfig::default()],
-            routes: vec![RouteConfig {
-                numbers: vec![
-                    "19".to_owned(),
-                    "019".to_owned(),
-                    "0019".to_owned(),
-                    "+21219".to_owned(),
-                ],
-                queue: "line19".to_owned(),
-            }],
+            dialplan: DialplanConfig::default(),
             seats: (1..=20)
                 .map(|n| SeatConfig {
                     id: format!("agent{n:02}"),
@@ -314,6 +301,8 @@ impl Default for MediaConfig {
             advertised: None,
             port_min: 20000,
             port_max: 29999,
+            prompts_dir: PathBuf::from("prompts"),
+            recordings_dir: PathBuf::from("recordings"),
         }
     }
 }
@@ -379,10 +368,6 @@ impl Default for QueueConfig {
             name: "line19".to_owned(),
             ring_timeout_s: 15,
             wrap_up_s: 0,
-            max_wait_s: 120,
-            overflow_uri: None,
-            overflow_timeout_s: 20,
-            overflow_retry_s: 30,
             retry_s: 5,
             service_level_s: 15,
             seats: Vec::new(),
@@ -401,10 +386,16 @@ impl Config {
             path: path.to_owned(),
             source,
         })?;
-        let config = Config::parse(&text).map_err(|source| ConfigError::Syntax {
+        let mut config = Config::parse(&text).map_err(|source| ConfigError::Syntax {
             path: path.to_owned(),
             source: Box::new(source),
         })?;
+        if let Some(file) = &config.dialplan.file
+            && file.is_relative()
+            && let Some(dir) = path.parent()
+        {
+            config.dialplan.file = Some(dir.join(file));
+        }
         config.validate()?;
         Ok(config)
     }
@@ -432,18 +423,6 @@ impl Config {
         for alg in &self.registrar.digest_algorithms {
             crate::sip::auth::Algorithm::from_token(alg)
                 .ok_or_else(|| Invalid::DigestAlgorithm(alg.clone()))?;
-        }
-        for q in &self.queues {
-            if let Some(uri) = &q.overflow_uri
-                && !(uri.starts_with("sip:") || uri.starts_with("sips:"))
-            {
-                return Err(Invalid::OverflowUri(uri.clone()));
-            }
-        }
-        for r in &self.routes {
-            if !self.queues.iter().any(|q| q.name == r.queue) {
-                return Err(Invalid::UnknownQueue(r.queue.clone()));
-            }
         }
         let public = self
             .sip
@@ -588,10 +567,17 @@ mod tests {
     }
 
     #[test]
-    fn route_to_unknown_queue_is_refused() {
-        let mut c = Config::default();
-        c.routes[0].queue = "nope".into();
-        assert!(matches!(c.validate(), Err(Invalid::UnknownQueue(q)) if q == "nope"));
+    fn relative_dialplan_file_is_resolved_against_the_config_directory() {
+        let dir = std::env::temp_dir().join(format!("vigie-cfg-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let path = dir.join("vigie.toml");
+        std::fs::write(&path, "[dialplan]\nfile = \"plans/main.toml\"\n").unwrap();
+        let c = Config::load(&path).unwrap();
+        assert_eq!(c.dialplan.file, Some(dir.join("plans/main.toml")));
+        std::fs::write(&path, "[dialplan]\nfile = \"/etc/vigie/plan.toml\"\n").unwrap();
+        let c = Config::load(&path).unwrap();
+        assert_eq!(c.dialplan.file, Some(PathBuf::from("/etc/vigie/plan.toml")));
+        let _ = std::fs::remove_dir_all(&dir);
     }
 
     #[test]

@@ -18,8 +18,8 @@ fn production_example_validates() {
     assert_eq!(c.sip.udp[0].to_string(), "192.0.2.10:5060");
     assert_eq!(c.seats.len(), 2);
     assert_eq!(
-        c.queues[0].overflow_uri.as_deref(),
-        Some("sip:19@203.0.113.20:5060")
+        c.dialplan.file.as_deref(),
+        Some(Path::new("/etc/vigie/dialplans/line19.toml"))
     );
     assert!(c.seats.iter().all(|s| s.password.is_none()));
 }

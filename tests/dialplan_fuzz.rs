@@ -1,6 +1,8 @@
 //! The dialplan loader never panics: arbitrary TOML-ish text (fragments of valid plans,
-//! shuffled and corrupted) either compiles or yields a report that renders. A cargo-fuzz
-//! target under `tools/fuzz/` is left for later; this runs in every `cargo test`.
+//! shuffled and corrupted) either compiles or yields a report that renders. The cargo-fuzz
+//! target `tools/fuzz/fuzz_targets/dialplan_compile.rs` needs its own build (cargo-fuzz
+//! and nightly, or the stable recipe in `tools/fuzz/Cargo.toml`); this runs in every
+//! `cargo test`.
 
 use std::path::Path;
 

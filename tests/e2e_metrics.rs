@@ -1,7 +1,7 @@
 //! Exact metrics end to end on real SIP peers. Six seats are registered (a SIPp answers
 //! for them); the trunk places six 10 s calls that take every seat, then, while all six
 //! seats talk, two callers who give up after 1 s in the queue and one caller who waits
-//! the queue's `max_wait_s` (4 s) and overflows to a backup centre (a SIPp UAS) that
+//! the plan's queue `max_wait_s` (4 s) and overflows to a backup centre (a SIPp UAS) that
 //! answers. The outcomes are deterministic: 6 answered, 2 abandoned while queued, 1
 //! overflowed on max_wait. The test asserts the exact counters, histogram counts, the
 //! service level (6 of 9 calls answered by a seat within 15 s) and per-seat series from
@@ -144,11 +144,9 @@ fn promtool_check_metrics(text: &str) -> (Option<i32>, String) {
 #[test]
 fn six_answered_two_abandoned_one_overflowed_exact_counters() {
     let ip = unique_loopback();
-    let config = format!(
-        "{MD5_ONLY}[[queues]]\nmax_wait_s = 4\noverflow_uri = \"sip:19@{ip}:{BACKUP_SIP}\"\n\
-         overflow_retry_s = 3600\nservice_level_s = 15\n"
-    );
-    let mut v = Vigie::start(ip, &config);
+    let config = format!("{MD5_ONLY}[[queues]]\nservice_level_s = 15\n");
+    let plan = plan_with_backup(&format!("sip:19@{ip}:{BACKUP_SIP}"), 4);
+    let mut v = Vigie::start_with_plan(ip, &config, &plan);
     let dir = v.dir.path().to_owned();
 
     // Before any call: every series a dashboard needs is there.

@@ -1,5 +1,5 @@
 //! Overflow to a backup centre on real SIP peers. With no seat registered, a line-19 call
-//! goes at once to the queue's `overflow_uri` (a SIPp UAS playing the backup centre). When
+//! goes at once along the dialplan's overflow step (a SIPp UAS playing the backup centre). When
 //! the backup refuses (503) the call returns to the queue — the caller keeps hearing
 //! ringback, never a 503 — and is answered by the first seat that registers.
 
@@ -12,11 +12,11 @@ use support::*;
 const BACKUP_SIP: u16 = 5074;
 const BACKUP_MEDIA: u16 = 6300;
 
-fn config(v_ip: std::net::Ipv4Addr, retry_s: u64) -> String {
-    format!(
-        "{MD5_ONLY}[[queues]]\noverflow_uri = \"sip:19@{v_ip}:{BACKUP_SIP}\"\n\
-         overflow_retry_s = {retry_s}\n"
-    )
+/// vigie with a plan that overflows to the backup centre when no seat is registered, and
+/// again `max_wait_s` after the call came back from a failed overflow.
+fn start(v_ip: std::net::Ipv4Addr, max_wait_s: u64) -> Vigie {
+    let plan = plan_with_backup(&format!("sip:19@{v_ip}:{BACKUP_SIP}"), max_wait_s);
+    Vigie::start_with_plan(v_ip, MD5_ONLY, &plan)
 }
 
 /// A seat-side SIPp (the backup centre or the seat) answering one call with `scenario_file`.
@@ -27,7 +27,7 @@ fn uas(v: &Vigie, name: &str, scenario_file: &str, port: u16, media: u16) -> Pro
 #[test]
 fn no_seat_overflows_to_the_backup_centre() {
     let ip = unique_loopback();
-    let mut v = Vigie::start(ip, &config(ip, 30));
+    let mut v = start(ip, 30);
     let mut backup = uas(&v, "backup", "agent_uas.xml", BACKUP_SIP, BACKUP_MEDIA);
     let mut trunk = trunk_call(&v, "trunk", "trunk_call.xml", 500);
     assert_one_good_call(&mut trunk, &v, Duration::from_secs(20));
@@ -77,7 +77,7 @@ fn no_seat_overflows_to_the_backup_centre() {
 #[test]
 fn refused_overflow_returns_to_the_queue_and_a_seat_answers() {
     let ip = unique_loopback();
-    let mut v = Vigie::start(ip, &config(ip, 3600));
+    let mut v = start(ip, 3600);
     let mut backup = uas(
         &v,
         "backup",
@@ -155,7 +155,7 @@ fn refused_overflow_returns_to_the_queue_and_a_seat_answers() {
 #[test]
 fn caller_abandons_while_the_backup_centre_rings() {
     let ip = unique_loopback();
-    let mut v = Vigie::start(ip, &config(ip, 30));
+    let mut v = start(ip, 30);
     let mut backup = uas(
         &v,
         "backup",

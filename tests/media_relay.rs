@@ -7,10 +7,13 @@
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::time::Duration;
 
+use std::sync::Arc;
 use tokio::net::UdpSocket;
 use tokio::time::{Instant, timeout};
+
 use vigie::media::{
-    MediaError, MediaRelay, RelayConfig, RelayMetrics, RelaySession, RelayStats, Side,
+    Codec, MediaError, MediaRelay, PlayState, Prompt, RecordError, RelayConfig, RelayMetrics,
+    RelaySession, RelayStats, Side, alaw_to_linear, ulaw_to_linear,
 };
 
 const LOOPBACK: IpAddr = IpAddr::V4(Ipv4Addr::LOCALHOST);
@@ -183,6 +186,7 @@ async fn relays_rtp_both_ways_with_hint_then_latching() {
         dropped_no_peer: 0,
         dropped_malformed: 2,
         dropped_send_error: 0,
+        ..RelayStats::default()
     };
     assert_eq!(stats_until(&session, |s| *s == expected).await, expected);
     assert!(
@@ -341,4 +345,419 @@ async fn a_new_hint_forgets_the_latched_address_and_a_repeated_one_does_not() {
     assert!(nothing_queued(&sdp_1));
     assert!(nothing_queued(&sdp_2));
     assert!(nothing_queued(&phone_a1));
+}
+
+/// An RTP packet with the given payload type and payload (timestamp = 160 × seq).
+fn rtp(pt: u8, seq: u16, ssrc: u32, payload: &[u8]) -> Vec<u8> {
+    let mut p = vec![0x80, pt];
+    p.extend_from_slice(&seq.to_be_bytes());
+    p.extend_from_slice(&(u32::from(seq) * 160).to_be_bytes());
+    p.extend_from_slice(&ssrc.to_be_bytes());
+    p.extend_from_slice(payload);
+    p
+}
+
+/// An RTCP RR from `reporter` with one report block about `source` (RFC 3550 §6.4.2).
+fn rtcp_rr_block(
+    reporter: u32,
+    source: u32,
+    fraction: u8,
+    cumulative: u32,
+    jitter: u32,
+) -> Vec<u8> {
+    let mut p = vec![0x81, 201, 0x00, 0x07];
+    p.extend_from_slice(&reporter.to_be_bytes());
+    p.extend_from_slice(&source.to_be_bytes());
+    p.extend_from_slice(&((u32::from(fraction) << 24) | (cumulative & 0xFF_FFFF)).to_be_bytes());
+    p.extend_from_slice(&0x0001_0064u32.to_be_bytes()); // highest seq
+    p.extend_from_slice(&jitter.to_be_bytes());
+    p.extend_from_slice(&[0u8; 8]); // LSR, DLSR
+    p
+}
+
+struct RtpFields {
+    marker: bool,
+    pt: u8,
+    seq: u16,
+    ts: u32,
+    ssrc: u32,
+}
+
+fn fields(p: &[u8]) -> RtpFields {
+    RtpFields {
+        marker: p[1] & 0x80 != 0,
+        pt: p[1] & 0x7F,
+        seq: u16::from_be_bytes([p[2], p[3]]),
+        ts: u32::from_be_bytes([p[4], p[5], p[6], p[7]]),
+        ssrc: u32::from_be_bytes([p[8], p[9], p[10], p[11]]),
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn prompt_arrives_as_rtp_in_the_sides_codec_packet_count_for_its_length() {
+    let (_relay, metrics, session) = relay_with_session(8).await;
+    let phone_a = phone().await;
+    session.set_peer_hint(Side::A, phone_a.local_addr().unwrap());
+    session.set_codec(Side::A, Codec::Pcma, 8).unwrap();
+    // 1000 samples = 125 ms → 7 packets of 20 ms, the last padded with silence.
+    let samples: Vec<i16> = (0..1000)
+        .map(|i| ((i % 50) * 400 - 10_000) as i16)
+        .collect();
+    let prompt = Arc::new(Prompt::from_samples("test", &samples));
+    assert_eq!(prompt.packets(), 7);
+    let started = Instant::now();
+    let mut handle = session.play(Side::A, Arc::clone(&prompt), false).unwrap();
+
+    let mut first: Option<RtpFields> = None;
+    for i in 0..7u16 {
+        let (packet, from) = recv(&phone_a).await;
+        assert_eq!(
+            from,
+            session.local_addr(Side::A),
+            "sent from side A's relay socket"
+        );
+        assert_eq!(packet.len(), 172, "12-octet header + 160 octets");
+        assert_eq!(packet[0], 0x80, "RTP version 2, no padding/extension/CSRC");
+        let f = fields(&packet);
+        assert_eq!(f.pt, 8, "PCMA payload type");
+        assert_eq!(f.marker, i == 0, "marker only on the first packet");
+        let expected_payload = prompt.packet(Codec::Pcma, usize::from(i)).unwrap();
+        assert_eq!(&packet[12..], expected_payload, "packet {i} payload");
+        if let Some(first) = &first {
+            assert_eq!(f.seq, first.seq.wrapping_add(i));
+            assert_eq!(f.ts, first.ts.wrapping_add(160 * u32::from(i)));
+            assert_eq!(f.ssrc, first.ssrc);
+        } else {
+            first = Some(f);
+        }
+    }
+    let state = timeout(WAIT, handle.finished()).await.expect("play ends");
+    assert_eq!(state, PlayState::Finished);
+    // Paced at 20 ms: 7 packets take at least 6 intervals to send.
+    assert!(
+        started.elapsed() >= Duration::from_millis(120),
+        "{:?}",
+        started.elapsed()
+    );
+    assert!(nothing_queued(&phone_a), "exactly 7 packets");
+    assert_eq!(session.stats().prompt_packets_to_a, 7);
+    assert_eq!(session.stats().prompt_packets_to_b, 0);
+    assert_eq!(metrics.prompt_packets.get(), 7);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn relayed_media_preempts_a_prompt_and_they_never_interleave() {
+    let (_relay, _metrics, session) = relay_with_session(8).await;
+    let phone_a = phone().await;
+    let phone_b = phone().await;
+    session.set_peer_hint(Side::A, phone_a.local_addr().unwrap());
+    session.set_peer_hint(Side::B, phone_b.local_addr().unwrap());
+    let prompt = Arc::new(Prompt::from_samples("hold", &[500; 1600]));
+    let mut handle = session.play(Side::A, prompt, true).unwrap();
+    let (packet, _) = recv(&phone_a).await;
+    let prompt_ssrc = fields(&packet).ssrc;
+    assert_eq!(handle.state(), PlayState::Playing);
+
+    // The seat answers: its RTP reaches A and the prompt stops.
+    const SSRC_B: u32 = 0x0B0B_0B0B;
+    phone_b
+        .send_to(&pcmu(1, SSRC_B), session.local_addr(Side::B))
+        .await
+        .unwrap();
+    let state = timeout(WAIT, handle.finished()).await.expect("play ends");
+    assert_eq!(state, PlayState::Preempted);
+    phone_b
+        .send_to(&pcmu(2, SSRC_B), session.local_addr(Side::B))
+        .await
+        .unwrap();
+    // Prompt packets sent before the first relayed one may still be queued; after it,
+    // only relayed media.
+    let mut relayed = 0;
+    while relayed < 2 {
+        let (packet, _) = recv(&phone_a).await;
+        let ssrc = fields(&packet).ssrc;
+        if relayed > 0 {
+            assert_eq!(ssrc, SSRC_B, "no prompt packet after relayed media");
+        }
+        if ssrc == SSRC_B {
+            relayed += 1;
+        } else {
+            assert_eq!(ssrc, prompt_ssrc);
+        }
+    }
+    assert!(nothing_queued(&phone_a));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn records_caller_left_and_seat_right_decoded_from_g711() {
+    let (_relay, _metrics, session) = relay_with_session(8).await;
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("call.wav");
+    let phone_a = phone().await;
+    let phone_b = phone().await;
+    session.set_peer_hint(Side::A, phone_a.local_addr().unwrap());
+    session.set_peer_hint(Side::B, phone_b.local_addr().unwrap());
+    session.set_codec(Side::B, Codec::Pcma, 8).unwrap();
+    let recording = session.record_start(path.clone()).unwrap();
+
+    // 10 packets each way; every packet's 160 octets are one non-silent code.
+    let code = |i: u16| 0x90 + i as u8;
+    for seq in 0..10u16 {
+        let a = rtp(0, seq, 0xA, &[code(seq); 160]);
+        phone_a
+            .send_to(&a, session.local_addr(Side::A))
+            .await
+            .unwrap();
+        let b = rtp(8, seq, 0xB, &[code(seq); 160]);
+        phone_b
+            .send_to(&b, session.local_addr(Side::B))
+            .await
+            .unwrap();
+    }
+    let stats = stats_until(&session, |s| {
+        s.rtp_packets_a_to_b == 10 && s.rtp_packets_b_to_a == 10
+    })
+    .await;
+    assert_eq!(
+        (stats.rtp_packets_a_to_b, stats.rtp_packets_b_to_a),
+        (10, 10)
+    );
+    session.record_stop().unwrap();
+    let summary = timeout(WAIT, recording.finished())
+        .await
+        .expect("recording completes")
+        .unwrap();
+    assert_eq!(summary.path, path);
+    assert_eq!(summary.late_chunks, 0);
+
+    let mut reader = hound::WavReader::open(&path).unwrap();
+    let spec = reader.spec();
+    assert_eq!(
+        (spec.channels, spec.sample_rate, spec.bits_per_sample),
+        (2, 8000, 16)
+    );
+    let samples: Vec<i16> = reader.samples::<i16>().map(Result::unwrap).collect();
+    assert_eq!(samples.len() as u64, summary.frames * 2);
+    let left: Vec<i16> = samples
+        .iter()
+        .step_by(2)
+        .copied()
+        .filter(|s| *s != 0)
+        .collect();
+    let right: Vec<i16> = samples
+        .iter()
+        .skip(1)
+        .step_by(2)
+        .copied()
+        .filter(|s| *s != 0)
+        .collect();
+    let expected_left: Vec<i16> = (0..10)
+        .flat_map(|i| [ulaw_to_linear(code(i)); 160])
+        .collect();
+    let expected_right: Vec<i16> = (0..10)
+        .flat_map(|i| [alaw_to_linear(code(i)); 160])
+        .collect();
+    assert_eq!(
+        left, expected_left,
+        "caller on the left, µ-law decoded, in order"
+    );
+    assert_eq!(
+        right, expected_right,
+        "seat on the right, A-law decoded, in order"
+    );
+    // Each side's 1600 samples are contiguous (timestamps without gaps).
+    let first_left = samples.iter().step_by(2).position(|s| *s != 0).unwrap();
+    let run = &samples[first_left * 2..];
+    assert!(run.iter().step_by(2).take(1600).all(|s| *s != 0));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn rtcp_receiver_reports_show_in_quality_and_metrics() {
+    let (_relay, metrics, session) = relay_with_session(8).await;
+    let mut registry = prometheus_client::registry::Registry::default();
+    metrics.register(&mut registry);
+    let phone_a = phone().await;
+    let phone_a_rtcp = phone().await;
+    let phone_b_rtcp = phone().await;
+    session.set_peer_hints(
+        Side::B,
+        phone_b_rtcp.local_addr().unwrap(),
+        phone_b_rtcp.local_addr().unwrap(),
+    );
+    let relay_a_rtcp = rtcp_addr(session.local_addr(Side::A));
+    // 12 lost, fraction 64/256, jitter 240 units = 30 ms; then 20 lost, 10 ms.
+    let first = rtcp_rr_block(0xA, 0xB, 64, 12, 240);
+    phone_a_rtcp.send_to(&first, relay_a_rtcp).await.unwrap();
+    let second = rtcp_rr_block(0xA, 0xB, 32, 20, 80);
+    phone_a_rtcp.send_to(&second, relay_a_rtcp).await.unwrap();
+    // Relayed unchanged to B.
+    assert_eq!(recv(&phone_b_rtcp).await.0, first);
+    assert_eq!(recv(&phone_b_rtcp).await.0, second);
+    let deadline = Instant::now() + WAIT;
+    while session.quality(Side::A).report_blocks < 2 && Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(2)).await;
+    }
+    let q = session.quality(Side::A);
+    assert_eq!(q.report_blocks, 2);
+    assert_eq!(q.fraction_lost, 0.125);
+    assert_eq!(q.cumulative_lost, 20);
+    assert_eq!(q.jitter_seconds, 0.01);
+    assert_eq!(session.quality(Side::B).report_blocks, 0);
+    assert_eq!(metrics.packets_lost(Side::A), 20, "12, then 8 more");
+    assert_eq!(metrics.packets_lost(Side::B), 0);
+
+    // vigie's own jitter estimate: a burst of packets stamped 20 ms apart arrives in far
+    // less than 20 ms, so the transit time varies by about 20 ms per packet.
+    for seq in 0..20 {
+        phone_a
+            .send_to(&pcmu(seq, 0xA), session.local_addr(Side::A))
+            .await
+            .unwrap();
+    }
+    let deadline = Instant::now() + WAIT;
+    while session.quality(Side::A).observed_jitter_seconds < 0.005 && Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(2)).await;
+    }
+    let observed = session.quality(Side::A).observed_jitter_seconds;
+    assert!(
+        (0.005..1.0).contains(&observed),
+        "observed jitter {observed}"
+    );
+
+    let mut text = String::new();
+    prometheus_client::encoding::text::encode(&mut text, &registry).unwrap();
+    for line in [
+        "vigie_rtp_packets_lost_total{side=\"caller\"} 20",
+        "vigie_rtp_packets_lost_total{side=\"seat\"} 0",
+        "vigie_rtp_jitter_seconds_count{side=\"caller\",source=\"rtcp\"} 2",
+        "vigie_rtp_jitter_seconds_sum{side=\"caller\",source=\"rtcp\"} 0.04",
+        "vigie_rtp_jitter_seconds_bucket{le=\"0.01\",side=\"caller\",source=\"rtcp\"} 1",
+    ] {
+        assert!(text.contains(line), "{line} missing in\n{text}");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn failing_recordings_are_counted_and_the_relay_keeps_forwarding() {
+    let (_relay, metrics, session) = relay_with_session(8).await;
+    let phone_a = phone().await;
+    let phone_b = phone().await;
+    session.set_peer_hint(Side::B, phone_b.local_addr().unwrap());
+    let relay_a = session.local_addr(Side::A);
+
+    // An unwritable place: the directory does not exist.
+    let missing = tempfile::tempdir().unwrap().path().join("gone/call.wav");
+    let recording = session.record_start(missing).unwrap();
+    let result = timeout(WAIT, recording.finished())
+        .await
+        .expect("writer ends");
+    assert!(
+        matches!(result, Err(RecordError::Create { .. })),
+        "{result:?}"
+    );
+    assert_eq!(metrics.recording_failures.get(), 1);
+
+    // A full disk: /dev/full accepts the open and fails the writes (ENOSPC). 150 packets
+    // are 3 s of audio, more than the writer's buffer and mixing delay.
+    let recording = session.record_start("/dev/full".into()).unwrap();
+    for seq in 0..150u16 {
+        phone_a.send_to(&pcmu(seq, 0xA), relay_a).await.unwrap();
+        let (got, _) = recv(&phone_b).await;
+        assert_eq!(got, pcmu(seq, 0xA));
+    }
+    let result = timeout(WAIT, recording.finished())
+        .await
+        .expect("writer ends");
+    assert!(
+        matches!(result, Err(RecordError::Write { .. })),
+        "{result:?}"
+    );
+    assert_eq!(metrics.recording_failures.get(), 2);
+
+    // The call goes on.
+    for seq in 150..160u16 {
+        phone_a.send_to(&pcmu(seq, 0xA), relay_a).await.unwrap();
+        assert_eq!(recv(&phone_b).await.0, pcmu(seq, 0xA));
+    }
+    assert_eq!(session.stats().rtp_packets_a_to_b, 160);
+    assert_eq!(session.stats().dropped_send_error, 0);
+}
+
+/// Not a benchmark (nothing is timed against a target): pushes 20,000 packets through one
+/// session in windows of 100 and prints the rate, for the module docs' hot-path note.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn relay_loop_throughput() {
+    let (_relay, metrics, session) = relay_with_session(8).await;
+    let phone_a = phone().await;
+    let phone_b = phone().await;
+    session.set_peer_hint(Side::B, phone_b.local_addr().unwrap());
+    let relay_a = session.local_addr(Side::A);
+    let packet = pcmu(1, 0xA);
+    let started = Instant::now();
+    let mut buf = [0u8; 2048];
+    for _ in 0..200 {
+        for _ in 0..100 {
+            phone_a.send_to(&packet, relay_a).await.unwrap();
+        }
+        for _ in 0..100 {
+            let (n, _) = timeout(WAIT, phone_b.recv_from(&mut buf))
+                .await
+                .unwrap()
+                .unwrap();
+            assert_eq!(n, PCMU_PACKET);
+        }
+    }
+    let elapsed = started.elapsed();
+    assert_eq!(metrics.rtp_packets.get(), 20_000);
+    eprintln!(
+        "relay_loop_throughput: 20000 packets in {elapsed:?}: {:.0} packets/s",
+        20_000.0 / elapsed.as_secs_f64()
+    );
+}
+
+/// `tools/make-prompts` (espeak-ng + sox, installed by tools/test) writes prompts that
+/// [`Prompt::load`] accepts, French and Arabic.
+#[test]
+fn make_prompts_generates_loadable_prompts() {
+    let dir = tempfile::tempdir().unwrap();
+    let script = concat!(env!("CARGO_MANIFEST_DIR"), "/tools/make-prompts");
+    let mut child = std::process::Command::new(script)
+        .arg(dir.path())
+        .stdout(std::process::Stdio::null())
+        .spawn()
+        .expect("run tools/make-prompts");
+    let deadline = std::time::Instant::now() + Duration::from_secs(120);
+    let status = loop {
+        if let Some(status) = child.try_wait().unwrap() {
+            break status;
+        }
+        if std::time::Instant::now() > deadline {
+            let _ = child.kill();
+            let _ = child.wait();
+            panic!("tools/make-prompts took over 120 s");
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    assert!(status.success(), "tools/make-prompts failed: {status}");
+    for name in [
+        "welcome",
+        "please-hold",
+        "admin-closed",
+        "position",
+        "recorded",
+    ] {
+        for lang in ["fr", "ar"] {
+            let path = dir.path().join(lang).join(format!("{name}.wav"));
+            let prompt = Prompt::load(&path).unwrap_or_else(|e| panic!("{e}"));
+            assert!(
+                prompt.duration() > Duration::from_millis(500),
+                "{lang}/{name}: {:?}",
+                prompt.duration()
+            );
+        }
+    }
+    for n in [0, 7, 19, 20] {
+        let path = dir.path().join("fr/digits").join(format!("{n}.wav"));
+        assert!(Prompt::load(&path).unwrap().packets() > 5, "fr digit {n}");
+    }
 }

@@ -6,11 +6,14 @@
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
+use chrono::{DateTime, Utc};
 use vigie::acd::{CallId, SeatState};
 use vigie::config::Config;
+use vigie::dialplan::{self, CompiledPlan};
 use vigie::sip::auth::{Credential, answer_challenge};
 use vigie::sip::message::{HeaderName, Headers, Message, Method, Request, Response, SipHeaders};
 use vigie::sip::parse::parse_datagram;
@@ -20,7 +23,7 @@ use vigie::sip::transport::{Peer, TransportKind};
 use vigie::sip::uri::Uri;
 use vigie::switch::dialog::LocalAddr;
 use vigie::switch::event::{CallEvent, CallEventKind, EndCause};
-use vigie::switch::{MediaCommand, MediaPorts, Output, Switch};
+use vigie::switch::{MediaCommand, MediaPorts, Output, PROMPT_GUARD_S, Switch};
 
 const T1: Duration = Duration::from_millis(500);
 const T2: Duration = Duration::from_secs(4);
@@ -760,8 +763,48 @@ struct Sim {
 
 type UaId = usize;
 
+/// The plan of most scenarios: the line-19 numbers ring and wait in `line19` for ever.
+const PLAN: &str = r#"
+[[routes]]
+name = "line19"
+match = { called = '19|019|0019|\+21219' }
+steps = [{ ring = 180 }, { queue = { name = "line19", priority = 5, max_wait_s = 0 } }]
+"#;
+
+/// The plan with the backup centre: no seat or 120 s of waiting overflows to it; when it
+/// fails the call goes back to its place in the queue.
+const PLAN_WITH_BACKUP: &str = r#"
+[[routes]]
+name = "line19"
+match = { called = '19|019|0019|\+21219' }
+steps = [
+  { ring = 180 },
+  { queue = { name = "line19", priority = 5, max_wait_s = 120 } },
+  { overflow = { targets = [{ uri = "sip:19@127.0.0.4:5080", timeout_s = 20 }], then = "back-to-queue" } },
+]
+"#;
+
+/// Compiles a plan written in a test against the configuration's queues.
+fn compile_plan(config: &Config, text: &str) -> Arc<CompiledPlan> {
+    let queues: Vec<String> = config.queues.iter().map(|q| q.name.clone()).collect();
+    let plan = dialplan::compile(
+        std::path::Path::new("test.toml"),
+        &mut |_| Ok(text.to_owned()),
+        &queues,
+    )
+    .unwrap_or_else(|r| panic!("test plan refused:\n{}", r.render(false)));
+    Arc::new(plan)
+}
+
 impl Sim {
     fn new(config: Config) -> Sim {
+        Sim::with_plan(config, PLAN)
+    }
+
+    /// A simulation whose switch routes with the plan `plan` (TOML text). The switch's
+    /// wall clock starts at Tuesday 2026-11-03T10:00:00Z.
+    fn with_plan(config: Config, plan: &str) -> Sim {
+        let plan = compile_plan(&config, plan);
         let start = Instant::now();
         let creds = config
             .seats
@@ -774,11 +817,13 @@ impl Sim {
             udp_port: 5060,
             tcp_port: 5060,
         };
+        let mut switch = Switch::new(&config, local, registrar, plan);
+        switch.set_wall_clock(start, wall("2026-11-03T10:00:00Z"));
         Sim {
             start,
             now: start,
             latency: Duration::from_millis(10),
-            switch: Switch::new(&config, local, registrar),
+            switch,
             uas: Vec::new(),
             in_flight: Vec::new(),
             drop: Box::new(|_| false),
@@ -1022,12 +1067,48 @@ impl Sim {
             .collect()
     }
 
-    /// The events of one call, as short strings (`offered agent01`, `ended caller_hangup`).
+    /// The events of one call, as short strings (`offered agent01`, `ended caller_hangup`);
+    /// the `Routed` event is left out (see [`Sim::routed`]).
     fn events_of(&self, call: CallId) -> Vec<String> {
         self.events
             .iter()
-            .filter(|(_, e)| e.call == call)
+            .filter(|(_, e)| e.call == call && !matches!(e.kind, CallEventKind::Routed { .. }))
             .map(|(_, e)| event_text(&e.kind))
+            .collect()
+    }
+
+    /// The route, variables and tags of the call's `Routed` event.
+    fn routed(&self, call: CallId) -> (Option<String>, Vec<(String, String)>, Vec<String>) {
+        self.events
+            .iter()
+            .find_map(|(_, e)| match &e.kind {
+                CallEventKind::Routed {
+                    route, vars, tags, ..
+                } if e.call == call => Some((route.clone(), vars.clone(), tags.clone())),
+                _ => None,
+            })
+            .unwrap_or_else(|| panic!("no Routed event for {call}"))
+    }
+
+    /// The media commands other than Allocate/PeerHint/Release, as (ms, text).
+    fn media_plan(&self, call: CallId) -> Vec<(u64, String)> {
+        self.media
+            .iter()
+            .filter_map(|(ms, m)| match m {
+                MediaCommand::Play {
+                    call: c,
+                    prompt,
+                    repeat,
+                    ..
+                } if *c == call => Some((*ms, format!("play {prompt} repeat={repeat}"))),
+                MediaCommand::StopPlay { call: c, .. } if *c == call => {
+                    Some((*ms, "stop_play".to_owned()))
+                }
+                MediaCommand::Record { call: c, on } if *c == call => {
+                    Some((*ms, format!("record {on}")))
+                }
+                _ => None,
+            })
             .collect()
     }
 
@@ -1076,6 +1157,9 @@ fn event_text(kind: &CallEventKind) -> String {
         }
         CallEventKind::OverflowFailed { status } => format!("overflow_failed {status:?}"),
         CallEventKind::OverflowAnswered { target } => format!("overflow_answered {target}"),
+        CallEventKind::Ended {
+            cause: EndCause::Dialplan { status },
+        } => format!("ended dialplan {status}"),
         CallEventKind::Ended { cause } => format!("ended {}", cause.as_str()),
         other => other.name().to_owned(),
     }
@@ -1094,6 +1178,13 @@ fn wire(items: &[(u64, &str, bool)]) -> Vec<(u64, String, bool)> {
         .iter()
         .map(|(ms, s, d)| (*ms, (*s).to_owned(), *d))
         .collect()
+}
+
+/// An RFC 3339 UTC instant.
+fn wall(text: &str) -> DateTime<Utc> {
+    DateTime::parse_from_rfc3339(text)
+        .unwrap()
+        .with_timezone(&Utc)
 }
 
 /// The demo configuration with `seats` seats.
@@ -2157,11 +2248,9 @@ fn offer_without_a_usable_codec_gets_488() {
     assert_eq!(sim.seat_state("agent01"), "idle");
 }
 
-/// The demo configuration with `seats` seats and the backup centre as overflow target.
-fn config_with_overflow(seats: usize) -> Config {
-    let mut c = config(seats);
-    c.queues[0].overflow_uri = Some(BACKUP.to_owned());
-    c
+/// A simulation with `seats` seats and the backup centre as overflow target.
+fn sim_with_overflow(seats: usize) -> Sim {
+    Sim::with_plan(config(seats), PLAN_WITH_BACKUP)
 }
 
 const BACKUP: &str = "sip:19@127.0.0.4:5080";
@@ -2170,7 +2259,7 @@ const BACKUP: &str = "sip:19@127.0.0.4:5080";
 /// the caller's BYE reaches the backup centre.
 #[test]
 fn overflow_to_backup_centre_when_no_seat_is_registered() {
-    let mut sim = Sim::new(config_with_overflow(1));
+    let mut sim = sim_with_overflow(1);
     let backup = sim.add_backup(Some(Duration::from_secs(1)));
     let caller = sim.add_caller(1);
     sim.run(1_000);
@@ -2214,7 +2303,7 @@ fn overflow_to_backup_centre_when_no_seat_is_registered() {
 /// first seat that registers, before the overflow retry.
 #[test]
 fn failed_overflow_returns_the_call_to_the_queue() {
-    let mut sim = Sim::new(config_with_overflow(1));
+    let mut sim = sim_with_overflow(1);
     let backup = sim.add_backup(None);
     sim.ua(backup).refuse = Some(503);
     let caller = sim.add_caller(1);
@@ -2265,7 +2354,7 @@ fn failed_overflow_returns_the_call_to_the_queue() {
 /// the call is abandoned while overflowing.
 #[test]
 fn cancel_while_overflowing() {
-    let mut sim = Sim::new(config_with_overflow(1));
+    let mut sim = sim_with_overflow(1);
     let backup = sim.add_backup(None);
     let caller = sim.add_caller(1);
     sim.run(1_000);
@@ -2705,4 +2794,484 @@ fn seat_with_a_host_name_contact_is_reached_at_its_source() {
     );
     let call = sim.calls()[0];
     assert_eq!(sim.events_of(call).last().unwrap(), "answered agent01");
+}
+
+// ---------------------------------------------------------------------------------------
+// Dialplan steps
+// ---------------------------------------------------------------------------------------
+
+/// A UAS at `ip:5080` (an overflow target) that needs no registration.
+fn add_target(sim: &mut Sim, name: &str, ip: [u8; 4], answer_after: Option<Duration>) -> UaId {
+    let addr = SocketAddr::from((ip, 5080));
+    let port = 60_100 + 2 * u16::try_from(sim.uas.len()).unwrap();
+    let mut ua = Ua::new(name.into(), Role::Seat, addr, "19".into(), port);
+    ua.answer_after = answer_after;
+    sim.uas.push(ua);
+    sim.uas.len() - 1
+}
+
+/// The call of caller `n` (its Received event's caller number `06000000NN`).
+fn call_of(sim: &Sim, n: u16) -> CallId {
+    let number = format!("06000000{n:02}");
+    sim.events
+        .iter()
+        .find_map(|(_, e)| match &e.kind {
+            CallEventKind::Received { caller, .. } if *caller == number => Some(e.call),
+            _ => None,
+        })
+        .unwrap_or_else(|| panic!("no call from {number}"))
+}
+
+/// Seats in the order they were offered calls: (call, seat).
+fn offers(sim: &Sim) -> Vec<(CallId, String)> {
+    sim.events
+        .iter()
+        .filter_map(|(_, e)| match &e.kind {
+            CallEventKind::Offered { seat } => Some((e.call, seat.clone())),
+            _ => None,
+        })
+        .collect()
+}
+
+/// Per-call priority: a priority-10 caller who arrives last is offered the first free seat;
+/// within one priority the order is arrival order.
+#[test]
+fn plan_priority_serves_higher_first_then_fifo() {
+    let plan = r#"
+[[routes]]
+name = "urgent"
+match = { caller = '0600000003' }
+steps = [{ ring = 180 }, { queue = { name = "line19", priority = 10, max_wait_s = 0 } }]
+
+[[routes]]
+name = "normal"
+steps = [{ ring = 180 }, { queue = { name = "line19", priority = 1, max_wait_s = 0 } }]
+"#;
+    let mut sim = Sim::with_plan(config(1), plan);
+    let callers: Vec<UaId> = (1..=3).map(|n| sim.add_caller(n)).collect();
+    for (i, c) in callers.iter().enumerate() {
+        sim.run(1_000 + 100 * i as u64);
+        sim.ua(*c).hangup_after = Some(Duration::from_secs(2));
+        sim.ua(*c).invite();
+    }
+    sim.run(2_000);
+    assert!(offers(&sim).is_empty(), "no seat yet");
+    let _seat = sim.add_seat(1, Some(Duration::from_secs(1)));
+    sim.run(30_000);
+
+    let (c1, c2, c3) = (call_of(&sim, 1), call_of(&sim, 2), call_of(&sim, 3));
+    assert_eq!(
+        offers(&sim),
+        vec![
+            (c3, "agent01".to_owned()),
+            (c1, "agent01".to_owned()),
+            (c2, "agent01".to_owned()),
+        ]
+    );
+    assert_eq!(sim.routed(c3).0.as_deref(), Some("urgent"));
+    assert_eq!(sim.routed(c1).0.as_deref(), Some("normal"));
+    for c in [c1, c2, c3] {
+        assert_eq!(
+            sim.events_of(c).last().map(String::as_str),
+            Some("ended caller_hangup")
+        );
+    }
+    assert_eq!(sim.switch.active_calls(), 0);
+}
+
+/// An overflow chain: the first target refuses (503), the second rings past its own
+/// 5 s timeout (CANCEL, 487); `fall-through` then runs the next step, a second queue,
+/// where the first seat to register answers. The caller only ever hears 180 then 200.
+#[test]
+fn overflow_chain_targets_in_turn_then_fall_through() {
+    let plan = r#"
+[[routes]]
+name = "chain"
+steps = [
+  { ring = 180 },
+  { queue = { name = "line19", priority = 5, max_wait_s = 30 } },
+  { overflow = { targets = [
+      { uri = "sip:19@127.0.0.4:5080", timeout_s = 10 },
+      { uri = "sip:19@127.0.0.5:5080", timeout_s = 5 },
+    ], then = "fall-through" } },
+  { tag = "after-overflow" },
+  { queue = { name = "line19", priority = 5, max_wait_s = 0 } },
+]
+"#;
+    let mut sim = Sim::with_plan(config(1), plan);
+    let first = add_target(&mut sim, "backup1", [127, 0, 0, 4], None);
+    sim.ua(first).refuse = Some(503);
+    let second = add_target(&mut sim, "backup2", [127, 0, 0, 5], None);
+    let caller = sim.add_caller(1);
+    sim.run(1_000);
+    sim.ua(caller).invite();
+    sim.run(10_000);
+    let seat = sim.add_seat(1, Some(Duration::from_secs(1)));
+    sim.run(40_000);
+
+    assert_eq!(
+        sim.ua(first).seen(),
+        timed(&[(1_020, "INVITE"), (1_040, "ACK")])
+    );
+    assert_eq!(
+        sim.ua(second).seen(),
+        timed(&[(1_040, "INVITE"), (6_040, "CANCEL"), (6_060, "ACK")])
+    );
+    let call = sim.calls()[0];
+    assert_eq!(
+        sim.events_of(call),
+        strings(&[
+            "received 19",
+            "queued line19",
+            "overflowed sip:19@127.0.0.4:5080 no_seats",
+            "overflow_failed Some(503)",
+            "overflowed sip:19@127.0.0.5:5080 no_seats",
+            "overflow_failed Some(487)",
+            "queued line19",
+            "offered agent01",
+            "ringing agent01",
+            "answered agent01",
+        ])
+    );
+    assert_eq!(
+        sim.ua(caller).seen(),
+        timed(&[
+            (1_020, "100 INVITE"),
+            (1_020, "180 INVITE"),
+            (11_060, "200 INVITE"),
+        ])
+    );
+    assert_eq!(sim.ua(seat).requests(Method::Invite).len(), 1);
+    assert_eq!(sim.routed(call).2, strings(&["after-overflow"]));
+}
+
+/// Every overflow target fails and the chain goes back to the queue: the calls keep their
+/// places (the first caller is served first), the chain is tried again only after the
+/// queue step's max wait, and no caller ever gets a final failure.
+#[test]
+fn overflow_chain_back_to_queue_keeps_the_place() {
+    let plan = r#"
+[[routes]]
+name = "line19"
+steps = [
+  { ring = 180 },
+  { queue = { name = "line19", priority = 5, max_wait_s = 20 } },
+  { overflow = { targets = [
+      { uri = "sip:19@127.0.0.4:5080", timeout_s = 10 },
+      { uri = "sip:19@127.0.0.5:5080", timeout_s = 10 },
+    ], then = "back-to-queue" } },
+]
+"#;
+    let mut sim = Sim::with_plan(config(1), plan);
+    for (name, ip) in [("backup1", [127, 0, 0, 4]), ("backup2", [127, 0, 0, 5])] {
+        let t = add_target(&mut sim, name, ip, None);
+        sim.ua(t).refuse = Some(503);
+    }
+    let c1 = sim.add_caller(1);
+    let c2 = sim.add_caller(2);
+    sim.run(1_000);
+    sim.ua(c1).hangup_after = Some(Duration::from_secs(2));
+    sim.ua(c1).invite();
+    sim.run(1_500);
+    sim.ua(c2).hangup_after = Some(Duration::from_secs(2));
+    sim.ua(c2).invite();
+    sim.run(15_000);
+    // Both went through the whole chain once and are waiting again; not before 20 s.
+    for n in [1, 2] {
+        let call = call_of(&sim, n);
+        assert_eq!(
+            sim.events_of(call)
+                .iter()
+                .filter(|e| e.starts_with("overflow_failed"))
+                .count(),
+            2
+        );
+    }
+    sim.run(22_000);
+    let tries = |sim: &Sim, n| {
+        sim.events_of(call_of(sim, n))
+            .iter()
+            .filter(|e| e.starts_with("overflowed"))
+            .count()
+    };
+    assert_eq!((tries(&sim, 1), tries(&sim, 2)), (4, 4), "second round after 20 s");
+    let _seat = sim.add_seat(1, Some(Duration::from_secs(1)));
+    sim.run(60_000);
+    let (k1, k2) = (call_of(&sim, 1), call_of(&sim, 2));
+    let order: Vec<CallId> = offers(&sim).into_iter().map(|(c, _)| c).collect();
+    assert_eq!(order, vec![k1, k2]);
+    for (ua, n) in [(c1, 1), (c2, 2)] {
+        let finals: Vec<String> = sim
+            .ua(ua)
+            .seen_names()
+            .into_iter()
+            .filter(|s| s.ends_with("INVITE") && !s.starts_with('1'))
+            .collect();
+        assert_eq!(finals, strings(&["200 INVITE"]), "caller {n}");
+    }
+    assert_eq!(sim.switch.active_calls(), 0);
+}
+
+/// A non-emergency route that announces and hangs up: 183 with vigie's SDP (early media),
+/// the prompt played to the caller, and once the media layer reports it done, 480.
+#[test]
+fn hangup_route_plays_then_releases_with_its_cause() {
+    let plan = r#"
+[[routes]]
+name = "admin-closed"
+emergency = false
+match = { caller = '0600000001' }
+steps = [{ ring = 183 }, { play = "prompts/admin-closed.wav" }, { hangup = { cause = 480 } }]
+
+[[routes]]
+name = "line19"
+steps = [{ ring = 180 }, { queue = { name = "line19", priority = 5, max_wait_s = 0 } }]
+"#;
+    let mut sim = Sim::with_plan(config(1), plan);
+    let caller = sim.add_caller(1);
+    sim.run(1_000);
+    sim.ua(caller).invite();
+    sim.run(5_000);
+    let call = sim.calls()[0];
+    assert_eq!(
+        sim.media_plan(call),
+        vec![(1_010, "play prompts/admin-closed.wav repeat=false".to_owned())]
+    );
+    assert_eq!(
+        sim.ua(caller).seen(),
+        timed(&[(1_020, "100 INVITE"), (1_020, "183 INVITE")])
+    );
+    let early = sim.ua(caller).responses(183, Method::Invite).remove(0);
+    let (port_a, _) = sim.ports_of(call);
+    assert!(body_text(&early.body).contains(&format!("m=audio {port_a} ")));
+    let now = sim.now;
+    sim.switch.handle_prompt_done(now, call);
+    sim.run(10_000);
+    assert_eq!(
+        sim.ua(caller).seen(),
+        timed(&[
+            (1_020, "100 INVITE"),
+            (1_020, "183 INVITE"),
+            (5_010, "480 INVITE"),
+        ])
+    );
+    assert_eq!(
+        sim.events_of(call),
+        strings(&["received 19", "ended dialplan 480"])
+    );
+    assert_eq!(sim.routed(call).0.as_deref(), Some("admin-closed"));
+    assert_eq!(sim.switch.active_calls(), 0);
+    assert_eq!(sim.releases(call), 1);
+}
+
+/// A media layer that never reports a prompt done does not hold the caller: the play step
+/// moves on after its guard.
+#[test]
+fn play_step_moves_on_after_its_guard() {
+    let plan = r#"
+[[routes]]
+name = "closed"
+emergency = false
+steps = [{ play = "prompts/closed.wav" }, { hangup = { cause = 480 } }]
+"#;
+    let mut sim = Sim::with_plan(config(1), plan);
+    let caller = sim.add_caller(1);
+    sim.run(1_000);
+    sim.ua(caller).invite();
+    let guard = PROMPT_GUARD_S * 1_000;
+    sim.run(1_000 + guard);
+    let names = sim.ua(caller).seen_names();
+    assert_eq!(names, strings(&["100 INVITE", "183 INVITE", "480 INVITE"]));
+    let at_480 = sim.ua(caller).seen().last().map(|(ms, _)| *ms).unwrap();
+    assert_eq!(at_480, 1_010 + guard + 10);
+}
+
+/// Queue announcements: the first when the call is queued (after a 183 with SDP), then
+/// every `announce_every_s`; a seat that registers takes the call at once, the prompt is
+/// stopped, and the 200 repeats the 183's SDP.
+#[test]
+fn queue_announcements_repeat_and_never_delay_the_bridge() {
+    let plan = r#"
+[[routes]]
+name = "line19"
+steps = [
+  { ring = 180 },
+  { queue = { name = "line19", priority = 5, max_wait_s = 0, announce = "prompts/wait.wav", announce_every_s = 10 } },
+]
+"#;
+    let mut sim = Sim::with_plan(config(1), plan);
+    let caller = sim.add_caller(1);
+    sim.run(1_000);
+    sim.ua(caller).invite();
+    sim.run(25_000);
+    let seat = sim.add_seat(1, Some(Duration::from_secs(1)));
+    sim.run(40_000);
+    let call = sim.calls()[0];
+    let seat_invite_at = sim.ua(seat).seen()[2].0;
+    assert_eq!(seat_invite_at, 25_040, "offered as soon as the seat registered");
+    assert_eq!(
+        sim.media_plan(call),
+        vec![
+            (1_010, "play prompts/wait.wav repeat=false".to_owned()),
+            (11_010, "play prompts/wait.wav repeat=false".to_owned()),
+            (21_010, "play prompts/wait.wav repeat=false".to_owned()),
+            (26_060, "stop_play".to_owned()),
+        ]
+    );
+    assert_eq!(
+        sim.ua(caller).seen(),
+        timed(&[
+            (1_020, "100 INVITE"),
+            (1_020, "180 INVITE"),
+            (1_020, "183 INVITE"),
+            (26_060, "200 INVITE"),
+        ])
+    );
+    let early = sim.ua(caller).responses(183, Method::Invite).remove(0);
+    let ok = sim.ua(caller).responses(200, Method::Invite).remove(0);
+    assert_eq!(body_text(&ok.body), body_text(&early.body));
+}
+
+/// An `answer` step: 200 OK with vigie's SDP before any seat, a welcome prompt, then the
+/// queue; the seat's answer bridges without a second 200, and the caller's BYE reaches the
+/// seat. Set, tag and record steps show in the Routed event and the media commands.
+#[test]
+fn answer_step_then_seat_bridges_without_second_200() {
+    let plan = r#"
+[[routes]]
+name = "line19"
+steps = [
+  { set = { service = "police-19" } },
+  { tag = "emergency" },
+  { record = true },
+  { answer = true },
+  { play = "prompts/welcome.wav" },
+  { queue = { name = "line19", priority = 5, max_wait_s = 0 } },
+]
+"#;
+    let mut sim = Sim::with_plan(config(1), plan);
+    let caller = sim.add_caller(1);
+    sim.run(1_000);
+    sim.ua(caller).hangup_after = Some(Duration::from_secs(20));
+    sim.ua(caller).invite();
+    sim.run(3_000);
+    let call = sim.calls()[0];
+    assert_eq!(
+        sim.events_of(call),
+        strings(&["received 19"]),
+        "not queued before the prompt ends"
+    );
+    let now = sim.now;
+    sim.switch.handle_prompt_done(now, call);
+    let seat = sim.add_seat(1, Some(Duration::from_secs(1)));
+    sim.run(40_000);
+
+    assert_eq!(
+        sim.ua(caller).seen_names(),
+        strings(&["100 INVITE", "200 INVITE", "200 BYE"])
+    );
+    let ok = sim.ua(caller).responses(200, Method::Invite).remove(0);
+    let (port_a, port_b) = sim.ports_of(call);
+    assert!(body_text(&ok.body).contains(&format!("m=audio {port_a} ")));
+    let invite = sim.ua(seat).requests(Method::Invite).remove(0);
+    assert!(body_text(&invite.body).contains(&format!("m=audio {port_b} ")));
+    assert_eq!(sim.ua(seat).requests(Method::Bye).len(), 1);
+    assert_eq!(
+        sim.events_of(call),
+        strings(&[
+            "received 19",
+            "queued line19",
+            "offered agent01",
+            "ringing agent01",
+            "answered agent01",
+            "ended caller_hangup",
+        ])
+    );
+    let plays: Vec<String> = sim.media_plan(call).into_iter().map(|(_, m)| m).collect();
+    assert_eq!(
+        plays,
+        strings(&[
+            "record true",
+            "play prompts/welcome.wav repeat=false",
+            "stop_play"
+        ])
+    );
+    let (route, vars, tags) = sim.routed(call);
+    assert_eq!(route.as_deref(), Some("line19"));
+    assert_eq!(vars, vec![("service".to_owned(), "police-19".to_owned())]);
+    assert_eq!(tags, strings(&["emergency"]));
+}
+
+/// Time windows use the wall clock the edge gives: the same call is queued at 10:00 UTC on
+/// a Tuesday (11:00 in Casablanca) and announced then released at 17:00 UTC.
+#[test]
+fn office_hours_follow_the_wall_clock() {
+    let plan = r#"
+[[routes]]
+name = "open"
+emergency = false
+[routes.match.time]
+zone = "Africa/Casablanca"
+days = ["mon", "tue", "wed", "thu", "fri"]
+from = "08:30"
+to = "16:30"
+[[routes.steps]]
+ring = 180
+[[routes.steps]]
+queue = { name = "line19", priority = 1, max_wait_s = 0 }
+
+[[routes]]
+name = "closed"
+emergency = false
+steps = [{ ring = 183 }, { play = "prompts/closed.wav" }, { hangup = { cause = 480 } }]
+"#;
+    let mut sim = Sim::with_plan(config(1), plan);
+    let c1 = sim.add_caller(1);
+    let c2 = sim.add_caller(2);
+    sim.run(1_000);
+    sim.ua(c1).invite();
+    sim.run(2_000);
+    let now = sim.now;
+    sim.switch.set_wall_clock(now, wall("2026-11-03T17:00:00Z"));
+    sim.ua(c2).invite();
+    sim.run(3_000);
+    let (k1, k2) = (call_of(&sim, 1), call_of(&sim, 2));
+    assert_eq!(sim.routed(k1).0.as_deref(), Some("open"));
+    assert_eq!(sim.routed(k2).0.as_deref(), Some("closed"));
+    let now = sim.now;
+    sim.switch.handle_prompt_done(now, k2);
+    sim.run(4_000);
+    assert_eq!(
+        sim.ua(c1).seen_names(),
+        strings(&["100 INVITE", "180 INVITE"])
+    );
+    assert_eq!(
+        sim.ua(c2).seen_names(),
+        strings(&["100 INVITE", "183 INVITE", "480 INVITE"])
+    );
+}
+
+/// A reload changes the route of new calls only: a queued call keeps the steps it started
+/// with (its max wait and overflow), a new call takes the new plan.
+#[test]
+fn reload_keeps_the_decision_of_calls_in_progress() {
+    let mut sim = sim_with_overflow(1);
+    let backup = sim.add_backup(Some(Duration::from_secs(1)));
+    let c1 = sim.add_caller(1);
+    let c2 = sim.add_caller(2);
+    sim.run(1_000);
+    // No seat: the first call overflows at once under the first plan.
+    sim.ua(c1).invite();
+    sim.run(1_500);
+    let new_plan = compile_plan(&config(1), PLAN);
+    sim.switch.set_plan(new_plan);
+    sim.ua(c2).invite();
+    sim.run(10_000);
+    let (k1, k2) = (call_of(&sim, 1), call_of(&sim, 2));
+    assert!(
+        sim.events_of(k1)
+            .contains(&"overflow_answered sip:19@127.0.0.4:5080".to_owned())
+    );
+    assert_eq!(sim.events_of(k2), strings(&["received 19", "queued line19"]));
+    assert_eq!(sim.ua(backup).requests(Method::Invite).len(), 1);
 }

@@ -8,8 +8,9 @@
 //! left "reserved" by a race: every reservation ends in `offer_answered`, `offer_failed`
 //! or `abandon`.
 //!
-//! Order: strict arrival order within a queue (a call returning from a failed offer or a
-//! failed overflow keeps its place); seats are chosen longest-idle first.
+//! Order: higher [`CallSpec::priority`] first, then strict arrival order within a priority
+//! (a call returning from a failed offer or a failed overflow keeps its place); seats are
+//! chosen longest-idle first.
 
 pub mod erlang;
 
@@ -46,6 +47,21 @@ pub struct QueueSpec {
     pub retry: Duration,
     /// Seats serving this queue; empty = every seat.
     pub seats: Vec<SeatId>,
+}
+
+/// Per-call waiting rules, from the dialplan's `queue` step ([`Acd::enqueue_with`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct CallSpec {
+    /// Higher is served first; FIFO within one priority.
+    pub priority: u8,
+    /// Waiting time after which the call leaves the queue for its next step
+    /// ([`Decision::Overflow`]); `None` = waits for ever.
+    pub max_wait: Option<Duration>,
+    /// Whether the call has a next step at all: when `false` it never overflows (neither
+    /// on `max_wait` nor for want of seats).
+    pub overflows: bool,
+    /// After a failed overflow (back in the queue), how long before it may overflow again.
+    pub overflow_retry: Duration,
 }
 
 /// Why a call overflows.
@@ -187,6 +203,7 @@ enum CallState {
 struct AcdCall {
     queue: usize,
     arrived: Instant,
+    spec: CallSpec,
     state: CallState,
     /// Seats that failed this call since it last found every seat tried.
     tried: HashSet<SeatId>,
@@ -261,11 +278,36 @@ impl Acd {
         self.queues.iter().find(|q| q.name == name)
     }
 
-    /// Queues a call in arrival order at `now`.
+    /// Queues a call in arrival order at `now`, priority 0, with the queue's own
+    /// `max_wait` and overflow rules.
     ///
     /// # Errors
     /// [`AcdError::UnknownQueue`], [`AcdError::DuplicateCall`].
     pub fn enqueue(&mut self, now: Instant, call: CallId, queue: &str) -> Result<(), AcdError> {
+        let spec = self
+            .queue(queue)
+            .map(|q| CallSpec {
+                priority: 0,
+                max_wait: q.max_wait,
+                overflows: q.has_overflow,
+                overflow_retry: q.overflow_retry,
+            })
+            .ok_or_else(|| AcdError::UnknownQueue(queue.to_owned()))?;
+        self.enqueue_with(now, call, queue, spec)
+    }
+
+    /// Queues a call at `now` with its own rules (the dialplan's `queue` step): behind every
+    /// call of the same or a higher priority, ahead of lower ones.
+    ///
+    /// # Errors
+    /// [`AcdError::UnknownQueue`], [`AcdError::DuplicateCall`].
+    pub fn enqueue_with(
+        &mut self,
+        now: Instant,
+        call: CallId,
+        queue: &str,
+        spec: CallSpec,
+    ) -> Result<(), AcdError> {
         let q = self
             .queues
             .iter()
@@ -274,11 +316,18 @@ impl Acd {
         if self.calls.contains_key(&call) {
             return Err(AcdError::DuplicateCall(call));
         }
+        let calls = &self.calls;
+        let at = self.order.get(q).map_or(0, |o| {
+            o.iter()
+                .position(|c| calls.get(c).is_some_and(|c| c.spec.priority < spec.priority))
+                .unwrap_or(o.len())
+        });
         self.calls.insert(
             call,
             AcdCall {
                 queue: q,
                 arrived: now,
+                spec,
                 state: CallState::Waiting,
                 tried: HashSet::new(),
                 overflow_not_before: None,
@@ -286,10 +335,28 @@ impl Acd {
             },
         );
         if let Some(order) = self.order.get_mut(q) {
-            order.push_back(call);
+            order.insert(at, call);
         }
         self.dispatch(now);
         Ok(())
+    }
+
+    /// The call leaves the ACD without an answer (its plan moves on to a step that is not
+    /// a queue: a prompt, a hang-up). A seat ringing for it is not released here: the
+    /// switch withdraws the offer first.
+    pub fn dequeue(&mut self, now: Instant, call: CallId) {
+        self.forget(call);
+        self.dispatch(now);
+    }
+
+    /// Sets when the call's current overflow target counts as failed
+    /// ([`Decision::OverflowTimeout`]): each target of a chain has its own timeout.
+    pub fn set_overflow_deadline(&mut self, call: CallId, deadline: Instant) {
+        if let Some(c) = self.calls.get_mut(&call)
+            && matches!(c.state, CallState::Overflowing { .. })
+        {
+            c.state = CallState::Overflowing { deadline };
+        }
     }
 
     /// A seat got a registered contact.
@@ -348,11 +415,7 @@ impl Acd {
     /// overflow again after the queue's `overflow_retry`.
     pub fn overflow_failed(&mut self, now: Instant, call: CallId) {
         if let Some(c) = self.calls.get_mut(&call) {
-            let retry = self
-                .queues
-                .get(c.queue)
-                .map(|q| q.overflow_retry)
-                .unwrap_or_default();
+            let retry = c.spec.overflow_retry;
             c.state = CallState::Waiting;
             c.overflow_not_before = Some(now + retry);
         }
@@ -473,14 +536,13 @@ impl Acd {
         let calls = self.calls.values().filter_map(|c| match c.state {
             CallState::Overflowing { deadline } => Some(deadline),
             CallState::Waiting => {
-                let q = self.queues.get(c.queue)?;
-                if !q.has_overflow {
+                if !c.spec.overflows {
                     return None;
                 }
                 // With no seat online the call overflows as soon as it may; otherwise
                 // when it has waited max_wait.
                 let due = if self.queue_has_online_seat(c.queue) {
-                    q.max_wait.map(|w| c.arrived + w)
+                    c.spec.max_wait.map(|w| c.arrived + w)
                 } else {
                     Some(c.arrived)
                 };
@@ -609,10 +671,10 @@ impl Acd {
                     continue;
                 };
                 let overflow_allowed =
-                    spec.has_overflow && c.overflow_not_before.is_none_or(|nb| nb <= now);
+                    c.spec.overflows && c.overflow_not_before.is_none_or(|nb| nb <= now);
                 let reason = if !has_seat {
                     Some(OverflowReason::NoSeats)
-                } else if spec.max_wait.is_some_and(|w| now >= c.arrived + w) {
+                } else if c.spec.max_wait.is_some_and(|w| now >= c.arrived + w) {
                     Some(OverflowReason::MaxWait)
                 } else {
                     None

@@ -5,14 +5,15 @@ pub mod aml;
 pub mod georef;
 pub mod http;
 pub mod outbox;
-pub mod recorder;
+mod prompts;
+mod recorder;
 pub mod transport;
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
-use std::time::Instant;
+use std::time::{Duration, Instant, SystemTime};
 
 use bytes::Bytes;
 use tokio::net::{TcpListener, UdpSocket};
@@ -20,8 +21,12 @@ use tokio::sync::{mpsc, watch};
 
 use crate::acd::{CallId, QueueSnapshot};
 use crate::config::Config;
+use crate::dialplan::{self, CompiledPlan};
 use crate::media::{self, MediaError, MediaRelay, RelayConfig, RelayMetrics, RelaySession};
-use crate::metrics::{Metrics, QueueLabels, SeatLabels, SeatState, StatusClass, StatusClassLabels};
+use crate::metrics::{
+    Metrics, QueueLabels, ReloadLabels, ReloadResult, SeatLabels, SeatState, StatusClass,
+    StatusClassLabels,
+};
 use crate::sip::auth::Credential;
 use crate::sip::message::Message;
 use crate::sip::registrar::{Registrar, RegistrarConfig};
@@ -30,6 +35,7 @@ use crate::store::{Journal, JournalConfig, Store, StoreError};
 use crate::switch::dialog::LocalAddr;
 use crate::switch::{MediaCommand, MediaPorts, Output, Side, Switch};
 
+use prompts::Prompts;
 use recorder::Recorder;
 
 /// What the edge tasks tell the switch task.
@@ -68,6 +74,18 @@ pub enum Input {
     },
     /// An AML report to correlate with a call (from the AML endpoint).
     Aml(aml::AmlSubmission),
+    /// A WAV prompt was read (or could not be) for a `Play` command.
+    PromptLoaded {
+        call: CallId,
+        side: media::Side,
+        name: String,
+        repeat: bool,
+        prompt: Result<Arc<media::Prompt>, String>,
+    },
+    /// A prompt played to its end, or could not be played.
+    PromptDone {
+        call: CallId,
+    },
 }
 
 /// Why vigie could not start.
@@ -86,6 +104,10 @@ pub enum StartError {
     Aml(#[from] aml::AmlServerError),
     #[error("cannot build the HTTP client: {0}")]
     HttpClient(#[source] reqwest::Error),
+    /// The dialplan does not compile; carries the rendered diagnostics
+    /// (`file:line:col`, caret, hint).
+    #[error("the dialplan is refused:\n{0}")]
+    Dialplan(String),
 }
 
 /// The figures the HTTP API shows, refreshed by the switch task.
@@ -252,7 +274,30 @@ pub async fn start(config: Config) -> Result<(Bound, Shutdown), StartError> {
         Instant::now(),
         rand::random(),
     );
-    let switch = Switch::new(&config, local, registrar);
+    let queue_names: Vec<String> = config.queues.iter().map(|q| q.name.clone()).collect();
+    let (plan, watched) = match &config.dialplan.file {
+        Some(path) => dialplan::load_watched(path, &queue_names),
+        None => (dialplan::load_embedded(&queue_names), Vec::new()),
+    };
+    let plan = Arc::new(plan.map_err(|r| StartError::Dialplan(r.render(false)))?);
+    for result in [ReloadResult::Ok, ReloadResult::Error] {
+        drop(
+            metrics
+                .dialplan_reloads
+                .get_or_create(&ReloadLabels { result }),
+        );
+    }
+    let (plans_tx, plans_rx) = mpsc::channel::<Arc<CompiledPlan>>(4);
+    if let Some(path) = config.dialplan.file.clone() {
+        tokio::spawn(reload_task(
+            path,
+            watched,
+            queue_names,
+            plans_tx,
+            Arc::clone(&metrics),
+        ));
+    }
+    let switch = Switch::new(&config, local, registrar, plan);
     let relay = MediaRelay::new(
         RelayConfig {
             bind: config.media.bind,
@@ -344,9 +389,13 @@ pub async fn start(config: Config) -> Result<(Bound, Shutdown), StartError> {
         aml_after_end: chrono::Duration::seconds(
             i64::try_from(config.aml.match_after_end_s).unwrap_or(i64::MAX / 1000),
         ),
+        prompts: Prompts::new(
+            config.media.prompts_dir.clone(),
+            config.media.recordings_dir.clone(),
+        ),
     };
     let done = tokio::spawn(async move {
-        task.run(inputs_rx, stop_rx).await;
+        task.run(inputs_rx, plans_rx, stop_rx).await;
         let report = journal.shutdown().await;
         if report.spilled_pending > 0 {
             tracing::warn!(
@@ -409,10 +458,16 @@ struct SwitchTask {
     georef_retries: u32,
     /// How long after a call's end an AML report still matches it.
     aml_after_end: chrono::Duration,
+    prompts: Prompts,
 }
 
 impl SwitchTask {
-    async fn run(mut self, mut inputs: mpsc::Receiver<Input>, mut stop: watch::Receiver<bool>) {
+    async fn run(
+        mut self,
+        mut inputs: mpsc::Receiver<Input>,
+        mut plans: mpsc::Receiver<Arc<CompiledPlan>>,
+        mut stop: watch::Receiver<bool>,
+    ) {
         let mut tick = tokio::time::interval(std::time::Duration::from_millis(250));
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {
@@ -436,6 +491,11 @@ impl SwitchTask {
                     }
                 }
                 _ = sleep => self.switch.handle_timeout(Instant::now()),
+                Some(plan) = plans.recv() => {
+                    // Calls in progress keep their own steps; new calls take this plan.
+                    self.switch.set_plan(plan);
+                    tracing::info!("dialplan reloaded");
+                }
                 _ = tick.tick() => self.publish_status(),
                 _ = stop.changed() => break,
             }
@@ -445,6 +505,7 @@ impl SwitchTask {
 
     fn handle_input(&mut self, input: Input) {
         let now = Instant::now();
+        self.switch.set_wall_clock(now, chrono::Utc::now());
         match input {
             Input::Sip { peer, msg } => self.switch.handle_message(now, peer, msg),
             Input::Raw { peer, bytes } => self.send(peer, bytes),
@@ -489,6 +550,28 @@ impl SwitchTask {
                 );
                 let _ = sub.reply.send(matched);
             }
+            Input::PromptLoaded {
+                call,
+                side,
+                name,
+                repeat,
+                prompt,
+            } => match prompt {
+                Ok(prompt) => {
+                    self.prompts.keep(name, Arc::clone(&prompt));
+                    match self.sessions.get(&call) {
+                        Some(s) => {
+                            prompts::play(s, call, side, prompt, repeat, self.inputs_tx.clone())
+                        }
+                        None => self.switch.handle_prompt_done(now, call),
+                    }
+                }
+                Err(e) => {
+                    tracing::warn!(%call, prompt = %name, error = %e, "prompt unusable; the call moves on");
+                    self.switch.handle_prompt_done(now, call);
+                }
+            },
+            Input::PromptDone { call } => self.switch.handle_prompt_done(now, call),
         }
     }
 
@@ -557,11 +640,7 @@ impl SwitchTask {
             }
             MediaCommand::PeerHint { call, side, addr } => {
                 if let Some(s) = self.sessions.get(&call) {
-                    let side = match side {
-                        Side::A => media::Side::A,
-                        Side::B => media::Side::B,
-                    };
-                    s.set_peer_hint(side, addr);
+                    s.set_peer_hint(media_side(side), addr);
                 }
             }
             MediaCommand::Release { call } => {
@@ -573,6 +652,48 @@ impl SwitchTask {
                         b_to_a = st.rtp_packets_b_to_a,
                         "media released"
                     );
+                }
+            }
+            MediaCommand::Play {
+                call,
+                side,
+                prompt,
+                repeat,
+            } => {
+                let side = media_side(side);
+                match (self.sessions.get(&call), self.prompts.cached(&prompt)) {
+                    (None, _) => {
+                        tracing::warn!(%call, %prompt, "prompt without relay ports: not played");
+                        self.switch.handle_prompt_done(Instant::now(), call);
+                    }
+                    (Some(s), Some(p)) => {
+                        prompts::play(s, call, side, p, repeat, self.inputs_tx.clone())
+                    }
+                    (Some(_), None) => {
+                        self.prompts
+                            .load(call, side, prompt, repeat, self.inputs_tx.clone())
+                    }
+                }
+            }
+            MediaCommand::StopPlay { call, side } => {
+                if let Some(s) = self.sessions.get(&call)
+                    && let Err(e) = s.stop_play(media_side(side))
+                {
+                    tracing::debug!(%call, error = %e, "stop prompt");
+                }
+            }
+            MediaCommand::Record { call, on } => {
+                if let Some(s) = self.sessions.get(&call) {
+                    if on {
+                        let path = self
+                            .prompts
+                            .recording_path(call, chrono::Utc::now().date_naive());
+                        prompts::record_start(s, call, path);
+                    } else if let Err(e) = s.record_stop() {
+                        tracing::debug!(%call, error = %e, "stop recording");
+                    }
+                } else {
+                    tracing::warn!(%call, on, "record without relay ports: ignored");
                 }
             }
             #[allow(unreachable_patterns)]
@@ -711,6 +832,100 @@ impl SwitchTask {
     }
 }
 
+/// How often the reload task looks at the plan files' modification times.
+const RELOAD_POLL: Duration = Duration::from_secs(1);
+
+/// Live reload of the dialplan (DESIGN §5): on SIGHUP, and when the modification time
+/// (or size) of the root file or of any file it includes changes, polled every second
+/// (no inotify dependency, and it also sees files replaced by rename, as editors and
+/// configuration tools do). The new plan is compiled here, off the switch task; a refused
+/// plan is logged with its `file:line:col` diagnostics and the running plan stays.
+/// `vigie_dialplan_reloads_total{result}` counts both outcomes.
+async fn reload_task(
+    path: PathBuf,
+    mut watched: Vec<PathBuf>,
+    queues: Vec<String>,
+    plans: mpsc::Sender<Arc<CompiledPlan>>,
+    metrics: Arc<Metrics>,
+) {
+    #[cfg(unix)]
+    let mut hup = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup()).ok();
+    let mut stamps = file_stamps(&watched);
+    let mut tick = tokio::time::interval(RELOAD_POLL);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        #[cfg(unix)]
+        let sighup = async {
+            match hup.as_mut() {
+                Some(h) => h.recv().await,
+                None => std::future::pending().await,
+            }
+        };
+        #[cfg(not(unix))]
+        let sighup = std::future::pending::<Option<()>>();
+        let why = tokio::select! {
+            _ = tick.tick() => {
+                let now = file_stamps(&watched);
+                if now == stamps {
+                    continue;
+                }
+                stamps = now;
+                "file changed"
+            }
+            s = sighup => {
+                if s.is_none() {
+                    hup = None;
+                    continue;
+                }
+                "SIGHUP"
+            }
+        };
+        let (plan, files) = dialplan::load_watched(&path, &queues);
+        if !files.is_empty() {
+            watched = files;
+            stamps = file_stamps(&watched);
+        }
+        match plan {
+            Ok(plan) => {
+                metrics
+                    .dialplan_reloads
+                    .get_or_create(&ReloadLabels {
+                        result: ReloadResult::Ok,
+                    })
+                    .inc();
+                tracing::info!(file = %path.display(), why, routes = plan.routes.len(), "dialplan accepted");
+                if plans.send(Arc::new(plan)).await.is_err() {
+                    return;
+                }
+            }
+            Err(report) => {
+                metrics
+                    .dialplan_reloads
+                    .get_or_create(&ReloadLabels {
+                        result: ReloadResult::Error,
+                    })
+                    .inc();
+                tracing::error!(
+                    file = %path.display(),
+                    why,
+                    "dialplan refused, the running plan stays:\n{}",
+                    report.render(false)
+                );
+            }
+        }
+    }
+}
+
+/// Modification time and length of each file (`None` when it cannot be read).
+fn file_stamps(files: &[PathBuf]) -> Vec<Option<(SystemTime, u64)>> {
+    files.iter().map(|f| stamp(f)).collect()
+}
+
+fn stamp(file: &Path) -> Option<(SystemTime, u64)> {
+    let m = std::fs::metadata(file).ok()?;
+    Some((m.modified().ok()?, m.len()))
+}
+
 fn seat_state_label(label: &str) -> Option<SeatState> {
     Some(match label {
         "logged_out" => SeatState::LoggedOut,
@@ -751,4 +966,12 @@ pub fn call_json(r: &crate::store::CallRow) -> serde_json::Value {
             "lat": lat, "lon": r.location_lon, "radius_m": r.location_radius_m,
         })),
     })
+}
+
+/// The media layer's name for a leg of a call.
+fn media_side(side: Side) -> media::Side {
+    match side {
+        Side::A => media::Side::A,
+        Side::B => media::Side::B,
+    }
 }

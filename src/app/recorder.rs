@@ -16,7 +16,7 @@ use crate::metrics::{
     WindowedRatio,
 };
 use crate::store::{CallPatch, EventKind, Journal, JournalRecord, LocationRow, Outcome};
-use crate::switch::event::{CallEvent, CallEventKind};
+use crate::switch::event::{CallEvent, CallEventKind, EndCause};
 
 /// What the recorder remembers of a live call.
 #[derive(Debug, Default)]
@@ -263,6 +263,21 @@ impl Recorder {
                     json!({"sip_call_id": sip_call_id, "called": called, "source": source.to_string()}),
                 )
             }
+            CallEventKind::Routed {
+                route,
+                vars,
+                tags,
+                trace,
+            } => {
+                let vars: serde_json::Map<String, serde_json::Value> = vars
+                    .iter()
+                    .map(|(k, v)| (k.clone(), serde_json::Value::String(v.clone())))
+                    .collect();
+                (
+                    EventKind::Routed,
+                    json!({"route": route, "vars": vars, "tags": tags, "trace": trace}),
+                )
+            }
             CallEventKind::Located(loc) => {
                 let row = location_row(call, live.location_seq, at, loc);
                 live.location_seq += 1;
@@ -462,7 +477,13 @@ impl Recorder {
                         .inc_by(talk);
                 }
                 count_end(metrics, &live.queue, outcome);
-                (EventKind::Ended, json!({"cause": cause.as_str()}))
+                let detail = match cause {
+                    EndCause::Dialplan { status } => {
+                        json!({"cause": cause.as_str(), "status": status})
+                    }
+                    _ => json!({"cause": cause.as_str()}),
+                };
+                (EventKind::Ended, detail)
             }
             #[allow(unreachable_patterns)]
             _ => return,
@@ -562,7 +583,7 @@ mod tests {
     use super::*;
     use crate::acd::OverflowReason;
     use crate::store::{JournalConfig, Store};
-    use crate::switch::event::{AbandonPhase, EndCause};
+    use crate::switch::event::AbandonPhase;
 
     fn ev(call: CallId, kind: CallEventKind) -> CallEvent {
         CallEvent { call, kind }

@@ -5,9 +5,12 @@
 //! - [`compile`] does the same with any file reader (tests, fuzzing);
 //! - [`evaluate`] decides a call's route and steps from its [`CallFacts`] and the time,
 //!   which is passed in (sans-IO: no clock reading), and explains itself in a trace;
-//! - [`run_tests`] runs the `[[tests]]` written inside the plan.
+//! - [`run_tests`] runs the `[[tests]]` written inside the plan;
+//! - [`load_watched`] loads a plan and names every file it read (live reload watches them);
+//! - [`load_embedded`] compiles the demo plan built into the binary.
 //!
-//! Not wired into the switch yet: the lead integrates it (and live reload) later.
+//! The switch ([`crate::switch::Switch`]) evaluates the plan for every new trunk call and
+//! runs the decision's steps; `app` reloads the plan on SIGHUP and on file change.
 
 pub mod cli;
 mod compile;
@@ -39,6 +42,61 @@ pub use eval::{TestOutcome, evaluate, run_tests};
 /// regex, unreachable route, unsafe emergency route…), renderable with [`Report::render`].
 pub fn load(path: &Path, queues: &[String]) -> Result<CompiledPlan, Report> {
     compile(path, &mut |p: &Path| std::fs::read_to_string(p), queues)
+}
+
+/// Like [`load`], and also returns every file the compiler asked to read (the root and its
+/// includes, even when the plan is refused), so that a reloader can watch their mtimes.
+///
+/// # Errors
+/// As [`load`], in the first element of the pair.
+pub fn load_watched(
+    path: &Path,
+    queues: &[String],
+) -> (Result<CompiledPlan, Report>, Vec<std::path::PathBuf>) {
+    let mut files = Vec::new();
+    let plan = compile(
+        path,
+        &mut |p: &Path| {
+            files.push(p.to_path_buf());
+            std::fs::read_to_string(p)
+        },
+        queues,
+    );
+    (plan, files)
+}
+
+/// Virtual path of the embedded demo plan's root file (shown in diagnostics and traces).
+pub const EMBEDDED_ROOT: &str = "dialplans/line19.toml";
+
+/// The demo plan's files, built into the binary: `dialplans/line19.toml` and its include.
+const EMBEDDED_FILES: &[(&str, &str)] = &[
+    (
+        "dialplans/line19.toml",
+        include_str!("../../dialplans/line19.toml"),
+    ),
+    (
+        "dialplans/shared/backup.toml",
+        include_str!("../../dialplans/shared/backup.toml"),
+    ),
+];
+
+/// Compiles the demo plan built into the binary (used when the configuration names no
+/// `[dialplan] file`) against the configured queue names.
+///
+/// # Errors
+/// A [`Report`] when the configuration lacks a queue the demo plan uses (`line19`).
+pub fn load_embedded(queues: &[String]) -> Result<CompiledPlan, Report> {
+    compile(
+        Path::new(EMBEDDED_ROOT),
+        &mut |p: &Path| {
+            EMBEDDED_FILES
+                .iter()
+                .find(|(name, _)| Path::new(name) == p)
+                .map(|(_, text)| (*text).to_owned())
+                .ok_or_else(|| std::io::Error::from(std::io::ErrorKind::NotFound))
+        },
+        queues,
+    )
 }
 
 /// A plan that passed every check, ready for [`evaluate`].

@@ -45,6 +45,11 @@ pub struct HandoffDocument {
     pub locations: Vec<LocationPart>,
     /// RFC 7852 additional data, in header order.
     pub additional_data: Vec<AdditionalDataPart>,
+    /// The dialplan route that took the call (DESIGN §5); `null` before routing.
+    pub route: Option<String>,
+    /// Call variables set by the route's `set` steps (name → value).
+    #[serde(default)]
+    pub vars: std::collections::BTreeMap<String, String>,
     /// Free labels from the dialplan (`priority`, `language:fr`…).
     pub tags: Vec<String>,
     /// How the call ended (with the `ended` event).
@@ -306,6 +311,8 @@ impl HandoffDocument {
             agent: None,
             locations: Vec::new(),
             additional_data: Vec::new(),
+            route: None,
+            vars: std::collections::BTreeMap::new(),
             tags: Vec::new(),
             outcome: None,
         }

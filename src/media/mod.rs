@@ -1,10 +1,12 @@
-//! Media: RTP/RTCP relay with symmetric latching (RFC 3550, RFC 4961).
+//! Media: RTP/RTCP relay with symmetric latching (RFC 3550, RFC 4961), prompt player,
+//! call recorder and RTCP reception statistics.
 //!
 //! vigie anchors the media of every call (see [`crate::sdp`]): each call gets a
 //! [`RelaySession`] with two sides, A (caller/trunk leg) and B (agent/seat leg), each with an
 //! even RTP port and RTCP on the next port (RFC 3550 §11): four UDP sockets. One tokio task
 //! per session relays datagrams arriving on A's sockets out of B's sockets to B's peer, and
-//! the reverse.
+//! the reverse; the same task plays prompts ([`RelaySession::play`]), taps the recorder
+//! ([`RelaySession::record_start`]) and reads the RTCP reports that go through it.
 //!
 //! **Symmetric RTP (RFC 4961).** Until a side has sent anything, packets for it go to the
 //! address from its SDP ([`RelaySession::set_peer_hint`]); the first RTP packet received from a
@@ -12,27 +14,62 @@
 //! behind NAT), and likewise the first RTCP packet latches its RTCP peer. Packets for a side
 //! with no peer yet are dropped and counted.
 //!
-//! **Hot path.** One receive buffer per task, no allocation and no lock per packet: the task
-//! waits for readiness and drains each socket with `try_recv_from`; statistics are relaxed
-//! atomics and Prometheus counters (atomics). Peer hints reach the task over `watch`
-//! channels, read only when they change.
+//! **Prompts.** A prompt is sent as G.711 RTP (the side's codec, [`RelaySession::set_codec`])
+//! from the side's own relay socket to its peer, with an SSRC of its own, 20 ms per packet,
+//! paced by the session task's timer. Relayed media wins: the first RTP packet relayed to a
+//! side stops a prompt playing there ([`PlayState::Preempted`]), so the two never interleave.
+//!
+//! **Quality.** SR/RR report blocks (RFC 3550 §6.4) from each side give the loss and jitter
+//! that side sees; vigie also estimates the interarrival jitter of the RTP it receives from
+//! each side (RFC 3550 A.8). Both go to [`RelaySession::quality`] and to the metrics
+//! `vigie_rtp_packets_lost_total{side}` and `vigie_rtp_jitter_seconds{side,source}`.
+//!
+//! **Hot path (measured, see the commit "media: …").** One task per session, one receive
+//! buffer per task, no allocation and no lock per packet: the task waits for readiness and
+//! drains each socket with `try_recv_from` (up to [`DRAIN_BUDGET`] datagrams per wake-up);
+//! statistics are relaxed atomics and Prometheus counters (atomics); peer hints reach the
+//! task over `watch` channels and commands over a bounded `mpsc`, read only when they
+//! change. The recorder gets a fixed-size copy of each payload by `try_send`. `recvmmsg`/
+//! `sendmmsg` were considered and not used: a relayed packet goes out of a different socket
+//! than it came in on, one at a time, and at 50 packets/s per stream a wake-up rarely finds
+//! more than one datagram queued, so batching would save few syscalls per call; see the
+//! measurement in `tests/media_relay.rs` (`relay_loop_throughput`). The jitter histograms
+//! (which take a short mutex) are observed once per [`JITTER_SAMPLE_EVERY`] packets, not per
+//! packet.
 
+mod g711;
+mod player;
 mod ports;
+mod recorder;
+pub mod rtcp;
+
+pub use g711::{alaw_to_linear, linear_to_alaw, linear_to_ulaw, ulaw_to_linear};
+pub use player::{
+    Codec, PACKET_INTERVAL, PlayHandle, PlayState, Prompt, PromptError, SAMPLE_RATE,
+    SAMPLES_PER_PACKET, WavFormat,
+};
+pub use recorder::{MIX_DELAY_FRAMES, RecordError, RecordingHandle, RecordingSummary};
 
 use std::io;
 use std::net::{IpAddr, SocketAddr};
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 
 use prometheus_client::encoding::EncodeLabelSet;
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::histogram::Histogram;
 use prometheus_client::registry::{Registry, Unit};
 use tokio::net::UdpSocket;
-use tokio::sync::watch;
+use tokio::sync::{mpsc, oneshot, watch};
 use tokio::task::JoinHandle;
+use tokio::time::Instant;
 
+use player::{PROMPT_PACKET_LEN, Playback, RtpSender};
 use ports::{PortPool, SlotLease};
+use recorder::{Chunk, MAX_CHUNK};
+use rtcp::JitterEstimator;
 
 /// Errors of the media layer.
 #[derive(Debug, thiserror::Error)]
@@ -52,8 +89,18 @@ pub enum MediaError {
         /// The operating system's error.
         source: io::Error,
     },
+    /// The session's task has ended (session closed, runtime shutting down): the command
+    /// (play, record…) was not taken.
+    #[error("relay session closed")]
+    SessionClosed,
+    /// The session's command queue is full (more than 32 commands not yet read): the
+    /// command was not taken; retry later.
+    #[error("relay session command queue full")]
+    CommandQueueFull,
+    /// A prompt file could not be loaded.
+    #[error(transparent)]
+    Prompt(#[from] PromptError),
 }
-
 /// Where the relay binds and which ports it may use.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct RelayConfig {
@@ -104,7 +151,45 @@ enum DropReason {
     send_error,
 }
 
-/// Prometheus counters the relay increments (shared by every session; cloning is cheap and
+/// Label `side` of the per-side media metrics: `caller` (side A) or `seat` (side B).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, EncodeLabelSet)]
+struct SideLabels {
+    side: SideLabel,
+}
+
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, Hash, prometheus_client::encoding::EncodeLabelValue,
+)]
+#[allow(non_camel_case_types)]
+enum SideLabel {
+    caller,
+    seat,
+}
+
+/// Labels of `vigie_rtp_jitter_seconds`: which side, and who measured it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, EncodeLabelSet)]
+struct JitterLabels {
+    side: SideLabel,
+    source: JitterSource,
+}
+
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, Hash, prometheus_client::encoding::EncodeLabelValue,
+)]
+#[allow(non_camel_case_types)]
+enum JitterSource {
+    /// Reported by the side in its RTCP SR/RR (how it receives what vigie sends it).
+    rtcp,
+    /// Measured by vigie on the RTP it receives from the side (RFC 3550 A.8).
+    observed,
+}
+
+/// Buckets of `vigie_rtp_jitter_seconds`: 1 ms to 500 ms.
+fn jitter_histogram() -> Histogram {
+    Histogram::new([0.001, 0.002, 0.005, 0.01, 0.02, 0.03, 0.05, 0.1, 0.2, 0.5])
+}
+
+/// Prometheus metrics the relay updates (shared by every session; cloning is cheap and
 /// shares the same atomics).
 #[derive(Debug, Clone)]
 pub struct RelayMetrics {
@@ -116,10 +201,21 @@ pub struct RelayMetrics {
     /// RTCP packets (compound datagrams) relayed, both directions
     /// (`vigie_rtcp_packets_relayed_total`).
     pub rtcp_packets: Counter,
+    /// RTP packets of prompts sent (`vigie_prompt_packets_sent_total`).
+    pub prompt_packets: Counter,
+    /// Recordings that stopped on an error: file not creatable, disk full
+    /// (`vigie_recording_failures_total`).
+    pub recording_failures: Counter,
     dropped: Family<DropLabels, Counter>,
     dropped_no_peer: Counter,
     dropped_malformed: Counter,
     dropped_send_error: Counter,
+    lost: Family<SideLabels, Counter>,
+    /// Children of `lost`, by side index (fetched once: no family lock per report).
+    lost_by_side: [Counter; 2],
+    jitter: Family<JitterLabels, Histogram, fn() -> Histogram>,
+    /// Children of `jitter`: [side][rtcp, observed].
+    jitter_by_side: [[Histogram; 2]; 2],
 }
 
 impl Default for RelayMetrics {
@@ -129,24 +225,49 @@ impl Default for RelayMetrics {
         let dropped_no_peer = child(DropReason::no_peer);
         let dropped_malformed = child(DropReason::malformed);
         let dropped_send_error = child(DropReason::send_error);
+        let lost = Family::<SideLabels, Counter>::default();
+        let lost_child = |side| lost.get_or_create(&SideLabels { side }).clone();
+        let lost_by_side = [lost_child(SideLabel::caller), lost_child(SideLabel::seat)];
+        let jitter = Family::<JitterLabels, Histogram, fn() -> Histogram>::new_with_constructor(
+            jitter_histogram,
+        );
+        let jitter_child =
+            |side, source| jitter.get_or_create(&JitterLabels { side, source }).clone();
+        let jitter_by_side = [SideLabel::caller, SideLabel::seat].map(|side| {
+            [
+                jitter_child(side, JitterSource::rtcp),
+                jitter_child(side, JitterSource::observed),
+            ]
+        });
         Self {
             rtp_packets: Counter::default(),
             rtp_bytes: Counter::default(),
             rtcp_packets: Counter::default(),
+            prompt_packets: Counter::default(),
+            recording_failures: Counter::default(),
             dropped,
             dropped_no_peer,
             dropped_malformed,
             dropped_send_error,
+            lost,
+            lost_by_side,
+            jitter,
+            jitter_by_side,
         }
     }
 }
 
 impl RelayMetrics {
-    /// Register the counters in `registry` (the `_total` suffix is added by
+    /// Register the metrics in `registry` (the `_total` suffix is added by
     /// prometheus-client): `vigie_rtp_packets_relayed_total`,
-    /// `vigie_rtp_relayed_bytes_total`, `vigie_rtcp_packets_relayed_total` and
+    /// `vigie_rtp_relayed_bytes_total`, `vigie_rtcp_packets_relayed_total`,
     /// `vigie_rtp_packets_dropped_total{reason="no_peer"|"malformed"|"send_error"}` (RTP and
-    /// RTCP datagrams not relayed).
+    /// RTCP datagrams not relayed), `vigie_prompt_packets_sent_total`,
+    /// `vigie_recording_failures_total`, `vigie_rtp_packets_lost_total{side="caller"|"seat"}`
+    /// (packets the side reports lost in its RTCP receiver reports, RFC 3550 §6.4.1: the sum
+    /// of increases of the cumulative number lost) and the histogram
+    /// `vigie_rtp_jitter_seconds{side, source="rtcp"|"observed"}` (interarrival jitter in
+    /// seconds, as reported by the side or measured by vigie on the side's RTP).
     pub fn register(&self, registry: &mut Registry) {
         registry.register(
             "vigie_rtp_packets_relayed",
@@ -169,6 +290,27 @@ impl RelayMetrics {
             "RTP and RTCP datagrams not relayed, by reason",
             self.dropped.clone(),
         );
+        registry.register(
+            "vigie_prompt_packets_sent",
+            "RTP packets of prompts sent to call legs",
+            self.prompt_packets.clone(),
+        );
+        registry.register(
+            "vigie_recording_failures",
+            "Call recordings stopped by a file error (unwritable directory, disk full)",
+            self.recording_failures.clone(),
+        );
+        registry.register(
+            "vigie_rtp_packets_lost",
+            "RTP packets a call leg reports lost in RTCP receiver reports (RFC 3550 6.4.1)",
+            self.lost.clone(),
+        );
+        registry.register_with_unit(
+            "vigie_rtp_jitter",
+            "RTP interarrival jitter (RFC 3550 6.4.1), reported in RTCP or observed by vigie",
+            Unit::Seconds,
+            self.jitter.clone(),
+        );
     }
 
     /// Datagrams dropped because the destination side had no peer address yet.
@@ -180,6 +322,12 @@ impl RelayMetrics {
     pub fn dropped_malformed(&self) -> u64 {
         self.dropped_malformed.get()
     }
+
+    /// Packets `side` reported lost in RTCP (sum over sessions of the increases of the
+    /// cumulative number lost, RFC 3550 §6.4.1).
+    pub fn packets_lost(&self, side: Side) -> u64 {
+        self.lost_by_side[side.index()].get()
+    }
 }
 
 /// A pool of relay ports; cheap to clone (an `Arc`), shared by the whole switch.
@@ -189,6 +337,10 @@ pub struct MediaRelay {
     metrics: RelayMetrics,
     pool: Arc<Mutex<PortPool>>,
 }
+
+/// Commands a session's task can queue before it is read (bounded; see
+/// [`MediaError::CommandQueueFull`]).
+const COMMAND_CAPACITY: usize = 32;
 
 impl MediaRelay {
     /// A relay over `config.port_min..=config.port_max` on `config.bind`. An empty or
@@ -227,22 +379,26 @@ impl MediaRelay {
         let stats = Arc::new(Counters::default());
         let (hint_a_tx, hint_a_rx) = watch::channel(None);
         let (hint_b_tx, hint_b_rx) = watch::channel(None);
+        let (commands_tx, commands_rx) = mpsc::channel(COMMAND_CAPACITY);
         let task = RelayTask {
             sockets: [a.rtp, a.rtcp, b.rtp, b.rtcp],
             hints: [hint_a_rx, hint_b_rx],
+            commands: commands_rx,
             stats: Arc::clone(&stats),
             metrics: self.metrics.clone(),
+            media: MediaState::new(),
             _leases: [a.lease, b.lease],
         };
         let task = tokio::spawn(task.run());
         Ok(RelaySession {
             local,
             hints: [hint_a_tx, hint_b_tx],
+            commands: commands_tx,
             stats,
+            recording_failures: self.metrics.recording_failures.clone(),
             task: Some(task),
         })
     }
-
     fn bind_pair(&self) -> Result<BoundPair, MediaError> {
         let attempts = self
             .pool
@@ -303,12 +459,40 @@ struct PeerHint {
 
 /// The relay of one call. Dropping it (or [`RelaySession::close`]) stops the relay task and
 /// returns the four ports to the pool.
+///
+/// Every method is synchronous and never waits: commands (play, record, codec) are queued
+/// to the session's task, which applies them in order.
 #[derive(Debug)]
 pub struct RelaySession {
     local: [SocketAddr; 2],
     hints: [watch::Sender<Option<PeerHint>>; 2],
+    commands: mpsc::Sender<Command>,
     stats: Arc<Counters>,
+    recording_failures: Counter,
     task: Option<JoinHandle<()>>,
+}
+
+/// What the session asks its task to do.
+#[derive(Debug)]
+enum Command {
+    SetCodec {
+        side: Side,
+        codec: Codec,
+        pt: u8,
+    },
+    Play {
+        side: Side,
+        prompt: Arc<Prompt>,
+        repeat: bool,
+        done: watch::Sender<PlayState>,
+    },
+    StopPlay {
+        side: Side,
+    },
+    RecordStart {
+        tap: mpsc::Sender<Chunk>,
+    },
+    RecordStop,
 }
 
 impl RelaySession {
@@ -339,9 +523,104 @@ impl RelaySession {
         });
     }
 
+    /// Tell the session the G.711 codec and RTP payload type negotiated for `side` (from its
+    /// SDP answer, RFC 3264): prompts to `side` are sent in it, and the recorder decodes
+    /// `side`'s RTP of payload type `pt` with it. Until told, a side uses PCMU with payload
+    /// type 0, and static types 0/8 are always decoded as PCMU/PCMA.
+    ///
+    /// # Errors
+    /// [`MediaError::SessionClosed`] or [`MediaError::CommandQueueFull`].
+    pub fn set_codec(&self, side: Side, codec: Codec, pt: u8) -> Result<(), MediaError> {
+        self.command(Command::SetCodec {
+            side,
+            codec,
+            pt: pt & 0x7F,
+        })
+    }
+
+    /// Play `prompt` to `side`: RTP from `side`'s relay socket to its peer (latched, else
+    /// hinted; while it has none the packets are not sent but time runs), in the side's
+    /// codec, 20 ms (160 samples) per packet, a session-wide SSRC per side, marker bit on
+    /// the first packet, sequence number and timestamp per RFC 3550 §5.1. With `repeat` the
+    /// prompt loops (music on hold) until stopped.
+    ///
+    /// A play already running on `side` ends ([`PlayState::Replaced`]). The play ends by
+    /// itself at the end of the prompt, on [`RelaySession::stop_play`], or when relayed
+    /// media reaches `side` ([`PlayState::Preempted`]: the call is bridged).
+    ///
+    /// # Errors
+    /// [`MediaError::SessionClosed`] or [`MediaError::CommandQueueFull`].
+    pub fn play(
+        &self,
+        side: Side,
+        prompt: Arc<Prompt>,
+        repeat: bool,
+    ) -> Result<PlayHandle, MediaError> {
+        let (done, state) = watch::channel(PlayState::Playing);
+        self.command(Command::Play {
+            side,
+            prompt,
+            repeat,
+            done,
+        })?;
+        Ok(PlayHandle { state })
+    }
+
+    /// Stop what plays on `side` ([`PlayState::Stopped`]); nothing if nothing plays.
+    ///
+    /// # Errors
+    /// [`MediaError::SessionClosed`] or [`MediaError::CommandQueueFull`].
+    pub fn stop_play(&self, side: Side) -> Result<(), MediaError> {
+        self.command(Command::StopPlay { side })
+    }
+
+    /// Start recording the call to `path`: a stereo WAV, 8000 Hz, 16-bit linear, left =
+    /// caller (side A), right = seat (side B), decoded from their G.711 RTP and placed by
+    /// RTP timestamp (silence in gaps). The file is written by a blocking task fed through
+    /// a bounded channel: a slow disk drops audio (counted in
+    /// [`RelayStats::recording_chunks_dropped`]), a failing one ends the recording
+    /// (`vigie_recording_failures_total`, a log line); neither touches the relay. A
+    /// recording already running is finished first. Must be called inside a tokio runtime.
+    ///
+    /// # Errors
+    /// [`MediaError::SessionClosed`] or [`MediaError::CommandQueueFull`] (then no file is
+    /// created).
+    pub fn record_start(&self, path: PathBuf) -> Result<RecordingHandle, MediaError> {
+        let runtime =
+            tokio::runtime::Handle::try_current().map_err(|_| MediaError::SessionClosed)?;
+        let (tap, rx) = mpsc::channel(recorder::CHANNEL_CAPACITY);
+        let (done_tx, done) = oneshot::channel();
+        // Queue the tap first so that a refused command creates no file.
+        self.command(Command::RecordStart { tap })?;
+        let failures = self.recording_failures.clone();
+        runtime.spawn_blocking(move || recorder::run_writer(path, rx, failures, done_tx));
+        Ok(RecordingHandle { done })
+    }
+
+    /// Stop recording; the writer completes the file (see [`RecordingHandle::finished`]).
+    ///
+    /// # Errors
+    /// [`MediaError::SessionClosed`] or [`MediaError::CommandQueueFull`].
+    pub fn record_stop(&self) -> Result<(), MediaError> {
+        self.command(Command::RecordStop)
+    }
+
+    fn command(&self, command: Command) -> Result<(), MediaError> {
+        self.commands.try_send(command).map_err(|e| match e {
+            mpsc::error::TrySendError::Full(_) => MediaError::CommandQueueFull,
+            mpsc::error::TrySendError::Closed(_) => MediaError::SessionClosed,
+        })
+    }
+
     /// A snapshot of the session's counters.
     pub fn stats(&self) -> RelayStats {
         self.stats.snapshot()
+    }
+
+    /// Reception quality of `side`: what its last RTCP report blocks say, and the jitter
+    /// vigie measures on its RTP.
+    pub fn quality(&self, side: Side) -> LinkQuality {
+        self.stats.quality(side.index())
     }
 
     /// Stop the relay task and wait until its sockets are closed: when this returns the
@@ -385,6 +664,28 @@ pub struct RelayStats {
     pub dropped_malformed: u64,
     /// Datagrams the kernel refused to send.
     pub dropped_send_error: u64,
+    /// Prompt RTP packets sent to side A's peer.
+    pub prompt_packets_to_a: u64,
+    /// Prompt RTP packets sent to side B's peer.
+    pub prompt_packets_to_b: u64,
+    /// RTP payloads not recorded because the recorder's channel was full (disk too slow).
+    pub recording_chunks_dropped: u64,
+}
+
+/// Reception quality of one side (RFC 3550 §6.4.1).
+#[derive(Debug, Clone, Copy, Default, PartialEq)]
+pub struct LinkQuality {
+    /// Report blocks received from the side in its SR/RR packets.
+    pub report_blocks: u64,
+    /// Fraction lost in the side's last report block, 0 to 1 (the 8-bit field / 256).
+    pub fraction_lost: f64,
+    /// Cumulative number of packets lost in the side's last report block.
+    pub cumulative_lost: i64,
+    /// Interarrival jitter in the side's last report block, in seconds (8 kHz clock).
+    pub jitter_seconds: f64,
+    /// Interarrival jitter vigie measures on the RTP it receives from the side, in seconds
+    /// (RFC 3550 A.8; 8 kHz clock).
+    pub observed_jitter_seconds: f64,
 }
 
 #[derive(Debug, Default)]
@@ -396,6 +697,16 @@ struct Counters {
     dropped_no_peer: AtomicU64,
     dropped_malformed: AtomicU64,
     dropped_send_error: AtomicU64,
+    /// Prompt packets, indexed by destination side.
+    prompt_packets: [AtomicU64; 2],
+    recording_dropped: AtomicU64,
+    /// Per reporting side: report blocks, last fraction lost (1/256), last cumulative
+    /// lost, last jitter (timestamp units), observed jitter × 16 (timestamp units).
+    report_blocks: [AtomicU64; 2],
+    fraction_lost: [AtomicU64; 2],
+    cumulative_lost: [AtomicI64; 2],
+    reported_jitter: [AtomicU64; 2],
+    observed_jitter_x16: [AtomicU64; 2],
 }
 
 impl Counters {
@@ -411,6 +722,22 @@ impl Counters {
             dropped_no_peer: get(&self.dropped_no_peer),
             dropped_malformed: get(&self.dropped_malformed),
             dropped_send_error: get(&self.dropped_send_error),
+            prompt_packets_to_a: get(&self.prompt_packets[0]),
+            prompt_packets_to_b: get(&self.prompt_packets[1]),
+            recording_chunks_dropped: get(&self.recording_dropped),
+        }
+    }
+
+    fn quality(&self, side: usize) -> LinkQuality {
+        let side = side.min(1);
+        let get = |c: &[AtomicU64; 2]| c[side].load(Ordering::Relaxed);
+        let clock = f64::from(SAMPLE_RATE);
+        LinkQuality {
+            report_blocks: get(&self.report_blocks),
+            fraction_lost: get(&self.fraction_lost) as f64 / 256.0,
+            cumulative_lost: self.cumulative_lost[side].load(Ordering::Relaxed),
+            jitter_seconds: get(&self.reported_jitter) as f64 / clock,
+            observed_jitter_seconds: get(&self.observed_jitter_x16) as f64 / 16.0 / clock,
         }
     }
 }
@@ -420,6 +747,14 @@ impl Counters {
 const MAX_DATAGRAM: usize = 4096;
 /// Datagrams drained from one socket before the task looks at the others again.
 const DRAIN_BUDGET: usize = 64;
+/// Observed jitter goes into the histogram once per this many RTP packets of a side (about
+/// once a second at 50 packets/s).
+pub const JITTER_SAMPLE_EVERY: u32 = 50;
+/// Late prompt packets sent at once when the task wakes up behind schedule; beyond that
+/// the play skips ahead rather than burst.
+const PLAY_CATCH_UP: usize = 3;
+/// Report-block sources remembered per side to turn cumulative loss into increases.
+const LOSS_SOURCES: usize = 4;
 
 /// What the task knows of one side's peer.
 #[derive(Debug, Default, Clone, Copy)]
@@ -447,6 +782,93 @@ enum Wake {
     Socket(usize),
     /// The hint of side 0/1 changed (`true`) or its sender is gone (`false`).
     Hint(usize, bool),
+    /// A command, or `None` when the session is gone.
+    Command(Option<Command>),
+    /// A prompt packet is due.
+    Play,
+}
+
+/// The recorder's end of the relay.
+#[derive(Debug)]
+struct Tap {
+    tx: mpsc::Sender<Chunk>,
+    start: Instant,
+}
+
+/// Per-session media state owned by the task (no lock: only the task touches it).
+#[derive(Debug)]
+struct MediaState {
+    peers: [Peer; 2],
+    /// Codec and payload type of each side.
+    codecs: [(Codec, u8); 2],
+    senders: [RtpSender; 2],
+    players: [Option<Playback>; 2],
+    tap: Option<Tap>,
+    jitter: [JitterEstimator; 2],
+    jitter_count: [u32; 2],
+    /// (SSRC, last cumulative lost) of the report blocks each side sent.
+    loss: [[Option<(u32, i32)>; LOSS_SOURCES]; 2],
+    /// Origin of the arrival clock of the jitter estimators.
+    start: Instant,
+}
+
+impl MediaState {
+    fn new() -> MediaState {
+        MediaState {
+            peers: [Peer::default(); 2],
+            codecs: [(Codec::Pcmu, 0); 2],
+            senders: [RtpSender::random(), RtpSender::random()],
+            players: [None, None],
+            tap: None,
+            jitter: [JitterEstimator::default(); 2],
+            jitter_count: [0; 2],
+            loss: [[None; LOSS_SOURCES]; 2],
+            start: Instant::now(),
+        }
+    }
+
+    fn next_due(&self) -> Option<Instant> {
+        self.players.iter().flatten().map(|p| p.due).min()
+    }
+
+    /// The codec of payload type `pt` received from `side`, if it is G.711.
+    fn codec_of(&self, side: usize, pt: u8) -> Option<Codec> {
+        match self.codecs.get(side) {
+            Some(&(codec, side_pt)) if side_pt == pt => Some(codec),
+            _ => Codec::from_static_payload_type(pt),
+        }
+    }
+
+    fn end_play(&mut self, side: usize, state: PlayState) {
+        if let Some(play) = self.players.get_mut(side).and_then(Option::take) {
+            play.end(state);
+        }
+    }
+
+    /// Increase of the cumulative loss `side` reports for `ssrc` since its previous report
+    /// (RFC 3550 §6.4.1; a first report counts from 0, a decrease counts nothing).
+    fn loss_increase(&mut self, side: usize, ssrc: u32, cumulative: i32) -> u64 {
+        let Some(table) = self.loss.get_mut(side) else {
+            return 0;
+        };
+        let previous = table.iter_mut().find(|e| e.is_some_and(|(s, _)| s == ssrc));
+        let (slot, before) = match previous {
+            Some(slot) => {
+                let before = slot.map_or(0, |(_, c)| c);
+                (slot, before)
+            }
+            None => {
+                // A free slot, else the first one (a rare fifth source).
+                table.rotate_left(1);
+                let Some(slot) = table.last_mut() else {
+                    return 0;
+                };
+                (slot, 0)
+            }
+        };
+        *slot = Some((ssrc, cumulative));
+        u64::try_from(i64::from(cumulative) - i64::from(before)).unwrap_or(0)
+    }
 }
 
 /// The task of one session. Field order matters: the sockets are dropped before the port
@@ -455,16 +877,18 @@ struct RelayTask {
     /// A RTP, A RTCP, B RTP, B RTCP.
     sockets: [UdpSocket; 4],
     hints: [watch::Receiver<Option<PeerHint>>; 2],
+    commands: mpsc::Receiver<Command>,
     stats: Arc<Counters>,
     metrics: RelayMetrics,
+    media: MediaState,
     _leases: [SlotLease; 2],
 }
 
 impl RelayTask {
     async fn run(mut self) {
         let mut buf = vec![0u8; MAX_DATAGRAM];
-        let mut peers = [Peer::default(); 2];
         loop {
+            let due = self.media.next_due();
             let [hint_a, hint_b] = &mut self.hints;
             let ready = tokio::select! {
                 r = self.sockets[0].readable() => r.map(|()| Wake::Socket(0)),
@@ -473,12 +897,15 @@ impl RelayTask {
                 r = self.sockets[3].readable() => r.map(|()| Wake::Socket(3)),
                 changed = hint_a.changed() => Ok(Wake::Hint(0, changed.is_ok())),
                 changed = hint_b.changed() => Ok(Wake::Hint(1, changed.is_ok())),
+                command = self.commands.recv() => Ok(Wake::Command(command)),
+                () = tokio::time::sleep_until(due.unwrap_or_else(Instant::now)), if due.is_some()
+                    => Ok(Wake::Play),
             };
             let index = match ready {
                 Ok(Wake::Socket(index)) => {
                     // A hint set before a packet was sent must apply to that packet even if
                     // the socket won the select (one atomic load per wake-up, not a lock).
-                    for (rx, peer) in self.hints.iter_mut().zip(peers.iter_mut()) {
+                    for (rx, peer) in self.hints.iter_mut().zip(self.media.peers.iter_mut()) {
                         if rx.has_changed().unwrap_or(false) {
                             Self::apply_hint(peer, *rx.borrow_and_update());
                         }
@@ -486,16 +913,31 @@ impl RelayTask {
                     index
                 }
                 Ok(Wake::Hint(side, true)) => {
-                    if let (Some(rx), Some(peer)) = (self.hints.get_mut(side), peers.get_mut(side))
+                    if let (Some(rx), Some(peer)) =
+                        (self.hints.get_mut(side), self.media.peers.get_mut(side))
                     {
                         Self::apply_hint(peer, *rx.borrow_and_update());
                     }
                     continue;
                 }
-                // The session was dropped (hint sender gone) or the reactor is shutting down.
-                Ok(Wake::Hint(_, false)) | Err(_) => return,
+                Ok(Wake::Command(Some(command))) => {
+                    self.apply(command);
+                    continue;
+                }
+                Ok(Wake::Play) => {
+                    self.play_due(Instant::now());
+                    continue;
+                }
+                // The session was dropped (hint or command sender gone) or the reactor is
+                // shutting down. Plays in progress tell their watchers Closed (on drop).
+                Ok(Wake::Hint(_, false) | Wake::Command(None)) | Err(_) => {
+                    for side in 0..2 {
+                        self.media.end_play(side, PlayState::Closed);
+                    }
+                    return;
+                }
             };
-            self.drain(index, &mut buf, &mut peers).await;
+            self.drain(index, &mut buf).await;
         }
     }
 
@@ -507,8 +949,90 @@ impl RelayTask {
         }
     }
 
+    fn apply(&mut self, command: Command) {
+        let media = &mut self.media;
+        match command {
+            Command::SetCodec { side, codec, pt } => {
+                if let Some(slot) = media.codecs.get_mut(side.index()) {
+                    *slot = (codec, pt);
+                }
+            }
+            Command::Play {
+                side,
+                prompt,
+                repeat,
+                done,
+            } => {
+                media.end_play(side.index(), PlayState::Replaced);
+                if let Some(slot) = media.players.get_mut(side.index()) {
+                    *slot = Some(Playback::new(prompt, repeat, Instant::now(), done));
+                }
+                self.play_due(Instant::now());
+            }
+            Command::StopPlay { side } => media.end_play(side.index(), PlayState::Stopped),
+            Command::RecordStart { tap } => {
+                media.tap = Some(Tap {
+                    tx: tap,
+                    start: Instant::now(),
+                });
+            }
+            Command::RecordStop => media.tap = None,
+        }
+    }
+
+    /// Send the prompt packets that are due, at most [`PLAY_CATCH_UP`] per side.
+    fn play_due(&mut self, now: Instant) {
+        for side in 0..2 {
+            let Some(socket) = self.sockets.get(side * 2) else {
+                continue;
+            };
+            let media = &mut self.media;
+            let destination = media.peers.get(side).and_then(Peer::rtp);
+            let Some(&(codec, pt)) = media.codecs.get(side) else {
+                continue;
+            };
+            let (Some(slot), Some(sender)) =
+                (media.players.get_mut(side), media.senders.get_mut(side))
+            else {
+                continue;
+            };
+            let mut buf = [0u8; PROMPT_PACKET_LEN];
+            for _ in 0..PLAY_CATCH_UP {
+                let Some(play) = slot.as_mut() else { break };
+                if play.due > now {
+                    break;
+                }
+                let Some(len) = play.next_packet(sender, codec, pt, &mut buf) else {
+                    if let Some(play) = slot.take() {
+                        play.end(PlayState::Finished);
+                    }
+                    break;
+                };
+                let Some(destination) = destination else {
+                    continue;
+                };
+                match socket.try_send_to(buf.get(..len).unwrap_or(&[]), destination) {
+                    Ok(_) => {
+                        self.stats.prompt_packets[side].fetch_add(1, Ordering::Relaxed);
+                        self.metrics.prompt_packets.inc();
+                    }
+                    Err(_) => count_drop(
+                        &self.stats.dropped_send_error,
+                        &self.metrics.dropped_send_error,
+                    ),
+                }
+            }
+            // Far behind schedule (the task was starved): skip ahead instead of bursting.
+            if let Some(play) = slot.as_mut()
+                && play.due + PACKET_INTERVAL * PLAY_CATCH_UP as u32 <= now
+            {
+                play.due = now;
+            }
+        }
+    }
+
     /// Relay what is queued on socket `index` (0..4), up to [`DRAIN_BUDGET`] datagrams.
-    async fn drain(&self, index: usize, buf: &mut [u8], peers: &mut [Peer; 2]) {
+    async fn drain(&mut self, index: usize, buf: &mut [u8]) {
         let from = index / 2;
         let to = 1 - from;
         let is_rtcp = index % 2 == 1;
@@ -525,28 +1049,35 @@ impl RelayTask {
             };
             let Some(packet) = buf.get(..len) else { return };
             if !valid(packet, is_rtcp) {
-                self.count_drop(
+                count_drop(
                     &self.stats.dropped_malformed,
                     &self.metrics.dropped_malformed,
                 );
                 continue;
             }
             // Symmetric RTP (RFC 4961): the first packet from a side fixes its address.
-            if let Some(src_peer) = peers.get_mut(from) {
+            if let Some(src_peer) = self.media.peers.get_mut(from) {
                 if is_rtcp {
                     src_peer.rtcp_latched.get_or_insert(source);
                 } else {
                     src_peer.rtp_latched.get_or_insert(source);
                 }
             }
-            let Some(dst) = peers.get(to) else { return };
+            if is_rtcp {
+                read_reports(&mut self.media, &self.stats, &self.metrics, from, packet);
+            } else {
+                observe_rtp(&mut self.media, &self.stats, &self.metrics, from, packet);
+            }
+            let Some(dst) = self.media.peers.get(to) else {
+                return;
+            };
             let destination = if is_rtcp { dst.rtcp() } else { dst.rtp() };
             let Some(destination) = destination else {
-                self.count_drop(&self.stats.dropped_no_peer, &self.metrics.dropped_no_peer);
+                count_drop(&self.stats.dropped_no_peer, &self.metrics.dropped_no_peer);
                 continue;
             };
             if out.send_to(packet, destination).await.is_err() {
-                self.count_drop(
+                count_drop(
                     &self.stats.dropped_send_error,
                     &self.metrics.dropped_send_error,
                 );
@@ -561,13 +1092,129 @@ impl RelayTask {
                 self.stats.rtp_bytes[from].fetch_add(len, Ordering::Relaxed);
                 self.metrics.rtp_packets.inc();
                 self.metrics.rtp_bytes.inc_by(len);
+                // Relayed media wins over a prompt to the same peer (the call is bridged).
+                if self.media.players.get(to).is_some_and(Option::is_some) {
+                    self.media.end_play(to, PlayState::Preempted);
+                }
             }
         }
     }
+}
 
-    fn count_drop(&self, session: &AtomicU64, metric: &Counter) {
-        session.fetch_add(1, Ordering::Relaxed);
-        metric.inc();
+/// Jitter estimate and recorder tap for an RTP packet received from side `from`.
+fn observe_rtp(
+    media: &mut MediaState,
+    stats: &Counters,
+    metrics: &RelayMetrics,
+    from: usize,
+    packet: &[u8],
+) {
+    let Some(header) = RtpHeader::parse(packet) else {
+        return;
+    };
+    let Some(codec) = media.codec_of(from, header.pt) else {
+        return; // telephone-event, comfort noise…: not audio at 8 kHz we decode
+    };
+    let now = Instant::now();
+    let elapsed = now.saturating_duration_since(media.start);
+    let arrival = (elapsed.as_micros() * u128::from(SAMPLE_RATE) / 1_000_000) as u32;
+    if let (Some(jitter), Some(count)) =
+        (media.jitter.get_mut(from), media.jitter_count.get_mut(from))
+    {
+        jitter.update(header.ssrc, header.ts, arrival);
+        stats.observed_jitter_x16[from].store(u64::from(jitter.jitter()) * 16, Ordering::Relaxed);
+        *count += 1;
+        if *count >= JITTER_SAMPLE_EVERY {
+            *count = 0;
+            if let Some(h) = metrics.jitter_by_side.get(from) {
+                h[1].observe(jitter.jitter_seconds(SAMPLE_RATE));
+            }
+        }
+    }
+    let Some(tap) = &media.tap else { return };
+    let payload = header.payload;
+    let len = payload.len().min(MAX_CHUNK);
+    let mut chunk = Chunk {
+        side: from,
+        codec,
+        ssrc: header.ssrc,
+        ts: header.ts,
+        arrival: (now.saturating_duration_since(tap.start).as_micros() * u128::from(SAMPLE_RATE)
+            / 1_000_000) as u64,
+        len,
+        payload: [0u8; MAX_CHUNK],
+    };
+    if let (Some(dst), Some(src)) = (chunk.payload.get_mut(..len), payload.get(..len)) {
+        dst.copy_from_slice(src);
+    }
+    match tap.tx.try_send(chunk) {
+        Ok(()) => {}
+        Err(mpsc::error::TrySendError::Full(_)) => {
+            stats.recording_dropped.fetch_add(1, Ordering::Relaxed);
+        }
+        // The writer ended (a file error, already logged and counted).
+        Err(mpsc::error::TrySendError::Closed(_)) => media.tap = None,
+    }
+}
+
+/// Read the report blocks of an RTCP compound packet from side `from`.
+fn read_reports(
+    media: &mut MediaState,
+    stats: &Counters,
+    metrics: &RelayMetrics,
+    from: usize,
+    packet: &[u8],
+) {
+    let side = from.min(1);
+    // A malformed compound is still relayed (the peer may understand it); its valid
+    // blocks before the fault count.
+    let _ = rtcp::for_each_report_block(packet, |block| {
+        stats.report_blocks[side].fetch_add(1, Ordering::Relaxed);
+        stats.fraction_lost[side].store(u64::from(block.fraction_lost), Ordering::Relaxed);
+        stats.cumulative_lost[side].store(i64::from(block.cumulative_lost), Ordering::Relaxed);
+        stats.reported_jitter[side].store(u64::from(block.jitter), Ordering::Relaxed);
+        metrics.jitter_by_side[side][0].observe(block.jitter_seconds(SAMPLE_RATE));
+        let lost = media.loss_increase(side, block.ssrc, block.cumulative_lost);
+        if lost > 0 {
+            metrics.lost_by_side[side].inc_by(lost);
+        }
+    });
+}
+
+fn count_drop(session: &AtomicU64, metric: &Counter) {
+    session.fetch_add(1, Ordering::Relaxed);
+    metric.inc();
+}
+
+/// The fields of an RTP header the media layer reads (RFC 3550 §5.1).
+struct RtpHeader<'a> {
+    pt: u8,
+    ts: u32,
+    ssrc: u32,
+    /// After the CSRC list and header extension, before padding.
+    payload: &'a [u8],
+}
+
+impl<'a> RtpHeader<'a> {
+    fn parse(packet: &'a [u8]) -> Option<RtpHeader<'a>> {
+        let fixed: &[u8; 12] = packet.get(..12)?.try_into().ok()?;
+        let first = fixed[0];
+        let mut at = 12 + 4 * usize::from(first & 0x0F);
+        if first & 0x10 != 0 {
+            // Header extension (RFC 3550 §5.3.1): 16-bit profile, 16-bit length in words.
+            let words = packet.get(at + 2..at + 4)?;
+            at += 4 + 4 * usize::from(u16::from_be_bytes([words[0], words[1]]));
+        }
+        let mut end = packet.len();
+        if first & 0x20 != 0 {
+            end = end.checked_sub(usize::from(*packet.last()?))?;
+        }
+        Some(RtpHeader {
+            pt: fixed[1] & 0x7F,
+            ts: u32::from_be_bytes([fixed[4], fixed[5], fixed[6], fixed[7]]),
+            ssrc: u32::from_be_bytes([fixed[8], fixed[9], fixed[10], fixed[11]]),
+            payload: packet.get(at..end)?,
+        })
     }
 }
 

@@ -94,11 +94,13 @@ pub enum EventKind {
     Played,
     /// The call was transferred.
     Transferred,
+    /// The dialplan routed the call; detail carries route, vars, tags and trace.
+    Routed,
 }
 
 impl EventKind {
     /// Every kind, in declaration order.
-    pub const ALL: [EventKind; 15] = [
+    pub const ALL: [EventKind; 16] = [
         EventKind::Received,
         EventKind::Queued,
         EventKind::Offered,
@@ -114,6 +116,7 @@ impl EventKind {
         EventKind::HandedOff,
         EventKind::Played,
         EventKind::Transferred,
+        EventKind::Routed,
     ];
 
     /// The name stored in `call_events.kind`.
@@ -134,6 +137,7 @@ impl EventKind {
             EventKind::HandedOff => "handed_off",
             EventKind::Played => "played",
             EventKind::Transferred => "transferred",
+            EventKind::Routed => "routed",
         }
     }
 }

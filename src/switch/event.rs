@@ -50,17 +50,27 @@ pub enum EndCause {
     NoAck,
     /// No supported codec in the caller's offer (answered 488).
     MediaRefused,
+    /// A dialplan `hangup` step released the call (non-emergency routes only).
+    Dialplan {
+        /// The SIP final status sent to the caller (RFC 3261 §21), 400..=699; a BYE
+        /// went instead when the call was already answered.
+        status: u16,
+    },
+    /// No dialplan route matched the call (answered 404).
+    NoRoute,
 }
 
 impl EndCause {
-    /// Label for the journal and the metrics: `caller_hangup`, `agent_hangup`, `no_ack` or
-    /// `media_refused`.
+    /// Label for the journal and the metrics: `caller_hangup`, `agent_hangup`, `no_ack`,
+    /// `media_refused`, `dialplan` or `no_route`.
     pub fn as_str(self) -> &'static str {
         match self {
             EndCause::CallerHangup => "caller_hangup",
             EndCause::AgentHangup => "agent_hangup",
             EndCause::NoAck => "no_ack",
             EndCause::MediaRefused => "media_refused",
+            EndCause::Dialplan { .. } => "dialplan",
+            EndCause::NoRoute => "no_route",
         }
     }
 }
@@ -86,6 +96,19 @@ pub enum CallEventKind {
         /// The queue the call's route leads to (its metrics and journal label, even when
         /// the call is refused before it is queued).
         queue: String,
+    },
+    /// The dialplan decided the call's route (DESIGN §5); emitted right after
+    /// [`CallEventKind::Received`].
+    Routed {
+        /// Name of the route that took the call; `None` when none matched.
+        route: Option<String>,
+        /// Call variables from the route's `set` steps, in step order (a later `set` of
+        /// the same name wins).
+        vars: Vec<(String, String)>,
+        /// Tags from the route's `tag` steps, in step order, without duplicates.
+        tags: Vec<String>,
+        /// Each decision the evaluator took, in order (`vigie dialplan trace` lines).
+        trace: Vec<String>,
     },
     /// A location came with the call (PIDF-LO by value).
     Located(Location),
@@ -169,6 +192,7 @@ impl CallEventKind {
     pub fn name(&self) -> &'static str {
         match self {
             CallEventKind::Received { .. } => "received",
+            CallEventKind::Routed { .. } => "routed",
             CallEventKind::Located(_) => "location",
             CallEventKind::LocationError(_) => "location_error",
             CallEventKind::LocationReference { .. } => "location_reference",

@@ -2,23 +2,31 @@
 //! and media anchoring. A sans-IO core (DESIGN §2): inputs carry the time, outputs are
 //! polled, and [`Switch::poll_timeout`] says when to wake it.
 //!
-//! A trunk call (leg A, vigie as UAS) is answered `180 Ringing` at once (the caller hears
-//! ringback while queued, never busy), queued in the ACD, and offered to seats with
-//! vigie's own INVITEs (leg B, vigie as UAC). The seat's 200 becomes vigie's 200 to the
-//! caller, with SDP rewritten to vigie's media relay on both legs.
+//! A trunk call (leg A, vigie as UAS) is routed by the dialplan ([`crate::dialplan`]):
+//! the switch evaluates the plan once, when the INVITE arrives, at the wall-clock time the
+//! edge gave ([`Switch::set_wall_clock`]), and then runs the decision's steps in order
+//! (see [`Switch`] for each step). A queue step puts the call in the ACD, which offers it to
+//! seats with vigie's own INVITEs (leg B, vigie as UAC). The seat's 200 becomes vigie's 200
+//! to the caller (unless an `answer` step already sent one), with SDP rewritten to vigie's
+//! media relay on both legs.
 
 pub mod dialog;
 pub mod event;
 
 use std::collections::{HashMap, VecDeque};
 use std::net::{IpAddr, SocketAddr};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
+use chrono::{DateTime, Utc};
 use ulid::Ulid;
 
-use crate::acd::{Acd, CallId, Decision, OfferFailure, OverflowReason, QueueSpec, SeatId};
+use crate::acd::{
+    Acd, CallId, CallSpec, Decision, OfferFailure, OverflowReason, QueueSpec, SeatId,
+};
 use crate::config::{Cidr, Config};
+use crate::dialplan::{self, CallFacts, CompiledPlan, OverflowThen, Step};
 use crate::location;
 use crate::sdp;
 use crate::sip::message::{HeaderName, Message, Method, Request, Response, SipHeaders};
@@ -85,7 +93,41 @@ pub enum MediaCommand {
         /// The call whose relay ports are freed.
         call: CallId,
     },
+    /// Play a WAV prompt to one side (a dialplan `play` step or a queue announcement).
+    /// For a `play` step the switch waits for [`Switch::handle_prompt_done`].
+    Play {
+        /// The call concerned.
+        call: CallId,
+        /// The leg that hears the prompt (the caller: [`Side::A`]).
+        side: Side,
+        /// Path of the WAV file, relative to the prompts directory.
+        prompt: String,
+        /// Loop the prompt until [`MediaCommand::StopPlay`].
+        repeat: bool,
+    },
+    /// Stop any prompt playing to `side` (the call is bridged to a seat or released).
+    StopPlay {
+        /// The call concerned.
+        call: CallId,
+        /// The leg whose prompt stops.
+        side: Side,
+    },
+    /// Start (`on`) or stop recording the call (a dialplan `record` step).
+    Record {
+        /// The call concerned.
+        call: CallId,
+        /// `true` to start, `false` to stop.
+        on: bool,
+    },
 }
+
+/// How long a `play` step waits for [`Switch::handle_prompt_done`] before the call moves
+/// on anyway (a media layer that never reports must not hold a caller), in seconds.
+pub const PROMPT_GUARD_S: u64 = 120;
+
+/// How long the ACD lets an overflow target ring when the switch does not say: the switch
+/// keeps each target's own timeout (the plan's `timeout_s`) and ignores the ACD's.
+const ACD_OVERFLOW_TIMEOUT: Duration = Duration::from_secs(24 * 3600);
 
 /// What the switch asks of the IO edge.
 #[derive(Debug, Clone, PartialEq)]
@@ -151,6 +193,21 @@ enum Closing {
     Crossed(CallId),
 }
 
+/// What a call's plan is waiting for before its next step.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Wait {
+    /// Nothing: the next step may run.
+    Running,
+    /// The relay ports (a 183 with SDP, an answer, a prompt or an overflow needs them).
+    Media,
+    /// The end of a `play` step's prompt ([`Switch::handle_prompt_done`]).
+    Prompt,
+    /// An ACD queue: a seat, or the queue's max wait ([`Decision::Overflow`]).
+    Queue,
+    /// The current overflow target's answer or failure.
+    Overflow,
+}
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Phase {
     Queued,
@@ -183,6 +240,32 @@ struct Call {
     /// An offer decided while the relay ports were not ready yet.
     pending: Option<Decision>,
     phase: Phase,
+    /// The relay answered [`MediaCommand::Allocate`] (with or without ports).
+    media_known: bool,
+    /// The plan's steps for this call, fixed when it arrived (a reload does not change
+    /// them).
+    steps: Arc<[Step]>,
+    /// Index of the next step to run (while an overflow step runs: that step).
+    pc: usize,
+    wait: Wait,
+    /// Index of the last queue step run (`back-to-queue` returns to it).
+    queue_step: Option<usize>,
+    /// The call is held by the ACD (waiting, offered, or overflowing from a queue).
+    in_acd: bool,
+    /// Next target of the current overflow step.
+    next_target: usize,
+    /// Why the call left its queue (for the Overflowed event).
+    overflow_reason: OverflowReason,
+    /// A 200 OK went to the caller before any seat (an `answer` step).
+    answered_early: bool,
+    /// A 183 with vigie's SDP went to the caller (early media, RFC 3261 §13.2.1).
+    early_media: bool,
+    /// Announcement of the current queue step and its period.
+    announce: Option<(String, Option<Duration>)>,
+    /// When the next announcement plays.
+    next_announce: Option<Instant>,
+    /// The current overflow target's timeout, or a `play` step's guard.
+    deadline: Option<Instant>,
 }
 
 /// The B2BUA core.
@@ -194,8 +277,11 @@ pub struct Switch {
     media_ip: IpAddr,
     user_agent: String,
     trunk_sources: Vec<Cidr>,
-    routes: HashMap<String, String>,
-    overflow_uri: HashMap<String, String>,
+    /// The running dialplan; each call copies its decision, so a reload never changes a
+    /// call in progress.
+    plan: Arc<CompiledPlan>,
+    /// Wall-clock time at a monotonic instant, for time windows of the plan.
+    wall: Option<(Instant, DateTime<Utc>)>,
     calls: HashMap<CallId, Call>,
     by_invite_tx: HashMap<ServerTxKey, CallId>,
     by_sip_call_id: HashMap<String, (CallId, Side)>,
@@ -210,9 +296,15 @@ pub struct Switch {
 }
 
 impl Switch {
-    /// Builds the switch from a validated configuration. `local` is what vigie writes in
-    /// Via and Contact (the listeners' real ports, known once bound).
-    pub fn new(config: &Config, local: LocalAddr, registrar: Registrar) -> Switch {
+    /// Builds the switch from a validated configuration and a compiled dialplan (checked
+    /// against the configuration's queues). `local` is what vigie writes in Via and
+    /// Contact (the listeners' real ports, known once bound).
+    pub fn new(
+        config: &Config,
+        local: LocalAddr,
+        registrar: Registrar,
+        plan: Arc<CompiledPlan>,
+    ) -> Switch {
         let queues: Vec<QueueSpec> = config
             .queues
             .iter()
@@ -220,23 +312,14 @@ impl Switch {
                 name: q.name.clone(),
                 ring_timeout: Duration::from_secs(q.ring_timeout_s),
                 wrap_up: Duration::from_secs(q.wrap_up_s),
-                max_wait: (q.max_wait_s > 0).then(|| Duration::from_secs(q.max_wait_s)),
-                has_overflow: q.overflow_uri.is_some(),
-                overflow_timeout: Duration::from_secs(q.overflow_timeout_s),
-                overflow_retry: Duration::from_secs(q.overflow_retry_s),
+                // Waiting rules come per call from the plan's queue step.
+                max_wait: None,
+                has_overflow: false,
+                overflow_timeout: ACD_OVERFLOW_TIMEOUT,
+                overflow_retry: Duration::ZERO,
                 retry: Duration::from_secs(q.retry_s),
                 seats: q.seats.clone(),
             })
-            .collect();
-        let routes = config
-            .routes
-            .iter()
-            .flat_map(|r| r.numbers.iter().map(|n| (n.clone(), r.queue.clone())))
-            .collect();
-        let overflow_uri = config
-            .queues
-            .iter()
-            .filter_map(|q| Some((q.name.clone(), q.overflow_uri.clone()?)))
             .collect();
         Switch {
             txn: TransactionLayer::new(TimerConfig {
@@ -251,8 +334,8 @@ impl Switch {
             media_ip: config.advertised_media_ip(),
             user_agent: config.sip.user_agent.clone(),
             trunk_sources: config.trunk_sources(),
-            routes,
-            overflow_uri,
+            plan,
+            wall: None,
             calls: HashMap::new(),
             by_invite_tx: HashMap::new(),
             by_sip_call_id: HashMap::new(),
@@ -261,6 +344,51 @@ impl Switch {
             outputs: VecDeque::new(),
             stats: SwitchStats::default(),
         }
+    }
+
+    /// Replaces the running dialplan (live reload). Calls in progress keep the steps they
+    /// were routed with; new calls use `plan`.
+    pub fn set_plan(&mut self, plan: Arc<CompiledPlan>) {
+        self.plan = plan;
+    }
+
+    /// The running dialplan.
+    pub fn plan(&self) -> &Arc<CompiledPlan> {
+        &self.plan
+    }
+
+    /// Tells the switch the wall-clock time `wall` (UTC) at the monotonic instant `now`;
+    /// later instants map to `wall + (instant - now)`. The plan's time windows are
+    /// evaluated in it (the core never reads a clock). Until it is first called the
+    /// switch takes `now` for 1970-01-01T00:00:00Z.
+    pub fn set_wall_clock(&mut self, now: Instant, wall: DateTime<Utc>) {
+        self.wall = Some((now, wall));
+    }
+
+    fn wall_at(&self, now: Instant) -> DateTime<Utc> {
+        match self.wall {
+            Some((at, wall)) => {
+                let ahead = chrono::Duration::from_std(now.saturating_duration_since(at))
+                    .unwrap_or_default();
+                let behind = chrono::Duration::from_std(at.saturating_duration_since(now))
+                    .unwrap_or_default();
+                wall + ahead - behind
+            }
+            None => DateTime::UNIX_EPOCH,
+        }
+    }
+
+    /// The media layer finished playing a prompt to `call` (or could not play it): a
+    /// `play` step moves on to the next step. Other prompts (announcements) are ignored.
+    pub fn handle_prompt_done(&mut self, now: Instant, call: CallId) {
+        if let Some(c) = self.calls.get_mut(&call)
+            && c.wait == Wait::Prompt
+        {
+            c.wait = Wait::Running;
+            c.deadline = None;
+            self.advance(now, call);
+        }
+        self.pump(now);
     }
 
     /// The ACD, for snapshots (metrics, API).
@@ -302,15 +430,86 @@ impl Switch {
         }
         self.acd.handle_timeout(now);
         self.pump(now);
+        self.call_timers(now);
+        self.pump(now);
+    }
+
+    /// Runs the switch's own per-call timers due at `now`: overflow target timeouts,
+    /// prompt guards and queue announcements.
+    fn call_timers(&mut self, now: Instant) {
+        let due: Vec<(CallId, bool, bool)> = self
+            .calls
+            .iter()
+            .filter_map(|(id, c)| {
+                let deadline = c.deadline.is_some_and(|d| d <= now);
+                let announce = c.next_announce.is_some_and(|d| d <= now);
+                (deadline || announce).then_some((*id, deadline, announce))
+            })
+            .collect();
+        for (id, deadline, announce) in due {
+            if deadline {
+                let wait = self.calls.get_mut(&id).map(|c| {
+                    c.deadline = None;
+                    c.wait
+                });
+                match wait {
+                    Some(Wait::Prompt) => {
+                        tracing::warn!(call = %id, "prompt not reported done: moving on");
+                        if let Some(c) = self.calls.get_mut(&id) {
+                            c.wait = Wait::Running;
+                        }
+                        self.advance(now, id);
+                    }
+                    Some(Wait::Overflow) => self.leg_timed_out(now, id),
+                    _ => {}
+                }
+            }
+            if announce {
+                self.announce(now, id);
+            }
+        }
+    }
+
+    /// Plays the queue step's announcement to a waiting caller and schedules the next one.
+    /// Skipped (and rescheduled) while a seat or overflow target rings: an announcement
+    /// never holds up a bridge.
+    fn announce(&mut self, now: Instant, id: CallId) {
+        let Some(c) = self.calls.get_mut(&id) else {
+            return;
+        };
+        let Some((prompt, every)) = c.announce.clone() else {
+            c.next_announce = None;
+            return;
+        };
+        c.next_announce = every.map(|e| now + e.max(Duration::from_secs(1)));
+        if c.wait != Wait::Queue || c.phase != Phase::Queued {
+            return;
+        }
+        if !c.media_known {
+            c.next_announce = Some(now + Duration::from_secs(1));
+            return;
+        }
+        self.early_media(now, id);
+        self.outputs.push_back(Output::Media(MediaCommand::Play {
+            call: id,
+            side: Side::A,
+            prompt,
+            repeat: false,
+        }));
     }
 
     /// The relay answered an [`MediaCommand::Allocate`]: `None` when it had no ports
     /// (the call goes on; its media then cannot be anchored and flows nowhere).
     pub fn handle_media_ready(&mut self, now: Instant, call: CallId, ports: Option<MediaPorts>) {
-        let pending = match self.calls.get_mut(&call) {
+        let (pending, resume) = match self.calls.get_mut(&call) {
             Some(c) => {
                 c.media = ports;
-                c.pending.take()
+                c.media_known = true;
+                let resume = c.wait == Wait::Media;
+                if resume {
+                    c.wait = Wait::Running;
+                }
+                (c.pending.take(), resume)
             }
             None => {
                 if ports.is_some() {
@@ -320,6 +519,9 @@ impl Switch {
                 return;
             }
         };
+        if resume {
+            self.advance(now, call);
+        }
         if let Some(d) = pending {
             self.decide(now, d);
         }
@@ -332,6 +534,11 @@ impl Switch {
             self.txn.poll_timeout(),
             self.registrar.poll_timeout(),
             self.acd.poll_timeout(),
+            self.calls
+                .values()
+                .flat_map(|c| [c.deadline, c.next_announce])
+                .flatten()
+                .min(),
         ]
         .into_iter()
         .flatten()
@@ -586,11 +793,6 @@ impl Switch {
             return;
         }
         let called = req.uri.user_unescaped().unwrap_or_default();
-        let Some(queue) = self.routes.get(&called).cloned() else {
-            let r = self.response_to(&req, 404, "Not Found (no route for this number)", None);
-            self.respond(now, &key, r);
-            return;
-        };
         let (Ok(from_hdr), Ok(to_hdr), Ok(call_id), Ok(_)) = (
             req.header_from(),
             req.header_to(),
@@ -601,6 +803,34 @@ impl Switch {
             self.respond(now, &key, r);
             return;
         };
+        let (offer, locations) = split_body(&req);
+        let facts = CallFacts {
+            called: called.clone(),
+            caller: asserted_user(&req).or_else(|| identity_user(&from_hdr.uri)),
+            source: Some(from.addr.ip()),
+            headers: req
+                .headers
+                .iter()
+                .map(|h| (h.name.as_str().to_owned(), h.value.clone()))
+                .collect(),
+            has_location: req.headers.get(&HeaderName::Other("Geolocation".into())).is_some()
+                || locations.as_ref().is_ok_and(|l| !l.is_empty()),
+        };
+        let decision = dialplan::evaluate(&self.plan, &facts, self.wall_at(now));
+        let Some(route) = decision.route.clone() else {
+            tracing::warn!(%called, "no dialplan route matched");
+            let r = self.response_to(&req, 404, "Not Found (no route for this number)", None);
+            self.respond(now, &key, r);
+            return;
+        };
+        let queue = decision
+            .steps
+            .iter()
+            .find_map(|s| match s {
+                Step::Queue { name, .. } => Some(name.clone()),
+                _ => None,
+            })
+            .unwrap_or_default();
         let remote_target = req
             .contacts()
             .ok()
@@ -608,7 +838,6 @@ impl Switch {
             .map(|c| c.uri)
             .unwrap_or_else(|| from_hdr.uri.clone());
         let id = Ulid::generate();
-        let (offer, locations) = split_body(&req);
         // Late offer (RFC 3261 §13.2.1: INVITE without SDP): vigie makes the offer to the
         // seat itself; the seat's answer becomes vigie's offer in the 200 to the caller,
         // and the caller's answer arrives in the ACK.
@@ -644,6 +873,27 @@ impl Switch {
                 queue: queue.clone(),
             },
         );
+        let mut vars: Vec<(String, String)> = Vec::new();
+        let mut tags: Vec<String> = Vec::new();
+        for step in &decision.steps {
+            match step {
+                Step::Set { name, value } => {
+                    vars.retain(|(n, _)| n != name);
+                    vars.push((name.clone(), value.clone()));
+                }
+                Step::Tag(t) if !tags.contains(t) => tags.push(t.clone()),
+                _ => {}
+            }
+        }
+        self.emit(
+            id,
+            CallEventKind::Routed {
+                route: Some(route),
+                vars,
+                tags,
+                trace: decision.trace.iter().map(|t| t.0.clone()).collect(),
+            },
+        );
         self.emit_locations(id, &req, locations);
         // An SDP offer vigie cannot relay (no PCMU/PCMA audio) could never reach a seat:
         // refuse it now (RFC 3264 §6) rather than queue a call every offer would fail.
@@ -664,19 +914,13 @@ impl Switch {
             );
             return;
         }
-        // Ringback while queued (RFC 3261 §21.1.2): the caller never hears busy.
-        let mut ringing = self.response_to(&req, 180, "Ringing", Some(&tag));
-        ringing
-            .headers
-            .push(HeaderName::Contact, self.local.contact(&from));
-        self.respond(now, &key, ringing);
         self.by_invite_tx.insert(key.clone(), id);
         self.by_sip_call_id
             .insert(call_id.to_owned(), (id, Side::A));
         self.calls.insert(
             id,
             Call {
-                queue: queue.clone(),
+                queue,
                 invite: req,
                 invite_tx: key,
                 a,
@@ -691,19 +935,451 @@ impl Switch {
                 media: None,
                 pending: None,
                 phase: Phase::Queued,
+                media_known: false,
+                steps: decision.steps.into(),
+                pc: 0,
+                wait: Wait::Running,
+                queue_step: None,
+                in_acd: false,
+                next_target: 0,
+                overflow_reason: OverflowReason::MaxWait,
+                answered_early: false,
+                early_media: false,
+                announce: None,
+                next_announce: None,
+                deadline: None,
             },
         );
         self.outputs
             .push_back(Output::Media(MediaCommand::Allocate { call: id }));
+        self.advance(now, id);
+    }
+
+    // ---- the plan's steps -------------------------------------------------------------
+
+    /// Runs the call's steps from `pc` until one waits (media, a prompt, a queue, an
+    /// overflow target) or ends the call.
+    fn advance(&mut self, now: Instant, id: CallId) {
+        loop {
+            let Some(c) = self.calls.get(&id) else {
+                return;
+            };
+            if c.wait != Wait::Running {
+                return;
+            }
+            let Some(step) = c.steps.get(c.pc).cloned() else {
+                self.steps_exhausted(now, id);
+                return;
+            };
+            let needs_media = match &step {
+                Step::Ring(code) => *code == 183,
+                Step::Answer | Step::Play(_) | Step::Overflow { .. } => true,
+                _ => false,
+            };
+            if needs_media && !c.media_known {
+                if let Some(c) = self.calls.get_mut(&id) {
+                    c.wait = Wait::Media;
+                }
+                return;
+            }
+            if matches!(step, Step::Play(_) | Step::Queue { .. } | Step::Hangup { .. })
+                && c.in_acd
+            {
+                // The call moves on from its queue to something else.
+                self.leave_acd(now, id);
+            }
+            if let Some(c) = self.calls.get_mut(&id)
+                && !matches!(step, Step::Overflow { .. })
+            {
+                c.pc += 1;
+            }
+            match step {
+                Step::Ring(code) => self.ring(now, id, code),
+                Step::Answer => self.answer_early(now, id),
+                Step::Play(prompt) => {
+                    self.early_media(now, id);
+                    self.outputs.push_back(Output::Media(MediaCommand::Play {
+                        call: id,
+                        side: Side::A,
+                        prompt,
+                        repeat: false,
+                    }));
+                    if let Some(c) = self.calls.get_mut(&id) {
+                        c.wait = Wait::Prompt;
+                        c.deadline = Some(now + Duration::from_secs(PROMPT_GUARD_S));
+                    }
+                    return;
+                }
+                Step::Queue {
+                    name,
+                    priority,
+                    max_wait_s,
+                    announce,
+                    announce_every_s,
+                } => {
+                    self.queue(now, id, &name, priority, max_wait_s, announce, announce_every_s);
+                    return;
+                }
+                Step::Overflow { .. } => {
+                    self.overflow_next(now, id);
+                    return;
+                }
+                Step::Record(on) => {
+                    self.outputs
+                        .push_back(Output::Media(MediaCommand::Record { call: id, on }));
+                }
+                Step::Hangup { cause } => {
+                    self.plan_hangup(now, id, cause);
+                    return;
+                }
+                // Set and tag were carried by the Routed event; goto is resolved by the
+                // evaluator.
+                _ => {}
+            }
+        }
+    }
+
+    /// A provisional response to the caller (RFC 3261 §21.1): 180 Ringing, or 183
+    /// Session Progress with vigie's SDP (early media). Nothing once the caller has a 200.
+    fn ring(&mut self, now: Instant, id: CallId, code: u16) {
+        let Some(c) = self.calls.get(&id) else {
+            return;
+        };
+        if c.answered_early {
+            return;
+        }
+        if code == 183 {
+            self.early_media(now, id);
+            return;
+        }
+        let mut ringing = self.response_to(&c.invite, 180, "Ringing", Some(&c.a.local_tag));
+        ringing
+            .headers
+            .push(HeaderName::Contact, self.local.contact(&c.a.peer));
+        let key = c.invite_tx.clone();
+        self.respond(now, &key, ringing);
+    }
+
+    /// vigie's SDP towards the caller (its offer anchored at relay port A, RFC 3264 §6),
+    /// computed once; and the caller's RTP address for the relay.
+    fn caller_sdp(&mut self, id: CallId) -> Option<Bytes> {
+        let c = self.calls.get_mut(&id)?;
+        if let Some(sdp) = &c.a_sdp {
+            return Some(sdp.clone());
+        }
+        let a_port = c.media.map(|m| m.a).unwrap_or(0);
+        let anchored = sdp::anchor(
+            &c.offer,
+            SocketAddr::new(self.media_ip, a_port),
+            &mut c.origin_a,
+        )
+        .ok()?;
+        c.a_sdp = Some(anchored.sdp.clone());
+        if let Some(addr) = anchored.peer.filter(|_| !c.late_offer) {
+            self.outputs
+                .push_back(Output::Media(MediaCommand::PeerHint {
+                    call: id,
+                    side: Side::A,
+                    addr,
+                }));
+        }
+        Some(anchored.sdp)
+    }
+
+    /// Opens a media path to the caller before any answer: 183 Session Progress with
+    /// vigie's SDP (early media), once. A late-offer call (INVITE without SDP) cannot get
+    /// SDP in an unreliable 1xx: it gets a plain 183 and hears nothing until answered.
+    fn early_media(&mut self, now: Instant, id: CallId) {
+        let Some(c) = self.calls.get(&id) else {
+            return;
+        };
+        if c.answered_early || c.early_media || c.phase == Phase::Connected {
+            return;
+        }
+        let late = c.late_offer;
+        let sdp = if late { None } else { self.caller_sdp(id) };
+        let Some(c) = self.calls.get_mut(&id) else {
+            return;
+        };
+        c.early_media = true;
+        let mut r = c.invite.response(183, "Session Progress", Some(&c.a.local_tag));
+        r.headers.push(HeaderName::Server, self.user_agent.clone());
+        r.headers
+            .push(HeaderName::Contact, self.local.contact(&c.a.peer));
+        if let Some(sdp) = sdp {
+            r.headers.push(HeaderName::ContentType, "application/sdp");
+            r.body = sdp;
+        }
+        let key = c.invite_tx.clone();
+        self.respond(now, &key, r);
+    }
+
+    /// An `answer` step: 200 OK to the caller with vigie's SDP before any seat; the seat's
+    /// answer later bridges without a second 200.
+    fn answer_early(&mut self, now: Instant, id: CallId) {
+        let Some(c) = self.calls.get(&id) else {
+            return;
+        };
+        if c.answered_early || c.phase == Phase::Connected {
+            return;
+        }
+        let sdp = if c.late_offer {
+            // The 200 carries vigie's offer; the caller answers in its ACK.
+            let a_port = c.media.map(|m| m.a).unwrap_or(0);
+            let mut origin = c.origin_a.clone();
+            let sdp = sdp::anchor(
+                LATE_OFFER_SDP,
+                SocketAddr::new(self.media_ip, a_port),
+                &mut origin,
+            )
+            .ok()
+            .map(|a| a.sdp);
+            if let Some(c) = self.calls.get_mut(&id) {
+                c.origin_a = origin;
+                c.a_sdp = sdp.clone();
+            }
+            sdp
+        } else {
+            self.caller_sdp(id)
+        };
+        let Some(c) = self.calls.get_mut(&id) else {
+            return;
+        };
+        c.answered_early = true;
+        let mut ok = c.invite.response(200, "OK", Some(&c.a.local_tag));
+        ok.headers
+            .push(HeaderName::Contact, self.local.contact(&c.a.peer));
+        ok.headers.push(HeaderName::Allow, ALLOW);
+        ok.headers.push(HeaderName::Server, self.user_agent.clone());
+        if let Some(sdp) = sdp {
+            ok.headers.push(HeaderName::ContentType, "application/sdp");
+            ok.body = sdp;
+        }
+        let key = c.invite_tx.clone();
+        self.respond(now, &key, ok);
+    }
+
+    /// A queue step: into the ACD with the step's priority and max wait; announcements
+    /// start at once and repeat every `announce_every_s`.
+    #[allow(clippy::too_many_arguments)]
+    fn queue(
+        &mut self,
+        now: Instant,
+        id: CallId,
+        name: &str,
+        priority: u8,
+        max_wait_s: u64,
+        announce: Option<String>,
+        announce_every_s: Option<u64>,
+    ) {
+        let Some(c) = self.calls.get_mut(&id) else {
+            return;
+        };
+        let has_next = c.pc < c.steps.len();
+        c.queue_step = Some(c.pc.saturating_sub(1));
+        c.queue = name.to_owned();
+        c.wait = Wait::Queue;
+        c.phase = Phase::Queued;
+        c.in_acd = true;
+        c.announce = announce.map(|p| (p, announce_every_s.map(Duration::from_secs)));
+        c.next_announce = c.announce.as_ref().map(|_| now);
+        let max_wait = (max_wait_s > 0).then(|| Duration::from_secs(max_wait_s));
+        let spec = CallSpec {
+            priority,
+            max_wait,
+            overflows: has_next && max_wait.is_some(),
+            overflow_retry: max_wait.unwrap_or_default(),
+        };
         self.emit(
             id,
             CallEventKind::Queued {
-                queue: queue.clone(),
+                queue: name.to_owned(),
             },
         );
-        if let Err(e) = self.acd.enqueue(now, id, &queue) {
+        if let Err(e) = self.acd.enqueue_with(now, id, name, spec) {
             tracing::error!(call = %id, error = %e, "ACD refused a call");
         }
+        if self.calls.get(&id).is_some_and(|c| c.next_announce.is_some()) {
+            self.announce(now, id);
+        }
+    }
+
+    /// The call leaves the ACD for a step that is not a queue (a prompt, a hang-up):
+    /// announcements stop.
+    fn leave_acd(&mut self, now: Instant, id: CallId) {
+        if let Some(c) = self.calls.get_mut(&id) {
+            c.in_acd = false;
+            c.announce = None;
+            c.next_announce = None;
+        }
+        self.acd.dequeue(now, id);
+    }
+
+    /// The ACD let the call leave its queue (max wait, or no seat online): the step after
+    /// the queue runs.
+    fn queue_exit(&mut self, now: Instant, id: CallId, reason: OverflowReason) {
+        let Some(c) = self.calls.get_mut(&id) else {
+            self.acd.overflow_failed(now, id);
+            return;
+        };
+        if c.wait != Wait::Queue {
+            return;
+        }
+        c.overflow_reason = reason;
+        c.wait = Wait::Running;
+        c.next_target = 0;
+        self.advance(now, id);
+    }
+
+    /// Tries the current overflow step's next target; when none is left, the step's
+    /// `then`: the next step, or back to the queue in the call's place.
+    fn overflow_next(&mut self, now: Instant, id: CallId) {
+        loop {
+            let Some(c) = self.calls.get_mut(&id) else {
+                return;
+            };
+            let Some(Step::Overflow { targets, then }) = c.steps.get(c.pc).cloned() else {
+                return;
+            };
+            let Some(target) = targets.get(c.next_target).cloned() else {
+                c.next_target = 0;
+                c.wait = Wait::Running;
+                let back = then == OverflowThen::BackToQueue || c.pc + 1 >= c.steps.len();
+                match (back, c.in_acd, c.queue_step) {
+                    (true, true, _) => {
+                        // Back to its place in the queue; may overflow again after the
+                        // queue step's max wait.
+                        c.wait = Wait::Queue;
+                        c.phase = Phase::Queued;
+                        c.pc = c.queue_step.map_or(c.pc, |q| q + 1);
+                        if let Some((_, every)) = &c.announce {
+                            c.next_announce = Some(now + every.unwrap_or_default());
+                        }
+                        self.acd.overflow_failed(now, id);
+                    }
+                    (true, false, Some(q)) => {
+                        c.pc = q;
+                        self.advance(now, id);
+                    }
+                    _ => {
+                        c.pc += 1;
+                        self.advance(now, id);
+                    }
+                }
+                return;
+            };
+            c.next_target += 1;
+            let reason = c.overflow_reason;
+            let uri = Uri::parse(&target.uri).ok();
+            let peer = uri.as_ref().and_then(|u| contact_peer(u, None));
+            let sent = match (uri, peer) {
+                (Some(uri), Some(peer)) => {
+                    let to = format!("<{uri}>");
+                    self.send_out_invite(
+                        now,
+                        id,
+                        Target::Overflow(target.uri.clone()),
+                        uri,
+                        peer,
+                        to,
+                    )
+                }
+                _ => false,
+            };
+            if sent {
+                if let Some(c) = self.calls.get_mut(&id) {
+                    c.phase = Phase::Overflowing;
+                    c.wait = Wait::Overflow;
+                    c.deadline = Some(now + Duration::from_secs(target.timeout_s));
+                }
+                self.emit(
+                    id,
+                    CallEventKind::Overflowed {
+                        target: target.uri,
+                        reason,
+                    },
+                );
+                return;
+            }
+            tracing::warn!(call = %id, target = %target.uri, "overflow target unusable (needs an IP address)");
+            self.emit(id, CallEventKind::OverflowFailed { status: None });
+        }
+    }
+
+    /// The current overflow target failed (final failure, timeout): the next one.
+    fn overflow_failed(&mut self, now: Instant, id: CallId) {
+        if let Some(c) = self.calls.get_mut(&id) {
+            c.deadline = None;
+            c.phase = Phase::Queued;
+            c.wait = Wait::Running;
+        }
+        self.overflow_next(now, id);
+    }
+
+    /// The steps ran out without a hang-up (the compiler refuses this for emergency
+    /// routes): a call still queued keeps waiting; otherwise it goes back to its last
+    /// queue step, and with none it is released with 480.
+    fn steps_exhausted(&mut self, now: Instant, id: CallId) {
+        let Some(c) = self.calls.get_mut(&id) else {
+            return;
+        };
+        if c.in_acd {
+            // Still holding its place: back to waiting, and the steps after the queue run
+            // again after its max wait.
+            c.wait = Wait::Queue;
+            c.phase = Phase::Queued;
+            c.pc = c.queue_step.map_or(c.pc, |q| q + 1);
+            self.acd.overflow_failed(now, id);
+            return;
+        }
+        match c.queue_step {
+            Some(q) => {
+                c.pc = q;
+                self.advance(now, id);
+            }
+            None => {
+                tracing::error!(call = %id, "dialplan steps ran out: releasing with 480");
+                self.plan_hangup(now, id, 480);
+            }
+        }
+    }
+
+    /// A `hangup` step: the final status to the caller (or BYE once answered), the call
+    /// ended with cause `dialplan`.
+    fn plan_hangup(&mut self, now: Instant, id: CallId, status: u16) {
+        let Some(c) = self.calls.get(&id) else {
+            return;
+        };
+        if c.in_acd {
+            self.leave_acd(now, id);
+        }
+        self.cancel_out_leg(now, id);
+        let Some(c) = self.calls.get(&id) else {
+            return;
+        };
+        if c.answered_early {
+            self.bye_a(now, id);
+        } else {
+            let r = self.response_to(
+                &c.invite,
+                status,
+                reason_phrase(status),
+                Some(&c.a.local_tag),
+            );
+            let key = c.invite_tx.clone();
+            self.respond(now, &key, r);
+        }
+        self.outputs.push_back(Output::Media(MediaCommand::StopPlay {
+            call: id,
+            side: Side::A,
+        }));
+        self.emit(
+            id,
+            CallEventKind::Ended {
+                cause: EndCause::Dialplan { status },
+            },
+        );
+        self.finish(id);
     }
 
     fn on_ack(&mut self, ack: &Request) {
@@ -767,14 +1443,16 @@ impl Switch {
             Phase::Ringing => AbandonPhase::Ringing,
             _ => AbandonPhase::Overflowing,
         };
-        let r = self.response_to(
-            &call.invite,
-            487,
-            "Request Terminated",
-            Some(&call.a.local_tag),
-        );
-        let key = call.invite_tx.clone();
-        self.respond(now, &key, r);
+        if !call.answered_early {
+            let r = self.response_to(
+                &call.invite,
+                487,
+                "Request Terminated",
+                Some(&call.a.local_tag),
+            );
+            let key = call.invite_tx.clone();
+            self.respond(now, &key, r);
+        }
         self.cancel_out_leg(now, id);
         self.emit(id, CallEventKind::Abandoned { phase });
         let b_call_id = self
@@ -796,10 +1474,10 @@ impl Switch {
     fn decide(&mut self, now: Instant, d: Decision) {
         match d {
             Decision::Offer { call, seat } => self.offer(now, call, seat),
-            Decision::Overflow { call, reason } => self.overflow(now, call, reason),
-            Decision::RingTimeout { call, .. } | Decision::OverflowTimeout { call } => {
-                self.leg_timed_out(now, call);
-            }
+            Decision::Overflow { call, reason } => self.queue_exit(now, call, reason),
+            Decision::RingTimeout { call, .. } => self.leg_timed_out(now, call),
+            // Each overflow target's timeout is the switch's own (`Call::deadline`).
+            Decision::OverflowTimeout { .. } => {}
             #[allow(unreachable_patterns)]
             _ => {}
         }
@@ -811,7 +1489,7 @@ impl Switch {
                 .offer_failed(now, id, &seat, OfferFailure::Unreachable);
             return;
         };
-        if call.media.is_none() && call.pending.is_none() {
+        if !call.media_known {
             call.pending = Some(Decision::Offer { call: id, seat });
             return;
         }
@@ -842,44 +1520,6 @@ impl Switch {
         } else {
             self.acd
                 .offer_failed(now, id, &seat, OfferFailure::Unreachable);
-        }
-    }
-
-    fn overflow(&mut self, now: Instant, id: CallId, reason: OverflowReason) {
-        let target = self
-            .calls
-            .get(&id)
-            .and_then(|c| self.overflow_uri.get(&c.queue).cloned());
-        let Some(target) = target else {
-            self.acd.overflow_failed(now, id);
-            return;
-        };
-        if let Some(c) = self.calls.get_mut(&id)
-            && c.media.is_none()
-        {
-            if c.pending.is_none() {
-                c.pending = Some(Decision::Overflow { call: id, reason });
-            }
-            return;
-        }
-        let uri = Uri::parse(&target).ok();
-        let peer = uri.as_ref().and_then(|u| contact_peer(u, None));
-        let sent = match (uri, peer) {
-            (Some(uri), Some(peer)) => {
-                let to = format!("<{uri}>");
-                self.send_out_invite(now, id, Target::Overflow(target.clone()), uri, peer, to)
-            }
-            _ => false,
-        };
-        if sent {
-            if let Some(c) = self.calls.get_mut(&id) {
-                c.phase = Phase::Overflowing;
-            }
-            self.emit(id, CallEventKind::Overflowed { target, reason });
-        } else {
-            tracing::warn!(call = %id, %target, "overflow target unusable (needs an IP address)");
-            self.emit(id, CallEventKind::OverflowFailed { status: None });
-            self.acd.overflow_failed(now, id);
         }
     }
 
@@ -1065,6 +1705,42 @@ impl Switch {
             }
             return;
         }
+        call.deadline = None;
+        call.announce = None;
+        call.next_announce = None;
+        if call.early_media || call.answered_early {
+            self.outputs.push_back(Output::Media(MediaCommand::StopPlay {
+                call: id,
+                side: Side::A,
+            }));
+        }
+        if call.answered_early {
+            // The caller already has vigie's 200 (an `answer` step): bridge without a
+            // second one.
+            let (_, b_media) = match sdp::anchor(
+                &resp.body,
+                SocketAddr::new(self.media_ip, call.media.map(|m| m.a).unwrap_or(0)),
+                &mut sdp::LocalOrigin::new(0),
+            ) {
+                Ok(a) => (a.sdp, a.peer),
+                Err(e) => {
+                    tracing::warn!(call = %id, error = %e, "seat SDP cannot be anchored");
+                    (Bytes::new(), None)
+                }
+            };
+            if let Some(addr) = b_media {
+                self.outputs
+                    .push_back(Output::Media(MediaCommand::PeerHint {
+                        call: id,
+                        side: Side::B,
+                        addr,
+                    }));
+            }
+            call.phase = Phase::Connected;
+            self.connected(now, id, target);
+            return;
+        }
+        let early_sdp = call.a_sdp.clone().filter(|_| call.early_media);
         // The seat's SDP becomes vigie's answer to the caller on the A port.
         let a_port = call.media.map(|m| m.a).unwrap_or(0);
         let answer = sdp::anchor(
@@ -1087,6 +1763,8 @@ impl Switch {
                     addr,
                 }));
         }
+        // After early media the 200 repeats the SDP of the 183 (RFC 3261 §13.2.1).
+        let a_sdp = early_sdp.unwrap_or(a_sdp);
         let mut ok = call.invite.response(200, "OK", Some(&call.a.local_tag));
         ok.headers
             .push(HeaderName::Contact, self.local.contact(&call.a.peer));
@@ -1100,13 +1778,24 @@ impl Switch {
         call.phase = Phase::Connected;
         let key = call.invite_tx.clone();
         self.respond(now, &key, ok);
+        self.connected(now, id, target);
+    }
+
+    /// Leg B answered and the caller is bridged: the ACD and the journal learn it.
+    fn connected(&mut self, now: Instant, id: CallId, target: Target) {
+        let in_acd = match self.calls.get_mut(&id) {
+            Some(c) => std::mem::replace(&mut c.in_acd, false),
+            None => false,
+        };
         match target {
             Target::Seat(seat) => {
                 self.acd.offer_answered(now, id, &seat);
                 self.emit(id, CallEventKind::Answered { seat });
             }
             Target::Overflow(target) => {
-                self.acd.overflow_answered(now, id);
+                if in_acd {
+                    self.acd.overflow_answered(now, id);
+                }
                 self.emit(id, CallEventKind::OverflowAnswered { target });
             }
         }
@@ -1159,7 +1848,7 @@ impl Switch {
             }
             Target::Overflow(_) => {
                 self.emit(id, CallEventKind::OverflowFailed { status });
-                self.acd.overflow_failed(now, id);
+                self.overflow_failed(now, id);
             }
         }
     }
@@ -1284,7 +1973,7 @@ impl Switch {
             && self
                 .calls
                 .get(&id)
-                .is_some_and(|c| c.phase == Phase::Connected)
+                .is_some_and(|c| c.phase == Phase::Connected || c.answered_early)
         {
             self.hang_up(now, id, Side::A, EndCause::NoAck);
         }
@@ -1342,7 +2031,7 @@ impl Switch {
             }
             Target::Overflow(_) => {
                 self.emit(id, CallEventKind::OverflowFailed { status: None });
-                self.acd.overflow_failed(now, id);
+                self.overflow_failed(now, id);
             }
         }
     }
@@ -1515,5 +2204,53 @@ fn split_body(req: &Request) -> (Bytes, Result<Vec<location::Location>, String>)
             }
         }
         Err(e) => (Bytes::new(), Err(e.to_string())),
+    }
+}
+
+/// The caller's number from P-Asserted-Identity (RFC 3325 §9.1), the network-asserted
+/// identity a trunk adds: the first `sip:`/`sips:` user part or `tel:` number.
+fn asserted_user(req: &Request) -> Option<String> {
+    let name = HeaderName::Other("P-Asserted-Identity".into());
+    req.headers
+        .get_all(&name)
+        .flat_map(|v| v.split(','))
+        .filter_map(|v| {
+            let v = v.trim();
+            let inner = match (v.find('<'), v.rfind('>')) {
+                (Some(a), Some(b)) if a < b => v.get(a + 1..b)?,
+                _ => v,
+            };
+            Uri::parse(inner).ok()
+        })
+        .find_map(|u| identity_user(&u))
+}
+
+/// The number of an identity URI: a `sip:` user part (escapes undone) or a `tel:`
+/// number without its parameters (RFC 3966 §3); `None` when there is none.
+fn identity_user(uri: &Uri) -> Option<String> {
+    match (&uri.scheme, &uri.host) {
+        (Scheme::Tel, Host::Opaque(text)) => {
+            let number = text.split(';').next().unwrap_or_default();
+            (!number.is_empty()).then(|| number.to_owned())
+        }
+        _ => uri.user_unescaped().filter(|u| !u.is_empty()),
+    }
+}
+
+/// The reason phrase of a final status a `hangup` step sends (RFC 3261 §21).
+fn reason_phrase(status: u16) -> &'static str {
+    match status {
+        403 => "Forbidden",
+        404 => "Not Found",
+        408 => "Request Timeout",
+        480 => "Temporarily Unavailable",
+        486 => "Busy Here",
+        487 => "Request Terminated",
+        488 => "Not Acceptable Here",
+        500 => "Server Internal Error",
+        503 => "Service Unavailable",
+        600 => "Busy Everywhere",
+        603 => "Decline",
+        _ => "Call Released",
     }
 }

@@ -107,6 +107,32 @@ impl Drop for Proc {
     }
 }
 
+/// The dialplan of the end-to-end tests: 19 and its national forms ring and wait in
+/// `line19` for ever (no overflow); other numbers get 404.
+pub const TEST_PLAN: &str = r#"
+[[routes]]
+name = "line19"
+match = { called = '19|019|0019|\+21219' }
+steps = [{ ring = 180 }, { queue = { name = "line19", priority = 5, max_wait_s = 0 } }]
+"#;
+
+/// A plan whose line-19 route overflows to `target` (a SIP URI) when no seat is
+/// registered or after `max_wait_s`, and goes back to the queue when it fails.
+pub fn plan_with_backup(target: &str, max_wait_s: u64) -> String {
+    format!(
+        r#"
+[[routes]]
+name = "line19"
+match = {{ called = '19|019|0019|\+21219' }}
+steps = [
+  {{ ring = 180 }},
+  {{ queue = {{ name = "line19", priority = 5, max_wait_s = {max_wait_s} }} }},
+  {{ overflow = {{ targets = [{{ uri = "{target}", timeout_s = 20 }}], then = "back-to-queue" }} }},
+]
+"#
+    )
+}
+
 /// Ports vigie and the peers use on the test's loopback address.
 pub const VIGIE_SIP: u16 = 5060;
 pub const VIGIE_HTTP: u16 = 8080;
@@ -120,15 +146,22 @@ pub struct Vigie {
 
 impl Vigie {
     /// Starts vigie on `ip` with the demo seats and queue, SIP on 5060 (UDP+TCP), HTTP on
-    /// 8080, RTP 20000–20999, SQLite in a temporary directory; `extra` is appended to the
-    /// configuration (TOML). Waits until `/healthz` answers.
+    /// 8080, RTP 20000–20999, SQLite in a temporary directory, routing with [`TEST_PLAN`]
+    /// (`dialplan.toml` in that directory); `extra` is appended to the configuration
+    /// (TOML). Waits until `/healthz` answers.
     pub fn start(ip: Ipv4Addr, extra: &str) -> Vigie {
+        Vigie::start_with_plan(ip, extra, TEST_PLAN)
+    }
+
+    /// As [`Vigie::start`], with the dialplan `plan` (TOML text) in `dialplan.toml`.
+    pub fn start_with_plan(ip: Ipv4Addr, extra: &str, plan: &str) -> Vigie {
         let dir = tempfile::tempdir().expect("tempdir");
+        std::fs::write(dir.path().join("dialplan.toml"), plan).expect("write dialplan");
         let config = format!(
             "[sip]\nudp = [\"{ip}:{VIGIE_SIP}\"]\ntcp = [\"{ip}:{VIGIE_SIP}\"]\n\
              [http]\nlisten = \"{ip}:{VIGIE_HTTP}\"\n\
              [media]\nbind = \"{ip}\"\nport_min = 20000\nport_max = 20999\n\
-             [store]\ndata_dir = \"{}\"\n{extra}\n",
+             [store]\ndata_dir = \"{}\"\n{extra}\n[dialplan]\nfile = \"dialplan.toml\"\n",
             dir.path().join("data").display()
         );
         let config_path = dir.path().join("vigie.toml");
@@ -151,6 +184,11 @@ impl Vigie {
             std::thread::sleep(Duration::from_millis(50));
         }
         v
+    }
+
+    /// The dialplan file vigie watches (rewrite it to reload).
+    pub fn plan_path(&self) -> PathBuf {
+        self.dir.path().join("dialplan.toml")
     }
 
     pub fn sip_addr(&self) -> SocketAddr {
@@ -362,8 +400,18 @@ pub fn journal_calls(db: &Path) -> Vec<vigie::store::CallRow> {
     })
 }
 
-/// Every event of one call, from the journal, in order.
+/// The call-flow events of one call, from the journal, in order (without `routed`).
 pub fn journal_events(db: &Path, call: ulid::Ulid) -> Vec<vigie::store::EventRow> {
+    journal_events_all(db, call)
+        .into_iter()
+        .filter(|e| e.kind.as_str() != "routed")
+        .collect()
+}
+
+/// Every journal event of a call, the dialplan's `routed` row included (which
+/// [`journal_events`] leaves out so the call-flow tests read the same rows as before the
+/// dialplan was wired; `tests/e2e_dialplan*.rs` check it).
+pub fn journal_events_all(db: &Path, call: ulid::Ulid) -> Vec<vigie::store::EventRow> {
     with_store(db, async |s| {
         s.call_events(call).await.expect("read events")
     })
