@@ -52,7 +52,14 @@ steps = [
 fn admin_number_inside_office_hours_is_queued() {
     let ip = unique_loopback();
     let mut v = Vigie::start_with_plan(ip, MD5_ONLY, &admin_plan(&[]));
-    let mut seat = seat_sipp(&v, "seat", "agent_uas.xml", SEAT_SIP, SEAT_MEDIA, ECHO_ONE_CALL);
+    let mut seat = seat_sipp(
+        &v,
+        "seat",
+        "agent_uas.xml",
+        SEAT_SIP,
+        SEAT_MEDIA,
+        ECHO_ONE_CALL,
+    );
     register_seat_on(&v, "agent01", SEAT_SIP);
     let mut trunk = trunk_call(&v, "trunk", "trunk_call.xml", 500);
     assert_one_good_call(&mut trunk, &v, Duration::from_secs(20));
@@ -66,7 +73,10 @@ fn admin_number_inside_office_hours_is_queued() {
     let events = journal_events_all(&v.db_path(), c.id);
     assert_eq!(events[1].kind.as_str(), "routed");
     assert_eq!(events[1].detail["route"], "admin-office-hours");
-    assert_eq!(events[1].detail["tags"], serde_json::json!(["administrative"]));
+    assert_eq!(
+        events[1].detail["tags"],
+        serde_json::json!(["administrative"])
+    );
 }
 
 #[test]

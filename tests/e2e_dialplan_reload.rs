@@ -63,7 +63,17 @@ fn plan_rewritten_twice_while_ten_calls_wait_drops_none() {
         TRUNK_SIP,
         TRUNK_MEDIA,
         &[
-            "-m", "10", "-l", "10", "-r", "10", "-d", "1000", "-timeout", "90", "-trace_err",
+            "-m",
+            "10",
+            "-l",
+            "10",
+            "-r",
+            "10",
+            "-d",
+            "1000",
+            "-timeout",
+            "90",
+            "-trace_err",
         ],
     );
     v.wait_status(Duration::from_secs(20), "10 calls waiting", |s| {
@@ -128,7 +138,9 @@ fn plan_rewritten_twice_while_ten_calls_wait_drops_none() {
         let kinds: Vec<&str> = events.iter().map(|e| e.kind.as_str()).collect();
         assert_eq!(
             kinds,
-            ["received", "routed", "queued", "offered", "ringing", "answered", "ended"],
+            [
+                "received", "routed", "queued", "offered", "ringing", "answered", "ended"
+            ],
             "{c:?}"
         );
         // Routed before the reloads: the plan the calls started with.

@@ -2994,7 +2994,11 @@ steps = [
             .filter(|e| e.starts_with("overflowed"))
             .count()
     };
-    assert_eq!((tries(&sim, 1), tries(&sim, 2)), (4, 4), "second round after 20 s");
+    assert_eq!(
+        (tries(&sim, 1), tries(&sim, 2)),
+        (4, 4),
+        "second round after 20 s"
+    );
     let _seat = sim.add_seat(1, Some(Duration::from_secs(1)));
     sim.run(60_000);
     let (k1, k2) = (call_of(&sim, 1), call_of(&sim, 2));
@@ -3035,7 +3039,10 @@ steps = [{ ring = 180 }, { queue = { name = "line19", priority = 5, max_wait_s =
     let call = sim.calls()[0];
     assert_eq!(
         sim.media_plan(call),
-        vec![(1_010, "play prompts/admin-closed.wav repeat=false".to_owned())]
+        vec![(
+            1_010,
+            "play prompts/admin-closed.wav repeat=false".to_owned()
+        )]
     );
     assert_eq!(
         sim.ua(caller).seen(),
@@ -3108,7 +3115,10 @@ steps = [
     sim.run(40_000);
     let call = sim.calls()[0];
     let seat_invite_at = sim.ua(seat).seen()[2].0;
-    assert_eq!(seat_invite_at, 25_040, "offered as soon as the seat registered");
+    assert_eq!(
+        seat_invite_at, 25_040,
+        "offered as soon as the seat registered"
+    );
     assert_eq!(
         sim.media_plan(call),
         vec![
@@ -3272,6 +3282,9 @@ fn reload_keeps_the_decision_of_calls_in_progress() {
         sim.events_of(k1)
             .contains(&"overflow_answered sip:19@127.0.0.4:5080".to_owned())
     );
-    assert_eq!(sim.events_of(k2), strings(&["received 19", "queued line19"]));
+    assert_eq!(
+        sim.events_of(k2),
+        strings(&["received 19", "queued line19"])
+    );
     assert_eq!(sim.ua(backup).requests(Method::Invite).len(), 1);
 }

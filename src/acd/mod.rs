@@ -319,7 +319,11 @@ impl Acd {
         let calls = &self.calls;
         let at = self.order.get(q).map_or(0, |o| {
             o.iter()
-                .position(|c| calls.get(c).is_some_and(|c| c.spec.priority < spec.priority))
+                .position(|c| {
+                    calls
+                        .get(c)
+                        .is_some_and(|c| c.spec.priority < spec.priority)
+                })
                 .unwrap_or(o.len())
         });
         self.calls.insert(

@@ -269,6 +269,11 @@ impl Recorder {
                 tags,
                 trace,
             } => {
+                if let Some(h) = &mut live.handoff {
+                    for t in tags {
+                        h.add_tag(t);
+                    }
+                }
                 let vars: serde_json::Map<String, serde_json::Value> = vars
                     .iter()
                     .map(|(k, v)| (k.clone(), serde_json::Value::String(v.clone())))

@@ -813,7 +813,10 @@ impl Switch {
                 .iter()
                 .map(|h| (h.name.as_str().to_owned(), h.value.clone()))
                 .collect(),
-            has_location: req.headers.get(&HeaderName::Other("Geolocation".into())).is_some()
+            has_location: req
+                .headers
+                .get(&HeaderName::Other("Geolocation".into()))
+                .is_some()
                 || locations.as_ref().is_ok_and(|l| !l.is_empty()),
         };
         let decision = dialplan::evaluate(&self.plan, &facts, self.wall_at(now));
@@ -982,8 +985,10 @@ impl Switch {
                 }
                 return;
             }
-            if matches!(step, Step::Play(_) | Step::Queue { .. } | Step::Hangup { .. })
-                && c.in_acd
+            if matches!(
+                step,
+                Step::Play(_) | Step::Queue { .. } | Step::Hangup { .. }
+            ) && c.in_acd
             {
                 // The call moves on from its queue to something else.
                 self.leave_acd(now, id);
@@ -1017,7 +1022,15 @@ impl Switch {
                     announce,
                     announce_every_s,
                 } => {
-                    self.queue(now, id, &name, priority, max_wait_s, announce, announce_every_s);
+                    self.queue(
+                        now,
+                        id,
+                        &name,
+                        priority,
+                        max_wait_s,
+                        announce,
+                        announce_every_s,
+                    );
                     return;
                 }
                 Step::Overflow { .. } => {
@@ -1102,7 +1115,9 @@ impl Switch {
             return;
         };
         c.early_media = true;
-        let mut r = c.invite.response(183, "Session Progress", Some(&c.a.local_tag));
+        let mut r = c
+            .invite
+            .response(183, "Session Progress", Some(&c.a.local_tag));
         r.headers.push(HeaderName::Server, self.user_agent.clone());
         r.headers
             .push(HeaderName::Contact, self.local.contact(&c.a.peer));
@@ -1199,7 +1214,11 @@ impl Switch {
         if let Err(e) = self.acd.enqueue_with(now, id, name, spec) {
             tracing::error!(call = %id, error = %e, "ACD refused a call");
         }
-        if self.calls.get(&id).is_some_and(|c| c.next_announce.is_some()) {
+        if self
+            .calls
+            .get(&id)
+            .is_some_and(|c| c.next_announce.is_some())
+        {
             self.announce(now, id);
         }
     }
@@ -1369,10 +1388,11 @@ impl Switch {
             let key = c.invite_tx.clone();
             self.respond(now, &key, r);
         }
-        self.outputs.push_back(Output::Media(MediaCommand::StopPlay {
-            call: id,
-            side: Side::A,
-        }));
+        self.outputs
+            .push_back(Output::Media(MediaCommand::StopPlay {
+                call: id,
+                side: Side::A,
+            }));
         self.emit(
             id,
             CallEventKind::Ended {
@@ -1709,10 +1729,11 @@ impl Switch {
         call.announce = None;
         call.next_announce = None;
         if call.early_media || call.answered_early {
-            self.outputs.push_back(Output::Media(MediaCommand::StopPlay {
-                call: id,
-                side: Side::A,
-            }));
+            self.outputs
+                .push_back(Output::Media(MediaCommand::StopPlay {
+                    call: id,
+                    side: Side::A,
+                }));
         }
         if call.answered_early {
             // The caller already has vigie's 200 (an `answer` step): bridge without a
