@@ -514,19 +514,17 @@ impl Recorder {
         });
         let patch_wait = patch.wait_seconds;
         self.journal.record(JournalRecord::CallUpdate(patch));
-        if ended {
-            if let Some(live) = self.live.get_mut(&call) {
-                if live.ended.is_none() {
-                    metrics.trunk_calls_active.dec();
-                }
-                live.ended = Some(now);
-                live.ended_at = Some(at);
-                if let (Some(h), Some(outcome)) = (&mut live.handoff, patch_outcome) {
-                    publish_pending_received(&self.publisher, h, at);
-                    h.ended(outcome, at, patch_wait);
-                    let doc = h.version(HandoffEvent::Ended, at);
-                    self.publisher.publish(&doc);
-                }
+        if ended && let Some(live) = self.live.get_mut(&call) {
+            if live.ended.is_none() {
+                metrics.trunk_calls_active.dec();
+            }
+            live.ended = Some(now);
+            live.ended_at = Some(at);
+            if let (Some(h), Some(outcome)) = (&mut live.handoff, patch_outcome) {
+                publish_pending_received(&self.publisher, h, at);
+                h.ended(outcome, at, patch_wait);
+                let doc = h.version(HandoffEvent::Ended, at);
+                self.publisher.publish(&doc);
             }
         }
     }
