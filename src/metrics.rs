@@ -13,7 +13,7 @@
 //! tools that do not speak OpenMetrics (promtool 2.42 `check metrics` among them).
 //! [`Format::negotiate`] picks one from an HTTP `Accept` header.
 
-use std::collections::VecDeque;
+use std::collections::{HashMap, VecDeque};
 use std::sync::atomic::AtomicU64;
 use std::time::{Duration, Instant};
 
@@ -24,6 +24,7 @@ use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::metrics::histogram::Histogram;
 use prometheus_client::registry::{Registry, Unit};
 
+use crate::acd::OverflowReason;
 use crate::store::{JournalMetrics, Outcome};
 use crate::switch::event::AbandonPhase;
 
@@ -88,6 +89,9 @@ pub struct Metrics {
     /// `vigie_seat_ring_no_answer_total{seat}`: offers the seat let ring until the
     /// queue's ring timeout.
     pub seat_ring_no_answer: Family<SeatIdLabels, Counter>,
+    /// `vigie_seat_wrap_up_seconds_total{seat}`: time the seat spent in after-call work,
+    /// seconds, counted when wrap-up ends ([`Metrics::seat_left_state`]).
+    pub seat_wrap_up_seconds: Family<SeatIdLabels, FloatCounter>,
     /// `vigie_seat_state{seat,state}`: 1 for the seat's current state, 0 for the others.
     pub seat_state: Family<SeatStateLabels, Gauge>,
     /// `vigie_trunk_calls_active`: calls in progress on the trunk.
@@ -199,6 +203,13 @@ impl Metrics {
             "Offers the seat let ring until the ring timeout",
             seat_ring_no_answer.clone(),
         );
+        let seat_wrap_up_seconds = Family::<SeatIdLabels, FloatCounter>::default();
+        registry.register_with_unit(
+            "vigie_seat_wrap_up",
+            "Time the seat spent in after-call work (wrap-up)",
+            Unit::Seconds,
+            seat_wrap_up_seconds.clone(),
+        );
         let seat_state = Family::<SeatStateLabels, Gauge>::default();
         registry.register(
             "vigie_seat_state",
@@ -286,6 +297,7 @@ impl Metrics {
             seat_calls_answered,
             seat_talk_seconds,
             seat_ring_no_answer,
+            seat_wrap_up_seconds,
             seat_state,
             trunk_calls_active,
             trunk_capacity_calls,
@@ -301,9 +313,16 @@ impl Metrics {
     }
 
     /// Creates the per-queue series that must exist before the first call (abandoned
-    /// calls of every phase at 0, the service level at 1 with 0 calls), and records
-    /// the queue's service-level threshold, seconds.
+    /// calls of every phase at 0, overflows of every reason at 0 so that `increase()`
+    /// sees the first one, the service level at 1 with 0 calls), and records the
+    /// queue's service-level threshold, seconds.
     pub fn init_queue(&self, queue: &str, service_level_threshold: Duration) {
+        for reason in [OverflowReason::MaxWait, OverflowReason::NoSeats] {
+            let _ = self.overflows.get_or_create(&OverflowLabels {
+                queue: queue.to_owned(),
+                reason: reason.as_str().to_owned(),
+            });
+        }
         for phase in AbandonPhaseLabel::ALL {
             let _ = self.calls_abandoned.get_or_create(&AbandonLabels {
                 queue: queue.to_owned(),
@@ -357,6 +376,19 @@ impl Metrics {
         let _ = self.seat_calls_answered.get_or_create(&labels);
         let _ = self.seat_talk_seconds.get_or_create(&labels);
         let _ = self.seat_ring_no_answer.get_or_create(&labels);
+        let _ = self.seat_wrap_up_seconds.get_or_create(&labels);
+    }
+
+    /// Counts the time `seat` spent in the state it `left`, `held` long: adds it to
+    /// `vigie_seat_wrap_up_seconds_total{seat}` when that state was wrap-up.
+    pub fn seat_left_state(&self, seat: &str, left: SeatState, held: Duration) {
+        if left == SeatState::WrapUp {
+            self.seat_wrap_up_seconds
+                .get_or_create(&SeatIdLabels {
+                    seat: seat.to_owned(),
+                })
+                .inc_by(held.as_secs_f64());
+        }
     }
 
     /// The registry, for layers that register their own families (e.g.
@@ -785,6 +817,41 @@ impl SeatState {
     }
 }
 
+/// When each seat entered its current state: a pure tracker (time passed in) that tells
+/// how long a seat held a state when it leaves it (for `vigie_seat_wrap_up_seconds_total`).
+/// Memory: one entry per seat id seen (seats come from the configuration).
+#[derive(Debug, Default)]
+pub struct SeatClock {
+    seats: HashMap<String, (SeatState, Instant)>,
+}
+
+impl SeatClock {
+    /// Notes that `seat` is in `state` at `now`. When the seat was last seen in another
+    /// state, returns that state and how long it was held (from the first observation
+    /// of it to `now`); `None` on the first observation of a seat or when nothing
+    /// changed.
+    pub fn observe(
+        &mut self,
+        seat: &str,
+        state: SeatState,
+        now: Instant,
+    ) -> Option<(SeatState, Duration)> {
+        match self.seats.get_mut(seat) {
+            Some((current, _)) if *current == state => None,
+            Some((current, since)) => {
+                let left = (*current, now.saturating_duration_since(*since));
+                *current = state;
+                *since = now;
+                Some(left)
+            }
+            None => {
+                self.seats.insert(seat.to_owned(), (state, now));
+                None
+            }
+        }
+    }
+}
+
 /// SIP method as a bounded label: the methods vigie knows, else `other`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 #[non_exhaustive]
@@ -1076,6 +1143,63 @@ mod tests {
             vec![r#"vigie_answer_time_seconds_sum{queue="line19"} 207.0"#]
         );
         assert!(!text.contains("# EOF"));
+    }
+
+    #[test]
+    fn seat_clock_times_each_state_and_wrap_up_is_counted() {
+        let t0 = Instant::now();
+        let ms = |n: u64| t0 + Duration::from_millis(n);
+        let mut clock = SeatClock::default();
+        let metrics = Metrics::new("0.1.0");
+        metrics.publish_seat("agent01", SeatState::Idle);
+        assert_eq!(clock.observe("agent01", SeatState::Idle, ms(0)), None);
+        assert_eq!(clock.observe("agent01", SeatState::Idle, ms(500)), None);
+        assert_eq!(
+            clock.observe("agent01", SeatState::OnCall, ms(1_000)),
+            Some((SeatState::Idle, Duration::from_millis(1_000)))
+        );
+        assert_eq!(
+            clock.observe("agent01", SeatState::WrapUp, ms(31_000)),
+            Some((SeatState::OnCall, Duration::from_secs(30)))
+        );
+        for (seat, left, held) in [
+            ("agent01", SeatState::OnCall, Duration::from_secs(30)),
+            ("agent01", SeatState::WrapUp, Duration::from_millis(2_500)),
+            ("agent01", SeatState::WrapUp, Duration::from_millis(1_250)),
+        ] {
+            metrics.seat_left_state(seat, left, held);
+        }
+        assert_eq!(
+            clock.observe("agent01", SeatState::Idle, ms(33_500)),
+            Some((SeatState::WrapUp, Duration::from_millis(2_500)))
+        );
+        // Another seat's first sighting is not a change.
+        assert_eq!(
+            clock.observe("agent02", SeatState::WrapUp, ms(33_500)),
+            None
+        );
+        let text = metrics.encode_prometheus_text();
+        assert!(
+            text.contains("vigie_seat_wrap_up_seconds_total{seat=\"agent01\"} 3.75\n"),
+            "{text}"
+        );
+        assert!(text.contains("# TYPE vigie_seat_wrap_up_seconds_total counter\n"));
+    }
+
+    #[test]
+    fn overflow_reasons_exist_at_zero_for_a_queue() {
+        let metrics = Metrics::new("0.1.0");
+        metrics.init_queue("line19", Duration::from_secs(15));
+        let text = metrics.encode_prometheus_text();
+        let mut lines = line_of(&text, "vigie_overflows_total{");
+        lines.sort_unstable();
+        assert_eq!(
+            lines,
+            vec![
+                r#"vigie_overflows_total{queue="line19",reason="max_wait"} 0"#,
+                r#"vigie_overflows_total{queue="line19",reason="no_seats"} 0"#
+            ]
+        );
     }
 
     #[test]

@@ -4,7 +4,8 @@
 //! the plan's queue `max_wait_s` (4 s) and overflows to a backup centre (a SIPp UAS) that
 //! answers. The outcomes are deterministic: 6 answered, 2 abandoned while queued, 1
 //! overflowed on max_wait. The test asserts the exact counters, histogram counts, the
-//! service level (6 of 9 calls answered by a seat within 15 s) and per-seat series from
+//! service level (6 of 9 calls answered by a seat within 15 s) and per-seat series (one
+//! call, about 10 s of talk and the queue's 1 s of wrap-up each) from
 //! `/metrics`, then runs `promtool check metrics` on that live scrape (Prometheus text
 //! format, asked for with `Accept: text/plain`: promtool 2.42 does not read OpenMetrics).
 
@@ -144,7 +145,7 @@ fn promtool_check_metrics(text: &str) -> (Option<i32>, String) {
 #[test]
 fn six_answered_two_abandoned_one_overflowed_exact_counters() {
     let ip = unique_loopback();
-    let config = format!("{MD5_ONLY}[[queues]]\nservice_level_s = 15\n");
+    let config = format!("{MD5_ONLY}[[queues]]\nservice_level_s = 15\nwrap_up_s = 1\n");
     let plan = plan_with_backup(&format!("sip:19@{ip}:{BACKUP_SIP}"), 4);
     let mut v = Vigie::start_with_plan(ip, &config, &plan);
     let dir = v.dir.path().to_owned();
@@ -292,12 +293,10 @@ fn six_answered_two_abandoned_one_overflowed_exact_counters() {
         r#"vigie_overflows_total{queue="line19",reason="max_wait"}"#,
         1.0,
     );
-    assert_eq!(
-        value(
-            &text,
-            r#"vigie_overflows_total{queue="line19",reason="no_seats"}"#
-        ),
-        None
+    // Every overflow reason exists from the start (at 0), so `increase()` sees the first.
+    exact(
+        r#"vigie_overflows_total{queue="line19",reason="no_seats"}"#,
+        0.0,
     );
     exact(r#"vigie_calls_offered_total{queue="line19"}"#, 6.0);
     // Answer time: the six seat answers, all within a second of the INVITE; the
@@ -356,6 +355,16 @@ fn six_answered_two_abandoned_one_overflowed_exact_counters() {
         .unwrap_or(-1.0);
         assert!((9.5..16.0).contains(&talk), "{seat} talked {talk} s");
         talk_total += talk;
+        // One wrap-up of the queue's wrap_up_s (1 s) after the call.
+        let wrap_up = value(
+            &text,
+            &format!(r#"vigie_seat_wrap_up_seconds_total{{seat="{seat}"}}"#),
+        )
+        .unwrap_or(-1.0);
+        assert!(
+            (0.95..1.6).contains(&wrap_up),
+            "{seat} wrapped up {wrap_up} s"
+        );
     }
     assert!(talk_total > 57.0, "talk {talk_total} s");
     exact(
@@ -363,6 +372,7 @@ fn six_answered_two_abandoned_one_overflowed_exact_counters() {
         1.0,
     );
     exact(r#"vigie_seat_calls_answered_total{seat="agent07"}"#, 0.0);
+    exact(r#"vigie_seat_wrap_up_seconds_total{seat="agent07"}"#, 0.0);
     exact(r#"vigie_seats{queue="line19",state="logged_out"}"#, 14.0);
     exact(r#"vigie_calls_waiting{queue="line19"}"#, 0.0);
     exact("vigie_trunk_calls_active", 0.0);

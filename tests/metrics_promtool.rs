@@ -6,6 +6,7 @@
 use std::collections::HashMap;
 use std::io::Write;
 use std::process::{Command, Stdio};
+use std::time::Duration;
 
 use prometheus_client::metrics::counter::Counter;
 use vigie::metrics::{
@@ -124,6 +125,7 @@ fn populated() -> Metrics {
         metrics.seat_calls_answered.get_or_create(&s).inc_by(3);
         metrics.seat_talk_seconds.get_or_create(&s).inc_by(95.5);
         metrics.seat_ring_no_answer.get_or_create(&s).inc();
+        metrics.seat_left_state(seat, SeatState::WrapUp, Duration::from_millis(30_250));
     }
     metrics.trunk_calls_active.set(12);
     metrics.trunk_capacity_calls.set(60);
@@ -164,7 +166,7 @@ fn populated() -> Metrics {
 }
 
 /// Every family vigie must expose, as sample-name prefixes.
-const FAMILIES: [&str; 34] = [
+const FAMILIES: [&str; 35] = [
     "vigie_calls_abandoned_total{",
     "vigie_service_level_ratio{",
     "vigie_service_level_calls{",
@@ -172,6 +174,7 @@ const FAMILIES: [&str; 34] = [
     "vigie_seat_calls_answered_total{",
     "vigie_seat_talk_seconds_total{",
     "vigie_seat_ring_no_answer_total{",
+    "vigie_seat_wrap_up_seconds_total{",
     "vigie_seat_state{",
     "vigie_calls_waiting{",
     "vigie_longest_wait_seconds{",
@@ -260,6 +263,12 @@ fn sample_values_are_exact() {
         r#"vigie_seat_state{seat="agent02",state="reserved"} 1"#
     ));
     assert!(has(r#"vigie_seat_talk_seconds_total{seat="agent01"} 95.5"#));
+    assert!(has(
+        r#"vigie_seat_wrap_up_seconds_total{seat="agent02"} 30.25"#
+    ));
+    assert!(has(
+        r#"vigie_overflows_total{queue="backup",reason="no_seats"} 0"#
+    ));
     assert!(has("vigie_rtp_packets_relayed_total 123456"));
     assert!(has(&format!(
         r#"vigie_build_info{{version="{}"}} 1"#,

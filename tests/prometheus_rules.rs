@@ -60,7 +60,7 @@ fn promtool_check_config_is_clean() {
 fn promtool_check_rules_is_clean() {
     let (code, said) = promtool(&["check", "rules", "deploy/prometheus/rules/vigie.rules.yml"]);
     assert_eq!(code, Some(0), "promtool check rules said:\n{said}");
-    assert!(said.contains("SUCCESS: 7 rules found"), "{said}");
+    assert!(said.contains("SUCCESS: 9 rules found"), "{said}");
 }
 
 #[test]
@@ -82,7 +82,7 @@ fn rule_unit_tests_cover_every_alert_firing_and_not_firing() {
         .lines()
         .filter_map(|l| l.trim().strip_prefix("- alert: "))
         .collect();
-    assert_eq!(alerts.len(), 7, "{alerts:?}");
+    assert_eq!(alerts.len(), 9, "{alerts:?}");
     for alert in alerts {
         // Each alert's evaluations: the line after `alertname:` is `exp_alerts: []` (not
         // firing) or `exp_alerts:` followed by the expected alert (firing).
@@ -185,6 +185,7 @@ fn dashboard_uses_only_metrics_vigie_exports() {
         "vigie_service_level_ratio",
         "vigie_seats",
         "vigie_seat_state",
+        "vigie_seat_wrap_up_seconds_total",
         "vigie_trunk_calls_active",
         "vigie_trunk_capacity_calls",
         "vigie_rtp_packets_relayed_total",

@@ -35,6 +35,8 @@ pub struct HttpState {
     pub store: Store,
     /// Every published hand-off document (JSON text), for `/api/v1/events`.
     pub events: broadcast::Sender<Arc<str>>,
+    /// The latest wallboard snapshot, published by the switch task.
+    pub wallboard: watch::Receiver<Arc<super::wallboard::Snapshot>>,
 }
 
 /// Serves HTTP on `listener` until the process ends.
@@ -47,6 +49,7 @@ pub async fn serve(listener: TcpListener, state: HttpState) {
         .route("/api/v1/calls/{id}", get(call_handoff))
         .route("/api/v1/calls/{id}/journal", get(call))
         .route("/api/v1/events", get(events))
+        .merge(super::wallboard::routes())
         .with_state(state);
     if let Err(e) = axum::serve(listener, app).await {
         tracing::error!(error = %e, "HTTP server stopped");

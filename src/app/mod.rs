@@ -8,6 +8,7 @@ pub mod outbox;
 mod prompts;
 mod recorder;
 pub mod transport;
+pub mod wallboard;
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
@@ -24,8 +25,8 @@ use crate::config::Config;
 use crate::dialplan::{self, CompiledPlan};
 use crate::media::{self, MediaError, MediaRelay, RelayConfig, RelayMetrics, RelaySession};
 use crate::metrics::{
-    Metrics, QueueLabels, ReloadLabels, ReloadResult, SeatLabels, SeatState, StatusClass,
-    StatusClassLabels,
+    Metrics, QueueLabels, ReloadLabels, ReloadResult, SeatClock, SeatLabels, SeatState,
+    StatusClass, StatusClassLabels,
 };
 use crate::sip::auth::Credential;
 use crate::sip::message::Message;
@@ -324,6 +325,7 @@ pub async fn start(config: Config) -> Result<(Bound, Shutdown), StartError> {
     }
     let (status_tx, status_rx) = watch::channel(Status::default());
     let handoff_events = crate::dispatch::Publisher::channel();
+    let (wallboard_tx, wallboard_rx) = wallboard::channel();
     tokio::spawn(http::serve(
         http_listener,
         http::HttpState {
@@ -331,6 +333,7 @@ pub async fn start(config: Config) -> Result<(Bound, Shutdown), StartError> {
             status: status_rx,
             store: store.clone(),
             events: handoff_events.clone(),
+            wallboard: wallboard_rx,
         },
     ));
     let (stop_tx, stop_rx) = watch::channel(false);
@@ -371,6 +374,16 @@ pub async fn start(config: Config) -> Result<(Bound, Shutdown), StartError> {
             Instant::now(),
         )
         .with_events(handoff_events);
+    let board = wallboard::Board::new(
+        config.queues.iter().map(|q| {
+            (
+                q.name.clone(),
+                std::time::Duration::from_secs(q.service_level_s),
+            )
+        }),
+        config.trunk.capacity,
+        wallboard::CENTRE_ZONE,
+    );
     let task = SwitchTask {
         switch,
         inputs_tx: inputs,
@@ -389,6 +402,10 @@ pub async fn start(config: Config) -> Result<(Bound, Shutdown), StartError> {
         aml_after_end: chrono::Duration::seconds(
             i64::try_from(config.aml.match_after_end_s).unwrap_or(i64::MAX / 1000),
         ),
+        board,
+        wallboard: wallboard_tx,
+        board_dirty: false,
+        seat_clock: SeatClock::default(),
         prompts: Prompts::new(
             config.media.prompts_dir.clone(),
             config.media.recordings_dir.clone(),
@@ -458,6 +475,13 @@ struct SwitchTask {
     georef_retries: u32,
     /// How long after a call's end an AML report still matches it.
     aml_after_end: chrono::Duration,
+    /// The wallboard's day counts, fed with every call event.
+    board: wallboard::Board,
+    wallboard: wallboard::Publisher,
+    /// A call event or a seat change since the last wallboard snapshot.
+    board_dirty: bool,
+    /// When each seat entered its state (wrap-up seconds, seat gauges on change).
+    seat_clock: SeatClock,
     prompts: Prompts,
 }
 
@@ -590,10 +614,14 @@ impl SwitchTask {
                     {
                         self.dereference(ev.call, uri.clone());
                     }
-                    self.recorder.record(&self.metrics, ev, chrono::Utc::now());
+                    let at = chrono::Utc::now();
+                    self.board.observe(&ev, at);
+                    self.board_dirty = true;
+                    self.recorder.record(&self.metrics, ev, at);
                 }
                 Output::Seat { seat, online } => {
                     tracing::info!(%seat, online, "seat registration changed");
+                    self.board_dirty = true;
                 }
                 Output::Media(cmd) => self.media(cmd),
                 #[allow(unreachable_patterns)]
@@ -601,6 +629,10 @@ impl SwitchTask {
             }
         }
         self.count_sip();
+        self.observe_seats();
+        if self.board_dirty {
+            self.publish_wallboard(Instant::now(), None);
+        }
     }
 
     /// Fetches a location by reference in its own task; the result comes back as
@@ -807,6 +839,7 @@ impl SwitchTask {
             }
         }
         self.recorder.publish_service_level(&self.metrics, now);
+        self.publish_wallboard(now, Some(&snaps));
         let status = Status {
             queues: snaps
                 .into_iter()
@@ -829,6 +862,45 @@ impl SwitchTask {
             active_calls: self.switch.active_calls(),
         };
         let _ = self.status.send(status);
+    }
+}
+
+impl SwitchTask {
+    /// Notes every seat's state: a seat that changed state gets its gauges at once, its
+    /// wrap-up time counted, and the wallboard is marked for a new snapshot.
+    fn observe_seats(&mut self) {
+        let now = Instant::now();
+        for (id, s) in self.switch.acd().seats() {
+            if let Some(state) = seat_state_label(s.label())
+                && let Some((left, held)) = self.seat_clock.observe(id, state, now)
+            {
+                self.metrics.seat_left_state(id, left, held);
+                self.metrics.publish_seat(id, state);
+                self.board_dirty = true;
+            }
+        }
+    }
+
+    /// Builds the wallboard snapshot (from `snaps` when the caller has the ACD's queue
+    /// snapshot at hand) and publishes it if it changed.
+    fn publish_wallboard(&mut self, now: Instant, snaps: Option<&[QueueSnapshot]>) {
+        self.board_dirty = false;
+        let fresh;
+        let snaps = match snaps {
+            Some(s) => s,
+            None => {
+                fresh = self.switch.acd().snapshot(now);
+                &fresh
+            }
+        };
+        let recorder = &mut self.recorder;
+        let snap = self.board.snapshot(
+            snaps,
+            |queue, window| recorder.service_level(queue, window, now),
+            self.switch.active_calls(),
+            chrono::Utc::now(),
+        );
+        self.wallboard.publish(snap);
     }
 }
 

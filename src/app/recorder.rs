@@ -220,6 +220,21 @@ impl Recorder {
         }
     }
 
+    /// (answered by a seat within the threshold, calls whose wait ended) of `queue` over
+    /// `window` ending at `now`; `None` for a queue without a service level.
+    pub fn service_level(
+        &mut self,
+        queue: &str,
+        window: SlWindow,
+        now: Instant,
+    ) -> Option<(u64, u64)> {
+        let sl = self.service_levels.get_mut(queue)?;
+        sl.windows
+            .iter_mut()
+            .find(|(w, _)| *w == window)
+            .map(|(_, counter)| counter.totals(now))
+    }
+
     /// Records one event that happened at `at` (wall clock, for the journal), now.
     pub fn record(&mut self, metrics: &Metrics, ev: CallEvent, at: DateTime<Utc>) {
         self.record_at(metrics, ev, at, Instant::now());

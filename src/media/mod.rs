@@ -24,18 +24,20 @@
 //! each side (RFC 3550 A.8). Both go to [`RelaySession::quality`] and to the metrics
 //! `vigie_rtp_packets_lost_total{side}` and `vigie_rtp_jitter_seconds{side,source}`.
 //!
-//! **Hot path (measured, see the commit "media: …").** One task per session, one receive
-//! buffer per task, no allocation and no lock per packet: the task waits for readiness and
-//! drains each socket with `try_recv_from` (up to [`DRAIN_BUDGET`] datagrams per wake-up);
-//! statistics are relaxed atomics and Prometheus counters (atomics); peer hints reach the
-//! task over `watch` channels and commands over a bounded `mpsc`, read only when they
-//! change. The recorder gets a fixed-size copy of each payload by `try_send`. `recvmmsg`/
-//! `sendmmsg` were considered and not used: a relayed packet goes out of a different socket
-//! than it came in on, one at a time, and at 50 packets/s per stream a wake-up rarely finds
-//! more than one datagram queued, so batching would save few syscalls per call; see the
-//! measurement in `tests/media_relay.rs` (`relay_loop_throughput`). The jitter histograms
-//! (which take a short mutex) are observed once per [`JITTER_SAMPLE_EVERY`] packets, not per
-//! packet.
+//! **Hot path.** One task per session, one receive buffer per task, no allocation and no
+//! lock per packet: the task waits for readiness and drains each socket with
+//! `try_recv_from` (up to 64 datagrams per wake-up); statistics are relaxed
+//! atomics and Prometheus counters (atomics); peer hints reach the task over `watch`
+//! channels and commands over a bounded `mpsc`, read only when they change. The recorder
+//! gets a fixed-size copy of each payload by `try_send`. The jitter histograms (which take
+//! a short mutex) are observed once per [`JITTER_SAMPLE_EVERY`] packets, and per RTCP
+//! report block, not per packet. `recvmmsg`/`sendmmsg` were considered and not used: a
+//! relayed packet leaves by another socket than it came in on, to one peer, and at 50
+//! packets/s per stream a wake-up rarely finds more than one datagram queued, so batching
+//! would save few system calls per call. Measured with `relay_loop_throughput` in
+//! `tests/media_relay.rs` (debug build, one session, 2 cores shared with other builds):
+//! 48,000–72,000 packets/s through one session, i.e. well above the 100 packets/s of a
+//! G.711 call both ways; the issue-8 benchmark (release, many sessions) is still to run.
 
 mod g711;
 mod player;
@@ -903,13 +905,7 @@ impl RelayTask {
             };
             let index = match ready {
                 Ok(Wake::Socket(index)) => {
-                    // A hint set before a packet was sent must apply to that packet even if
-                    // the socket won the select (one atomic load per wake-up, not a lock).
-                    for (rx, peer) in self.hints.iter_mut().zip(self.media.peers.iter_mut()) {
-                        if rx.has_changed().unwrap_or(false) {
-                            Self::apply_hint(peer, *rx.borrow_and_update());
-                        }
-                    }
+                    self.refresh_hints();
                     index
                 }
                 Ok(Wake::Hint(side, true)) => {
@@ -921,11 +917,14 @@ impl RelayTask {
                     continue;
                 }
                 Ok(Wake::Command(Some(command))) => {
-                    self.apply(command);
+                    // A play right after set_peer_hint must go to that peer.
+                    self.refresh_hints();
+                    self.apply(command).await;
                     continue;
                 }
                 Ok(Wake::Play) => {
-                    self.play_due(Instant::now());
+                    self.refresh_hints();
+                    self.play_due(Instant::now()).await;
                     continue;
                 }
                 // The session was dropped (hint or command sender gone) or the reactor is
@@ -941,6 +940,17 @@ impl RelayTask {
         }
     }
 
+    /// Apply hints that changed but whose wake-up has not been handled yet: a hint set
+    /// before a packet was sent (or a prompt started) must apply to it even if the socket
+    /// (or command) won the select. One atomic load per side, not a lock.
+    fn refresh_hints(&mut self) {
+        for (rx, peer) in self.hints.iter_mut().zip(self.media.peers.iter_mut()) {
+            if rx.has_changed().unwrap_or(false) {
+                Self::apply_hint(peer, *rx.borrow_and_update());
+            }
+        }
+    }
+
     fn apply_hint(peer: &mut Peer, hint: Option<PeerHint>) {
         if peer.hint != hint {
             peer.hint = hint;
@@ -949,7 +959,7 @@ impl RelayTask {
         }
     }
 
-    fn apply(&mut self, command: Command) {
+    async fn apply(&mut self, command: Command) {
         let media = &mut self.media;
         match command {
             Command::SetCodec { side, codec, pt } => {
@@ -967,7 +977,7 @@ impl RelayTask {
                 if let Some(slot) = media.players.get_mut(side.index()) {
                     *slot = Some(Playback::new(prompt, repeat, Instant::now(), done));
                 }
-                self.play_due(Instant::now());
+                self.play_due(Instant::now()).await;
             }
             Command::StopPlay { side } => media.end_play(side.index(), PlayState::Stopped),
             Command::RecordStart { tap } => {
@@ -981,7 +991,7 @@ impl RelayTask {
     }
 
     /// Send the prompt packets that are due, at most [`PLAY_CATCH_UP`] per side.
-    fn play_due(&mut self, now: Instant) {
+    async fn play_due(&mut self, now: Instant) {
         for side in 0..2 {
             let Some(socket) = self.sockets.get(side * 2) else {
                 continue;
@@ -1011,7 +1021,12 @@ impl RelayTask {
                 let Some(destination) = destination else {
                     continue;
                 };
-                match socket.try_send_to(buf.get(..len).unwrap_or(&[]), destination) {
+                // `send_to` rather than `try_send_to`: a new socket's write readiness is not
+                // known until the reactor has polled it, and UDP sends do not block.
+                match socket
+                    .send_to(buf.get(..len).unwrap_or(&[]), destination)
+                    .await
+                {
                     Ok(_) => {
                         self.stats.prompt_packets[side].fetch_add(1, Ordering::Relaxed);
                         self.metrics.prompt_packets.inc();

@@ -165,7 +165,7 @@ impl JitterEstimator {
             self.jitter_x16 = self
                 .jitter_x16
                 .saturating_add(d)
-                .saturating_sub((self.jitter_x16 + 8) >> 4);
+                .saturating_sub(self.jitter_x16.saturating_add(8) >> 4);
         } else if self.last.is_some_and(|(last_ssrc, _)| last_ssrc != ssrc) {
             self.jitter_x16 = 0;
         }
@@ -331,7 +331,7 @@ mod tests {
         // Timestamps and arrival wrap modulo 2^32 without a jump.
         let mut w = JitterEstimator::default();
         for i in 0..10u32 {
-            let ts = u32::MAX - 800 + i * 160;
+            let ts = (u32::MAX - 800).wrapping_add(i * 160);
             w.update(1, ts, ts.wrapping_add(7));
         }
         assert_eq!(w.jitter(), 0);
