@@ -1,5 +1,6 @@
 //! `vigie`: the command line.
 
+use std::io::IsTerminal;
 use std::path::PathBuf;
 use std::process::ExitCode;
 
@@ -335,9 +336,25 @@ fn main() -> ExitCode {
         }
         Command::Dialplan { command } => dialplan(command),
         Command::CheckConfig { file } => match Config::load(&file) {
-            Ok(_) => {
-                println!("{}: ok", file.display());
-                ExitCode::SUCCESS
+            Ok(config) => {
+                // The plan the configuration names (or the built-in one) must compile
+                // against the configuration's queues, as `vigie run` will require.
+                let queues: Vec<String> = config.queues.iter().map(|q| q.name.clone()).collect();
+                let plan = match &config.dialplan.file {
+                    Some(path) => vigie::dialplan::load(path, &queues),
+                    None => vigie::dialplan::load_embedded(&queues),
+                };
+                match plan {
+                    Ok(_) => {
+                        println!("{}: ok", file.display());
+                        ExitCode::SUCCESS
+                    }
+                    Err(report) => {
+                        eprint!("{}", report.render(std::io::stderr().is_terminal()));
+                        eprintln!("error: {}: its dialplan is refused", file.display());
+                        ExitCode::FAILURE
+                    }
+                }
             }
             Err(e) => {
                 eprintln!("error: {e}");

@@ -233,3 +233,44 @@ expect_route = "emergency"
     );
     assert!(stdout.ends_with(": 1 passed, 1 failed\n"), "{stdout}");
 }
+
+/// `vigie check-config` also compiles the plan the configuration names, against the
+/// configuration's queues: a plan vigie would refuse at start is refused here too.
+#[test]
+fn check_config_refuses_a_configuration_whose_plan_is_broken() {
+    let dir = match tempfile::tempdir() {
+        Ok(d) => d,
+        Err(e) => panic!("tempdir: {e}"),
+    };
+    let plan = dir.path().join("plan.toml");
+    let config = dir.path().join("vigie.toml");
+    let write = |path: &Path, text: &str| {
+        if let Err(e) = std::fs::write(path, text) {
+            panic!("{}: {e}", path.display());
+        }
+    };
+    write(&config, "[dialplan]\nfile = \"plan.toml\"\n");
+    write(
+        &plan,
+        "[[routes]]\nname = \"all\"\nsteps = [{ queue = { name = \"nosuchqueue\" } }]\n",
+    );
+    let cfg = config.to_string_lossy().into_owned();
+    let out = vigie(&["check-config", &cfg]);
+    let err = text(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "stderr: {err}");
+    assert!(err.contains("nosuchqueue"), "stderr: {err}");
+    assert!(err.contains("plan.toml:3:"), "no file:line:col in: {err}");
+    assert!(text(&out.stdout).is_empty());
+
+    // The same plan with the demo queue passes; so does no plan at all (the built-in one).
+    write(
+        &plan,
+        "[[routes]]\nname = \"all\"\nsteps = [{ queue = { name = \"line19\" } }]\n",
+    );
+    let out = vigie(&["check-config", &cfg]);
+    assert_eq!(out.status.code(), Some(0), "stderr: {}", text(&out.stderr));
+    assert_eq!(text(&out.stdout), format!("{cfg}: ok\n"));
+    write(&config, "node_id = \"vigie-test\"\n");
+    let out = vigie(&["check-config", &cfg]);
+    assert_eq!(out.status.code(), Some(0), "stderr: {}", text(&out.stderr));
+}
