@@ -153,9 +153,17 @@ fn locations_by_value_by_reference_and_updated_reach_webhook_sse_and_rest_in_ord
     let rt = runtime();
     let got: Received = Arc::default();
     start_dispatch(&rt, SocketAddr::from((ip, HOOK_PORT)), Arc::clone(&got));
-    let mut v = Vigie::start(ip, &dispatch_config(ip));
+    // The line-19 plan of the tests, with a variable and a tag for the hand-off document.
+    let plan = TEST_PLAN.replace(
+        "steps = [{ ring = 180 },",
+        "steps = [{ ring = 180 }, { set = { service = \"police-19\" } }, { tag = \"emergency\" },",
+    );
+    assert_ne!(plan, TEST_PLAN, "the test plan changed shape");
+    let mut v = Vigie::start_with_plan(ip, &dispatch_config(ip), &plan);
 
-    // SSE subscriber, before the call.
+    // SSE subscriber, before the call. reqwest is built without a default TLS provider
+    // (as vigie is): install one, whichever test of this binary runs first.
+    let _ = rustls::crypto::ring::default_provider().install_default();
     let sse_ids: Arc<Mutex<Vec<String>>> = Arc::default();
     {
         let sse_ids = Arc::clone(&sse_ids);
@@ -274,6 +282,14 @@ fn locations_by_value_by_reference_and_updated_reach_webhook_sse_and_rest_in_ord
         "{received}"
     );
     let last = &docs[docs.len() - 1].1;
+    assert_eq!(last["route"], "line19", "{last}");
+    assert_eq!(last["vars"]["service"], "police-19", "{last}");
+    assert!(
+        last["tags"]
+            .as_array()
+            .is_some_and(|t| t.iter().any(|x| x == "emergency")),
+        "{last}"
+    );
     assert_eq!(last["agent"]["seat"], "agent01");
     assert_eq!(last["outcome"], "answered");
     let s = shapes(last);

@@ -285,6 +285,7 @@ impl Recorder {
                 trace,
             } => {
                 if let Some(h) = &mut live.handoff {
+                    h.routed(route.as_deref(), vars);
                     for t in tags {
                         h.add_tag(t);
                     }

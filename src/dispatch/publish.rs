@@ -65,6 +65,15 @@ impl CallHandoff {
         }
     }
 
+    /// The dialplan route that took the call and the variables its `set` steps gave
+    /// (DESIGN §5), carried in every later version.
+    pub fn routed(&mut self, route: Option<&str>, vars: &[(String, String)]) {
+        self.doc.route = route.map(str::to_owned);
+        for (name, value) in vars {
+            self.doc.vars.insert(name.clone(), value.clone());
+        }
+    }
+
     /// The call entered `queue` at `at`.
     pub fn queued(&mut self, queue: &str, at: DateTime<Utc>) {
         self.doc.times.queued = Some(at);
