@@ -2811,6 +2811,37 @@ fn seat_with_a_host_name_contact_is_reached_at_its_source() {
     assert_eq!(sim.events_of(call).last().unwrap(), "answered agent01");
 }
 
+/// A seat behind NAT (RFC 3581): its REGISTER's Via asks for `rport` and its Contact holds
+/// an address it cannot be reached at (here 192.0.2.10, standing for a private address):
+/// the offer goes to the REGISTER's source, with the Contact as Request-URI.
+#[test]
+fn seat_behind_nat_is_reached_at_its_register_source() {
+    let mut sim = Sim::new(config(1));
+    let seat = sim.add_seat_with_contact(
+        1,
+        Some(Duration::from_secs(1)),
+        Some("<sip:agent01@192.0.2.10:5060>".into()),
+    );
+    sim.run(100);
+    let caller = sim.add_caller(1);
+    sim.run(1_000);
+    sim.ua(caller).invite();
+    sim.run(10_000);
+    assert_eq!(
+        sim.ua(seat).seen(),
+        timed(&[
+            (20, "401 REGISTER"),
+            (40, "200 REGISTER"),
+            (1_020, "INVITE"),
+            (2_040, "ACK"),
+        ])
+    );
+    let invite = sim.ua(seat).requests(Method::Invite).remove(0);
+    assert_eq!(invite.uri.to_string(), "sip:agent01@192.0.2.10:5060");
+    let call = sim.calls()[0];
+    assert_eq!(sim.events_of(call).last().unwrap(), "answered agent01");
+}
+
 // ---------------------------------------------------------------------------------------
 // Dialplan steps
 // ---------------------------------------------------------------------------------------

@@ -78,6 +78,10 @@ pub struct Binding {
     pub cseq: u32,
     /// When it was last refreshed.
     pub updated: Instant,
+    /// The REGISTER's top Via asked for symmetric response routing (`rport`, RFC 3581):
+    /// the seat is behind NAT, or knows it might be, and is reached at [`Binding::source`]
+    /// rather than at a Contact address it cannot vouch for.
+    pub rport: bool,
 }
 
 /// A seat's reachability changed: tell the ACD.
@@ -358,6 +362,7 @@ impl Registrar {
                 }
                 wanted.push((c.uri.clone(), expires.min(self.cfg.max_expires)));
             }
+            let rport = req.top_via().is_ok_and(|v| v.param("rport").is_some());
             // Second pass: apply, refusing out-of-order refreshes.
             for (uri, expires) in wanted {
                 let existing = list.iter().position(|b| b.contact.equivalent(&uri));
@@ -379,6 +384,7 @@ impl Registrar {
                     list.push(Binding {
                         contact: uri,
                         source: from,
+                        rport,
                         expires_at: now + Duration::from_secs(u64::from(expires)),
                         call_id: call_id.clone(),
                         cseq,
@@ -581,7 +587,25 @@ mod tests {
         assert_eq!(b.len(), 1);
         assert_eq!(b[0].source, peer(5062));
         assert_eq!(b[0].expires_at, t0 + Duration::from_secs(120));
+        assert!(b[0].rport, "the REGISTER's Via has rport (RFC 3581)");
         assert_eq!(r.online_seats(), vec!["1001", "1002"]);
+    }
+
+    #[test]
+    fn binding_remembers_whether_the_via_asked_for_rport() {
+        let t0 = Instant::now();
+        let mut r = registrar(t0);
+        let mut req = register("1001", "cid", 1, &["<sip:a@192.0.2.10:5062>"], Some(120));
+        req.headers.remove(&HeaderName::Via);
+        req.headers.push(
+            HeaderName::Via,
+            "SIP/2.0/UDP 192.0.2.10:5062;branch=z9hG4bKnorport",
+        );
+        let out = with_auth(&mut r, t0, req, "1001", "pw1001", 1);
+        assert_eq!(out.response.status, 200);
+        let b = r.lookup("1001");
+        assert_eq!(b.len(), 1);
+        assert!(!b[0].rport);
     }
 
     #[test]

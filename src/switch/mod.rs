@@ -1623,7 +1623,7 @@ impl Switch {
                 .offer_failed(now, id, &seat, OfferFailure::Unreachable);
             return;
         };
-        let Some(peer) = contact_peer(&binding.contact, Some(binding.source)) else {
+        let Some(peer) = seat_peer(&binding) else {
             self.acd
                 .offer_failed(now, id, &seat, OfferFailure::Unreachable);
             return;
@@ -2254,6 +2254,23 @@ impl Switch {
 /// over UDP; the registration's own connection when the seat registered over TCP; the
 /// REGISTER's source when the Contact's host is a name (no DNS here). `None` for an
 /// overflow URI with a host name.
+/// Where an offer to a registered seat goes. A seat whose REGISTER asked for `rport`
+/// (RFC 3581) and whose UDP Contact is not where its REGISTER came from is behind NAT
+/// (its Contact holds a private address): it is reached at the REGISTER's source, the
+/// pinhole its NAT keeps open, as Asterisk's `force_rport`/`comedia` does. Otherwise the
+/// Contact decides ([`contact_peer`]).
+fn seat_peer(binding: &crate::sip::registrar::Binding) -> Option<Peer> {
+    let contact = contact_peer(&binding.contact, Some(binding.source))?;
+    if binding.rport
+        && binding.source.kind == TransportKind::Udp
+        && contact.kind == TransportKind::Udp
+        && contact.addr != binding.source.addr
+    {
+        return Some(binding.source);
+    }
+    Some(contact)
+}
+
 fn contact_peer(contact: &Uri, registered_over: Option<Peer>) -> Option<Peer> {
     if let Some(p) = registered_over
         && p.kind == TransportKind::Tcp
