@@ -671,6 +671,11 @@ impl Acd {
                         .collect()
                 })
                 .unwrap_or_default();
+            // Once a call finds no idle seat, no later call may take one (arrival order),
+            // but later calls are still checked for a due overflow: a call without a
+            // max wait at the head must not hold back (and leave due for ever) the
+            // overflow of a call behind it.
+            let mut no_seat = false;
             for call in waiting {
                 let Some(c) = self.calls.get(&call) else {
                     continue;
@@ -694,10 +699,16 @@ impl Acd {
                         .push_back(Decision::Overflow { call, reason });
                     continue;
                 }
+                if no_seat {
+                    continue;
+                }
                 let seat = match self.pick_seat(now, qi, call, spec.retry) {
                     Pick::Seat(seat) => seat,
                     // Arrival order: no later call may take a seat this one could take…
-                    Pick::NoSeat => break,
+                    Pick::NoSeat => {
+                        no_seat = true;
+                        continue;
+                    }
                     // …but seats that just failed this call may serve the next one.
                     Pick::Backoff => continue,
                 };
