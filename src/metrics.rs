@@ -115,6 +115,9 @@ pub struct Metrics {
     pub build_info: Family<BuildLabels, Gauge>,
     /// `vigie_start_time_seconds`: process start, Unix time in seconds.
     pub start_time_seconds: FloatGauge,
+    /// `vigie_callbacks_open{queue}`: open abandoned-call callback tasks
+    /// ([`crate::acd::callback::CallbackBook`]).
+    pub callbacks_open: Family<QueueLabels, Gauge>,
 }
 
 impl Metrics {
@@ -281,7 +284,14 @@ impl Metrics {
         let now = chrono::Utc::now();
         start_time_seconds
             .set(now.timestamp() as f64 + f64::from(now.timestamp_subsec_millis()) / 1000.0);
+        let callbacks_open = Family::<QueueLabels, Gauge>::default();
+        registry.register(
+            "vigie_callbacks_open",
+            "Open callback tasks for callers who hung up before an answer",
+            callbacks_open.clone(),
+        );
         Metrics {
+            callbacks_open,
             registry,
             calls_waiting,
             longest_wait_seconds,

@@ -301,7 +301,7 @@ impl CallbackBook {
             CallbackState::Closed { .. } => Err(CallbackError::Closed(id)),
             CallbackState::Open {
                 claimed_by: Some(other),
-            } if other != seat => Err(CallbackError::ClaimedBy {
+            } if other.as_str() != seat => Err(CallbackError::ClaimedBy {
                 id,
                 seat: other.clone(),
             }),

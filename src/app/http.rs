@@ -26,10 +26,13 @@ pub struct HttpState {
     pub store: Store,
     /// The latest wallboard snapshot, published by the switch task.
     pub wallboard: watch::Receiver<Arc<super::wallboard::Snapshot>>,
+    /// Abandoned-call callback tasks (`/api/v1/callbacks`).
+    pub callbacks: super::callbacks::CallbackDesk,
 }
 
 /// Serves HTTP on `listener` until the process ends.
 pub async fn serve(listener: TcpListener, state: HttpState) {
+    let callbacks = state.callbacks.routes();
     let app = Router::new()
         .route("/metrics", get(metrics))
         .route("/healthz", get(|| async { "ok\n" }))
@@ -37,6 +40,7 @@ pub async fn serve(listener: TcpListener, state: HttpState) {
         .route("/api/v1/calls", get(calls))
         .route("/api/v1/calls/{id}", get(call))
         .merge(super::wallboard::routes())
+        .merge(callbacks)
         .with_state(state);
     if let Err(e) = axum::serve(listener, app).await {
         tracing::error!(error = %e, "HTTP server stopped");

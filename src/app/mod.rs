@@ -3,6 +3,7 @@
 
 pub mod http;
 mod prompts;
+mod callbacks;
 mod recorder;
 pub mod transport;
 pub mod wallboard;
@@ -302,6 +303,11 @@ pub async fn start(config: Config) -> Result<(Bound, Shutdown), StartError> {
     }
     let (status_tx, status_rx) = watch::channel(Status::default());
     let (wallboard_tx, wallboard_rx) = wallboard::channel();
+    let callbacks = callbacks::CallbackDesk::new(
+        std::time::Duration::from_secs(config.callbacks.match_window_s),
+        Arc::clone(&metrics),
+        config.queues.iter().map(|q| q.name.clone()),
+    );
     tokio::spawn(http::serve(
         http_listener,
         http::HttpState {
@@ -309,6 +315,7 @@ pub async fn start(config: Config) -> Result<(Bound, Shutdown), StartError> {
             status: status_rx,
             store: store.clone(),
             wallboard: wallboard_rx,
+            callbacks: callbacks.clone(),
         },
     ));
     let (stop_tx, stop_rx) = watch::channel(false);
@@ -339,6 +346,7 @@ pub async fn start(config: Config) -> Result<(Bound, Shutdown), StartError> {
         sessions: HashMap::new(),
         metrics,
         recorder,
+        callbacks,
         status: status_tx,
         seen_responses: [0; 7],
         seen_retransmissions: 0,
@@ -403,6 +411,8 @@ struct SwitchTask {
     sessions: HashMap<CallId, RelaySession>,
     metrics: Arc<Metrics>,
     recorder: Recorder,
+    /// Abandoned-call callback tasks, fed with every call event.
+    callbacks: callbacks::CallbackDesk,
     status: watch::Sender<Status>,
     seen_responses: [u64; 7],
     seen_retransmissions: u64,
@@ -523,6 +533,7 @@ impl SwitchTask {
                     tracing::debug!(call = %ev.call, kind = ev.kind.name(), "call event");
                     let at = chrono::Utc::now();
                     self.board.observe(&ev, at);
+                    self.callbacks.observe(&ev, at, Instant::now());
                     self.board_dirty = true;
                     self.recorder.record(&self.metrics, ev, at);
                 }
