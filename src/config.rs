@@ -65,8 +65,11 @@ pub struct Config {
     pub http: HttpConfig,
     pub media: MediaConfig,
     pub store: StoreConfig,
+    pub dispatch: DispatchConfig,
+    pub aml: AmlConfig,
     pub trunk: TrunkConfig,
     pub registrar: RegistrarConfig,
+    pub features: FeaturesConfig,
     pub queues: Vec<QueueConfig>,
     pub dialplan: DialplanConfig,
     pub seats: Vec<SeatConfig>,
@@ -155,6 +158,44 @@ pub struct StoreConfig {
     pub data_dir: PathBuf,
     /// Journal records buffered in memory before they spill to the file.
     pub journal_capacity: usize,
+    /// Database URL: unset = the SQLite file `vigie.sqlite` in `data_dir`;
+    /// `postgres://user@host:port/db` = PostgreSQL.
+    pub url: Option<String>,
+}
+
+/// Hand-off to dispatch (DESIGN §4): the webhook the transactional outbox delivers to, and
+/// the dereferencing of locations by reference (RFC 6442 §4.1).
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct DispatchConfig {
+    /// `http:`/`https:` URL every hand-off document is POSTed to; unset = documents stay in
+    /// the outbox (and on SSE/REST) until one is configured.
+    pub webhook_url: Option<String>,
+    /// Time allowed for one webhook POST, milliseconds.
+    pub timeout_ms: u64,
+    /// First wait after a failed delivery, milliseconds; doubles per failure.
+    pub retry_min_ms: u64,
+    /// Longest wait between delivery attempts, milliseconds.
+    pub retry_max_ms: u64,
+    /// Time allowed for one GET of a location by reference, milliseconds.
+    pub georef_timeout_ms: u64,
+    /// Retries of a failed GET of a location by reference (back-off doubling from 500 ms).
+    pub georef_retries: u32,
+}
+
+/// The AML endpoint (ETSI TS 103 625 §8): HTTPS when a certificate is set.
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct AmlConfig {
+    /// Listen address of the AML endpoint; unset = no endpoint.
+    pub listen: Option<SocketAddr>,
+    /// PEM certificate chain for TLS; with `key_path`. Unset = plain HTTP (tests, behind a
+    /// TLS-terminating proxy).
+    pub cert_path: Option<PathBuf>,
+    /// PEM private key for TLS.
+    pub key_path: Option<PathBuf>,
+    /// How long after a call's end an AML report still matches it, seconds.
+    pub match_after_end_s: u64,
 }
 
 /// The trunk from the operator's network.
@@ -184,6 +225,52 @@ pub struct RegistrarConfig {
     /// `SHA-256`, `MD5`. Default `MD5` only: SIPp answers only the first challenge and
     /// Debian's baresip 1.0 refuses to register at all when any challenge is SHA-256.
     pub digest_algorithms: Vec<String>,
+    /// A seat logs in (status available) when it gains its first registered contact;
+    /// `false`: it stays logged out until `*21` or `POST /api/v1/agents/{id}/login`.
+    pub login_on_register: bool,
+    /// Failed authentications from one source address within `lockout_window_s` after
+    /// which the source is ignored for `lockout_s` (log line, metric); 0 = never.
+    pub lockout_failures: u32,
+    /// Window over which failures are counted, seconds.
+    pub lockout_window_s: u32,
+    /// How long a locked-out source gets no response at all, seconds.
+    pub lockout_s: u32,
+}
+
+/// Seat feature codes dialled from a registered softphone (INVITE to the code), and the
+/// seat policies of the ACD.
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct FeaturesConfig {
+    /// Log in (status available).
+    pub login: String,
+    /// Log out (after the call in progress, if any).
+    pub logout: String,
+    /// Pause; the code followed by digits picks a reason from `pause_reasons`.
+    pub pause: String,
+    /// End a pause.
+    pub unpause: String,
+    /// Reason codes by the digits dialled after the pause code (`*231` = meal).
+    pub pause_reasons: std::collections::BTreeMap<String, String>,
+    /// Consecutive unanswered offers (ring timeout) after which a seat goes on break
+    /// `no-answer` and the supervisor is told; 0 = never.
+    pub no_answer_limit: u32,
+}
+
+impl Default for FeaturesConfig {
+    fn default() -> FeaturesConfig {
+        FeaturesConfig {
+            login: "*21".to_owned(),
+            logout: "*22".to_owned(),
+            pause: "*23".to_owned(),
+            unpause: "*24".to_owned(),
+            pause_reasons: [("1", "meal"), ("2", "training"), ("3", "debrief")]
+                .into_iter()
+                .map(|(k, v)| (k.to_owned(), v.to_owned()))
+                .collect(),
+            no_answer_limit: 3,
+        }
+    }
 }
 
 /// One ACD queue.
@@ -221,6 +308,9 @@ pub struct SeatConfig {
     /// HA1 = SHA-256(id:realm:password) in hex, with `ha1_md5`.
     #[serde(default)]
     pub ha1_sha256: Option<String>,
+    /// Seconds of wrap-up after each call of this seat, overriding its queue's.
+    #[serde(default)]
+    pub wrap_up_s: Option<u64>,
 }
 
 impl Default for Config {
@@ -231,8 +321,11 @@ impl Default for Config {
             http: HttpConfig::default(),
             media: MediaConfig::default(),
             store: StoreConfig::default(),
+            dispatch: DispatchConfig::default(),
+            aml: AmlConfig::default(),
             trunk: TrunkConfig::default(),
             registrar: RegistrarConfig::default(),
+            features: FeaturesConfig::default(),
             queues: vec![QueueConfig::default()],
             dialplan: DialplanConfig::default(),
             seats: (1..=20)
@@ -241,6 +334,7 @@ impl Default for Config {
                     password: Some(DEMO_PASSWORD.to_owned()),
                     ha1_md5: None,
                     ha1_sha256: None,
+                    wrap_up_s: None,
                 })
                 .collect(),
             callbacks: CallbacksConfig::default(),
@@ -289,6 +383,31 @@ impl Default for StoreConfig {
         StoreConfig {
             data_dir: PathBuf::from("data"),
             journal_capacity: 10_000,
+            url: None,
+        }
+    }
+}
+
+impl Default for DispatchConfig {
+    fn default() -> DispatchConfig {
+        DispatchConfig {
+            webhook_url: None,
+            timeout_ms: 5_000,
+            retry_min_ms: 500,
+            retry_max_ms: 30_000,
+            georef_timeout_ms: 3_000,
+            georef_retries: 2,
+        }
+    }
+}
+
+impl Default for AmlConfig {
+    fn default() -> AmlConfig {
+        AmlConfig {
+            listen: None,
+            cert_path: None,
+            key_path: None,
+            match_after_end_s: 300,
         }
     }
 }
@@ -310,6 +429,10 @@ impl Default for RegistrarConfig {
             max_expires_s: 3600,
             default_expires_s: 600,
             digest_algorithms: vec!["MD5".to_owned()],
+            login_on_register: true,
+            lockout_failures: 10,
+            lockout_window_s: 60,
+            lockout_s: 300,
         }
     }
 }

@@ -35,6 +35,13 @@ enum Command {
     },
     /// Prints the full default configuration, with comments.
     GenConfig,
+    /// Prints the seat table (status, state, pending change, registration) of a running
+    /// switch, from its HTTP API.
+    Agents {
+        /// Base address of the running switch's HTTP API.
+        #[arg(long, default_value = "http://127.0.0.1:8080")]
+        api: String,
+    },
     /// Checks a configuration file and exits 0 if it can run.
     CheckConfig {
         /// TOML configuration file.
@@ -303,6 +310,28 @@ fn main() -> ExitCode {
         Command::GenConfig => {
             print!("{DEFAULT_CONFIG_TOML}");
             ExitCode::SUCCESS
+        }
+        Command::Agents { api } => {
+            let runtime = match tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+            {
+                Ok(r) => r,
+                Err(e) => {
+                    eprintln!("error: cannot start the runtime: {e}");
+                    return ExitCode::FAILURE;
+                }
+            };
+            match runtime.block_on(vigie::app::agents::fetch_table(&api)) {
+                Ok(table) => {
+                    print!("{table}");
+                    ExitCode::SUCCESS
+                }
+                Err(e) => {
+                    eprintln!("error: {e}");
+                    ExitCode::FAILURE
+                }
+            }
         }
         Command::Dialplan { command } => dialplan(command),
         Command::CheckConfig { file } => match Config::load(&file) {

@@ -49,6 +49,14 @@ pub type FloatCounter = Counter<f64, AtomicU64>;
 /// Constructor of a histogram family's members.
 pub type HistogramFn = fn() -> Histogram;
 
+/// Bucket upper bounds, seconds, of the switch-path latency histograms
+/// (`vigie_offer_latency_seconds`, `vigie_answer_handoff_latency_seconds`): 50 µs to 1 s,
+/// fine around the 1 ms target of the capacity benchmarks (tools/bench).
+pub const SWITCH_LATENCY_BUCKETS: [f64; 18] = [
+    0.000_05, 0.000_1, 0.000_2, 0.000_3, 0.000_5, 0.000_75, 0.001, 0.001_5, 0.002, 0.003, 0.005,
+    0.007_5, 0.01, 0.02, 0.05, 0.1, 0.25, 1.0,
+];
+
 /// Every vigie metric family, and the registry that exposes them.
 #[derive(Debug)]
 pub struct Metrics {
@@ -94,6 +102,16 @@ pub struct Metrics {
     pub seat_wrap_up_seconds: Family<SeatIdLabels, FloatCounter>,
     /// `vigie_seat_state{seat,state}`: 1 for the seat's current state, 0 for the others.
     pub seat_state: Family<SeatStateLabels, Gauge>,
+    /// `vigie_seat_no_answer_breaks_total{seat}`: times the no-answer policy put the seat on
+    /// break after consecutive unanswered offers.
+    pub seat_no_answer_breaks: Family<SeatIdLabels, Counter>,
+    /// `vigie_seat_changes_total{cause}`: seat status/state changes by cause.
+    pub seat_changes: Family<SeatCauseLabels, Counter>,
+    /// `vigie_registrar_lockouts_total`: source addresses locked out after repeated
+    /// authentication failures.
+    pub registrar_lockouts: Counter,
+    /// `vigie_registrar_locked_sources`: source addresses locked out now.
+    pub registrar_locked_sources: Gauge,
     /// `vigie_trunk_calls_active`: calls in progress on the trunk.
     pub trunk_calls_active: Gauge,
     /// `vigie_trunk_capacity_calls`: configured trunk channels.
@@ -107,7 +125,7 @@ pub struct Metrics {
     /// `vigie_sip_retransmissions_total`: retransmitted requests/responses sent
     /// (RFC 3261 §17 timers A, E, G).
     pub sip_retransmissions: Counter,
-    /// `vigie_dialplan_reloads_total{result}`.
+    /// `vigie_dialplan_reload_total{result}`.
     pub dialplan_reloads: Family<ReloadLabels, Counter>,
     /// `vigie_journal_*`: handles to pass to [`crate::store::Journal::spawn`].
     pub journal: JournalMetrics,
@@ -118,6 +136,14 @@ pub struct Metrics {
     /// `vigie_callbacks_open{queue}`: open abandoned-call callback tasks
     /// ([`crate::acd::callback::CallbackBook`]).
     pub callbacks_open: Family<QueueLabels, Gauge>,
+    /// `vigie_offer_latency_seconds`: from the switch task taking a trunk's initial
+    /// INVITE (RFC 3261 §13.3.1) to the client INVITE of its first offer leaving for a
+    /// seat, seconds (includes the relay port allocation).
+    pub offer_latency_seconds: Histogram,
+    /// `vigie_answer_handoff_latency_seconds`: from the switch task taking a seat's 2xx
+    /// to the INVITE to the call's `answered` event handed to the recorder (journal and
+    /// metrics), seconds.
+    pub answer_handoff_latency_seconds: Histogram,
 }
 
 impl Metrics {
@@ -219,6 +245,30 @@ impl Metrics {
             "1 for the seat's current state, 0 for the others",
             seat_state.clone(),
         );
+        let seat_no_answer_breaks = Family::<SeatIdLabels, Counter>::default();
+        registry.register(
+            "vigie_seat_no_answer_breaks",
+            "Times the no-answer policy put the seat on break",
+            seat_no_answer_breaks.clone(),
+        );
+        let seat_changes = Family::<SeatCauseLabels, Counter>::default();
+        registry.register(
+            "vigie_seat_changes",
+            "Seat status or state changes, by cause",
+            seat_changes.clone(),
+        );
+        let registrar_lockouts = Counter::default();
+        registry.register(
+            "vigie_registrar_lockouts",
+            "Source addresses locked out after repeated authentication failures",
+            registrar_lockouts.clone(),
+        );
+        let registrar_locked_sources = Gauge::default();
+        registry.register(
+            "vigie_registrar_locked_sources",
+            "Source addresses locked out now",
+            registrar_locked_sources.clone(),
+        );
         let trunk_calls_active = Gauge::default();
         registry.register(
             "vigie_trunk_calls_active",
@@ -257,7 +307,7 @@ impl Metrics {
         );
         let dialplan_reloads = Family::<ReloadLabels, Counter>::default();
         registry.register(
-            "vigie_dialplan_reloads",
+            "vigie_dialplan_reload",
             "Dialplan reloads by result",
             dialplan_reloads.clone(),
         );
@@ -290,8 +340,24 @@ impl Metrics {
             "Open callback tasks for callers who hung up before an answer",
             callbacks_open.clone(),
         );
+        let offer_latency_seconds = Histogram::new(SWITCH_LATENCY_BUCKETS);
+        registry.register_with_unit(
+            "vigie_offer_latency",
+            "From a trunk INVITE taken by the switch to the INVITE of its first offer to a seat",
+            Unit::Seconds,
+            offer_latency_seconds.clone(),
+        );
+        let answer_handoff_latency_seconds = Histogram::new(SWITCH_LATENCY_BUCKETS);
+        registry.register_with_unit(
+            "vigie_answer_handoff_latency",
+            "From a seat's 2xx taken by the switch to the answered event handed to the recorder",
+            Unit::Seconds,
+            answer_handoff_latency_seconds.clone(),
+        );
         Metrics {
             callbacks_open,
+            offer_latency_seconds,
+            answer_handoff_latency_seconds,
             registry,
             calls_waiting,
             longest_wait_seconds,
@@ -309,6 +375,10 @@ impl Metrics {
             seat_ring_no_answer,
             seat_wrap_up_seconds,
             seat_state,
+            seat_no_answer_breaks,
+            seat_changes,
+            registrar_lockouts,
+            registrar_locked_sources,
             trunk_calls_active,
             trunk_capacity_calls,
             sip_requests_received,
@@ -553,6 +623,13 @@ pub struct ServiceLevelLabels {
 pub struct SeatIdLabels {
     /// Agent seat id (the SIP user it registers as).
     pub seat: String,
+}
+
+/// Labels `{cause}` of a seat change (bounded: the ACD's `Cause` labels).
+#[derive(Debug, Clone, PartialEq, Eq, Hash, EncodeLabelSet)]
+pub struct SeatCauseLabels {
+    /// Why the seat changed (`api`, `registered`, `no_answer_policy`, …).
+    pub cause: String,
 }
 
 /// Labels `{seat,state}`.
@@ -1060,6 +1137,27 @@ mod tests {
 
     fn line_of<'a>(text: &'a str, prefix: &str) -> Vec<&'a str> {
         text.lines().filter(|l| l.starts_with(prefix)).collect()
+    }
+
+    #[test]
+    fn switch_latency_histograms_bucket_their_observations() {
+        let metrics = Metrics::new("0.1.0");
+        metrics.offer_latency_seconds.observe(0.000_4);
+        metrics.offer_latency_seconds.observe(0.003);
+        metrics.answer_handoff_latency_seconds.observe(0.000_08);
+        let text = metrics.encode_prometheus_text();
+        let offer = line_of(&text, "vigie_offer_latency_seconds_bucket");
+        assert!(offer.contains(&"vigie_offer_latency_seconds_bucket{le=\"0.0003\"} 0"));
+        assert!(offer.contains(&"vigie_offer_latency_seconds_bucket{le=\"0.0005\"} 1"));
+        assert!(offer.contains(&"vigie_offer_latency_seconds_bucket{le=\"0.003\"} 2"));
+        assert_eq!(
+            line_of(&text, "vigie_offer_latency_seconds_count"),
+            ["vigie_offer_latency_seconds_count 2"]
+        );
+        assert!(
+            line_of(&text, "vigie_answer_handoff_latency_seconds_bucket")
+                .contains(&"vigie_answer_handoff_latency_seconds_bucket{le=\"0.0001\"} 1")
+        );
     }
 
     #[test]

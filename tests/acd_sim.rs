@@ -53,8 +53,13 @@ fn seat_name(i: usize) -> String {
 #[derive(Debug, Clone, PartialEq)]
 enum Phase {
     Waiting,
-    Ringing { seat: String, since: Instant },
-    Talking { seat: String },
+    Ringing {
+        seat: String,
+        since: Instant,
+    },
+    Talking {
+        seat: String,
+    },
     /// Sent to the overflow target (answered there at once in this simulation).
     Overflowed,
     Ended,
@@ -260,7 +265,10 @@ impl Sim {
         self.epoch += 1;
         let released = self.acd.abandon(self.now, call);
         self.pull();
-        assert_eq!(released, ringing_seat, "abandon must return the ringing seat");
+        assert_eq!(
+            released, ringing_seat,
+            "abandon must return the ringing seat"
+        );
         self.finish(call, Phase::Abandoned);
         self.step();
     }
@@ -278,7 +286,10 @@ impl Sim {
             self.step();
             // The same deadline must not be reported again once handled.
             if let Some(next) = self.acd.poll_timeout() {
-                assert!(next > self.now, "timer at {next:?} reported again after handling");
+                assert!(
+                    next > self.now,
+                    "timer at {next:?} reported again after handling"
+                );
             }
         }
         self.now = self.now.max(until);
@@ -342,7 +353,11 @@ impl Sim {
             Some(&true),
             "offer to offline seat {seat}"
         );
-        assert_eq!(self.call_on(&seat), None, "seat {seat} offered a second call");
+        assert_eq!(
+            self.call_on(&seat),
+            None,
+            "seat {seat} offered a second call"
+        );
         let c = self.calls.get(&call).expect("offer of unknown call");
         assert_eq!(c.phase, Phase::Waiting, "offer of {call} not waiting");
         // FIFO within a priority, higher priorities first.
@@ -434,7 +449,10 @@ impl Sim {
         }
         let snap = self.acd.snapshot(self.now);
         let acd_waiting: usize = snap.iter().map(|q| q.waiting).sum();
-        assert_eq!(acd_waiting, waiting, "ACD and model disagree on waiting calls");
+        assert_eq!(
+            acd_waiting, waiting,
+            "ACD and model disagree on waiting calls"
+        );
     }
 
     /// Every arrival ended exactly once.
@@ -611,7 +629,10 @@ fn erlang_c_20_seats_18_erlang() {
 #[derive(Debug, Clone)]
 enum Op {
     /// A call arrives with this priority (0–2), optionally with a max wait (overflow).
-    Arrive { priority: u8, max_wait_s: Option<u64> },
+    Arrive {
+        priority: u8,
+        max_wait_s: Option<u64>,
+    },
     /// The n-th (mod count) unanswered call hangs up.
     Abandon(usize),
     /// Seat n (mod seats) answers its ringing offer.
@@ -727,7 +748,11 @@ fn run_scenario(ops: &[Op]) {
         if !progressed {
             // Waiting calls in a retry back-off: let the ACD's next timer fire.
             let next = sim.acd.poll_timeout();
-            assert!(next.is_some(), "calls wait but the ACD has no timer: {:?}", sim.calls);
+            assert!(
+                next.is_some(),
+                "calls wait but the ACD has no timer: {:?}",
+                sim.calls
+            );
             if let Some(t) = next {
                 sim.advance(t);
             }
@@ -769,8 +794,14 @@ fn overflow_behind_a_call_without_max_wait_is_not_held_back() {
     let second = sim.arrive(0, None);
     let third = sim.arrive(0, Some(Duration::from_secs(5)));
     sim.advance(start + Duration::from_secs(6));
-    assert_eq!(sim.calls.get(&third).map(|c| &c.phase), Some(&Phase::Overflowed));
-    assert_eq!(sim.calls.get(&second).map(|c| &c.phase), Some(&Phase::Waiting));
+    assert_eq!(
+        sim.calls.get(&third).map(|c| &c.phase),
+        Some(&Phase::Overflowed)
+    );
+    assert_eq!(
+        sim.calls.get(&second).map(|c| &c.phase),
+        Some(&Phase::Waiting)
+    );
     sim.hang_up(first);
     assert_eq!(
         sim.calls.get(&second).map(|c| &c.phase),

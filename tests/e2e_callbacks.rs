@@ -60,9 +60,12 @@ fn abandon_opens_a_task_and_calling_back_closes_it() {
     // 1. The caller gives up after about 1 s in the queue (no seat logged in).
     let mut trunk = trunk_call(&v, "trunk1", "trunk_cancel.xml", 1000);
     assert_one_good_call(&mut trunk, &v, Duration::from_secs(20));
-    let open = wait_tasks(&v, "/api/v1/callbacks?open=true", Duration::from_secs(5), |t| {
-        t.len() == 1
-    });
+    let open = wait_tasks(
+        &v,
+        "/api/v1/callbacks?open=true",
+        Duration::from_secs(5),
+        |t| t.len() == 1,
+    );
     assert_eq!(open.len(), 1, "open tasks: {open:?}");
     let task = &open[0];
     assert_eq!(task["caller"], "+212600001", "{task}");
@@ -88,7 +91,14 @@ fn abandon_opens_a_task_and_calling_back_closes_it() {
     );
 
     // 3. The same number calls again and is answered: the task closes `called-back`.
-    let mut seat = seat_sipp(&v, "agent01", "agent_uas.xml", SEAT_SIP, SEAT_MEDIA, ECHO_ONE_CALL);
+    let mut seat = seat_sipp(
+        &v,
+        "agent01",
+        "agent_uas.xml",
+        SEAT_SIP,
+        SEAT_MEDIA,
+        ECHO_ONE_CALL,
+    );
     register_seat_on(&v, "agent01", SEAT_SIP);
     v.wait_status(Duration::from_secs(5), "agent01 idle", |s| {
         seat_state(s, "agent01").as_deref() == Some("idle")
@@ -108,9 +118,12 @@ fn abandon_opens_a_task_and_calling_back_closes_it() {
     let linked = task["linked_call_id"].as_str().unwrap_or("");
     assert_eq!(linked.len(), 26, "a ULID: {task}");
     assert_ne!(Some(linked), task["call_id"].as_str());
-    let open = wait_tasks(&v, "/api/v1/callbacks?open=true", Duration::from_secs(1), |t| {
-        t.is_empty()
-    });
+    let open = wait_tasks(
+        &v,
+        "/api/v1/callbacks?open=true",
+        Duration::from_secs(1),
+        |t| t.is_empty(),
+    );
     assert!(open.is_empty(), "{open:?}");
     assert_eq!(v.metric(OPEN), 0.0);
 

@@ -1,7 +1,8 @@
 //! Live reload of the dialplan on real SIP peers (DESIGN §5): 10 calls wait in the queue
 //! (no seat registered) while the plan file is rewritten twice. A broken plan is refused
-//! (the running plan stays, `file:line:col` in the log, `vigie_dialplan_reloads_total
-//! {result="error"}` = 1); a good one is taken (`result="ok"` = 1). No waiting call is
+//! (the running plan stays, `file:line:col` in the log, `vigie_dialplan_reload_total
+//! {result="error"}` = 1); a good one is taken (`result="ok"` = 1), and SIGHUP reloads it
+//! again (`ok` = 2). No waiting call is
 //! dropped: all 10 are answered once seats register, and the journal has every row.
 
 mod support;
@@ -52,8 +53,8 @@ fn plan_rewritten_twice_while_ten_calls_wait_drops_none() {
     let ip = unique_loopback();
     let mut v = Vigie::start(ip, MD5_ONLY);
     let dir = v.dir.path().to_owned();
-    let ok = "vigie_dialplan_reloads_total{result=\"ok\"}";
-    let error = "vigie_dialplan_reloads_total{result=\"error\"}";
+    let ok = "vigie_dialplan_reload_total{result=\"ok\"}";
+    let error = "vigie_dialplan_reload_total{result=\"error\"}";
     assert_eq!((v.metric(ok), v.metric(error)), (0.0, 0.0));
 
     let mut trunk = trunk_sipp(
@@ -92,6 +93,13 @@ fn plan_rewritten_twice_while_ten_calls_wait_drops_none() {
     rewrite(&v.plan_path(), GOOD_PLAN);
     wait_metric(&v, ok, 1.0, Duration::from_secs(10));
     assert_eq!(v.metric(error), 1.0);
+    // SIGHUP reloads too (the same good plan: counted ok again).
+    let hup = std::process::Command::new("kill")
+        .args(["-HUP", &v.proc.pid().to_string()])
+        .status()
+        .expect("run kill");
+    assert!(hup.success());
+    wait_metric(&v, ok, 2.0, Duration::from_secs(10));
     // Still the same 10 calls, all waiting: none dropped by either reload.
     v.wait_status(Duration::from_secs(2), "10 calls still waiting", |s| {
         s["queues"][0]["waiting"] == 10 && s["active_calls"] == 10

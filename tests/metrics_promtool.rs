@@ -191,7 +191,7 @@ const FAMILIES: [&str; 35] = [
     "vigie_sip_responses_sent_total{",
     "vigie_sip_parse_failures_total{",
     "vigie_sip_retransmissions_total ",
-    "vigie_dialplan_reloads_total{",
+    "vigie_dialplan_reload_total{",
     "vigie_journal_backlog_records ",
     "vigie_journal_spilled_records_total ",
     "vigie_journal_replayed_records_total ",

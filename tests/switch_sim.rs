@@ -959,6 +959,8 @@ impl Sim {
                         }
                         self.media.push((ms, m));
                     }
+                    // Seat status/state changes (journal, live view): checked in seat_props.
+                    Output::Agent(_) => {}
                     other => panic!("unexpected output {other:?}"),
                 }
             }
@@ -996,7 +998,20 @@ impl Sim {
             };
             if next <= self.now && self.in_flight.iter().all(|p| p.at > self.now) {
                 stuck += 1;
-                assert!(stuck < 1_000, "poll_timeout stuck at {} ms", self.ms());
+                assert!(
+                    stuck < 1_000,
+                    "poll_timeout stuck at {} ms (switch {:?}, UAs {:?})",
+                    self.ms(),
+                    self.switch
+                        .poll_timeout()
+                        .map(|t| t.saturating_duration_since(self.start)),
+                    self.uas
+                        .iter()
+                        .map(|u| u
+                            .next_timer()
+                            .map(|t| t.saturating_duration_since(self.start)))
+                        .collect::<Vec<_>>()
+                );
             } else {
                 stuck = 0;
             }
@@ -3066,6 +3081,16 @@ steps = [{ ring = 180 }, { queue = { name = "line19", priority = 5, max_wait_s =
         sim.events_of(call),
         strings(&["received 19", "ended dialplan 480"])
     );
+    assert_eq!(
+        sim.media_plan(call),
+        vec![
+            (
+                1_010,
+                "play prompts/admin-closed.wav repeat=false".to_owned()
+            ),
+            (5_000, "stop_play".to_owned()),
+        ]
+    );
     assert_eq!(sim.routed(call).0.as_deref(), Some("admin-closed"));
     assert_eq!(sim.switch.active_calls(), 0);
     assert_eq!(sim.releases(call), 1);
@@ -3086,7 +3111,12 @@ steps = [{ play = "prompts/closed.wav" }, { hangup = { cause = 480 } }]
     sim.run(1_000);
     sim.ua(caller).invite();
     let guard = PROMPT_GUARD_S * 1_000;
-    sim.run(1_000 + guard);
+    sim.run(1_000 + guard - 100);
+    assert_eq!(
+        sim.ua(caller).seen_names(),
+        strings(&["100 INVITE", "183 INVITE"])
+    );
+    sim.run(2_000 + guard);
     let names = sim.ua(caller).seen_names();
     assert_eq!(names, strings(&["100 INVITE", "183 INVITE", "480 INVITE"]));
     let at_480 = sim.ua(caller).seen().last().map(|(ms, _)| *ms).unwrap();
@@ -3125,7 +3155,7 @@ steps = [
             (1_010, "play prompts/wait.wav repeat=false".to_owned()),
             (11_010, "play prompts/wait.wav repeat=false".to_owned()),
             (21_010, "play prompts/wait.wav repeat=false".to_owned()),
-            (26_060, "stop_play".to_owned()),
+            (26_050, "stop_play".to_owned()),
         ]
     );
     assert_eq!(
@@ -3287,4 +3317,37 @@ fn reload_keeps_the_decision_of_calls_in_progress() {
         strings(&["received 19", "queued line19"])
     );
     assert_eq!(sim.ua(backup).requests(Method::Invite).len(), 1);
+}
+
+/// A caller answered by an `answer` step who hangs up while queued: its BYE is answered
+/// 200 (no 487 for an INVITE already answered), the call ends as abandoned in the queue.
+#[test]
+fn caller_bye_after_an_answer_step_is_an_abandon_in_the_queue() {
+    let plan = r#"
+[[routes]]
+name = "line19"
+steps = [{ answer = true }, { queue = { name = "line19", priority = 5, max_wait_s = 0 } }]
+"#;
+    let mut sim = Sim::with_plan(config(1), plan);
+    let caller = sim.add_caller(1);
+    sim.run(1_000);
+    sim.ua(caller).hangup_after = Some(Duration::from_secs(5));
+    sim.ua(caller).invite();
+    sim.run(40_000);
+    assert_eq!(
+        sim.ua(caller).seen(),
+        timed(&[
+            (1_020, "100 INVITE"),
+            (1_020, "200 INVITE"),
+            (6_040, "200 BYE"),
+        ])
+    );
+    let call = sim.calls()[0];
+    assert_eq!(
+        sim.events_of(call),
+        strings(&["received 19", "queued line19", "abandoned queued"])
+    );
+    assert_eq!(sim.switch.active_calls(), 0);
+    assert_eq!(sim.releases(call), 1);
+    assert_eq!(sim.switch.acd().snapshot(sim.now)[0].waiting, 0);
 }

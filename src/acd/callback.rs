@@ -553,7 +553,8 @@ mod tests {
             })
         );
         assert_eq!(
-            book.close(1, CallbackOutcome::NoAnswer, wall(301)).map(|t| t.id),
+            book.close(1, CallbackOutcome::NoAnswer, wall(301))
+                .map(|t| t.id),
             Err(CallbackError::Closed(1))
         );
         assert_eq!(
@@ -561,11 +562,13 @@ mod tests {
             Err(CallbackError::Closed(1))
         );
         assert_eq!(
-            book.close(7, CallbackOutcome::Reached, wall(301)).map(|t| t.id),
+            book.close(7, CallbackOutcome::Reached, wall(301))
+                .map(|t| t.id),
             Err(CallbackError::Unknown(7))
         );
         assert_eq!(
-            book.close(2, CallbackOutcome::WrongNumber, wall(302)).map(|t| t.id),
+            book.close(2, CallbackOutcome::WrongNumber, wall(302))
+                .map(|t| t.id),
             Ok(2)
         );
         // A closed task is not matched by a later call.
@@ -577,7 +580,10 @@ mod tests {
         for o in CallbackOutcome::ALL {
             assert_eq!(CallbackOutcome::parse(o.as_str()), Some(o));
         }
-        assert_eq!(CallbackOutcome::parse("no-answer"), Some(CallbackOutcome::NoAnswer));
+        assert_eq!(
+            CallbackOutcome::parse("no-answer"),
+            Some(CallbackOutcome::NoAnswer)
+        );
         assert_eq!(CallbackOutcome::parse("maybe"), None);
     }
 }

@@ -14,6 +14,9 @@
 
 pub mod callback;
 pub mod erlang;
+pub mod seat;
+
+pub use seat::{Cause, Command, CommandError, Seat, SeatEvent, SeatState, Status};
 
 use std::collections::{BTreeMap, HashMap, HashSet, VecDeque};
 use std::time::{Duration, Instant};
@@ -105,7 +108,7 @@ pub enum Decision {
     Offer {
         /// The call to offer.
         call: CallId,
-        /// The seat reserved for it (now [`SeatState::Ringing`]).
+        /// The seat reserved for it (now [`SeatState::Reserved`], then [`SeatState::Ringing`] on its 180).
         seat: SeatId,
     },
     /// The seat rang too long: withdraw the offer (CANCEL); then call `offer_failed`.
@@ -129,51 +132,6 @@ pub enum Decision {
     },
 }
 
-/// The switch-side state of a seat (DESIGN: the person's status comes in a later layer).
-#[derive(Debug, Clone, PartialEq, Eq)]
-#[non_exhaustive]
-pub enum SeatState {
-    /// No registered contact.
-    LoggedOut,
-    /// Free since the given instant.
-    Idle {
-        /// When the seat last became free (login or end of wrap-up).
-        since: Instant,
-    },
-    /// Offered a call; INVITE sent, not ringing yet or ringing.
-    Ringing {
-        /// The call offered.
-        call: CallId,
-        /// When the ring timeout fires (offer instant + [`QueueSpec::ring_timeout`]);
-        /// once it has fired, pushed one hour out so it fires only once while the seat
-        /// stays reserved awaiting the CANCEL's outcome.
-        deadline: Instant,
-    },
-    /// Talking.
-    OnCall {
-        /// The connected call.
-        call: CallId,
-    },
-    /// Wrap-up after a call, until the instant.
-    WrapUp {
-        /// When wrap-up ends (call end + [`QueueSpec::wrap_up`]).
-        until: Instant,
-    },
-}
-
-impl SeatState {
-    /// Label value for metrics.
-    pub fn label(&self) -> &'static str {
-        match self {
-            SeatState::LoggedOut => "logged_out",
-            SeatState::Idle { .. } => "idle",
-            SeatState::Ringing { .. } => "ringing",
-            SeatState::OnCall { .. } => "on_call",
-            SeatState::WrapUp { .. } => "wrap_up",
-        }
-    }
-}
-
 /// Errors from the ACD: all are the switch's bug (it referred to something unknown).
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[non_exhaustive]
@@ -184,12 +142,6 @@ pub enum AcdError {
     #[error("call {0} already queued")]
     /// [`Acd::enqueue`] was given a call the ACD already holds; carries its id.
     DuplicateCall(CallId),
-}
-
-#[derive(Debug)]
-struct Seat {
-    state: SeatState,
-    online: bool,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -212,6 +164,8 @@ struct AcdCall {
     overflow_not_before: Option<Instant>,
     /// Every available seat failed this call: no new round of offers before this instant.
     retry_at: Option<Instant>,
+    /// The seat reserved for this call while [`CallState::Offered`].
+    offered_to: Option<SeatId>,
 }
 
 /// What [`Acd::pick_seat`] found for a call.
@@ -247,6 +201,28 @@ pub struct Acd {
     decisions: VecDeque<Decision>,
     /// The latest instant the ACD dispatched at: deadlines before it are already handled.
     last_now: Option<Instant>,
+    /// Seat changes for the journal and the live view, oldest first.
+    seat_events: VecDeque<SeatEvent>,
+    policy: SeatPolicy,
+}
+
+/// How seats are logged in and paused by the switch itself.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SeatPolicy {
+    /// A seat logs in (status available) when it gains its first registered contact.
+    pub login_on_register: bool,
+    /// Consecutive unanswered offers (ring timeout) after which a seat goes on break
+    /// `no-answer`; 0 = never.
+    pub no_answer_limit: u32,
+}
+
+impl Default for SeatPolicy {
+    fn default() -> SeatPolicy {
+        SeatPolicy {
+            login_on_register: true,
+            no_answer_limit: 3,
+        }
+    }
 }
 
 impl Acd {
@@ -257,21 +233,93 @@ impl Acd {
             queues,
             seats: seats
                 .into_iter()
-                .map(|id| {
-                    (
-                        id,
-                        Seat {
-                            state: SeatState::LoggedOut,
-                            online: false,
-                        },
-                    )
-                })
+                .map(|id| (id.clone(), Seat::new(id, None)))
                 .collect(),
             calls: HashMap::new(),
             order,
             decisions: VecDeque::new(),
             last_now: None,
+            seat_events: VecDeque::new(),
+            policy: SeatPolicy::default(),
         }
+    }
+
+    /// Sets the seat policy (login on registration, no-answer limit).
+    pub fn with_policy(mut self, policy: SeatPolicy) -> Acd {
+        self.policy = policy;
+        self
+    }
+
+    /// Gives a seat its own wrap-up, overriding its queues' [`QueueSpec::wrap_up`].
+    pub fn with_seat_wrap_up(mut self, seat: &str, wrap_up: Duration) -> Acd {
+        if let Some(s) = self.seats.get_mut(seat) {
+            *s = Seat::new(seat.to_owned(), Some(wrap_up));
+        }
+        self
+    }
+
+    /// A person's (or supervisor's) command on a seat: login, logout, pause, unpause.
+    /// A busy seat takes it when it next becomes idle.
+    ///
+    /// # Errors
+    /// [`CommandError`]: unknown seat, invalid reason, unpause when not on break, pause
+    /// when logged out.
+    pub fn command(
+        &mut self,
+        now: Instant,
+        seat: &str,
+        cmd: Command,
+        cause: Cause,
+    ) -> Result<(), CommandError> {
+        let s = self
+            .seats
+            .get_mut(seat)
+            .ok_or_else(|| CommandError::UnknownSeat(seat.to_owned()))?;
+        if let Some(ev) = s.command(now, cmd, cause)? {
+            self.seat_events.push_back(ev);
+        }
+        self.dispatch(now);
+        Ok(())
+    }
+
+    /// OPTIONS keep-alive result for a seat (qualify): an unreachable seat is offered no
+    /// call until it answers again.
+    pub fn set_reachable(&mut self, now: Instant, seat: &str, reachable: bool) {
+        if let Some(ev) = self
+            .seats
+            .get_mut(seat)
+            .and_then(|s| s.set_reachable(now, reachable))
+        {
+            self.seat_events.push_back(ev);
+        }
+        self.dispatch(now);
+    }
+
+    /// The seat's phone alerts for the offered call (a 180/183 arrived): reserved → ringing.
+    pub fn offer_ringing(&mut self, now: Instant, call: CallId, seat: &str) {
+        if let Some(ev) = self.seats.get_mut(seat).and_then(|s| s.alerting(now, call)) {
+            self.seat_events.push_back(ev);
+        }
+    }
+
+    /// The next seat change for the journal and the live view.
+    pub fn poll_seat_event(&mut self) -> Option<SeatEvent> {
+        self.seat_events.pop_front()
+    }
+
+    /// One seat, by id.
+    pub fn seat(&self, seat: &str) -> Option<&Seat> {
+        self.seats.get(seat)
+    }
+
+    /// Every seat, by id.
+    pub fn seat_list(&self) -> impl Iterator<Item = &Seat> {
+        self.seats.values()
+    }
+
+    /// True while the ACD holds the call (waiting, offered, overflowing or connected).
+    pub fn has_call(&self, call: CallId) -> bool {
+        self.calls.contains_key(&call)
     }
 
     /// The spec of a queue by name.
@@ -337,6 +385,7 @@ impl Acd {
                 tried: HashSet::new(),
                 overflow_not_before: None,
                 retry_at: None,
+                offered_to: None,
             },
         );
         if let Some(order) = self.order.get_mut(q) {
@@ -364,47 +413,72 @@ impl Acd {
         }
     }
 
-    /// A seat got a registered contact.
+    /// A seat got its first registered contact; with [`SeatPolicy::login_on_register`] it
+    /// logs in.
     pub fn seat_online(&mut self, now: Instant, seat: &str) {
-        if let Some(s) = self.seats.get_mut(seat) {
-            s.online = true;
-            if s.state == SeatState::LoggedOut {
-                s.state = SeatState::Idle { since: now };
-            }
+        let login = self.policy.login_on_register;
+        if let Some(ev) = self
+            .seats
+            .get_mut(seat)
+            .and_then(|s| s.registered_now(now, login))
+        {
+            self.seat_events.push_back(ev);
         }
         self.dispatch(now);
     }
 
-    /// A seat lost its last contact. A call it is talking on goes on; it just takes no
-    /// new offers. A ringing offer stays until the switch reports its outcome.
+    /// A seat lost its last contact: it is logged out. A call it is talking on goes on
+    /// (the seat is logged out when it ends); a ringing offer stays until the switch
+    /// reports its outcome.
     pub fn seat_offline(&mut self, now: Instant, seat: &str) {
-        if let Some(s) = self.seats.get_mut(seat) {
-            s.online = false;
-            if matches!(s.state, SeatState::Idle { .. } | SeatState::WrapUp { .. }) {
-                s.state = SeatState::LoggedOut;
-            }
+        if let Some(ev) = self
+            .seats
+            .get_mut(seat)
+            .and_then(|s| s.unregistered_now(now))
+        {
+            self.seat_events.push_back(ev);
         }
         self.dispatch(now);
     }
 
-    /// The seat answered the call: it is now talking.
-    pub fn offer_answered(&mut self, _now: Instant, call: CallId, seat: &str) {
-        if let Some(s) = self.seats.get_mut(seat) {
-            s.state = SeatState::OnCall { call };
-        }
-        if let Some(c) = self.calls.get_mut(&call) {
+    /// The seat answered the call: it is now talking. Returns `false` when the seat is
+    /// already on another call (two answers race): the seat's state is kept (a seat is
+    /// never in two calls) and the switch should hang that answer up.
+    pub fn offer_answered(&mut self, now: Instant, call: CallId, seat: &str) -> bool {
+        let accepted = match self.seats.get_mut(seat) {
+            Some(s) => match s.answered(now, call) {
+                Ok(ev) => {
+                    self.seat_events.extend(ev);
+                    true
+                }
+                Err(()) => false,
+            },
+            None => true,
+        };
+        if accepted && let Some(c) = self.calls.get_mut(&call) {
             c.state = CallState::Connected;
+            c.offered_to = Some(seat.to_owned());
         }
+        accepted
     }
 
     /// The offer ended without an answer: the seat is free (at the back of the idle
-    /// order) and the call goes back to its place in the queue.
-    pub fn offer_failed(&mut self, now: Instant, call: CallId, seat: &str, _why: OfferFailure) {
-        self.release_seat(now, seat, Some(call));
+    /// order; on break `no-answer` after [`SeatPolicy::no_answer_limit`] unanswered
+    /// offers in a row) and the call goes back to its place in the queue.
+    pub fn offer_failed(&mut self, now: Instant, call: CallId, seat: &str, why: OfferFailure) {
+        self.release_seat(
+            now,
+            seat,
+            call,
+            why == OfferFailure::NoAnswer,
+            Cause::OfferEnded,
+        );
         if let Some(c) = self.calls.get_mut(&call)
             && c.state == CallState::Offered
+            && c.offered_to.as_deref() == Some(seat)
         {
             c.state = CallState::Waiting;
+            c.offered_to = None;
             c.tried.insert(seat.to_owned());
         }
         self.dispatch(now);
@@ -427,30 +501,19 @@ impl Acd {
         self.dispatch(now);
     }
 
-    /// An answered call ended: the seat goes to wrap-up (or idle), the call leaves.
+    /// An answered call ended: the seat goes to wrap-up (the seat's own, else the
+    /// queue's), idle or its pending status; the call leaves.
     pub fn call_ended(&mut self, now: Instant, call: CallId) {
-        let seat = self.seats.iter().find_map(|(id, s)| match s.state {
-            SeatState::OnCall { call: c } if c == call => Some(id.clone()),
-            _ => None,
-        });
         let wrap_up = self
             .calls
             .get(&call)
             .and_then(|c| self.queues.get(c.queue))
             .map(|q| q.wrap_up)
             .unwrap_or_default();
-        if let Some(seat) = seat
-            && let Some(s) = self.seats.get_mut(&seat)
-        {
-            s.state = if !s.online {
-                SeatState::LoggedOut
-            } else if wrap_up.is_zero() {
-                SeatState::Idle { since: now }
-            } else {
-                SeatState::WrapUp {
-                    until: now + wrap_up,
-                }
-            };
+        for s in self.seats.values_mut() {
+            if let Some(ev) = s.call_ended(now, call, wrap_up) {
+                self.seat_events.push_back(ev);
+            }
         }
         self.forget(call);
         self.dispatch(now);
@@ -459,12 +522,9 @@ impl Acd {
     /// The caller hung up before an answer. Returns the seat that was ringing for it, if
     /// any (the switch CANCELs that INVITE); the seat is already free again.
     pub fn abandon(&mut self, now: Instant, call: CallId) -> Option<SeatId> {
-        let seat = self.seats.iter().find_map(|(id, s)| match s.state {
-            SeatState::Ringing { call: c, .. } if c == call => Some(id.clone()),
-            _ => None,
-        });
+        let seat = self.reserved_for(call);
         if let Some(seat) = &seat {
-            self.release_seat(now, seat, Some(call));
+            self.release_seat(now, seat, call, false, Cause::OfferEnded);
         }
         self.forget(call);
         self.dispatch(now);
@@ -477,36 +537,40 @@ impl Acd {
     /// with [`Acd::offer_failed`], so it gets no new offer while its phone may still be
     /// alerting or may just have answered. Returns that seat, if any.
     pub fn abandon_holding_seat(&mut self, now: Instant, call: CallId) -> Option<SeatId> {
-        let seat = self.seats.iter().find_map(|(id, s)| match s.state {
-            SeatState::Ringing { call: c, .. } if c == call => Some(id.clone()),
-            _ => None,
-        });
+        let seat = self.reserved_for(call);
         self.forget(call);
         self.dispatch(now);
         seat
     }
 
-    /// Runs the timers due at `now`: ring timeouts, wrap-up ends, overflow deadlines.
+    /// Runs the timers due at `now`: ring timeouts, wrap-up ends, reservations past their
+    /// hard end, overflow deadlines.
     pub fn handle_timeout(&mut self, now: Instant) {
         let mut ring_timeouts = Vec::new();
+        let mut expired = Vec::new();
         for (id, s) in self.seats.iter_mut() {
-            match s.state {
-                SeatState::WrapUp { until } if until <= now => {
-                    s.state = SeatState::Idle { since: now };
-                }
-                SeatState::Ringing { call, deadline } if deadline <= now => {
-                    // Stays reserved until the switch reports the CANCEL's outcome;
-                    // push the deadline out so the timeout fires once.
-                    s.state = SeatState::Ringing {
-                        call,
-                        deadline: now + Duration::from_secs(3600),
-                    };
+            let (expiry, ev) = s.expire(now);
+            self.seat_events.extend(ev);
+            match expiry {
+                Some(seat::Expiry::RingTimeout(call)) => {
                     ring_timeouts.push(Decision::RingTimeout {
                         call,
                         seat: id.clone(),
                     });
                 }
-                _ => {}
+                Some(seat::Expiry::Expired(call)) => expired.push((call, id.clone())),
+                None => {}
+            }
+        }
+        // A reservation past its hard end: the offer failed; the call keeps its place.
+        for (call, seat) in expired {
+            if let Some(c) = self.calls.get_mut(&call)
+                && c.state == CallState::Offered
+                && c.offered_to.as_deref() == Some(seat.as_str())
+            {
+                c.state = CallState::Waiting;
+                c.offered_to = None;
+                c.tried.insert(seat);
             }
         }
         self.decisions.extend(ring_timeouts);
@@ -526,10 +590,9 @@ impl Acd {
 
     /// The next instant at which [`Acd::handle_timeout`] has work.
     pub fn poll_timeout(&self) -> Option<Instant> {
-        let seats = self.seats.values().filter_map(|s| match s.state {
+        let seats = self.seats.values().filter_map(|s| match *s.state() {
             SeatState::WrapUp { until } => Some(until),
-            SeatState::Ringing { deadline, .. } => Some(deadline),
-            _ => None,
+            ref st => st.deadline(),
         });
         let retries = self.calls.values().filter_map(|c| match c.state {
             // A retry instant already reached was handled by the dispatch at or after it
@@ -568,12 +631,12 @@ impl Acd {
 
     /// The state of a seat.
     pub fn seat_state(&self, seat: &str) -> Option<&SeatState> {
-        self.seats.get(seat).map(|s| &s.state)
+        self.seats.get(seat).map(Seat::state)
     }
 
     /// Every seat and its state, by seat id.
     pub fn seats(&self) -> impl Iterator<Item = (&SeatId, &SeatState)> {
-        self.seats.iter().map(|(id, s)| (id, &s.state))
+        self.seats.iter().map(|(id, s)| (id, s.state()))
     }
 
     /// Figures for every queue at `now`.
@@ -595,12 +658,19 @@ impl Acd {
                     .max()
                     .unwrap_or_default();
                 let mut seats = BTreeMap::new();
-                for label in ["logged_out", "idle", "ringing", "on_call", "wrap_up"] {
+                for label in [
+                    "logged_out",
+                    "idle",
+                    "reserved",
+                    "ringing",
+                    "on_call",
+                    "wrap_up",
+                ] {
                     seats.insert(label, 0);
                 }
                 for (id, s) in &self.seats {
                     if q.seats.is_empty() || q.seats.contains(id) {
-                        *seats.entry(s.state.label()).or_insert(0) += 1;
+                        *seats.entry(s.state().label()).or_insert(0) += 1;
                     }
                 }
                 QueueSnapshot {
@@ -621,20 +691,31 @@ impl Acd {
         }
     }
 
-    fn release_seat(&mut self, now: Instant, seat: &str, call: Option<CallId>) {
+    fn release_seat(
+        &mut self,
+        now: Instant,
+        seat: &str,
+        call: CallId,
+        no_answer: bool,
+        cause: Cause,
+    ) {
+        let limit = self.policy.no_answer_limit;
         if let Some(s) = self.seats.get_mut(seat) {
-            let matches = match (&s.state, call) {
-                (SeatState::Ringing { call: c, .. }, Some(call)) => *c == call,
-                _ => false,
-            };
-            if matches {
-                s.state = if s.online {
-                    SeatState::Idle { since: now }
-                } else {
-                    SeatState::LoggedOut
-                };
-            }
+            let evs = s.offer_ended(now, call, no_answer, limit, cause);
+            self.seat_events.extend(evs);
         }
+    }
+
+    /// The seat reserved or ringing for `call`.
+    fn reserved_for(&self, call: CallId) -> Option<SeatId> {
+        self.seats.iter().find_map(|(id, s)| match s.state() {
+            SeatState::Reserved { call: c, .. } | SeatState::Ringing { call: c, .. }
+                if *c == call =>
+            {
+                Some(id.clone())
+            }
+            _ => None,
+        })
     }
 
     fn serves(&self, queue: usize, seat: &str) -> bool {
@@ -644,9 +725,9 @@ impl Acd {
     }
 
     fn queue_has_online_seat(&self, queue: usize) -> bool {
-        self.seats
-            .iter()
-            .any(|(id, s)| s.online && self.serves(queue, id))
+        self.seats.iter().any(|(id, s)| {
+            s.registered() && *s.status() == Status::Available && self.serves(queue, id)
+        })
     }
 
     /// Offers waiting calls to idle seats and starts due overflows, in arrival order.
@@ -671,11 +752,9 @@ impl Acd {
                         .collect()
                 })
                 .unwrap_or_default();
-            // Once a call finds no idle seat, no later call may take one (arrival order),
-            // but later calls are still checked for a due overflow: a call without a
-            // max wait at the head must not hold back (and leave due for ever) the
-            // overflow of a call behind it.
-            let mut no_seat = false;
+            // Once a call finds no idle seat, later calls may not take one (order), but
+            // they still overflow when due.
+            let mut seats_exhausted = false;
             for call in waiting {
                 let Some(c) = self.calls.get(&call) else {
                     continue;
@@ -699,27 +778,30 @@ impl Acd {
                         .push_back(Decision::Overflow { call, reason });
                     continue;
                 }
-                if no_seat {
+                if seats_exhausted {
                     continue;
                 }
                 let seat = match self.pick_seat(now, qi, call, spec.retry) {
                     Pick::Seat(seat) => seat,
                     // Arrival order: no later call may take a seat this one could take…
                     Pick::NoSeat => {
-                        no_seat = true;
+                        seats_exhausted = true;
                         continue;
                     }
                     // …but seats that just failed this call may serve the next one.
                     Pick::Backoff => continue,
                 };
-                if let Some(s) = self.seats.get_mut(&seat) {
-                    s.state = SeatState::Ringing {
-                        call,
-                        deadline: now + spec.ring_timeout,
-                    };
-                }
+                let Some(ev) = self
+                    .seats
+                    .get_mut(&seat)
+                    .and_then(|s| s.reserve(now, call, now + spec.ring_timeout))
+                else {
+                    continue;
+                };
+                self.seat_events.push_back(ev);
                 if let Some(c) = self.calls.get_mut(&call) {
                     c.state = CallState::Offered;
+                    c.offered_to = Some(seat.clone());
                 }
                 self.decisions.push_back(Decision::Offer { call, seat });
             }
@@ -732,8 +814,8 @@ impl Acd {
         let idle: Vec<(Instant, SeatId)> = self
             .seats
             .iter()
-            .filter(|(id, s)| s.online && self.serves(queue, id))
-            .filter_map(|(id, s)| match s.state {
+            .filter(|(id, s)| s.offerable() && self.serves(queue, id))
+            .filter_map(|(id, s)| match *s.state() {
                 SeatState::Idle { since } => Some((since, id.clone())),
                 _ => None,
             })
@@ -821,6 +903,62 @@ mod tests {
                 },
             ]
         );
+    }
+
+    #[test]
+    fn higher_priority_is_served_first_then_arrival_order() {
+        let t0 = Instant::now();
+        let mut acd = Acd::new(vec![spec()], seats(1));
+        let low = CallSpec {
+            priority: 1,
+            ..CallSpec::default()
+        };
+        let high = CallSpec {
+            priority: 9,
+            ..CallSpec::default()
+        };
+        for (n, spec) in [(1, low), (2, high), (3, low), (4, high)] {
+            acd.enqueue_with(t0 + Duration::from_secs(n), id(n), "line19", spec)
+                .unwrap();
+        }
+        acd.seat_online(t0 + Duration::from_secs(10), "agent01");
+        let mut served = Vec::new();
+        for k in 0..4u64 {
+            let now = t0 + Duration::from_secs(20 + k);
+            let offered: Vec<CallId> = drain(&mut acd)
+                .into_iter()
+                .filter_map(|d| match d {
+                    Decision::Offer { call, .. } => Some(call),
+                    _ => None,
+                })
+                .collect();
+            assert_eq!(offered.len(), 1, "one seat, one offer");
+            served.push(offered[0]);
+            acd.offer_answered(now, offered[0], "agent01");
+            acd.call_ended(now, offered[0]);
+        }
+        assert_eq!(served, vec![id(2), id(4), id(1), id(3)]);
+    }
+
+    #[test]
+    fn a_call_that_cannot_overflow_waits_even_without_seats() {
+        let t0 = Instant::now();
+        let mut q = spec();
+        q.has_overflow = true;
+        q.max_wait = Some(Duration::from_secs(5));
+        let mut acd = Acd::new(vec![q], seats(1));
+        let stays = CallSpec {
+            priority: 5,
+            max_wait: None,
+            overflows: false,
+            overflow_retry: Duration::ZERO,
+        };
+        acd.enqueue_with(t0, id(1), "line19", stays).unwrap();
+        acd.handle_timeout(t0 + Duration::from_secs(60));
+        assert!(drain(&mut acd).is_empty());
+        assert_eq!(acd.poll_timeout(), None);
+        acd.dequeue(t0 + Duration::from_secs(61), id(1));
+        assert_eq!(acd.snapshot(t0)[0].waiting, 0);
     }
 
     #[test]
@@ -998,7 +1136,7 @@ mod tests {
         assert_eq!(acd.snapshot(t1)[0].waiting, 1);
         assert!(matches!(
             acd.seat_state("agent01"),
-            Some(SeatState::Ringing { call, .. }) if *call == id(1)
+            Some(SeatState::Reserved { call, .. }) if *call == id(1)
         ));
         // The seat's 487 arrives: free again, call 2 is offered.
         acd.offer_failed(t1, id(1), "agent01", OfferFailure::NoAnswer);
@@ -1086,6 +1224,113 @@ mod tests {
         );
         acd.call_ended(t0, id(1));
         assert_eq!(acd.seat_state("agent01"), Some(&SeatState::LoggedOut));
+    }
+
+    #[test]
+    fn paused_seat_gets_no_offer_and_three_ring_outs_pause_the_seat() {
+        let t0 = Instant::now();
+        let mut acd = Acd::new(vec![spec()], seats(2));
+        acd.seat_online(t0, "agent01");
+        acd.seat_online(t0, "agent02");
+        acd.command(
+            t0,
+            "agent02",
+            Command::Pause {
+                reason: "training".into(),
+            },
+            Cause::Api,
+        )
+        .unwrap();
+        let mut now = t0;
+        for n in 1..=3 {
+            acd.enqueue(now, id(n), "line19").unwrap();
+            assert_eq!(
+                drain(&mut acd),
+                vec![Decision::Offer {
+                    call: id(n),
+                    seat: "agent01".into()
+                }]
+            );
+            acd.offer_ringing(now, id(n), "agent01");
+            now += Duration::from_secs(15);
+            acd.handle_timeout(now);
+            assert_eq!(drain(&mut acd).len(), 1);
+            acd.offer_failed(now, id(n), "agent01", OfferFailure::NoAnswer);
+            acd.abandon(now, id(n));
+            drain(&mut acd);
+        }
+        let s = acd.seat("agent01").unwrap();
+        assert_eq!(
+            s.status(),
+            &Status::OnBreak {
+                reason: "no-answer".into()
+            }
+        );
+        let events: Vec<SeatEvent> = std::iter::from_fn(|| acd.poll_seat_event()).collect();
+        assert_eq!(
+            events
+                .iter()
+                .filter(|e| e.cause == Cause::NoAnswerPolicy)
+                .count(),
+            1
+        );
+        assert!(events.iter().any(|e| e.state.label() == "ringing"));
+        // Both seats paused: a new call waits.
+        acd.enqueue(now, id(9), "line19").unwrap();
+        assert!(drain(&mut acd).is_empty());
+        acd.command(now, "agent02", Command::Unpause, Cause::FeatureCode)
+            .unwrap();
+        assert_eq!(
+            drain(&mut acd),
+            vec![Decision::Offer {
+                call: id(9),
+                seat: "agent02".into()
+            }]
+        );
+    }
+
+    #[test]
+    fn a_reservation_the_switch_never_resolves_expires_and_the_call_keeps_its_place() {
+        let t0 = Instant::now();
+        let mut acd = Acd::new(vec![spec()], seats(1));
+        acd.seat_online(t0, "agent01");
+        acd.enqueue(t0, id(1), "line19").unwrap();
+        drain(&mut acd);
+        let t15 = t0 + Duration::from_secs(15);
+        assert_eq!(acd.poll_timeout(), Some(t15));
+        acd.handle_timeout(t15);
+        assert_eq!(drain(&mut acd).len(), 1);
+        let hard = t15 + seat::WITHDRAW_GRACE;
+        assert_eq!(acd.poll_timeout(), Some(hard));
+        acd.handle_timeout(hard);
+        assert!(matches!(
+            acd.seat_state("agent01"),
+            Some(SeatState::Idle { .. })
+        ));
+        assert_eq!(acd.snapshot(hard)[0].waiting, 1);
+        // A late outcome for that offer changes nothing.
+        acd.offer_failed(hard, id(1), "agent01", OfferFailure::NoAnswer);
+        assert!(acd.has_call(id(1)));
+    }
+
+    #[test]
+    fn seat_wrap_up_overrides_the_queue() {
+        let t0 = Instant::now();
+        let mut q = spec();
+        q.wrap_up = Duration::from_secs(10);
+        let mut acd =
+            Acd::new(vec![q], seats(1)).with_seat_wrap_up("agent01", Duration::from_secs(3));
+        acd.seat_online(t0, "agent01");
+        acd.enqueue(t0, id(1), "line19").unwrap();
+        drain(&mut acd);
+        assert!(acd.offer_answered(t0, id(1), "agent01"));
+        acd.call_ended(t0, id(1));
+        assert_eq!(
+            acd.seat_state("agent01"),
+            Some(&SeatState::WrapUp {
+                until: t0 + Duration::from_secs(3)
+            })
+        );
     }
 
     /// Sixty calls over twenty seats in virtual time: never more than twenty talking,

@@ -141,7 +141,14 @@ impl CallbackDesk {
                     && !l.answered
                     && *cause == EndCause::CallerHangup
                 {
-                    open_task(&mut inner.book, call, l, AbandonStage::Announcement, at, now);
+                    open_task(
+                        &mut inner.book,
+                        call,
+                        l,
+                        AbandonStage::Announcement,
+                        at,
+                        now,
+                    );
                 }
             }
             _ => {}

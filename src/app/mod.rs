@@ -1,9 +1,13 @@
 //! Task wiring (DESIGN §2, the IO edge): sockets, the journal writer, the media relay and
 //! the HTTP server around one switch task that owns the sans-IO [`Switch`].
 
-pub mod http;
-mod prompts;
+pub mod agents;
+pub mod aml;
 mod callbacks;
+pub mod georef;
+pub mod http;
+pub mod outbox;
+mod prompts;
 mod recorder;
 pub mod transport;
 pub mod wallboard;
@@ -58,11 +62,28 @@ pub enum Input {
     TcpClosed {
         addr: SocketAddr,
     },
+    /// A seat command from the HTTP API; answered with the seat after the change.
+    Agent {
+        seat: String,
+        cmd: crate::acd::Command,
+        cause: crate::acd::Cause,
+        reply: tokio::sync::oneshot::Sender<Result<agents::AgentView, crate::acd::CommandError>>,
+    },
     /// A relay session was allocated (or not) for a call.
     MediaAllocated {
         call: CallId,
         session: Result<RelaySession, MediaError>,
     },
+    /// Locations that arrived off the call path (a dereferenced `Geolocation` URI): appended
+    /// to the call as a location update.
+    LocationUpdate {
+        call: CallId,
+        locations: Vec<crate::location::Location>,
+        /// Journal source label (`geolocation-uri`).
+        source: &'static str,
+    },
+    /// An AML report to correlate with a call (from the AML endpoint).
+    Aml(aml::AmlSubmission),
     /// A WAV prompt was read (or could not be) for a `Play` command.
     PromptLoaded {
         call: CallId,
@@ -89,6 +110,10 @@ pub enum StartError {
     },
     #[error("cannot open the call journal: {0}")]
     Store(#[from] StoreError),
+    #[error(transparent)]
+    Aml(#[from] aml::AmlServerError),
+    #[error("cannot build the HTTP client: {0}")]
+    HttpClient(#[source] reqwest::Error),
     /// The dialplan does not compile; carries the rendered diagnostics
     /// (`file:line:col`, caret, hint).
     #[error("the dialplan is refused:\n{0}")]
@@ -101,6 +126,8 @@ pub struct Status {
     pub queues: Vec<QueueStatus>,
     pub seats: Vec<SeatStatus>,
     pub active_calls: usize,
+    /// Every seat's status and state (the agents API's table).
+    pub agents: Vec<agents::AgentView>,
 }
 
 #[derive(Debug, Clone, serde::Serialize)]
@@ -124,6 +151,8 @@ pub struct Bound {
     pub udp: Vec<SocketAddr>,
     pub tcp: Vec<SocketAddr>,
     pub http: SocketAddr,
+    /// The AML endpoint, when configured.
+    pub aml: Option<SocketAddr>,
 }
 
 /// Starts every task and runs until SIGINT/SIGTERM, then flushes the journal.
@@ -189,7 +218,10 @@ pub async fn start(config: Config) -> Result<(Bound, Shutdown), StartError> {
         .set(i64::from(config.trunk.capacity));
 
     let data_dir = config.store.data_dir.clone();
-    let store = Store::open_sqlite(data_dir.join("vigie.sqlite")).await?;
+    let store = match &config.store.url {
+        Some(url) => Store::open_url(url, crate::store::SqliteOptions::default()).await?,
+        None => Store::open_sqlite(data_dir.join("vigie.sqlite")).await?,
+    };
     let mut jcfg = JournalConfig::new(config.node_id.clone(), data_dir.join("journal-spill.jsonl"));
     jcfg.capacity = config.store.journal_capacity;
     let (journal, journal_task) = Journal::spawn(store.clone(), jcfg, metrics.journal.clone());
@@ -228,6 +260,7 @@ pub async fn start(config: Config) -> Result<(Bound, Shutdown), StartError> {
         udp: udp.iter().filter_map(|s| s.local_addr().ok()).collect(),
         tcp: tcp.iter().filter_map(|l| l.local_addr().ok()).collect(),
         http: http_listener.local_addr().unwrap_or(config.http.listen),
+        aml: None,
     };
 
     let local = LocalAddr {
@@ -242,6 +275,9 @@ pub async fn start(config: Config) -> Result<(Bound, Shutdown), StartError> {
             max_expires: config.registrar.max_expires_s,
             default_expires: config.registrar.default_expires_s,
             nonce_lifetime: 300,
+            lockout_failures: config.registrar.lockout_failures,
+            lockout_window: config.registrar.lockout_window_s,
+            lockout_duration: config.registrar.lockout_s,
             algorithms: config
                 .registrar
                 .digest_algorithms
@@ -267,15 +303,13 @@ pub async fn start(config: Config) -> Result<(Bound, Shutdown), StartError> {
         );
     }
     let (plans_tx, plans_rx) = mpsc::channel::<Arc<CompiledPlan>>(4);
-    if let Some(path) = config.dialplan.file.clone() {
-        tokio::spawn(reload_task(
-            path,
-            watched,
-            queue_names,
-            plans_tx,
-            Arc::clone(&metrics),
-        ));
-    }
+    tokio::spawn(reload_task(
+        config.dialplan.file.clone(),
+        watched,
+        queue_names,
+        plans_tx,
+        Arc::clone(&metrics),
+    ));
     let switch = Switch::new(&config, local, registrar, plan);
     let relay = MediaRelay::new(
         RelayConfig {
@@ -302,6 +336,8 @@ pub async fn start(config: Config) -> Result<(Bound, Shutdown), StartError> {
         ));
     }
     let (status_tx, status_rx) = watch::channel(Status::default());
+    let (agent_events, _) = tokio::sync::broadcast::channel(1024);
+    let handoff_events = crate::dispatch::Publisher::channel();
     let (wallboard_tx, wallboard_rx) = wallboard::channel();
     let callbacks = callbacks::CallbackDesk::new(
         std::time::Duration::from_secs(config.callbacks.match_window_s),
@@ -312,21 +348,56 @@ pub async fn start(config: Config) -> Result<(Bound, Shutdown), StartError> {
         http_listener,
         http::HttpState {
             metrics: Arc::clone(&metrics),
-            status: status_rx,
+            status: status_rx.clone(),
             store: store.clone(),
+            agents: agents::AgentsApi {
+                inputs: inputs.clone(),
+                status: status_rx,
+                events: agent_events.clone(),
+            },
+            events: handoff_events.clone(),
             wallboard: wallboard_rx,
             callbacks: callbacks.clone(),
         },
     ));
     let (stop_tx, stop_rx) = watch::channel(false);
-    let recorder = Recorder::new(journal.clone()).with_service_levels(
-        &metrics,
-        config.queues.iter().map(|q| {
-            let threshold = std::time::Duration::from_secs(q.service_level_s);
-            (q.name.clone(), threshold)
-        }),
-        Instant::now(),
-    );
+    // One TLS provider for the process (rustls with ring: no C toolchain beyond cc).
+    let _ = rustls::crypto::ring::default_provider().install_default();
+    let http_client = reqwest::Client::builder()
+        .connect_timeout(std::time::Duration::from_millis(
+            config.dispatch.timeout_ms.max(100),
+        ))
+        .user_agent(config.sip.user_agent.clone())
+        .build()
+        .map_err(StartError::HttpClient)?;
+    let outbox_task = config.dispatch.webhook_url.clone().map(|url| {
+        tokio::spawn(outbox::run(
+            store.clone(),
+            http_client.clone(),
+            outbox::WebhookConfig {
+                url,
+                timeout: std::time::Duration::from_millis(config.dispatch.timeout_ms.max(1)),
+                retry_min: std::time::Duration::from_millis(config.dispatch.retry_min_ms.max(1)),
+                retry_max: std::time::Duration::from_millis(config.dispatch.retry_max_ms.max(1)),
+                poll: std::time::Duration::from_millis(200),
+            },
+            stop_rx.clone(),
+        ))
+    });
+    let mut bound = bound;
+    if let Some(listen) = config.aml.listen {
+        bound.aml = Some(aml::spawn(&config.aml, listen, inputs.clone()).await?);
+    }
+    let recorder = Recorder::new(journal.clone())
+        .with_service_levels(
+            &metrics,
+            config.queues.iter().map(|q| {
+                let threshold = std::time::Duration::from_secs(q.service_level_s);
+                (q.name.clone(), threshold)
+            }),
+            Instant::now(),
+        )
+        .with_events(handoff_events);
     let board = wallboard::Board::new(
         config.queues.iter().map(|q| {
             (
@@ -348,8 +419,23 @@ pub async fn start(config: Config) -> Result<(Bound, Shutdown), StartError> {
         recorder,
         callbacks,
         status: status_tx,
+        agent_events,
+        agent_journal: crate::store::AgentJournal::spawn(
+            store.clone(),
+            config.node_id.clone(),
+            4096,
+        ),
+        last_queues: String::new(),
         seen_responses: [0; 7],
         seen_retransmissions: 0,
+        input_at: Instant::now(),
+        offer_clock: HashMap::new(),
+        http_client,
+        georef_timeout: std::time::Duration::from_millis(config.dispatch.georef_timeout_ms.max(1)),
+        georef_retries: config.dispatch.georef_retries,
+        aml_after_end: chrono::Duration::seconds(
+            i64::try_from(config.aml.match_after_end_s).unwrap_or(i64::MAX / 1000),
+        ),
         board,
         wallboard: wallboard_tx,
         board_dirty: false,
@@ -369,6 +455,9 @@ pub async fn start(config: Config) -> Result<(Bound, Shutdown), StartError> {
             );
         }
         let _ = journal_task.await;
+        if let Some(t) = outbox_task {
+            let _ = t.await;
+        }
         store.close().await;
     });
     Ok((
@@ -414,8 +503,25 @@ struct SwitchTask {
     /// Abandoned-call callback tasks, fed with every call event.
     callbacks: callbacks::CallbackDesk,
     status: watch::Sender<Status>,
+    /// Live seat and queue changes for the agents SSE stream.
+    agent_events: tokio::sync::broadcast::Sender<(&'static str, String)>,
+    /// Writer of `agent_events`.
+    agent_journal: crate::store::AgentJournal,
+    /// The queue figures last sent on the SSE stream (JSON), to send only changes.
+    last_queues: String,
     seen_responses: [u64; 7],
     seen_retransmissions: u64,
+    /// When the switch task took the input whose outputs are being drained.
+    input_at: Instant,
+    /// Calls received and not yet offered: when their INVITE was taken (for
+    /// `vigie_offer_latency_seconds`).
+    offer_clock: HashMap<CallId, Instant>,
+    /// For locations by reference (RFC 6442).
+    http_client: reqwest::Client,
+    georef_timeout: std::time::Duration,
+    georef_retries: u32,
+    /// How long after a call's end an AML report still matches it.
+    aml_after_end: chrono::Duration,
     /// The wallboard's day counts, fed with every call event.
     board: wallboard::Board,
     wallboard: wallboard::Publisher,
@@ -447,15 +553,22 @@ impl SwitchTask {
                 input = inputs.recv() => {
                     let Some(input) = input else { break };
                     self.handle_input(input);
-                    // Take whatever else is already queued before flushing outputs.
+                    // Take whatever else is already queued; outputs are drained after each
+                    // input so the latency histograms know which input caused them.
                     for _ in 0..256 {
                         match inputs.try_recv() {
-                            Ok(i) => self.handle_input(i),
+                            Ok(i) => {
+                                self.drain_outputs();
+                                self.handle_input(i);
+                            }
                             Err(_) => break,
                         }
                     }
                 }
-                _ = sleep => self.switch.handle_timeout(Instant::now()),
+                _ = sleep => {
+                    self.input_at = Instant::now();
+                    self.switch.handle_timeout(self.input_at);
+                }
                 Some(plan) = plans.recv() => {
                     // Calls in progress keep their own steps; new calls take this plan.
                     self.switch.set_plan(plan);
@@ -470,6 +583,7 @@ impl SwitchTask {
 
     fn handle_input(&mut self, input: Input) {
         let now = Instant::now();
+        self.input_at = now;
         self.switch.set_wall_clock(now, chrono::Utc::now());
         match input {
             Input::Sip { peer, msg } => self.switch.handle_message(now, peer, msg),
@@ -479,6 +593,24 @@ impl SwitchTask {
             }
             Input::TcpClosed { addr } => {
                 self.tcp_writers.remove(&addr);
+            }
+            Input::Agent {
+                seat,
+                cmd,
+                cause,
+                reply,
+            } => {
+                let r = self.switch.agent_command(now, &seat, cmd, cause);
+                self.drain_outputs();
+                self.publish_status();
+                let view = r.and_then(|()| {
+                    self.switch
+                        .acd()
+                        .seat(&seat)
+                        .map(agents::AgentView::of)
+                        .ok_or(crate::acd::CommandError::UnknownSeat(seat))
+                });
+                let _ = reply.send(view);
             }
             Input::MediaAllocated { call, session } => match session {
                 Ok(s) => {
@@ -497,6 +629,24 @@ impl SwitchTask {
                     self.switch.handle_media_ready(now, call, None);
                 }
             },
+            Input::LocationUpdate {
+                call,
+                locations,
+                source,
+            } => {
+                self.recorder
+                    .record_location_update(call, &locations, source, chrono::Utc::now());
+            }
+            Input::Aml(sub) => {
+                let matched = self.recorder.record_aml(
+                    &sub.report,
+                    sub.sender.as_deref(),
+                    &sub.raw,
+                    chrono::Utc::now(),
+                    self.aml_after_end,
+                );
+                let _ = sub.reply.send(matched);
+            }
             Input::PromptLoaded {
                 call,
                 side,
@@ -531,16 +681,25 @@ impl SwitchTask {
                 }
                 Output::Event(ev) => {
                     tracing::debug!(call = %ev.call, kind = ev.kind.name(), "call event");
+                    let (call, kind) = (ev.call, latency_mark(&ev.kind));
+                    if let crate::switch::event::CallEventKind::LocationReference { uri, .. } =
+                        &ev.kind
+                        && georef::is_http(uri)
+                    {
+                        self.dereference(ev.call, uri.clone());
+                    }
                     let at = chrono::Utc::now();
                     self.board.observe(&ev, at);
                     self.callbacks.observe(&ev, at, Instant::now());
                     self.board_dirty = true;
                     self.recorder.record(&self.metrics, ev, at);
+                    self.observe_latency(call, kind);
                 }
                 Output::Seat { seat, online } => {
                     tracing::info!(%seat, online, "seat registration changed");
                     self.board_dirty = true;
                 }
+                Output::Agent(ev) => self.agent_event(&ev),
                 Output::Media(cmd) => self.media(cmd),
                 #[allow(unreachable_patterns)]
                 _ => {}
@@ -551,6 +710,106 @@ impl SwitchTask {
         if self.board_dirty {
             self.publish_wallboard(Instant::now(), None);
         }
+    }
+
+    /// A seat change: log, metric, live stream (journal: `agent_events`).
+    fn agent_event(&mut self, ev: &crate::acd::SeatEvent) {
+        let view = agents::AgentEvent::of(ev, chrono::Utc::now());
+        if ev.cause == crate::acd::Cause::NoAnswerPolicy {
+            tracing::warn!(
+                seat = %ev.seat,
+                "seat put on break after consecutive unanswered offers (no-answer policy)"
+            );
+            self.metrics
+                .seat_no_answer_breaks
+                .get_or_create(&crate::metrics::SeatIdLabels {
+                    seat: ev.seat.clone(),
+                })
+                .inc();
+        } else {
+            tracing::info!(
+                seat = %ev.seat,
+                status = %view.status,
+                state = %view.state,
+                cause = %view.cause,
+                "seat changed"
+            );
+        }
+        self.metrics
+            .seat_changes
+            .get_or_create(&crate::metrics::SeatCauseLabels {
+                cause: ev.cause.as_str().to_owned(),
+            })
+            .inc();
+        if let Ok(json) = serde_json::to_string(&view) {
+            let _ = self.agent_events.send(("seat", json));
+        }
+        let row = crate::store::AgentEventRow {
+            id: ulid::Ulid::generate().to_string(),
+            seat: view.seat.clone(),
+            at: view.at.clone(),
+            status: view.status.clone(),
+            reason: view.reason.clone(),
+            state: view.state.clone(),
+            pending: view.pending.clone(),
+            registered: view.registered,
+            reachable: view.reachable,
+            cause: view.cause.clone(),
+            call_id: view.call.clone(),
+        };
+        if !self.agent_journal.record(row) {
+            tracing::warn!(seat = %ev.seat, "agent journal queue full: seat change not journaled");
+        }
+    }
+
+    /// Feeds `vigie_offer_latency_seconds` and `vigie_answer_handoff_latency_seconds`.
+    fn observe_latency(&mut self, call: CallId, mark: Option<LatencyMark>) {
+        match mark {
+            Some(LatencyMark::Received) => {
+                self.offer_clock.insert(call, self.input_at);
+            }
+            Some(LatencyMark::Offered) => {
+                if let Some(t) = self.offer_clock.remove(&call) {
+                    self.metrics
+                        .offer_latency_seconds
+                        .observe(t.elapsed().as_secs_f64());
+                }
+            }
+            Some(LatencyMark::Answered) => {
+                self.metrics
+                    .answer_handoff_latency_seconds
+                    .observe(self.input_at.elapsed().as_secs_f64());
+            }
+            Some(LatencyMark::Over) => {
+                self.offer_clock.remove(&call);
+            }
+            None => {}
+        }
+    }
+
+    /// Fetches a location by reference in its own task; the result comes back as
+    /// [`Input::LocationUpdate`]. The call never waits for it.
+    fn dereference(&self, call: CallId, uri: String) {
+        let client = self.http_client.clone();
+        let inputs = self.inputs_tx.clone();
+        let (timeout, retries) = (self.georef_timeout, self.georef_retries);
+        tokio::spawn(async move {
+            match georef::fetch(&client, &uri, timeout, retries).await {
+                Ok(locations) => {
+                    tracing::info!(%call, uri, count = locations.len(), "location by reference fetched");
+                    let _ = inputs
+                        .send(Input::LocationUpdate {
+                            call,
+                            locations,
+                            source: "geolocation-uri",
+                        })
+                        .await;
+                }
+                Err(e) => {
+                    tracing::warn!(%call, uri, error = %e, "location by reference not fetched")
+                }
+            }
+        });
     }
 
     fn media(&mut self, cmd: MediaCommand) {
@@ -598,6 +857,23 @@ impl SwitchTask {
                         self.prompts
                             .load(call, side, prompt, repeat, self.inputs_tx.clone())
                     }
+                }
+            }
+            MediaCommand::Codec {
+                call,
+                side,
+                payload_type,
+                alaw,
+            } => {
+                let codec = if alaw {
+                    media::Codec::Pcma
+                } else {
+                    media::Codec::Pcmu
+                };
+                if let Some(s) = self.sessions.get(&call)
+                    && let Err(e) = s.set_codec(media_side(side), codec, payload_type)
+                {
+                    tracing::debug!(%call, error = %e, "codec not set");
                 }
             }
             MediaCommand::StopPlay { call, side } => {
@@ -732,6 +1008,15 @@ impl SwitchTask {
             }
         }
         self.recorder.publish_service_level(&self.metrics, now);
+        let reg = self.switch.registrar();
+        let lockouts = reg.lockouts_total();
+        let seen = self.metrics.registrar_lockouts.get();
+        if lockouts > seen {
+            self.metrics.registrar_lockouts.inc_by(lockouts - seen);
+        }
+        self.metrics
+            .registrar_locked_sources
+            .set(i64::try_from(reg.locked_sources(now)).unwrap_or(i64::MAX));
         self.publish_wallboard(now, Some(&snaps));
         let status = Status {
             queues: snaps
@@ -753,8 +1038,40 @@ impl SwitchTask {
                 })
                 .collect(),
             active_calls: self.switch.active_calls(),
+            agents: self
+                .switch
+                .acd()
+                .seat_list()
+                .map(agents::AgentView::of)
+                .collect(),
         };
+        if let Ok(queues) = serde_json::to_string(&status.queues)
+            && queues != self.last_queues
+        {
+            let _ = self.agent_events.send(("queue", queues.clone()));
+            self.last_queues = queues;
+        }
         let _ = self.status.send(status);
+    }
+}
+
+/// The call events the latency histograms start or stop on.
+#[derive(Debug, Clone, Copy)]
+enum LatencyMark {
+    Received,
+    Offered,
+    Answered,
+    Over,
+}
+
+fn latency_mark(kind: &crate::switch::event::CallEventKind) -> Option<LatencyMark> {
+    use crate::switch::event::CallEventKind as K;
+    match kind {
+        K::Received { .. } => Some(LatencyMark::Received),
+        K::Offered { .. } => Some(LatencyMark::Offered),
+        K::Answered { .. } => Some(LatencyMark::Answered),
+        K::Abandoned { .. } | K::Ended { .. } | K::Overflowed { .. } => Some(LatencyMark::Over),
+        _ => None,
     }
 }
 
@@ -805,9 +1122,11 @@ const RELOAD_POLL: Duration = Duration::from_secs(1);
 /// (no inotify dependency, and it also sees files replaced by rename, as editors and
 /// configuration tools do). The new plan is compiled here, off the switch task; a refused
 /// plan is logged with its `file:line:col` diagnostics and the running plan stays.
-/// `vigie_dialplan_reloads_total{result}` counts both outcomes.
+/// `vigie_dialplan_reload_total{result}` counts both outcomes. With the embedded plan
+/// (`path` = `None`) there is nothing to reload: SIGHUP is only logged (it must not stop
+/// the centre, which is what an unhandled SIGHUP would do).
 async fn reload_task(
-    path: PathBuf,
+    path: Option<PathBuf>,
     mut watched: Vec<PathBuf>,
     queues: Vec<String>,
     plans: mpsc::Sender<Arc<CompiledPlan>>,
@@ -829,7 +1148,7 @@ async fn reload_task(
         #[cfg(not(unix))]
         let sighup = std::future::pending::<Option<()>>();
         let why = tokio::select! {
-            _ = tick.tick() => {
+            _ = tick.tick(), if path.is_some() => {
                 let now = file_stamps(&watched);
                 if now == stamps {
                     continue;
@@ -845,7 +1164,11 @@ async fn reload_task(
                 "SIGHUP"
             }
         };
-        let (plan, files) = dialplan::load_watched(&path, &queues);
+        let Some(path) = path.as_deref() else {
+            tracing::info!(why, "the built-in dialplan is in use: nothing to reload");
+            continue;
+        };
+        let (plan, files) = dialplan::load_watched(path, &queues);
         if !files.is_empty() {
             watched = files;
             stamps = file_stamps(&watched);
@@ -895,6 +1218,7 @@ fn seat_state_label(label: &str) -> Option<SeatState> {
     Some(match label {
         "logged_out" => SeatState::LoggedOut,
         "idle" => SeatState::Idle,
+        "reserved" => SeatState::Reserved,
         "ringing" => SeatState::Ringing,
         "on_call" => SeatState::OnCall,
         "wrap_up" => SeatState::WrapUp,

@@ -500,3 +500,34 @@ impl Report {
             .with_notes(notes)
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn embedded_plan_compiles_against_the_demo_queue_and_passes_its_tests() {
+        let plan = load_embedded(&["line19".to_owned()]).unwrap();
+        assert_eq!(
+            plan.routes
+                .iter()
+                .map(|r| r.name.as_str())
+                .collect::<Vec<_>>(),
+            [
+                "emergency-19",
+                "admin-office-hours",
+                "admin-closed",
+                "default"
+            ]
+        );
+        let outcomes = run_tests(&plan);
+        assert_eq!(outcomes.len(), plan.tests.len());
+        assert!(outcomes.len() >= 12);
+        for o in &outcomes {
+            assert!(o.passed, "{}: {}", o.name, o.detail);
+        }
+        // Without the queue it names, the embedded plan is refused with a diagnostic.
+        let report = load_embedded(&["other".to_owned()]).unwrap_err();
+        assert!(report.render(false).contains("dialplans/line19.toml:"));
+    }
+}

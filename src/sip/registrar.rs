@@ -9,6 +9,7 @@
 //! [`Registrar::poll_timeout`].
 
 use std::collections::HashMap;
+use std::net::IpAddr;
 use std::time::{Duration, Instant};
 
 use rand::Rng;
@@ -34,6 +35,14 @@ pub struct RegistrarConfig {
     pub nonce_lifetime: u32,
     /// Digest algorithms challenged with, most preferred first (RFC 8760 §2.4).
     pub algorithms: Vec<Algorithm>,
+    /// Failed authentications (wrong credentials, unknown user, AoR not owned) from one
+    /// source IP address within [`RegistrarConfig::lockout_window`] that lock the source
+    /// out; 0 = never.
+    pub lockout_failures: u32,
+    /// Window over which failures are counted, in seconds.
+    pub lockout_window: u32,
+    /// How long a locked-out source is ignored (no response at all), in seconds.
+    pub lockout_duration: u32,
 }
 
 impl RegistrarConfig {
@@ -46,6 +55,9 @@ impl RegistrarConfig {
             default_expires: 600,
             nonce_lifetime: 300,
             algorithms: vec![Algorithm::Sha256, Algorithm::Md5],
+            lockout_failures: 10,
+            lockout_window: 60,
+            lockout_duration: 300,
         }
     }
 }
@@ -101,6 +113,11 @@ pub struct Registrar {
     challenger: Challenger,
     seats: HashMap<String, Credential>,
     bindings: HashMap<String, Vec<Binding>>,
+    /// Per source IP: failures in the current window (count, window start).
+    failures: HashMap<IpAddr, (u32, Instant)>,
+    /// Locked-out sources and when their lock-out ends.
+    locked: HashMap<IpAddr, Instant>,
+    lockouts_total: u64,
 }
 
 impl Registrar {
@@ -124,6 +141,53 @@ impl Registrar {
             challenger,
             seats: seats.into_iter().map(|c| (c.user.clone(), c)).collect(),
             bindings: HashMap::new(),
+            failures: HashMap::new(),
+            locked: HashMap::new(),
+            lockouts_total: 0,
+        }
+    }
+
+    /// True while `ip` is locked out after repeated authentication failures: the switch
+    /// drops its REGISTERs and feature-code INVITEs without any response.
+    pub fn is_locked(&self, now: Instant, ip: IpAddr) -> bool {
+        self.locked.get(&ip).is_some_and(|until| *until > now)
+    }
+
+    /// Sources locked out at `now` (the `vigie_registrar_locked_sources` gauge).
+    pub fn locked_sources(&self, now: Instant) -> usize {
+        self.locked.values().filter(|u| **u > now).count()
+    }
+
+    /// Lock-outs since start (the `vigie_registrar_lockouts_total` counter).
+    pub fn lockouts_total(&self) -> u64 {
+        self.lockouts_total
+    }
+
+    /// Counts one failed authentication from `ip`; locks it out at the limit.
+    fn failed(&mut self, now: Instant, ip: IpAddr) {
+        let limit = self.cfg.lockout_failures;
+        if limit == 0 {
+            return;
+        }
+        let window = Duration::from_secs(u64::from(self.cfg.lockout_window));
+        self.locked.retain(|_, until| *until > now);
+        self.failures
+            .retain(|_, (_, start)| now.saturating_duration_since(*start) < window);
+        let entry = self.failures.entry(ip).or_insert((0, now));
+        entry.0 += 1;
+        if entry.0 >= limit {
+            let failures = entry.0;
+            self.failures.remove(&ip);
+            let duration = Duration::from_secs(u64::from(self.cfg.lockout_duration));
+            self.locked.insert(ip, now + duration);
+            self.lockouts_total += 1;
+            tracing::warn!(
+                source = %ip,
+                failures,
+                window_s = self.cfg.lockout_window,
+                lockout_s = self.cfg.lockout_duration,
+                "registrar: source locked out after repeated authentication failures"
+            );
         }
     }
 
@@ -143,6 +207,61 @@ impl Registrar {
                 SeatChange::Offline { seat }
             })
             .collect()
+    }
+
+    /// Authenticates a request other than REGISTER from a seat (a feature-code INVITE):
+    /// digest with the seats' credentials (RFC 3261 §22.2, RFC 8760), answered by a `401`
+    /// challenge (`stale=true` for an expired nonce) exactly as for REGISTER, so unknown
+    /// users and wrong passwords look the same. The seat must also be registered now.
+    ///
+    /// # Errors
+    /// The response to send: `400` (malformed Authorization), `401` (challenge), `403`
+    /// (authenticated but not registered).
+    pub fn authenticate(
+        &mut self,
+        now: Instant,
+        from: IpAddr,
+        req: &Request,
+    ) -> Result<String, Box<Response>> {
+        let auth = self.challenger.verify(
+            now,
+            req.method.as_str(),
+            &req.uri,
+            req.headers.get_all(&HeaderName::Authorization),
+            |u| self.seats.get(u).cloned(),
+        );
+        match auth {
+            Ok(a) => {
+                let registered = self
+                    .bindings
+                    .get(&a.user)
+                    .is_some_and(|b| b.iter().any(|b| b.expires_at > now));
+                if registered {
+                    Ok(a.user)
+                } else {
+                    Err(Box::new(req.response(
+                        403,
+                        "Forbidden (seat not registered)",
+                        Some(&new_tag()),
+                    )))
+                }
+            }
+            Err(AuthError::Malformed) => Err(Box::new(req.response(
+                400,
+                "Bad Request (Authorization)",
+                None,
+            ))),
+            Err(e) => {
+                if e == AuthError::Rejected {
+                    self.failed(now, from);
+                }
+                let mut resp = req.response(401, "Unauthorized", Some(&new_tag()));
+                for v in self.challenger.challenge(now, e == AuthError::Stale) {
+                    resp.headers.push(HeaderName::WwwAuthenticate, v);
+                }
+                Err(Box::new(resp))
+            }
+        }
     }
 
     /// Handles a REGISTER (RFC 3261 §10.3 steps 1–8) from transport peer `from`.
@@ -175,6 +294,9 @@ impl Registrar {
             Ok(a) => a.user,
             Err(AuthError::Malformed) => return Err(bad("Authorization")),
             Err(e) => {
+                if e == AuthError::Rejected {
+                    self.failed(now, from.addr.ip());
+                }
                 let mut resp = req.response(401, "Unauthorized", Some(&new_tag()));
                 for v in self.challenger.challenge(now, e == AuthError::Stale) {
                     resp.headers.push(HeaderName::WwwAuthenticate, v);
@@ -189,6 +311,7 @@ impl Registrar {
         }
         let seat = to.uri.user_unescaped().unwrap_or_default();
         if seat != user {
+            self.failed(now, from.addr.ip());
             return Err(Box::new(req.response(403, "Forbidden", Some(&new_tag()))));
         }
         let call_id = req.call_id().map_err(|_| bad("Call-ID"))?.trim().to_owned();
@@ -516,6 +639,41 @@ mod tests {
         assert_eq!(wrong.response.status, 401);
         assert_eq!(strip(&wrong.response), strip(&unknown.response));
         assert!(r.lookup("1001").is_empty());
+    }
+
+    #[test]
+    fn repeated_failures_lock_the_source_out_and_the_lock_ends() {
+        let t0 = Instant::now();
+        let mut r = registrar(t0);
+        let ip = peer(5060).addr.ip();
+        // Challenges without credentials do not count; wrong passwords do.
+        for n in 0..9 {
+            let o = with_auth(
+                &mut r,
+                t0,
+                register("1001", "c", n + 1, &["<sip:a@192.0.2.10>"], None),
+                "1001",
+                "bad",
+                0,
+            );
+            assert_eq!(o.response.status, 401);
+            assert!(!r.is_locked(t0, ip), "locked after {} failures", n + 1);
+        }
+        assert_eq!(r.lockouts_total(), 0);
+        let o = with_auth(
+            &mut r,
+            t0,
+            register("7777", "c", 10, &["<sip:a@192.0.2.10>"], None),
+            "7777",
+            "x",
+            0,
+        );
+        assert_eq!(o.response.status, 401);
+        assert!(r.is_locked(t0, ip));
+        assert_eq!((r.lockouts_total(), r.locked_sources(t0)), (1, 1));
+        let later = t0 + Duration::from_secs(300);
+        assert!(!r.is_locked(later, ip));
+        assert_eq!(r.locked_sources(later), 0);
     }
 
     #[test]

@@ -12,6 +12,7 @@
 
 pub mod dialog;
 pub mod event;
+pub mod features;
 
 use std::collections::{HashMap, VecDeque};
 use std::net::{IpAddr, SocketAddr};
@@ -112,6 +113,18 @@ pub enum MediaCommand {
         /// The leg whose prompt stops.
         side: Side,
     },
+    /// The G.711 codec a leg agreed to (the first PCMU/PCMA payload type of its SDP, RFC
+    /// 3264 §6.1): prompts to that leg are encoded in it.
+    Codec {
+        /// The call concerned.
+        call: CallId,
+        /// The leg whose codec this is.
+        side: Side,
+        /// RTP payload type (0 = PCMU, 8 = PCMA, or a dynamic type mapped to one of them).
+        payload_type: u8,
+        /// `true` for G.711 A-law (PCMA), `false` for µ-law (PCMU).
+        alaw: bool,
+    },
     /// Start (`on`) or stop recording the call (a dialplan `record` step).
     Record {
         /// The call concerned.
@@ -146,6 +159,8 @@ pub enum Output {
     },
     /// A command for the media relay.
     Media(MediaCommand),
+    /// A seat's status or state changed (journal `agent_events`, live view, metrics).
+    Agent(crate::acd::SeatEvent),
 }
 
 /// Counters the edge exports as metrics.
@@ -269,6 +284,18 @@ struct Call {
 }
 
 /// The B2BUA core.
+///
+/// Each new trunk call is routed by the running [`CompiledPlan`] (evaluated once, at the
+/// wall-clock time of [`Switch::set_wall_clock`]) and its steps run in order
+/// (`dialplans/README.md`, "In the switch"): `ring` sends 180, or 183 with vigie's SDP
+/// (early media); `answer` sends 200 OK before any seat (the seat is then bridged without a
+/// second 200); `play` emits [`MediaCommand::Play`] and waits for
+/// [`Switch::handle_prompt_done`] (at most [`PROMPT_GUARD_S`]); `queue` enters the ACD at
+/// the step's priority and announces every `announce_every_s`, and after `max_wait_s` (or
+/// with no seat online) runs the next step keeping the call's place; `overflow` tries each
+/// target with its own timeout, then falls through or goes back to the queue; `record`
+/// emits [`MediaCommand::Record`]; `hangup` sends the final status (non-emergency routes
+/// only). A reload ([`Switch::set_plan`]) never changes a call in progress.
 pub struct Switch {
     txn: TransactionLayer,
     registrar: Registrar,
@@ -293,6 +320,7 @@ pub struct Switch {
     closing: HashMap<ClientTxKey, Closing>,
     outputs: VecDeque<Output>,
     stats: SwitchStats,
+    features: features::FeatureCodes,
 }
 
 impl Switch {
@@ -329,7 +357,18 @@ impl Switch {
                 d: Duration::from_secs(32),
             }),
             registrar,
-            acd: Acd::new(queues, config.seats.iter().map(|s| s.id.clone())),
+            acd: config.seats.iter().fold(
+                Acd::new(queues, config.seats.iter().map(|s| s.id.clone())).with_policy(
+                    crate::acd::SeatPolicy {
+                        login_on_register: config.registrar.login_on_register,
+                        no_answer_limit: config.features.no_answer_limit,
+                    },
+                ),
+                |acd, s| match s.wrap_up_s {
+                    Some(w) => acd.with_seat_wrap_up(&s.id, Duration::from_secs(w)),
+                    None => acd,
+                },
+            ),
             local,
             media_ip: config.advertised_media_ip(),
             user_agent: config.sip.user_agent.clone(),
@@ -343,6 +382,7 @@ impl Switch {
             closing: HashMap::new(),
             outputs: VecDeque::new(),
             stats: SwitchStats::default(),
+            features: features::FeatureCodes::new(&config.features),
         }
     }
 
@@ -391,9 +431,31 @@ impl Switch {
         self.pump(now);
     }
 
+    /// The registrar, for its lock-out figures (metrics).
+    pub fn registrar(&self) -> &Registrar {
+        &self.registrar
+    }
+
     /// The ACD, for snapshots (metrics, API).
     pub fn acd(&self) -> &Acd {
         &self.acd
+    }
+
+    /// A login, logout, pause or unpause of a seat (HTTP API or feature code); seat changes
+    /// come out as [`Output::Agent`].
+    ///
+    /// # Errors
+    /// [`crate::acd::CommandError`] when the seat is unknown or the command does not apply.
+    pub fn agent_command(
+        &mut self,
+        now: Instant,
+        seat: &str,
+        cmd: crate::acd::Command,
+        cause: crate::acd::Cause,
+    ) -> Result<(), crate::acd::CommandError> {
+        let r = self.acd.command(now, seat, cmd, cause);
+        self.pump(now);
+        r
     }
 
     /// True while the call is in progress.
@@ -486,7 +548,8 @@ impl Switch {
             return;
         }
         if !c.media_known {
-            c.next_announce = Some(now + Duration::from_secs(1));
+            // Played as soon as the relay answers (handle_media_ready).
+            c.next_announce = None;
             return;
         }
         self.early_media(now, id);
@@ -509,6 +572,10 @@ impl Switch {
                 if resume {
                     c.wait = Wait::Running;
                 }
+                // The first announcement waited for the relay ports.
+                if c.wait == Wait::Queue && c.announce.is_some() && !c.early_media {
+                    c.next_announce = Some(now);
+                }
                 (c.pending.take(), resume)
             }
             None => {
@@ -521,6 +588,13 @@ impl Switch {
         };
         if resume {
             self.advance(now, call);
+        }
+        if self
+            .calls
+            .get(&call)
+            .is_some_and(|c| c.next_announce == Some(now))
+        {
+            self.announce(now, call);
         }
         if let Some(d) = pending {
             self.decide(now, d);
@@ -570,6 +644,10 @@ impl Switch {
             }
             if let Some(d) = self.acd.poll_decision() {
                 self.decide(now, d);
+                continue;
+            }
+            if let Some(ev) = self.acd.poll_seat_event() {
+                self.outputs.push_back(Output::Agent(ev));
                 continue;
             }
             break;
@@ -629,8 +707,22 @@ impl Switch {
             return;
         }
         match req.method {
-            Method::Invite => self.new_call(now, key, from, req),
+            Method::Invite => {
+                // Seat feature codes (*21…*24) before any trunk-call handling.
+                let feature = req
+                    .uri
+                    .user_unescaped()
+                    .and_then(|u| self.features.parse(&u));
+                match feature {
+                    Some(cmd) => self.feature_invite(now, key, from, req, cmd),
+                    None => self.new_call(now, key, from, req),
+                }
+            }
             Method::Register => {
+                // A source locked out after repeated failures gets no answer at all.
+                if self.registrar.is_locked(now, from.addr.ip()) {
+                    return;
+                }
                 let outcome = self.registrar.handle_register(now, from, &req);
                 let mut resp = outcome.response;
                 resp.headers
@@ -705,6 +797,14 @@ impl Switch {
                 self.hang_up(now, call, side, cause);
             }
             Method::Invite | Method::Update => {
+                // A caller's location update (RFC 6442 §3: a new Geolocation in a re-INVITE
+                // or UPDATE) is appended to the call's locations.
+                if side == Side::A {
+                    let by_value =
+                        location::from_sip_body(req.content_type().unwrap_or(""), &req.body)
+                            .map_err(|e| e.to_string());
+                    self.emit_locations(call, &req, by_value);
+                }
                 // Session refresh or re-offer: vigie keeps the relay where it is and
                 // answers with the SDP it already gave this leg (RFC 3264 §8).
                 let sdp = self.calls.get(&call).and_then(|c| match side {
@@ -716,7 +816,8 @@ impl Switch {
                     r.headers
                         .push(HeaderName::Contact, self.local.contact(&peer));
                 }
-                if let Some(sdp) = sdp.filter(|_| !req.body.is_empty()) {
+                // Only an SDP offer gets an SDP answer (an UPDATE may carry just a PIDF-LO).
+                if let Some(sdp) = sdp.filter(|_| has_sdp_offer(&req)) {
                     r.headers.push(HeaderName::ContentType, "application/sdp");
                     r.body = sdp;
                 }
@@ -725,6 +826,41 @@ impl Switch {
             _ => {
                 let r = self.response_to(&req, 200, "OK", None);
                 self.respond(now, &key, r);
+            }
+        }
+    }
+
+    /// Emits the locations of a caller's INVITE, re-INVITE or UPDATE: those by value in the
+    /// body, then every non-`cid:` `Geolocation` URI as a reference (RFC 6442 §4.1) with
+    /// `Geolocation-Routing` (§4.2).
+    fn emit_locations(
+        &mut self,
+        id: CallId,
+        req: &Request,
+        by_value: Result<Vec<location::Location>, String>,
+    ) {
+        match by_value {
+            Ok(locs) => {
+                for l in locs {
+                    self.emit(id, CallEventKind::Located(l));
+                }
+            }
+            Err(e) => self.emit(id, CallEventKind::LocationError(e)),
+        }
+        let routing = req
+            .headers
+            .get(&HeaderName::GeolocationRouting)
+            .and_then(location::geolocation_routing);
+        let geolocation: Vec<&str> = req.headers.get_all(&HeaderName::Geolocation).collect();
+        if geolocation.is_empty() {
+            return;
+        }
+        if let Ok(uris) = location::resolve_geolocation(&geolocation.join(", "), "", &[]) {
+            for uri in uris.into_iter().filter_map(|g| match g {
+                Ok(location::Geolocation::ByReference(uri)) => Some(uri),
+                _ => None,
+            }) {
+                self.emit(id, CallEventKind::LocationReference { uri, routing });
             }
         }
     }
@@ -853,14 +989,7 @@ impl Switch {
                 trace: decision.trace.iter().map(|t| t.0.clone()).collect(),
             },
         );
-        match locations {
-            Ok(locs) => {
-                for l in locs {
-                    self.emit(id, CallEventKind::Located(l));
-                }
-            }
-            Err(e) => self.emit(id, CallEventKind::LocationError(e)),
-        }
+        self.emit_locations(id, &req, locations);
         // An SDP offer vigie cannot relay (no PCMU/PCMA audio) could never reach a seat:
         // refuse it now (RFC 3264 §6) rather than queue a call every offer would fail.
         let mut probe = sdp::LocalOrigin::new(0);
@@ -1058,6 +1187,18 @@ impl Switch {
                     side: Side::A,
                     addr,
                 }));
+        }
+        if let Some(codec) = anchored
+            .codecs
+            .iter()
+            .find(|k| matches!(k.kind, sdp::CodecKind::Pcmu | sdp::CodecKind::Pcma))
+        {
+            self.outputs.push_back(Output::Media(MediaCommand::Codec {
+                call: id,
+                side: Side::A,
+                payload_type: codec.payload_type,
+                alaw: matches!(codec.kind, sdp::CodecKind::Pcma),
+            }));
         }
         Some(anchored.sdp)
     }
@@ -1627,13 +1768,13 @@ impl Switch {
         }
         match resp.status {
             100 => {}
-            101..=199 => self.on_b_provisional(id, &resp),
+            101..=199 => self.on_b_provisional(now, id, &resp),
             200..=299 => self.on_b_answer(now, id, &resp),
             _ => self.on_b_failure(now, id, Some(resp.status)),
         }
     }
 
-    fn on_b_provisional(&mut self, id: CallId, resp: &Response) {
+    fn on_b_provisional(&mut self, now: Instant, id: CallId, resp: &Response) {
         let Some(b) = self.calls.get_mut(&id).and_then(|c| c.b.as_mut()) else {
             return;
         };
@@ -1649,6 +1790,7 @@ impl Switch {
             b.dialog.remote_tag = Some(tag);
         }
         if let Target::Seat(seat) = b.target.clone() {
+            self.acd.offer_ringing(now, id, &seat);
             self.emit(id, CallEventKind::Ringing { seat });
         }
     }
@@ -2137,6 +2279,18 @@ fn contact_peer(contact: &Uri, registered_over: Option<Peer>) -> Option<Peer> {
         },
         addr: SocketAddr::new(ip, port),
     })
+}
+
+/// Whether a request's body holds an SDP offer (plain, or a multipart with an SDP part).
+fn has_sdp_offer(req: &Request) -> bool {
+    let ct = req.content_type().unwrap_or("").to_ascii_lowercase();
+    if ct.starts_with("application/sdp") {
+        !req.body.is_empty()
+    } else if ct.starts_with("multipart/") {
+        !split_body(req).0.is_empty()
+    } else {
+        false
+    }
 }
 
 /// The SDP offer and the locations of an INVITE body (plain SDP or multipart/mixed).
