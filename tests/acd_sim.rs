@@ -398,7 +398,13 @@ impl Sim {
         for (seat, state) in self.acd.seats() {
             let online = self.online.get(seat).copied().unwrap_or(false);
             match state {
-                SeatState::Ringing { call, deadline } => {
+                // Reserved (offer decided, INVITE not yet answered by a provisional) and
+                // Ringing are both "offered" for the simulated switch.
+                SeatState::Reserved {
+                    call,
+                    until: deadline,
+                }
+                | SeatState::Ringing { call, deadline } => {
                     assert!(seen.insert(*call), "call {call} on two seats");
                     match self.calls.get(call).map(|c| &c.phase) {
                         Some(Phase::Ringing { seat: s, since }) if s == seat => {
