@@ -73,6 +73,24 @@ pub struct Config {
     pub queues: Vec<QueueConfig>,
     pub dialplan: DialplanConfig,
     pub seats: Vec<SeatConfig>,
+    pub callbacks: CallbacksConfig,
+}
+
+/// Abandoned-call callbacks (`[callbacks]`, [`crate::acd::callback`]).
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct CallbacksConfig {
+    /// A caller calling again within this many seconds of an abandon is matched to the
+    /// open callback task (closed `called-back`) instead of opening another; default 1800.
+    pub match_window_s: u64,
+}
+
+impl Default for CallbacksConfig {
+    fn default() -> CallbacksConfig {
+        CallbacksConfig {
+            match_window_s: 1800,
+        }
+    }
 }
 
 /// Where the dialplan comes from (DESIGN §5, `dialplans/README.md`).
@@ -319,6 +337,7 @@ impl Default for Config {
                     wrap_up_s: None,
                 })
                 .collect(),
+            callbacks: CallbacksConfig::default(),
         }
     }
 }

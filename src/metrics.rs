@@ -133,6 +133,9 @@ pub struct Metrics {
     pub build_info: Family<BuildLabels, Gauge>,
     /// `vigie_start_time_seconds`: process start, Unix time in seconds.
     pub start_time_seconds: FloatGauge,
+    /// `vigie_callbacks_open{queue}`: open abandoned-call callback tasks
+    /// ([`crate::acd::callback::CallbackBook`]).
+    pub callbacks_open: Family<QueueLabels, Gauge>,
     /// `vigie_offer_latency_seconds`: from the switch task taking a trunk's initial
     /// INVITE (RFC 3261 §13.3.1) to the client INVITE of its first offer leaving for a
     /// seat, seconds (includes the relay port allocation).
@@ -331,6 +334,12 @@ impl Metrics {
         let now = chrono::Utc::now();
         start_time_seconds
             .set(now.timestamp() as f64 + f64::from(now.timestamp_subsec_millis()) / 1000.0);
+        let callbacks_open = Family::<QueueLabels, Gauge>::default();
+        registry.register(
+            "vigie_callbacks_open",
+            "Open callback tasks for callers who hung up before an answer",
+            callbacks_open.clone(),
+        );
         let offer_latency_seconds = Histogram::new(SWITCH_LATENCY_BUCKETS);
         registry.register_with_unit(
             "vigie_offer_latency",
@@ -346,6 +355,7 @@ impl Metrics {
             answer_handoff_latency_seconds.clone(),
         );
         Metrics {
+            callbacks_open,
             offer_latency_seconds,
             answer_handoff_latency_seconds,
             registry,

@@ -12,6 +12,7 @@
 //! (a call returning from a failed offer or a failed overflow keeps its place); seats are
 //! chosen longest-idle first.
 
+pub mod callback;
 pub mod erlang;
 pub mod seat;
 

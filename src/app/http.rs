@@ -38,10 +38,13 @@ pub struct HttpState {
     pub events: broadcast::Sender<Arc<str>>,
     /// The latest wallboard snapshot, published by the switch task.
     pub wallboard: watch::Receiver<Arc<super::wallboard::Snapshot>>,
+    /// Abandoned-call callback tasks (`/api/v1/callbacks`).
+    pub callbacks: super::callbacks::CallbackDesk,
 }
 
 /// Serves HTTP on `listener` until the process ends.
 pub async fn serve(listener: TcpListener, state: HttpState) {
+    let callbacks = state.callbacks.routes();
     let agents = super::agents::routes(state.agents.clone());
     let app = Router::new()
         .route("/metrics", get(metrics))
@@ -53,7 +56,8 @@ pub async fn serve(listener: TcpListener, state: HttpState) {
         .route("/api/v1/events", get(events))
         .merge(super::wallboard::routes())
         .with_state(state)
-        .merge(agents);
+        .merge(agents)
+        .merge(callbacks);
     if let Err(e) = axum::serve(listener, app).await {
         tracing::error!(error = %e, "HTTP server stopped");
     }

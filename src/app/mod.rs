@@ -3,6 +3,7 @@
 
 pub mod agents;
 pub mod aml;
+mod callbacks;
 pub mod georef;
 pub mod http;
 pub mod outbox;
@@ -338,6 +339,11 @@ pub async fn start(config: Config) -> Result<(Bound, Shutdown), StartError> {
     let (agent_events, _) = tokio::sync::broadcast::channel(1024);
     let handoff_events = crate::dispatch::Publisher::channel();
     let (wallboard_tx, wallboard_rx) = wallboard::channel();
+    let callbacks = callbacks::CallbackDesk::new(
+        std::time::Duration::from_secs(config.callbacks.match_window_s),
+        Arc::clone(&metrics),
+        config.queues.iter().map(|q| q.name.clone()),
+    );
     tokio::spawn(http::serve(
         http_listener,
         http::HttpState {
@@ -351,6 +357,7 @@ pub async fn start(config: Config) -> Result<(Bound, Shutdown), StartError> {
             },
             events: handoff_events.clone(),
             wallboard: wallboard_rx,
+            callbacks: callbacks.clone(),
         },
     ));
     let (stop_tx, stop_rx) = watch::channel(false);
@@ -410,6 +417,7 @@ pub async fn start(config: Config) -> Result<(Bound, Shutdown), StartError> {
         sessions: HashMap::new(),
         metrics,
         recorder,
+        callbacks,
         status: status_tx,
         agent_events,
         agent_journal: crate::store::AgentJournal::spawn(
@@ -492,6 +500,8 @@ struct SwitchTask {
     sessions: HashMap<CallId, RelaySession>,
     metrics: Arc<Metrics>,
     recorder: Recorder,
+    /// Abandoned-call callback tasks, fed with every call event.
+    callbacks: callbacks::CallbackDesk,
     status: watch::Sender<Status>,
     /// Live seat and queue changes for the agents SSE stream.
     agent_events: tokio::sync::broadcast::Sender<(&'static str, String)>,
@@ -680,6 +690,7 @@ impl SwitchTask {
                     }
                     let at = chrono::Utc::now();
                     self.board.observe(&ev, at);
+                    self.callbacks.observe(&ev, at, Instant::now());
                     self.board_dirty = true;
                     self.recorder.record(&self.metrics, ev, at);
                     self.observe_latency(call, kind);

@@ -1,0 +1,310 @@
+//! Abandoned-call callbacks at the IO edge: feeds the sans-IO
+//! [`CallbackBook`](crate::acd::callback::CallbackBook) from the switch's call events,
+//! keeps `vigie_callbacks_open{queue}` current, and serves the API:
+//!
+//! - `GET /api/v1/callbacks?open=true` — tasks (only open ones with `open=true`), JSON array;
+//! - `POST /api/v1/callbacks/{id}/claim` with `{"seat": "agent01"}` — 200 with the task,
+//!   404 unknown, 409 closed or claimed by another seat;
+//! - `POST /api/v1/callbacks/{id}/close` with `{"outcome": "reached"}` — 200 with the task,
+//!   400 unknown outcome, 404 unknown task, 409 already closed.
+//!
+//! Not done yet (issue 5): offering open callbacks to the next free seat ahead of new
+//! calls, and journal rows in a `callbacks` table (tasks live in memory only and are lost
+//! at restart).
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::{Duration, Instant};
+
+use axum::Json;
+use axum::Router;
+use axum::extract::{Path, Query, State};
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use chrono::{DateTime, Utc};
+use serde::Deserialize;
+use serde_json::{Value, json};
+
+use crate::acd::CallId;
+use crate::acd::callback::{
+    Abandon, AbandonStage, CallbackBook, CallbackError, CallbackOutcome, CallbackState,
+    CallbackTask,
+};
+use crate::dispatch::document::LocationPart;
+use crate::metrics::{Metrics, QueueLabels};
+use crate::switch::event::{AbandonPhase, CallEvent, CallEventKind, EndCause};
+
+/// What the desk remembers of a live call until it ends.
+#[derive(Debug)]
+struct Live {
+    caller: String,
+    queue: String,
+    received: Instant,
+    location: Option<String>,
+    answered: bool,
+}
+
+#[derive(Debug)]
+struct Inner {
+    book: CallbackBook,
+    live: HashMap<CallId, Live>,
+}
+
+/// The callback book shared by the switch task (writer) and the HTTP handlers.
+#[derive(Clone)]
+pub struct CallbackDesk {
+    inner: Arc<Mutex<Inner>>,
+    metrics: Arc<Metrics>,
+}
+
+impl CallbackDesk {
+    /// A desk matching calls back within `match_window`; sets `vigie_callbacks_open` of
+    /// every queue in `queues` to 0.
+    pub fn new(
+        match_window: Duration,
+        metrics: Arc<Metrics>,
+        queues: impl IntoIterator<Item = String>,
+    ) -> CallbackDesk {
+        for queue in queues {
+            metrics
+                .callbacks_open
+                .get_or_create(&QueueLabels { queue })
+                .set(0);
+        }
+        CallbackDesk {
+            inner: Arc::new(Mutex::new(Inner {
+                book: CallbackBook::new(match_window),
+                live: HashMap::new(),
+            })),
+            metrics,
+        }
+    }
+
+    fn lock(&self) -> MutexGuard<'_, Inner> {
+        // A panic while holding the lock leaves consistent data (every update is one
+        // assignment): keep serving.
+        self.inner.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Feeds one call event observed at `at` (UTC) / `now` (monotonic).
+    pub fn observe(&self, ev: &CallEvent, at: DateTime<Utc>, now: Instant) {
+        let mut inner = self.lock();
+        let call = ev.call;
+        match &ev.kind {
+            CallEventKind::Received { caller, queue, .. } => {
+                inner.live.insert(
+                    call,
+                    Live {
+                        caller: caller.clone(),
+                        queue: queue.clone(),
+                        received: now,
+                        location: None,
+                        answered: false,
+                    },
+                );
+                if let Some(id) = inner.book.incoming(now, at, call, caller) {
+                    tracing::info!(%call, callback = id, %caller, "caller called back: callback task closed");
+                }
+            }
+            CallEventKind::Queued { queue } => {
+                if let Some(l) = inner.live.get_mut(&call) {
+                    l.queue = queue.clone();
+                }
+            }
+            CallEventKind::Located(loc) => {
+                if let Some(l) = inner.live.get_mut(&call)
+                    && l.location.is_none()
+                {
+                    l.location = location_summary(&LocationPart::from(loc));
+                }
+            }
+            CallEventKind::Answered { .. } | CallEventKind::OverflowAnswered { .. } => {
+                if let Some(l) = inner.live.get_mut(&call) {
+                    l.answered = true;
+                }
+            }
+            CallEventKind::Abandoned { phase } => {
+                if let Some(l) = inner.live.remove(&call) {
+                    let stage = match phase {
+                        AbandonPhase::Ringing => AbandonStage::Ringing,
+                        AbandonPhase::Overflowing => AbandonStage::Overflowing,
+                        _ => AbandonStage::Queued,
+                    };
+                    open_task(&mut inner.book, call, l, stage, at, now);
+                }
+            }
+            CallEventKind::Ended { cause } => {
+                // A caller's BYE/CANCEL before any answer outside a queue: during an
+                // announcement (the switch reports queue abandons as `Abandoned`).
+                if let Some(l) = inner.live.remove(&call)
+                    && !l.answered
+                    && *cause == EndCause::CallerHangup
+                {
+                    open_task(
+                        &mut inner.book,
+                        call,
+                        l,
+                        AbandonStage::Announcement,
+                        at,
+                        now,
+                    );
+                }
+            }
+            _ => {}
+        }
+        self.publish(&inner.book);
+    }
+
+    fn publish(&self, book: &CallbackBook) {
+        for (queue, open) in book.open_per_queue() {
+            self.metrics
+                .callbacks_open
+                .get_or_create(&QueueLabels { queue })
+                .set(i64::try_from(open).unwrap_or(i64::MAX));
+        }
+    }
+
+    /// The API routes, to merge into the HTTP router.
+    pub fn routes<S: Clone + Send + Sync + 'static>(&self) -> Router<S> {
+        Router::new()
+            .route("/api/v1/callbacks", get(list))
+            .route("/api/v1/callbacks/{id}/claim", post(claim))
+            .route("/api/v1/callbacks/{id}/close", post(close))
+            .with_state(self.clone())
+    }
+}
+
+fn open_task(
+    book: &mut CallbackBook,
+    call: CallId,
+    l: Live,
+    stage: AbandonStage,
+    at: DateTime<Utc>,
+    now: Instant,
+) {
+    let wait_s = now.saturating_duration_since(l.received).as_secs_f64();
+    let got = book.abandoned(
+        now,
+        at,
+        Abandon {
+            call,
+            caller: l.caller.clone(),
+            wait_s,
+            queue: l.queue,
+            stage,
+            location: l.location,
+        },
+    );
+    tracing::info!(%call, caller = %l.caller, wait_s, stage = stage.as_str(), ?got, "abandoned call: callback task");
+}
+
+/// `lat,lon ±radius m` with 5 decimals (about 1 m); `None` without coordinates.
+fn location_summary(p: &LocationPart) -> Option<String> {
+    let (lat, lon) = (p.lat?, p.lon?);
+    Some(match p.radius_m {
+        Some(r) => format!("{lat:.5},{lon:.5} ±{r:.0} m"),
+        None => format!("{lat:.5},{lon:.5}"),
+    })
+}
+
+/// A task as the API shows it.
+pub fn task_json(t: &CallbackTask) -> Value {
+    let mut doc = json!({
+        "id": t.id,
+        "call_id": t.call.to_string(),
+        "caller": t.caller,
+        "wait_seconds": t.wait_s,
+        "queue": t.queue,
+        "abandoned_while": t.stage.as_str(),
+        "location": t.location,
+        "created_at": crate::store::format_time(t.created_at),
+        "abandons": t.abandons,
+    });
+    match &t.state {
+        CallbackState::Open { claimed_by } => {
+            doc["state"] = json!("open");
+            doc["claimed_by"] = json!(claimed_by);
+        }
+        CallbackState::Closed {
+            outcome,
+            closed_at,
+            claimed_by,
+            linked_call,
+        } => {
+            doc["state"] = json!("closed");
+            doc["outcome"] = json!(outcome.as_str());
+            doc["closed_at"] = json!(crate::store::format_time(*closed_at));
+            doc["claimed_by"] = json!(claimed_by);
+            doc["linked_call_id"] = json!(linked_call.map(|c| c.to_string()));
+        }
+    }
+    doc
+}
+
+#[derive(Deserialize)]
+struct ListQuery {
+    open: Option<bool>,
+}
+
+async fn list(State(d): State<CallbackDesk>, Query(q): Query<ListQuery>) -> Json<Vec<Value>> {
+    let inner = d.lock();
+    Json(
+        inner
+            .book
+            .list(q.open.unwrap_or(false))
+            .map(task_json)
+            .collect(),
+    )
+}
+
+#[derive(Deserialize)]
+struct ClaimBody {
+    seat: String,
+}
+
+#[derive(Deserialize)]
+struct CloseBody {
+    outcome: String,
+}
+
+fn error_response(e: &CallbackError) -> Response {
+    let status = match e {
+        CallbackError::Unknown(_) => StatusCode::NOT_FOUND,
+        _ => StatusCode::CONFLICT,
+    };
+    (status, format!("{e}\n")).into_response()
+}
+
+async fn claim(
+    State(d): State<CallbackDesk>,
+    Path(id): Path<u64>,
+    Json(body): Json<ClaimBody>,
+) -> Response {
+    let mut inner = d.lock();
+    match inner.book.claim(id, &body.seat) {
+        Ok(t) => Json(task_json(t)).into_response(),
+        Err(e) => error_response(&e),
+    }
+}
+
+async fn close(
+    State(d): State<CallbackDesk>,
+    Path(id): Path<u64>,
+    Json(body): Json<CloseBody>,
+) -> Response {
+    let Some(outcome) = CallbackOutcome::parse(&body.outcome) else {
+        return (
+            StatusCode::BAD_REQUEST,
+            format!("unknown outcome {:?}\n", body.outcome),
+        )
+            .into_response();
+    };
+    let mut inner = d.lock();
+    let res = inner.book.close(id, outcome, Utc::now());
+    d.publish(&inner.book);
+    match res {
+        Ok(t) => Json(task_json(&t)).into_response(),
+        Err(e) => error_response(&e),
+    }
+}
