@@ -27,7 +27,9 @@ use std::time::{Duration, Instant};
 use proptest::prelude::*;
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
-use vigie::acd::{Acd, CallId, CallSpec, Decision, OfferFailure, QueueSpec, SeatState, erlang};
+use vigie::acd::{
+    Acd, CallId, CallSpec, Cause, Command, Decision, OfferFailure, QueueSpec, SeatState, erlang,
+};
 
 const QUEUE: &str = "line19";
 
@@ -723,10 +725,21 @@ fn run_scenario(ops: &[Op]) {
             }
         }
     }
-    // Drain: every seat back, every offer answered, every call ended.
+    // Drain: every seat back, every offer answered, every call ended. A seat the
+    // no-answer policy put on break (3 ring timeouts in a row) is unpaused, as a supervisor
+    // would; the ACD refuses the unpause of a seat that is not on break.
     for i in 0..SMALL_SEATS {
         if sim.online.get(&seat_name(i)) != Some(&true) {
             sim.login(&seat_name(i));
+        }
+        let now = sim.now;
+        if sim
+            .acd
+            .command(now, &seat_name(i), Command::Unpause, Cause::Api)
+            .is_ok()
+        {
+            sim.pull();
+            sim.step();
         }
     }
     let mut rounds = 0;
