@@ -65,6 +65,8 @@ pub struct Config {
     pub http: HttpConfig,
     pub media: MediaConfig,
     pub store: StoreConfig,
+    pub dispatch: DispatchConfig,
+    pub aml: AmlConfig,
     pub trunk: TrunkConfig,
     pub registrar: RegistrarConfig,
     pub features: FeaturesConfig,
@@ -138,6 +140,44 @@ pub struct StoreConfig {
     pub data_dir: PathBuf,
     /// Journal records buffered in memory before they spill to the file.
     pub journal_capacity: usize,
+    /// Database URL: unset = the SQLite file `vigie.sqlite` in `data_dir`;
+    /// `postgres://user@host:port/db` = PostgreSQL.
+    pub url: Option<String>,
+}
+
+/// Hand-off to dispatch (DESIGN §4): the webhook the transactional outbox delivers to, and
+/// the dereferencing of locations by reference (RFC 6442 §4.1).
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct DispatchConfig {
+    /// `http:`/`https:` URL every hand-off document is POSTed to; unset = documents stay in
+    /// the outbox (and on SSE/REST) until one is configured.
+    pub webhook_url: Option<String>,
+    /// Time allowed for one webhook POST, milliseconds.
+    pub timeout_ms: u64,
+    /// First wait after a failed delivery, milliseconds; doubles per failure.
+    pub retry_min_ms: u64,
+    /// Longest wait between delivery attempts, milliseconds.
+    pub retry_max_ms: u64,
+    /// Time allowed for one GET of a location by reference, milliseconds.
+    pub georef_timeout_ms: u64,
+    /// Retries of a failed GET of a location by reference (back-off doubling from 500 ms).
+    pub georef_retries: u32,
+}
+
+/// The AML endpoint (ETSI TS 103 625 §8): HTTPS when a certificate is set.
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct AmlConfig {
+    /// Listen address of the AML endpoint; unset = no endpoint.
+    pub listen: Option<SocketAddr>,
+    /// PEM certificate chain for TLS; with `key_path`. Unset = plain HTTP (tests, behind a
+    /// TLS-terminating proxy).
+    pub cert_path: Option<PathBuf>,
+    /// PEM private key for TLS.
+    pub key_path: Option<PathBuf>,
+    /// How long after a call's end an AML report still matches it, seconds.
+    pub match_after_end_s: u64,
 }
 
 /// The trunk from the operator's network.
@@ -263,6 +303,8 @@ impl Default for Config {
             http: HttpConfig::default(),
             media: MediaConfig::default(),
             store: StoreConfig::default(),
+            dispatch: DispatchConfig::default(),
+            aml: AmlConfig::default(),
             trunk: TrunkConfig::default(),
             registrar: RegistrarConfig::default(),
             features: FeaturesConfig::default(),
@@ -322,6 +364,31 @@ impl Default for StoreConfig {
         StoreConfig {
             data_dir: PathBuf::from("data"),
             journal_capacity: 10_000,
+            url: None,
+        }
+    }
+}
+
+impl Default for DispatchConfig {
+    fn default() -> DispatchConfig {
+        DispatchConfig {
+            webhook_url: None,
+            timeout_ms: 5_000,
+            retry_min_ms: 500,
+            retry_max_ms: 30_000,
+            georef_timeout_ms: 3_000,
+            georef_retries: 2,
+        }
+    }
+}
+
+impl Default for AmlConfig {
+    fn default() -> AmlConfig {
+        AmlConfig {
+            listen: None,
+            cert_path: None,
+            key_path: None,
+            match_after_end_s: 300,
         }
     }
 }

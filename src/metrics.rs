@@ -49,6 +49,14 @@ pub type FloatCounter = Counter<f64, AtomicU64>;
 /// Constructor of a histogram family's members.
 pub type HistogramFn = fn() -> Histogram;
 
+/// Bucket upper bounds, seconds, of the switch-path latency histograms
+/// (`vigie_offer_latency_seconds`, `vigie_answer_handoff_latency_seconds`): 50 µs to 1 s,
+/// fine around the 1 ms target of the capacity benchmarks (tools/bench).
+pub const SWITCH_LATENCY_BUCKETS: [f64; 18] = [
+    0.000_05, 0.000_1, 0.000_2, 0.000_3, 0.000_5, 0.000_75, 0.001, 0.001_5, 0.002, 0.003, 0.005,
+    0.007_5, 0.01, 0.02, 0.05, 0.1, 0.25, 1.0,
+];
+
 /// Every vigie metric family, and the registry that exposes them.
 #[derive(Debug)]
 pub struct Metrics {
@@ -125,6 +133,14 @@ pub struct Metrics {
     pub build_info: Family<BuildLabels, Gauge>,
     /// `vigie_start_time_seconds`: process start, Unix time in seconds.
     pub start_time_seconds: FloatGauge,
+    /// `vigie_offer_latency_seconds`: from the switch task taking a trunk's initial
+    /// INVITE (RFC 3261 §13.3.1) to the client INVITE of its first offer leaving for a
+    /// seat, seconds (includes the relay port allocation).
+    pub offer_latency_seconds: Histogram,
+    /// `vigie_answer_handoff_latency_seconds`: from the switch task taking a seat's 2xx
+    /// to the INVITE to the call's `answered` event handed to the recorder (journal and
+    /// metrics), seconds.
+    pub answer_handoff_latency_seconds: Histogram,
 }
 
 impl Metrics {
@@ -315,7 +331,23 @@ impl Metrics {
         let now = chrono::Utc::now();
         start_time_seconds
             .set(now.timestamp() as f64 + f64::from(now.timestamp_subsec_millis()) / 1000.0);
+        let offer_latency_seconds = Histogram::new(SWITCH_LATENCY_BUCKETS);
+        registry.register_with_unit(
+            "vigie_offer_latency",
+            "From a trunk INVITE taken by the switch to the INVITE of its first offer to a seat",
+            Unit::Seconds,
+            offer_latency_seconds.clone(),
+        );
+        let answer_handoff_latency_seconds = Histogram::new(SWITCH_LATENCY_BUCKETS);
+        registry.register_with_unit(
+            "vigie_answer_handoff_latency",
+            "From a seat's 2xx taken by the switch to the answered event handed to the recorder",
+            Unit::Seconds,
+            answer_handoff_latency_seconds.clone(),
+        );
         Metrics {
+            offer_latency_seconds,
+            answer_handoff_latency_seconds,
             registry,
             calls_waiting,
             longest_wait_seconds,
@@ -1095,6 +1127,27 @@ mod tests {
 
     fn line_of<'a>(text: &'a str, prefix: &str) -> Vec<&'a str> {
         text.lines().filter(|l| l.starts_with(prefix)).collect()
+    }
+
+    #[test]
+    fn switch_latency_histograms_bucket_their_observations() {
+        let metrics = Metrics::new("0.1.0");
+        metrics.offer_latency_seconds.observe(0.000_4);
+        metrics.offer_latency_seconds.observe(0.003);
+        metrics.answer_handoff_latency_seconds.observe(0.000_08);
+        let text = metrics.encode_prometheus_text();
+        let offer = line_of(&text, "vigie_offer_latency_seconds_bucket");
+        assert!(offer.contains(&"vigie_offer_latency_seconds_bucket{le=\"0.0003\"} 0"));
+        assert!(offer.contains(&"vigie_offer_latency_seconds_bucket{le=\"0.0005\"} 1"));
+        assert!(offer.contains(&"vigie_offer_latency_seconds_bucket{le=\"0.003\"} 2"));
+        assert_eq!(
+            line_of(&text, "vigie_offer_latency_seconds_count"),
+            ["vigie_offer_latency_seconds_count 2"]
+        );
+        assert!(
+            line_of(&text, "vigie_answer_handoff_latency_seconds_bucket")
+                .contains(&"vigie_answer_handoff_latency_seconds_bucket{le=\"0.0001\"} 1")
+        );
     }
 
     #[test]

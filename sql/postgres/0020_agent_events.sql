@@ -11,8 +11,8 @@ CREATE TABLE agent_events (
     reason      TEXT,                       -- break reason code when on_break
     state       TEXT NOT NULL,              -- logged_out, idle, reserved, ringing, on_call, wrap_up
     pending     TEXT,                       -- status taking effect when the seat is next idle
-    registered  BOOLEAN NOT NULL,          -- true when the seat has a registered contact
-    reachable   BOOLEAN NOT NULL,          -- true when it answers OPTIONS keep-alives
+    registered  INTEGER NOT NULL,          -- 1 when the seat has a registered contact (INTEGER as in SQLite: one query text for both)
+    reachable   INTEGER NOT NULL,          -- 1 when it answers OPTIONS keep-alives
     cause       TEXT NOT NULL,              -- api, feature_code, registered, no_answer_policy, ...
     call_id     TEXT                        -- the call concerned (ULID), if any
 );

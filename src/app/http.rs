@@ -1,5 +1,11 @@
 //! The HTTP listener (axum): `/metrics` for Prometheus, `/healthz`, and a read-only API
-//! over the live queue state and the call journal.
+//! over the live queue state, the call journal and the hand-off documents (DESIGN §4):
+//!
+//! - `GET /api/v1/calls?limit=N` (newest first) and `?active=true` (calls in progress);
+//! - `GET /api/v1/calls/{id}`: the call's latest hand-off document (its journal view when
+//!   it has none); `GET /api/v1/calls/{id}/journal`: the journal row with its events;
+//! - `GET /api/v1/events`: every hand-off document as it is published, as Server-Sent
+//!   Events (`event:` the document's event, `id:` its idempotency key, `data:` the JSON).
 
 use std::sync::Arc;
 
@@ -7,11 +13,14 @@ use axum::Json;
 use axum::Router;
 use axum::extract::{Path, Query, State};
 use axum::http::{HeaderMap, StatusCode, header};
+use axum::response::sse::{Event, KeepAlive, Sse};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use serde::Deserialize;
 use tokio::net::TcpListener;
-use tokio::sync::watch;
+use tokio::sync::{broadcast, watch};
+use tokio_stream::StreamExt;
+use tokio_stream::wrappers::BroadcastStream;
 
 use crate::metrics::{Format, Metrics};
 use crate::store::Store;
@@ -25,6 +34,8 @@ pub struct HttpState {
     pub status: watch::Receiver<Status>,
     pub store: Store,
     pub agents: super::agents::AgentsApi,
+    /// Every published hand-off document (JSON text), for `/api/v1/events`.
+    pub events: broadcast::Sender<Arc<str>>,
     /// The latest wallboard snapshot, published by the switch task.
     pub wallboard: watch::Receiver<Arc<super::wallboard::Snapshot>>,
 }
@@ -37,7 +48,9 @@ pub async fn serve(listener: TcpListener, state: HttpState) {
         .route("/healthz", get(|| async { "ok\n" }))
         .route("/api/v1/status", get(status))
         .route("/api/v1/calls", get(calls))
-        .route("/api/v1/calls/{id}", get(call))
+        .route("/api/v1/calls/{id}", get(call_handoff))
+        .route("/api/v1/calls/{id}/journal", get(call))
+        .route("/api/v1/events", get(events))
         .merge(super::wallboard::routes())
         .with_state(state)
         .merge(agents);
@@ -59,10 +72,18 @@ async fn status(State(s): State<HttpState>) -> Json<Status> {
 #[derive(Deserialize)]
 struct CallsQuery {
     limit: Option<u32>,
+    /// `true`: only the calls in progress (received, not ended).
+    active: Option<bool>,
 }
 
 async fn calls(State(s): State<HttpState>, Query(q): Query<CallsQuery>) -> Response {
-    match s.store.recent_calls(q.limit.unwrap_or(100).min(1000)).await {
+    let limit = q.limit.unwrap_or(100).min(1000);
+    let rows = if q.active == Some(true) {
+        s.store.active_calls(limit).await
+    } else {
+        s.store.recent_calls(limit).await
+    };
+    match rows {
         Ok(rows) => Json(rows.iter().map(super::call_json).collect::<Vec<_>>()).into_response(),
         Err(e) => (
             StatusCode::SERVICE_UNAVAILABLE,
@@ -70,6 +91,51 @@ async fn calls(State(s): State<HttpState>, Query(q): Query<CallsQuery>) -> Respo
         )
             .into_response(),
     }
+}
+
+/// The latest hand-off document of a call, as published; the journal view when none was.
+async fn call_handoff(state: State<HttpState>, Path(id): Path<String>) -> Response {
+    let Ok(call_id) = ulid::Ulid::from_string(&id) else {
+        return (StatusCode::BAD_REQUEST, "not a call id (ULID)\n").into_response();
+    };
+    match state.store.latest_handoff(call_id).await {
+        Ok(Some(doc)) => ([(header::CONTENT_TYPE, "application/json")], doc).into_response(),
+        Ok(None) => call(state, Path(id)).await,
+        Err(e) => (
+            StatusCode::SERVICE_UNAVAILABLE,
+            format!("journal unavailable: {e}\n"),
+        )
+            .into_response(),
+    }
+}
+
+/// Server-Sent Events: one event per published hand-off document. A subscriber too slow
+/// for [`crate::dispatch::SSE_BACKLOG`] documents gets a `lagged` event with the number it
+/// missed (it then reads `GET /api/v1/calls/{id}`).
+async fn events(State(s): State<HttpState>) -> Response {
+    let stream = BroadcastStream::new(s.events.subscribe()).map(|item| {
+        let event = match item {
+            Ok(json) => {
+                let head: serde_json::Value =
+                    serde_json::from_str(&json).unwrap_or(serde_json::Value::Null);
+                let mut event = Event::default().data(&*json);
+                if let Some(name) = head.get("event").and_then(|v| v.as_str()) {
+                    event = event.event(name);
+                }
+                if let Some(key) = head.get("idempotency_key").and_then(|v| v.as_str()) {
+                    event = event.id(key);
+                }
+                event
+            }
+            Err(tokio_stream::wrappers::errors::BroadcastStreamRecvError::Lagged(n)) => {
+                Event::default().event("lagged").data(n.to_string())
+            }
+        };
+        Ok::<Event, std::convert::Infallible>(event)
+    });
+    Sse::new(stream)
+        .keep_alive(KeepAlive::default())
+        .into_response()
 }
 
 async fn call(State(s): State<HttpState>, Path(id): Path<String>) -> Response {

@@ -2,7 +2,10 @@
 //! the HTTP server around one switch task that owns the sans-IO [`Switch`].
 
 pub mod agents;
+pub mod aml;
+pub mod georef;
 pub mod http;
+pub mod outbox;
 mod prompts;
 mod recorder;
 pub mod transport;
@@ -70,6 +73,16 @@ pub enum Input {
         call: CallId,
         session: Result<RelaySession, MediaError>,
     },
+    /// Locations that arrived off the call path (a dereferenced `Geolocation` URI): appended
+    /// to the call as a location update.
+    LocationUpdate {
+        call: CallId,
+        locations: Vec<crate::location::Location>,
+        /// Journal source label (`geolocation-uri`).
+        source: &'static str,
+    },
+    /// An AML report to correlate with a call (from the AML endpoint).
+    Aml(aml::AmlSubmission),
     /// A WAV prompt was read (or could not be) for a `Play` command.
     PromptLoaded {
         call: CallId,
@@ -96,6 +109,10 @@ pub enum StartError {
     },
     #[error("cannot open the call journal: {0}")]
     Store(#[from] StoreError),
+    #[error(transparent)]
+    Aml(#[from] aml::AmlServerError),
+    #[error("cannot build the HTTP client: {0}")]
+    HttpClient(#[source] reqwest::Error),
     /// The dialplan does not compile; carries the rendered diagnostics
     /// (`file:line:col`, caret, hint).
     #[error("the dialplan is refused:\n{0}")]
@@ -133,6 +150,8 @@ pub struct Bound {
     pub udp: Vec<SocketAddr>,
     pub tcp: Vec<SocketAddr>,
     pub http: SocketAddr,
+    /// The AML endpoint, when configured.
+    pub aml: Option<SocketAddr>,
 }
 
 /// Starts every task and runs until SIGINT/SIGTERM, then flushes the journal.
@@ -198,7 +217,10 @@ pub async fn start(config: Config) -> Result<(Bound, Shutdown), StartError> {
         .set(i64::from(config.trunk.capacity));
 
     let data_dir = config.store.data_dir.clone();
-    let store = Store::open_sqlite(data_dir.join("vigie.sqlite")).await?;
+    let store = match &config.store.url {
+        Some(url) => Store::open_url(url, crate::store::SqliteOptions::default()).await?,
+        None => Store::open_sqlite(data_dir.join("vigie.sqlite")).await?,
+    };
     let mut jcfg = JournalConfig::new(config.node_id.clone(), data_dir.join("journal-spill.jsonl"));
     jcfg.capacity = config.store.journal_capacity;
     let (journal, journal_task) = Journal::spawn(store.clone(), jcfg, metrics.journal.clone());
@@ -237,6 +259,7 @@ pub async fn start(config: Config) -> Result<(Bound, Shutdown), StartError> {
         udp: udp.iter().filter_map(|s| s.local_addr().ok()).collect(),
         tcp: tcp.iter().filter_map(|l| l.local_addr().ok()).collect(),
         http: http_listener.local_addr().unwrap_or(config.http.listen),
+        aml: None,
     };
 
     let local = LocalAddr {
@@ -313,6 +336,7 @@ pub async fn start(config: Config) -> Result<(Bound, Shutdown), StartError> {
     }
     let (status_tx, status_rx) = watch::channel(Status::default());
     let (agent_events, _) = tokio::sync::broadcast::channel(1024);
+    let handoff_events = crate::dispatch::Publisher::channel();
     let (wallboard_tx, wallboard_rx) = wallboard::channel();
     tokio::spawn(http::serve(
         http_listener,
@@ -325,18 +349,48 @@ pub async fn start(config: Config) -> Result<(Bound, Shutdown), StartError> {
                 status: status_rx,
                 events: agent_events.clone(),
             },
+            events: handoff_events.clone(),
             wallboard: wallboard_rx,
         },
     ));
     let (stop_tx, stop_rx) = watch::channel(false);
-    let recorder = Recorder::new(journal.clone()).with_service_levels(
-        &metrics,
-        config.queues.iter().map(|q| {
-            let threshold = std::time::Duration::from_secs(q.service_level_s);
-            (q.name.clone(), threshold)
-        }),
-        Instant::now(),
-    );
+    // One TLS provider for the process (rustls with ring: no C toolchain beyond cc).
+    let _ = rustls::crypto::ring::default_provider().install_default();
+    let http_client = reqwest::Client::builder()
+        .connect_timeout(std::time::Duration::from_millis(
+            config.dispatch.timeout_ms.max(100),
+        ))
+        .user_agent(config.sip.user_agent.clone())
+        .build()
+        .map_err(StartError::HttpClient)?;
+    let outbox_task = config.dispatch.webhook_url.clone().map(|url| {
+        tokio::spawn(outbox::run(
+            store.clone(),
+            http_client.clone(),
+            outbox::WebhookConfig {
+                url,
+                timeout: std::time::Duration::from_millis(config.dispatch.timeout_ms.max(1)),
+                retry_min: std::time::Duration::from_millis(config.dispatch.retry_min_ms.max(1)),
+                retry_max: std::time::Duration::from_millis(config.dispatch.retry_max_ms.max(1)),
+                poll: std::time::Duration::from_millis(200),
+            },
+            stop_rx.clone(),
+        ))
+    });
+    let mut bound = bound;
+    if let Some(listen) = config.aml.listen {
+        bound.aml = Some(aml::spawn(&config.aml, listen, inputs.clone()).await?);
+    }
+    let recorder = Recorder::new(journal.clone())
+        .with_service_levels(
+            &metrics,
+            config.queues.iter().map(|q| {
+                let threshold = std::time::Duration::from_secs(q.service_level_s);
+                (q.name.clone(), threshold)
+            }),
+            Instant::now(),
+        )
+        .with_events(handoff_events);
     let board = wallboard::Board::new(
         config.queues.iter().map(|q| {
             (
@@ -366,6 +420,14 @@ pub async fn start(config: Config) -> Result<(Bound, Shutdown), StartError> {
         last_queues: String::new(),
         seen_responses: [0; 7],
         seen_retransmissions: 0,
+        input_at: Instant::now(),
+        offer_clock: HashMap::new(),
+        http_client,
+        georef_timeout: std::time::Duration::from_millis(config.dispatch.georef_timeout_ms.max(1)),
+        georef_retries: config.dispatch.georef_retries,
+        aml_after_end: chrono::Duration::seconds(
+            i64::try_from(config.aml.match_after_end_s).unwrap_or(i64::MAX / 1000),
+        ),
         board,
         wallboard: wallboard_tx,
         board_dirty: false,
@@ -385,6 +447,9 @@ pub async fn start(config: Config) -> Result<(Bound, Shutdown), StartError> {
             );
         }
         let _ = journal_task.await;
+        if let Some(t) = outbox_task {
+            let _ = t.await;
+        }
         store.close().await;
     });
     Ok((
@@ -436,6 +501,17 @@ struct SwitchTask {
     last_queues: String,
     seen_responses: [u64; 7],
     seen_retransmissions: u64,
+    /// When the switch task took the input whose outputs are being drained.
+    input_at: Instant,
+    /// Calls received and not yet offered: when their INVITE was taken (for
+    /// `vigie_offer_latency_seconds`).
+    offer_clock: HashMap<CallId, Instant>,
+    /// For locations by reference (RFC 6442).
+    http_client: reqwest::Client,
+    georef_timeout: std::time::Duration,
+    georef_retries: u32,
+    /// How long after a call's end an AML report still matches it.
+    aml_after_end: chrono::Duration,
     /// The wallboard's day counts, fed with every call event.
     board: wallboard::Board,
     wallboard: wallboard::Publisher,
@@ -467,15 +543,22 @@ impl SwitchTask {
                 input = inputs.recv() => {
                     let Some(input) = input else { break };
                     self.handle_input(input);
-                    // Take whatever else is already queued before flushing outputs.
+                    // Take whatever else is already queued; outputs are drained after each
+                    // input so the latency histograms know which input caused them.
                     for _ in 0..256 {
                         match inputs.try_recv() {
-                            Ok(i) => self.handle_input(i),
+                            Ok(i) => {
+                                self.drain_outputs();
+                                self.handle_input(i);
+                            }
                             Err(_) => break,
                         }
                     }
                 }
-                _ = sleep => self.switch.handle_timeout(Instant::now()),
+                _ = sleep => {
+                    self.input_at = Instant::now();
+                    self.switch.handle_timeout(self.input_at);
+                }
                 Some(plan) = plans.recv() => {
                     // Calls in progress keep their own steps; new calls take this plan.
                     self.switch.set_plan(plan);
@@ -490,6 +573,7 @@ impl SwitchTask {
 
     fn handle_input(&mut self, input: Input) {
         let now = Instant::now();
+        self.input_at = now;
         self.switch.set_wall_clock(now, chrono::Utc::now());
         match input {
             Input::Sip { peer, msg } => self.switch.handle_message(now, peer, msg),
@@ -535,6 +619,24 @@ impl SwitchTask {
                     self.switch.handle_media_ready(now, call, None);
                 }
             },
+            Input::LocationUpdate {
+                call,
+                locations,
+                source,
+            } => {
+                self.recorder
+                    .record_location_update(call, &locations, source, chrono::Utc::now());
+            }
+            Input::Aml(sub) => {
+                let matched = self.recorder.record_aml(
+                    &sub.report,
+                    sub.sender.as_deref(),
+                    &sub.raw,
+                    chrono::Utc::now(),
+                    self.aml_after_end,
+                );
+                let _ = sub.reply.send(matched);
+            }
             Input::PromptLoaded {
                 call,
                 side,
@@ -569,10 +671,18 @@ impl SwitchTask {
                 }
                 Output::Event(ev) => {
                     tracing::debug!(call = %ev.call, kind = ev.kind.name(), "call event");
+                    let (call, kind) = (ev.call, latency_mark(&ev.kind));
+                    if let crate::switch::event::CallEventKind::LocationReference { uri, .. } =
+                        &ev.kind
+                        && georef::is_http(uri)
+                    {
+                        self.dereference(ev.call, uri.clone());
+                    }
                     let at = chrono::Utc::now();
                     self.board.observe(&ev, at);
                     self.board_dirty = true;
                     self.recorder.record(&self.metrics, ev, at);
+                    self.observe_latency(call, kind);
                 }
                 Output::Seat { seat, online } => {
                     tracing::info!(%seat, online, "seat registration changed");
@@ -641,6 +751,56 @@ impl SwitchTask {
         }
     }
 
+    /// Feeds `vigie_offer_latency_seconds` and `vigie_answer_handoff_latency_seconds`.
+    fn observe_latency(&mut self, call: CallId, mark: Option<LatencyMark>) {
+        match mark {
+            Some(LatencyMark::Received) => {
+                self.offer_clock.insert(call, self.input_at);
+            }
+            Some(LatencyMark::Offered) => {
+                if let Some(t) = self.offer_clock.remove(&call) {
+                    self.metrics
+                        .offer_latency_seconds
+                        .observe(t.elapsed().as_secs_f64());
+                }
+            }
+            Some(LatencyMark::Answered) => {
+                self.metrics
+                    .answer_handoff_latency_seconds
+                    .observe(self.input_at.elapsed().as_secs_f64());
+            }
+            Some(LatencyMark::Over) => {
+                self.offer_clock.remove(&call);
+            }
+            None => {}
+        }
+    }
+
+    /// Fetches a location by reference in its own task; the result comes back as
+    /// [`Input::LocationUpdate`]. The call never waits for it.
+    fn dereference(&self, call: CallId, uri: String) {
+        let client = self.http_client.clone();
+        let inputs = self.inputs_tx.clone();
+        let (timeout, retries) = (self.georef_timeout, self.georef_retries);
+        tokio::spawn(async move {
+            match georef::fetch(&client, &uri, timeout, retries).await {
+                Ok(locations) => {
+                    tracing::info!(%call, uri, count = locations.len(), "location by reference fetched");
+                    let _ = inputs
+                        .send(Input::LocationUpdate {
+                            call,
+                            locations,
+                            source: "geolocation-uri",
+                        })
+                        .await;
+                }
+                Err(e) => {
+                    tracing::warn!(%call, uri, error = %e, "location by reference not fetched")
+                }
+            }
+        });
+    }
+
     fn media(&mut self, cmd: MediaCommand) {
         match cmd {
             MediaCommand::Allocate { call } => {
@@ -686,6 +846,23 @@ impl SwitchTask {
                         self.prompts
                             .load(call, side, prompt, repeat, self.inputs_tx.clone())
                     }
+                }
+            }
+            MediaCommand::Codec {
+                call,
+                side,
+                payload_type,
+                alaw,
+            } => {
+                let codec = if alaw {
+                    media::Codec::Pcma
+                } else {
+                    media::Codec::Pcmu
+                };
+                if let Some(s) = self.sessions.get(&call)
+                    && let Err(e) = s.set_codec(media_side(side), codec, payload_type)
+                {
+                    tracing::debug!(%call, error = %e, "codec not set");
                 }
             }
             MediaCommand::StopPlay { call, side } => {
@@ -864,6 +1041,26 @@ impl SwitchTask {
             self.last_queues = queues;
         }
         let _ = self.status.send(status);
+    }
+}
+
+/// The call events the latency histograms start or stop on.
+#[derive(Debug, Clone, Copy)]
+enum LatencyMark {
+    Received,
+    Offered,
+    Answered,
+    Over,
+}
+
+fn latency_mark(kind: &crate::switch::event::CallEventKind) -> Option<LatencyMark> {
+    use crate::switch::event::CallEventKind as K;
+    match kind {
+        K::Received { .. } => Some(LatencyMark::Received),
+        K::Offered { .. } => Some(LatencyMark::Offered),
+        K::Answered { .. } => Some(LatencyMark::Answered),
+        K::Abandoned { .. } | K::Ended { .. } | K::Overflowed { .. } => Some(LatencyMark::Over),
+        _ => None,
     }
 }
 

@@ -8,7 +8,8 @@ use chrono::{DateTime, Utc};
 use serde_json::json;
 
 use crate::acd::CallId;
-use crate::dispatch::document::LocationPart;
+use crate::dispatch::document::{HandoffEvent, LocationPart, Outcome as HandoffOutcome};
+use crate::dispatch::{CallHandoff, Publisher};
 use crate::location::Location;
 use crate::metrics::{
     AbandonLabels, CallLabels, Metrics, OverflowLabels, QueueLabels, SeatIdLabels, SlWindow,
@@ -29,7 +30,18 @@ struct Live {
     /// The seat that answered, for its talk time.
     seat: Option<String>,
     overflowed: bool,
+    /// The call's hand-off document (DESIGN §4), from `Received` on.
+    handoff: Option<CallHandoff>,
+    /// When the call ended (monotonic); the entry is kept a while for late locations (AML).
+    ended: Option<Instant>,
+    /// When the call ended (wall clock), for AML correlation.
+    ended_at: Option<DateTime<Utc>>,
+    /// The caller number, for AML correlation.
+    caller: Option<String>,
 }
+
+/// How long an ended call is remembered for late location updates (AML after hang-up).
+const KEEP_ENDED: Duration = Duration::from_secs(600);
 
 /// Service level of one queue: its threshold and one rolling counter per window.
 #[derive(Debug)]
@@ -59,18 +71,124 @@ impl ServiceLevel {
 /// Journal + metrics writer for call events. Owned by the switch task.
 pub struct Recorder {
     journal: Journal,
+    publisher: Publisher,
     live: HashMap<CallId, Live>,
     /// Service level per queue name (queues from the configuration).
     service_levels: HashMap<String, ServiceLevel>,
 }
 
 impl Recorder {
+    /// A recorder writing to `journal`; hand-off documents go to the outbox (through the
+    /// journal) and to a broadcast nobody listens to until [`Recorder::with_events`].
     pub fn new(journal: Journal) -> Recorder {
         Recorder {
+            publisher: Publisher::new(journal.clone(), Publisher::channel()),
             journal,
             live: HashMap::new(),
             service_levels: HashMap::new(),
         }
+    }
+
+    /// Broadcasts every hand-off document on `events` too (the SSE stream).
+    pub fn with_events(
+        mut self,
+        events: tokio::sync::broadcast::Sender<std::sync::Arc<str>>,
+    ) -> Recorder {
+        self.publisher = Publisher::new(self.journal.clone(), events);
+        self
+    }
+
+    /// Locations that arrived off the call path for `call` (a dereferenced `Geolocation`
+    /// URI, an AML report), received at `at`: journalled as `source` (`geolocation-uri`,
+    /// `aml`) and appended to the hand-off document, which is published as a
+    /// `location_update`. Unknown or long-forgotten calls: journalled only.
+    pub fn record_location_update(
+        &mut self,
+        call: CallId,
+        locations: &[Location],
+        source: &str,
+        at: DateTime<Utc>,
+    ) {
+        let Some(live) = self.live.get_mut(&call) else {
+            tracing::warn!(%call, source, "location for a call no longer known: not journalled");
+            return;
+        };
+        for loc in locations {
+            let mut row = location_row(call, live.location_seq, at, loc);
+            row.source = source.to_owned();
+            live.location_seq += 1;
+            self.journal.record(JournalRecord::Location(row));
+            if let Some(h) = &mut live.handoff {
+                h.add_location(LocationPart::from(loc));
+            }
+        }
+        let seq = live.seq;
+        live.seq += 1;
+        self.journal.record(JournalRecord::Event {
+            call_id: call,
+            seq,
+            at,
+            kind: EventKind::Location,
+            detail: json!({"source": source, "count": locations.len()}),
+        });
+        if !locations.is_empty()
+            && let Some(h) = &mut live.handoff
+            && h.published() > 0
+        {
+            let doc = h.version(HandoffEvent::LocationUpdate, at);
+            self.publisher.publish(&doc);
+        }
+    }
+
+    /// An AML report (ETSI TS 103 625) arrived at `at`: matched to a live or recent call by
+    /// `sender` and time ([`crate::location::aml::correlate`], up to `after_end` after the
+    /// call's end), appended to it as a location update (source `aml`), and kept in
+    /// `aml_reports` either way. Returns the matched call.
+    pub fn record_aml(
+        &mut self,
+        report: &crate::location::aml::AmlReport,
+        sender: Option<&str>,
+        raw: &str,
+        at: DateTime<Utc>,
+        after_end: chrono::Duration,
+    ) -> Option<CallId> {
+        let ids: Vec<(CallId, String)> = self.live.keys().map(|id| (*id, id.to_string())).collect();
+        let candidates: Vec<crate::location::aml::AmlCallCandidate<'_>> = ids
+            .iter()
+            .filter_map(|(id, text)| {
+                let live = self.live.get(id)?;
+                Some(crate::location::aml::AmlCallCandidate {
+                    call_id: text.as_str(),
+                    caller_number: live.caller.as_deref(),
+                    received: live.received_at?,
+                    ended: live.ended_at,
+                })
+            })
+            .collect();
+        let matched = sender
+            .and_then(|s| crate::location::aml::correlate(s, at, &candidates, after_end))
+            .and_then(|text| ids.iter().find(|(_, t)| t == text).map(|(id, _)| *id));
+        let location = report.to_location();
+        let part = LocationPart::from(&location);
+        self.journal
+            .record(JournalRecord::Aml(crate::store::AmlRow {
+                id: ulid::Ulid::generate(),
+                received_at: at,
+                sender: sender.map(str::to_owned),
+                call_id: matched,
+                lat: part.lat,
+                lon: part.lon,
+                radius_m: part.radius_m,
+                raw: raw.to_owned(),
+            }));
+        match matched {
+            Some(call) => {
+                tracing::info!(%call, "AML report matched");
+                self.record_location_update(call, &[location], "aml", at);
+            }
+            None => tracing::warn!("AML report matches no live or recent call; kept"),
+        }
+        matched
     }
 
     /// Tracks the service level of `queues` (name, threshold) from `now`, and creates
@@ -92,6 +210,8 @@ impl Recorder {
     /// Sets `vigie_service_level_ratio` and `vigie_service_level_calls` of every queue
     /// for the windows ending at `now` (call it periodically: windows slide).
     pub fn publish_service_level(&mut self, metrics: &Metrics, now: Instant) {
+        self.live
+            .retain(|_, l| l.ended.is_none_or(|e| now.duration_since(e) < KEEP_ENDED));
         for (queue, sl) in &mut self.service_levels {
             for (window, counter) in &mut sl.windows {
                 let (met, total) = counter.totals(now);
@@ -137,6 +257,15 @@ impl Recorder {
             } => {
                 live.received_at = Some(at);
                 live.queue = queue.clone();
+                live.caller = Some(caller.clone());
+                live.handoff = Some(CallHandoff::received(
+                    &call.to_string(),
+                    sip_call_id,
+                    caller,
+                    caller_display.as_deref(),
+                    called,
+                    at,
+                ));
                 patch.queue = Some(queue.clone());
                 patch.sip_call_id = Some(sip_call_id.clone());
                 patch.caller = Some(caller.clone());
@@ -155,6 +284,11 @@ impl Recorder {
                 tags,
                 trace,
             } => {
+                if let Some(h) = &mut live.handoff {
+                    for t in tags {
+                        h.add_tag(t);
+                    }
+                }
                 let vars: serde_json::Map<String, serde_json::Value> = vars
                     .iter()
                     .map(|(k, v)| (k.clone(), serde_json::Value::String(v.clone())))
@@ -175,13 +309,63 @@ impl Recorder {
                 }
                 let detail = json!({"shape": row.shape, "source": row.source});
                 self.journal.record(JournalRecord::Location(row));
+                if let Some(h) = &mut live.handoff {
+                    h.add_location(LocationPart::from(loc));
+                    // A location after the first document is a mid-call update (re-INVITE,
+                    // UPDATE): appended, published at once.
+                    if h.published() > 0 {
+                        let doc = h.version(HandoffEvent::LocationUpdate, at);
+                        self.publisher.publish(&doc);
+                    }
+                }
                 (EventKind::Location, detail)
+            }
+            CallEventKind::LocationReference { uri, routing } => {
+                let mut part = LocationPart::reference(uri);
+                part.source.kind = "reference".to_owned();
+                let row = LocationRow {
+                    call_id: call,
+                    seq: live.location_seq,
+                    at,
+                    source: "geolocation-uri".to_owned(),
+                    shape: "reference".to_owned(),
+                    lat: None,
+                    lon: None,
+                    alt_m: None,
+                    radius_m: None,
+                    raw: Some(uri.clone()),
+                };
+                live.location_seq += 1;
+                self.journal.record(JournalRecord::Location(row));
+                if let Some(h) = &mut live.handoff {
+                    h.add_location(part);
+                    match routing {
+                        Some(true) => h.add_tag("geolocation_routing:yes"),
+                        Some(false) => h.add_tag("geolocation_routing:no"),
+                        None => {}
+                    }
+                    if h.published() > 0 {
+                        let doc = h.version(HandoffEvent::LocationUpdate, at);
+                        self.publisher.publish(&doc);
+                    }
+                }
+                (
+                    EventKind::Location,
+                    json!({"reference": uri, "geolocation_routing": routing}),
+                )
             }
             CallEventKind::LocationError(e) => (EventKind::Location, json!({"error": e})),
             CallEventKind::Queued { queue } => {
                 live.queue = queue.clone();
                 patch.queue = Some(queue.clone());
                 patch.queued_at = Some(at);
+                if let Some(h) = &mut live.handoff {
+                    h.queued(queue, at);
+                    if h.published() == 0 {
+                        let doc = h.version(HandoffEvent::Received, at);
+                        self.publisher.publish(&doc);
+                    }
+                }
                 (EventKind::Queued, json!({"queue": queue}))
             }
             CallEventKind::Offered { seat } => {
@@ -220,6 +404,12 @@ impl Recorder {
                 let wait = seconds_between(live.received_at, at);
                 patch.wait_seconds = wait;
                 live.seat = Some(seat.clone());
+                if let Some(h) = &mut live.handoff {
+                    publish_pending_received(&self.publisher, h, at);
+                    h.answered(Some(seat), at, wait);
+                    let doc = h.version(HandoffEvent::Answered, at);
+                    self.publisher.publish(&doc);
+                }
                 metrics
                     .seat_calls_answered
                     .get_or_create(&SeatIdLabels { seat: seat.clone() })
@@ -259,6 +449,12 @@ impl Recorder {
                 live.overflowed = true;
                 patch.answered_at = Some(at);
                 patch.wait_seconds = seconds_between(live.received_at, at);
+                if let Some(h) = &mut live.handoff {
+                    publish_pending_received(&self.publisher, h, at);
+                    h.answered(None, at, patch.wait_seconds);
+                    let doc = h.version(HandoffEvent::Answered, at);
+                    self.publisher.publish(&doc);
+                }
                 if let Some(sl) = self.service_levels.get_mut(&live.queue) {
                     sl.record(now, false);
                 }
@@ -325,11 +521,36 @@ impl Recorder {
             kind,
             detail,
         });
+        let patch_outcome = patch.outcome.map(|o| match o {
+            Outcome::Answered => HandoffOutcome::Answered,
+            Outcome::Abandoned => HandoffOutcome::Abandoned,
+            Outcome::Overflowed => HandoffOutcome::Overflowed,
+            _ => HandoffOutcome::Failed,
+        });
+        let patch_wait = patch.wait_seconds;
         self.journal.record(JournalRecord::CallUpdate(patch));
-        if ended {
-            self.live.remove(&call);
-            metrics.trunk_calls_active.dec();
+        if ended && let Some(live) = self.live.get_mut(&call) {
+            if live.ended.is_none() {
+                metrics.trunk_calls_active.dec();
+            }
+            live.ended = Some(now);
+            live.ended_at = Some(at);
+            if let (Some(h), Some(outcome)) = (&mut live.handoff, patch_outcome) {
+                publish_pending_received(&self.publisher, h, at);
+                h.ended(outcome, at, patch_wait);
+                let doc = h.version(HandoffEvent::Ended, at);
+                self.publisher.publish(&doc);
+            }
         }
+    }
+}
+
+/// Publishes the `received` document if it has not been yet (a call refused or answered
+/// before it was queued).
+fn publish_pending_received(publisher: &Publisher, h: &mut CallHandoff, at: DateTime<Utc>) {
+    if h.published() == 0 {
+        let doc = h.version(HandoffEvent::Received, at);
+        publisher.publish(&doc);
     }
 }
 

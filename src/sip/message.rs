@@ -7,6 +7,7 @@
 //! a parsed message means the message was built by hand.
 
 use std::fmt;
+use std::io::Write as _;
 
 use bytes::Bytes;
 
@@ -176,8 +177,17 @@ pub enum HeaderName {
 impl HeaderName {
     /// Recognises a header name in long or compact form, in any case.
     pub fn from_wire(name: &str) -> HeaderName {
-        let lower = name.to_ascii_lowercase();
-        match lower.as_str() {
+        // Lower-cased on the stack: no allocation for the names vigie knows (the longest
+        // is 19 octets); longer names are unknown and kept as received.
+        let mut buf = [0u8; 24];
+        let Some(dst) = buf.get_mut(..name.len()) else {
+            return HeaderName::Other(name.to_owned());
+        };
+        dst.copy_from_slice(name.as_bytes());
+        dst.make_ascii_lowercase();
+        // Lower-casing ASCII letters keeps the bytes valid UTF-8.
+        let lower = std::str::from_utf8(dst).unwrap_or_default();
+        match lower {
             "via" | "v" => HeaderName::Via,
             "from" | "f" => HeaderName::From,
             "to" | "t" => HeaderName::To,
@@ -211,7 +221,7 @@ impl HeaderName {
             "event" | "o" => HeaderName::Event,
             // Compact forms of headers without a variant (RFC 3261 §7.3.3, IANA SIP
             // parameters registry) are stored under their long name.
-            _ => match compact_long_name(&lower) {
+            _ => match compact_long_name(lower) {
                 Some(long) => HeaderName::Other(long.to_owned()),
                 None => HeaderName::Other(name.to_owned()),
             },
@@ -311,6 +321,11 @@ impl Headers {
     /// An empty header list.
     pub fn new() -> Headers {
         Headers(Vec::new())
+    }
+
+    /// An empty header list with room for `n` fields (the parser's guess for a message).
+    pub(crate) fn with_capacity(n: usize) -> Headers {
+        Headers(Vec::with_capacity(n))
     }
 
     /// The first value of `name`, if any.
@@ -595,7 +610,8 @@ fn write_headers_and_body(out: &mut Vec<u8>, headers: &Headers, body: &[u8]) {
         out.extend_from_slice(h.value.as_bytes());
         out.extend_from_slice(b"\r\n");
     }
-    out.extend_from_slice(format!("Content-Length: {}\r\n\r\n", body.len()).as_bytes());
+    // write! on a Vec<u8> cannot fail.
+    let _ = write!(out, "Content-Length: {}\r\n\r\n", body.len());
     out.extend_from_slice(body);
 }
 
@@ -603,7 +619,7 @@ impl Request {
     /// Serialises the request for the wire (RFC 3261 §7), with a correct Content-Length.
     pub fn to_bytes(&self) -> Vec<u8> {
         let mut out = Vec::with_capacity(512 + self.body.len());
-        out.extend_from_slice(format!("{} {} SIP/2.0\r\n", self.method, self.uri).as_bytes());
+        let _ = write!(out, "{} {} SIP/2.0\r\n", self.method, self.uri);
         write_headers_and_body(&mut out, &self.headers, &self.body);
         out
     }
@@ -613,7 +629,7 @@ impl Response {
     /// Serialises the response for the wire (RFC 3261 §7), with a correct Content-Length.
     pub fn to_bytes(&self) -> Vec<u8> {
         let mut out = Vec::with_capacity(512 + self.body.len());
-        out.extend_from_slice(format!("SIP/2.0 {} {}\r\n", self.status, self.reason).as_bytes());
+        let _ = write!(out, "SIP/2.0 {} {}\r\n", self.status, self.reason);
         write_headers_and_body(&mut out, &self.headers, &self.body);
         out
     }

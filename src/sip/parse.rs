@@ -626,7 +626,8 @@ impl<'a, I: Iterator<Item = &'a [u8]>> Iterator for RawHeaders<'a, I> {
 /// Builds [`Headers`] from the header lines, applying the UTF-8 policy described in the
 /// module documentation.
 fn parse_header_lines<'a>(lines: impl Iterator<Item = &'a [u8]>) -> Result<Headers, ParseError> {
-    let mut headers = Headers::new();
+    // A typical INVITE carries 10-16 header fields: one allocation instead of five.
+    let mut headers = Headers::with_capacity(16);
     for raw in RawHeaders::new(lines) {
         let raw = raw?;
         // The name is all token characters, hence ASCII.

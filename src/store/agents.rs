@@ -48,7 +48,7 @@ impl Store {
             sqlx::query(
                 "INSERT INTO agent_events (id, node_id, seat, at, status, reason, state, \
                  pending, registered, reachable, cause, call_id) \
-                 VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT (id) DO NOTHING",
+                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12) ON CONFLICT (id) DO NOTHING",
             )
             .bind(&r.id)
             .bind(node_id)
@@ -58,10 +58,11 @@ impl Store {
             .bind(&r.reason)
             .bind(&r.state)
             .bind(&r.pending)
-            .bind(r.registered)
-            .bind(r.reachable)
+            .bind(i64::from(r.registered))
+            .bind(i64::from(r.reachable))
             .bind(&r.cause)
             .bind(&r.call_id)
+            .persistent(false)
             .execute(&mut *tx)
             .await
             .map_err(StoreError::from_sqlx)?;
@@ -81,7 +82,7 @@ impl Store {
         use sqlx::Row;
         let rows = sqlx::query(
             "SELECT id, seat, at, status, reason, state, pending, registered, reachable, \
-             cause, call_id FROM agent_events WHERE seat = ? ORDER BY id LIMIT ?",
+             cause, call_id FROM agent_events WHERE seat = $1 ORDER BY id LIMIT $2",
         )
         .bind(seat)
         .bind(i64::from(limit))
@@ -98,8 +99,14 @@ impl Store {
                     reason: r.try_get("reason").map_err(StoreError::from_sqlx)?,
                     state: r.try_get("state").map_err(StoreError::from_sqlx)?,
                     pending: r.try_get("pending").map_err(StoreError::from_sqlx)?,
-                    registered: r.try_get("registered").map_err(StoreError::from_sqlx)?,
-                    reachable: r.try_get("reachable").map_err(StoreError::from_sqlx)?,
+                    registered: r
+                        .try_get::<i64, _>("registered")
+                        .map_err(StoreError::from_sqlx)?
+                        != 0,
+                    reachable: r
+                        .try_get::<i64, _>("reachable")
+                        .map_err(StoreError::from_sqlx)?
+                        != 0,
                     cause: r.try_get("cause").map_err(StoreError::from_sqlx)?,
                     call_id: r.try_get("call_id").map_err(StoreError::from_sqlx)?,
                 })

@@ -4,8 +4,9 @@
 //!   never fails; a writer task batches records into the database, spills them to
 //!   an append-only JSON-lines file when the channel is full or the database
 //!   fails, and replays the file in order once writes succeed again.
-//! - [`Store`]: the database (SQLite via sqlx; migrations embedded from
-//!   `sql/sqlite/`), with the read queries for the API and tests.
+//! - [`Store`]: the database (SQLite by default, PostgreSQL by URL, via sqlx's Any
+//!   driver; migrations embedded from `sql/sqlite/` and `sql/postgres/`), with the read
+//!   queries for the API, the outbox worker and tests.
 //! - [`JournalRecord`]: what is recorded: call events, call-row patches, locations.
 //!
 //! Wiring (in `app.rs`):
@@ -40,10 +41,10 @@ mod sqlite;
 pub use agents::{AgentEventRow, AgentJournal};
 pub use journal::{FlushReport, Journal, JournalConfig, JournalMetrics, Recorded};
 pub use model::{
-    CallPatch, CallRow, EventKind, EventRow, JournalRecord, LocationRow, Outcome, UnknownName,
-    format_time, parse_time,
+    AmlRow, CallPatch, CallRow, EventKind, EventRow, JournalRecord, LocationRow, OutboxRow,
+    Outcome, UnknownName, format_time, parse_time,
 };
-pub use sqlite::{SqliteOptions, Store};
+pub use sqlite::{Backend, SqliteOptions, Store};
 
 use std::path::PathBuf;
 
@@ -110,11 +111,19 @@ impl StoreError {
 fn sqlx_is_transient(error: &sqlx::Error) -> bool {
     match error {
         sqlx::Error::Database(db) => {
-            let code = db
-                .code()
-                .and_then(|code| code.parse::<i64>().ok())
-                .unwrap_or(0);
-            matches!(code & 0xff, 5 | 6 | 7 | 8 | 10 | 11 | 13 | 14 | 15 | 26)
+            let code = db.code().unwrap_or_default();
+            match code.parse::<i64>() {
+                Ok(code) => matches!(code & 0xff, 5 | 6 | 7 | 8 | 10 | 11 | 13 | 14 | 15 | 26),
+                // PostgreSQL SQLSTATE: connection exception (08), insufficient resources
+                // (53), operator intervention (57: shutdown, restart), serialization
+                // failure or deadlock (40001, 40P01), read-only transaction (25006).
+                Err(_) => {
+                    ["08", "53", "57"]
+                        .iter()
+                        .any(|class| code.starts_with(class))
+                        || matches!(&*code, "40001" | "40P01" | "25006")
+                }
+            }
         }
         sqlx::Error::Io(_)
         | sqlx::Error::PoolTimedOut

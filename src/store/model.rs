@@ -38,6 +38,12 @@ pub enum JournalRecord {
     /// A location received for the call: one row of `locations`, keyed by
     /// `(call_id, seq)`, written with `INSERT OR IGNORE`.
     Location(LocationRow),
+    /// A hand-off document for the transactional outbox (`dispatch_outbox` row, DESIGN §4),
+    /// written in the same transaction as the records before it; `INSERT OR IGNORE` on
+    /// `(call_id, sequence)`.
+    Handoff(OutboxRow),
+    /// An AML report received on the AML endpoint (`aml_reports` row), matched or not.
+    Aml(AmlRow),
 }
 
 impl JournalRecord {
@@ -47,6 +53,8 @@ impl JournalRecord {
             JournalRecord::Event { call_id, .. } => *call_id,
             JournalRecord::CallUpdate(patch) => patch.id,
             JournalRecord::Location(location) => location.call_id,
+            JournalRecord::Handoff(row) => row.call_id,
+            JournalRecord::Aml(row) => row.call_id.unwrap_or(row.id),
         }
     }
 }
@@ -306,6 +314,51 @@ pub struct LocationRow {
     pub raw: Option<String>,
 }
 
+/// One hand-off document in the transactional outbox (`dispatch_outbox` row, DESIGN §4).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct OutboxRow {
+    /// vigie's call id.
+    #[serde(with = "ulid_text")]
+    pub call_id: Ulid,
+    /// The document's rank among the call's documents, from 1.
+    pub sequence: u32,
+    /// `"{call_id}:{sequence}"`, sent as the `Idempotency-Key` header.
+    pub idempotency_key: String,
+    /// The document's event (`received`, `answered`, `location_update`, `ended`).
+    pub event: String,
+    /// When the document was built.
+    pub created_at: DateTime<Utc>,
+    /// The document, JSON text.
+    pub document: String,
+    /// Delivery attempts so far (0 when written).
+    pub attempts: u32,
+    /// When a 2xx acknowledged it; `None` while pending.
+    pub delivered_at: Option<DateTime<Utc>>,
+}
+
+/// One AML report as kept (`aml_reports` row, ETSI TS 103 625).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct AmlRow {
+    /// Id given on receipt (ULID).
+    #[serde(with = "ulid_text")]
+    pub id: Ulid,
+    /// When the endpoint received it.
+    pub received_at: DateTime<Utc>,
+    /// The caller number it names, if any (personal data).
+    pub sender: Option<String>,
+    /// The call it was matched to; `None` when unmatched.
+    #[serde(with = "opt_ulid_text")]
+    pub call_id: Option<Ulid>,
+    /// Latitude, WGS84 degrees.
+    pub lat: Option<f64>,
+    /// Longitude, WGS84 degrees.
+    pub lon: Option<f64>,
+    /// Uncertainty radius, metres.
+    pub radius_m: Option<f64>,
+    /// The message as received.
+    pub raw: String,
+}
+
 /// A `calls` row as read back by [`crate::store::Store`].
 #[derive(Debug, Clone, PartialEq)]
 pub struct CallRow {
@@ -389,6 +442,26 @@ mod ulid_text {
     pub fn deserialize<'de, D: Deserializer<'de>>(deserializer: D) -> Result<Ulid, D::Error> {
         let text = <std::borrow::Cow<'de, str>>::deserialize(deserializer)?;
         Ulid::from_string(&text).map_err(serde::de::Error::custom)
+    }
+}
+
+mod opt_ulid_text {
+    use serde::{Deserialize, Deserializer, Serializer};
+    use ulid::Ulid;
+
+    pub fn serialize<S: Serializer>(id: &Option<Ulid>, serializer: S) -> Result<S::Ok, S::Error> {
+        match id {
+            Some(id) => serializer.collect_str(id),
+            None => serializer.serialize_none(),
+        }
+    }
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(
+        deserializer: D,
+    ) -> Result<Option<Ulid>, D::Error> {
+        let text = <Option<std::borrow::Cow<'de, str>>>::deserialize(deserializer)?;
+        text.map(|t| Ulid::from_string(&t).map_err(serde::de::Error::custom))
+            .transpose()
     }
 }
 

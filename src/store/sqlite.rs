@@ -1,30 +1,42 @@
-//! [`Store`]: the journal's tables in a SQLite file, through sqlx.
+//! [`Store`]: the journal's tables in SQLite (default, a file in the data directory) or
+//! PostgreSQL (production), through sqlx's `Any` driver: one set of portable queries
+//! (`$1` placeholders, `ON CONFLICT`, TEXT times), migrations from `sql/sqlite/` or
+//! `sql/postgres/` by the database URL.
 
 use std::path::{Path, PathBuf};
 use std::str::FromStr;
 use std::time::Duration;
 
-use sqlx::Row;
-use sqlx::sqlite::{
-    SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteRow,
-    SqliteSynchronous,
-};
+use sqlx::any::{AnyPoolOptions, AnyRow};
+use sqlx::{AnyPool, Executor, Row};
 use ulid::Ulid;
 
 use super::StoreError;
 use super::model::{
-    CallPatch, CallRow, EventKind, EventRow, JournalRecord, LocationRow, Outcome, format_time,
-    parse_time,
+    AmlRow, CallPatch, CallRow, EventKind, EventRow, JournalRecord, LocationRow, OutboxRow,
+    Outcome, format_time, parse_time,
 };
 
 /// Migrations embedded from `sql/sqlite/` at build time.
 static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./sql/sqlite");
+/// Migrations embedded from `sql/postgres/` at build time.
+static PG_MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./sql/postgres");
 
-/// Settings for [`Store::open_sqlite_with`].
+/// Which database a [`Store`] talks to.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Backend {
+    /// A SQLite file (WAL, `synchronous=FULL`).
+    Sqlite,
+    /// A PostgreSQL server.
+    Postgres,
+}
+
+/// Settings for [`Store::open_sqlite_with`] and [`Store::open_url`].
 #[derive(Debug, Clone, PartialEq)]
 pub struct SqliteOptions {
     /// How long a statement waits for another connection's write lock before it
-    /// fails with `SQLITE_BUSY` (milliseconds resolution). Default 5 s.
+    /// fails with `SQLITE_BUSY` (milliseconds resolution); for PostgreSQL, the pool's
+    /// acquire timeout. Default 5 s.
     pub busy_timeout: Duration,
     /// Pool size (connections). Default 4: one writer, readers for the API.
     pub max_connections: u32,
@@ -45,8 +57,9 @@ impl Default for SqliteOptions {
 /// API and tests.
 #[derive(Debug, Clone)]
 pub struct Store {
-    pool: SqlitePool,
+    pool: AnyPool,
     path: PathBuf,
+    backend: Backend,
 }
 
 impl Store {
@@ -72,31 +85,86 @@ impl Store {
                 source,
             })?;
         }
-        let connect = SqliteConnectOptions::new()
-            .filename(&path)
-            .create_if_missing(true)
-            .journal_mode(SqliteJournalMode::Wal)
-            .synchronous(SqliteSynchronous::Full)
-            .busy_timeout(options.busy_timeout)
-            .foreign_keys(true);
-        let pool = SqlitePoolOptions::new()
-            .max_connections(options.max_connections.max(1))
-            .acquire_timeout(options.busy_timeout.max(Duration::from_secs(1)))
-            .connect_with(connect)
+        let url = format!("sqlite://{}?mode=rwc", path.display());
+        let store = Store::connect(&url, Backend::Sqlite, path, &options).await?;
+        // Persistent in the file: readers never block the writer.
+        store
+            .pool
+            .execute("PRAGMA journal_mode = WAL")
             .await
             .map_err(StoreError::from_sqlx)?;
-        MIGRATOR.run(&pool).await.map_err(StoreError::Migrate)?;
-        Ok(Store { pool, path })
+        Ok(store)
     }
 
     /// The connection pool, for the store's other repositories (`agents`).
-    pub(crate) fn pool(&self) -> &SqlitePool {
+    pub(crate) fn pool(&self) -> &AnyPool {
         &self.pool
     }
 
     /// The database file.
+    /// Opens the database named by `url`: `postgres://user@host:port/db` (or
+    /// `postgresql://`) for PostgreSQL, `sqlite://path` or a plain path for SQLite; runs
+    /// the migrations of that backend (`sql/postgres/` or `sql/sqlite/`).
+    ///
+    /// Errors: as [`Store::open_sqlite`].
+    pub async fn open_url(url: &str, options: SqliteOptions) -> Result<Store, StoreError> {
+        if url.starts_with("postgres://") || url.starts_with("postgresql://") {
+            Store::connect(url, Backend::Postgres, PathBuf::new(), &options).await
+        } else {
+            let path = url.strip_prefix("sqlite://").unwrap_or(url);
+            let path = path.split('?').next().unwrap_or(path);
+            Store::open_sqlite_with(path, options).await
+        }
+    }
+
+    async fn connect(
+        url: &str,
+        backend: Backend,
+        path: PathBuf,
+        options: &SqliteOptions,
+    ) -> Result<Store, StoreError> {
+        sqlx::any::install_default_drivers();
+        let busy_ms = options.busy_timeout.as_millis();
+        let pool = AnyPoolOptions::new()
+            .max_connections(options.max_connections.max(1))
+            .acquire_timeout(options.busy_timeout.max(Duration::from_secs(1)))
+            .after_connect(move |conn, _| {
+                Box::pin(async move {
+                    if backend == Backend::Sqlite {
+                        // A number we formatted: no injection possible.
+                        sqlx::raw_sql(sqlx::AssertSqlSafe(format!(
+                            "PRAGMA busy_timeout = {busy_ms}"
+                        )))
+                        .execute(&mut *conn)
+                        .await?;
+                        conn.execute("PRAGMA foreign_keys = ON").await?;
+                    }
+                    Ok(())
+                })
+            })
+            .connect(url)
+            .await
+            .map_err(StoreError::from_sqlx)?;
+        let migrator = match backend {
+            Backend::Sqlite => &MIGRATOR,
+            Backend::Postgres => &PG_MIGRATOR,
+        };
+        migrator.run(&pool).await.map_err(StoreError::Migrate)?;
+        Ok(Store {
+            pool,
+            path,
+            backend,
+        })
+    }
+
+    /// The database file (empty for PostgreSQL).
     pub fn path(&self) -> &Path {
         &self.path
+    }
+
+    /// The database this store talks to.
+    pub fn backend(&self) -> Backend {
+        self.backend
     }
 
     /// Closes the pool, waiting for connections to be returned.
@@ -115,7 +183,10 @@ impl Store {
     ) -> Result<(), StoreError> {
         let mut tx = self
             .pool
-            .begin_with("BEGIN IMMEDIATE")
+            .begin_with(match self.backend {
+                Backend::Sqlite => "BEGIN IMMEDIATE",
+                Backend::Postgres => "BEGIN",
+            })
             .await
             .map_err(StoreError::from_sqlx)?;
         for record in records {
@@ -129,8 +200,11 @@ impl Store {
                 } => {
                     sqlx::query(
                         "INSERT INTO call_events (call_id, seq, at, kind, detail) \
-                         VALUES (?, ?, ?, ?, ?) ON CONFLICT (call_id, seq) DO NOTHING",
+                         VALUES ($1, $2, $3, $4, $5) ON CONFLICT (call_id, seq) DO NOTHING",
                     )
+                    // Not cached: PostgreSQL keeps a prepared statement's parameter types, and an
+                    // optional column bound NULL once then a value would be refused.
+                    .persistent(false)
                     .bind(call_id.to_string())
                     .bind(i64::from(*seq))
                     .bind(format_time(*at))
@@ -146,9 +220,158 @@ impl Store {
                 JournalRecord::Location(location) => {
                     insert_location(&mut tx, location).await?;
                 }
+                JournalRecord::Handoff(row) => {
+                    sqlx::query(
+                        "INSERT INTO dispatch_outbox (call_id, sequence, idempotency_key, event, \
+                         created_at, document) VALUES ($1, $2, $3, $4, $5, $6) \
+                         ON CONFLICT (call_id, sequence) DO NOTHING",
+                    )
+                    // Not cached: PostgreSQL keeps a prepared statement's parameter types, and an
+                    // optional column bound NULL once then a value would be refused.
+                    .persistent(false)
+                    .bind(row.call_id.to_string())
+                    .bind(i64::from(row.sequence))
+                    .bind(row.idempotency_key.as_str())
+                    .bind(row.event.as_str())
+                    .bind(format_time(row.created_at))
+                    .bind(row.document.as_str())
+                    .execute(&mut *tx)
+                    .await
+                    .map_err(StoreError::from_sqlx)?;
+                }
+                JournalRecord::Aml(row) => {
+                    sqlx::query(
+                        "INSERT INTO aml_reports (id, received_at, sender, call_id, lat, lon, \
+                         radius_m, raw) VALUES ($1, $2, $3, $4, $5, $6, $7, $8) \
+                         ON CONFLICT (id) DO NOTHING",
+                    )
+                    // Not cached: PostgreSQL keeps a prepared statement's parameter types, and an
+                    // optional column bound NULL once then a value would be refused.
+                    .persistent(false)
+                    .bind(row.id.to_string())
+                    .bind(format_time(row.received_at))
+                    .bind(row.sender.as_deref())
+                    .bind(row.call_id.map(|c| c.to_string()))
+                    .bind(row.lat)
+                    .bind(row.lon)
+                    .bind(row.radius_m)
+                    .bind(row.raw.as_str())
+                    .execute(&mut *tx)
+                    .await
+                    .map_err(StoreError::from_sqlx)?;
+                }
             }
         }
         tx.commit().await.map_err(StoreError::from_sqlx)
+    }
+
+    /// Up to `limit` hand-off documents not yet acknowledged, oldest first
+    /// (`created_at`, then call and sequence: a call's documents stay in order).
+    pub async fn pending_outbox(&self, limit: u32) -> Result<Vec<OutboxRow>, StoreError> {
+        let rows = sqlx::query(
+            "SELECT * FROM dispatch_outbox WHERE delivered_at IS NULL \
+             ORDER BY created_at, call_id, sequence LIMIT $1",
+        )
+        .bind(i64::from(limit))
+        .fetch_all(&self.pool)
+        .await
+        .map_err(StoreError::from_sqlx)?;
+        rows.iter().map(outbox_row).collect()
+    }
+
+    /// Every outbox row of call `id`, by sequence.
+    pub async fn call_outbox(&self, id: Ulid) -> Result<Vec<OutboxRow>, StoreError> {
+        let rows =
+            sqlx::query("SELECT * FROM dispatch_outbox WHERE call_id = $1 ORDER BY sequence")
+                .bind(id.to_string())
+                .fetch_all(&self.pool)
+                .await
+                .map_err(StoreError::from_sqlx)?;
+        rows.iter().map(outbox_row).collect()
+    }
+
+    /// The latest hand-off document of call `id` (JSON text), if any.
+    pub async fn latest_handoff(&self, id: Ulid) -> Result<Option<String>, StoreError> {
+        let row = sqlx::query(
+            "SELECT document FROM dispatch_outbox WHERE call_id = $1 \
+             ORDER BY sequence DESC LIMIT 1",
+        )
+        .bind(id.to_string())
+        .fetch_optional(&self.pool)
+        .await
+        .map_err(StoreError::from_sqlx)?;
+        row.map(|r| column::<String>(&r, "dispatch_outbox", "document"))
+            .transpose()
+    }
+
+    /// Marks the document `key` acknowledged at `at` (a 2xx answered).
+    pub async fn mark_delivered(
+        &self,
+        key: &str,
+        at: chrono::DateTime<chrono::Utc>,
+    ) -> Result<(), StoreError> {
+        sqlx::query(
+            "UPDATE dispatch_outbox SET delivered_at = $1, attempts = attempts + 1, \
+             last_error = NULL WHERE idempotency_key = $2",
+        )
+        .bind(format_time(at))
+        .bind(key)
+        .execute(&self.pool)
+        .await
+        .map_err(StoreError::from_sqlx)?;
+        Ok(())
+    }
+
+    /// Counts a failed delivery attempt of document `key`, with why.
+    pub async fn mark_failed(&self, key: &str, error: &str) -> Result<(), StoreError> {
+        sqlx::query(
+            "UPDATE dispatch_outbox SET attempts = attempts + 1, last_error = $1 \
+             WHERE idempotency_key = $2",
+        )
+        .bind(error)
+        .bind(key)
+        .execute(&self.pool)
+        .await
+        .map_err(StoreError::from_sqlx)?;
+        Ok(())
+    }
+
+    /// Calls in progress: received and not ended, newest first (at most `limit`).
+    pub async fn active_calls(&self, limit: u32) -> Result<Vec<CallRow>, StoreError> {
+        let rows = sqlx::query(
+            "SELECT * FROM calls WHERE ended_at IS NULL ORDER BY received_at DESC LIMIT $1",
+        )
+        .bind(i64::from(limit))
+        .fetch_all(&self.pool)
+        .await
+        .map_err(StoreError::from_sqlx)?;
+        rows.iter().map(call_row).collect()
+    }
+
+    /// Calls whose caller may have sent an AML report arriving now: received since
+    /// `since`, with their caller number, received and ended times (newest first, at most
+    /// 1000).
+    pub async fn calls_since(
+        &self,
+        since: chrono::DateTime<chrono::Utc>,
+    ) -> Result<Vec<CallRow>, StoreError> {
+        let rows = sqlx::query(
+            "SELECT * FROM calls WHERE received_at >= $1 ORDER BY received_at DESC LIMIT 1000",
+        )
+        .bind(format_time(since))
+        .fetch_all(&self.pool)
+        .await
+        .map_err(StoreError::from_sqlx)?;
+        rows.iter().map(call_row).collect()
+    }
+
+    /// Every AML report kept, oldest first.
+    pub async fn aml_reports(&self) -> Result<Vec<AmlRow>, StoreError> {
+        let rows = sqlx::query("SELECT * FROM aml_reports ORDER BY received_at")
+            .fetch_all(&self.pool)
+            .await
+            .map_err(StoreError::from_sqlx)?;
+        rows.iter().map(aml_row).collect()
     }
 
     /// The `calls` row of `id`, if any.
@@ -157,7 +380,7 @@ impl Store {
             "SELECT id, node_id, sip_call_id, caller, caller_display, called, queue, \
              agent_seat, received_at, queued_at, answered_at, ended_at, outcome, end_cause, \
              wait_seconds, talk_seconds, location_lat, location_lon, location_radius_m \
-             FROM calls WHERE id = ?",
+             FROM calls WHERE id = $1",
         )
         .bind(id.to_string())
         .fetch_optional(&self.pool)
@@ -172,7 +395,7 @@ impl Store {
             "SELECT id, node_id, sip_call_id, caller, caller_display, called, queue, \
              agent_seat, received_at, queued_at, answered_at, ended_at, outcome, end_cause, \
              wait_seconds, talk_seconds, location_lat, location_lon, location_radius_m \
-             FROM calls ORDER BY received_at DESC, id DESC LIMIT ?",
+             FROM calls ORDER BY received_at DESC, id DESC LIMIT $1",
         )
         .bind(i64::from(limit))
         .fetch_all(&self.pool)
@@ -185,7 +408,7 @@ impl Store {
     pub async fn call_events(&self, id: Ulid) -> Result<Vec<EventRow>, StoreError> {
         let rows = sqlx::query(
             "SELECT call_id, seq, at, kind, detail FROM call_events \
-             WHERE call_id = ? ORDER BY seq",
+             WHERE call_id = $1 ORDER BY seq",
         )
         .bind(id.to_string())
         .fetch_all(&self.pool)
@@ -198,7 +421,7 @@ impl Store {
     pub async fn call_locations(&self, id: Ulid) -> Result<Vec<LocationRow>, StoreError> {
         let rows = sqlx::query(
             "SELECT call_id, seq, at, source, shape, lat, lon, alt_m, radius_m, raw \
-             FROM locations WHERE call_id = ? ORDER BY seq",
+             FROM locations WHERE call_id = $1 ORDER BY seq",
         )
         .bind(id.to_string())
         .fetch_all(&self.pool)
@@ -243,7 +466,7 @@ impl Store {
 }
 
 async fn upsert_call(
-    tx: &mut sqlx::Transaction<'static, sqlx::Sqlite>,
+    tx: &mut sqlx::Transaction<'static, sqlx::Any>,
     node_id: &str,
     patch: &CallPatch,
 ) -> Result<(), StoreError> {
@@ -253,7 +476,7 @@ async fn upsert_call(
         "INSERT INTO calls (id, node_id, sip_call_id, caller, caller_display, called, queue, \
          agent_seat, received_at, queued_at, answered_at, ended_at, outcome, end_cause, \
          wait_seconds, talk_seconds, location_lat, location_lon, location_radius_m) \
-         VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) \
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18, $19) \
          ON CONFLICT (id) DO UPDATE SET \
          sip_call_id = COALESCE(excluded.sip_call_id, calls.sip_call_id), \
          caller = COALESCE(excluded.caller, calls.caller), \
@@ -273,6 +496,9 @@ async fn upsert_call(
          location_lon = COALESCE(excluded.location_lon, calls.location_lon), \
          location_radius_m = COALESCE(excluded.location_radius_m, calls.location_radius_m)",
     )
+    // Not cached: PostgreSQL keeps a prepared statement's parameter types, and an
+    // optional column bound NULL once then a value would be refused.
+    .persistent(false)
     .bind(patch.id.to_string())
     .bind(node_id)
     .bind(patch.sip_call_id.as_deref())
@@ -299,13 +525,16 @@ async fn upsert_call(
 }
 
 async fn insert_location(
-    tx: &mut sqlx::Transaction<'static, sqlx::Sqlite>,
+    tx: &mut sqlx::Transaction<'static, sqlx::Any>,
     location: &LocationRow,
 ) -> Result<(), StoreError> {
     sqlx::query(
         "INSERT INTO locations (call_id, seq, at, source, shape, lat, lon, alt_m, radius_m, raw) \
-         VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT (call_id, seq) DO NOTHING",
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10) ON CONFLICT (call_id, seq) DO NOTHING",
     )
+    // Not cached: PostgreSQL keeps a prepared statement's parameter types, and an
+    // optional column bound NULL once then a value would be refused.
+    .persistent(false)
     .bind(location.call_id.to_string())
     .bind(i64::from(location.seq))
     .bind(format_time(location.at))
@@ -323,13 +552,9 @@ async fn insert_location(
 }
 
 /// Reads one column, mapping a type mismatch to [`StoreError::Corrupt`].
-fn column<'r, T>(
-    row: &'r SqliteRow,
-    table: &'static str,
-    name: &'static str,
-) -> Result<T, StoreError>
+fn column<'r, T>(row: &'r AnyRow, table: &'static str, name: &'static str) -> Result<T, StoreError>
 where
-    T: sqlx::Decode<'r, sqlx::Sqlite> + sqlx::Type<sqlx::Sqlite>,
+    T: sqlx::Decode<'r, sqlx::Any> + sqlx::Type<sqlx::Any>,
 {
     row.try_get::<T, _>(name).map_err(|_| StoreError::Corrupt {
         table,
@@ -338,11 +563,7 @@ where
     })
 }
 
-fn ulid_column(
-    row: &SqliteRow,
-    table: &'static str,
-    name: &'static str,
-) -> Result<Ulid, StoreError> {
+fn ulid_column(row: &AnyRow, table: &'static str, name: &'static str) -> Result<Ulid, StoreError> {
     let text: String = column(row, table, name)?;
     Ulid::from_str(&text).map_err(|_| StoreError::Corrupt {
         table,
@@ -352,7 +573,7 @@ fn ulid_column(
 }
 
 fn time_column(
-    row: &SqliteRow,
+    row: &AnyRow,
     table: &'static str,
     name: &'static str,
     key: &Ulid,
@@ -368,7 +589,7 @@ fn time_column(
     .transpose()
 }
 
-fn call_row(row: &SqliteRow) -> Result<CallRow, StoreError> {
+fn call_row(row: &AnyRow) -> Result<CallRow, StoreError> {
     const T: &str = "calls";
     let id = ulid_column(row, T, "id")?;
     let outcome: Option<String> = column(row, T, "outcome")?;
@@ -404,7 +625,59 @@ fn call_row(row: &SqliteRow) -> Result<CallRow, StoreError> {
     })
 }
 
-fn event_row(row: &SqliteRow) -> Result<EventRow, StoreError> {
+fn outbox_row(row: &AnyRow) -> Result<OutboxRow, StoreError> {
+    const T: &str = "dispatch_outbox";
+    let call_id = ulid_column(row, T, "call_id")?;
+    let corrupt = |column: &'static str| StoreError::Corrupt {
+        table: T,
+        column,
+        key: call_id.to_string(),
+    };
+    let sequence: i64 = column(row, T, "sequence")?;
+    let attempts: i64 = column(row, T, "attempts")?;
+    Ok(OutboxRow {
+        call_id,
+        sequence: u32::try_from(sequence).map_err(|_| corrupt("sequence"))?,
+        idempotency_key: column(row, T, "idempotency_key")?,
+        event: column(row, T, "event")?,
+        created_at: time_column(row, T, "created_at", &call_id)?
+            .ok_or_else(|| corrupt("created_at"))?,
+        document: column(row, T, "document")?,
+        attempts: u32::try_from(attempts).map_err(|_| corrupt("attempts"))?,
+        delivered_at: time_column(row, T, "delivered_at", &call_id)?,
+    })
+}
+
+fn aml_row(row: &AnyRow) -> Result<AmlRow, StoreError> {
+    const T: &str = "aml_reports";
+    let id = ulid_column(row, T, "id")?;
+    let call_id: Option<String> = column(row, T, "call_id")?;
+    let call_id = call_id
+        .map(|c| {
+            Ulid::from_str(&c).map_err(|_| StoreError::Corrupt {
+                table: T,
+                column: "call_id",
+                key: id.to_string(),
+            })
+        })
+        .transpose()?;
+    Ok(AmlRow {
+        id,
+        received_at: time_column(row, T, "received_at", &id)?.ok_or(StoreError::Corrupt {
+            table: T,
+            column: "received_at",
+            key: id.to_string(),
+        })?,
+        sender: column(row, T, "sender")?,
+        call_id,
+        lat: column(row, T, "lat")?,
+        lon: column(row, T, "lon")?,
+        radius_m: column(row, T, "radius_m")?,
+        raw: column(row, T, "raw")?,
+    })
+}
+
+fn event_row(row: &AnyRow) -> Result<EventRow, StoreError> {
     const T: &str = "call_events";
     let call_id = ulid_column(row, T, "call_id")?;
     let corrupt = |column: &'static str| StoreError::Corrupt {
@@ -428,7 +701,7 @@ fn event_row(row: &SqliteRow) -> Result<EventRow, StoreError> {
     })
 }
 
-fn location_row(row: &SqliteRow) -> Result<LocationRow, StoreError> {
+fn location_row(row: &AnyRow) -> Result<LocationRow, StoreError> {
     const T: &str = "locations";
     let call_id = ulid_column(row, T, "call_id")?;
     let seq: i64 = column(row, T, "seq")?;

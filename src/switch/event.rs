@@ -114,6 +114,16 @@ pub enum CallEventKind {
     Located(Location),
     /// A location body could not be read; the call goes on without it.
     LocationError(String),
+    /// A location by reference (`Geolocation: <https://…>`, RFC 6442 §4.1) came with the
+    /// INVITE or a mid-call re-INVITE/UPDATE; the IO edge dereferences `http:`/`https:`
+    /// URIs off the call path.
+    LocationReference {
+        /// The location URI as sent.
+        uri: String,
+        /// `Geolocation-Routing` (RFC 6442 §4.2): `Some(true)` for `yes`, `Some(false)` for
+        /// `no`, `None` when absent or unknown.
+        routing: Option<bool>,
+    },
     /// Queued in a queue.
     Queued {
         /// The ACD queue's name ([`crate::acd::QueueSpec::name`]).
@@ -185,6 +195,7 @@ impl CallEventKind {
             CallEventKind::Routed { .. } => "routed",
             CallEventKind::Located(_) => "location",
             CallEventKind::LocationError(_) => "location_error",
+            CallEventKind::LocationReference { .. } => "location_reference",
             CallEventKind::Queued { .. } => "queued",
             CallEventKind::Offered { .. } => "offered",
             CallEventKind::Ringing { .. } => "ringing",

@@ -113,6 +113,18 @@ pub enum MediaCommand {
         /// The leg whose prompt stops.
         side: Side,
     },
+    /// The G.711 codec a leg agreed to (the first PCMU/PCMA payload type of its SDP, RFC
+    /// 3264 §6.1): prompts to that leg are encoded in it.
+    Codec {
+        /// The call concerned.
+        call: CallId,
+        /// The leg whose codec this is.
+        side: Side,
+        /// RTP payload type (0 = PCMU, 8 = PCMA, or a dynamic type mapped to one of them).
+        payload_type: u8,
+        /// `true` for G.711 A-law (PCMA), `false` for µ-law (PCMU).
+        alaw: bool,
+    },
     /// Start (`on`) or stop recording the call (a dialplan `record` step).
     Record {
         /// The call concerned.
@@ -785,6 +797,14 @@ impl Switch {
                 self.hang_up(now, call, side, cause);
             }
             Method::Invite | Method::Update => {
+                // A caller's location update (RFC 6442 §3: a new Geolocation in a re-INVITE
+                // or UPDATE) is appended to the call's locations.
+                if side == Side::A {
+                    let by_value =
+                        location::from_sip_body(req.content_type().unwrap_or(""), &req.body)
+                            .map_err(|e| e.to_string());
+                    self.emit_locations(call, &req, by_value);
+                }
                 // Session refresh or re-offer: vigie keeps the relay where it is and
                 // answers with the SDP it already gave this leg (RFC 3264 §8).
                 let sdp = self.calls.get(&call).and_then(|c| match side {
@@ -796,7 +816,8 @@ impl Switch {
                     r.headers
                         .push(HeaderName::Contact, self.local.contact(&peer));
                 }
-                if let Some(sdp) = sdp.filter(|_| !req.body.is_empty()) {
+                // Only an SDP offer gets an SDP answer (an UPDATE may carry just a PIDF-LO).
+                if let Some(sdp) = sdp.filter(|_| has_sdp_offer(&req)) {
                     r.headers.push(HeaderName::ContentType, "application/sdp");
                     r.body = sdp;
                 }
@@ -805,6 +826,41 @@ impl Switch {
             _ => {
                 let r = self.response_to(&req, 200, "OK", None);
                 self.respond(now, &key, r);
+            }
+        }
+    }
+
+    /// Emits the locations of a caller's INVITE, re-INVITE or UPDATE: those by value in the
+    /// body, then every non-`cid:` `Geolocation` URI as a reference (RFC 6442 §4.1) with
+    /// `Geolocation-Routing` (§4.2).
+    fn emit_locations(
+        &mut self,
+        id: CallId,
+        req: &Request,
+        by_value: Result<Vec<location::Location>, String>,
+    ) {
+        match by_value {
+            Ok(locs) => {
+                for l in locs {
+                    self.emit(id, CallEventKind::Located(l));
+                }
+            }
+            Err(e) => self.emit(id, CallEventKind::LocationError(e)),
+        }
+        let routing = req
+            .headers
+            .get(&HeaderName::GeolocationRouting)
+            .and_then(location::geolocation_routing);
+        let geolocation: Vec<&str> = req.headers.get_all(&HeaderName::Geolocation).collect();
+        if geolocation.is_empty() {
+            return;
+        }
+        if let Ok(uris) = location::resolve_geolocation(&geolocation.join(", "), "", &[]) {
+            for uri in uris.into_iter().filter_map(|g| match g {
+                Ok(location::Geolocation::ByReference(uri)) => Some(uri),
+                _ => None,
+            }) {
+                self.emit(id, CallEventKind::LocationReference { uri, routing });
             }
         }
     }
@@ -933,14 +989,7 @@ impl Switch {
                 trace: decision.trace.iter().map(|t| t.0.clone()).collect(),
             },
         );
-        match locations {
-            Ok(locs) => {
-                for l in locs {
-                    self.emit(id, CallEventKind::Located(l));
-                }
-            }
-            Err(e) => self.emit(id, CallEventKind::LocationError(e)),
-        }
+        self.emit_locations(id, &req, locations);
         // An SDP offer vigie cannot relay (no PCMU/PCMA audio) could never reach a seat:
         // refuse it now (RFC 3264 §6) rather than queue a call every offer would fail.
         let mut probe = sdp::LocalOrigin::new(0);
@@ -1138,6 +1187,18 @@ impl Switch {
                     side: Side::A,
                     addr,
                 }));
+        }
+        if let Some(codec) = anchored
+            .codecs
+            .iter()
+            .find(|k| matches!(k.kind, sdp::CodecKind::Pcmu | sdp::CodecKind::Pcma))
+        {
+            self.outputs.push_back(Output::Media(MediaCommand::Codec {
+                call: id,
+                side: Side::A,
+                payload_type: codec.payload_type,
+                alaw: matches!(codec.kind, sdp::CodecKind::Pcma),
+            }));
         }
         Some(anchored.sdp)
     }
@@ -2218,6 +2279,18 @@ fn contact_peer(contact: &Uri, registered_over: Option<Peer>) -> Option<Peer> {
         },
         addr: SocketAddr::new(ip, port),
     })
+}
+
+/// Whether a request's body holds an SDP offer (plain, or a multipart with an SDP part).
+fn has_sdp_offer(req: &Request) -> bool {
+    let ct = req.content_type().unwrap_or("").to_ascii_lowercase();
+    if ct.starts_with("application/sdp") {
+        !req.body.is_empty()
+    } else if ct.starts_with("multipart/") {
+        !split_body(req).0.is_empty()
+    } else {
+        false
+    }
 }
 
 /// The SDP offer and the locations of an INVITE body (plain SDP or multipart/mixed).
