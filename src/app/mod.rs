@@ -618,6 +618,12 @@ impl SwitchTask {
                         a: s.local_addr(media::Side::A).port(),
                         b: s.local_addr(media::Side::B).port(),
                     };
+                    if self.prompts.take_pending_record(call) {
+                        let path = self
+                            .prompts
+                            .recording_path(call, chrono::Utc::now().date_naive());
+                        prompts::record_start(&s, call, path);
+                    }
                     self.sessions.insert(call, s);
                     self.switch.handle_media_ready(now, call, Some(ports));
                     if !self.switch.has_call(call) {
@@ -894,7 +900,8 @@ impl SwitchTask {
                         tracing::debug!(%call, error = %e, "stop recording");
                     }
                 } else {
-                    tracing::warn!(%call, on, "record without relay ports: ignored");
+                    // The relay ports are still being allocated: start with the session.
+                    self.prompts.record_later(call, on);
                 }
             }
             #[allow(unreachable_patterns)]

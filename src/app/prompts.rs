@@ -22,6 +22,9 @@ pub(crate) struct Prompts {
     dir: PathBuf,
     recordings: PathBuf,
     cache: HashMap<String, Arc<Prompt>>,
+    /// Calls whose `record` step ran before their relay ports were allocated: their
+    /// recording starts with the session.
+    pending_records: std::collections::HashSet<CallId>,
 }
 
 impl Prompts {
@@ -31,7 +34,22 @@ impl Prompts {
             dir,
             recordings,
             cache: HashMap::new(),
+            pending_records: std::collections::HashSet::new(),
         }
+    }
+
+    /// Remembers that `call` is to be recorded (`on`) or not once its relay session exists.
+    pub(crate) fn record_later(&mut self, call: CallId, on: bool) {
+        if on {
+            self.pending_records.insert(call);
+        } else {
+            self.pending_records.remove(&call);
+        }
+    }
+
+    /// Whether `call` waits for its session to start recording (and forgets it).
+    pub(crate) fn take_pending_record(&mut self, call: CallId) -> bool {
+        self.pending_records.remove(&call)
     }
 
     /// A prompt already loaded, by name.

@@ -161,7 +161,10 @@ impl Vigie {
             "[sip]\nudp = [\"{ip}:{VIGIE_SIP}\"]\ntcp = [\"{ip}:{VIGIE_SIP}\"]\n\
              [http]\nlisten = \"{ip}:{VIGIE_HTTP}\"\n\
              [media]\nbind = \"{ip}\"\nport_min = 20000\nport_max = 20999\n\
+             prompts_dir = \"{}\"\nrecordings_dir = \"{}\"\n\
              [store]\ndata_dir = \"{}\"\n{extra}\n[dialplan]\nfile = \"dialplan.toml\"\n",
+            dir.path().join("prompts").display(),
+            dir.path().join("recordings").display(),
             dir.path().join("data").display()
         );
         let config_path = dir.path().join("vigie.toml");
