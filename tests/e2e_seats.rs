@@ -172,21 +172,6 @@ fn api_and_feature_code_change_status_and_are_journaled() {
     assert_eq!(rows[3].reason.as_deref(), Some("meal"));
 }
 
-fn agent_events(db: &std::path::Path, seat: &str) -> Vec<vigie::store::AgentEventRow> {
-    let rt = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .expect("runtime");
-    rt.block_on(async {
-        let store = vigie::store::Store::open_sqlite(db)
-            .await
-            .expect("open journal");
-        let rows = store.agent_events(seat, 1000).await.expect("agent events");
-        store.close().await;
-        rows
-    })
-}
-
 /// A seat that lets every offer ring out (SIPp: 180, then CANCEL/487) is put on break
 /// `no-answer` after `no_answer_limit` offers in a row; the supervisor sees it in the API,
 /// the log and `vigie_seat_no_answer_breaks_total`. The caller keeps ringback (never busy)

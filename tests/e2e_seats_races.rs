@@ -9,21 +9,6 @@ use std::time::Duration;
 
 use support::*;
 
-fn agent_events(db: &std::path::Path, seat: &str) -> Vec<vigie::store::AgentEventRow> {
-    let rt = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .expect("runtime");
-    rt.block_on(async {
-        let store = vigie::store::Store::open_sqlite(db)
-            .await
-            .expect("open journal");
-        let rows = store.agent_events(seat, 1000).await.expect("agent events");
-        store.close().await;
-        rows
-    })
-}
-
 /// Runs `unregister_seat.xml` for `seat` (Contact on `v`'s address at `contact_port`) and
 /// asserts SIPp got the 200.
 fn unregister_seat_on(v: &Vigie, seat: &str, contact_port: u16) {

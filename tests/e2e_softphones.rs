@@ -91,21 +91,6 @@ fn relayed_packets(log: &str) -> Option<(u64, u64)> {
     Some((field("a_to_b=")?, field("b_to_a=")?))
 }
 
-fn agent_events(db: &Path, seat: &str) -> Vec<vigie::store::AgentEventRow> {
-    let rt = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .expect("runtime");
-    rt.block_on(async {
-        let store = vigie::store::Store::open_sqlite(db)
-            .await
-            .expect("open journal");
-        let rows = store.agent_events(seat, 1000).await.expect("agent events");
-        store.close().await;
-        rows
-    })
-}
-
 /// Waits until `seat` is registered and idle, up to 10 s.
 fn wait_idle(v: &Vigie, seat: &str, phone: &Proc) {
     let deadline = Instant::now() + Duration::from_secs(10);

@@ -773,3 +773,19 @@ pub fn register_seat_on(v: &Vigie, seat: &str, contact_port: u16) {
         SocketAddr::from((v.ip, contact_port)),
     );
 }
+
+/// The `agent_events` journal rows of `seat` (oldest first) in the SQLite file `db`.
+pub fn agent_events(db: &Path, seat: &str) -> Vec<vigie::store::AgentEventRow> {
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .expect("runtime");
+    rt.block_on(async {
+        let store = vigie::store::Store::open_sqlite(db)
+            .await
+            .expect("open journal");
+        let rows = store.agent_events(seat, 1000).await.expect("agent events");
+        store.close().await;
+        rows
+    })
+}
