@@ -98,6 +98,9 @@ pub enum OfferFailure {
     NoAnswer,
     /// The seat could not be reached (transaction timeout, no binding).
     Unreachable,
+    /// The ACD withdrew the offer ([`Decision::Withdraw`]): another seat answered the
+    /// call first (ring-all). Not counted as an unanswered offer.
+    Withdrawn,
 }
 
 /// What the ACD asks the switch to do.
@@ -124,6 +127,17 @@ pub enum Decision {
         call: CallId,
         /// Why it overflows.
         reason: OverflowReason,
+    },
+    /// Another seat answered this call first (ring-all, several offers of one call at
+    /// once): CANCEL this seat's INVITE (RFC 3261 §9.1, with `Reason: SIP;cause=200;
+    /// text="Call completed elsewhere"`, RFC 3326), then call `offer_failed` with
+    /// [`OfferFailure::Withdrawn`]. If that seat's 200 OK crosses the CANCEL, ACK it and
+    /// send BYE: a call is never bridged to two seats.
+    Withdraw {
+        /// The call now connected to another seat.
+        call: CallId,
+        /// The seat whose offer is withdrawn.
+        seat: SeatId,
     },
     /// The overflow target rang too long: withdraw it; then call `overflow_failed`.
     OverflowTimeout {
