@@ -137,6 +137,19 @@ steps = [
 pub const VIGIE_SIP: u16 = 5060;
 pub const VIGIE_HTTP: u16 = 8080;
 
+/// `extra` with `[registrar] qualify_s = 0` unless it sets `qualify_s` itself: SIPp seat
+/// scenarios expect only INVITEs, and an OPTIONS keep-alive (every 30 s by default) would
+/// be an unexpected message to them. Tests of qualify set `qualify_s` explicitly.
+fn qualify_off_unless_set(extra: &str) -> String {
+    if extra.contains("qualify_s") {
+        extra.to_owned()
+    } else if extra.contains("[registrar]\n") {
+        extra.replacen("[registrar]\n", "[registrar]\nqualify_s = 0\n", 1)
+    } else {
+        format!("{extra}\n[registrar]\nqualify_s = 0\n")
+    }
+}
+
 /// A running vigie with its own data directory.
 pub struct Vigie {
     pub ip: Ipv4Addr,
@@ -157,6 +170,7 @@ impl Vigie {
     pub fn start_with_plan(ip: Ipv4Addr, extra: &str, plan: &str) -> Vigie {
         let dir = tempfile::tempdir().expect("tempdir");
         std::fs::write(dir.path().join("dialplan.toml"), plan).expect("write dialplan");
+        let extra = qualify_off_unless_set(extra);
         let config = format!(
             "[sip]\nudp = [\"{ip}:{VIGIE_SIP}\"]\ntcp = [\"{ip}:{VIGIE_SIP}\"]\n\
              [http]\nlisten = \"{ip}:{VIGIE_HTTP}\"\n\
