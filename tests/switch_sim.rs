@@ -570,7 +570,8 @@ impl Ua {
             // Qualify keep-alive (RFC 3261 §11): a seat answers with its capabilities.
             Method::Options if self.role == Role::Seat => {
                 let mut ok = req.response(200, "OK", Some(&format!("{}-q", self.name)));
-                ok.headers.push(HeaderName::Allow, "INVITE, ACK, CANCEL, BYE, OPTIONS");
+                ok.headers
+                    .push(HeaderName::Allow, "INVITE, ACK, CANCEL, BYE, OPTIONS");
                 self.out.push(Message::Response(ok));
             }
             Method::Bye => {
@@ -3396,8 +3397,14 @@ fn qualify_marks_a_silent_seat_unreachable_and_it_comes_back() {
             .map(|(ms, _, dropped)| (ms, dropped))
             .collect()
     };
-    assert_eq!(options(&sim, "agent01"), vec![(10_030, false), (20_030, false)]);
-    assert_eq!(options(&sim, "agent02"), vec![(10_530, false), (20_530, false)]);
+    assert_eq!(
+        options(&sim, "agent01"),
+        vec![(10_030, false), (20_030, false)]
+    );
+    assert_eq!(
+        options(&sim, "agent02"),
+        vec![(10_530, false), (20_530, false)]
+    );
     assert_eq!(
         sim.sent_by("agent01")
             .iter()
@@ -3465,8 +3472,7 @@ fn qualify_marks_a_silent_seat_unreachable_and_it_comes_back() {
     sim.run(140_000);
     let call2 = sim.calls()[1];
     assert!(
-        sim.events_of(call2)
-            .contains(&"offered agent01".to_owned()),
+        sim.events_of(call2).contains(&"offered agent01".to_owned()),
         "{:?}",
         sim.events_of(call2)
     );

@@ -166,10 +166,7 @@ impl Qualifier {
         let mut fresh: BTreeMap<SeatId, BTreeMap<String, ContactState>> = BTreeMap::new();
         for t in targets {
             let key = t.contact.to_string();
-            let old = self
-                .contacts
-                .get_mut(&t.seat)
-                .and_then(|m| m.remove(&key));
+            let old = self.contacts.get_mut(&t.seat).and_then(|m| m.remove(&key));
             let state = match old {
                 Some(mut s) => {
                     if t.updated > s.updated {
@@ -255,8 +252,7 @@ impl Qualifier {
     pub fn sent(&mut self, seat: &str, contact: &str, tx: ClientTxKey) {
         if let Some(s) = self.contacts.get_mut(seat).and_then(|m| m.get_mut(contact)) {
             s.in_flight = Some(tx.clone());
-            self.by_tx
-                .insert(tx, (seat.to_owned(), contact.to_owned()));
+            self.by_tx.insert(tx, (seat.to_owned(), contact.to_owned()));
         }
     }
 
@@ -376,8 +372,14 @@ mod tests {
     fn off_never_probes() {
         let t0 = Instant::now();
         let mut q = Qualifier::new(0);
-        assert!(q.sync(t0, &local(), [target("agent01", 5070, t0)]).is_empty());
-        assert!(q.due(t0 + Duration::from_secs(3600), &local(), "v").is_empty());
+        assert!(
+            q.sync(t0, &local(), [target("agent01", 5070, t0)])
+                .is_empty()
+        );
+        assert!(
+            q.due(t0 + Duration::from_secs(3600), &local(), "v")
+                .is_empty()
+        );
         assert_eq!(q.poll_timeout(), None);
         assert_eq!(q.interval(), None);
     }
@@ -398,7 +400,13 @@ mod tests {
         assert_eq!(r.headers.get(&HeaderName::MaxForwards), Some("70"));
         assert_eq!(r.cseq().unwrap().seq, 1);
         assert_eq!(r.cseq().unwrap().method, Method::Options);
-        assert!(r.top_via().unwrap().branch().unwrap().starts_with("z9hG4bK"));
+        assert!(
+            r.top_via()
+                .unwrap()
+                .branch()
+                .unwrap()
+                .starts_with("z9hG4bK")
+        );
         // In flight: nothing due, no wake-up for it.
         assert_eq!(q.poll_timeout(), None);
         assert!(send_due(&mut q, &mut txn, t0 + Duration::from_secs(60)).is_empty());
