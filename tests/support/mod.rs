@@ -168,11 +168,17 @@ impl Vigie {
 
     /// As [`Vigie::start`], with the dialplan `plan` (TOML text) in `dialplan.toml`.
     pub fn start_with_plan(ip: Ipv4Addr, extra: &str, plan: &str) -> Vigie {
+        Vigie::start_with_sip(ip, "", extra, plan)
+    }
+
+    /// As [`Vigie::start_with_plan`], with `sip` (TOML keys, e.g. `t1_ms = 100\n`) added to
+    /// the `[sip]` table.
+    pub fn start_with_sip(ip: Ipv4Addr, sip: &str, extra: &str, plan: &str) -> Vigie {
         let dir = tempfile::tempdir().expect("tempdir");
         std::fs::write(dir.path().join("dialplan.toml"), plan).expect("write dialplan");
         let extra = qualify_off_unless_set(extra);
         let config = format!(
-            "[sip]\nudp = [\"{ip}:{VIGIE_SIP}\"]\ntcp = [\"{ip}:{VIGIE_SIP}\"]\n\
+            "[sip]\nudp = [\"{ip}:{VIGIE_SIP}\"]\ntcp = [\"{ip}:{VIGIE_SIP}\"]\n{sip}\
              [http]\nlisten = \"{ip}:{VIGIE_HTTP}\"\n\
              [media]\nbind = \"{ip}\"\nport_min = 20000\nport_max = 20999\n\
              prompts_dir = \"{}\"\nrecordings_dir = \"{}\"\n\
