@@ -488,7 +488,20 @@ impl Switch {
     }
 
     /// A parsed message from the network.
+    ///
+    /// A REGISTER from a source address locked out by the registrar is dropped here,
+    /// before the transaction layer: it gets no answer and leaves no server transaction
+    /// behind. (Dropped after the layer, it left one in Trying for 64·T1, and that
+    /// transaction, matched by branch and Via sent-by only (RFC 3261 §17.2.3), swallowed
+    /// as a "retransmission" a REGISTER with the same branch and Via from an address that
+    /// is not locked.)
     pub fn handle_message(&mut self, now: Instant, from: Peer, msg: Message) {
+        if let Message::Request(r) = &msg
+            && r.method == Method::Register
+            && self.registrar.is_locked(now, from.addr.ip())
+        {
+            return;
+        }
         self.txn.handle_incoming(now, from, msg);
         self.pump(now);
     }
@@ -733,10 +746,8 @@ impl Switch {
                 }
             }
             Method::Register => {
-                // A source locked out after repeated failures gets no answer at all.
-                if self.registrar.is_locked(now, from.addr.ip()) {
-                    return;
-                }
+                // A source locked out after repeated failures gets no answer at all; its
+                // REGISTERs are dropped before the transaction layer (handle_message).
                 let outcome = self.registrar.handle_register(now, from, &req);
                 let mut resp = outcome.response;
                 resp.headers
