@@ -55,6 +55,32 @@ impl Proc {
         }
     }
 
+    /// As [`Proc::spawn`], with a pipe on stdin kept open for the life of the process
+    /// (programs such as linphonec exit on end of input); write to it with
+    /// [`Proc::send_line`].
+    pub fn spawn_with_stdin(name: &str, mut cmd: Command, log: PathBuf) -> Proc {
+        let out = std::fs::File::create(&log).expect("create log file");
+        let err = out.try_clone().expect("clone log file");
+        cmd.stdin(Stdio::piped()).stdout(out).stderr(err);
+        let child = cmd.spawn().unwrap_or_else(|e| {
+            panic!("cannot start {name}: {e} (is it installed? see tools/test)")
+        });
+        Proc {
+            name: name.to_owned(),
+            child: Some(child),
+            log,
+        }
+    }
+
+    /// Writes `line` and a newline to the process's stdin (a [`Proc::spawn_with_stdin`]
+    /// process); false when it cannot be written.
+    pub fn send_line(&mut self, line: &str) -> bool {
+        self.child
+            .as_mut()
+            .and_then(|c| c.stdin.as_mut())
+            .is_some_and(|i| writeln!(i, "{line}").and_then(|()| i.flush()).is_ok())
+    }
+
     pub fn pid(&self) -> u32 {
         self.child.as_ref().map(|c| c.id()).unwrap_or(0)
     }
