@@ -3477,3 +3477,37 @@ fn qualify_marks_a_silent_seat_unreachable_and_it_comes_back() {
         sim.events_of(call2)
     );
 }
+
+/// Qualify: a seat found unreachable (its OPTIONS lost, Timer F) is reachable again as soon
+/// as it registers afresh, before any probe is answered, and is offered the next call.
+#[test]
+fn qualify_a_fresh_register_makes_an_unreachable_seat_reachable() {
+    let mut c = config(1);
+    c.registrar.qualify_s = 10;
+    let mut sim = Sim::new(c);
+    let s1 = sim.add_seat(1, Some(Duration::from_secs(1)));
+    sim.drop = Box::new(|w| w.to == "agent01" && w.what == "OPTIONS");
+    sim.run(42_000);
+    let reachable = |sim: &Sim| sim.switch.acd().seat("agent01").unwrap().reachable();
+    assert!(reachable(&sim), "before Timer F (10 030 + 32 000 ms)");
+    sim.run(42_100);
+    assert!(!reachable(&sim));
+
+    sim.run(45_000);
+    sim.ua(s1).register(None);
+    sim.run(45_100);
+    assert!(
+        reachable(&sim),
+        "the 200 to the fresh REGISTER makes it reachable"
+    );
+    let caller = sim.add_caller(1);
+    sim.ua(caller).hangup_after = Some(Duration::from_secs(2));
+    sim.ua(caller).invite();
+    sim.run(50_000);
+    let call = sim.calls()[0];
+    assert!(
+        sim.events_of(call).contains(&"answered agent01".to_owned()),
+        "{:?}",
+        sim.events_of(call)
+    );
+}
