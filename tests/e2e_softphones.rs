@@ -4,7 +4,8 @@
 //! a SIPp trunk call to 19 that plays G.711 A-law RTP, RTP flows both ways through vigie's
 //! relay, the caller hangs up (BYE), and the seat goes ringing → on call → wrap-up → idle,
 //! seen through `GET /api/v1/agents/{seat}` while the call runs and in the `agent_events`
-//! journal. Each softphone gets its own configuration directory in the test's temporary
+//! journal. Both answer vigie's OPTIONS keep-alive (`qualify_s = 1`: no probe times out,
+//! the seat stays reachable). Each softphone gets its own configuration directory in the test's temporary
 //! directory, listens on the test's own 127.x.y.z, and is killed by PID when the test ends.
 
 mod support;
@@ -19,7 +20,9 @@ use support::*;
 const PHONE_SIP: u16 = 5090;
 
 /// The queue with a 2 s wrap-up, so wrap-up is observable through the API.
-const WRAP_UP_2S: &str = "[[queues]]\nname = \"line19\"\nwrap_up_s = 2\n";
+/// With OPTIONS keep-alive every second, which a real softphone must answer.
+const WRAP_UP_2S: &str =
+    "[registrar]\nqualify_s = 1\n[[queues]]\nname = \"line19\"\nwrap_up_s = 2\n";
 
 /// Writes a mono 16-bit PCM WAV file of `seconds` seconds of a 440 Hz tone at 8000 Hz:
 /// the softphone's "microphone" (there is no sound card).
@@ -109,6 +112,16 @@ fn wait_idle(v: &Vigie, seat: &str, phone: &Proc) {
 /// One call from the trunk to the registered softphone seat `seat`, checked end to end.
 fn trunk_call_to_softphone(v: &mut Vigie, mut phone: Proc, seat: &str) {
     wait_idle(v, seat, &phone);
+    // The phone answers vigie's OPTIONS keep-alive (qualify): it stays reachable.
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while v.metric(r#"vigie_qualify_probes_total{result="ok"}"#) < 1.0 {
+        assert!(
+            Instant::now() < deadline,
+            "{seat} answered no OPTIONS; softphone log:\n{}",
+            phone.log_text()
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
     // The trunk plays g711a.pcap and hangs up after 4 s.
     let mut trunk = trunk_call(v, "trunk", "trunk_call.xml", 4000);
     let seen = record_states(v, seat, Duration::from_secs(20));
@@ -136,6 +149,14 @@ fn trunk_call_to_softphone(v: &mut Vigie, mut phone: Proc, seat: &str) {
     );
     assert!(v.metric("vigie_rtp_packets_relayed_total") >= (a_to_b + b_to_a) as f64);
 
+    assert_eq!(
+        v.metric(r#"vigie_qualify_probes_total{result="timeout"}"#),
+        0.0
+    );
+    assert_eq!(
+        v.metric(&format!("vigie_seat_reachable{{seat=\"{seat}\"}}")),
+        1.0
+    );
     phone.terminate(Duration::from_secs(5));
     v.stop();
     let states: Vec<String> = agent_events(&v.db_path(), seat)
