@@ -44,6 +44,7 @@ fn queue_spec(ring_timeout: Duration, max_wait: Option<Duration>) -> QueueSpec {
         overflow_retry: Duration::from_secs(30),
         retry: Duration::from_secs(2),
         seats: Vec::new(),
+        ..QueueSpec::default()
     }
 }
 
