@@ -2091,4 +2091,290 @@ mod tests {
         );
         assert!(acd.reserved_seats(id(1)).is_empty());
     }
+
+    /// Offers of one call each, answered at once and ended `talk` later, for `n` calls
+    /// arriving 60 s apart; returns the seats that answered, in order.
+    fn serve(acd: &mut Acd, t0: Instant, n: u64, talk: impl Fn(u64) -> u64) -> Vec<String> {
+        let mut got = Vec::new();
+        for k in 0..n {
+            let at = t0 + Duration::from_secs(100 + 60 * k);
+            acd.enqueue(at, id(100 + k), "line19").unwrap();
+            let o = offers(&drain(acd));
+            assert_eq!(o.len(), 1, "{o:?}");
+            let seat = o[0].1.clone();
+            assert!(acd.offer_answered(at, id(100 + k), &seat));
+            acd.call_ended(at + Duration::from_secs(talk(k)), id(100 + k));
+            got.push(seat);
+        }
+        got
+    }
+
+    fn with(strategy: Strategy, n: usize, t0: Instant) -> Acd {
+        let q = QueueSpec { strategy, ..spec() };
+        let mut acd = Acd::new(vec![q], seats(n)).with_seed(19);
+        // agent03 online first: longest idle at the start.
+        for (k, s) in seats(n).iter().rev().enumerate() {
+            acd.seat_online(t0 + Duration::from_secs(k as u64), s);
+        }
+        acd
+    }
+
+    #[test]
+    fn each_strategy_chooses_its_seat_through_the_acd() {
+        let t0 = Instant::now();
+        let s = |v: &[&str]| v.iter().map(|x| x.to_string()).collect::<Vec<_>>();
+        // Longest idle: the seat free the longest, each in turn.
+        let mut acd = with(Strategy::LongestIdle, 3, t0);
+        assert_eq!(
+            serve(&mut acd, t0, 4, |_| 5),
+            s(&["agent03", "agent02", "agent01", "agent03"])
+        );
+        // Linear: always the first free seat in configured order.
+        let mut acd = with(Strategy::Linear, 3, t0);
+        assert_eq!(
+            serve(&mut acd, t0, 3, |_| 5),
+            s(&["agent01", "agent01", "agent01"])
+        );
+        // Round-robin: resumes after the last seat offered, wrapping round.
+        let mut acd = with(Strategy::RoundRobin, 3, t0);
+        assert_eq!(
+            serve(&mut acd, t0, 4, |_| 5),
+            s(&["agent01", "agent02", "agent03", "agent01"])
+        );
+        // Fewest calls: agent01 took a call while the others were busy…
+        let mut acd = with(Strategy::FewestCalls, 3, t0);
+        assert_eq!(serve(&mut acd, t0, 3, |_| 5).len(), 3);
+        assert!(
+            seats(3)
+                .iter()
+                .all(|x| acd.seat_stats(x).unwrap().answered == 1)
+        );
+        // Least talk time: after a long call agent03 is passed over.
+        let mut acd = with(Strategy::LeastTalkTime, 3, t0);
+        let got = serve(&mut acd, t0, 4, |k| if k == 0 { 50 } else { 5 });
+        assert_eq!(got[0], "agent03");
+        assert!(!got[1..].contains(&"agent03".to_owned()), "{got:?}");
+        // Random: seeded, every seat drawn.
+        let draws = |seed| {
+            let q = QueueSpec {
+                strategy: Strategy::Random,
+                ..spec()
+            };
+            let mut acd = Acd::new(vec![q], seats(3)).with_seed(seed);
+            for x in seats(3) {
+                acd.seat_online(t0, &x);
+            }
+            serve(&mut acd, t0, 30, |_| 5)
+        };
+        assert_eq!(draws(1), draws(1));
+        assert_ne!(draws(1), draws(2));
+        for x in seats(3) {
+            assert!(draws(1).contains(&x));
+        }
+    }
+
+    #[test]
+    fn lower_penalty_is_preferred_and_tiers_open_as_the_wait_grows() {
+        let t0 = Instant::now();
+        let q = QueueSpec {
+            tier_wait: Duration::from_secs(10),
+            ..spec()
+        };
+        let mut acd = Acd::new(vec![q.clone()], seats(3))
+            .with_skill("agent01", "line19", 2)
+            .with_skill("agent02", "line19", 1)
+            .with_skill("agent03", "line19", 0);
+        for x in seats(3) {
+            acd.seat_online(t0, &x);
+        }
+        acd.enqueue(t0, id(1), "line19").unwrap();
+        acd.enqueue(t0, id(2), "line19").unwrap();
+        // Tier 1 (penalty 0) at once.
+        assert_eq!(offers(&drain(&mut acd)), vec![(id(1), "agent03".into())]);
+        // Tier 2 opens after 10 s, tier 3 after 20 s.
+        assert_eq!(acd.poll_timeout(), Some(t0 + Duration::from_secs(10)));
+        acd.handle_timeout(t0 + Duration::from_secs(10));
+        assert_eq!(offers(&drain(&mut acd)), vec![(id(2), "agent02".into())]);
+        acd.enqueue(t0 + Duration::from_secs(10), id(3), "line19")
+            .unwrap();
+        assert!(drain(&mut acd).is_empty());
+        assert_eq!(acd.poll_timeout(), Some(t0 + Duration::from_secs(15)));
+        // 15 s: call 1 rings out on agent03 (withdrawing); call 3 has waited 5 s only.
+        acd.handle_timeout(t0 + Duration::from_secs(15));
+        assert_eq!(
+            drain(&mut acd),
+            vec![Decision::RingTimeout {
+                call: id(1),
+                seat: "agent03".into()
+            }]
+        );
+        // 30 s: call 3 has waited 20 s, tier 3 (agent01, penalty 2) opens.
+        acd.handle_timeout(t0 + Duration::from_secs(30));
+        let d = drain(&mut acd);
+        assert!(d.contains(&Decision::Offer {
+            call: id(3),
+            seat: "agent01".into()
+        }));
+
+        // Without tier_wait every tier is open, the lowest penalty first.
+        let q = QueueSpec {
+            tier_wait: Duration::ZERO,
+            ..q
+        };
+        let mut acd = Acd::new(vec![q], seats(3))
+            .with_skill("agent01", "line19", 2)
+            .with_skill("agent02", "line19", 1);
+        for x in seats(3) {
+            acd.seat_online(t0, &x);
+        }
+        for n in 1..=2 {
+            acd.enqueue(t0, id(n), "line19").unwrap();
+        }
+        assert_eq!(
+            offers(&drain(&mut acd)),
+            vec![(id(1), "agent02".into()), (id(2), "agent01".into())],
+            "agent03 has no skill for line19: it does not serve it"
+        );
+    }
+
+    fn two_queues(t0: Instant, weight: u32) -> Acd {
+        let urgent = QueueSpec {
+            name: "line19".into(),
+            weight,
+            ..spec()
+        };
+        let admin = QueueSpec {
+            name: "admin".into(),
+            ..spec()
+        };
+        let mut acd = Acd::new(vec![admin, urgent], seats(2))
+            .with_skill("agent01", "line19", 0)
+            .with_skill("agent01", "admin", 0)
+            .with_skill("agent02", "admin", 0);
+        acd.seat_online(t0, "agent01");
+        acd
+    }
+
+    #[test]
+    fn a_shared_seat_serves_the_heavier_queue_first_then_priority_then_arrival() {
+        let t0 = Instant::now();
+        let at = |s| t0 + Duration::from_secs(s);
+        let mut acd = two_queues(t0, 10);
+        let p = |priority| CallSpec {
+            priority,
+            ..CallSpec::default()
+        };
+        acd.enqueue_with(at(1), id(1), "admin", p(0)).unwrap();
+        // agent01 takes admin call 1; then more calls wait.
+        assert_eq!(offers(&drain(&mut acd)), vec![(id(1), "agent01".into())]);
+        acd.offer_answered(at(1), id(1), "agent01");
+        acd.enqueue_with(at(2), id(2), "admin", p(9)).unwrap();
+        acd.enqueue_with(at(3), id(3), "line19", p(0)).unwrap();
+        acd.enqueue_with(at(4), id(4), "line19", p(5)).unwrap();
+        acd.enqueue_with(at(5), id(5), "admin", p(0)).unwrap();
+        assert_eq!(acd.position(id(4)), Some(1));
+        assert_eq!(acd.position(id(3)), Some(2));
+        assert_eq!(acd.position(id(2)), Some(1));
+        let mut order = Vec::new();
+        let mut now = at(10);
+        acd.call_ended(now, id(1));
+        for _ in 0..4 {
+            let o = offers(&drain(&mut acd));
+            assert_eq!(o.len(), 1);
+            order.push(o[0].0);
+            acd.offer_answered(now, o[0].0, "agent01");
+            now += Duration::from_secs(10);
+            acd.call_ended(now, o[0].0);
+        }
+        // Weight first (line19), priority within, then admin by priority, arrival.
+        assert_eq!(order, vec![id(4), id(3), id(2), id(5)]);
+
+        // Equal weights: strict (priority, arrival) across the two queues.
+        let mut acd = two_queues(t0, 0);
+        acd.enqueue_with(at(1), id(1), "admin", p(0)).unwrap();
+        acd.offer_answered(at(1), id(1), "agent01");
+        drain(&mut acd);
+        acd.enqueue_with(at(2), id(2), "admin", p(0)).unwrap();
+        acd.enqueue_with(at(3), id(3), "line19", p(0)).unwrap();
+        acd.enqueue_with(at(4), id(4), "line19", p(1)).unwrap();
+        acd.call_ended(at(5), id(1));
+        assert_eq!(offers(&drain(&mut acd)), vec![(id(4), "agent01".into())]);
+    }
+
+    #[test]
+    fn set_priority_moves_a_waiting_call_and_keeps_its_arrival() {
+        let t0 = Instant::now();
+        let at = |s| t0 + Duration::from_secs(s);
+        let mut acd = Acd::new(vec![spec()], seats(1));
+        for n in 1..=4 {
+            acd.enqueue(at(n), id(n), "line19").unwrap();
+        }
+        acd.set_priority(at(5), id(4), 3).unwrap();
+        acd.set_priority(at(5), id(3), 3).unwrap();
+        assert_eq!(acd.position(id(3)), Some(1), "arrived before call 4");
+        assert_eq!(acd.position(id(4)), Some(2));
+        assert_eq!(acd.position(id(1)), Some(3));
+        assert_eq!(
+            acd.set_priority(at(5), id(9), 1),
+            Err(AcdError::UnknownCall(id(9)))
+        );
+        acd.seat_online(at(6), "agent01");
+        assert_eq!(offers(&drain(&mut acd)), vec![(id(3), "agent01".into())]);
+    }
+
+    #[test]
+    fn overflow_reasons_no_seats_all_on_break_queue_full() {
+        let t0 = Instant::now();
+        let q = QueueSpec {
+            has_overflow: true,
+            max_len: 2,
+            ..spec()
+        };
+        let overflow = |d: Vec<Decision>| -> Vec<(CallId, &'static str)> {
+            d.into_iter()
+                .filter_map(|d| match d {
+                    Decision::Overflow { call, reason } => Some((call, reason.as_str())),
+                    _ => None,
+                })
+                .collect()
+        };
+        let mut acd = Acd::new(vec![q.clone()], seats(2));
+        acd.enqueue(t0, id(1), "line19").unwrap();
+        assert_eq!(overflow(drain(&mut acd)), vec![(id(1), "no_seats")]);
+
+        let mut acd = Acd::new(vec![q.clone()], seats(2));
+        for x in seats(2) {
+            acd.seat_online(t0, &x);
+            acd.command(
+                t0,
+                &x,
+                Command::Pause {
+                    reason: "meal".into(),
+                },
+                Cause::Api,
+            )
+            .unwrap();
+        }
+        acd.enqueue(t0, id(1), "line19").unwrap();
+        assert_eq!(overflow(drain(&mut acd)), vec![(id(1), "all_on_break")]);
+
+        let mut acd = Acd::new(vec![q], seats(1));
+        acd.seat_online(t0, "agent01");
+        for n in 1..=4 {
+            acd.enqueue(t0, id(n), "line19").unwrap();
+        }
+        // Call 1 rings agent01, calls 2 and 3 wait (max_len 2), call 4 overflows.
+        assert_eq!(overflow(drain(&mut acd)), vec![(id(4), "queue_full")]);
+        assert_eq!(acd.snapshot(t0)[0].waiting, 2);
+        // A full queue without a next step keeps the call: never a busy.
+        let stays = CallSpec::default();
+        acd.enqueue_with(t0, id(5), "line19", stays).unwrap();
+        assert!(drain(&mut acd).is_empty());
+        assert_eq!(acd.snapshot(t0)[0].waiting, 3);
+        let labels: Vec<&str> = OverflowReason::ALL.iter().map(|r| r.as_str()).collect();
+        assert_eq!(
+            labels,
+            ["max_wait", "queue_full", "no_seats", "all_on_break"]
+        );
+    }
 }
