@@ -658,6 +658,77 @@ mod tests {
     }
 
     #[test]
+    fn queue_strategies_skills_and_limits_are_read() {
+        let c = Config::parse(
+            r#"
+[[queues]]
+name = "line19"
+strategy = "ring-all"
+tier_wait_s = 10
+weight = 5
+max_len = 30
+[[queues]]
+name = "admin"
+strategy = "round-robin"
+[[seats]]
+id = "agent01"
+password = "x"
+queues = [{ name = "line19", penalty = 0 }, { name = "admin", penalty = 2 }]
+[[seats]]
+id = "agent02"
+password = "x"
+queues = [{ name = "admin" }]
+"#,
+        )
+        .unwrap();
+        c.validate().unwrap();
+        let q = &c.queues[0];
+        assert_eq!(
+            (q.strategy, q.tier_wait_s, q.weight, q.max_len),
+            (crate::acd::Strategy::RingAll, 10, 5, 30)
+        );
+        assert_eq!(c.queues[1].strategy, crate::acd::Strategy::RoundRobin);
+        assert_eq!(c.queues[1].weight, 0);
+        assert_eq!(
+            c.seats[0].queues,
+            vec![
+                SeatSkill {
+                    name: "line19".into(),
+                    penalty: 0
+                },
+                SeatSkill {
+                    name: "admin".into(),
+                    penalty: 2
+                }
+            ]
+        );
+        assert_eq!(c.seats[1].queues[0].penalty, 0);
+    }
+
+    #[test]
+    fn unknown_strategy_and_skill_queue_are_refused() {
+        let e = Config::parse("[[queues]]\nname = \"line19\"\nstrategy = \"fastest\"\n")
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("fastest"), "{e}");
+        assert!(e.contains("ring-all") && e.contains("longest-idle"), "{e}");
+        assert!(e.contains("line 3"), "{e}");
+        let c = Config::parse(
+            "[[seats]]\nid = \"agent01\"\npassword = \"x\"\nqueues = [{ name = \"nowhere\" }]\n",
+        )
+        .unwrap();
+        assert!(
+            matches!(c.validate(), Err(Invalid::SeatSkillQueue { seat, queue })
+                if seat == "agent01" && queue == "nowhere")
+        );
+        assert!(
+            Config::parse("[[seats]]\nid = \"a\"\nqueues = [{ name = \"line19\", tier = 1 }]\n")
+                .is_err(),
+            "unknown key in a skill"
+        );
+    }
+
+    #[test]
     fn partial_file_keeps_defaults() {
         let c = Config::parse("[http]\nlisten = \"127.0.0.1:9999\"\n").unwrap();
         assert_eq!(c.http.listen.port(), 9999);
