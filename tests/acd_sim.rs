@@ -905,6 +905,9 @@ struct MParams {
     p_max_wait: f64,
     /// Probability that a withdrawn seat's 200 OK crosses the CANCEL.
     p_cross: f64,
+    /// Every queue's ring-progressively tier wait (0 = none) and max length (0 = none).
+    tier_wait_s: u64,
+    max_len: usize,
     seed: u64,
 }
 
@@ -926,6 +929,8 @@ struct Multi {
     waits: Vec<Vec<f64>>,
     /// (queue, seat) of every answered call.
     answered_by: Vec<(usize, String)>,
+    /// Overflows by reason label.
+    overflows: BTreeMap<&'static str, usize>,
     steps: u64,
 }
 
@@ -948,6 +953,8 @@ impl Multi {
                 overflow_retry: Duration::from_secs(30),
                 strategy,
                 weight,
+                tier_wait: Duration::from_secs(p.tier_wait_s),
+                max_len: p.max_len,
                 ..QueueSpec::default()
             })
             .collect();
@@ -971,6 +978,7 @@ impl Multi {
             rng: StdRng::seed_from_u64(p.seed),
             waits: vec![Vec::new(); p.queues.len()],
             answered_by: Vec::new(),
+            overflows: BTreeMap::new(),
             p,
             acd,
             now: start,
@@ -1245,7 +1253,8 @@ impl Multi {
                         .offer_failed(self.now, call, &seat, OfferFailure::Withdrawn);
                     self.pull();
                 }
-                Decision::Overflow { call, .. } => {
+                Decision::Overflow { call, reason } => {
+                    *self.overflows.entry(reason.as_str()).or_default() += 1;
                     let c = self.calls.get_mut(&call).expect("model call");
                     assert_eq!(c.phase, MPhase::Waiting, "overflow of {call} not waiting");
                     c.phase = MPhase::Done;
@@ -1273,8 +1282,10 @@ impl Multi {
         };
         let c = &self.calls[&call];
         match &c.phase {
-            MPhase::Waiting => {
-                // FIFO within a priority and a queue, higher priorities first.
+            // FIFO within a priority and a queue, higher priorities first (with tiers a
+            // call that waited longer may take a seat of a tier not open yet for the one
+            // ahead of it: not checked there).
+            MPhase::Waiting if self.p.tier_wait_s == 0 => {
                 for (other, o) in &self.calls {
                     let ahead = o.priority > c.priority
                         || (o.priority == c.priority && (o.arrived, *other) < (c.arrived, call));
@@ -1288,6 +1299,7 @@ impl Multi {
                     );
                 }
             }
+            MPhase::Waiting => {}
             MPhase::Ringing(_) => assert!(ring_all, "{call} offered to two seats"),
             other => panic!("offer of {call} in phase {other:?}"),
         }
@@ -1410,6 +1422,8 @@ fn messy(strategy: AcdStrategy, seed: u64) -> MParams {
         p_abandon: 0.2,
         p_max_wait: 0.2,
         p_cross: 0.3,
+        tier_wait_s: 0,
+        max_len: 0,
         seed,
     }
 }
@@ -1427,6 +1441,33 @@ fn every_strategy_keeps_the_invariants() {
         assert_eq!(answered, talked, "{s:?}: seat stats vs answered calls");
         assert!(talked > 600, "{s:?}: only {talked} of 1500 answered");
         println!("{s:?}: {} steps, {talked} answered", m.steps);
+    }
+}
+
+/// Ring-progressively tiers (penalties 0, 1, 2 opening every 20 s) and a queue limited
+/// to 5 waiting calls (the others overflow, `queue_full`), every strategy: invariants hold
+/// and every call ends once.
+#[test]
+fn tiers_and_queue_limit_keep_the_invariants() {
+    for s in AcdStrategy::ALL {
+        let mut p = messy(s, 13);
+        p.skill = |i, _| Some((i % 3) as u32);
+        p.tier_wait_s = 20;
+        p.max_len = 5;
+        p.mean_gap_s = 12.0;
+        let mut m = Multi::new(p);
+        m.run();
+        m.check_all_ended();
+        println!("{s:?}: overflows {:?}", m.overflows);
+        assert!(
+            m.overflows.get("queue_full").is_some_and(|&n| n > 10),
+            "{s:?}"
+        );
+        assert!(
+            m.overflows.get("max_wait").is_some_and(|&n| n > 10),
+            "{s:?}"
+        );
+        assert_eq!(m.overflows.len(), 2, "{s:?}: seats never all away");
     }
 }
 
@@ -1468,6 +1509,8 @@ fn weight_gives_the_heavier_queue_the_shorter_wait() {
             p_abandon: 0.0,
             p_max_wait: 0.0,
             p_cross: 0.0,
+            tier_wait_s: 0,
+            max_len: 0,
             seed: 11,
         };
         let mut m = Multi::new(p);
@@ -1504,6 +1547,8 @@ fn round_robin_and_fewest_calls_spread_the_calls() {
             p_abandon: 0.0,
             p_max_wait: 0.0,
             p_cross: 0.0,
+            tier_wait_s: 0,
+            max_len: 0,
             seed: 3,
         };
         let mut m = Multi::new(p);
@@ -1550,6 +1595,8 @@ fn penalties_prefer_the_primary_seats() {
         p_abandon: 0.1,
         p_max_wait: 0.1,
         p_cross: 0.0,
+        tier_wait_s: 0,
+        max_len: 0,
         seed: 9,
     };
     let mut m = Multi::new(p);
