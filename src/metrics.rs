@@ -1032,6 +1032,11 @@ pub struct SeatClock {
 }
 
 impl SeatClock {
+    /// Whether `seat` was observed before.
+    pub fn knows(&self, seat: &str) -> bool {
+        self.seats.contains_key(seat)
+    }
+
     /// Notes that `seat` is in `state` at `now`. When the seat was last seen in another
     /// state, returns that state and how long it was held (from the first observation
     /// of it to `now`); `None` on the first observation of a seat or when nothing

@@ -442,6 +442,7 @@ pub async fn start(config: Config) -> Result<(Bound, Shutdown), StartError> {
         board_published: None,
         seat_clock: SeatClock::default(),
         changed_seats: Vec::new(),
+        seen_reachable: HashMap::new(),
         break_reasons: config.features.pause_reasons.values().cloned().collect(),
         prompts: Prompts::new(
             config.media.prompts_dir.clone(),
@@ -539,6 +540,8 @@ struct SwitchTask {
     /// they are looked at after each input (a pass over every seat runs with the status
     /// tick, every 250 ms).
     changed_seats: Vec<crate::acd::SeatId>,
+    /// Each seat's reachability as last set in `vigie_seat_reachable`.
+    seen_reachable: HashMap<crate::acd::SeatId, bool>,
     /// The configured break reason codes (`[features] pause_reasons`): the bounded
     /// `reason` label of `vigie_seats_on_break`.
     break_reasons: Vec<String>,
@@ -1048,11 +1051,7 @@ impl SwitchTask {
                 }
             }
         }
-        for (id, s) in self.switch.acd().seats() {
-            if let Some(state) = seat_state_label(s.label()) {
-                self.metrics.publish_seat(id, state);
-            }
-        }
+        // Seat state gauges were set by `observe_seats` (on first sight and on change).
         self.publish_seat_presence(&snaps);
         self.recorder.publish_service_level(&self.metrics, now);
         let reg = self.switch.registrar();
@@ -1125,9 +1124,15 @@ fn latency_mark(kind: &crate::switch::event::CallEventKind) -> Option<LatencyMar
 impl SwitchTask {
     /// Seat reachability (qualify), qualify probe counts and seats on break per queue by
     /// reason code.
-    fn publish_seat_presence(&self, snaps: &[QueueSnapshot]) {
+    fn publish_seat_presence(&mut self, snaps: &[QueueSnapshot]) {
         let acd = self.switch.acd();
         for seat in acd.seat_list() {
+            // Only a change touches the gauge family (a label look-up and a String each).
+            if self.seen_reachable.get(seat.id()) == Some(&seat.reachable()) {
+                continue;
+            }
+            self.seen_reachable
+                .insert(seat.id().to_owned(), seat.reachable());
             self.metrics
                 .seat_reachable
                 .get_or_create(&crate::metrics::SeatIdLabels {
@@ -1155,12 +1160,16 @@ impl SwitchTask {
         let now = Instant::now();
         self.changed_seats.clear();
         for (id, s) in self.switch.acd().seats() {
-            if let Some(state) = seat_state_label(s.label())
-                && let Some((left, held)) = self.seat_clock.observe(id, state, now)
-            {
+            let Some(state) = seat_state_label(s.label()) else {
+                continue;
+            };
+            let first = !self.seat_clock.knows(id);
+            if let Some((left, held)) = self.seat_clock.observe(id, state, now) {
                 self.metrics.seat_left_state(id, left, held);
                 self.metrics.publish_seat(id, state);
                 self.board_dirty = true;
+            } else if first {
+                self.metrics.publish_seat(id, state);
             }
         }
     }
@@ -1175,14 +1184,19 @@ impl SwitchTask {
         let now = Instant::now();
         let acd = self.switch.acd();
         for id in self.changed_seats.drain(..) {
-            if let Some(state) = acd
+            let Some(state) = acd
                 .seat_state(&id)
                 .and_then(|s| seat_state_label(s.label()))
-                && let Some((left, held)) = self.seat_clock.observe(&id, state, now)
-            {
+            else {
+                continue;
+            };
+            let first = !self.seat_clock.knows(&id);
+            if let Some((left, held)) = self.seat_clock.observe(&id, state, now) {
                 self.metrics.seat_left_state(&id, left, held);
                 self.metrics.publish_seat(&id, state);
                 self.board_dirty = true;
+            } else if first {
+                self.metrics.publish_seat(&id, state);
             }
         }
     }
