@@ -122,6 +122,8 @@ pub struct Registrar {
     /// Locked-out sources and when their lock-out ends.
     locked: HashMap<IpAddr, Instant>,
     lockouts_total: u64,
+    /// Bumped by every change to the bindings (see [`Registrar::generation`]).
+    generation: u64,
 }
 
 impl Registrar {
@@ -148,6 +150,7 @@ impl Registrar {
             failures: HashMap::new(),
             locked: HashMap::new(),
             lockouts_total: 0,
+            generation: 0,
         }
     }
 
@@ -208,6 +211,7 @@ impl Registrar {
         gone.into_iter()
             .map(|seat| {
                 self.bindings.remove(&seat);
+                self.generation += 1;
                 SeatChange::Offline { seat }
             })
             .collect()
@@ -405,6 +409,7 @@ impl Registrar {
             );
         }
         let after = list.len();
+        self.generation += 1;
         if list.is_empty() {
             self.bindings.remove(&seat);
         } else {
@@ -426,13 +431,19 @@ impl Registrar {
     /// binding are reported [`SeatChange::Offline`].
     pub fn expire(&mut self, now: Instant) -> Vec<SeatChange> {
         let mut gone = Vec::new();
+        let mut removed = false;
         self.bindings.retain(|seat, list| {
+            let before = list.len();
             list.retain(|b| b.expires_at > now);
+            removed |= list.len() != before;
             if list.is_empty() {
                 gone.push(seat.clone());
             }
             !list.is_empty()
         });
+        if removed {
+            self.generation += 1;
+        }
         gone.sort();
         gone.into_iter()
             .map(|seat| SeatChange::Offline { seat })
@@ -445,6 +456,14 @@ impl Registrar {
             .values()
             .flat_map(|l| l.iter().map(|b| b.expires_at))
             .min()
+    }
+
+    /// A counter bumped by every change to the bindings (a REGISTER that added, refreshed
+    /// or removed contacts, an expiry, a seat removed by a reload): equal values mean the
+    /// bindings ([`Registrar::lookup`], [`Registrar::online_seats`]) did not change, so a
+    /// caller can skip recomputing what it derives from them.
+    pub fn generation(&self) -> u64 {
+        self.generation
     }
 
     /// The live bindings of `seat`, most recently refreshed first.

@@ -324,6 +324,9 @@ pub struct Switch {
     features: features::FeatureCodes,
     /// OPTIONS keep-alive of registered contacts ([`qualify`]).
     qualify: qualify::Qualifier,
+    /// The registrar generation the qualifier's contacts were last synced with: the sync
+    /// (a pass over every binding, with allocations) runs only when bindings changed.
+    qualify_synced: Option<u64>,
 }
 
 impl Switch {
@@ -398,6 +401,7 @@ impl Switch {
             stats: SwitchStats::default(),
             features: features::FeatureCodes::new(&config.features),
             qualify: qualify::Qualifier::new(config.registrar.qualify_s),
+            qualify_synced: None,
         }
     }
 
@@ -2297,26 +2301,34 @@ impl Switch {
         if self.qualify.interval().is_none() {
             return;
         }
-        let targets: Vec<qualify::QualifyTarget> = self
-            .registrar
-            .online_seats()
-            .into_iter()
-            .flat_map(|seat| {
-                self.registrar
-                    .lookup(&seat)
-                    .into_iter()
-                    .filter_map(move |b| {
-                        let peer = seat_peer(&b)?;
-                        Some(qualify::QualifyTarget {
-                            seat: seat.clone(),
-                            contact: b.contact,
-                            peer,
-                            updated: b.updated,
+        // Perf (issue 8): unchanged bindings give the qualifier the same contacts, so the
+        // sync is skipped; reachability changes from probes come from on_final/on_timeout.
+        let generation = self.registrar.generation();
+        let changes = if self.qualify_synced == Some(generation) {
+            Vec::new()
+        } else {
+            self.qualify_synced = Some(generation);
+            let targets: Vec<qualify::QualifyTarget> = self
+                .registrar
+                .online_seats()
+                .into_iter()
+                .flat_map(|seat| {
+                    self.registrar
+                        .lookup(&seat)
+                        .into_iter()
+                        .filter_map(move |b| {
+                            let peer = seat_peer(&b)?;
+                            Some(qualify::QualifyTarget {
+                                seat: seat.clone(),
+                                contact: b.contact,
+                                peer,
+                                updated: b.updated,
+                            })
                         })
-                    })
-            })
-            .collect();
-        let changes = self.qualify.sync(now, &self.local, targets);
+                })
+                .collect();
+            self.qualify.sync(now, &self.local, targets)
+        };
         for p in self.qualify.due(now, &self.local, &self.user_agent) {
             match self.txn.send_request(now, p.peer, p.request) {
                 Ok(tx) => self.qualify.sent(&p.seat, &p.contact, tx),
