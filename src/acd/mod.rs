@@ -861,6 +861,33 @@ impl Acd {
             }
         }
     }
+
+    /// The call's place among the calls waiting in its queue, in serve order (priority,
+    /// then arrival): 1 = the next call offered to a free seat. Only calls still waiting
+    /// count (not those ringing a seat, overflowing or answered). `None` when the ACD does
+    /// not hold the call or the call is not waiting (a seat rings for it, it overflows).
+    /// Used for queue announcements (position, expected wait).
+    pub fn position(&self, call: CallId) -> Option<usize> {
+        let c = self.calls.get(&call)?;
+        if c.state != CallState::Waiting {
+            return None;
+        }
+        let order = self.order.get(c.queue)?;
+        let mut ahead = 0usize;
+        for other in order {
+            if *other == call {
+                return Some(ahead + 1);
+            }
+            if self
+                .calls
+                .get(other)
+                .is_some_and(|o| o.state == CallState::Waiting)
+            {
+                ahead += 1;
+            }
+        }
+        None
+    }
 }
 
 #[cfg(test)]
@@ -1391,5 +1418,36 @@ mod tests {
             acd.seats()
                 .all(|(_, s)| matches!(s, SeatState::Idle { .. }))
         );
+    }
+
+    #[test]
+    fn position_counts_waiting_calls_ahead_in_serve_order() {
+        let t0 = Instant::now();
+        let mut acd = Acd::new(vec![spec()], seats(1));
+        let spec = |priority| CallSpec {
+            priority,
+            max_wait: None,
+            overflows: false,
+            overflow_retry: Duration::ZERO,
+        };
+        acd.enqueue_with(t0, id(1), "line19", spec(0)).unwrap();
+        acd.enqueue_with(t0, id(2), "line19", spec(0)).unwrap();
+        // A higher priority goes ahead of both.
+        acd.enqueue_with(t0, id(3), "line19", spec(5)).unwrap();
+        assert_eq!(acd.position(id(3)), Some(1));
+        assert_eq!(acd.position(id(1)), Some(2));
+        assert_eq!(acd.position(id(2)), Some(3));
+        // The one seat comes online: call 3 rings it and no longer counts.
+        acd.seat_online(t0, "agent01");
+        assert!(matches!(
+            drain(&mut acd).as_slice(),
+            [Decision::Offer { call, .. }] if *call == id(3)
+        ));
+        assert_eq!(acd.position(id(3)), None);
+        assert_eq!(acd.position(id(1)), Some(1));
+        assert_eq!(acd.position(id(2)), Some(2));
+        acd.dequeue(t0, id(1));
+        assert_eq!(acd.position(id(2)), Some(1));
+        assert_eq!(acd.position(id(1)), None);
     }
 }
