@@ -129,6 +129,7 @@ impl CallbackDesk {
                     let stage = match phase {
                         AbandonPhase::Ringing => AbandonStage::Ringing,
                         AbandonPhase::Overflowing => AbandonStage::Overflowing,
+                        AbandonPhase::Announcement => AbandonStage::Announcement,
                         _ => AbandonStage::Queued,
                     };
                     open_task(&mut inner.book, call, l, stage, at, now);
