@@ -50,6 +50,10 @@ pub enum Invalid {
         "[media] port_min = {min}, port_max = {max}: the range must start on an even port, with port_max above port_min and at least 4 ports (two calls' RTP and RTCP)"
     )]
     MediaPorts { min: u16, max: u16 },
+    #[error(
+        "[media] default_language = {0:?}: not a language tag such as fr or ar (2 to 8 of a-z, 0-9, -, starting with a letter)"
+    )]
+    Language(String),
     #[error("trunk source {0:?} is not an address or CIDR block")]
     TrunkSource(String),
     #[error("[registrar] digest_algorithms: {0:?} is neither \"SHA-256\" nor \"MD5\"")]
@@ -148,6 +152,10 @@ pub struct MediaConfig {
     pub prompts_dir: PathBuf,
     /// Directory where call recordings (stereo WAV, caller left, seat right) are written.
     pub recordings_dir: PathBuf,
+    /// Language of a call's prompts when its dialplan route sets none (`{ set = {
+    /// language = "ar" } }`): prompts are read from `prompts_dir/LANG/NAME`, else
+    /// `prompts_dir/NAME`. A tag such as `fr` or `ar` ([`crate::dialplan::valid_language`]).
+    pub default_language: String,
 }
 
 /// The call journal.
@@ -374,6 +382,7 @@ impl Default for MediaConfig {
             port_max: 29999,
             prompts_dir: PathBuf::from("prompts"),
             recordings_dir: PathBuf::from("recordings"),
+            default_language: "fr".to_owned(),
         }
     }
 }
@@ -491,6 +500,9 @@ impl Config {
                 min: m.port_min,
                 max: m.port_max,
             });
+        }
+        if !crate::dialplan::valid_language(&m.default_language) {
+            return Err(Invalid::Language(m.default_language.clone()));
         }
         for src in &self.trunk.allowed_sources {
             Cidr::parse(src).ok_or_else(|| Invalid::TrunkSource(src.clone()))?;

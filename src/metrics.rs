@@ -726,13 +726,16 @@ pub enum AbandonPhaseLabel {
     Ringing,
     /// The overflow target was ringing.
     Overflowing,
+    /// A prompt was playing: a queue announcement, or a `play` step before the queue.
+    Announcement,
 }
 
 impl AbandonPhaseLabel {
     /// Every phase.
-    pub const ALL: [AbandonPhaseLabel; 3] = [
+    pub const ALL: [AbandonPhaseLabel; 4] = [
         AbandonPhaseLabel::Queued,
         AbandonPhaseLabel::Ringing,
+        AbandonPhaseLabel::Announcement,
         AbandonPhaseLabel::Overflowing,
     ];
 
@@ -742,6 +745,7 @@ impl AbandonPhaseLabel {
             AbandonPhaseLabel::Queued => "queued",
             AbandonPhaseLabel::Ringing => "ringing",
             AbandonPhaseLabel::Overflowing => "overflowing",
+            AbandonPhaseLabel::Announcement => "announcement",
         }
     }
 }
@@ -752,6 +756,7 @@ impl From<AbandonPhase> for AbandonPhaseLabel {
             AbandonPhase::Queued => AbandonPhaseLabel::Queued,
             AbandonPhase::Ringing => AbandonPhaseLabel::Ringing,
             AbandonPhase::Overflowing => AbandonPhaseLabel::Overflowing,
+            AbandonPhase::Announcement => AbandonPhaseLabel::Announcement,
         }
     }
 }

@@ -14,6 +14,7 @@
 
 pub mod callback;
 pub mod erlang;
+pub mod ewt;
 pub mod seat;
 
 pub use seat::{Cause, Command, CommandError, Seat, SeatEvent, SeatState, Status};

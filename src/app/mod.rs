@@ -84,12 +84,18 @@ pub enum Input {
     },
     /// An AML report to correlate with a call (from the AML endpoint).
     Aml(aml::AmlSubmission),
-    /// A WAV prompt was read (or could not be) for a `Play` command.
+    /// The WAV prompts of a `Play` or `PlaySequence` command were read (or could not be).
     PromptLoaded {
         call: CallId,
         side: media::Side,
+        /// The names asked for (for logs).
         name: String,
         repeat: bool,
+        /// The play request's number ([`Prompts::next_epoch`]).
+        epoch: u64,
+        /// Parts newly read, by cache key, to keep.
+        loaded: Vec<(String, Arc<media::Prompt>)>,
+        /// The parts joined into one prompt.
         prompt: Result<Arc<media::Prompt>, String>,
     },
     /// A prompt played to its end, or could not be played.
@@ -658,22 +664,31 @@ impl SwitchTask {
                 side,
                 name,
                 repeat,
+                epoch,
+                loaded,
                 prompt,
-            } => match prompt {
-                Ok(prompt) => {
-                    self.prompts.keep(name, Arc::clone(&prompt));
-                    match self.sessions.get(&call) {
+            } => {
+                for (key, p) in loaded {
+                    self.prompts.keep(key, p);
+                }
+                if !self.prompts.is_current(call, epoch) {
+                    // A newer prompt or a stop (the bridge) came while this one loaded.
+                    tracing::debug!(%call, prompt = %name, "prompt loaded too late: not played");
+                    return;
+                }
+                match prompt {
+                    Ok(prompt) => match self.sessions.get(&call) {
                         Some(s) => {
                             prompts::play(s, call, side, prompt, repeat, self.inputs_tx.clone())
                         }
                         None => self.switch.handle_prompt_done(now, call),
+                    },
+                    Err(e) => {
+                        tracing::warn!(%call, prompt = %name, error = %e, "prompt unusable; the call moves on");
+                        self.switch.handle_prompt_done(now, call);
                     }
                 }
-                Err(e) => {
-                    tracing::warn!(%call, prompt = %name, error = %e, "prompt unusable; the call moves on");
-                    self.switch.handle_prompt_done(now, call);
-                }
-            },
+            }
             Input::PromptDone { call } => self.switch.handle_prompt_done(now, call),
         }
     }
@@ -818,6 +833,38 @@ impl SwitchTask {
         });
     }
 
+    /// Plays `names` (one prompt, or a sequence heard as one) in `language` to `side`:
+    /// at once when every part is cached, else after a load off the task. The play
+    /// request gets a new number, so an older load still running is not played.
+    fn play_prompts(
+        &mut self,
+        call: CallId,
+        side: crate::switch::Side,
+        names: Vec<String>,
+        language: &str,
+        repeat: bool,
+    ) {
+        let side = media_side(side);
+        let epoch = self.prompts.next_epoch(call);
+        let Some(s) = self.sessions.get(&call) else {
+            tracing::warn!(%call, prompts = ?names, "prompt without relay ports: not played");
+            self.switch.handle_prompt_done(Instant::now(), call);
+            return;
+        };
+        match self.prompts.cached_sequence(&names, language) {
+            Some(p) => prompts::play(s, call, side, p, repeat, self.inputs_tx.clone()),
+            None => self.prompts.load(
+                call,
+                side,
+                names,
+                language,
+                repeat,
+                epoch,
+                self.inputs_tx.clone(),
+            ),
+        }
+    }
+
     fn media(&mut self, cmd: MediaCommand) {
         match cmd {
             MediaCommand::Allocate { call } => {
@@ -834,6 +881,7 @@ impl SwitchTask {
                 }
             }
             MediaCommand::Release { call } => {
+                self.prompts.forget(call);
                 if let Some(s) = self.sessions.remove(&call) {
                     let st = s.stats();
                     tracing::debug!(
@@ -849,22 +897,14 @@ impl SwitchTask {
                 side,
                 prompt,
                 repeat,
-            } => {
-                let side = media_side(side);
-                match (self.sessions.get(&call), self.prompts.cached(&prompt)) {
-                    (None, _) => {
-                        tracing::warn!(%call, %prompt, "prompt without relay ports: not played");
-                        self.switch.handle_prompt_done(Instant::now(), call);
-                    }
-                    (Some(s), Some(p)) => {
-                        prompts::play(s, call, side, p, repeat, self.inputs_tx.clone())
-                    }
-                    (Some(_), None) => {
-                        self.prompts
-                            .load(call, side, prompt, repeat, self.inputs_tx.clone())
-                    }
-                }
-            }
+                language,
+            } => self.play_prompts(call, side, vec![prompt], &language, repeat),
+            MediaCommand::PlaySequence {
+                call,
+                side,
+                prompts,
+                language,
+            } => self.play_prompts(call, side, prompts, &language, false),
             MediaCommand::Codec {
                 call,
                 side,
@@ -883,6 +923,7 @@ impl SwitchTask {
                 }
             }
             MediaCommand::StopPlay { call, side } => {
+                self.prompts.next_epoch(call);
                 if let Some(s) = self.sessions.get(&call)
                     && let Err(e) = s.stop_play(media_side(side))
                 {

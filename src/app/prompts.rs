@@ -1,9 +1,16 @@
-//! Prompts and recordings at the edge: turns the switch's [`MediaCommand::Play`] and
-//! [`MediaCommand::Record`] into calls on the call's [`RelaySession`], loading WAV files off
-//! the switch task (a blocking read never stalls call handling) and reporting the end of a
-//! prompt back as an [`Input::PromptDone`].
+//! Prompts and recordings at the edge: turns the switch's [`MediaCommand::Play`],
+//! [`MediaCommand::PlaySequence`] and [`MediaCommand::Record`] into calls on the call's
+//! [`RelaySession`], loading WAV files off the switch task (a blocking read never stalls
+//! call handling) and reporting the end of a prompt back as an [`Input::PromptDone`].
+//!
+//! A prompt name is resolved in the call's language: `prompts_dir/LANGUAGE/NAME`, else
+//! `prompts_dir/NAME` (plans written before languages keep working). A sequence is played
+//! as one prompt ([`Prompt::concat`]). Each play request of a call gets a number: a
+//! prompt whose load finishes after a newer request (or a stop) for the same call is not
+//! played, so a slow first load never talks over a bridge or a newer announcement.
 //!
 //! [`MediaCommand::Play`]: crate::switch::MediaCommand::Play
+//! [`MediaCommand::PlaySequence`]: crate::switch::MediaCommand::PlaySequence
 //! [`MediaCommand::Record`]: crate::switch::MediaCommand::Record
 
 use std::collections::HashMap;
@@ -25,6 +32,15 @@ pub(crate) struct Prompts {
     /// Calls whose `record` step ran before their relay ports were allocated: their
     /// recording starts with the session.
     pending_records: std::collections::HashSet<CallId>,
+    /// Per call: number of the latest play request or stop ([`Prompts::next_epoch`]).
+    epochs: HashMap<CallId, u64>,
+}
+
+/// One part of a sequence to play: already loaded, or to read from the first of its
+/// candidate paths that exists.
+enum Part {
+    Cached(Arc<Prompt>),
+    Load { key: String, paths: Vec<PathBuf> },
 }
 
 impl Prompts {
@@ -35,7 +51,27 @@ impl Prompts {
             recordings,
             cache: HashMap::new(),
             pending_records: std::collections::HashSet::new(),
+            epochs: HashMap::new(),
         }
+    }
+
+    /// A new play request or a stop for `call`: earlier loads still running for it will
+    /// not play. Returns the request's number.
+    pub(crate) fn next_epoch(&mut self, call: CallId) -> u64 {
+        let e = self.epochs.entry(call).or_insert(0);
+        *e += 1;
+        *e
+    }
+
+    /// Whether `epoch` is still `call`'s latest request.
+    pub(crate) fn is_current(&self, call: CallId, epoch: u64) -> bool {
+        self.epochs.get(&call) == Some(&epoch)
+    }
+
+    /// The call is over: forget its requests.
+    pub(crate) fn forget(&mut self, call: CallId) {
+        self.epochs.remove(&call);
+        self.pending_records.remove(&call);
     }
 
     /// Remembers that `call` is to be recorded (`on`) or not once its relay session exists.
@@ -52,55 +88,89 @@ impl Prompts {
         self.pending_records.remove(&call)
     }
 
-    /// A prompt already loaded, by name.
-    pub(crate) fn cached(&self, name: &str) -> Option<Arc<Prompt>> {
-        self.cache.get(name).cloned()
+    /// Keeps a loaded prompt for the next calls (key: `LANGUAGE/NAME`).
+    pub(crate) fn keep(&mut self, key: String, prompt: Arc<Prompt>) {
+        self.cache.insert(key, prompt);
     }
 
-    /// Keeps a loaded prompt for the next calls.
-    pub(crate) fn keep(&mut self, name: String, prompt: Arc<Prompt>) {
-        self.cache.insert(name, prompt);
+    /// The prompts `names` in `language`, as one prompt, when every one is loaded already.
+    pub(crate) fn cached_sequence(&self, names: &[String], language: &str) -> Option<Arc<Prompt>> {
+        let parts: Option<Vec<Arc<Prompt>>> = names
+            .iter()
+            .map(|n| self.cache.get(&cache_key(language, n)).cloned())
+            .collect();
+        let mut parts = parts?;
+        if parts.len() == 1 {
+            return parts.pop();
+        }
+        Some(Arc::new(Prompt::concat(&names.join("+"), &parts)))
     }
 
-    /// Loads `name` on a blocking thread and sends the result back as
-    /// [`Input::PromptLoaded`]. A name that climbs out of the prompts directory (`..`, an
-    /// absolute path) is refused.
+    /// Loads the prompts `names` in `language` on a blocking thread (the cached ones are
+    /// reused) and sends them back as one [`Input::PromptLoaded`] for play request
+    /// `epoch`. A part that cannot be read, or whose name climbs out of the prompts
+    /// directory (`..`, an absolute path), is left out with a warning; with no part left
+    /// the result is an error.
     pub(crate) fn load(
         &self,
         call: CallId,
         side: media::Side,
-        name: String,
+        names: Vec<String>,
+        language: &str,
         repeat: bool,
+        epoch: u64,
         inputs: mpsc::Sender<Input>,
     ) {
-        let path = self.path_of(&name);
+        let parts: Vec<Part> = names
+            .iter()
+            .map(|n| {
+                let key = cache_key(language, n);
+                match self.cache.get(&key) {
+                    Some(p) => Part::Cached(Arc::clone(p)),
+                    None => Part::Load {
+                        paths: self.paths_of(language, n),
+                        key,
+                    },
+                }
+            })
+            .collect();
+        let label = names.join("+");
         tokio::spawn(async move {
-            let prompt = match path {
-                Some(path) => tokio::task::spawn_blocking(move || {
-                    Prompt::load(&path).map(Arc::new).map_err(|e| e.to_string())
-                })
+            let result = tokio::task::spawn_blocking(move || load_parts(call, &label, parts))
                 .await
-                .unwrap_or_else(|e| Err(format!("prompt loader failed: {e}"))),
-                None => Err("prompt name leaves the prompts directory".to_owned()),
-            };
+                .unwrap_or_else(|e| (Vec::new(), Err(format!("prompt loader failed: {e}"))));
+            let (loaded, prompt) = result;
             let _ = inputs
                 .send(Input::PromptLoaded {
                     call,
                     side,
-                    name,
+                    name: names.join(" "),
                     repeat,
+                    epoch,
+                    loaded,
                     prompt,
                 })
                 .await;
         });
     }
 
-    fn path_of(&self, name: &str) -> Option<PathBuf> {
+    /// Where `name` is looked for in `language`: `dir/LANGUAGE/NAME`, then `dir/NAME`.
+    /// Empty when the name (or the language) is not a plain relative path.
+    fn paths_of(&self, language: &str, name: &str) -> Vec<PathBuf> {
+        let plain = |p: &Path| {
+            p.components()
+                .all(|c| matches!(c, std::path::Component::Normal(_)))
+        };
         let rel = Path::new(name);
-        let plain = rel
-            .components()
-            .all(|c| matches!(c, std::path::Component::Normal(_)));
-        plain.then(|| self.dir.join(rel))
+        if !plain(rel) {
+            return Vec::new();
+        }
+        let mut out = Vec::new();
+        if plain(Path::new(language)) && !language.is_empty() {
+            out.push(self.dir.join(language).join(rel));
+        }
+        out.push(self.dir.join(rel));
+        out
     }
 
     /// Where a call's recording goes: `recordings_dir/YYYY-MM-DD/CALL-ID.wav` (UTC date).
@@ -109,6 +179,48 @@ impl Prompts {
             .join(day.format("%Y-%m-%d").to_string())
             .join(format!("{call}.wav"))
     }
+}
+
+fn cache_key(language: &str, name: &str) -> String {
+    format!("{language}/{name}")
+}
+
+/// Reads the parts still to load (blocking) and joins them all into one prompt. Returns
+/// the parts newly loaded (to cache) and the prompt.
+type Loaded = (Vec<(String, Arc<Prompt>)>, Result<Arc<Prompt>, String>);
+
+fn load_parts(call: CallId, label: &str, parts: Vec<Part>) -> Loaded {
+    let mut loaded = Vec::new();
+    let mut ready = Vec::new();
+    let mut errors = Vec::new();
+    for part in parts {
+        match part {
+            Part::Cached(p) => ready.push(p),
+            Part::Load { key, paths } => {
+                let found = paths.iter().find(|p| p.exists()).or(paths.first());
+                match found {
+                    None => errors.push(format!("{key}: prompt name leaves the prompts directory")),
+                    Some(path) => match Prompt::load(path) {
+                        Ok(p) => {
+                            let p = Arc::new(p);
+                            loaded.push((key, Arc::clone(&p)));
+                            ready.push(p);
+                        }
+                        Err(e) => errors.push(e.to_string()),
+                    },
+                }
+            }
+        }
+    }
+    for e in &errors {
+        tracing::warn!(%call, error = %e, "prompt part left out");
+    }
+    let prompt = match ready.len() {
+        0 => Err(errors.join("; ")),
+        1 => ready.pop().ok_or_else(String::new),
+        _ => Ok(Arc::new(Prompt::concat(label, &ready))),
+    };
+    (loaded, prompt)
 }
 
 /// Starts `prompt` on `side` of `session`; when it ends by itself (or cannot start), an

@@ -340,7 +340,9 @@ steps = [{ tag = "located" }, { queue = { name = "line19", priority = 10 } }]
                         priority: 9,
                         max_wait_s: 0,
                         announce: None,
-                        announce_every_s: None
+                        announce_every_s: None,
+                        announce_position: false,
+                        announce_wait: false,
                     }
                 ]
             );

@@ -25,15 +25,20 @@ pub enum AbandonPhase {
     Ringing,
     /// The call was ringing the overflow target.
     Overflowing,
+    /// A prompt was playing to the caller: a queue announcement while waiting, or a
+    /// dialplan `play` step (e.g. the welcome prompt before the queue).
+    Announcement,
 }
 
 impl AbandonPhase {
-    /// Label for the journal and the metrics: `queued`, `ringing` or `overflowing`.
+    /// Label for the journal and the metrics: `queued`, `ringing`, `announcement` or
+    /// `overflowing`.
     pub fn as_str(self) -> &'static str {
         match self {
             AbandonPhase::Queued => "queued",
             AbandonPhase::Ringing => "ringing",
             AbandonPhase::Overflowing => "overflowing",
+            AbandonPhase::Announcement => "announcement",
         }
     }
 }

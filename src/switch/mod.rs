@@ -10,6 +10,7 @@
 //! to the caller (unless an `answer` step already sent one), with SDP rewritten to vigie's
 //! media relay on both legs.
 
+pub mod announce;
 pub mod dialog;
 pub mod event;
 pub mod features;
@@ -105,6 +106,27 @@ pub enum MediaCommand {
         prompt: String,
         /// Loop the prompt until [`MediaCommand::StopPlay`].
         repeat: bool,
+        /// The call's language: the prompt is read from `prompts_dir/LANGUAGE/PROMPT`,
+        /// else `prompts_dir/PROMPT` (a `{ set = { language = "ar" } }` step, else
+        /// `[media] default_language`).
+        language: String,
+    },
+    /// Play several WAV prompts to one side back to back as ONE prompt (a queue
+    /// announcement: `position.wav`, `digits/3.wav`, `expected-wait.wav`, …): the RTP
+    /// sequence numbers and timestamps run on without a gap between the parts (RFC 3550
+    /// §5.1), the marker bit is set on the first packet only (RFC 3551 §4.1), and one
+    /// [`Switch::handle_prompt_done`] comes at the end. A part that cannot be read is left
+    /// out.
+    PlaySequence {
+        /// The call concerned.
+        call: CallId,
+        /// The leg that hears the prompts (the caller: [`Side::A`]).
+        side: Side,
+        /// Paths of the WAV files, relative to the language's prompts directory, in the
+        /// order they are heard.
+        prompts: Vec<String>,
+        /// The call's language, as for [`MediaCommand::Play`].
+        language: String,
     },
     /// Stop any prompt playing to `side` (the call is bridged to a seat or released).
     StopPlay {
@@ -275,8 +297,16 @@ struct Call {
     answered_early: bool,
     /// A 183 with vigie's SDP went to the caller (early media, RFC 3261 §13.2.1).
     early_media: bool,
-    /// Announcement of the current queue step and its period.
-    announce: Option<(String, Option<Duration>)>,
+    /// Announcements of the current queue step.
+    announce: Option<announce::AnnounceSpec>,
+    /// A queue announcement was sent to the relay and has not been reported done: a
+    /// caller hanging up now abandons in phase `announcement`.
+    announcing: bool,
+    /// Language of the call's prompts (`language` call variable, else the configured
+    /// default).
+    language: String,
+    /// When a seat answered (for the queue's handle-time statistics).
+    answered_at: Option<Instant>,
     /// When the next announcement plays.
     next_announce: Option<Instant>,
     /// The current overflow target's timeout, or a `play` step's guard.
@@ -321,6 +351,10 @@ pub struct Switch {
     outputs: VecDeque<Output>,
     stats: SwitchStats,
     features: features::FeatureCodes,
+    /// `[media] default_language`.
+    default_language: String,
+    /// Per queue: recent handle times, for the expected wait announced to callers.
+    estimators: HashMap<String, crate::acd::ewt::WaitEstimator>,
 }
 
 impl Switch {
@@ -383,6 +417,8 @@ impl Switch {
             outputs: VecDeque::new(),
             stats: SwitchStats::default(),
             features: features::FeatureCodes::new(&config.features),
+            default_language: config.media.default_language.clone(),
+            estimators: HashMap::new(),
         }
     }
 
@@ -421,6 +457,9 @@ impl Switch {
     /// The media layer finished playing a prompt to `call` (or could not play it): a
     /// `play` step moves on to the next step. Other prompts (announcements) are ignored.
     pub fn handle_prompt_done(&mut self, now: Instant, call: CallId) {
+        if let Some(c) = self.calls.get_mut(&call) {
+            c.announcing = false;
+        }
         if let Some(c) = self.calls.get_mut(&call)
             && c.wait == Wait::Prompt
         {
@@ -532,18 +571,20 @@ impl Switch {
         }
     }
 
-    /// Plays the queue step's announcement to a waiting caller and schedules the next one.
-    /// Skipped (and rescheduled) while a seat or overflow target rings: an announcement
-    /// never holds up a bridge.
+    /// Plays the queue step's announcement to a waiting caller and schedules the next one:
+    /// the step's prompt, then its position and expected wait when the step asks for them
+    /// ([`announce::sequence`], in the call's language), as one
+    /// [`MediaCommand::PlaySequence`]. Skipped (and rescheduled) while a seat or overflow
+    /// target rings: an announcement never holds up a bridge.
     fn announce(&mut self, now: Instant, id: CallId) {
         let Some(c) = self.calls.get_mut(&id) else {
             return;
         };
-        let Some((prompt, every)) = c.announce.clone() else {
+        let Some(spec) = c.announce.clone() else {
             c.next_announce = None;
             return;
         };
-        c.next_announce = every.map(|e| now + e.max(Duration::from_secs(1)));
+        c.next_announce = spec.every.map(|e| now + e.max(Duration::from_secs(1)));
         if c.wait != Wait::Queue || c.phase != Phase::Queued {
             return;
         }
@@ -552,13 +593,59 @@ impl Switch {
             c.next_announce = None;
             return;
         }
+        let language = c.language.clone();
+        let queue = c.queue.clone();
+        let position = self.acd.position(id);
+        let expected_wait = if spec.wait {
+            let on_duty = self.seats_on_duty(&queue);
+            position.and_then(|p| {
+                self.estimators
+                    .get(&queue)
+                    .and_then(|e| e.estimate(p, on_duty))
+            })
+        } else {
+            None
+        };
+        let mut prompts = announce::sequence(&language, &spec, position, expected_wait);
+        if prompts.is_empty() {
+            return;
+        }
         self.early_media(now, id);
-        self.outputs.push_back(Output::Media(MediaCommand::Play {
-            call: id,
-            side: Side::A,
-            prompt,
-            repeat: false,
-        }));
+        if let Some(c) = self.calls.get_mut(&id) {
+            c.announcing = true;
+        }
+        let command = if prompts.len() == 1 {
+            MediaCommand::Play {
+                call: id,
+                side: Side::A,
+                prompt: prompts.remove(0),
+                repeat: false,
+                language,
+            }
+        } else {
+            MediaCommand::PlaySequence {
+                call: id,
+                side: Side::A,
+                prompts,
+                language,
+            }
+        };
+        self.outputs.push_back(Output::Media(command));
+    }
+
+    /// Seats logged in and available (not on break) that serve `queue`: the divisor of the
+    /// expected wait ([`crate::acd::ewt`]).
+    fn seats_on_duty(&self, queue: &str) -> usize {
+        let serving = self.acd.queue(queue).map(|q| q.seats.clone());
+        self.acd
+            .seat_list()
+            .filter(|s| matches!(s.status(), crate::acd::Status::Available))
+            .filter(|s| {
+                serving
+                    .as_ref()
+                    .is_some_and(|list| list.is_empty() || list.iter().any(|x| x == s.id()))
+            })
+            .count()
     }
 
     /// The relay answered an [`MediaCommand::Allocate`]: `None` when it had no ports
@@ -573,7 +660,10 @@ impl Switch {
                     c.wait = Wait::Running;
                 }
                 // The first announcement waited for the relay ports.
-                if c.wait == Wait::Queue && c.announce.is_some() && !c.early_media {
+                if c.wait == Wait::Queue
+                    && c.announce.as_ref().is_some_and(announce::AnnounceSpec::any)
+                    && !c.early_media
+                {
                     c.next_announce = Some(now);
                 }
                 (c.pending.take(), resume)
@@ -1041,6 +1131,9 @@ impl Switch {
                 answered_early: false,
                 early_media: false,
                 announce: None,
+                announcing: false,
+                language: self.default_language.clone(),
+                answered_at: None,
                 next_announce: None,
                 deadline: None,
             },
@@ -1095,11 +1188,16 @@ impl Switch {
                 Step::Answer => self.answer_early(now, id),
                 Step::Play(prompt) => {
                     self.early_media(now, id);
+                    let language = self
+                        .calls
+                        .get(&id)
+                        .map_or_else(|| self.default_language.clone(), |c| c.language.clone());
                     self.outputs.push_back(Output::Media(MediaCommand::Play {
                         call: id,
                         side: Side::A,
                         prompt,
                         repeat: false,
+                        language,
                     }));
                     if let Some(c) = self.calls.get_mut(&id) {
                         c.wait = Wait::Prompt;
@@ -1113,16 +1211,16 @@ impl Switch {
                     max_wait_s,
                     announce,
                     announce_every_s,
+                    announce_position,
+                    announce_wait,
                 } => {
-                    self.queue(
-                        now,
-                        id,
-                        &name,
-                        priority,
-                        max_wait_s,
-                        announce,
-                        announce_every_s,
-                    );
+                    let spec = announce::AnnounceSpec {
+                        prompt: announce,
+                        every: announce_every_s.map(Duration::from_secs),
+                        position: announce_position,
+                        wait: announce_wait,
+                    };
+                    self.queue(now, id, &name, priority, max_wait_s, spec);
                     return;
                 }
                 Step::Overflow { .. } => {
@@ -1136,6 +1234,12 @@ impl Switch {
                 Step::Hangup { cause } => {
                     self.plan_hangup(now, id, cause);
                     return;
+                }
+                // The language of the call's prompts (checked by the compiler).
+                Step::Set { name, value } if name == dialplan::LANGUAGE_VAR => {
+                    if let Some(c) = self.calls.get_mut(&id) {
+                        c.language = value;
+                    }
                 }
                 // Set and tag were carried by the Routed event; goto is resolved by the
                 // evaluator.
@@ -1279,8 +1383,8 @@ impl Switch {
     }
 
     /// A queue step: into the ACD with the step's priority and max wait; announcements
-    /// start at once and repeat every `announce_every_s`.
-    #[allow(clippy::too_many_arguments)]
+    /// start at once and repeat every `announce_every_s`. A seat free at arrival is
+    /// offered the call before any announcement (which is then skipped while it rings).
     fn queue(
         &mut self,
         now: Instant,
@@ -1288,8 +1392,7 @@ impl Switch {
         name: &str,
         priority: u8,
         max_wait_s: u64,
-        announce: Option<String>,
-        announce_every_s: Option<u64>,
+        spec: announce::AnnounceSpec,
     ) {
         let Some(c) = self.calls.get_mut(&id) else {
             return;
@@ -1300,8 +1403,8 @@ impl Switch {
         c.wait = Wait::Queue;
         c.phase = Phase::Queued;
         c.in_acd = true;
-        c.announce = announce.map(|p| (p, announce_every_s.map(Duration::from_secs)));
-        c.next_announce = c.announce.as_ref().map(|_| now);
+        c.next_announce = spec.any().then_some(now);
+        c.announce = spec.any().then_some(spec);
         let max_wait = (max_wait_s > 0).then(|| Duration::from_secs(max_wait_s));
         let spec = CallSpec {
             priority,
@@ -1318,6 +1421,8 @@ impl Switch {
         if let Err(e) = self.acd.enqueue_with(now, id, name, spec) {
             tracing::error!(call = %id, error = %e, "ACD refused a call");
         }
+        // A free seat takes the call now: its offer goes out before any announcement.
+        self.pump(now);
         if self
             .calls
             .get(&id)
@@ -1375,8 +1480,8 @@ impl Switch {
                         c.wait = Wait::Queue;
                         c.phase = Phase::Queued;
                         c.pc = c.queue_step.map_or(c.pc, |q| q + 1);
-                        if let Some((_, every)) = &c.announce {
-                            c.next_announce = Some(now + every.unwrap_or_default());
+                        if let Some(spec) = &c.announce {
+                            c.next_announce = Some(now + spec.every.unwrap_or_default());
                         }
                         self.acd.overflow_failed(now, id);
                     }
@@ -1562,7 +1667,11 @@ impl Switch {
         let Some(call) = self.calls.get(&id) else {
             return;
         };
+        // Hearing a `play` step's prompt, or a queue announcement while waiting.
+        let hearing_prompt = call.wait == Wait::Prompt
+            || (call.announcing && call.wait == Wait::Queue && call.phase == Phase::Queued);
         let phase = match call.phase {
+            _ if hearing_prompt => AbandonPhase::Announcement,
             Phase::Queued => AbandonPhase::Queued,
             Phase::Ringing => AbandonPhase::Ringing,
             _ => AbandonPhase::Overflowing,
@@ -1832,6 +1941,7 @@ impl Switch {
         }
         call.deadline = None;
         call.announce = None;
+        call.announcing = false;
         call.next_announce = None;
         if call.early_media || call.answered_early {
             self.outputs
@@ -1915,6 +2025,9 @@ impl Switch {
         };
         match target {
             Target::Seat(seat) => {
+                if let Some(c) = self.calls.get_mut(&id) {
+                    c.answered_at = Some(now);
+                }
                 self.acd.offer_answered(now, id, &seat);
                 self.emit(id, CallEventKind::Answered { seat });
             }
@@ -2208,6 +2321,7 @@ impl Switch {
             // RFC 3261 §13.3.1.4: the dialog is confirmed but the session ends with BYE.
             self.bye_a(now, id);
         }
+        self.record_handle_time(now, id);
         // The seat leaves the call (wrap-up, then new offers) once our BYE is answered.
         match seat_bye {
             Some(key) => {
@@ -2217,6 +2331,26 @@ impl Switch {
         }
         self.emit(id, CallEventKind::Ended { cause });
         self.finish(id);
+    }
+
+    /// An answered call of a queue ends: its handle time (talk plus the queue's wrap-up)
+    /// feeds the queue's expected-wait estimate.
+    fn record_handle_time(&mut self, now: Instant, id: CallId) {
+        let Some(c) = self.calls.get(&id) else {
+            return;
+        };
+        let Some(at) = c.answered_at else {
+            return;
+        };
+        let wrap_up = self
+            .acd
+            .queue(&c.queue)
+            .map(|q| q.wrap_up)
+            .unwrap_or_default();
+        self.estimators
+            .entry(c.queue.clone())
+            .or_default()
+            .record_handle_time(now.saturating_duration_since(at) + wrap_up);
     }
 
     fn finish(&mut self, id: CallId) {
