@@ -3361,3 +3361,303 @@ steps = [{ answer = true }, { queue = { name = "line19", priority = 5, max_wait_
     assert_eq!(sim.releases(call), 1);
     assert_eq!(sim.switch.acd().snapshot(sim.now)[0].waiting, 0);
 }
+
+// ---- queue announcements: position, expected wait, language (announce helper) ----------
+
+impl Sim {
+    /// The prompts announced to `call` (Play and PlaySequence), as (ms, language, names).
+    fn announced(&self, call: CallId) -> Vec<(u64, String, Vec<String>)> {
+        self.media
+            .iter()
+            .filter_map(|(ms, m)| match m {
+                MediaCommand::Play {
+                    call: c,
+                    prompt,
+                    language,
+                    ..
+                } if *c == call => Some((*ms, language.clone(), vec![prompt.clone()])),
+                MediaCommand::PlaySequence {
+                    call: c,
+                    prompts,
+                    language,
+                    ..
+                } if *c == call => Some((*ms, language.clone(), prompts.clone())),
+                _ => None,
+            })
+            .collect()
+    }
+
+    /// When the first StopPlay for `call` went out.
+    fn stop_play_at(&self, call: CallId) -> Option<u64> {
+        self.media.iter().find_map(|(ms, m)| match m {
+            MediaCommand::StopPlay { call: c, .. } if *c == call => Some(*ms),
+            _ => None,
+        })
+    }
+}
+
+const PLAN_ANNOUNCED: &str = r#"
+[[routes]]
+name = "line19"
+match = { called = '19' }
+steps = [
+  { ring = 180 },
+  { queue = { name = "line19", priority = 5, max_wait_s = 0, announce_every_s = 20, announce_position = true, announce_wait = true } },
+]
+"#;
+
+fn seq(names: &[&str]) -> Vec<String> {
+    strings(names)
+}
+
+/// One seat: the first caller talks 39 s, which gives the queue its average handle time
+/// (39.02 s as the switch sees it, wrap-up 0). Before that the second caller hears its
+/// position only (no history); later the fifth caller, third in line behind two others with
+/// one seat on duty, hears "position 3, 2 minutes" (3 × 39.02 s = 117 s, rounded up), and
+/// the third "position 1, 1 minute".
+#[test]
+fn announcement_tells_position_and_expected_wait_from_recent_handle_times() {
+    let mut sim = Sim::with_plan(config(1), PLAN_ANNOUNCED);
+    let seat = sim.add_seat(1, Some(Duration::from_secs(1)));
+    sim.run(1_000);
+    let callers: Vec<UaId> = (1..=5).map(|n| sim.add_caller(n)).collect();
+    sim.ua(callers[0]).hangup_after = Some(Duration::from_secs(39));
+    sim.ua(callers[0]).invite();
+    sim.run(3_000);
+    sim.ua(callers[1]).invite();
+    sim.run(60_000);
+    for &c in &callers[2..] {
+        sim.ua(c).invite();
+        sim.run(sim.ms() + 100);
+    }
+    sim.run(61_000);
+    let calls = sim.calls();
+    assert_eq!(calls.len(), 5);
+    // Call 1 found the seat free: offered at once, never announced.
+    assert!(sim.announced(calls[0]).is_empty());
+    let position_only = seq(&["position.wav", "digits/1.wav"]);
+    assert_eq!(
+        sim.announced(calls[1]),
+        vec![
+            (3_010, "fr".to_owned(), position_only.clone()),
+            (23_010, "fr".to_owned(), position_only),
+        ],
+        "no handle time yet: position only; none once a seat rings (call 1 ended at 41 s)"
+    );
+    assert_eq!(
+        sim.events_of(calls[1])[2..4],
+        strings(&["offered agent01", "ringing agent01"])
+    );
+    let announced: Vec<Vec<String>> = calls[2..]
+        .iter()
+        .map(|c| sim.announced(*c).remove(0).2)
+        .collect();
+    assert_eq!(
+        announced,
+        vec![
+            seq(&[
+                "position.wav",
+                "digits/1.wav",
+                "expected-wait.wav",
+                "digits/1.wav",
+                "minute.wav"
+            ]),
+            seq(&[
+                "position.wav",
+                "digits/2.wav",
+                "expected-wait.wav",
+                "digits/2.wav",
+                "minutes.wav"
+            ]),
+            seq(&[
+                "position.wav",
+                "digits/3.wav",
+                "expected-wait.wav",
+                "digits/2.wav",
+                "minutes.wav"
+            ]),
+        ]
+    );
+    // The seat is busy with call 2 the whole time: the others keep waiting.
+    assert_eq!(sim.ua(seat).requests(Method::Invite).len(), 2);
+    // Every 20 s the announcement comes again with the current figures.
+    sim.run(81_000);
+    let again = sim.announced(calls[4]);
+    assert_eq!(again.len(), 2);
+    assert_eq!(again[1].0 - again[0].0, 20_000);
+    assert_eq!(again[1].2, announced[2]);
+}
+
+/// `{ set = { language = "ar" } }`: the welcome prompt and the announcements are asked
+/// for in Arabic, with the Arabic dual for 2 minutes; the step's own prompt comes first.
+#[test]
+fn arabic_route_announces_in_arabic() {
+    let mut sim = Sim::with_plan(config(1), PLAN_ARABIC);
+    let _seat = sim.add_seat(1, Some(Duration::from_secs(1)));
+    sim.run(1_000);
+    let first = sim.add_caller(1);
+    let second = sim.add_caller(2);
+    let third = sim.add_caller(3);
+    // The first call talks 78 s (78.02 s at the switch): the queue's handle time.
+    sim.ua(first).hangup_after = Some(Duration::from_secs(78));
+    sim.ua(first).invite();
+    sim.run(1_010);
+    // The media layer reports the welcome prompt played (its length does not matter).
+    let (now, c) = (sim.now, sim.calls()[0]);
+    sim.switch.handle_prompt_done(now, c);
+    sim.run(85_000);
+    // The second keeps the one seat busy.
+    sim.ua(second).invite();
+    sim.run(85_010);
+    let (now, c) = (sim.now, sim.calls()[1]);
+    sim.switch.handle_prompt_done(now, c);
+    sim.run(90_000);
+    sim.ua(third).invite();
+    sim.run(95_000);
+    let call = sim.calls()[2];
+    assert_eq!(
+        sim.announced(call),
+        vec![(90_010, "ar".to_owned(), seq(&["welcome.wav"]))],
+        "the play step first, in Arabic; no announcement before it ends"
+    );
+    let now = sim.now;
+    sim.switch.handle_prompt_done(now, call);
+    sim.run(96_000);
+    // 1st in line, one seat on duty: 78.02 s → 2 minutes, the Arabic dual alone.
+    assert_eq!(
+        sim.announced(call)[1..],
+        [(
+            95_000,
+            "ar".to_owned(),
+            seq(&[
+                "please-hold.wav",
+                "position.wav",
+                "digits/1.wav",
+                "expected-wait.wav",
+                "minutes-two.wav"
+            ])
+        )]
+    );
+}
+
+const PLAN_ARABIC: &str = r#"
+[[routes]]
+name = "line19-ar"
+match = { called = '19' }
+steps = [
+  { ring = 180 },
+  { set = { language = "ar" } },
+  { play = "welcome.wav" },
+  { queue = { name = "line19", priority = 5, max_wait_s = 0, announce = "please-hold.wav", announce_every_s = 20, announce_position = true, announce_wait = true } },
+]
+"#;
+
+/// A seat free when the call arrives: the ACD's offer (the INVITE to the seat) goes out in
+/// the same step as the enqueue and no announcement is played at all, though the first
+/// one was due at once.
+#[test]
+fn free_seat_is_offered_before_the_first_announcement() {
+    let mut sim = Sim::with_plan(config(1), PLAN_ANNOUNCED);
+    let seat = sim.add_seat(1, Some(Duration::from_secs(1)));
+    sim.run(1_000);
+    let caller = sim.add_caller(1);
+    sim.ua(caller).invite();
+    sim.run(5_000);
+    let call = sim.calls()[0];
+    let queued_at = sim
+        .events
+        .iter()
+        .find(|(_, e)| e.call == call && matches!(e.kind, CallEventKind::Queued { .. }))
+        .map(|(ms, _)| *ms);
+    let offered_at = sim
+        .events
+        .iter()
+        .find(|(_, e)| e.call == call && matches!(e.kind, CallEventKind::Offered { .. }))
+        .map(|(ms, _)| *ms);
+    assert_eq!((queued_at, offered_at), (Some(1_010), Some(1_010)));
+    assert_eq!(
+        sim.vigie_to("agent01")[2].0,
+        1_010,
+        "INVITE to the seat at once"
+    );
+    assert!(sim.announced(call).is_empty(), "{:?}", sim.announced(call));
+    assert_eq!(sim.ua(seat).requests(Method::Invite).len(), 1);
+    assert_eq!(
+        sim.events_of(call),
+        strings(&[
+            "received 19",
+            "queued line19",
+            "offered agent01",
+            "ringing agent01",
+            "answered agent01"
+        ])
+    );
+}
+
+/// While a seat rings the announcements are skipped; its answer stops the one playing at
+/// once (StopPlay in the same step as the 200 to the caller) and none follows.
+#[test]
+fn announcements_skip_while_ringing_and_stop_on_answer() {
+    let mut sim = Sim::with_plan(config(1), PLAN_ANNOUNCED);
+    let caller = sim.add_caller(1);
+    sim.ua(caller).invite();
+    sim.run(30_000);
+    // A seat that answers after 12 s (ring timeout 15 s): rings across the 40 s
+    // announcement.
+    let seat = sim.add_seat(1, Some(Duration::from_secs(12)));
+    sim.run(120_000);
+    let call = sim.calls()[0];
+    let at: Vec<u64> = sim.announced(call).iter().map(|a| a.0).collect();
+    assert_eq!(at, [10, 20_010]);
+    let ok_at = sim
+        .vigie_to("caller1")
+        .into_iter()
+        .find(|w| w.1 == "200 INVITE")
+        .map(|w| w.0);
+    let seat_ok_at = sim
+        .sent_by("agent01")
+        .into_iter()
+        .find(|w| w.1 == "200 INVITE")
+        .map(|w| w.0);
+    // The seat's 200 reaches vigie 10 ms after it is sent: StopPlay and the 200 to the
+    // caller go out then, in the same step.
+    let stop = sim.stop_play_at(call);
+    assert_eq!(stop, seat_ok_at.map(|t| t + 10));
+    assert_eq!(ok_at, stop);
+    assert_eq!(sim.ua(seat).requests(Method::Invite).len(), 1);
+}
+
+/// A caller who hangs up while an announcement plays abandons in phase `announcement`;
+/// once the media layer reported it done, in phase `queued`; during the `play` step
+/// before the queue, in phase `announcement`.
+#[test]
+fn abandon_during_an_announcement_is_phase_announcement() {
+    let mut sim = Sim::with_plan(config(1), PLAN_ARABIC);
+    let callers: Vec<UaId> = (1..=3).map(|n| sim.add_caller(n)).collect();
+    for &c in &callers {
+        sim.ua(c).invite();
+    }
+    sim.run(1_000);
+    let calls = sim.calls();
+    // Calls 1 and 2 reach the queue (welcome prompt done); call 3 stays in its prompt.
+    let now = sim.now;
+    for c in &calls[..2] {
+        sim.switch.handle_prompt_done(now, *c);
+    }
+    sim.run(2_000);
+    for c in &calls[..2] {
+        assert_eq!(sim.announced(*c).len(), 2, "welcome, then the announcement");
+    }
+    // Call 2's announcement is reported played.
+    let now = sim.now;
+    sim.switch.handle_prompt_done(now, calls[1]);
+    for &c in &callers {
+        sim.ua(c).cancel();
+    }
+    sim.run(5_000);
+    let last = |c: CallId| sim.events_of(c).last().cloned().unwrap();
+    assert_eq!(last(calls[0]), "abandoned announcement");
+    assert_eq!(last(calls[1]), "abandoned queued");
+    assert_eq!(last(calls[2]), "abandoned announcement");
+    assert_eq!(sim.switch.active_calls(), 0);
+}
