@@ -1102,6 +1102,16 @@ impl Switch {
         self.by_invite_tx.insert(key.clone(), id);
         self.by_sip_call_id
             .insert(call_id.to_owned(), (id, Side::A));
+        // Like every `set`, the language holds from routing on (the last one wins).
+        let language = decision
+            .steps
+            .iter()
+            .rev()
+            .find_map(|s| match s {
+                Step::Set { name, value } if name == dialplan::LANGUAGE_VAR => Some(value.clone()),
+                _ => None,
+            })
+            .unwrap_or_else(|| self.default_language.clone());
         self.calls.insert(
             id,
             Call {
@@ -1132,7 +1142,7 @@ impl Switch {
                 early_media: false,
                 announce: None,
                 announcing: false,
-                language: self.default_language.clone(),
+                language,
                 answered_at: None,
                 next_announce: None,
                 deadline: None,
@@ -1234,12 +1244,6 @@ impl Switch {
                 Step::Hangup { cause } => {
                     self.plan_hangup(now, id, cause);
                     return;
-                }
-                // The language of the call's prompts (checked by the compiler).
-                Step::Set { name, value } if name == dialplan::LANGUAGE_VAR => {
-                    if let Some(c) = self.calls.get_mut(&id) {
-                        c.language = value;
-                    }
                 }
                 // Set and tag were carried by the Routed event; goto is resolved by the
                 // evaluator.
