@@ -854,12 +854,14 @@ impl SwitchTask {
         match self.prompts.cached_sequence(&names, language) {
             Some(p) => prompts::play(s, call, side, p, repeat, self.inputs_tx.clone()),
             None => self.prompts.load(
-                call,
-                side,
+                prompts::PlayRequest {
+                    call,
+                    side,
+                    repeat,
+                    epoch,
+                },
                 names,
                 language,
-                repeat,
-                epoch,
                 self.inputs_tx.clone(),
             ),
         }

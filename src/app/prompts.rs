@@ -36,6 +36,16 @@ pub(crate) struct Prompts {
     epochs: HashMap<CallId, u64>,
 }
 
+/// Who a prompt load is for: the call, the side that hears it, whether it loops, and the
+/// play request's number ([`Prompts::next_epoch`]).
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct PlayRequest {
+    pub call: CallId,
+    pub side: media::Side,
+    pub repeat: bool,
+    pub epoch: u64,
+}
+
 /// One part of a sequence to play: already loaded, or to read from the first of its
 /// candidate paths that exists.
 enum Part {
@@ -113,14 +123,17 @@ impl Prompts {
     /// the result is an error.
     pub(crate) fn load(
         &self,
-        call: CallId,
-        side: media::Side,
+        req: PlayRequest,
         names: Vec<String>,
         language: &str,
-        repeat: bool,
-        epoch: u64,
         inputs: mpsc::Sender<Input>,
     ) {
+        let PlayRequest {
+            call,
+            side,
+            repeat,
+            epoch,
+        } = req;
         let parts: Vec<Part> = names
             .iter()
             .map(|n| {
@@ -272,5 +285,92 @@ pub(crate) fn record_start(session: &RelaySession, call: CallId, path: PathBuf) 
             });
         }
         Err(e) => tracing::warn!(%call, error = %e, "recording not started"),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn tone(path: &Path, samples: usize) {
+        std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+        let spec = hound::WavSpec {
+            channels: 1,
+            sample_rate: 8000,
+            bits_per_sample: 16,
+            sample_format: hound::SampleFormat::Int,
+        };
+        let mut w = hound::WavWriter::create(path, spec).unwrap();
+        for _ in 0..samples {
+            w.write_sample(1000i16).unwrap();
+        }
+        w.finalize().unwrap();
+    }
+
+    #[test]
+    fn names_resolve_in_the_language_then_the_prompts_directory() {
+        let p = Prompts::new(PathBuf::from("/p"), PathBuf::from("/r"));
+        assert_eq!(
+            p.paths_of("ar", "digits/3.wav"),
+            [
+                PathBuf::from("/p/ar/digits/3.wav"),
+                PathBuf::from("/p/digits/3.wav")
+            ]
+        );
+        assert!(p.paths_of("fr", "../secret.wav").is_empty());
+        assert!(p.paths_of("fr", "/etc/passwd").is_empty());
+        // A language that is not a plain name is skipped, the shared directory stays.
+        assert_eq!(p.paths_of("..", "a.wav"), [PathBuf::from("/p/a.wav")]);
+    }
+
+    #[test]
+    fn a_sequence_loads_as_one_prompt_leaving_out_missing_parts() {
+        let dir = tempfile::tempdir().unwrap();
+        tone(&dir.path().join("fr/position.wav"), 300);
+        tone(&dir.path().join("digits/3.wav"), 100);
+        let mut p = Prompts::new(dir.path().to_owned(), dir.path().join("rec"));
+        let names = ["position.wav", "missing.wav", "digits/3.wav"];
+        let parts = names
+            .iter()
+            .map(|n| Part::Load {
+                key: cache_key("fr", n),
+                paths: p.paths_of("fr", n),
+            })
+            .collect();
+        let (loaded, prompt) = load_parts(CallId::nil(), "seq", parts);
+        let prompt = prompt.unwrap();
+        // 300 + 100 samples joined: 3 packets (not 2 + 1).
+        assert_eq!((prompt.samples(), prompt.packets()), (400, 3));
+        let keys: Vec<&str> = loaded.iter().map(|(k, _)| k.as_str()).collect();
+        assert_eq!(keys, ["fr/position.wav", "fr/digits/3.wav"]);
+        for (k, v) in loaded {
+            p.keep(k, v);
+        }
+        let names: Vec<String> = ["position.wav", "digits/3.wav"]
+            .iter()
+            .map(|s| (*s).to_owned())
+            .collect();
+        let cached = p.cached_sequence(&names, "fr").unwrap();
+        assert_eq!(cached.samples(), 400);
+        assert!(p.cached_sequence(&names, "ar").is_none());
+        // Nothing readable at all: an error, so a play step moves on.
+        let none = vec![Part::Load {
+            key: cache_key("fr", "x.wav"),
+            paths: p.paths_of("fr", "x.wav"),
+        }];
+        assert!(load_parts(CallId::nil(), "x", none).1.is_err());
+    }
+
+    #[test]
+    fn a_stop_or_newer_request_makes_a_pending_load_stale() {
+        let mut p = Prompts::new(PathBuf::from("/p"), PathBuf::from("/r"));
+        let call = CallId::nil();
+        let first = p.next_epoch(call);
+        assert!(p.is_current(call, first));
+        let second = p.next_epoch(call);
+        assert!(!p.is_current(call, first));
+        assert!(p.is_current(call, second));
+        p.forget(call);
+        assert!(!p.is_current(call, second));
     }
 }
