@@ -215,4 +215,26 @@ mod tests {
             ["expected-wait.wav", "minutes-two.wav"]
         );
     }
+
+    /// Every name an announcement can ask for, in `fr` and `ar`, is one that
+    /// `tools/make-prompts` writes (numbers through its `digits/$n` loop up to 20).
+    #[test]
+    fn make_prompts_generates_every_name_announcements_use() {
+        let script = include_str!(concat!(env!("CARGO_MANIFEST_DIR"), "/tools/make-prompts"));
+        assert!(script.contains("for n in $(seq 0 20)"), "digits 0-20");
+        for lang in ["fr", "ar"] {
+            for n in 0..=25usize {
+                let names = sequence(
+                    lang,
+                    &spec(None, true, true),
+                    Some(n),
+                    Some(Duration::from_secs(n as u64 * 60)),
+                );
+                for name in names.iter().filter(|n| !n.starts_with("digits/")) {
+                    let path = format!("\"$out/{lang}/{name}\"");
+                    assert!(script.contains(&path), "make-prompts lacks {path}");
+                }
+            }
+        }
+    }
 }
