@@ -1,7 +1,8 @@
 //! Queue announcements on real SIPp peers: a waiting caller hears its position as ONE RTP
 //! stream (the parts of the sequence back to back, sequence numbers running on), and a
 //! seat's answer stops the announcement playing: no prompt packet follows the 200 OK to
-//! the caller (but the one already in flight).
+//! the caller (but the one already in flight); a caller who leaves during an announcement
+//! is abandoned in phase `announcement` (journal, metrics, callback task).
 //!
 //! Prompts are G.711 A-law WAVs written by the test, each part filled with one A-law code
 //! so that prompt packets are told apart from relayed audio in the capture.
@@ -281,4 +282,41 @@ fn seat_answer_stops_the_announcement_at_the_bridge() {
             "received", "queued", "offered", "ringing", "answered", "ended"
         ]
     );
+}
+
+/// A caller who CANCELs while an announcement plays (10 s prompt, no seat) is journalled
+/// abandoned in phase `announcement`, counted under that label, and gets a callback task
+/// that says so.
+#[test]
+fn caller_leaving_during_an_announcement_abandons_in_phase_announcement() {
+    let ip = unique_loopback();
+    let mut v = Vigie::start_with_plan(ip, MD5_ONLY, PLAN_LONG);
+    let prompts = v.dir.path().join("prompts/fr");
+    write_alaw(&prompts.join("please-hold.wav"), 80_000);
+    write_alaw(&prompts.join("position.wav"), 800);
+    write_alaw(&prompts.join("digits/1.wav"), 800);
+    let mut trunk = trunk_call(&v, "trunk", "trunk_cancel_announced.xml", 1000);
+    assert_one_good_call(&mut trunk, &v, Duration::from_secs(20));
+    let series = "vigie_calls_abandoned_total{queue=\"line19\",phase=\"announcement\"}";
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while v.metric(series) < 1.0 && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    assert_eq!(v.metric(series), 1.0);
+    assert_eq!(
+        v.metric("vigie_calls_abandoned_total{queue=\"line19\",phase=\"queued\"}"),
+        0.0
+    );
+    let tasks: Vec<serde_json::Value> = v
+        .http_get("/api/v1/callbacks?open=true")
+        .and_then(|b| serde_json::from_str(&b).ok())
+        .unwrap_or_default();
+    assert_eq!(tasks.len(), 1, "{tasks:?}");
+    assert_eq!(tasks[0]["abandoned_while"], "announcement");
+    v.stop();
+    let calls = journal_calls(&v.db_path());
+    assert_eq!(calls.len(), 1, "{calls:?}");
+    let events = journal_events(&v.db_path(), calls[0].id);
+    assert_eq!(event_kinds(&events), ["received", "queued", "abandoned"]);
+    assert_eq!(events[2].detail["phase"], "announcement");
 }
