@@ -381,6 +381,10 @@ impl Switch {
                 overflow_retry: Duration::ZERO,
                 retry: Duration::from_secs(q.retry_s),
                 seats: q.seats.clone(),
+                strategy: q.strategy,
+                tier_wait: Duration::from_secs(q.tier_wait_s),
+                weight: q.weight,
+                max_len: usize::try_from(q.max_len).unwrap_or(usize::MAX),
             })
             .collect();
         Switch {
@@ -392,15 +396,22 @@ impl Switch {
             }),
             registrar,
             acd: config.seats.iter().fold(
-                Acd::new(queues, config.seats.iter().map(|s| s.id.clone())).with_policy(
-                    crate::acd::SeatPolicy {
+                Acd::new(queues, config.seats.iter().map(|s| s.id.clone()))
+                    .with_policy(crate::acd::SeatPolicy {
                         login_on_register: config.registrar.login_on_register,
                         no_answer_limit: config.features.no_answer_limit,
-                    },
-                ),
-                |acd, s| match s.wrap_up_s {
-                    Some(w) => acd.with_seat_wrap_up(&s.id, Duration::from_secs(w)),
-                    None => acd,
+                    })
+                    // The random strategy's seed.
+                    .with_seed(rand::random()),
+                |acd, s| {
+                    let acd = s
+                        .queues
+                        .iter()
+                        .fold(acd, |acd, k| acd.with_skill(&s.id, &k.name, k.penalty));
+                    match s.wrap_up_s {
+                        Some(w) => acd.with_seat_wrap_up(&s.id, Duration::from_secs(w)),
+                        None => acd,
+                    }
                 },
             ),
             local,
@@ -597,7 +608,18 @@ impl Switch {
         let queue = c.queue.clone();
         let position = self.acd.position(id);
         let expected_wait = if spec.wait {
-            let on_duty = self.seats_on_duty(&queue);
+            let on_duty = self
+                .acd
+                .snapshot(now)
+                .into_iter()
+                .find(|q| q.name == queue)
+                .map_or(0, |q| {
+                    q.seats
+                        .iter()
+                        .filter(|(l, _)| **l != "logged_out")
+                        .map(|(_, n)| n)
+                        .sum()
+                });
             position.and_then(|p| {
                 self.estimators
                     .get(&queue)
@@ -631,21 +653,6 @@ impl Switch {
             }
         };
         self.outputs.push_back(Output::Media(command));
-    }
-
-    /// Seats logged in and available (not on break) that serve `queue`: the divisor of the
-    /// expected wait ([`crate::acd::ewt`]).
-    fn seats_on_duty(&self, queue: &str) -> usize {
-        let serving = self.acd.queue(queue).map(|q| q.seats.clone());
-        self.acd
-            .seat_list()
-            .filter(|s| matches!(s.status(), crate::acd::Status::Available))
-            .filter(|s| {
-                serving
-                    .as_ref()
-                    .is_some_and(|list| list.is_empty() || list.iter().any(|x| x == s.id()))
-            })
-            .count()
     }
 
     /// The relay answered an [`MediaCommand::Allocate`]: `None` when it had no ports
