@@ -608,18 +608,7 @@ impl Switch {
         let queue = c.queue.clone();
         let position = self.acd.position(id);
         let expected_wait = if spec.wait {
-            let on_duty = self
-                .acd
-                .snapshot(now)
-                .into_iter()
-                .find(|q| q.name == queue)
-                .map_or(0, |q| {
-                    q.seats
-                        .iter()
-                        .filter(|(l, _)| **l != "logged_out")
-                        .map(|(_, n)| n)
-                        .sum()
-                });
+            let on_duty = self.acd.seats_on_duty(&queue);
             position.and_then(|p| {
                 self.estimators
                     .get(&queue)
