@@ -77,7 +77,8 @@ pub struct Metrics {
     /// `vigie_answer_time_seconds{queue}`: wait from received to answered, seconds.
     pub answer_time_seconds: Family<QueueLabels, Histogram, HistogramFn>,
     /// `vigie_calls_abandoned_total{queue,phase}`: callers who hung up before an
-    /// answer, by where the call was (queued, ringing a seat, overflowing).
+    /// answer, by where the call was (queued, ringing a seat, hearing an announcement,
+    /// overflowing).
     pub calls_abandoned: Family<AbandonLabels, Counter>,
     /// `vigie_service_level_ratio{queue,window}`: share (0–1) of the calls whose wait
     /// ended in the rolling window that a seat answered within the queue's
@@ -1439,6 +1440,7 @@ mod tests {
             r#"vigie_calls_abandoned_total{queue="line19",phase="queued"} 0"#,
             r#"vigie_calls_abandoned_total{queue="line19",phase="ringing"} 1"#,
             r#"vigie_calls_abandoned_total{queue="line19",phase="overflowing"} 0"#,
+            r#"vigie_calls_abandoned_total{queue="line19",phase="announcement"} 0"#,
             r#"vigie_service_level_ratio{queue="line19",window="15m"} 1.0"#,
             r#"vigie_service_level_calls{queue="line19",window="15m"} 0"#,
             r#"vigie_service_level_calls{queue="line19",window="1h"} 3"#,
