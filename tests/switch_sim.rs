@@ -3554,10 +3554,19 @@ steps = [
 
 /// A seat free when the call arrives: the ACD's offer (the INVITE to the seat) goes out in
 /// the same step as the enqueue and no announcement is played at all, though the first
-/// one was due at once.
+/// one (with a prompt of its own) was due at once; the relay ports, allocated after the
+/// enqueue, do not let it start before the offer.
 #[test]
 fn free_seat_is_offered_before_the_first_announcement() {
-    let mut sim = Sim::with_plan(config(1), PLAN_ANNOUNCED);
+    let plan = r#"
+[[routes]]
+name = "line19"
+steps = [
+  { ring = 180 },
+  { queue = { name = "line19", priority = 5, max_wait_s = 0, announce = "please-hold.wav", announce_every_s = 20, announce_position = true } },
+]
+"#;
+    let mut sim = Sim::with_plan(config(1), plan);
     let seat = sim.add_seat(1, Some(Duration::from_secs(1)));
     sim.run(1_000);
     let caller = sim.add_caller(1);

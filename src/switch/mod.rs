@@ -675,15 +675,17 @@ impl Switch {
         if resume {
             self.advance(now, call);
         }
+        // An offer to a seat that was free when the call was queued goes out first: the
+        // announcement is then skipped while the seat rings.
+        if let Some(d) = pending {
+            self.decide(now, d);
+        }
         if self
             .calls
             .get(&call)
             .is_some_and(|c| c.next_announce == Some(now))
         {
             self.announce(now, call);
-        }
-        if let Some(d) = pending {
-            self.decide(now, d);
         }
         self.pump(now);
     }
