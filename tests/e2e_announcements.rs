@@ -2,7 +2,8 @@
 //! stream (the parts of the sequence back to back, sequence numbers running on), and a
 //! seat's answer stops the announcement playing: no prompt packet follows the 200 OK to
 //! the caller (but the one already in flight); a caller who leaves during an announcement
-//! is abandoned in phase `announcement` (journal, metrics, callback task).
+//! is abandoned in phase `announcement` (journal, metrics, callback task); a seat free at
+//! arrival takes the call with no announcement.
 //!
 //! Prompts are G.711 A-law WAVs written by the test, each part filled with one A-law code
 //! so that prompt packets are told apart from relayed audio in the capture.
@@ -319,4 +320,30 @@ fn caller_leaving_during_an_announcement_abandons_in_phase_announcement() {
     let events = journal_events(&v.db_path(), calls[0].id);
     assert_eq!(event_kinds(&events), ["received", "queued", "abandoned"]);
     assert_eq!(events[2].detail["phase"], "announcement");
+}
+
+/// A seat free when the call arrives takes it with no announcement at all: the first one
+/// was due at once, but the offer goes first and none plays while the seat rings.
+#[test]
+fn free_seat_takes_the_call_without_any_announcement() {
+    let ip = unique_loopback();
+    let mut v = Vigie::start_with_plan(ip, MD5_ONLY, PLAN_LONG);
+    let prompts = v.dir.path().join("prompts/fr");
+    write_alaw(&prompts.join("please-hold.wav"), 80_000);
+    write_alaw(&prompts.join("position.wav"), 800);
+    write_alaw(&prompts.join("digits/1.wav"), 800);
+    let mut seat = seat_sipp(
+        &v,
+        "seat",
+        "agent_uas.xml",
+        SEAT_SIP,
+        SEAT_MEDIA,
+        ECHO_ONE_CALL,
+    );
+    register_seat_on(&v, "agent01", SEAT_SIP);
+    let mut trunk = trunk_call(&v, "trunk", "trunk_call.xml", 1000);
+    assert_one_good_call(&mut trunk, &v, Duration::from_secs(20));
+    assert_one_good_call(&mut seat, &v, Duration::from_secs(10));
+    assert_eq!(v.metric("vigie_prompt_packets_sent_total"), 0.0);
+    v.stop();
 }
