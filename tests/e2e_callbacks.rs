@@ -2,7 +2,9 @@
 //! a callback task (API `GET /api/v1/callbacks?open=true`, gauge
 //! `vigie_callbacks_open{queue}` = 1); a seat claims it; the same number calling again
 //! within the match window closes it `called-back`, linked to the new call (gauge 0), and
-//! a later close is refused (409).
+//! a later close is refused (409). Tasks are kept in the database: an open task survives a
+//! restart with its id and figures, can be closed after it, and new tasks are numbered
+//! after it.
 
 mod support;
 
@@ -136,4 +138,117 @@ fn abandon_opens_a_task_and_calling_back_closes_it() {
     let calls = journal_calls(&v.db_path());
     assert_eq!(calls.len(), 2, "{calls:?}");
     assert!(calls.iter().any(|c| c.id.to_string() == linked));
+}
+
+/// Restarts vigie on the same configuration and data directory.
+fn restart(v: &mut Vigie) {
+    v.stop();
+    let mut cmd = std::process::Command::new(env!("CARGO_BIN_EXE_vigie"));
+    cmd.args(["run", "--config"])
+        .arg(v.dir.path().join("vigie.toml"))
+        .env("RUST_LOG", "info,vigie=debug");
+    v.proc = Proc::spawn("vigie", cmd, v.dir.path().join("vigie-2.log"));
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while v.http_get("/healthz").is_none() {
+        assert!(
+            Instant::now() < deadline,
+            "vigie did not restart; log:\n{}",
+            v.proc.log_text()
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+#[test]
+fn an_open_task_survives_a_restart_with_its_id_and_can_be_closed() {
+    let ip = unique_loopback();
+    let mut v = Vigie::start(ip, MD5_ONLY);
+    let mut trunk = trunk_call(&v, "trunk1", "trunk_cancel.xml", 1000);
+    assert_one_good_call(&mut trunk, &v, Duration::from_secs(20));
+    let before = wait_tasks(
+        &v,
+        "/api/v1/callbacks?open=true",
+        Duration::from_secs(5),
+        |t| t.len() == 1,
+    );
+    assert_eq!(before.len(), 1, "{before:?}");
+    let claimed = http_post(&v, "/api/v1/callbacks/1/claim", r#"{"seat":"agent02"}"#);
+    assert_eq!(claimed.as_ref().map(|c| c.0), Some(200), "{claimed:?}");
+
+    restart(&mut v);
+    let after = wait_tasks(
+        &v,
+        "/api/v1/callbacks?open=true",
+        Duration::from_secs(5),
+        |t| t.len() == 1,
+    );
+    assert_eq!(after.len(), 1, "task lost at restart: {after:?}");
+    let (b, a) = (&before[0], &after[0]);
+    assert_eq!(a["id"], 1);
+    for field in [
+        "call_id",
+        "caller",
+        "queue",
+        "abandoned_while",
+        "created_at",
+        "abandons",
+    ] {
+        assert_eq!(a[field], b[field], "{field}: {a} vs {b}");
+    }
+    let (wb, wa) = (
+        b["wait_seconds"].as_f64().unwrap_or(-1.0),
+        a["wait_seconds"].as_f64().unwrap_or(-2.0),
+    );
+    assert!((wb - wa).abs() < 0.001, "wait {wb} then {wa}");
+    assert_eq!(a["claimed_by"], "agent02", "the claim is kept: {a}");
+    assert_eq!(v.metric(OPEN), 1.0, "gauge restored");
+
+    // Closed after the restart; a second abandon gets the next id, not 1 again.
+    let closed = http_post(&v, "/api/v1/callbacks/1/close", r#"{"outcome":"reached"}"#);
+    assert_eq!(closed.as_ref().map(|c| c.0), Some(200), "{closed:?}");
+    assert_eq!(v.metric(OPEN), 0.0);
+    let mut trunk = trunk_call(&v, "trunk2", "trunk_cancel.xml", 1000);
+    assert_one_good_call(&mut trunk, &v, Duration::from_secs(20));
+    let open = wait_tasks(
+        &v,
+        "/api/v1/callbacks?open=true",
+        Duration::from_secs(5),
+        |t| t.len() == 1,
+    );
+    assert_eq!(open.len(), 1, "{open:?}");
+    assert_eq!(open[0]["id"], 2, "{open:?}");
+    // The same caller within the window, but task 1 is closed: a new task.
+    assert_eq!(open[0]["abandons"], 1);
+
+    // A second restart: only task 2 is open; task 1 is closed `reached` in the database.
+    restart(&mut v);
+    let open = wait_tasks(
+        &v,
+        "/api/v1/callbacks?open=true",
+        Duration::from_secs(5),
+        |t| t.len() == 1,
+    );
+    assert_eq!(
+        open.iter().map(|t| t["id"].clone()).collect::<Vec<_>>(),
+        [2]
+    );
+    v.stop();
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .expect("runtime");
+    let rows = rt
+        .block_on(async {
+            let store = vigie::store::Store::open_sqlite(v.db_path()).await?;
+            let rows = store.all_callbacks().await;
+            store.close().await;
+            rows
+        })
+        .expect("callbacks rows");
+    assert_eq!(rows.len(), 2, "{rows:?}");
+    assert_eq!(rows[0].state, "closed");
+    assert_eq!(rows[0].outcome.as_deref(), Some("reached"));
+    assert_eq!(rows[0].claimed_by.as_deref(), Some("agent02"));
+    assert_eq!((rows[1].id, rows[1].state.as_str()), (2, "open"));
+    assert_eq!(rows[1].caller, "+212600001");
 }

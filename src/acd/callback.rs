@@ -10,8 +10,10 @@
 //! ([`CallbackBook::close`]).
 //!
 //! Time is passed in twice: `now` (monotonic, for the match window) and `wall` (UTC, for
-//! the API and the journal). Offering open callbacks to the next free seat ahead of new
-//! calls is not done here (issue 5, left open).
+//! the API and the journal). Tasks kept in storage are put back with
+//! [`CallbackBook::restore`] at start; ids are never reused
+//! ([`CallbackBook::reserve_ids_from`]). Offering open callbacks to the next free seat
+//! ahead of new calls is not done here (issue 5, left open).
 
 use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
@@ -53,6 +55,18 @@ impl AbandonStage {
             AbandonStage::Announcement => "announcement",
             AbandonStage::Overflowing => "overflowing",
         }
+    }
+
+    /// The stage with this label ([`AbandonStage::as_str`]); `None` for any other text.
+    pub fn parse(label: &str) -> Option<AbandonStage> {
+        [
+            AbandonStage::Queued,
+            AbandonStage::Ringing,
+            AbandonStage::Announcement,
+            AbandonStage::Overflowing,
+        ]
+        .into_iter()
+        .find(|s| s.as_str() == label)
     }
 }
 
@@ -178,6 +192,21 @@ pub struct Abandon {
     pub location: Option<String>,
 }
 
+/// A task read back from storage, for [`CallbackBook::restore`].
+#[derive(Debug, Clone, PartialEq)]
+pub struct StoredTask {
+    /// The task's id.
+    pub id: CallbackId,
+    /// The abandon that opened it (wait: the longest of its merged abandons, seconds).
+    pub abandon: Abandon,
+    /// When the task was opened (UTC).
+    pub created_at: DateTime<Utc>,
+    /// Abandons merged into it.
+    pub abandons: u32,
+    /// Its state.
+    pub state: CallbackState,
+}
+
 /// What [`CallbackBook::abandoned`] did.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum AbandonRecorded {
@@ -224,6 +253,47 @@ impl CallbackBook {
             tasks: BTreeMap::new(),
             next_id: 1,
         }
+    }
+
+    /// Puts back a task kept in storage (at start). `now` / `wall` are the current
+    /// instants: the task's match window is counted from `created_at` as if the book had
+    /// been running. New ids continue after the highest id seen.
+    pub fn restore(&mut self, now: Instant, wall: DateTime<Utc>, stored: StoredTask) {
+        let age = (wall - stored.created_at).to_std().unwrap_or_default();
+        // Older than this process's clock can express: outside any window anyway.
+        let created = now.checked_sub(age).unwrap_or_else(|| {
+            now.checked_sub(self.match_window + Duration::from_secs(1))
+                .unwrap_or(now)
+        });
+        let a = stored.abandon;
+        self.next_id = self.next_id.max(stored.id.saturating_add(1));
+        self.tasks.insert(
+            stored.id,
+            CallbackTask {
+                id: stored.id,
+                call: a.call,
+                caller: a.caller,
+                wait_s: a.wait_s,
+                queue: a.queue,
+                stage: a.stage,
+                location: a.location,
+                created_at: stored.created_at,
+                abandons: stored.abandons.max(1),
+                state: stored.state,
+                created,
+            },
+        );
+    }
+
+    /// New tasks get ids from `next` on (or later): ids of tasks closed and no longer
+    /// in memory are never reused.
+    pub fn reserve_ids_from(&mut self, next: CallbackId) {
+        self.next_id = self.next_id.max(next);
+    }
+
+    /// The id the next new task gets.
+    pub fn next_id(&self) -> CallbackId {
+        self.next_id
     }
 
     /// The match window.
@@ -573,6 +643,77 @@ mod tests {
         );
         // A closed task is not matched by a later call.
         assert_eq!(book.incoming(t0, wall(303), call(5), "0612"), None);
+    }
+
+    #[test]
+    fn restored_tasks_keep_ids_window_and_claims() {
+        let t0 = Instant::now() + Duration::from_secs(7200);
+        let mut book = CallbackBook::new(Duration::from_secs(1800));
+        book.reserve_ids_from(8);
+        let mut a = abandon(1, "0612", AbandonStage::Ringing);
+        a.wait_s = 21.5;
+        // Opened 10 min before the restart, claimed by seat1.
+        book.restore(
+            t0,
+            wall(600),
+            StoredTask {
+                id: 5,
+                abandon: a,
+                created_at: wall(0),
+                abandons: 2,
+                state: CallbackState::Open {
+                    claimed_by: Some("seat1".to_owned()),
+                },
+            },
+        );
+        let t = book.get(5).cloned();
+        assert_eq!(t.as_ref().map(|t| t.wait_s), Some(21.5));
+        assert_eq!(t.as_ref().map(|t| t.abandons), Some(2));
+        assert_eq!(t.map(|t| t.created_at), Some(wall(0)));
+        assert_eq!(book.next_id(), 8);
+        assert_eq!(
+            book.claim(5, "seat2").map(|t| t.id),
+            Err(CallbackError::ClaimedBy {
+                id: 5,
+                seat: "seat1".to_owned()
+            })
+        );
+        // New ids continue after the reserved ones.
+        assert_eq!(
+            book.abandoned(t0, wall(600), abandon(2, "0699", AbandonStage::Queued)),
+            AbandonRecorded::Opened(8)
+        );
+        // The window counts from the original abandon: 20 min later it still matches,
+        // 20 min + 1 s after that (30 min + 1 s after the abandon) it would not.
+        let later = t0 + Duration::from_secs(1200);
+        assert_eq!(book.incoming(later, wall(1800), call(9), "0612"), Some(5));
+        book.restore(
+            t0,
+            wall(600),
+            StoredTask {
+                id: 12,
+                abandon: abandon(3, "0613", AbandonStage::Queued),
+                created_at: wall(0),
+                abandons: 1,
+                state: CallbackState::Open { claimed_by: None },
+            },
+        );
+        assert_eq!(book.next_id(), 13);
+        let late = t0 + Duration::from_secs(1201);
+        assert_eq!(book.incoming(late, wall(1801), call(10), "0613"), None);
+    }
+
+    #[test]
+    fn stage_labels_round_trip() {
+        for s in [
+            AbandonStage::Queued,
+            AbandonStage::Ringing,
+            AbandonStage::Announcement,
+            AbandonStage::Overflowing,
+        ] {
+            assert_eq!(AbandonStage::parse(s.as_str()), Some(s));
+        }
+        assert_eq!(AbandonStage::parse("parked"), None);
     }
 
     #[test]

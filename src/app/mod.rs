@@ -343,7 +343,12 @@ pub async fn start(config: Config) -> Result<(Bound, Shutdown), StartError> {
         std::time::Duration::from_secs(config.callbacks.match_window_s),
         Arc::clone(&metrics),
         config.queues.iter().map(|q| q.name.clone()),
+        journal.clone(),
     );
+    // Records spilled by the previous run reach the database first, then the open
+    // callback tasks are read back.
+    let _ = journal.flush().await;
+    callbacks.load(&store).await;
     tokio::spawn(http::serve(
         http_listener,
         http::HttpState {
