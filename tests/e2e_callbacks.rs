@@ -4,7 +4,8 @@
 //! within the match window closes it `called-back`, linked to the new call (gauge 0), and
 //! a later close is refused (409). Tasks are kept in the database: an open task survives a
 //! restart with its id and figures, can be closed after it, and new tasks are numbered
-//! after it.
+//! after it. The service level is rebuilt from the journal at start: the calls of the last
+//! hour count after a restart.
 
 mod support;
 
@@ -251,4 +252,80 @@ fn an_open_task_survives_a_restart_with_its_id_and_can_be_closed() {
     assert_eq!(rows[0].claimed_by.as_deref(), Some("agent02"));
     assert_eq!((rows[1].id, rows[1].state.as_str()), (2, "open"));
     assert_eq!(rows[1].caller, "+212600001");
+}
+
+/// Polls `/metrics` until `series` has `value`, for at most 5 s; returns the last value.
+fn wait_metric(v: &Vigie, series: &str, value: f64) -> f64 {
+    let deadline = Instant::now() + Duration::from_secs(5);
+    loop {
+        let got = v.metric(series);
+        if got == value || Instant::now() >= deadline {
+            return got;
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+#[test]
+fn service_level_counts_the_calls_of_before_a_restart() {
+    let ip = unique_loopback();
+    let mut v = Vigie::start(ip, MD5_ONLY);
+    // One abandon (no seat yet), then one call answered by agent01 within 15 s.
+    let mut trunk = trunk_call(&v, "trunk1", "trunk_cancel.xml", 1000);
+    assert_one_good_call(&mut trunk, &v, Duration::from_secs(20));
+    let mut seat = seat_sipp(
+        &v,
+        "agent01",
+        "agent_uas.xml",
+        SEAT_SIP,
+        SEAT_MEDIA,
+        ECHO_ONE_CALL,
+    );
+    register_seat_on(&v, "agent01", SEAT_SIP);
+    v.wait_status(Duration::from_secs(5), "agent01 idle", |s| {
+        seat_state(s, "agent01").as_deref() == Some("idle")
+    });
+    let mut trunk = trunk_call(&v, "trunk2", "trunk_call.xml", 500);
+    assert_one_good_call(&mut trunk, &v, Duration::from_secs(20));
+    assert_one_good_call(&mut seat, &v, Duration::from_secs(10));
+
+    let series =
+        |name: &str, window: &str| format!("{name}{{queue=\"line19\",window=\"{window}\"}}");
+    let within = |w: &str, s: u32| {
+        format!(
+            "vigie_service_level_within_ratio{{queue=\"line19\",window=\"{w}\",within_s=\"{s}\"}}"
+        )
+    };
+    let figures = |v: &Vigie| {
+        let mut out = Vec::new();
+        for w in ["15m", "1h"] {
+            out.push(wait_metric(v, &series("vigie_service_level_calls", w), 2.0));
+            out.push(wait_metric(v, &series("vigie_service_level_ratio", w), 0.5));
+            out.push(wait_metric(v, &within(w, 20), 0.5));
+            out.push(wait_metric(v, &series("vigie_abandon_ratio", w), 0.5));
+        }
+        out
+    };
+    let expected = vec![2.0, 0.5, 0.5, 0.5, 2.0, 0.5, 0.5, 0.5];
+    assert_eq!(figures(&v), expected, "before the restart");
+    let asa = v.metric(&series("vigie_average_speed_of_answer_seconds", "15m"));
+    assert!((0.0..5.0).contains(&asa) && asa > 0.0, "ASA {asa} s");
+
+    restart(&mut v);
+    assert_eq!(
+        figures(&v),
+        expected,
+        "after the restart; log:\n{}",
+        v.proc.log_text()
+    );
+    let asa_after = v.metric(&series("vigie_average_speed_of_answer_seconds", "15m"));
+    assert!(
+        (asa - asa_after).abs() < 0.002,
+        "ASA {asa} then {asa_after}"
+    );
+    assert_eq!(
+        v.metric("vigie_service_level_target_ratio{queue=\"line19\",within_s=\"15\"}"),
+        0.9
+    );
+    v.stop();
 }

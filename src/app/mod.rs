@@ -393,16 +393,39 @@ pub async fn start(config: Config) -> Result<(Bound, Shutdown), StartError> {
     if let Some(listen) = config.aml.listen {
         bound.aml = Some(aml::spawn(&config.aml, listen, inputs.clone()).await?);
     }
-    let recorder = Recorder::new(journal.clone())
-        .with_service_levels(
+    let mut recorder = Recorder::new(journal.clone())
+        .with_service_targets(
             &metrics,
             config.queues.iter().map(|q| {
                 let threshold = std::time::Duration::from_secs(q.service_level_s);
-                (q.name.clone(), threshold)
+                let targets = q
+                    .service_level_targets
+                    .iter()
+                    .map(|t| (std::time::Duration::from_secs(t.within_s), t.ratio))
+                    .collect();
+                (q.name.clone(), threshold, targets)
             }),
             Instant::now(),
         )
         .with_events(handoff_events);
+    // The service-level windows continue across a restart: rebuilt from the journal's
+    // last hour (issue 5). A database that cannot be read starts them empty.
+    let wall = chrono::Utc::now();
+    match store
+        .service_level_calls(wall - chrono::Duration::hours(1))
+        .await
+    {
+        Ok(rows) => {
+            let n = recorder.restore_service_levels(&metrics, &rows, Instant::now(), wall);
+            tracing::info!(
+                calls = n,
+                "service level: last hour restored from the journal"
+            );
+        }
+        Err(error) => {
+            tracing::error!(%error, "service level: cannot read the journal; windows start empty");
+        }
+    }
     let board = wallboard::Board::new(
         config.queues.iter().map(|q| {
             (

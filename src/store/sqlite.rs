@@ -458,6 +458,28 @@ impl Store {
         Ok(counts)
     }
 
+    /// Calls whose wait ended at or after `since` (answered then, or abandoned then):
+    /// the history of the service-level windows, rebuilt at start
+    /// ([`crate::metrics::WindowedRatio::add_past`]). Oldest first, at most 100 000.
+    ///
+    /// # Errors
+    /// [`StoreError::Unavailable`]; [`StoreError::Corrupt`] for a row that does not read.
+    pub async fn service_level_calls(
+        &self,
+        since: chrono::DateTime<chrono::Utc>,
+    ) -> Result<Vec<CallRow>, StoreError> {
+        let rows = sqlx::query(
+            "SELECT * FROM calls WHERE answered_at >= $1 \
+             OR (outcome = 'abandoned' AND ended_at >= $1) \
+             ORDER BY received_at LIMIT 100000",
+        )
+        .bind(format_time(since))
+        .fetch_all(&self.pool)
+        .await
+        .map_err(StoreError::from_sqlx)?;
+        rows.iter().map(call_row).collect()
+    }
+
     /// Callback tasks still open, by id (to load back into the book at start).
     ///
     /// # Errors
