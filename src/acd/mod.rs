@@ -156,6 +156,9 @@ pub enum AcdError {
     #[error("call {0} already queued")]
     /// [`Acd::enqueue`] was given a call the ACD already holds; carries its id.
     DuplicateCall(CallId),
+    #[error("call {0} is not in the ACD")]
+    /// [`Acd::set_priority`] named a call the ACD does not hold; carries its id.
+    UnknownCall(CallId),
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -403,6 +406,47 @@ impl Acd {
             },
         );
         if let Some(order) = self.order.get_mut(q) {
+            order.insert(at, call);
+        }
+        self.dispatch(now);
+        Ok(())
+    }
+
+    /// Changes a call's priority while it waits (or rings): it moves behind every call of
+    /// the new priority that arrived before it and ahead of those that arrived after
+    /// (its arrival is kept), then the ACD dispatches at `now`.
+    ///
+    /// (Minimal version from the callbacks branch, for the priority API; the acd branch
+    /// carries the full one.)
+    ///
+    /// # Errors
+    /// [`AcdError::UnknownCall`] when the ACD does not hold the call.
+    pub fn set_priority(
+        &mut self,
+        now: Instant,
+        call: CallId,
+        priority: u8,
+    ) -> Result<(), AcdError> {
+        let c = self
+            .calls
+            .get_mut(&call)
+            .ok_or(AcdError::UnknownCall(call))?;
+        c.spec.priority = priority;
+        let (q, arrived) = (c.queue, c.arrived);
+        if c.state != CallState::Connected
+            && let Some(order) = self.order.get_mut(q)
+        {
+            order.retain(|o| *o != call);
+            let calls = &self.calls;
+            let at = order
+                .iter()
+                .position(|o| {
+                    calls.get(o).is_some_and(|o| {
+                        o.spec.priority < priority
+                            || (o.spec.priority == priority && o.arrived > arrived)
+                    })
+                })
+                .unwrap_or(order.len());
             order.insert(at, call);
         }
         self.dispatch(now);
@@ -917,6 +961,41 @@ mod tests {
                 },
             ]
         );
+    }
+
+    #[test]
+    fn set_priority_moves_a_waiting_call_and_keeps_arrival_within_a_priority() {
+        let t0 = Instant::now();
+        let mut acd = Acd::new(vec![spec()], seats(1));
+        for n in 1..=4 {
+            acd.enqueue(t0 + Duration::from_secs(n), id(n), "line19")
+                .unwrap();
+        }
+        let t = t0 + Duration::from_secs(10);
+        // 4 then 3 raised to 5: 3 (arrived first) goes before 4, both before 1 and 2.
+        assert_eq!(acd.set_priority(t, id(4), 5), Ok(()));
+        assert_eq!(acd.set_priority(t, id(3), 5), Ok(()));
+        assert_eq!(
+            acd.set_priority(t, id(9), 1),
+            Err(AcdError::UnknownCall(id(9)))
+        );
+        acd.seat_online(t, "agent01");
+        let mut served = Vec::new();
+        for k in 0..4u64 {
+            let now = t + Duration::from_secs(10 + k);
+            let offered: Vec<CallId> = drain(&mut acd)
+                .into_iter()
+                .filter_map(|d| match d {
+                    Decision::Offer { call, .. } => Some(call),
+                    _ => None,
+                })
+                .collect();
+            assert_eq!(offered.len(), 1, "one seat, one offer");
+            served.push(offered[0]);
+            acd.offer_answered(now, offered[0], "agent01");
+            acd.call_ended(now, offered[0]);
+        }
+        assert_eq!(served, vec![id(3), id(4), id(1), id(2)]);
     }
 
     #[test]
