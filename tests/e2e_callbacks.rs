@@ -5,7 +5,8 @@
 //! a later close is refused (409). Tasks are kept in the database: an open task survives a
 //! restart with its id and figures, can be closed after it, and new tasks are numbered
 //! after it. The service level is rebuilt from the journal at start: the calls of the last
-//! hour count after a restart.
+//! hour count after a restart. A waiting caller's priority is changed over the API
+//! (`PATCH /api/v1/calls/{id}`) and the next free seat takes that call first.
 
 mod support;
 
@@ -18,11 +19,16 @@ const OPEN: &str = "vigie_callbacks_open{queue=\"line19\"}";
 
 /// `POST path` with a JSON body; (status code, body). `None` when it cannot connect.
 fn http_post(v: &Vigie, path: &str, json: &str) -> Option<(u16, String)> {
+    http_send(v, "POST", path, json)
+}
+
+/// `METHOD path` with a JSON body; (status code, body). `None` when it cannot connect.
+fn http_send(v: &Vigie, method: &str, path: &str, json: &str) -> Option<(u16, String)> {
     let mut s = std::net::TcpStream::connect((v.ip, VIGIE_HTTP)).ok()?;
     s.set_read_timeout(Some(Duration::from_secs(5))).ok()?;
     write!(
         s,
-        "POST {path} HTTP/1.1\r\nHost: {}\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{json}",
+        "{method} {path} HTTP/1.1\r\nHost: {}\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{json}",
         v.ip,
         json.len()
     )
@@ -328,4 +334,163 @@ fn service_level_counts_the_calls_of_before_a_restart() {
         0.9
     );
     v.stop();
+}
+
+/// The ids of the calls in progress, oldest first, once `n` of them are queued in the
+/// journal (polled up to 10 s).
+fn queued_calls(v: &Vigie, n: usize) -> Vec<String> {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let calls: Vec<serde_json::Value> = v
+            .http_get("/api/v1/calls?active=true")
+            .and_then(|b| serde_json::from_str(&b).ok())
+            .unwrap_or_default();
+        let queued = calls.iter().filter(|c| !c["queued_at"].is_null()).count();
+        if queued == n && calls.len() == n {
+            // Newest first in the API.
+            return calls
+                .iter()
+                .rev()
+                .filter_map(|c| c["id"].as_str().map(str::to_owned))
+                .collect();
+        }
+        assert!(
+            Instant::now() < deadline,
+            "{n} queued calls expected: {calls:?}"
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+#[test]
+fn raising_a_waiting_callers_priority_gives_them_the_next_free_seat() {
+    let ip = unique_loopback();
+    let mut v = Vigie::start(ip, MD5_ONLY);
+    let trunk_args = ["-m", "1", "-d", "2000", "-timeout", "40", "-trace_err"];
+    // Two callers wait (no seat logged in), the plan's priority 5 each: A then B.
+    let mut a = trunk_sipp(
+        &v,
+        "trunkA",
+        "trunk_call.xml",
+        TRUNK_SIP,
+        TRUNK_MEDIA,
+        &trunk_args,
+    );
+    v.wait_status(Duration::from_secs(10), "A waiting", |s| {
+        s["queues"][0]["waiting"] == 1
+    });
+    let mut b = trunk_sipp(
+        &v,
+        "trunkB",
+        "trunk_call.xml",
+        TRUNK_SIP + 2,
+        TRUNK_MEDIA + 20,
+        &trunk_args,
+    );
+    v.wait_status(Duration::from_secs(10), "A and B waiting", |s| {
+        s["queues"][0]["waiting"] == 2
+    });
+    let ids = queued_calls(&v, 2);
+    let (call_a, call_b) = (ids[0].clone(), ids[1].clone());
+
+    // Bad requests change nothing.
+    let path_b = format!("/api/v1/calls/{call_b}");
+    for bad in [
+        r#"{"priority":256}"#,
+        r#"{"priority":"9"}"#,
+        "9",
+        r#"{"prio":9}"#,
+    ] {
+        let r = http_send(&v, "PATCH", &path_b, bad);
+        assert_eq!(r.as_ref().map(|r| r.0), Some(400), "{bad}: {r:?}");
+    }
+    let unknown = "01KB0000000000000000000000";
+    let r = http_send(
+        &v,
+        "PATCH",
+        &format!("/api/v1/calls/{unknown}"),
+        r#"{"priority":9}"#,
+    );
+    assert_eq!(r.map(|r| r.0), Some(404));
+    let r = http_send(&v, "PATCH", "/api/v1/calls/not-a-call", r#"{"priority":9}"#);
+    assert_eq!(r.map(|r| r.0), Some(404));
+
+    // B is raised to 9: the seat that logs in next gets B, although A came first.
+    let r = http_send(&v, "PATCH", &path_b, r#"{"priority":9}"#);
+    let (code, body) = r.unwrap_or_default();
+    assert_eq!(code, 200, "{body}");
+    let doc: serde_json::Value = serde_json::from_str(&body).unwrap_or_default();
+    assert_eq!(doc["priority"], 9);
+    assert_eq!(doc["call_id"], call_b.as_str());
+    // The POST form does the same (A stays below B at 5).
+    let r = http_post(
+        &v,
+        &format!("/api/v1/calls/{call_a}/priority"),
+        r#"{"priority":5}"#,
+    );
+    assert_eq!(r.map(|r| r.0), Some(200));
+
+    let mut seat = seat_sipp(
+        &v,
+        "agent01",
+        "agent_uas.xml",
+        SEAT_SIP,
+        SEAT_MEDIA,
+        ECHO_ONE_CALL,
+    );
+    register_seat_on(&v, "agent01", SEAT_SIP);
+    v.wait_status(Duration::from_secs(10), "agent01 on B", |s| {
+        s["agents"]
+            .as_array()
+            .and_then(|a| a.iter().find(|a| a["id"] == "agent01"))
+            .is_some_and(|a| a["call"] == call_b.as_str() && a["state"] == "on_call")
+    });
+    // B is answered: no longer waiting.
+    let r = http_send(&v, "PATCH", &path_b, r#"{"priority":1}"#);
+    assert_eq!(r.map(|r| r.0), Some(404), "answered call");
+    assert_one_good_call(&mut b, &v, Duration::from_secs(20));
+    assert_one_good_call(&mut seat, &v, Duration::from_secs(10));
+
+    // Then A gets the seat.
+    let mut seat = seat_sipp(
+        &v,
+        "agent01",
+        "agent_uas.xml",
+        SEAT_SIP,
+        SEAT_MEDIA,
+        ECHO_ONE_CALL,
+    );
+    assert_one_good_call(&mut a, &v, Duration::from_secs(30));
+    assert_one_good_call(&mut seat, &v, Duration::from_secs(10));
+    v.stop();
+
+    let calls = journal_calls(&v.db_path());
+    let answered = |id: &str| {
+        calls
+            .iter()
+            .find(|c| c.id.to_string() == id)
+            .and_then(|c| c.answered_at)
+    };
+    let (ans_a, ans_b) = (answered(&call_a), answered(&call_b));
+    assert!(ans_a.is_some() && ans_b.is_some(), "{calls:?}");
+    assert!(ans_b < ans_a, "B answered first: {ans_b:?} {ans_a:?}");
+    let id_b = call_b.parse::<ulid::Ulid>().unwrap_or_default();
+    let events = journal_events(&v.db_path(), id_b);
+    let changes: Vec<&serde_json::Value> = events
+        .iter()
+        .filter(|e| e.kind.as_str() == "priority_changed")
+        .map(|e| &e.detail)
+        .collect();
+    assert_eq!(
+        changes,
+        [&serde_json::json!({"priority": 9})],
+        "{:?}",
+        event_kinds(&events)
+    );
+    let kinds = event_kinds(&events);
+    let at = |k: &str| kinds.iter().position(|x| *x == k);
+    assert!(
+        at("queued") < at("priority_changed") && at("priority_changed") < at("offered"),
+        "{kinds:?}"
+    );
 }

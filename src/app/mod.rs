@@ -7,6 +7,7 @@ mod callbacks;
 pub mod georef;
 pub mod http;
 pub mod outbox;
+mod priority;
 mod prompts;
 mod recorder;
 pub mod transport;
@@ -95,6 +96,13 @@ pub enum Input {
     /// A prompt played to its end, or could not be played.
     PromptDone {
         call: CallId,
+    },
+    /// A caller-priority change from the HTTP API; answered once the ACD re-ordered the
+    /// call.
+    Priority {
+        call: CallId,
+        priority: u8,
+        reply: tokio::sync::oneshot::Sender<Result<(), crate::switch::PriorityError>>,
     },
 }
 
@@ -639,6 +647,16 @@ impl SwitchTask {
                         .ok_or(crate::acd::CommandError::UnknownSeat(seat))
                 });
                 let _ = reply.send(view);
+            }
+            Input::Priority {
+                call,
+                priority,
+                reply,
+            } => {
+                let r = self.switch.set_priority(now, call, priority);
+                self.drain_outputs();
+                self.publish_status();
+                let _ = reply.send(r);
             }
             Input::MediaAllocated { call, session } => match session {
                 Ok(s) => {

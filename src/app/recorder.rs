@@ -520,6 +520,9 @@ impl Recorder {
                 }
                 (EventKind::Queued, json!({"queue": queue}))
             }
+            CallEventKind::PriorityChanged { priority } => {
+                (EventKind::PriorityChanged, json!({"priority": priority}))
+            }
             CallEventKind::Offered { seat } => {
                 metrics
                     .calls_offered

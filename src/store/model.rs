@@ -100,11 +100,13 @@ pub enum EventKind {
     Transferred,
     /// The dialplan routed the call; detail carries route, vars, tags and trace.
     Routed,
+    /// The call's priority was changed while it waited; detail carries `priority`.
+    PriorityChanged,
 }
 
 impl EventKind {
     /// Every kind, in declaration order.
-    pub const ALL: [EventKind; 16] = [
+    pub const ALL: [EventKind; 17] = [
         EventKind::Received,
         EventKind::Queued,
         EventKind::Offered,
@@ -121,6 +123,7 @@ impl EventKind {
         EventKind::Played,
         EventKind::Transferred,
         EventKind::Routed,
+        EventKind::PriorityChanged,
     ];
 
     /// The name stored in `call_events.kind`.
@@ -142,6 +145,7 @@ impl EventKind {
             EventKind::Played => "played",
             EventKind::Transferred => "transferred",
             EventKind::Routed => "routed",
+            EventKind::PriorityChanged => "priority_changed",
         }
     }
 }

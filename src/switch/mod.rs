@@ -13,6 +13,9 @@
 pub mod dialog;
 pub mod event;
 pub mod features;
+mod priority;
+
+pub use priority::PriorityError;
 
 use std::collections::{HashMap, VecDeque};
 use std::net::{IpAddr, SocketAddr};
