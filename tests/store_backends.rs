@@ -116,6 +116,7 @@ async fn exercise(store: Store, dir: &std::path::Path) -> TestResult {
         stage: "queued".into(),
         location: None,
         abandons: 1,
+        attempts: 0,
         state: "open".into(),
         claimed_by: None,
         outcome: None,
@@ -132,6 +133,7 @@ async fn exercise(store: Store, dir: &std::path::Path) -> TestResult {
     seven.closed_at = Some(t(90));
     seven.linked_call_id = Some(live);
     seven.abandons = 2;
+    seven.attempts = 1;
     journal.record(JournalRecord::Callback(seven.clone()));
     let mut eight = cb(8, live, "+33199000002");
     eight.stage = "ringing".into();

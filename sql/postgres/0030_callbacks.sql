@@ -13,6 +13,7 @@ CREATE TABLE callbacks (
     wait_ms         BIGINT  NOT NULL,             -- longest wait before hang-up, milliseconds
     stage           TEXT NOT NULL CHECK (stage IN ('queued', 'ringing', 'announcement', 'overflowing')),
     location        TEXT,                         -- "lat,lon ±radius m" summary
+    attempts        BIGINT NOT NULL DEFAULT 0,    -- failed call-back attempts (busy, no answer)
     abandons        BIGINT  NOT NULL,             -- abandons of this caller merged into the task
     state           TEXT NOT NULL CHECK (state IN ('open', 'closed')),
     claimed_by      TEXT,                         -- seat working on the task

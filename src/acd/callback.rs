@@ -162,6 +162,9 @@ pub struct CallbackTask {
     pub created_at: DateTime<Utc>,
     /// How many abandons of the same caller this task stands for (1 at creation).
     pub abandons: u32,
+    /// Failed call-back attempts (caller busy or no answer), see
+    /// [`CallbackBook::attempt_failed`].
+    pub attempts: u32,
     /// Open or closed.
     pub state: CallbackState,
     /// Monotonic creation instant, for the match window.
@@ -203,6 +206,8 @@ pub struct StoredTask {
     pub created_at: DateTime<Utc>,
     /// Abandons merged into it.
     pub abandons: u32,
+    /// Failed call-back attempts.
+    pub attempts: u32,
     /// Its state.
     pub state: CallbackState,
 }
@@ -279,6 +284,7 @@ impl CallbackBook {
                 location: a.location,
                 created_at: stored.created_at,
                 abandons: stored.abandons.max(1),
+                attempts: stored.attempts,
                 state: stored.state,
                 created,
             },
@@ -328,6 +334,7 @@ impl CallbackBook {
                 location: a.location,
                 created_at: wall,
                 abandons: 1,
+                attempts: 0,
                 state: CallbackState::Open { claimed_by: None },
                 created: now,
             },
@@ -406,6 +413,39 @@ impl CallbackBook {
         let closed = t.clone();
         self.prune();
         Ok(closed)
+    }
+
+    /// A call-back attempt of task `id` failed at `wall` (the caller was busy or did not
+    /// answer, [`crate::switch::originate`]): the attempt is counted and the claim
+    /// released; once `max_attempts` attempts failed the task is closed
+    /// [`CallbackOutcome::NoAnswer`]. Returns the task after the change.
+    ///
+    /// # Errors
+    /// [`CallbackError::Unknown`], [`CallbackError::Closed`].
+    pub fn attempt_failed(
+        &mut self,
+        id: CallbackId,
+        max_attempts: u32,
+        wall: DateTime<Utc>,
+    ) -> Result<CallbackTask, CallbackError> {
+        let t = self.tasks.get_mut(&id).ok_or(CallbackError::Unknown(id))?;
+        let CallbackState::Open { claimed_by } = &t.state else {
+            return Err(CallbackError::Closed(id));
+        };
+        t.attempts = t.attempts.saturating_add(1);
+        if t.attempts >= max_attempts {
+            t.state = CallbackState::Closed {
+                outcome: CallbackOutcome::NoAnswer,
+                closed_at: wall,
+                claimed_by: claimed_by.clone(),
+                linked_call: None,
+            };
+        } else {
+            t.state = CallbackState::Open { claimed_by: None };
+        }
+        let after = t.clone();
+        self.prune();
+        Ok(after)
     }
 
     /// A task by id.
@@ -661,6 +701,7 @@ mod tests {
                 abandon: a,
                 created_at: wall(0),
                 abandons: 2,
+                attempts: 1,
                 state: CallbackState::Open {
                     claimed_by: Some("seat1".to_owned()),
                 },
@@ -669,6 +710,7 @@ mod tests {
         let t = book.get(5).cloned();
         assert_eq!(t.as_ref().map(|t| t.wait_s), Some(21.5));
         assert_eq!(t.as_ref().map(|t| t.abandons), Some(2));
+        assert_eq!(t.as_ref().map(|t| t.attempts), Some(1));
         assert_eq!(t.map(|t| t.created_at), Some(wall(0)));
         assert_eq!(book.next_id(), 8);
         assert_eq!(
@@ -695,12 +737,52 @@ mod tests {
                 abandon: abandon(3, "0613", AbandonStage::Queued),
                 created_at: wall(0),
                 abandons: 1,
+                attempts: 0,
                 state: CallbackState::Open { claimed_by: None },
             },
         );
         assert_eq!(book.next_id(), 13);
         let late = t0 + Duration::from_secs(1201);
         assert_eq!(book.incoming(late, wall(1801), call(10), "0613"), None);
+    }
+
+    #[test]
+    fn failed_attempts_release_the_claim_then_close_no_answer() {
+        let t0 = Instant::now();
+        let mut book = CallbackBook::default();
+        book.abandoned(t0, wall(0), abandon(1, "0612", AbandonStage::Queued));
+        assert_eq!(book.claim(1, "seat1").map(|t| t.id), Ok(1));
+        let t = book.attempt_failed(1, 3, wall(60));
+        assert_eq!(
+            t.map(|t| (t.attempts, t.state)),
+            Ok((1, CallbackState::Open { claimed_by: None }))
+        );
+        assert_eq!(book.claim(1, "seat2").map(|t| t.id), Ok(1));
+        assert_eq!(
+            book.attempt_failed(1, 3, wall(120)).map(|t| t.attempts),
+            Ok(2)
+        );
+        let t = book.attempt_failed(1, 3, wall(180));
+        assert_eq!(
+            t.map(|t| (t.attempts, t.state)),
+            Ok((
+                3,
+                CallbackState::Closed {
+                    outcome: CallbackOutcome::NoAnswer,
+                    closed_at: wall(180),
+                    claimed_by: None,
+                    linked_call: None,
+                }
+            ))
+        );
+        assert_eq!(
+            book.attempt_failed(1, 3, wall(240)).map(|t| t.id),
+            Err(CallbackError::Closed(1))
+        );
+        assert_eq!(
+            book.attempt_failed(5, 3, wall(240)).map(|t| t.id),
+            Err(CallbackError::Unknown(5))
+        );
     }
 
     #[test]

@@ -293,6 +293,7 @@ pub fn task_row(t: &CallbackTask) -> CallbackRow {
         stage: t.stage.as_str().to_owned(),
         location: t.location.clone(),
         abandons: t.abandons,
+        attempts: t.attempts,
         state: state.to_owned(),
         claimed_by,
         outcome,
@@ -327,6 +328,7 @@ pub fn stored_task(row: &CallbackRow) -> Option<StoredTask> {
         },
         created_at: row.abandoned_at,
         abandons: row.abandons,
+        attempts: row.attempts,
         state,
     })
 }
@@ -352,6 +354,7 @@ pub fn task_json(t: &CallbackTask) -> Value {
         "location": t.location,
         "created_at": crate::store::format_time(t.created_at),
         "abandons": t.abandons,
+        "attempts": t.attempts,
     });
     match &t.state {
         CallbackState::Open { claimed_by } => {

@@ -390,6 +390,9 @@ pub struct CallbackRow {
     pub location: Option<String>,
     /// Abandons of this caller merged into the task (1 at creation).
     pub abandons: u32,
+    /// Failed call-back attempts (caller busy or no answer).
+    #[serde(default)]
+    pub attempts: u32,
     /// `open` or `closed`.
     pub state: String,
     /// The seat that claimed the task.

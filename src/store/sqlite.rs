@@ -513,7 +513,7 @@ impl Store {
     async fn callbacks_where(&self, tail: &'static str) -> Result<Vec<CallbackRow>, StoreError> {
         let sql = format!(
             "SELECT id, call_id, caller, queue, abandoned_at, wait_ms, stage, location, \
-             abandons, state, claimed_by, outcome, closed_at, linked_call_id FROM callbacks {tail}"
+             abandons, attempts, state, claimed_by, outcome, closed_at, linked_call_id FROM callbacks {tail}"
         );
         let rows = sqlx::query(sqlx::AssertSqlSafe(sql))
             .fetch_all(&self.pool)
@@ -600,15 +600,16 @@ async fn upsert_callback(
     // node that opened it).
     sqlx::query(
         "INSERT INTO callbacks (id, node_id, call_id, caller, queue, abandoned_at, wait_ms, \
-         stage, location, abandons, state, claimed_by, outcome, closed_at, linked_call_id) \
-         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15) \
+         stage, location, abandons, state, claimed_by, outcome, closed_at, linked_call_id, \
+         attempts) \
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16) \
          ON CONFLICT (id) DO UPDATE SET \
          call_id = excluded.call_id, caller = excluded.caller, queue = excluded.queue, \
          abandoned_at = excluded.abandoned_at, wait_ms = excluded.wait_ms, \
          stage = excluded.stage, location = excluded.location, abandons = excluded.abandons, \
          state = excluded.state, claimed_by = excluded.claimed_by, \
          outcome = excluded.outcome, closed_at = excluded.closed_at, \
-         linked_call_id = excluded.linked_call_id",
+         linked_call_id = excluded.linked_call_id, attempts = excluded.attempts",
     )
     // Not cached: PostgreSQL keeps a prepared statement's parameter types, and an
     // optional column bound NULL once then a value would be refused.
@@ -628,6 +629,7 @@ async fn upsert_callback(
     .bind(row.outcome.as_deref())
     .bind(row.closed_at.map(format_time))
     .bind(row.linked_call_id.map(|c| c.to_string()))
+    .bind(i64::from(row.attempts))
     .execute(&mut **tx)
     .await
     .map_err(StoreError::from_sqlx)?;
@@ -827,6 +829,7 @@ fn callback_row(row: &AnyRow) -> Result<CallbackRow, StoreError> {
         .transpose()?;
     let wait_ms: i64 = column(row, T, "wait_ms")?;
     let abandons: i64 = column(row, T, "abandons")?;
+    let attempts: i64 = column(row, T, "attempts")?;
     let abandoned_at: String = column(row, T, "abandoned_at")?;
     let closed_at: Option<String> = column(row, T, "closed_at")?;
     Ok(CallbackRow {
@@ -839,6 +842,7 @@ fn callback_row(row: &AnyRow) -> Result<CallbackRow, StoreError> {
         stage: column(row, T, "stage")?,
         location: column(row, T, "location")?,
         abandons: u32::try_from(abandons).map_err(|_| corrupt("abandons"))?,
+        attempts: u32::try_from(attempts).map_err(|_| corrupt("attempts"))?,
         state: column(row, T, "state")?,
         claimed_by: column(row, T, "claimed_by")?,
         outcome: column(row, T, "outcome")?,

@@ -13,6 +13,7 @@
 pub mod dialog;
 pub mod event;
 pub mod features;
+pub mod originate;
 mod priority;
 
 pub use priority::PriorityError;
