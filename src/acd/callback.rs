@@ -169,6 +169,8 @@ pub struct CallbackTask {
     pub state: CallbackState,
     /// Monotonic creation instant, for the match window.
     created: Instant,
+    /// Restored from storage older than the match window: never matched.
+    past_window: bool,
 }
 
 impl CallbackTask {
@@ -265,11 +267,10 @@ impl CallbackBook {
     /// been running. New ids continue after the highest id seen.
     pub fn restore(&mut self, now: Instant, wall: DateTime<Utc>, stored: StoredTask) {
         let age = (wall - stored.created_at).to_std().unwrap_or_default();
-        // Older than this process's clock can express: outside any window anyway.
-        let created = now.checked_sub(age).unwrap_or_else(|| {
-            now.checked_sub(self.match_window + Duration::from_secs(1))
-                .unwrap_or(now)
-        });
+        // An age the monotonic clock cannot go back to (a machine up for less time) is
+        // handled by `past_window` alone.
+        let created = now.checked_sub(age).unwrap_or(now);
+        let past_window = age > self.match_window;
         let a = stored.abandon;
         self.next_id = self.next_id.max(stored.id.saturating_add(1));
         self.tasks.insert(
@@ -287,6 +288,7 @@ impl CallbackBook {
                 attempts: stored.attempts,
                 state: stored.state,
                 created,
+                past_window,
             },
         );
     }
@@ -337,6 +339,7 @@ impl CallbackBook {
                 attempts: 0,
                 state: CallbackState::Open { claimed_by: None },
                 created: now,
+                past_window: false,
             },
         );
         AbandonRecorded::Opened(id)
@@ -480,6 +483,7 @@ impl CallbackBook {
             .rev()
             .find(|t| {
                 t.is_open()
+                    && !t.past_window
                     && t.caller == caller
                     && now.saturating_duration_since(t.created) <= self.match_window
             })
@@ -744,6 +748,26 @@ mod tests {
         assert_eq!(book.next_id(), 13);
         let late = t0 + Duration::from_secs(1201);
         assert_eq!(book.incoming(late, wall(1801), call(10), "0613"), None);
+        // A task restored after its window never matches, whatever the monotonic clock
+        // can express.
+        let now = Instant::now();
+        book.restore(
+            now,
+            wall(1_000_000_000),
+            StoredTask {
+                id: 14,
+                abandon: abandon(4, "0614", AbandonStage::Queued),
+                created_at: wall(0),
+                abandons: 1,
+                attempts: 0,
+                state: CallbackState::Open { claimed_by: None },
+            },
+        );
+        assert_eq!(
+            book.incoming(now, wall(1_000_000_000), call(11), "0614"),
+            None
+        );
+        assert!(book.get(14).is_some_and(CallbackTask::is_open));
     }
 
     #[test]
