@@ -7,6 +7,7 @@ mod callbacks;
 pub mod georef;
 pub mod http;
 pub mod outbox;
+mod priority;
 mod prompts;
 mod recorder;
 pub mod transport;
@@ -101,6 +102,13 @@ pub enum Input {
     /// A prompt played to its end, or could not be played.
     PromptDone {
         call: CallId,
+    },
+    /// A caller-priority change from the HTTP API; answered once the ACD re-ordered the
+    /// call.
+    Priority {
+        call: CallId,
+        priority: u8,
+        reply: tokio::sync::oneshot::Sender<Result<(), crate::switch::PriorityError>>,
     },
 }
 
@@ -349,7 +357,12 @@ pub async fn start(config: Config) -> Result<(Bound, Shutdown), StartError> {
         std::time::Duration::from_secs(config.callbacks.match_window_s),
         Arc::clone(&metrics),
         config.queues.iter().map(|q| q.name.clone()),
+        journal.clone(),
     );
+    // Records spilled by the previous run reach the database first, then the open
+    // callback tasks are read back.
+    let _ = journal.flush().await;
+    callbacks.load(&store).await;
     tokio::spawn(http::serve(
         http_listener,
         http::HttpState {
@@ -394,16 +407,39 @@ pub async fn start(config: Config) -> Result<(Bound, Shutdown), StartError> {
     if let Some(listen) = config.aml.listen {
         bound.aml = Some(aml::spawn(&config.aml, listen, inputs.clone()).await?);
     }
-    let recorder = Recorder::new(journal.clone())
-        .with_service_levels(
+    let mut recorder = Recorder::new(journal.clone())
+        .with_service_targets(
             &metrics,
             config.queues.iter().map(|q| {
                 let threshold = std::time::Duration::from_secs(q.service_level_s);
-                (q.name.clone(), threshold)
+                let targets = q
+                    .service_level_targets
+                    .iter()
+                    .map(|t| (std::time::Duration::from_secs(t.within_s), t.ratio))
+                    .collect();
+                (q.name.clone(), threshold, targets)
             }),
             Instant::now(),
         )
         .with_events(handoff_events);
+    // The service-level windows continue across a restart: rebuilt from the journal's
+    // last hour (issue 5). A database that cannot be read starts them empty.
+    let wall = chrono::Utc::now();
+    match store
+        .service_level_calls(wall - chrono::Duration::hours(1))
+        .await
+    {
+        Ok(rows) => {
+            let n = recorder.restore_service_levels(&metrics, &rows, Instant::now(), wall);
+            tracing::info!(
+                calls = n,
+                "service level: last hour restored from the journal"
+            );
+        }
+        Err(error) => {
+            tracing::error!(%error, "service level: cannot read the journal; windows start empty");
+        }
+    }
     let board = wallboard::Board::new(
         config.queues.iter().map(|q| {
             (
@@ -621,6 +657,16 @@ impl SwitchTask {
                         .ok_or(crate::acd::CommandError::UnknownSeat(seat))
                 });
                 let _ = reply.send(view);
+            }
+            Input::Priority {
+                call,
+                priority,
+                reply,
+            } => {
+                let r = self.switch.set_priority(now, call, priority);
+                self.drain_outputs();
+                self.publish_status();
+                let _ = reply.send(r);
             }
             Input::MediaAllocated { call, session } => match session {
                 Ok(s) => {

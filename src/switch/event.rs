@@ -134,6 +134,11 @@ pub enum CallEventKind {
         /// The ACD queue's name ([`crate::acd::QueueSpec::name`]).
         queue: String,
     },
+    /// The call's priority was changed while it waited (API, [`crate::switch::Switch::set_priority`]).
+    PriorityChanged {
+        /// The new priority (higher served first).
+        priority: u8,
+    },
     /// INVITE sent to a seat.
     Offered {
         /// The seat the INVITE went to.
@@ -202,6 +207,7 @@ impl CallEventKind {
             CallEventKind::LocationError(_) => "location_error",
             CallEventKind::LocationReference { .. } => "location_reference",
             CallEventKind::Queued { .. } => "queued",
+            CallEventKind::PriorityChanged { .. } => "priority_changed",
             CallEventKind::Offered { .. } => "offered",
             CallEventKind::Ringing { .. } => "ringing",
             CallEventKind::SeatFailed { .. } => "seat_failed",

@@ -14,7 +14,11 @@ pub mod announce;
 pub mod dialog;
 pub mod event;
 pub mod features;
+pub mod originate;
+mod priority;
 pub mod qualify;
+
+pub use priority::PriorityError;
 
 use std::collections::{HashMap, VecDeque};
 use std::net::{IpAddr, SocketAddr};
