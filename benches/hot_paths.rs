@@ -123,6 +123,7 @@ fn acd_offer(c: &mut Criterion) {
         overflow_retry: Duration::from_secs(30),
         retry: Duration::from_secs(5),
         seats: vec![],
+        ..QueueSpec::default()
     };
     let seats: Vec<String> = (1..=20).map(|i| format!("agent{i:02}")).collect();
     let t0 = Instant::now();

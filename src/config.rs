@@ -54,6 +54,8 @@ pub enum Invalid {
     TrunkSource(String),
     #[error("[registrar] digest_algorithms: {0:?} is neither \"SHA-256\" nor \"MD5\"")]
     DigestAlgorithm(String),
+    #[error("seat {seat:?} serves queue {queue:?}, which no [[queues]] entry declares")]
+    SeatSkillQueue { seat: String, queue: String },
 }
 
 /// The whole configuration.
@@ -289,8 +291,35 @@ pub struct QueueConfig {
     /// (from the trunk's INVITE) counts as answered in time in
     /// `vigie_service_level_ratio`.
     pub service_level_s: u64,
-    /// Seats serving this queue; empty = every seat.
+    /// Seats serving this queue at penalty 0, in this order (the order of `linear` and
+    /// `round-robin`); empty, and no seat naming this queue in its `queues`, = every seat.
     pub seats: Vec<String>,
+    /// How a free seat is chosen: `longest-idle` (default), `round-robin` (resumes after
+    /// the last seat offered), `fewest-calls`, `least-talk-time`, `ring-all` (every free
+    /// seat rings, the first answer wins, the others are CANCELled), `linear` (top-down in
+    /// the seat order), `random`. Any other value is refused at load.
+    pub strategy: crate::acd::Strategy,
+    /// Ring-progressively, seconds: a seat of penalty `p` is offered a call only once the
+    /// call has waited `p` × this (tier 1 = penalty 0 at once, tier 2 = penalty 1 after
+    /// `tier_wait_s`, …); 0 (default) = every tier at once, lower penalties preferred.
+    pub tier_wait_s: u64,
+    /// Between queues sharing a seat, a free seat serves the heavier queue's calls first
+    /// (then caller priority, then arrival); default 0.
+    pub weight: u32,
+    /// At most this many calls wait; a call beyond overflows to the plan's next step with
+    /// reason `queue_full` (never a busy); 0 (default) = unlimited.
+    pub max_len: u32,
+}
+
+/// A queue a seat serves (`[[seats]] queues = [{ name = "line19", penalty = 0 }]`).
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SeatSkill {
+    /// The queue's name (`[[queues]] name`).
+    pub name: String,
+    /// Lower is preferred; with the queue's `tier_wait_s` also the tier (0 = first).
+    #[serde(default)]
+    pub penalty: u32,
 }
 
 /// One agent seat and its SIP credential.
@@ -311,6 +340,10 @@ pub struct SeatConfig {
     /// Seconds of wrap-up after each call of this seat, overriding its queue's.
     #[serde(default)]
     pub wrap_up_s: Option<u64>,
+    /// The queues this seat serves, with a penalty each (its skills); added to the queues'
+    /// own `seats` lists (the penalty given here wins).
+    #[serde(default)]
+    pub queues: Vec<SeatSkill>,
 }
 
 impl Default for Config {
@@ -335,6 +368,7 @@ impl Default for Config {
                     ha1_md5: None,
                     ha1_sha256: None,
                     wrap_up_s: None,
+                    queues: Vec::new(),
                 })
                 .collect(),
             callbacks: CallbacksConfig::default(),
@@ -446,6 +480,10 @@ impl Default for QueueConfig {
             retry_s: 5,
             service_level_s: 15,
             seats: Vec::new(),
+            strategy: crate::acd::Strategy::LongestIdle,
+            tier_wait_s: 0,
+            weight: 0,
+            max_len: 0,
         }
     }
 }
@@ -512,6 +550,14 @@ impl Config {
             }
             if seat.password.is_none() && seat.ha1_md5.is_none() {
                 return Err(Invalid::SeatWithoutCredential(seat.id.clone()));
+            }
+            for skill in &seat.queues {
+                if !self.queues.iter().any(|q| q.name == skill.name) {
+                    return Err(Invalid::SeatSkillQueue {
+                        seat: seat.id.clone(),
+                        queue: skill.name.clone(),
+                    });
+                }
             }
             if let (Some(addr), Some(DEMO_PASSWORD)) = (public, seat.password.as_deref()) {
                 return Err(Invalid::DemoCredentials {
@@ -609,6 +655,77 @@ mod tests {
         let parsed = Config::parse(DEFAULT_CONFIG_TOML).unwrap();
         assert_eq!(parsed, Config::default());
         parsed.validate().unwrap();
+    }
+
+    #[test]
+    fn queue_strategies_skills_and_limits_are_read() {
+        let c = Config::parse(
+            r#"
+[[queues]]
+name = "line19"
+strategy = "ring-all"
+tier_wait_s = 10
+weight = 5
+max_len = 30
+[[queues]]
+name = "admin"
+strategy = "round-robin"
+[[seats]]
+id = "agent01"
+password = "x"
+queues = [{ name = "line19", penalty = 0 }, { name = "admin", penalty = 2 }]
+[[seats]]
+id = "agent02"
+password = "x"
+queues = [{ name = "admin" }]
+"#,
+        )
+        .unwrap();
+        c.validate().unwrap();
+        let q = &c.queues[0];
+        assert_eq!(
+            (q.strategy, q.tier_wait_s, q.weight, q.max_len),
+            (crate::acd::Strategy::RingAll, 10, 5, 30)
+        );
+        assert_eq!(c.queues[1].strategy, crate::acd::Strategy::RoundRobin);
+        assert_eq!(c.queues[1].weight, 0);
+        assert_eq!(
+            c.seats[0].queues,
+            vec![
+                SeatSkill {
+                    name: "line19".into(),
+                    penalty: 0
+                },
+                SeatSkill {
+                    name: "admin".into(),
+                    penalty: 2
+                }
+            ]
+        );
+        assert_eq!(c.seats[1].queues[0].penalty, 0);
+    }
+
+    #[test]
+    fn unknown_strategy_and_skill_queue_are_refused() {
+        let e = Config::parse("[[queues]]\nname = \"line19\"\nstrategy = \"fastest\"\n")
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("fastest"), "{e}");
+        assert!(e.contains("ring-all") && e.contains("longest-idle"), "{e}");
+        assert!(e.contains("line 3"), "{e}");
+        let c = Config::parse(
+            "[[seats]]\nid = \"agent01\"\npassword = \"x\"\nqueues = [{ name = \"nowhere\" }]\n",
+        )
+        .unwrap();
+        assert!(
+            matches!(c.validate(), Err(Invalid::SeatSkillQueue { seat, queue })
+                if seat == "agent01" && queue == "nowhere")
+        );
+        assert!(
+            Config::parse("[[seats]]\nid = \"a\"\nqueues = [{ name = \"line19\", tier = 1 }]\n")
+                .is_err(),
+            "unknown key in a skill"
+        );
     }
 
     #[test]

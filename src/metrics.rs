@@ -397,7 +397,7 @@ impl Metrics {
     /// sees the first one, the service level at 1 with 0 calls), and records the
     /// queue's service-level threshold, seconds.
     pub fn init_queue(&self, queue: &str, service_level_threshold: Duration) {
-        for reason in [OverflowReason::MaxWait, OverflowReason::NoSeats] {
+        for reason in OverflowReason::ALL {
             let _ = self.overflows.get_or_create(&OverflowLabels {
                 queue: queue.to_owned(),
                 reason: reason.as_str().to_owned(),
@@ -1304,8 +1304,10 @@ mod tests {
         assert_eq!(
             lines,
             vec![
+                r#"vigie_overflows_total{queue="line19",reason="all_on_break"} 0"#,
                 r#"vigie_overflows_total{queue="line19",reason="max_wait"} 0"#,
-                r#"vigie_overflows_total{queue="line19",reason="no_seats"} 0"#
+                r#"vigie_overflows_total{queue="line19",reason="no_seats"} 0"#,
+                r#"vigie_overflows_total{queue="line19",reason="queue_full"} 0"#
             ]
         );
     }

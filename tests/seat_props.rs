@@ -58,6 +58,7 @@ fn spec() -> QueueSpec {
         overflow_retry: Duration::from_secs(30),
         retry: Duration::from_secs(5),
         seats: vec![],
+        ..QueueSpec::default()
     }
 }
 

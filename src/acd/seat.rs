@@ -271,6 +271,9 @@ pub struct Seat {
     wrap_up: Option<Duration>,
     /// Set to the hard end of the reservation once the ring timeout fired.
     withdraw_marker: Option<Instant>,
+    /// While reserved or ringing: when the seat had become idle before the offer, restored
+    /// when the ACD withdraws the offer ([`Seat::offer_withdrawn`]).
+    idle_before: Option<Instant>,
 }
 
 impl Seat {
@@ -286,6 +289,7 @@ impl Seat {
             no_answer_streak: 0,
             wrap_up,
             withdraw_marker: None,
+            idle_before: None,
         }
     }
 
@@ -483,6 +487,10 @@ impl Seat {
         if !self.offerable() {
             return None;
         }
+        self.idle_before = match self.state {
+            SeatState::Idle { since } => Some(since),
+            _ => None,
+        };
         self.state = SeatState::Reserved {
             call,
             until: ring_deadline,
@@ -564,6 +572,46 @@ impl Seat {
         out
     }
 
+    /// The ACD withdrew the offer of `call` because another seat answered it first
+    /// (ring-all): the seat stays reserved, but its ring timeout no longer fires; it is
+    /// freed by [`Seat::offer_withdrawn`] or, failing that, [`WITHDRAW_GRACE`] after `now`.
+    /// Returns whether the seat held the call.
+    pub fn withdraw(&mut self, now: Instant, call: CallId) -> bool {
+        let next = now + WITHDRAW_GRACE;
+        match self.state {
+            SeatState::Reserved { call: c, .. } if c == call => {
+                self.state = SeatState::Reserved { call, until: next };
+            }
+            SeatState::Ringing { call: c, .. } if c == call => {
+                self.state = SeatState::Ringing {
+                    call,
+                    deadline: next,
+                };
+            }
+            _ => return false,
+        }
+        self.withdraw_marker = Some(next);
+        true
+    }
+
+    /// The withdrawn offer of `call` ended (the seat's INVITE was CANCELled): the seat is
+    /// free again *at its former idle position* (it did nothing wrong), not counted as an
+    /// unanswered offer. `None` when the seat did not hold the call.
+    pub fn offer_withdrawn(&mut self, now: Instant, call: CallId) -> Option<SeatEvent> {
+        let holds = matches!(self.state,
+            SeatState::Reserved { call: c, .. } | SeatState::Ringing { call: c, .. } if c == call);
+        if !holds {
+            return None;
+        }
+        let before = self.idle_before.take();
+        let mut ev = self.free(now, Cause::OfferEnded, Some(call));
+        if let (SeatState::Idle { since }, Some(b)) = (&mut self.state, before) {
+            *since = b;
+            ev.state = self.state.clone();
+        }
+        Some(ev)
+    }
+
     /// The call the seat talked on ended: wrap-up for `wrap_up` (the seat's own wrap-up
     /// wins over the queue's), or straight to idle / pending status; an unregistered seat
     /// is logged out at once.
@@ -626,6 +674,7 @@ impl Seat {
     /// Frees a busy seat: idle, or its pending status.
     fn free(&mut self, now: Instant, cause: Cause, call: Option<CallId>) -> SeatEvent {
         self.withdraw_marker = None;
+        self.idle_before = None;
         let status = self.pending.take().unwrap_or_else(|| self.status.clone());
         self.state = SeatState::Idle { since: now };
         self.settle(now, status);

@@ -412,6 +412,10 @@ impl Switch {
                 overflow_retry: Duration::ZERO,
                 retry: Duration::from_secs(q.retry_s),
                 seats: q.seats.clone(),
+                strategy: q.strategy,
+                tier_wait: Duration::from_secs(q.tier_wait_s),
+                weight: q.weight,
+                max_len: usize::try_from(q.max_len).unwrap_or(usize::MAX),
             })
             .collect();
         Switch {
@@ -423,15 +427,22 @@ impl Switch {
             }),
             registrar,
             acd: config.seats.iter().fold(
-                Acd::new(queues, config.seats.iter().map(|s| s.id.clone())).with_policy(
-                    crate::acd::SeatPolicy {
+                Acd::new(queues, config.seats.iter().map(|s| s.id.clone()))
+                    .with_policy(crate::acd::SeatPolicy {
                         login_on_register: config.registrar.login_on_register,
                         no_answer_limit: config.features.no_answer_limit,
-                    },
-                ),
-                |acd, s| match s.wrap_up_s {
-                    Some(w) => acd.with_seat_wrap_up(&s.id, Duration::from_secs(w)),
-                    None => acd,
+                    })
+                    // The random strategy's seed.
+                    .with_seed(rand::random()),
+                |acd, s| {
+                    let acd = s
+                        .queues
+                        .iter()
+                        .fold(acd, |acd, k| acd.with_skill(&s.id, &k.name, k.penalty));
+                    match s.wrap_up_s {
+                        Some(w) => acd.with_seat_wrap_up(&s.id, Duration::from_secs(w)),
+                        None => acd,
+                    }
                 },
             ),
             local,
