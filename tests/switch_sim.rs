@@ -3838,3 +3838,181 @@ fn fork_sixty_callers_ten_seats_two_phones_each_with_loss() {
             .all(|(_, s)| matches!(s, SeatState::Idle { .. }))
     );
 }
+
+// ---------------------------------------------------------------------------------------
+// Ring-all: every idle seat of the queue rings, the first answer wins (issue 5)
+// ---------------------------------------------------------------------------------------
+
+/// The demo configuration with `seats` seats and a ring-all `line19` queue.
+fn ring_all_config(seats: usize) -> Config {
+    let mut c = config(seats);
+    c.queues[0].strategy = vigie::acd::Strategy::RingAll;
+    c
+}
+
+/// Ring-all with three seats: agent02 answers first; agent01 and agent03 are CANCELled
+/// with `Reason: SIP;cause=200` and their offers withdrawn (`seat_failed … withdrawn`);
+/// they are idle at once, agent02 on the call.
+#[test]
+fn ring_all_first_answer_wins_the_others_cancelled() {
+    let mut sim = Sim::new(ring_all_config(3));
+    let s1 = sim.add_seat(1, None);
+    let s2 = sim.add_seat(2, Some(Duration::from_secs(2)));
+    let s3 = sim.add_seat(3, Some(Duration::from_secs(5)));
+    sim.run(100);
+    let caller = sim.add_caller(1);
+    sim.run(1_000);
+    sim.ua(caller).invite();
+    sim.run(1_500);
+    for seat in ["agent01", "agent02", "agent03"] {
+        assert_eq!(sim.seat_state(seat), "ringing", "{seat}");
+    }
+    sim.run(10_000);
+    for s in [s1, s3] {
+        assert_eq!(
+            sim.ua(s).seen(),
+            timed(&[
+                (20, "401 REGISTER"),
+                (40, "200 REGISTER"),
+                (1_020, "INVITE"),
+                (3_040, "CANCEL"),
+                (3_060, "ACK"),
+            ]),
+            "{}",
+            sim.uas[s].name
+        );
+        let cancel = sim.ua(s).requests(Method::Cancel).remove(0);
+        assert_eq!(reason_of(&cancel).as_deref(), Some(ELSEWHERE));
+        assert_eq!(sim.ua(s).max_up, 0);
+    }
+    assert_eq!(sim.ua(s2).up_count(), 1);
+    let call = sim.calls()[0];
+    let mut ev = sim.events_of(call);
+    // Offers and withdrawals of the three seats come in seat order.
+    assert_eq!(
+        ev.drain(..2).collect::<Vec<_>>(),
+        strings(&["received 19", "queued line19"])
+    );
+    assert_eq!(
+        ev,
+        strings(&[
+            "offered agent01",
+            "offered agent02",
+            "offered agent03",
+            "ringing agent01",
+            "ringing agent02",
+            "ringing agent03",
+            "answered agent02",
+            "seat_failed agent01 Some(487) withdrawn",
+            "seat_failed agent03 Some(487) withdrawn",
+        ])
+    );
+    assert_eq!(sim.seat_state("agent01"), "idle");
+    assert_eq!(sim.seat_state("agent02"), "on_call");
+    assert_eq!(sim.seat_state("agent03"), "idle");
+}
+
+/// Ring-all, three seats answering at the same instant, for ten calls one after the other,
+/// with 5 % of all messages lost: every call is bridged to exactly one seat, no seat is
+/// ever in two calls, the losing answers are ACKed and hung up, every seat ends idle and
+/// no call or leg is left behind.
+#[test]
+fn ring_all_three_seats_answer_at_once_with_loss_never_two_bridged() {
+    let mut sim = Sim::new(ring_all_config(3));
+    let mut loss = Rng(0x0123_4567_89ab_cdef);
+    sim.drop = Box::new(move |_| loss.below(100) < 5);
+    let seats: Vec<UaId> = (1..=3)
+        .map(|n| sim.add_seat(n, Some(Duration::from_millis(500))))
+        .collect();
+    sim.run(20_000);
+    assert!(seats.iter().all(|s| sim.uas[*s].registered));
+    let callers: Vec<UaId> = (1..=10).map(|n| sim.add_caller(n)).collect();
+    for (i, c) in callers.iter().enumerate() {
+        sim.run(20_000 + 40_000 * i as u64);
+        sim.ua(*c).hangup_after = Some(Duration::from_secs(5));
+        sim.ua(*c).invite();
+    }
+    sim.run(20_000 + 40_000 * 10 + 60_000);
+    let calls = sim.calls();
+    assert_eq!(calls.len(), 10);
+    let mut bridged_by_seat = [0usize; 3];
+    for c in &calls {
+        let ev = sim.events_of(*c);
+        let answered: Vec<&String> = ev.iter().filter(|e| e.starts_with("answered")).collect();
+        assert_eq!(answered.len(), 1, "{ev:?}");
+        let n: usize = answered[0]["answered agent0".len()..].parse().unwrap();
+        bridged_by_seat[n - 1] += 1;
+        assert_eq!(ev.last().unwrap(), "ended caller_hangup", "{ev:?}");
+        assert_eq!(sim.releases(*c), 1);
+    }
+    assert_eq!(bridged_by_seat.iter().sum::<usize>(), 10);
+    for s in &seats {
+        let ua = &sim.uas[*s];
+        assert_eq!(ua.max_up, 1, "{} had two calls at once", ua.name);
+        assert_eq!(ua.up_count(), 0, "{} left in a call", ua.name);
+        // Ten INVITEs (one per call; retransmissions are not new dialogs), and every
+        // answer that lost got a BYE.
+        assert_eq!(ua.dialogs.len(), 10, "{}", ua.name);
+    }
+    // Of 30 answers (3 per call) 10 were bridged: the 20 others were hung up by vigie.
+    let byes_to_seats: usize = seats
+        .iter()
+        .map(|s| {
+            let name = sim.uas[*s].name.clone();
+            sim.vigie_to(&name)
+                .iter()
+                .filter(|(_, w, dropped)| w == "BYE" && !dropped)
+                .count()
+        })
+        .sum();
+    assert!(
+        byes_to_seats >= 20,
+        "{byes_to_seats} BYEs reached the seats"
+    );
+    for c in &callers {
+        assert_eq!(sim.uas[*c].up_count(), 0);
+        assert_eq!(sim.uas[*c].max_up, 1);
+    }
+    assert_eq!(sim.switch.active_calls(), 0);
+    assert!(
+        sim.switch
+            .acd()
+            .seats()
+            .all(|(_, s)| matches!(s, SeatState::Idle { .. })),
+        "{:?}",
+        sim.switch.acd().seats().collect::<Vec<_>>()
+    );
+}
+
+/// Ring-all with two seats of two phones each: the caller CANCELs while the four phones
+/// ring: four CANCELs, four 487s, both seats idle, nothing left.
+#[test]
+fn ring_all_caller_cancels_while_four_phones_ring() {
+    let mut sim = Sim::new(ring_all_config(2));
+    let phones = [
+        sim.add_seat(1, None),
+        sim.add_seat_device(1, 1, None),
+        sim.add_seat(2, None),
+        sim.add_seat_device(2, 1, None),
+    ];
+    sim.run(100);
+    let caller = sim.add_caller(1);
+    sim.run(1_000);
+    sim.ua(caller).invite();
+    sim.run(4_000);
+    sim.ua(caller).cancel();
+    sim.run(40_000);
+    for p in phones {
+        assert_eq!(
+            sim.ua(p).seen_names(),
+            strings(&["401 REGISTER", "200 REGISTER", "INVITE", "CANCEL", "ACK"]),
+            "{}",
+            sim.uas[p].name
+        );
+    }
+    let call = sim.calls()[0];
+    assert_eq!(sim.events_of(call).last().unwrap(), "abandoned ringing");
+    assert_eq!(sim.switch.active_calls(), 0);
+    assert_eq!(sim.seat_state("agent01"), "idle");
+    assert_eq!(sim.seat_state("agent02"), "idle");
+}
