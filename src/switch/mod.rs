@@ -9,6 +9,17 @@
 //! seats with vigie's own INVITEs (leg B, vigie as UAC). The seat's 200 becomes vigie's 200
 //! to the caller (unless an `answer` step already sent one), with SDP rewritten to vigie's
 //! media relay on both legs.
+//!
+//! Leg B is forked: an offer to a seat sends one INVITE to each of the seat's registered
+//! Contacts (desk phone and headset app, RFC 3261 §10.2.1.2), and a ring-all queue makes
+//! the ACD offer the call to several seats at once, so a call may have many forks, each its
+//! own client transaction and dialog (own Call-ID). The first 2xx wins and is bridged; the
+//! other forks get CANCEL with `Reason: SIP;cause=200;text="Call completed elsewhere"`
+//! (RFC 3326); a 2xx that loses (crossed the CANCEL, or came second) gets ACK then BYE, so
+//! a call is never bridged to two phones. A seat rings on the first 180/183 of any of its
+//! forks and its offer fails only when all of them have ended, with the best outcome
+//! (declined beats no answer beats unreachable). Early media of forks (183 SDP) is not
+//! relayed: the relay's leg B is pointed only at the fork that answered.
 
 pub mod dialog;
 pub mod event;
@@ -2030,6 +2041,9 @@ impl Switch {
                     l.detached = true;
                 }
             }
+        }
+        if let Target::Seat(seat) = &target {
+            self.fork_outcomes.remove(&(id, seat.clone()));
         }
         self.cancel_forks(now, id, None, CancelWhy::Elsewhere);
         let Some(call) = self.calls.get_mut(&id) else {
