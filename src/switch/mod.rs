@@ -2731,3 +2731,63 @@ fn reason_phrase(status: u16) -> &'static str {
         _ => "Call Released",
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn best(forks: &[(Option<CancelWhy>, Option<u16>)]) -> ForkOutcome {
+        forks
+            .iter()
+            .map(|(c, s)| ForkOutcome::of(*c, *s))
+            .fold(None::<ForkOutcome>, |acc, o| match acc {
+                Some(a) if a.rank() >= o.rank() => Some(a),
+                _ => Some(o),
+            })
+            .unwrap()
+    }
+
+    #[test]
+    fn fork_outcome_labels_follow_the_final_status() {
+        let of = |s| ForkOutcome::of(None, s);
+        assert_eq!(of(Some(486)).why, OfferFailure::Declined);
+        assert_eq!(of(Some(486)).reason, "busy");
+        assert_eq!(of(Some(603)).reason, "declined");
+        assert_eq!(of(Some(480)).reason, "failed");
+        assert_eq!(of(Some(487)).why, OfferFailure::NoAnswer);
+        assert_eq!(of(Some(408)).why, OfferFailure::Unreachable);
+        assert_eq!(of(None).why, OfferFailure::Unreachable);
+        let w = ForkOutcome::of(Some(CancelWhy::Elsewhere), Some(487));
+        assert_eq!(
+            (w.why, w.reason, w.status),
+            (OfferFailure::Withdrawn, "withdrawn", Some(487))
+        );
+        // A ring-timeout CANCEL is reported by the fork's status (487 = no answer).
+        assert_eq!(
+            ForkOutcome::of(Some(CancelWhy::Timeout), Some(487)).why,
+            OfferFailure::NoAnswer
+        );
+    }
+
+    #[test]
+    fn the_best_fork_outcome_wins_in_any_order() {
+        let busy = (None, Some(486));
+        let timeout = (None, None);
+        let cancelled = (Some(CancelWhy::Caller), Some(487));
+        for forks in [
+            [busy, timeout, cancelled],
+            [timeout, cancelled, busy],
+            [cancelled, busy, timeout],
+        ] {
+            let b = best(&forks);
+            assert_eq!(
+                (b.why, b.status, b.reason),
+                (OfferFailure::Declined, Some(486), "busy")
+            );
+        }
+        let b = best(&[timeout, cancelled]);
+        assert_eq!(b.why, OfferFailure::NoAnswer);
+        let b = best(&[busy, (Some(CancelWhy::Elsewhere), Some(487))]);
+        assert_eq!(b.why, OfferFailure::Withdrawn);
+    }
+}
