@@ -4016,3 +4016,86 @@ fn ring_all_caller_cancels_while_four_phones_ring() {
     assert_eq!(sim.seat_state("agent01"), "idle");
     assert_eq!(sim.seat_state("agent02"), "idle");
 }
+
+/// One Contact of the seat is unreachable (everything to it lost): its INVITE times out
+/// after 64×T1 = 32 s and only that fork ends; the desk phone answers at 40 s and the
+/// call is bridged with no `seat_failed`.
+#[test]
+fn fork_transaction_timeout_ends_only_that_fork() {
+    let mut config = config(1);
+    config.queues[0].ring_timeout_s = 60;
+    let mut sim = Sim::new(config);
+    let desk = sim.add_seat(1, Some(Duration::from_secs(40)));
+    let gone = sim.add_seat_device(1, 1, None);
+    sim.run(100);
+    assert!(sim.uas[gone].registered);
+    sim.drop = Box::new(|w| w.to == "agent01-1");
+    let caller = sim.add_caller(1);
+    sim.run(1_000);
+    sim.ua(caller).invite();
+    sim.run(36_000);
+    // Timer B fired for the lost fork: vigie stopped retransmitting its INVITE.
+    let invites_to_gone = sim
+        .vigie_to("agent01-1")
+        .iter()
+        .filter(|(_, w, _)| w == "INVITE")
+        .count();
+    assert_eq!(
+        invites_to_gone, 7,
+        "INVITE and its 6 retransmissions (timer A)"
+    );
+    assert_eq!(sim.seat_state("agent01"), "ringing");
+    sim.run(50_000);
+    assert_eq!(sim.ua(desk).up_count(), 1);
+    assert_eq!(sim.ua(caller).up_count(), 1);
+    let call = sim.calls()[0];
+    assert_eq!(
+        sim.events_of(call),
+        strings(&[
+            "received 19",
+            "queued line19",
+            "offered agent01",
+            "ringing agent01",
+            "answered agent01",
+        ])
+    );
+    assert_eq!(sim.seat_state("agent01"), "on_call");
+}
+
+/// Ring-all, two seats that never answer: at the ring timeout (15 s) both are CANCELled
+/// (no `Reason`: nobody answered) and both offers fail as `no_answer`; the caller then
+/// gives up and both seats end idle.
+#[test]
+fn ring_all_ring_timeout_cancels_every_seat() {
+    let mut sim = Sim::new(ring_all_config(2));
+    let seats = [sim.add_seat(1, None), sim.add_seat(2, None)];
+    sim.run(100);
+    let caller = sim.add_caller(1);
+    sim.run(1_000);
+    sim.ua(caller).invite();
+    sim.run(17_000);
+    for s in seats {
+        let cancels = sim.ua(s).requests(Method::Cancel);
+        assert_eq!(cancels.len(), 1, "{}", sim.uas[s].name);
+        assert_eq!(reason_of(&cancels[0]), None);
+    }
+    let call = sim.calls()[0];
+    let failed: Vec<String> = sim
+        .events_of(call)
+        .into_iter()
+        .filter(|e| e.starts_with("seat_failed"))
+        .collect();
+    assert_eq!(
+        failed,
+        strings(&[
+            "seat_failed agent01 Some(487) no_answer",
+            "seat_failed agent02 Some(487) no_answer",
+        ])
+    );
+    sim.ua(caller).cancel();
+    sim.run(60_000);
+    assert_eq!(sim.switch.active_calls(), 0);
+    assert_eq!(sim.ua(caller).responses(487, Method::Invite).len(), 1);
+    assert_eq!(sim.seat_state("agent01"), "idle");
+    assert_eq!(sim.seat_state("agent02"), "idle");
+}
