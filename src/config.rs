@@ -237,6 +237,11 @@ pub struct RegistrarConfig {
     pub lockout_window_s: u32,
     /// How long a locked-out source gets no response at all, seconds.
     pub lockout_s: u32,
+    /// OPTIONS keep-alive ("qualify") period, seconds: every registered contact of a seat
+    /// is sent OPTIONS this often (RFC 3261 §11); a seat none of whose contacts answers
+    /// before the transaction times out (Timer F, 64·T1) is offered no call until one
+    /// answers or it registers again. 0 = off.
+    pub qualify_s: u64,
 }
 
 /// Seat feature codes dialled from a registered softphone (INVITE to the code), and the
@@ -467,6 +472,7 @@ impl Default for RegistrarConfig {
             lockout_failures: 10,
             lockout_window_s: 60,
             lockout_s: 300,
+            qualify_s: 30,
         }
     }
 }

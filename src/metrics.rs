@@ -107,6 +107,17 @@ pub struct Metrics {
     pub seat_no_answer_breaks: Family<SeatIdLabels, Counter>,
     /// `vigie_seat_changes_total{cause}`: seat status/state changes by cause.
     pub seat_changes: Family<SeatCauseLabels, Counter>,
+    /// `vigie_seat_reachable{seat}`: 1 while the seat's phone answers the OPTIONS
+    /// keep-alive (qualify, RFC 3261 §11) or qualify is off, 0 when none of its contacts
+    /// answers (the seat is offered no call).
+    pub seat_reachable: Family<SeatIdLabels, Gauge>,
+    /// `vigie_qualify_probes_total{result}`: OPTIONS keep-alive probes by outcome (`ok`:
+    /// any final response; `timeout`: Timer F or transport error).
+    pub qualify_probes: Family<ProbeResultLabels, Counter>,
+    /// `vigie_seats_on_break{queue,reason}`: seats of the queue on break, by reason code
+    /// (the configured `[features] pause_reasons`, `no-answer`, and `other` for any other
+    /// code: bounded labels).
+    pub seats_on_break: Family<BreakLabels, Gauge>,
     /// `vigie_registrar_lockouts_total`: source addresses locked out after repeated
     /// authentication failures.
     pub registrar_lockouts: Counter,
@@ -257,6 +268,24 @@ impl Metrics {
             "Seat status or state changes, by cause",
             seat_changes.clone(),
         );
+        let seat_reachable = Family::<SeatIdLabels, Gauge>::default();
+        registry.register(
+            "vigie_seat_reachable",
+            "1 while the seat's phone answers the OPTIONS keep-alive, 0 when unreachable",
+            seat_reachable.clone(),
+        );
+        let qualify_probes = Family::<ProbeResultLabels, Counter>::default();
+        registry.register(
+            "vigie_qualify_probes",
+            "OPTIONS keep-alive probes of seat contacts, by result",
+            qualify_probes.clone(),
+        );
+        let seats_on_break = Family::<BreakLabels, Gauge>::default();
+        registry.register(
+            "vigie_seats_on_break",
+            "Seats of the queue on break, by reason code",
+            seats_on_break.clone(),
+        );
         let registrar_lockouts = Counter::default();
         registry.register(
             "vigie_registrar_lockouts",
@@ -377,6 +406,9 @@ impl Metrics {
             seat_state,
             seat_no_answer_breaks,
             seat_changes,
+            seat_reachable,
+            qualify_probes,
+            seats_on_break,
             registrar_lockouts,
             registrar_locked_sources,
             trunk_calls_active,
@@ -436,6 +468,54 @@ impl Metrics {
         self.service_level_calls
             .get_or_create(&labels)
             .set(i64::try_from(total).unwrap_or(i64::MAX));
+    }
+
+    /// Publishes `vigie_seats_on_break{queue,reason}` for `queue`: `reasons` are the
+    /// configured break codes; `on_break` gives the reason of each of the queue's seats on
+    /// break. Every configured code, `no-answer` and `other` get a series (0 when no seat);
+    /// a code outside them counts as `other`, so the label stays bounded.
+    pub fn publish_breaks<'a>(
+        &self,
+        queue: &str,
+        reasons: &[String],
+        on_break: impl IntoIterator<Item = &'a str>,
+    ) {
+        let mut counts: std::collections::BTreeMap<&str, i64> = reasons
+            .iter()
+            .map(String::as_str)
+            .chain([crate::acd::seat::NO_ANSWER, BREAK_OTHER])
+            .map(|r| (r, 0))
+            .collect();
+        for r in on_break {
+            let key = if counts.contains_key(r) {
+                r
+            } else {
+                BREAK_OTHER
+            };
+            *counts.entry(key).or_insert(0) += 1;
+        }
+        for (reason, n) in counts {
+            self.seats_on_break
+                .get_or_create(&BreakLabels {
+                    queue: queue.to_owned(),
+                    reason: reason.to_owned(),
+                })
+                .set(n);
+        }
+    }
+
+    /// Publishes `vigie_qualify_probes_total{result}` from the qualifier's running totals
+    /// (`ok`, `timeout`): each counter is raised to the total.
+    pub fn publish_qualify_probes(&self, ok: u64, timeout: u64) {
+        for (result, total) in [(ProbeResult::Ok, ok), (ProbeResult::Timeout, timeout)] {
+            let c = self
+                .qualify_probes
+                .get_or_create(&ProbeResultLabels { result });
+            let seen = c.get();
+            if total > seen {
+                c.inc_by(total - seen);
+            }
+        }
     }
 
     /// Publishes one seat's state: `vigie_seat_state{seat,state}` is 1 for `state` and
@@ -632,6 +712,44 @@ pub struct SeatCauseLabels {
     pub cause: String,
 }
 
+/// The `reason` label of a break code that is neither configured nor `no-answer`.
+pub const BREAK_OTHER: &str = "other";
+
+/// Labels `{queue,reason}` of seats on break.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, EncodeLabelSet)]
+pub struct BreakLabels {
+    /// ACD queue name.
+    pub queue: String,
+    /// Break reason code (bounded, see [`Metrics::publish_breaks`]).
+    pub reason: String,
+}
+
+/// Labels `{result}` of an OPTIONS keep-alive probe.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, EncodeLabelSet)]
+pub struct ProbeResultLabels {
+    /// `ok` or `timeout`.
+    pub result: ProbeResult,
+}
+
+/// Outcome of a qualify probe, as the `result` label.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum ProbeResult {
+    /// A final response arrived.
+    Ok,
+    /// No response before Timer F, or the transport failed.
+    Timeout,
+}
+
+impl ProbeResult {
+    /// The label value: `ok` or `timeout`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ProbeResult::Ok => "ok",
+            ProbeResult::Timeout => "timeout",
+        }
+    }
+}
+
 /// Labels `{seat,state}`.
 #[derive(Debug, Clone, PartialEq, Eq, Hash, EncodeLabelSet)]
 pub struct SeatStateLabels {
@@ -714,7 +832,8 @@ label_value_as_str!(
     SipMethod,
     StatusClass,
     TransportLabel,
-    ReloadResult
+    ReloadResult,
+    ProbeResult
 );
 
 /// Where a caller hung up before an answer, as the `phase` label.
@@ -1137,6 +1256,64 @@ mod tests {
 
     fn line_of<'a>(text: &'a str, prefix: &str) -> Vec<&'a str> {
         text.lines().filter(|l| l.starts_with(prefix)).collect()
+    }
+
+    #[test]
+    fn seats_on_break_by_reason_keep_the_label_bounded() {
+        let metrics = Metrics::new("0.1.0");
+        let reasons = vec![
+            "meal".to_owned(),
+            "training".to_owned(),
+            "debrief".to_owned(),
+        ];
+        metrics.publish_breaks(
+            "line19",
+            &reasons,
+            [
+                "meal",
+                "training",
+                "meal",
+                "no-answer",
+                "smoke",
+                "x-unknown",
+            ],
+        );
+        let text = metrics.encode_prometheus_text();
+        let mut lines = line_of(&text, "vigie_seats_on_break{");
+        lines.sort_unstable();
+        assert_eq!(
+            lines,
+            [
+                r#"vigie_seats_on_break{queue="line19",reason="debrief"} 0"#,
+                r#"vigie_seats_on_break{queue="line19",reason="meal"} 2"#,
+                r#"vigie_seats_on_break{queue="line19",reason="no-answer"} 1"#,
+                r#"vigie_seats_on_break{queue="line19",reason="other"} 2"#,
+                r#"vigie_seats_on_break{queue="line19",reason="training"} 1"#,
+            ]
+        );
+        // Nobody on break any more: every series back to 0, none added.
+        metrics.publish_breaks("line19", &reasons, []);
+        let text = metrics.encode_prometheus_text();
+        let lines = line_of(&text, "vigie_seats_on_break{");
+        assert_eq!(lines.len(), 5);
+        assert!(lines.iter().all(|l| l.ends_with(" 0")), "{lines:?}");
+    }
+
+    #[test]
+    fn qualify_probe_counters_follow_the_totals() {
+        let metrics = Metrics::new("0.1.0");
+        metrics.publish_qualify_probes(3, 0);
+        metrics.publish_qualify_probes(5, 1);
+        metrics
+            .seat_reachable
+            .get_or_create(&SeatIdLabels {
+                seat: "agent01".into(),
+            })
+            .set(0);
+        let text = metrics.encode_prometheus_text();
+        assert!(text.contains("vigie_qualify_probes_total{result=\"ok\"} 5\n"));
+        assert!(text.contains("vigie_qualify_probes_total{result=\"timeout\"} 1\n"));
+        assert!(text.contains("vigie_seat_reachable{seat=\"agent01\"} 0\n"));
     }
 
     #[test]

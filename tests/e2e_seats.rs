@@ -74,6 +74,24 @@ fn api_and_feature_code_change_status_and_are_journaled() {
         (&a["status"], &a["reason"]),
         (&"on_break".into(), &"meal".into())
     );
+    // The manager's view: seats on break per queue by reason (refreshed every 250 ms).
+    let breaks = |reason: &str| {
+        v.metric(&format!(
+            "vigie_seats_on_break{{queue=\"line19\",reason=\"{reason}\"}}"
+        ))
+    };
+    let deadline = std::time::Instant::now() + Duration::from_secs(5);
+    while breaks("meal") != 1.0 {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "meal break not in the gauge"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    assert_eq!(
+        (breaks("training"), breaks("no-answer"), breaks("other")),
+        (0.0, 0.0, 0.0)
+    );
     assert_eq!(
         http_post(
             &v,

@@ -1,9 +1,11 @@
 //! Real softphones as agent seats (issue 3, "How it is tested"): a headless softphone
-//! registers to vigie with digest authentication (RFC 3261 §22.4) as `agent01`, auto-answers
+//! (baresip as `agent01`, linphonec as `agent02`) registers to vigie with digest
+//! authentication (RFC 3261 §22.4), auto-answers
 //! a SIPp trunk call to 19 that plays G.711 A-law RTP, RTP flows both ways through vigie's
 //! relay, the caller hangs up (BYE), and the seat goes ringing → on call → wrap-up → idle,
-//! seen through `GET /api/v1/agents/agent01` while the call runs and in the `agent_events`
-//! journal. Each softphone gets its own configuration directory in the test's temporary
+//! seen through `GET /api/v1/agents/{seat}` while the call runs and in the `agent_events`
+//! journal. Both answer vigie's OPTIONS keep-alive (`qualify_s = 1`: no probe times out,
+//! the seat stays reachable). Each softphone gets its own configuration directory in the test's temporary
 //! directory, listens on the test's own 127.x.y.z, and is killed by PID when the test ends.
 
 mod support;
@@ -18,7 +20,9 @@ use support::*;
 const PHONE_SIP: u16 = 5090;
 
 /// The queue with a 2 s wrap-up, so wrap-up is observable through the API.
-const WRAP_UP_2S: &str = "[[queues]]\nname = \"line19\"\nwrap_up_s = 2\n";
+/// With OPTIONS keep-alive every second, which a real softphone must answer.
+const WRAP_UP_2S: &str =
+    "[registrar]\nqualify_s = 1\n[[queues]]\nname = \"line19\"\nwrap_up_s = 2\n";
 
 /// Writes a mono 16-bit PCM WAV file of `seconds` seconds of a 440 Hz tone at 8000 Hz:
 /// the softphone's "microphone" (there is no sound card).
@@ -105,12 +109,22 @@ fn wait_idle(v: &Vigie, seat: &str, phone: &Proc) {
     }
 }
 
-/// One call from the trunk to the registered softphone seat, checked end to end.
-fn trunk_call_to_softphone(v: &mut Vigie, mut phone: Proc) {
-    wait_idle(v, "agent01", &phone);
+/// One call from the trunk to the registered softphone seat `seat`, checked end to end.
+fn trunk_call_to_softphone(v: &mut Vigie, mut phone: Proc, seat: &str) {
+    wait_idle(v, seat, &phone);
+    // The phone answers vigie's OPTIONS keep-alive (qualify): it stays reachable.
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while v.metric(r#"vigie_qualify_probes_total{result="ok"}"#) < 1.0 {
+        assert!(
+            Instant::now() < deadline,
+            "{seat} answered no OPTIONS; softphone log:\n{}",
+            phone.log_text()
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
     // The trunk plays g711a.pcap and hangs up after 4 s.
     let mut trunk = trunk_call(v, "trunk", "trunk_call.xml", 4000);
-    let seen = record_states(v, "agent01", Duration::from_secs(20));
+    let seen = record_states(v, seat, Duration::from_secs(20));
     assert_one_good_call(&mut trunk, v, Duration::from_secs(15));
     // Ringing lasts a millisecond with auto-answer: the API poll may miss it (the journal
     // below must not).
@@ -135,9 +149,17 @@ fn trunk_call_to_softphone(v: &mut Vigie, mut phone: Proc) {
     );
     assert!(v.metric("vigie_rtp_packets_relayed_total") >= (a_to_b + b_to_a) as f64);
 
+    assert_eq!(
+        v.metric(r#"vigie_qualify_probes_total{result="timeout"}"#),
+        0.0
+    );
+    assert_eq!(
+        v.metric(&format!("vigie_seat_reachable{{seat=\"{seat}\"}}")),
+        1.0
+    );
     phone.terminate(Duration::from_secs(5));
     v.stop();
-    let states: Vec<String> = agent_events(&v.db_path(), "agent01")
+    let states: Vec<String> = agent_events(&v.db_path(), seat)
         .into_iter()
         .map(|r| r.state)
         .collect();
@@ -176,5 +198,41 @@ fn baresip_seat_answers_trunk_call_with_rtp_both_ways() {
     let mut cmd = Command::new("baresip");
     cmd.arg("-f").arg(&dir);
     let phone = Proc::spawn("baresip", cmd, v.dir.path().join("baresip.log"));
-    trunk_call_to_softphone(&mut v, phone);
+    trunk_call_to_softphone(&mut v, phone, "agent01");
+}
+
+/// linphonec 5.1 (Debian `linphone-cli`): `linphonec -c RC -a` (auto-answer) with its own
+/// configuration file and `HOME` in the test's directory, registered as `agent02` (digest
+/// MD5), SIP bound to the test's address. No sound card: linphonec's stdin (a pipe kept
+/// open: it exits at end of input) gets `soundcard use files` and `play WAV`, so the
+/// "microphone" is the tone WAV and what it hears goes to a file.
+#[test]
+fn linphonec_seat_answers_trunk_call_with_rtp_both_ways() {
+    let ip = unique_loopback();
+    let mut v = Vigie::start(ip, WRAP_UP_2S);
+    let dir = v.dir.path().join("linphone");
+    // liblinphone 5.1 opens its database in $HOME/.local/share/linphone; when that
+    // directory is missing the core stays in its Startup state: it never opens a SIP
+    // listening point and never registers.
+    std::fs::create_dir_all(dir.join(".local/share/linphone")).expect("linphone dir");
+    let wav = dir.join("tone.wav");
+    tone_wav(&wav, 30);
+    let rc = dir.join("linphonerc");
+    let config = include_str!("softphones/linphonerc")
+        .replace("{IP}", &ip.to_string())
+        .replace("{PORT}", &PHONE_SIP.to_string())
+        .replace("{VIGIE}", &v.sip_addr().to_string());
+    std::fs::write(&rc, config).expect("write linphonerc");
+    let mut cmd = Command::new("linphonec");
+    cmd.arg("-c")
+        .arg(&rc)
+        .arg("-a")
+        .args(["-d", "4", "-l"])
+        .arg(dir.join("linphone-debug.log"))
+        .env("HOME", &dir);
+    let mut phone = Proc::spawn_with_stdin("linphonec", cmd, v.dir.path().join("linphonec.log"));
+    assert!(phone.send_line("soundcard use files"));
+    assert!(phone.send_line(&format!("play {}", wav.display())));
+    assert!(phone.send_line(&format!("record {}", dir.join("heard.wav").display())));
+    trunk_call_to_softphone(&mut v, phone, "agent02");
 }

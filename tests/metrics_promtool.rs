@@ -126,7 +126,10 @@ fn populated() -> Metrics {
         metrics.seat_talk_seconds.get_or_create(&s).inc_by(95.5);
         metrics.seat_ring_no_answer.get_or_create(&s).inc();
         metrics.seat_left_state(seat, SeatState::WrapUp, Duration::from_millis(30_250));
+        metrics.seat_reachable.get_or_create(&s).set(1);
     }
+    metrics.publish_qualify_probes(40, 2);
+    metrics.publish_breaks("line19", &["meal".to_owned()], ["meal", "no-answer"]);
     metrics.trunk_calls_active.set(12);
     metrics.trunk_capacity_calls.set(60);
     for method in SipMethod::ALL {
@@ -166,7 +169,7 @@ fn populated() -> Metrics {
 }
 
 /// Every family vigie must expose, as sample-name prefixes.
-const FAMILIES: [&str; 35] = [
+const FAMILIES: [&str; 38] = [
     "vigie_calls_abandoned_total{",
     "vigie_service_level_ratio{",
     "vigie_service_level_calls{",
@@ -202,6 +205,9 @@ const FAMILIES: [&str; 35] = [
     "vigie_build_info{",
     "vigie_start_time_seconds ",
     "vigie_rtp_packets_relayed_total ",
+    "vigie_seat_reachable{",
+    "vigie_qualify_probes_total{",
+    "vigie_seats_on_break{",
 ];
 
 #[test]

@@ -186,6 +186,9 @@ fn dashboard_uses_only_metrics_vigie_exports() {
         "vigie_seats",
         "vigie_seat_state",
         "vigie_seat_wrap_up_seconds_total",
+        "vigie_seats_on_break",
+        "vigie_seat_reachable",
+        "vigie_qualify_probes_total",
         "vigie_trunk_calls_active",
         "vigie_trunk_capacity_calls",
         "vigie_rtp_packets_relayed_total",
@@ -289,6 +292,14 @@ fn exported_names() -> BTreeSet<String> {
             result: ReloadResult::Ok,
         })
         .inc();
+    metrics.publish_qualify_probes(1, 1);
+    metrics
+        .seat_reachable
+        .get_or_create(&vigie::metrics::SeatIdLabels {
+            seat: "agent01".into(),
+        })
+        .set(1);
+    metrics.publish_breaks("line19", &["meal".to_owned()], ["meal"]);
     let text = metrics.encode_prometheus_text();
     let mut names = BTreeSet::new();
     for line in text.lines() {

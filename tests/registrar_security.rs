@@ -32,7 +32,9 @@ const NAMES: &[&str] = &[
 /// svwar with REGISTER, INVITE and OPTIONS over real (agent01, agent02, agent20) and
 /// unknown names: every line of its report is the same for both kinds, so no name is
 /// told apart; then svcrack with wrong passwords for agent01: no password found, the
-/// source is locked out (metric, log line) and a REGISTER from it gets no answer.
+/// source is locked out (metric, log line) and a REGISTER from it gets no answer, while
+/// the same REGISTER from another loopback address gets its 401 challenge (the lock-out
+/// is per source IP address; svcrack ignores `-b` and sends from 127.0.0.1).
 #[test]
 fn svwar_finds_no_extension_and_svcrack_gets_locked_out() {
     let ip = unique_loopback();
@@ -113,22 +115,48 @@ fn svwar_finds_no_extension_and_svcrack_gets_locked_out() {
     let Some(src) = locked else {
         panic!("no lock-out log line with a source:\n{log}");
     };
-    let register = format!(
-        "REGISTER sip:{ip} SIP/2.0\r\nVia: SIP/2.0/UDP {src}:5099;branch=z9hG4bKlocked1;rport\r\n\
-         From: <sip:agent01@{ip}>;tag=l1\r\nTo: <sip:agent01@{ip}>\r\nCall-ID: locked1@{src}\r\n\
-         CSeq: 1 REGISTER\r\nContact: <sip:agent01@{src}:5099>\r\nMax-Forwards: 70\r\n\
-         Expires: 60\r\nContent-Length: 0\r\n\r\n"
-    );
-    let replies = udp_replies(
-        src,
-        v.sip_addr(),
-        register.as_bytes(),
-        Duration::from_secs(2),
-    );
+    //
+    // The same REGISTER (same branch, same Via sent-by) then comes from addresses that are
+    // not locked: each gets its 401 challenge. Before the lock-out check moved ahead of the
+    // transaction layer, the dropped REGISTER left a server transaction in Trying for
+    // 64·T1 and the next one with its branch and Via, whatever its source, matched it as a
+    // retransmission and was swallowed: "a REGISTER from the test's own address got no
+    // reply".
+    let register = |branch: &str| {
+        format!(
+            "REGISTER sip:{ip} SIP/2.0\r\nVia: SIP/2.0/UDP {src}:5099;branch={branch};rport\r\n\
+             From: <sip:agent01@{ip}>;tag=l1\r\nTo: <sip:agent01@{ip}>\r\nCall-ID: locked1@{src}\r\n\
+             CSeq: 1 REGISTER\r\nContact: <sip:agent01@{src}:5099>\r\nMax-Forwards: 70\r\n\
+             Expires: 60\r\nContent-Length: 0\r\n\r\n"
+        )
+    };
+    let send = |from, branch: &str| {
+        udp_replies(
+            from,
+            v.sip_addr(),
+            register(branch).as_bytes(),
+            Duration::from_secs(2),
+        )
+    };
+    let replies = send(src, "z9hG4bKlocked1");
     assert!(
         replies.is_empty(),
         "locked source {src} answered: {replies:?}"
     );
+    // Any other address is not locked: the test's own (same branch and Via as the dropped
+    // REGISTER) and a fresh one (its own branch: the same one again would rightly be a
+    // retransmission of the test's, RFC 3261 §17.2.3).
+    for (other, branch) in [(ip, "z9hG4bKlocked1"), (unique_loopback(), "z9hG4bKother2")] {
+        assert_ne!(other, src);
+        let replies = send(other, branch);
+        assert!(
+            replies
+                .first()
+                .is_some_and(|r| r.starts_with("SIP/2.0 401 ")),
+            "{other} (not locked, {src} is) got {replies:?}; vigie log:\n{}",
+            v.proc.log_text()
+        );
+    }
     assert_eq!(v.metric("vigie_registrar_locked_sources"), 1.0);
     v.stop();
 }

@@ -567,6 +567,13 @@ impl Ua {
                     self.timers.push((now + after, UaTimer::Bye(call_id)));
                 }
             }
+            // Qualify keep-alive (RFC 3261 §11): a seat answers with its capabilities.
+            Method::Options if self.role == Role::Seat => {
+                let mut ok = req.response(200, "OK", Some(&format!("{}-q", self.name)));
+                ok.headers
+                    .push(HeaderName::Allow, "INVITE, ACK, CANCEL, BYE, OPTIONS");
+                self.out.push(Message::Response(ok));
+            }
             Method::Bye => {
                 let ok = req.response(200, "OK", None);
                 self.out.push(Message::Response(ok));
@@ -1226,6 +1233,8 @@ fn wall(text: &str) -> DateTime<Utc> {
 fn config(seats: usize) -> Config {
     let mut c = Config::default();
     c.seats.truncate(seats);
+    // Simulated seats expect only INVITEs; the qualify scenario turns OPTIONS on.
+    c.registrar.qualify_s = 0;
     c
 }
 
@@ -4098,4 +4107,145 @@ fn ring_all_ring_timeout_cancels_every_seat() {
     assert_eq!(sim.ua(caller).responses(487, Method::Invite).len(), 1);
     assert_eq!(sim.seat_state("agent01"), "idle");
     assert_eq!(sim.seat_state("agent02"), "idle");
+}
+
+/// Qualify (OPTIONS keep-alive, `[registrar] qualify_s = 10`): both seats are probed
+/// every 10 s from their REGISTER; agent01 stops answering (its OPTIONS are lost): Timer F
+/// (64·T1 = 32 s) marks it unreachable, so the next call is offered to agent02 although
+/// agent01 has been idle longer; once agent01 answers a probe again it is reachable and
+/// offered the next call.
+#[test]
+fn qualify_marks_a_silent_seat_unreachable_and_it_comes_back() {
+    let mut c = config(2);
+    c.registrar.qualify_s = 10;
+    let mut sim = Sim::new(c);
+    let s1 = sim.add_seat(1, Some(Duration::from_secs(1)));
+    sim.run(500);
+    let s2 = sim.add_seat(2, Some(Duration::from_secs(1)));
+    sim.run(1_000);
+    assert!(sim.ua(s1).registered && sim.ua(s2).registered);
+    let reachable = |sim: &Sim, seat: &str| sim.switch.acd().seat(seat).unwrap().reachable();
+
+    // Probes: 10 s after each REGISTER reached vigie (agent01's at 30 ms), then every 10 s.
+    sim.run(25_000);
+    let options = |sim: &Sim, seat: &str| -> Vec<(u64, bool)> {
+        sim.vigie_to(seat)
+            .into_iter()
+            .filter(|(_, what, _)| what == "OPTIONS")
+            .map(|(ms, _, dropped)| (ms, dropped))
+            .collect()
+    };
+    assert_eq!(
+        options(&sim, "agent01"),
+        vec![(10_030, false), (20_030, false)]
+    );
+    assert_eq!(
+        options(&sim, "agent02"),
+        vec![(10_530, false), (20_530, false)]
+    );
+    assert_eq!(
+        sim.sent_by("agent01")
+            .iter()
+            .filter(|(_, what, _)| what == "200 OPTIONS")
+            .count(),
+        2
+    );
+    let probe = sim.ua(s1).requests(Method::Options);
+    assert_eq!(probe.len(), 2);
+    assert_eq!(probe[0].call_id().unwrap(), probe[1].call_id().unwrap());
+    assert_eq!(
+        (probe[0].cseq().unwrap().seq, probe[1].cseq().unwrap().seq),
+        (1, 2)
+    );
+    assert_eq!(probe[0].uri.to_string(), "sip:agent01@127.0.0.3:7001");
+    assert!(reachable(&sim, "agent01"));
+
+    // agent01 goes silent: the 30 030 ms probe and its retransmissions are lost.
+    sim.drop = Box::new(|w| w.to == "agent01" && w.what == "OPTIONS");
+    sim.run(62_000);
+    assert!(reachable(&sim, "agent01"), "unreachable before Timer F");
+    sim.run(62_100);
+    assert!(!reachable(&sim, "agent01"), "Timer F at 30 030 + 32 000 ms");
+    assert!(reachable(&sim, "agent02"));
+    let lost = options(&sim, "agent01");
+    assert!(lost.iter().filter(|(ms, _)| *ms >= 30_000).all(|(_, d)| *d));
+    // Retransmitted every T1, 2T1, … capped at T2 (RFC 3261 §17.1.2.2, timer E).
+    assert_eq!(
+        lost.iter()
+            .filter(|(ms, _)| (30_000..62_030).contains(ms))
+            .map(|(ms, _)| *ms)
+            .take(5)
+            .collect::<Vec<_>>(),
+        vec![30_030, 30_530, 31_530, 33_530, 37_530]
+    );
+    assert_eq!(sim.seat_state("agent01"), "idle");
+
+    // A call now goes to agent02 (agent01, idle longer, is not offered).
+    let caller = sim.add_caller(1);
+    sim.ua(caller).hangup_after = Some(Duration::from_secs(2));
+    sim.ua(caller).invite();
+    sim.run(70_000);
+    let call = sim.calls()[0];
+    let offered: Vec<String> = sim
+        .events_of(call)
+        .into_iter()
+        .filter(|e| e.starts_with("offered"))
+        .collect();
+    assert_eq!(offered, vec!["offered agent02".to_owned()]);
+    assert!(
+        sim.vigie_to("agent01")
+            .iter()
+            .all(|(_, what, _)| what != "INVITE")
+    );
+
+    // agent01 answers again: the next probe brings it back.
+    sim.drop = Box::new(|_| false);
+    sim.run(130_000);
+    assert!(reachable(&sim, "agent01"));
+    let back = options(&sim, "agent01");
+    assert!(back.iter().any(|(ms, d)| *ms > 62_100 && !*d));
+    let caller2 = sim.add_caller(2);
+    sim.ua(caller2).hangup_after = Some(Duration::from_secs(2));
+    sim.ua(caller2).invite();
+    sim.run(140_000);
+    let call2 = sim.calls()[1];
+    assert!(
+        sim.events_of(call2).contains(&"offered agent01".to_owned()),
+        "{:?}",
+        sim.events_of(call2)
+    );
+}
+
+/// Qualify: a seat found unreachable (its OPTIONS lost, Timer F) is reachable again as soon
+/// as it registers afresh, before any probe is answered, and is offered the next call.
+#[test]
+fn qualify_a_fresh_register_makes_an_unreachable_seat_reachable() {
+    let mut c = config(1);
+    c.registrar.qualify_s = 10;
+    let mut sim = Sim::new(c);
+    let s1 = sim.add_seat(1, Some(Duration::from_secs(1)));
+    sim.drop = Box::new(|w| w.to == "agent01" && w.what == "OPTIONS");
+    sim.run(42_000);
+    let reachable = |sim: &Sim| sim.switch.acd().seat("agent01").unwrap().reachable();
+    assert!(reachable(&sim), "before Timer F (10 030 + 32 000 ms)");
+    sim.run(42_100);
+    assert!(!reachable(&sim));
+
+    sim.run(45_000);
+    sim.ua(s1).register(None);
+    sim.run(45_100);
+    assert!(
+        reachable(&sim),
+        "the 200 to the fresh REGISTER makes it reachable"
+    );
+    let caller = sim.add_caller(1);
+    sim.ua(caller).hangup_after = Some(Duration::from_secs(2));
+    sim.ua(caller).invite();
+    sim.run(50_000);
+    let call = sim.calls()[0];
+    assert!(
+        sim.events_of(call).contains(&"answered agent01".to_owned()),
+        "{:?}",
+        sim.events_of(call)
+    );
 }

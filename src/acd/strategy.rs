@@ -26,10 +26,12 @@ pub enum Strategy {
     /// The next seat in the queue's seat order after the last one offered a call by this
     /// queue, wrapping round (app_queue `rrmemory`).
     RoundRobin,
-    /// The seat that answered the fewest calls since start (app_queue `fewestcalls`).
+    /// The seat that answered the fewest calls since start, counted across every queue
+    /// the seat serves (app_queue `fewestcalls` counts per queue: a seat shared with a
+    /// busy queue would then look idle to the other).
     FewestCalls,
-    /// The seat with the least total talk time since start (mod_callcenter
-    /// `agent-with-least-talk-time`).
+    /// The seat with the least total talk time since start, across its queues
+    /// (mod_callcenter `agent-with-least-talk-time`).
     LeastTalkTime,
     /// Every candidate at once; the first to answer takes the call, the others are
     /// withdrawn (app_queue `ringall`, mod_callcenter `ring-all`).

@@ -440,6 +440,7 @@ pub async fn start(config: Config) -> Result<(Bound, Shutdown), StartError> {
         wallboard: wallboard_tx,
         board_dirty: false,
         seat_clock: SeatClock::default(),
+        break_reasons: config.features.pause_reasons.values().cloned().collect(),
         prompts: Prompts::new(
             config.media.prompts_dir.clone(),
             config.media.recordings_dir.clone(),
@@ -529,6 +530,9 @@ struct SwitchTask {
     board_dirty: bool,
     /// When each seat entered its state (wrap-up seconds, seat gauges on change).
     seat_clock: SeatClock,
+    /// The configured break reason codes (`[features] pause_reasons`): the bounded
+    /// `reason` label of `vigie_seats_on_break`.
+    break_reasons: Vec<String>,
     prompts: Prompts,
 }
 
@@ -1014,6 +1018,7 @@ impl SwitchTask {
                 self.metrics.publish_seat(id, state);
             }
         }
+        self.publish_seat_presence(&snaps);
         self.recorder.publish_service_level(&self.metrics, now);
         let reg = self.switch.registrar();
         let lockouts = reg.lockouts_total();
@@ -1083,6 +1088,32 @@ fn latency_mark(kind: &crate::switch::event::CallEventKind) -> Option<LatencyMar
 }
 
 impl SwitchTask {
+    /// Seat reachability (qualify), qualify probe counts and seats on break per queue by
+    /// reason code.
+    fn publish_seat_presence(&self, snaps: &[QueueSnapshot]) {
+        let acd = self.switch.acd();
+        for seat in acd.seat_list() {
+            self.metrics
+                .seat_reachable
+                .get_or_create(&crate::metrics::SeatIdLabels {
+                    seat: seat.id().to_owned(),
+                })
+                .set(i64::from(seat.reachable()));
+        }
+        let q = self.switch.qualifier();
+        self.metrics
+            .publish_qualify_probes(q.probes_ok(), q.probes_timeout());
+        for snap in snaps {
+            let members = acd.queue(&snap.name).map(|q| q.seats.as_slice());
+            let on_break = acd
+                .seat_list()
+                .filter(|s| members.is_none_or(|m| m.is_empty() || m.iter().any(|id| id == s.id())))
+                .filter_map(|s| s.status().reason());
+            self.metrics
+                .publish_breaks(&snap.name, &self.break_reasons, on_break);
+        }
+    }
+
     /// Notes every seat's state: a seat that changed state gets its gauges at once, its
     /// wrap-up time counted, and the wallboard is marked for a new snapshot.
     fn observe_seats(&mut self) {

@@ -24,6 +24,7 @@
 pub mod dialog;
 pub mod event;
 pub mod features;
+pub mod qualify;
 
 use std::collections::{HashMap, VecDeque};
 use std::net::{IpAddr, SocketAddr};
@@ -397,6 +398,8 @@ pub struct Switch {
     outputs: VecDeque<Output>,
     stats: SwitchStats,
     features: features::FeatureCodes,
+    /// OPTIONS keep-alive of registered contacts ([`qualify`]).
+    qualify: qualify::Qualifier,
 }
 
 impl Switch {
@@ -471,6 +474,7 @@ impl Switch {
             outputs: VecDeque::new(),
             stats: SwitchStats::default(),
             features: features::FeatureCodes::new(&config.features),
+            qualify: qualify::Qualifier::new(config.registrar.qualify_s),
         }
     }
 
@@ -524,6 +528,11 @@ impl Switch {
         &self.registrar
     }
 
+    /// The OPTIONS keep-alive state, for its probe counters (metrics).
+    pub fn qualifier(&self) -> &qualify::Qualifier {
+        &self.qualify
+    }
+
     /// The ACD, for snapshots (metrics, API).
     pub fn acd(&self) -> &Acd {
         &self.acd
@@ -567,7 +576,20 @@ impl Switch {
     }
 
     /// A parsed message from the network.
+    ///
+    /// A REGISTER from a source address locked out by the registrar is dropped here,
+    /// before the transaction layer: it gets no answer and leaves no server transaction
+    /// behind. (Dropped after the layer, it left one in Trying for 64·T1, and that
+    /// transaction, matched by branch and Via sent-by only (RFC 3261 §17.2.3), swallowed
+    /// as a "retransmission" a REGISTER with the same branch and Via from an address that
+    /// is not locked.)
     pub fn handle_message(&mut self, now: Instant, from: Peer, msg: Message) {
+        if let Message::Request(r) = &msg
+            && r.method == Method::Register
+            && self.registrar.is_locked(now, from.addr.ip())
+        {
+            return;
+        }
         self.txn.handle_incoming(now, from, msg);
         self.pump(now);
     }
@@ -578,6 +600,7 @@ impl Switch {
         for change in self.registrar.expire(now) {
             self.seat_change(now, change);
         }
+        self.qualify_tick(now);
         self.acd.handle_timeout(now);
         self.pump(now);
         self.call_timers(now);
@@ -695,6 +718,7 @@ impl Switch {
         [
             self.txn.poll_timeout(),
             self.registrar.poll_timeout(),
+            self.qualify.poll_timeout(),
             self.acd.poll_timeout(),
             self.calls
                 .values()
@@ -762,6 +786,9 @@ impl Switch {
     }
 
     fn on_tx_event(&mut self, now: Instant, ev: TxEvent) {
+        let Some(ev) = self.qualify_event(now, ev) else {
+            return;
+        };
         match ev {
             TxEvent::Request { key, from, request } => self.on_request(now, key, from, request),
             // The layer stops retransmitting our 2xx on the ACK (RFC 6026); an ACK only
@@ -807,10 +834,8 @@ impl Switch {
                 }
             }
             Method::Register => {
-                // A source locked out after repeated failures gets no answer at all.
-                if self.registrar.is_locked(now, from.addr.ip()) {
-                    return;
-                }
+                // A source locked out after repeated failures gets no answer at all; its
+                // REGISTERs are dropped before the transaction layer (handle_message).
                 let outcome = self.registrar.handle_register(now, from, &req);
                 let mut resp = outcome.response;
                 resp.headers
@@ -819,6 +844,7 @@ impl Switch {
                 for change in outcome.changes {
                     self.seat_change(now, change);
                 }
+                self.qualify_tick(now);
             }
             Method::Options => {
                 let mut r = self.response_to(&req, 200, "OK", Some(&new_tag()));
@@ -2581,6 +2607,81 @@ impl Switch {
             self.acd.seat_offline(now, &seat);
         }
         self.outputs.push_back(Output::Seat { seat, online });
+    }
+}
+
+// ---- qualify (OPTIONS keep-alive) ---------------------------------------------------------
+
+impl Switch {
+    /// Brings the qualifier up to date with the registrar's bindings, sends the OPTIONS
+    /// probes due at `now` (RFC 3261 §11, non-INVITE client transactions §17.1.2) and
+    /// tells the ACD about seats whose reachability changed.
+    fn qualify_tick(&mut self, now: Instant) {
+        if self.qualify.interval().is_none() {
+            return;
+        }
+        let targets: Vec<qualify::QualifyTarget> = self
+            .registrar
+            .online_seats()
+            .into_iter()
+            .flat_map(|seat| {
+                self.registrar
+                    .lookup(&seat)
+                    .into_iter()
+                    .filter_map(move |b| {
+                        let peer = seat_peer(&b)?;
+                        Some(qualify::QualifyTarget {
+                            seat: seat.clone(),
+                            contact: b.contact,
+                            peer,
+                            updated: b.updated,
+                        })
+                    })
+            })
+            .collect();
+        let changes = self.qualify.sync(now, &self.local, targets);
+        for p in self.qualify.due(now, &self.local, &self.user_agent) {
+            match self.txn.send_request(now, p.peer, p.request) {
+                Ok(tx) => self.qualify.sent(&p.seat, &p.contact, tx),
+                Err(e) => {
+                    tracing::warn!(seat = %p.seat, error = %e, "qualify OPTIONS not sent")
+                }
+            }
+        }
+        for c in changes {
+            self.reachability(now, c);
+        }
+    }
+
+    /// Takes the transaction events of qualify probes; gives back every other event.
+    fn qualify_event(&mut self, now: Instant, ev: TxEvent) -> Option<TxEvent> {
+        let change = match &ev {
+            TxEvent::Response { key, response } if self.qualify.owns(key) => {
+                if response.status < 200 {
+                    return None;
+                }
+                self.qualify.on_final(key)
+            }
+            TxEvent::Timeout { key } | TxEvent::TransportError { key }
+                if self.qualify.owns(key) =>
+            {
+                self.qualify.on_timeout(key)
+            }
+            _ => return Some(ev),
+        };
+        if let Some(c) = change {
+            self.reachability(now, c);
+        }
+        None
+    }
+
+    fn reachability(&mut self, now: Instant, c: qualify::Reachability) {
+        if c.reachable {
+            tracing::info!(seat = %c.seat, "qualify: seat answers OPTIONS again: reachable");
+        } else {
+            tracing::warn!(seat = %c.seat, "qualify: no contact of the seat answers OPTIONS: unreachable");
+        }
+        self.acd.set_reachable(now, &c.seat, c.reachable);
     }
 }
 

@@ -55,6 +55,32 @@ impl Proc {
         }
     }
 
+    /// As [`Proc::spawn`], with a pipe on stdin kept open for the life of the process
+    /// (programs such as linphonec exit on end of input); write to it with
+    /// [`Proc::send_line`].
+    pub fn spawn_with_stdin(name: &str, mut cmd: Command, log: PathBuf) -> Proc {
+        let out = std::fs::File::create(&log).expect("create log file");
+        let err = out.try_clone().expect("clone log file");
+        cmd.stdin(Stdio::piped()).stdout(out).stderr(err);
+        let child = cmd.spawn().unwrap_or_else(|e| {
+            panic!("cannot start {name}: {e} (is it installed? see tools/test)")
+        });
+        Proc {
+            name: name.to_owned(),
+            child: Some(child),
+            log,
+        }
+    }
+
+    /// Writes `line` and a newline to the process's stdin (a [`Proc::spawn_with_stdin`]
+    /// process); false when it cannot be written.
+    pub fn send_line(&mut self, line: &str) -> bool {
+        self.child
+            .as_mut()
+            .and_then(|c| c.stdin.as_mut())
+            .is_some_and(|i| writeln!(i, "{line}").and_then(|()| i.flush()).is_ok())
+    }
+
     pub fn pid(&self) -> u32 {
         self.child.as_ref().map(|c| c.id()).unwrap_or(0)
     }
@@ -137,6 +163,19 @@ steps = [
 pub const VIGIE_SIP: u16 = 5060;
 pub const VIGIE_HTTP: u16 = 8080;
 
+/// `extra` with `[registrar] qualify_s = 0` unless it sets `qualify_s` itself: SIPp seat
+/// scenarios expect only INVITEs, and an OPTIONS keep-alive (every 30 s by default) would
+/// be an unexpected message to them. Tests of qualify set `qualify_s` explicitly.
+fn qualify_off_unless_set(extra: &str) -> String {
+    if extra.contains("qualify_s") {
+        extra.to_owned()
+    } else if extra.contains("[registrar]\n") {
+        extra.replacen("[registrar]\n", "[registrar]\nqualify_s = 0\n", 1)
+    } else {
+        format!("{extra}\n[registrar]\nqualify_s = 0\n")
+    }
+}
+
 /// A running vigie with its own data directory.
 pub struct Vigie {
     pub ip: Ipv4Addr,
@@ -155,10 +194,17 @@ impl Vigie {
 
     /// As [`Vigie::start`], with the dialplan `plan` (TOML text) in `dialplan.toml`.
     pub fn start_with_plan(ip: Ipv4Addr, extra: &str, plan: &str) -> Vigie {
+        Vigie::start_with_sip(ip, "", extra, plan)
+    }
+
+    /// As [`Vigie::start_with_plan`], with `sip` (TOML keys, e.g. `t1_ms = 100\n`) added to
+    /// the `[sip]` table.
+    pub fn start_with_sip(ip: Ipv4Addr, sip: &str, extra: &str, plan: &str) -> Vigie {
         let dir = tempfile::tempdir().expect("tempdir");
         std::fs::write(dir.path().join("dialplan.toml"), plan).expect("write dialplan");
+        let extra = qualify_off_unless_set(extra);
         let config = format!(
-            "[sip]\nudp = [\"{ip}:{VIGIE_SIP}\"]\ntcp = [\"{ip}:{VIGIE_SIP}\"]\n\
+            "[sip]\nudp = [\"{ip}:{VIGIE_SIP}\"]\ntcp = [\"{ip}:{VIGIE_SIP}\"]\n{sip}\
              [http]\nlisten = \"{ip}:{VIGIE_HTTP}\"\n\
              [media]\nbind = \"{ip}\"\nport_min = 20000\nport_max = 20999\n\
              prompts_dir = \"{}\"\nrecordings_dir = \"{}\"\n\
