@@ -4249,3 +4249,37 @@ fn qualify_a_fresh_register_makes_an_unreachable_seat_reachable() {
         sim.events_of(call)
     );
 }
+
+/// Qualify with two phones of one seat: the headset stops answering OPTIONS (its probes
+/// lost), Timer F marks that contact unreachable while the desk still answers, so the
+/// seat stays reachable and the next offer rings the desk only.
+#[test]
+fn fork_skips_a_contact_that_fails_qualify() {
+    let mut c = config(1);
+    c.registrar.qualify_s = 10;
+    let mut sim = Sim::new(c);
+    let desk = sim.add_seat(1, Some(Duration::from_secs(1)));
+    let headset = sim.add_seat_device(1, 1, Some(Duration::from_secs(1)));
+    sim.run(500);
+    assert!(sim.uas[desk].registered && sim.uas[headset].registered);
+    sim.drop = Box::new(|w| w.to == "agent01-1" && w.what == "OPTIONS");
+    sim.run(50_000);
+    assert!(sim.switch.acd().seat("agent01").unwrap().reachable());
+    // Probes went to the headset and were all lost on the wire; the desk answered its own.
+    let probes: Vec<bool> = sim
+        .vigie_to("agent01-1")
+        .into_iter()
+        .filter(|(_, w, _)| w == "OPTIONS")
+        .map(|(_, _, dropped)| dropped)
+        .collect();
+    assert!(probes.len() >= 2 && probes.iter().all(|d| *d), "{probes:?}");
+    assert!(!sim.ua(desk).requests(Method::Options).is_empty());
+    let caller = sim.add_caller(1);
+    sim.ua(caller).invite();
+    sim.run(60_000);
+    assert_eq!(sim.ua(desk).requests(Method::Invite).len(), 1);
+    assert_eq!(sim.ua(headset).requests(Method::Invite).len(), 0);
+    assert_eq!(sim.ua(desk).up_count(), 1);
+    let call = sim.calls()[0];
+    assert!(sim.events_of(call).contains(&"answered agent01".to_owned()));
+}

@@ -1767,7 +1767,20 @@ impl Switch {
         }
         let to = format!("<sip:{}@{}>", seat, self.local.host);
         let mut sent = 0usize;
-        for binding in self.registrar.lookup(&seat) {
+        // Contacts that stopped answering OPTIONS are skipped while another one answers.
+        let mut bindings = self.registrar.lookup(&seat);
+        if bindings.iter().any(|b| {
+            !self
+                .qualify
+                .is_contact_unreachable(&seat, &b.contact.to_string())
+        }) {
+            bindings.retain(|b| {
+                !self
+                    .qualify
+                    .is_contact_unreachable(&seat, &b.contact.to_string())
+            });
+        }
+        for binding in bindings {
             let Some(peer) = seat_peer(&binding) else {
                 continue;
             };
