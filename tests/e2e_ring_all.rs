@@ -1,7 +1,8 @@
 //! Ring-all on real SIP peers (issue 5): a `ring-all` queue with three seats, each a SIPp
-//! UAS that answers every INVITE at once. For each of ten calls all three seats ring and
-//! answer together; vigie bridges exactly one (first 2xx wins) and hangs the other two up
-//! (CANCEL and/or ACK + BYE): never two agents bridged to one caller. Checked through the
+//! UAS that answers every INVITE at once (200, no 180). For each of ten calls all three
+//! seats are offered the call and answer together; vigie bridges exactly one (first 2xx
+//! wins) and hangs the other two up (ACK + BYE for their 200): never two agents bridged to
+//! one caller. Checked through the
 //! three seat SIPp (every call of theirs ends cleanly), the journal (one `answered` per
 //! call, three offers) and the agents API (every seat idle at the end).
 
