@@ -12,8 +12,8 @@ use toml::Spanned;
 
 use super::format::{RawFile, RawMatch, RawRoute, RawStep, RawTest, RawThen};
 use super::{
-    CallFacts, CompiledPlan, Matcher, OverflowTarget, OverflowThen, Pattern, PlanError, PlanTest,
-    Problem, Report, Route, Spot, Step, TimeWindow,
+    CallFacts, CompiledPlan, Matcher, OverflowBranch, OverflowTarget, OverflowThen, Pattern,
+    PlanError, PlanTest, Problem, Report, Route, Spot, Step, TimeWindow, parse_reason,
 };
 use crate::config::Cidr;
 
@@ -31,6 +31,7 @@ pub fn compile(
     let mut c = Compiler {
         report: Report::default(),
         queues,
+        branch_spots: HashMap::new(),
     };
     let mut files = Vec::new();
     let mut stack = Vec::new();
@@ -58,6 +59,9 @@ fn dedup(problems: &mut Vec<Problem>) {
 struct Compiler<'q> {
     report: Report,
     queues: &'q [String],
+    /// Where each queue step's `on_overflow` route names were written, by the step's
+    /// (file, span start), in the order of [`Step::Queue`]'s `on_overflow`.
+    branch_spots: HashMap<(usize, usize), Vec<Spot>>,
 }
 
 /// A step with where it was written; `use` kept until sub-routes are expanded.
@@ -233,6 +237,7 @@ impl Compiler<'_> {
             });
         }
         self.check_gotos(&routes, &spots);
+        self.check_branches(&routes, &spots);
         self.check_reachability(&routes, &spots);
         let tests = raw_tests
             .iter()
@@ -425,12 +430,29 @@ impl Compiler<'_> {
                             format!("queues of the configuration: {known}"),
                         );
                     }
+                    let mut on_overflow = Vec::new();
+                    let mut value_spots = Vec::new();
+                    for (label, route) in q.on_overflow.iter().flat_map(|o| o.branches()) {
+                        if let Some(reason) = parse_reason(label) {
+                            on_overflow.push(OverflowBranch {
+                                reason,
+                                route: route.get_ref().clone(),
+                                at: None,
+                            });
+                            value_spots.push(spot(file, route));
+                        }
+                    }
+                    if !value_spots.is_empty() {
+                        self.branch_spots
+                            .insert((at.file, at.span.start), value_spots);
+                    }
                     Step::Queue {
                         name: q.name.get_ref().clone(),
                         priority: q.priority,
                         max_wait_s: q.max_wait_s,
                         announce: q.announce.clone(),
                         announce_every_s: q.announce_every_s,
+                        on_overflow,
                     }
                 }
                 RawStep::Overflow(o) => {
@@ -702,13 +724,59 @@ impl Compiler<'_> {
         }
     }
 
+    /// `on_overflow` branches: each names an existing route, and an emergency route's
+    /// branch leads only to a route that cannot hang up nor end (as for `goto`).
+    fn check_branches(&mut self, routes: &[Route], spots: &[RouteSpots]) {
+        for (route, rs) in routes.iter().zip(spots) {
+            for (step, at) in route.steps.iter().zip(&rs.step_spots) {
+                let Step::Queue { on_overflow, .. } = step else {
+                    continue;
+                };
+                let value_spots = self
+                    .branch_spots
+                    .get(&(at.file, at.span.start))
+                    .cloned()
+                    .unwrap_or_default();
+                for (k, b) in on_overflow.iter().enumerate() {
+                    let here = value_spots.get(k).cloned().unwrap_or_else(|| at.clone());
+                    let Some(target) = routes.iter().find(|r| r.name == b.route) else {
+                        let mut known: Vec<&str> = routes.iter().map(|r| r.name.as_str()).collect();
+                        known.sort_unstable();
+                        self.problem(
+                            PlanError::UnknownRoute(b.route.clone()),
+                            Some(here),
+                            format!("no route has this name ({} branch)", b.reason.as_str()),
+                            format!("routes of the plan: {}", list(&known)),
+                        );
+                        continue;
+                    };
+                    if route.emergency && !target.emergency && !ends_safely_alone(target) {
+                        self.problem(
+                            PlanError::EmergencyEnds(route.name.clone()),
+                            Some(here),
+                            format!(
+                                "on {} leads to non-emergency route {:?}, which can hang up or end",
+                                b.reason.as_str(),
+                                target.name
+                            ),
+                            "send emergency calls only to emergency routes",
+                        );
+                    }
+                }
+            }
+        }
+    }
+
     fn check_reachability(&mut self, routes: &[Route], spots: &[RouteSpots]) {
         let goto_targets: HashSet<&str> = routes
             .iter()
             .flat_map(|r| r.steps.iter())
-            .filter_map(|s| match s {
-                Step::Goto(t) => Some(t.as_str()),
-                _ => None,
+            .flat_map(|s| match s {
+                Step::Goto(t) => vec![t.as_str()],
+                Step::Queue { on_overflow, .. } => {
+                    on_overflow.iter().map(|b| b.route.as_str()).collect()
+                }
+                _ => Vec::new(),
             })
             .collect();
         let Some(first) = spots.iter().position(|s| s.catch_all) else {
@@ -779,6 +847,21 @@ impl Compiler<'_> {
             );
             return None;
         }
+        let overflow_reason = match &t.overflow_reason {
+            None => None,
+            Some(r) => match parse_reason(r.get_ref()) {
+                Some(r) => Some(r),
+                None => {
+                    self.problem(
+                        PlanError::BadTest(name),
+                        Some(spot(file, r)),
+                        "not an overflow reason",
+                        "write max_wait, queue_full, no_seats or all_on_break",
+                    );
+                    return None;
+                }
+            },
+        };
         let caller = if t.from.eq_ignore_ascii_case("anonymous") || t.from.is_empty() {
             None
         } else {
@@ -800,6 +883,7 @@ impl Compiler<'_> {
             at,
             expect_route: expect.clone(),
             expect_steps: t.expect_steps.clone(),
+            overflow_reason,
         })
     }
 }
@@ -906,7 +990,8 @@ mod tests {
                 priority: 0,
                 max_wait_s: 0,
                 announce: None,
-                announce_every_s: None
+                announce_every_s: None,
+                on_overflow: Vec::new(),
             }]
         );
         assert!(plan.routes[1].matcher.is_catch_all());

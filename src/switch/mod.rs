@@ -139,6 +139,11 @@ pub enum MediaCommand {
 /// on anyway (a media layer that never reports must not hold a caller), in seconds.
 pub const PROMPT_GUARD_S: u64 = 120;
 
+/// After a failed overflow (every target failed, or steps that ran out while the call
+/// still holds its queue place), how long before a queue step with `max_wait_s = 0` lets
+/// the call leave its queue again, in seconds; a step with a max wait waits that long.
+pub const OVERFLOW_RETRY_S: u64 = 30;
+
 /// How long the ACD lets an overflow target ring when the switch does not say: the switch
 /// keeps each target's own timeout (the plan's `timeout_s`) and ignores the ACD's.
 const ACD_OVERFLOW_TIMEOUT: Duration = Duration::from_secs(24 * 3600);
@@ -263,6 +268,9 @@ struct Call {
     steps: Arc<[Step]>,
     /// Index of the next step to run (while an overflow step runs: that step).
     pc: usize,
+    /// End (exclusive) of the segment of `steps` that `pc` runs in: the route's steps, or
+    /// an `on_overflow` branch's ([`dialplan::segment_end`]).
+    seg_end: usize,
     wait: Wait,
     /// Index of the last queue step run (`back-to-queue` returns to it).
     queue_step: Option<usize>,
@@ -1068,6 +1076,7 @@ impl Switch {
                 pending: None,
                 phase: Phase::Queued,
                 media_known: false,
+                seg_end: dialplan::segment_end(&decision.steps, 0),
                 steps: decision.steps.into(),
                 pc: 0,
                 wait: Wait::Running,
@@ -1099,7 +1108,7 @@ impl Switch {
             if c.wait != Wait::Running {
                 return;
             }
-            let Some(step) = c.steps.get(c.pc).cloned() else {
+            let Some(step) = c.steps.get(c.pc).filter(|_| c.pc < c.seg_end).cloned() else {
                 self.steps_exhausted(now, id);
                 return;
             };
@@ -1150,6 +1159,7 @@ impl Switch {
                     max_wait_s,
                     announce,
                     announce_every_s,
+                    on_overflow,
                 } => {
                     self.queue(
                         now,
@@ -1159,6 +1169,7 @@ impl Switch {
                         max_wait_s,
                         announce,
                         announce_every_s,
+                        !on_overflow.is_empty(),
                     );
                     return;
                 }
@@ -1316,7 +1327,10 @@ impl Switch {
     }
 
     /// A queue step: into the ACD with the step's priority and max wait; announcements
-    /// start at once and repeat every `announce_every_s`.
+    /// start at once and repeat every `announce_every_s`. A step with somewhere to go
+    /// next (a following step, or an `on_overflow` branch) lets the ACD release the call
+    /// for every [`OverflowReason`]; one without never leaves the queue (never a busy to
+    /// an emergency caller, DESIGN §1).
     #[allow(clippy::too_many_arguments)]
     fn queue(
         &mut self,
@@ -1327,11 +1341,12 @@ impl Switch {
         max_wait_s: u64,
         announce: Option<String>,
         announce_every_s: Option<u64>,
+        has_branches: bool,
     ) {
         let Some(c) = self.calls.get_mut(&id) else {
             return;
         };
-        let has_next = c.pc < c.steps.len();
+        let has_next = c.pc < c.seg_end || has_branches;
         c.queue_step = Some(c.pc.saturating_sub(1));
         c.queue = name.to_owned();
         c.wait = Wait::Queue;
@@ -1343,8 +1358,9 @@ impl Switch {
         let spec = CallSpec {
             priority,
             max_wait,
-            overflows: has_next && max_wait.is_some(),
-            overflow_retry: max_wait.unwrap_or_default(),
+            overflows: has_next,
+            // Never zero: a failed overflow for want of seats or room would loop at once.
+            overflow_retry: max_wait.unwrap_or(Duration::from_secs(OVERFLOW_RETRY_S)),
         };
         self.emit(
             id,
@@ -1375,8 +1391,9 @@ impl Switch {
         self.acd.dequeue(now, id);
     }
 
-    /// The ACD let the call leave its queue (max wait, or no seat online): the step after
-    /// the queue runs.
+    /// The ACD let the call leave its queue for `reason`: the queue step's `on_overflow`
+    /// branch for that reason runs, else the step after the queue step. With neither, the
+    /// call keeps its place and may leave again after the overflow retry.
     fn queue_exit(&mut self, now: Instant, id: CallId, reason: OverflowReason) {
         let Some(c) = self.calls.get_mut(&id) else {
             self.acd.overflow_failed(now, id);
@@ -1385,6 +1402,30 @@ impl Switch {
         if c.wait != Wait::Queue {
             return;
         }
+        let q = c.queue_step.unwrap_or(c.pc.saturating_sub(1));
+        let branch = match c.steps.get(q) {
+            Some(Step::Queue { on_overflow, .. }) => on_overflow
+                .iter()
+                .find(|b| b.reason == reason)
+                .and_then(|b| b.at),
+            _ => None,
+        };
+        match branch {
+            Some(at) => {
+                c.pc = at;
+                c.seg_end = dialplan::segment_end(&c.steps, at);
+            }
+            None => {
+                c.pc = q + 1;
+                c.seg_end = dialplan::segment_end(&c.steps, q);
+                if c.pc >= c.seg_end {
+                    // Nowhere to go for this reason: stay queued.
+                    self.acd.overflow_failed(now, id);
+                    return;
+                }
+            }
+        }
+        tracing::info!(call = %id, reason = reason.as_str(), branch = ?branch, "call leaves its queue");
         c.overflow_reason = reason;
         c.wait = Wait::Running;
         c.next_target = 0;
@@ -1404,14 +1445,17 @@ impl Switch {
             let Some(target) = targets.get(c.next_target).cloned() else {
                 c.next_target = 0;
                 c.wait = Wait::Running;
-                let back = then == OverflowThen::BackToQueue || c.pc + 1 >= c.steps.len();
+                let back = then == OverflowThen::BackToQueue || c.pc + 1 >= c.seg_end;
                 match (back, c.in_acd, c.queue_step) {
                     (true, true, _) => {
                         // Back to its place in the queue; may overflow again after the
                         // queue step's max wait.
                         c.wait = Wait::Queue;
                         c.phase = Phase::Queued;
-                        c.pc = c.queue_step.map_or(c.pc, |q| q + 1);
+                        if let Some(q) = c.queue_step {
+                            c.pc = q + 1;
+                            c.seg_end = dialplan::segment_end(&c.steps, q);
+                        }
                         if let Some((_, every)) = &c.announce {
                             c.next_announce = Some(now + every.unwrap_or_default());
                         }
@@ -1419,6 +1463,7 @@ impl Switch {
                     }
                     (true, false, Some(q)) => {
                         c.pc = q;
+                        c.seg_end = dialplan::segment_end(&c.steps, q);
                         self.advance(now, id);
                     }
                     _ => {
@@ -1488,13 +1533,17 @@ impl Switch {
             // again after its max wait.
             c.wait = Wait::Queue;
             c.phase = Phase::Queued;
-            c.pc = c.queue_step.map_or(c.pc, |q| q + 1);
+            if let Some(q) = c.queue_step {
+                c.pc = q + 1;
+                c.seg_end = dialplan::segment_end(&c.steps, q);
+            }
             self.acd.overflow_failed(now, id);
             return;
         }
         match c.queue_step {
             Some(q) => {
                 c.pc = q;
+                c.seg_end = dialplan::segment_end(&c.steps, q);
                 self.advance(now, id);
             }
             None => {
