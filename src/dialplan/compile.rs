@@ -32,6 +32,7 @@ pub fn compile(
         report: Report::default(),
         queues,
         branch_spots: HashMap::new(),
+        back_without_queue: Vec::new(),
     };
     let mut files = Vec::new();
     let mut stack = Vec::new();
@@ -62,6 +63,8 @@ struct Compiler<'q> {
     /// Where each queue step's `on_overflow` route names were written, by the step's
     /// (file, span start), in the order of [`Step::Queue`]'s `on_overflow`.
     branch_spots: HashMap<(usize, usize), Vec<Spot>>,
+    /// `back-to-queue` overflows with no queue step before them in their route, by route.
+    back_without_queue: Vec<(String, Spot)>,
 }
 
 /// A step with where it was written; `use` kept until sub-routes are expanded.
@@ -238,6 +241,7 @@ impl Compiler<'_> {
         }
         self.check_gotos(&routes, &spots);
         self.check_branches(&routes, &spots);
+        self.check_back_to_queue(&routes, &spots);
         self.check_reachability(&routes, &spots);
         let tests = raw_tests
             .iter()
@@ -602,12 +606,11 @@ impl Compiler<'_> {
                     }
                 }
                 Step::Overflow { then, .. } => match then {
-                    OverflowThen::BackToQueue if !queued => self.problem(
-                        PlanError::NoFallback,
-                        Some(at.clone()),
-                        "goes back to a queue, but no queue step comes before it",
-                        "put a { queue = … } step before the overflow",
-                    ),
+                    // Fine in a route only reached as an `on_overflow` branch (the queue is
+                    // the branching one): decided once every route is known.
+                    OverflowThen::BackToQueue if !queued => {
+                        self.back_without_queue.push((route.to_string(), at.clone()));
+                    }
                     OverflowThen::FallThrough if last => self.problem(
                         PlanError::NoFallback,
                         Some(at.clone()),
@@ -763,6 +766,33 @@ impl Compiler<'_> {
                         );
                     }
                 }
+            }
+        }
+    }
+
+    /// A `back-to-queue` with no queue step before it is refused unless its route is
+    /// reached only as an `on_overflow` branch (placed after the catch-all route, so that
+    /// no call matches it directly): then it returns to the branching queue.
+    fn check_back_to_queue(&mut self, routes: &[Route], spots: &[RouteSpots]) {
+        let first_catch_all = spots.iter().position(|s| s.catch_all);
+        let branch_only = |name: &str| -> bool {
+            let Some(i) = routes.iter().position(|r| r.name == name) else {
+                return false;
+            };
+            first_catch_all.is_some_and(|c| i > c)
+                && routes.iter().flat_map(|r| &r.steps).any(|s| match s {
+                    Step::Queue { on_overflow, .. } => on_overflow.iter().any(|b| b.route == name),
+                    _ => false,
+                })
+        };
+        for (route, at) in std::mem::take(&mut self.back_without_queue) {
+            if !branch_only(&route) {
+                self.problem(
+                    PlanError::NoFallback,
+                    Some(at),
+                    "goes back to a queue, but no queue step comes before it",
+                    "put a { queue = … } step before the overflow, or make this route an on_overflow branch placed after the catch-all route",
+                );
             }
         }
     }

@@ -1015,7 +1015,12 @@ impl Switch {
         );
         let mut vars: Vec<(String, String)> = Vec::new();
         let mut tags: Vec<String> = Vec::new();
-        for step in &decision.steps {
+        // The route's own steps: `on_overflow` branch segments run only if taken.
+        for step in decision
+            .steps
+            .iter()
+            .take(dialplan::segment_end(&decision.steps, 0))
+        {
             match step {
                 Step::Set { name, value } => {
                     vars.retain(|(n, _)| n != name);
