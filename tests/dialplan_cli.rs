@@ -111,7 +111,7 @@ route emergency-19: no (called \"0522191919\" does not match \"19|019|0019|\\\\+
 route admin-office-hours: no (Mon 2026-04-06 17:00 Africa/Casablanca (UTC+01:00) is outside 08:30-16:30)
 route admin-closed: yes (called \"0522191919\" matches \"0522191919|\\\\+212522191919\")
   step 1: ring 183
-  step 2: play prompts/admin-closed.wav
+  step 2: play admin-closed.wav
   step 3: hangup 480
 => route admin-closed, 3 steps
 ";

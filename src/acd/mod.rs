@@ -40,6 +40,7 @@
 
 pub mod callback;
 pub mod erlang;
+pub mod ewt;
 pub mod seat;
 pub mod strategy;
 
@@ -1409,6 +1410,22 @@ impl Acd {
             Pick::Seats
         }
     }
+
+    /// Seats serving `queue` (any penalty) that are logged in and not on break, whatever
+    /// their state (idle, ringing, on a call, in wrap-up): the divisor of the expected
+    /// wait announced to callers ([`ewt`]). 0 for an unknown queue.
+    pub fn seats_on_duty(&self, queue: &str) -> usize {
+        let Some(qi) = self.queues.iter().position(|q| q.name == queue) else {
+            return 0;
+        };
+        self.members
+            .get(qi)
+            .into_iter()
+            .flatten()
+            .filter_map(|m| self.slots.get(m.seat))
+            .filter(|s| matches!(s.seat.status(), Status::Available))
+            .count()
+    }
 }
 
 #[cfg(test)]
@@ -2376,5 +2393,30 @@ mod tests {
             labels,
             ["max_wait", "queue_full", "no_seats", "all_on_break"]
         );
+    }
+
+    #[test]
+    fn seats_on_duty_are_logged_in_members_not_on_break() {
+        let t0 = Instant::now();
+        let mut acd = Acd::new(vec![spec()], seats(3));
+        assert_eq!(acd.seats_on_duty("line19"), 0);
+        acd.seat_online(t0, "agent01");
+        acd.seat_online(t0, "agent02");
+        assert_eq!(acd.seats_on_duty("line19"), 2);
+        acd.command(
+            t0,
+            "agent02",
+            Command::Pause {
+                reason: "lunch".into(),
+            },
+            Cause::Api,
+        )
+        .unwrap();
+        assert_eq!(acd.seats_on_duty("line19"), 1);
+        // On a call it is still on duty.
+        acd.enqueue(t0, id(1), "line19").unwrap();
+        assert!(!drain(&mut acd).is_empty());
+        assert_eq!(acd.seats_on_duty("line19"), 1);
+        assert_eq!(acd.seats_on_duty("nope"), 0);
     }
 }

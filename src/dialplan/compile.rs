@@ -450,12 +450,33 @@ impl Compiler<'_> {
                         self.branch_spots
                             .insert((at.file, at.span.start), value_spots);
                     }
+                    if let Some(every) = &q.announce_every_s
+                        && *every.get_ref() < super::MIN_ANNOUNCE_EVERY_S
+                    {
+                        self.problem(
+                            PlanError::BadValue {
+                                what: "announcement period",
+                                text: every.get_ref().to_string(),
+                            },
+                            Some(spot(file, every)),
+                            format!(
+                                "announcements less than {} s apart",
+                                super::MIN_ANNOUNCE_EVERY_S
+                            ),
+                            format!(
+                                "announce_every_s is at least {} (seconds); leave it out to announce once",
+                                super::MIN_ANNOUNCE_EVERY_S
+                            ),
+                        );
+                    }
                     Step::Queue {
                         name: q.name.get_ref().clone(),
                         priority: q.priority,
                         max_wait_s: q.max_wait_s,
                         announce: q.announce.clone(),
-                        announce_every_s: q.announce_every_s,
+                        announce_every_s: q.announce_every_s.as_ref().map(|e| *e.get_ref()),
+                        announce_position: q.announce_position,
+                        announce_wait: q.announce_wait,
                         on_overflow,
                     }
                 }
@@ -497,6 +518,17 @@ impl Compiler<'_> {
                 }
                 RawStep::Set(vars) => {
                     for (name, value) in vars {
+                        if name == super::LANGUAGE_VAR && !super::valid_language(value) {
+                            self.problem(
+                                PlanError::BadValue {
+                                    what: "language",
+                                    text: value.clone(),
+                                },
+                                Some(at.clone()),
+                                "not a valid language",
+                                "a language tag such as fr or ar (the prompts directory's sub-directory): 2 to 8 of a-z, 0-9, -",
+                            );
+                        }
                         out.push(Item::Step(
                             Step::Set {
                                 name: name.clone(),
@@ -1022,6 +1054,8 @@ mod tests {
                 announce: None,
                 announce_every_s: None,
                 on_overflow: Vec::new(),
+                announce_position: false,
+                announce_wait: false,
             }]
         );
         assert!(plan.routes[1].matcher.is_catch_all());

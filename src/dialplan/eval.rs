@@ -440,6 +440,8 @@ steps = [{ tag = "located" }, { queue = { name = "line19", priority = 10 } }]
                         announce: None,
                         announce_every_s: None,
                         on_overflow: Vec::new(),
+                        announce_position: false,
+                        announce_wait: false,
                     }
                 ]
             );

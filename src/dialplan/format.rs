@@ -107,7 +107,11 @@ pub(crate) struct RawQueue {
     #[serde(default)]
     pub max_wait_s: u64,
     pub announce: Option<String>,
-    pub announce_every_s: Option<u64>,
+    pub announce_every_s: Option<Spanned<u64>>,
+    #[serde(default)]
+    pub announce_position: bool,
+    #[serde(default)]
+    pub announce_wait: bool,
     pub on_overflow: Option<RawOnOverflow>,
 }
 

@@ -195,13 +195,22 @@ pub enum Step {
         priority: u8,
         /// Seconds before the next step (0 = wait for ever).
         max_wait_s: u64,
-        /// WAV prompt played to the waiting caller.
+        /// WAV prompt played to the waiting caller (name in the prompts directory,
+        /// resolved in the call's language: `prompts_dir/LANG/NAME`, else
+        /// `prompts_dir/NAME`).
         announce: Option<String>,
-        /// Seconds between announcements.
+        /// Seconds between announcements (at least [`MIN_ANNOUNCE_EVERY_S`]); `None` =
+        /// announce once, when the call is queued.
         announce_every_s: Option<u64>,
         /// Where the call goes when it leaves the queue for a given reason (`on_overflow`);
         /// a reason not listed runs the step after the queue step.
         on_overflow: Vec<OverflowBranch>,
+        /// Each announcement tells the caller's position in the queue ("Votre position
+        /// dans la file d'attente est : 3").
+        announce_position: bool,
+        /// Each announcement tells the expected wait in minutes, from the queue's recent
+        /// handle times ([`crate::acd::ewt`]); left out while it is unknown.
+        announce_wait: bool,
     },
     /// Offer the call to SIP URIs in turn, each for `timeout_s` seconds.
     Overflow {
@@ -265,6 +274,26 @@ pub fn segment_end(steps: &[Step], pc: usize) -> usize {
         .min()
         .unwrap_or(steps.len())
         .min(steps.len())
+}
+
+/// Shortest period between two queue announcements, in seconds (a shorter one would
+/// restart the announcement before the caller has heard it).
+pub const MIN_ANNOUNCE_EVERY_S: u64 = 5;
+
+/// The call variable (`{ set = { language = "ar" } }`) choosing the language of the
+/// call's prompts: a sub-directory of the prompts directory. Unset: `[media]
+/// default_language`.
+pub const LANGUAGE_VAR: &str = "language";
+
+/// Whether `tag` can name a prompts sub-directory for a language: 2 to 8 characters of
+/// `a-z`, `0-9` and `-`, starting with a letter (a BCP 47 primary tag such as `fr`, `ar`,
+/// optionally with a subtag: `ar-ma`).
+pub fn valid_language(tag: &str) -> bool {
+    (2..=8).contains(&tag.len())
+        && tag.starts_with(|c: char| c.is_ascii_lowercase())
+        && tag
+            .chars()
+            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-')
 }
 
 /// One overflow target.
