@@ -4835,7 +4835,6 @@ steps = [
         sim.ua(backup)
             .seen()
             .into_iter()
-            .map(|(t, m)| (t, m))
             .filter(|(_, m)| m == "INVITE")
             .map(|(t, _)| t)
             .collect::<Vec<_>>(),

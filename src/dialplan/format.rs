@@ -112,7 +112,7 @@ pub(crate) struct RawQueue {
     pub announce_position: bool,
     #[serde(default)]
     pub announce_wait: bool,
-    pub on_overflow: Option<RawOnOverflow>,
+    pub on_overflow: Option<Box<RawOnOverflow>>,
 }
 
 /// `on_overflow = { queue_full = "ROUTE", … }`: one route per overflow reason (names as
