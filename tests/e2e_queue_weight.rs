@@ -261,6 +261,20 @@ steps = [
         events[2].detail["target"],
         format!("sip:19@{ip}:{BACKUP_SIP}").as_str()
     );
+    // The branch taken is journalled as a second `routed` event (hand-off route and tags).
+    let all = journal_events_all(&v.db_path(), overflowed[0].id);
+    let routed: Vec<&serde_json::Value> = all
+        .iter()
+        .filter(|e| e.kind.as_str() == "routed")
+        .map(|e| &e.detail)
+        .collect();
+    assert_eq!(routed.len(), 2, "{all:?}");
+    assert_eq!(routed[0]["route"], "line19");
+    assert_eq!(routed[1]["route"], "backup-centre");
+    assert_eq!(
+        routed[1]["tags"],
+        serde_json::json!(["overflow:queue_full", "backup"])
+    );
     let answered = calls
         .iter()
         .filter(|c| c.agent_seat.as_deref() == Some("agent01"))

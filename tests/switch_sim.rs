@@ -4620,6 +4620,21 @@ name = "break"
 steps = [{ overflow = { targets = [{ uri = "sip:19@127.0.0.7:5080", timeout_s = 20 }], then = "back-to-queue" } }]
 "#;
 
+/// The `Routed` events of `call` after the first: (route, tags) of each `on_overflow`
+/// branch taken.
+fn branches_taken(sim: &Sim, call: CallId) -> Vec<(Option<String>, Vec<String>)> {
+    sim.events
+        .iter()
+        .filter_map(|(_, e)| match &e.kind {
+            CallEventKind::Routed { route, tags, .. } if e.call == call => {
+                Some((route.clone(), tags.clone()))
+            }
+            _ => None,
+        })
+        .skip(1)
+        .collect()
+}
+
 /// The four reason targets of [`PLAN_REASONS`], answering after 1 s.
 fn reason_targets(sim: &mut Sim) -> [UaId; 4] {
     [4, 5, 6, 7].map(|n| {
@@ -4661,6 +4676,10 @@ fn overflow_reason_no_seats_takes_its_branch() {
     assert_eq!(invites, [0, 0, 1, 0]);
     // Branch steps are not part of the route's own tags.
     assert_eq!(sim.routed(call).2, Vec::<String>::new());
+    assert_eq!(
+        branches_taken(&sim, call),
+        vec![(Some("nobody".to_owned()), strings(&["overflow:no_seats"]))]
+    );
     assert_eq!(sim.switch.active_calls(), 0);
 }
 
@@ -4737,6 +4756,13 @@ fn overflow_reason_queue_full_and_unlisted_max_wait() {
             "overflow_answered sip:19@127.0.0.5:5080",
         ])
     );
+    assert_eq!(
+        branches_taken(&sim, k3),
+        vec![(
+            Some("full".to_owned()),
+            strings(&["overflow:queue_full", "queue-full"])
+        )]
+    );
     // Caller 2 queued at 3 s: its 20 s max wait ends at 23 s.
     sim.run(22_900);
     assert_eq!(sim.events_of(k2).len(), 2);
@@ -4750,6 +4776,8 @@ fn overflow_reason_queue_full_and_unlisted_max_wait() {
             "overflow_answered sip:19@127.0.0.4:5080",
         ])
     );
+    // max_wait is not listed: the next step, no branch taken.
+    assert!(branches_taken(&sim, k2).is_empty());
     let invites: Vec<usize> = targets
         .iter()
         .map(|&t| sim.ua(t).requests(Method::Invite).len())

@@ -1616,13 +1616,41 @@ impl Switch {
             Some(Step::Queue { on_overflow, .. }) => on_overflow
                 .iter()
                 .find(|b| b.reason == reason)
-                .and_then(|b| b.at),
+                .and_then(|b| Some((b.at?, b.route.clone()))),
             _ => None,
         };
         match branch {
-            Some(at) => {
+            Some((at, route)) => {
                 c.pc = at;
                 c.seg_end = dialplan::segment_end(&c.steps, at);
+                // The branch's route, variables and tags, with the reason as tag
+                // `overflow:REASON`, for the journal and the dispatch hand-off.
+                let mut vars: Vec<(String, String)> = Vec::new();
+                let mut tags = vec![format!("overflow:{}", reason.as_str())];
+                for step in c.steps.get(at..c.seg_end).unwrap_or_default() {
+                    match step {
+                        Step::Set { name, value } => {
+                            vars.retain(|(n, _)| n != name);
+                            vars.push((name.clone(), value.clone()));
+                        }
+                        Step::Tag(t) if !tags.contains(t) => tags.push(t.clone()),
+                        _ => {}
+                    }
+                }
+                let trace = vec![format!(
+                    "left queue {} ({}): continue with route {route}",
+                    c.queue,
+                    reason.as_str()
+                )];
+                self.emit(
+                    id,
+                    CallEventKind::Routed {
+                        route: Some(route),
+                        vars,
+                        tags,
+                        trace,
+                    },
+                );
             }
             None => {
                 c.pc = q + 1;
@@ -1634,7 +1662,9 @@ impl Switch {
                 }
             }
         }
-        tracing::info!(call = %id, reason = reason.as_str(), branch = ?branch, "call leaves its queue");
+        let Some(c) = self.calls.get_mut(&id) else {
+            return;
+        };
         c.overflow_reason = reason;
         c.wait = Wait::Running;
         c.next_target = 0;
