@@ -1569,6 +1569,14 @@ fn cancel_while_seat_rings() {
         ])
     );
     assert_eq!(sim.seat_state("agent01"), "idle");
+    // The caller left: not an unanswered offer of the seat (no streak towards the
+    // no-answer break).
+    let streak = sim
+        .switch
+        .acd()
+        .seat("agent01")
+        .map(|s| s.no_answer_streak());
+    assert_eq!(streak, Some(0));
     assert_eq!(sim.switch.active_calls(), 0);
     assert_eq!(sim.releases(call), 1);
 }
@@ -1854,7 +1862,6 @@ fn lost_180_and_200_to_caller_200_retransmitted_until_ack() {
 /// talking at once, one call per seat at a time, answered in arrival order.
 #[test]
 fn sixty_callers_twenty_seats() {
-    let real = Instant::now();
     let mut sim = Sim::new(config(20));
     let seats: Vec<UaId> = (1..=20)
         .map(|n| sim.add_seat(n, Some(Duration::from_secs(1))))
@@ -1868,7 +1875,6 @@ fn sixty_callers_twenty_seats() {
         sim.ua(*c).invite();
     }
     sim.run(200_000);
-    let elapsed = real.elapsed();
 
     let calls = sim.calls();
     assert_eq!(calls.len(), 60);
@@ -1938,7 +1944,6 @@ fn sixty_callers_twenty_seats() {
             .all(|(_, s)| matches!(s, SeatState::Idle { .. }))
     );
     assert_eq!(sim.switch.retransmissions(), 0);
-    assert!(elapsed < Duration::from_secs(1), "took {elapsed:?}");
 }
 
 /// A caller may BYE its early dialog (RFC 3261 §15) instead of CANCELling: the BYE gets

@@ -235,8 +235,8 @@ enum CancelWhy {
 }
 
 /// How a seat's forks ended, for the offer failure reported to the ACD when the last one
-/// ends: the best outcome wins, `Withdrawn` > `Declined` (486, 603, other finals) >
-/// `NoAnswer` (487) > `Unreachable` (408, timeout).
+/// ends: the best outcome wins, `Withdrawn` (another fork answered, or the caller left) >
+/// `Declined` (486, 603, other finals) > `NoAnswer` (487) > `Unreachable` (408, timeout).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 struct ForkOutcome {
     why: OfferFailure,
@@ -250,6 +250,9 @@ impl ForkOutcome {
     fn of(cancel: Option<CancelWhy>, status: Option<u16>) -> ForkOutcome {
         let (why, reason) = match (cancel, status) {
             (Some(CancelWhy::Elsewhere), _) => (OfferFailure::Withdrawn, "withdrawn"),
+            // The caller left while the seat rang: not the seat's fault (app_queue logs
+            // ABANDON, not RINGNOANSWER), so no no-answer streak or ring-no-answer count.
+            (Some(CancelWhy::Caller), _) => (OfferFailure::Withdrawn, "caller_left"),
             (_, Some(487)) => (OfferFailure::NoAnswer, "no_answer"),
             (_, Some(408) | None) => (OfferFailure::Unreachable, "unreachable"),
             (_, Some(486)) => (OfferFailure::Declined, "busy"),
@@ -3108,11 +3111,11 @@ mod tests {
     fn the_best_fork_outcome_wins_in_any_order() {
         let busy = (None, Some(486));
         let timeout = (None, None);
-        let cancelled = (Some(CancelWhy::Caller), Some(487));
+        let rang_out = (Some(CancelWhy::Timeout), Some(487));
         for forks in [
-            [busy, timeout, cancelled],
-            [timeout, cancelled, busy],
-            [cancelled, busy, timeout],
+            [busy, timeout, rang_out],
+            [timeout, rang_out, busy],
+            [rang_out, busy, timeout],
         ] {
             let b = best(&forks);
             assert_eq!(
@@ -3120,8 +3123,11 @@ mod tests {
                 (OfferFailure::Declined, Some(486), "busy")
             );
         }
-        let b = best(&[timeout, cancelled]);
+        let b = best(&[timeout, rang_out]);
         assert_eq!(b.why, OfferFailure::NoAnswer);
+        // The caller left while the seat rang: withdrawn, never a no-answer of the seat.
+        let b = best(&[timeout, (Some(CancelWhy::Caller), Some(487))]);
+        assert_eq!((b.why, b.reason), (OfferFailure::Withdrawn, "caller_left"));
         let b = best(&[busy, (Some(CancelWhy::Elsewhere), Some(487))]);
         assert_eq!(b.why, OfferFailure::Withdrawn);
     }
