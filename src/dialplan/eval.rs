@@ -518,4 +518,81 @@ steps = [{ tag = "located" }, { queue = { name = "line19", priority = 10 } }]
         assert_eq!(out[0].detail, "expected route emergency, got withheld");
         assert!(out[1].passed, "{}", out[1].detail);
     }
+
+    #[test]
+    fn on_overflow_branches_are_appended_once_and_segments_end_where_the_next_begins() {
+        const BRANCHES: &str = r#"
+[[routes]]
+name = "main"
+steps = [
+  { ring = 180 },
+  { queue = { name = "line19", on_overflow = { queue_full = "b", no_seats = "b", max_wait = "main" } } },
+  { overflow = { targets = [{ uri = "sip:19@192.0.2.20", timeout_s = 10 }], then = "back-to-queue" } },
+]
+
+[[routes]]
+name = "b"
+steps = [
+  { tag = "in-b" },
+  { queue = { name = "line19", on_overflow = { all_on_break = "c" } } },
+]
+
+[[routes]]
+name = "c"
+steps = [{ queue = { name = "line19" } }]
+"#;
+        let p = match compile(
+            Path::new("b.toml"),
+            &mut |_: &Path| Ok(BRANCHES.to_string()),
+            &["line19".to_string()],
+        ) {
+            Ok(p) => p,
+            Err(r) => panic!("{}", r.render(false)),
+        };
+        let d = evaluate(
+            &p,
+            &call(Some("0612345678"), "19"),
+            at("2026-11-03T10:00:00Z"),
+        );
+        let texts: Vec<String> = d.steps.iter().map(ToString::to_string).collect();
+        assert_eq!(
+            texts,
+            [
+                "ring 180",
+                "queue line19 priority=0 max_wait_s=0 on_overflow max_wait=main queue_full=b no_seats=b",
+                "overflow sip:19@192.0.2.20 (10 s) then back-to-queue",
+                "tag in-b",
+                "queue line19 priority=0 max_wait_s=0 on_overflow all_on_break=c",
+                "queue line19 priority=0 max_wait_s=0",
+            ]
+        );
+        let Some(Step::Queue { on_overflow, .. }) = d.steps.get(1) else {
+            panic!("no queue step")
+        };
+        let ats: Vec<Option<usize>> = on_overflow.iter().map(|b| b.at).collect();
+        // max_wait → the route itself (segment 0), queue_full and no_seats → b, once.
+        assert_eq!(ats, [Some(0), Some(3), Some(3)]);
+        assert_eq!(
+            [0, 2, 3, 4, 5].map(|pc| segment_end(&d.steps, pc)),
+            [3, 3, 5, 5, 6]
+        );
+        let path = |r| {
+            overflow_path(&d, r)
+                .iter()
+                .map(ToString::to_string)
+                .collect::<Vec<_>>()
+        };
+        assert_eq!(path(OverflowReason::NoSeats).len(), 4);
+        assert_eq!(path(OverflowReason::NoSeats)[2], "tag in-b");
+        // all_on_break is not listed on the first queue: the step after it.
+        assert_eq!(
+            path(OverflowReason::AllOnBreak)[2],
+            "overflow sip:19@192.0.2.20 (10 s) then back-to-queue"
+        );
+        assert!(
+            d.trace
+                .iter()
+                .any(|l| l.0 == "  step 2: on queue_full continue with route b from step 4")
+        );
+    }
 }
