@@ -50,10 +50,22 @@ pub enum Invalid {
         "[media] port_min = {min}, port_max = {max}: the range must start on an even port, with port_max above port_min and at least 4 ports (two calls' RTP and RTCP)"
     )]
     MediaPorts { min: u16, max: u16 },
+    #[error(
+        "[media] default_language = {0:?}: not a language tag such as fr or ar (2 to 8 of a-z, 0-9, -, starting with a letter)"
+    )]
+    Language(String),
     #[error("trunk source {0:?} is not an address or CIDR block")]
     TrunkSource(String),
     #[error("[registrar] digest_algorithms: {0:?} is neither \"SHA-256\" nor \"MD5\"")]
     DigestAlgorithm(String),
+    #[error(
+        "queue {queue:?}: service_level_targets entry within_s = {within_s}, ratio = {ratio}: within_s must be 1 or more and ratio in (0, 1]"
+    )]
+    ServiceLevelTarget {
+        queue: String,
+        within_s: u64,
+        ratio: f64,
+    },
     #[error("seat {seat:?} serves queue {queue:?}, which no [[queues]] entry declares")]
     SeatSkillQueue { seat: String, queue: String },
 }
@@ -150,6 +162,10 @@ pub struct MediaConfig {
     pub prompts_dir: PathBuf,
     /// Directory where call recordings (stereo WAV, caller left, seat right) are written.
     pub recordings_dir: PathBuf,
+    /// Language of a call's prompts when its dialplan route sets none (`{ set = {
+    /// language = "ar" } }`): prompts are read from `prompts_dir/LANG/NAME`, else
+    /// `prompts_dir/NAME`. A tag such as `fr` or `ar` ([`crate::dialplan::valid_language`]).
+    pub default_language: String,
 }
 
 /// The call journal.
@@ -296,6 +312,11 @@ pub struct QueueConfig {
     /// (from the trunk's INVITE) counts as answered in time in
     /// `vigie_service_level_ratio`.
     pub service_level_s: u64,
+    /// Service-level targets: `[{ within_s = 15, ratio = 0.90 }, { within_s = 20,
+    /// ratio = 0.95 }]` (NENA's, the default): each gives
+    /// `vigie_service_level_within_ratio{within_s}` and the alert rules' target
+    /// `vigie_service_level_target_ratio`.
+    pub service_level_targets: Vec<ServiceLevelTarget>,
     /// Seats serving this queue at penalty 0, in this order (the order of `linear` and
     /// `round-robin`); empty, and no seat naming this queue in its `queues`, = every seat.
     pub seats: Vec<String>,
@@ -325,6 +346,31 @@ pub struct SeatSkill {
     /// Lower is preferred; with the queue's `tier_wait_s` also the tier (0 = first).
     #[serde(default)]
     pub penalty: u32,
+}
+
+/// One service-level target of a queue: `ratio` (0–1) of the calls answered by a seat
+/// within `within_s` seconds of the trunk's INVITE.
+#[derive(Debug, Clone, Copy, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ServiceLevelTarget {
+    /// Answer threshold, seconds (1 or more).
+    pub within_s: u64,
+    /// Target share of the calls, 0 (excluded) to 1.
+    pub ratio: f64,
+}
+
+impl ServiceLevelTarget {
+    /// NENA's call-answering standard (NENA-STA-020): 90 % within 15 s, 95 % within 20 s.
+    pub const NENA: [ServiceLevelTarget; 2] = [
+        ServiceLevelTarget {
+            within_s: 15,
+            ratio: 0.90,
+        },
+        ServiceLevelTarget {
+            within_s: 20,
+            ratio: 0.95,
+        },
+    ];
 }
 
 /// One agent seat and its SIP credential.
@@ -413,6 +459,7 @@ impl Default for MediaConfig {
             port_max: 29999,
             prompts_dir: PathBuf::from("prompts"),
             recordings_dir: PathBuf::from("recordings"),
+            default_language: "fr".to_owned(),
         }
     }
 }
@@ -485,6 +532,7 @@ impl Default for QueueConfig {
             wrap_up_s: 0,
             retry_s: 5,
             service_level_s: 15,
+            service_level_targets: ServiceLevelTarget::NENA.to_vec(),
             seats: Vec::new(),
             strategy: crate::acd::Strategy::LongestIdle,
             tier_wait_s: 0,
@@ -536,6 +584,9 @@ impl Config {
                 max: m.port_max,
             });
         }
+        if !crate::dialplan::valid_language(&m.default_language) {
+            return Err(Invalid::Language(m.default_language.clone()));
+        }
         for src in &self.trunk.allowed_sources {
             Cidr::parse(src).ok_or_else(|| Invalid::TrunkSource(src.clone()))?;
         }
@@ -549,6 +600,17 @@ impl Config {
             .iter()
             .chain(self.sip.tcp.iter())
             .find(|a| !a.ip().is_loopback());
+        for q in &self.queues {
+            for t in &q.service_level_targets {
+                if t.within_s == 0 || !(t.ratio > 0.0 && t.ratio <= 1.0) {
+                    return Err(Invalid::ServiceLevelTarget {
+                        queue: q.name.clone(),
+                        within_s: t.within_s,
+                        ratio: t.ratio,
+                    });
+                }
+            }
+        }
         let mut seen = std::collections::HashSet::new();
         for seat in &self.seats {
             if !seen.insert(seat.id.as_str()) {
@@ -740,6 +802,37 @@ queues = [{ name = "admin" }]
         assert_eq!(c.http.listen.port(), 9999);
         assert_eq!(c.seats.len(), 20);
         assert_eq!(c.queues[0].ring_timeout_s, 15);
+    }
+
+    #[test]
+    fn service_level_targets_default_to_nena_and_are_checked() {
+        let c = Config::default();
+        let t: Vec<(u64, f64)> = c.queues[0]
+            .service_level_targets
+            .iter()
+            .map(|t| (t.within_s, t.ratio))
+            .collect();
+        assert_eq!(t, [(15, 0.90), (20, 0.95)]);
+        let c = Config::parse(
+            "[[queues]]\nname = \"q\"\nservice_level_targets = [{ within_s = 10, ratio = 0.8 }]\n",
+        )
+        .unwrap();
+        assert_eq!(c.queues[0].service_level_s, 15);
+        assert_eq!(c.queues[0].service_level_targets.len(), 1);
+        c.validate().unwrap();
+        for bad in [
+            "{ within_s = 0, ratio = 0.8 }",
+            "{ within_s = 10, ratio = 1.5 }",
+        ] {
+            let c = Config::parse(&format!(
+                "[[queues]]\nname = \"q\"\nservice_level_targets = [{bad}]\n"
+            ))
+            .unwrap();
+            assert!(
+                matches!(c.validate(), Err(Invalid::ServiceLevelTarget { .. })),
+                "{bad}"
+            );
+        }
     }
 
     #[test]

@@ -77,7 +77,8 @@ pub struct Metrics {
     /// `vigie_answer_time_seconds{queue}`: wait from received to answered, seconds.
     pub answer_time_seconds: Family<QueueLabels, Histogram, HistogramFn>,
     /// `vigie_calls_abandoned_total{queue,phase}`: callers who hung up before an
-    /// answer, by where the call was (queued, ringing a seat, overflowing).
+    /// answer, by where the call was (queued, ringing a seat, hearing an announcement,
+    /// overflowing).
     pub calls_abandoned: Family<AbandonLabels, Counter>,
     /// `vigie_service_level_ratio{queue,window}`: share (0–1) of the calls whose wait
     /// ended in the rolling window that a seat answered within the queue's
@@ -89,6 +90,20 @@ pub struct Metrics {
     pub service_level_calls: Family<ServiceLevelLabels, Gauge>,
     /// `vigie_service_level_threshold_seconds{queue}`: the queue's `service_level_s`.
     pub service_level_threshold_seconds: Family<QueueLabels, FloatGauge>,
+    /// `vigie_service_level_within_ratio{queue,window,within_s}`: share (0–1) of the
+    /// calls whose wait ended in the rolling window that a seat answered within
+    /// `within_s` seconds, for every `[[queues]] service_level_targets` entry (NENA: 90 %
+    /// within 15 s, 95 % within 20 s); 1 when no call ended its wait.
+    pub service_level_within_ratio: Family<SlTargetLabels, FloatGauge>,
+    /// `vigie_service_level_target_ratio{queue,within_s}`: the target share of each
+    /// service-level target (0.90 for 15 s…), for alert rules to compare against.
+    pub service_level_target_ratio: Family<SlTargetQueueLabels, FloatGauge>,
+    /// `vigie_average_speed_of_answer_seconds{queue,window}`: mean wait (from the trunk's
+    /// INVITE) of the calls a seat answered in the rolling window, seconds; 0 when none.
+    pub average_speed_of_answer_seconds: Family<ServiceLevelLabels, FloatGauge>,
+    /// `vigie_abandon_ratio{queue,window}`: share (0–1) of the calls whose wait ended in
+    /// the rolling window that the caller abandoned; 0 when no call ended its wait.
+    pub abandon_ratio: Family<ServiceLevelLabels, FloatGauge>,
     /// `vigie_seat_calls_answered_total{seat}`: calls the seat answered.
     pub seat_calls_answered: Family<SeatIdLabels, Counter>,
     /// `vigie_seat_talk_seconds_total{seat}`: talk time of the seat's ended calls,
@@ -223,6 +238,31 @@ impl Metrics {
             "Service-level answer threshold of the queue",
             Unit::Seconds,
             service_level_threshold_seconds.clone(),
+        );
+        let service_level_within_ratio = Family::<SlTargetLabels, FloatGauge>::default();
+        registry.register(
+            "vigie_service_level_within_ratio",
+            "Share of calls answered by a seat within within_s seconds, rolling window",
+            service_level_within_ratio.clone(),
+        );
+        let service_level_target_ratio = Family::<SlTargetQueueLabels, FloatGauge>::default();
+        registry.register(
+            "vigie_service_level_target_ratio",
+            "Target share of calls answered within within_s seconds",
+            service_level_target_ratio.clone(),
+        );
+        let average_speed_of_answer_seconds = Family::<ServiceLevelLabels, FloatGauge>::default();
+        registry.register_with_unit(
+            "vigie_average_speed_of_answer",
+            "Mean wait of the calls a seat answered in the rolling window",
+            Unit::Seconds,
+            average_speed_of_answer_seconds.clone(),
+        );
+        let abandon_ratio = Family::<ServiceLevelLabels, FloatGauge>::default();
+        registry.register(
+            "vigie_abandon_ratio",
+            "Share of calls whose wait ended in the rolling window that were abandoned",
+            abandon_ratio.clone(),
         );
         let seat_calls_answered = Family::<SeatIdLabels, Counter>::default();
         registry.register(
@@ -399,6 +439,10 @@ impl Metrics {
             service_level_ratio,
             service_level_calls,
             service_level_threshold_seconds,
+            service_level_within_ratio,
+            service_level_target_ratio,
+            average_speed_of_answer_seconds,
+            abandon_ratio,
             seat_calls_answered,
             seat_talk_seconds,
             seat_ring_no_answer,
@@ -468,6 +512,56 @@ impl Metrics {
         self.service_level_calls
             .get_or_create(&labels)
             .set(i64::try_from(total).unwrap_or(i64::MAX));
+    }
+
+    /// Sets the windowed figures of one queue beyond the main service level:
+    /// `vigie_service_level_within_ratio` for each `(within_s, met)` of `within` (out of
+    /// `total` calls whose wait ended, 1 when `total` is 0), `vigie_abandon_ratio`
+    /// (`abandoned / total`, 0 when `total` is 0) and `vigie_average_speed_of_answer_seconds`
+    /// (`answered_wait_ms / answered / 1000`, 0 when none answered).
+    pub fn set_queue_window(&self, queue: &str, window: SlWindow, w: &QueueWindowFigures) {
+        for (within_s, met) in &w.within {
+            let ratio = if w.total == 0 {
+                1.0
+            } else {
+                *met as f64 / w.total as f64
+            };
+            self.service_level_within_ratio
+                .get_or_create(&SlTargetLabels {
+                    queue: queue.to_owned(),
+                    window,
+                    within_s: within_s.to_string(),
+                })
+                .set(ratio);
+        }
+        let labels = ServiceLevelLabels {
+            queue: queue.to_owned(),
+            window,
+        };
+        let abandon = if w.total == 0 {
+            0.0
+        } else {
+            w.abandoned as f64 / w.total as f64
+        };
+        self.abandon_ratio.get_or_create(&labels).set(abandon);
+        let asa = if w.answered == 0 {
+            0.0
+        } else {
+            w.answered_wait_ms as f64 / w.answered as f64 / 1000.0
+        };
+        self.average_speed_of_answer_seconds
+            .get_or_create(&labels)
+            .set(asa);
+    }
+
+    /// Sets `vigie_service_level_target_ratio{queue,within_s}` to `ratio` (0–1).
+    pub fn set_service_level_target(&self, queue: &str, within_s: u64, ratio: f64) {
+        self.service_level_target_ratio
+            .get_or_create(&SlTargetQueueLabels {
+                queue: queue.to_owned(),
+                within_s: within_s.to_string(),
+            })
+            .set(ratio);
     }
 
     /// Publishes `vigie_seats_on_break{queue,reason}` for `queue`: `reasons` are the
@@ -698,6 +792,41 @@ pub struct ServiceLevelLabels {
     pub window: SlWindow,
 }
 
+/// Labels `{queue,window,within_s}` of `vigie_service_level_within_ratio`.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, EncodeLabelSet)]
+pub struct SlTargetLabels {
+    /// ACD queue name.
+    pub queue: String,
+    /// Rolling window.
+    pub window: SlWindow,
+    /// The target's answer threshold, whole seconds.
+    pub within_s: String,
+}
+
+/// Labels `{queue,within_s}` of `vigie_service_level_target_ratio`.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, EncodeLabelSet)]
+pub struct SlTargetQueueLabels {
+    /// ACD queue name.
+    pub queue: String,
+    /// The target's answer threshold, whole seconds.
+    pub within_s: String,
+}
+
+/// One queue's figures over one rolling window, for [`Metrics::set_queue_window`].
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct QueueWindowFigures {
+    /// Calls whose wait ended (answered by a seat or the overflow target, or abandoned).
+    pub total: u64,
+    /// Of those, calls a seat answered within each target: `(within_s, calls)`.
+    pub within: Vec<(u64, u64)>,
+    /// Calls a seat answered.
+    pub answered: u64,
+    /// Sum of the waits of the calls a seat answered, milliseconds.
+    pub answered_wait_ms: u64,
+    /// Calls abandoned.
+    pub abandoned: u64,
+}
+
 /// Labels `{seat}`. Seat ids come from the configuration (bounded).
 #[derive(Debug, Clone, PartialEq, Eq, Hash, EncodeLabelSet)]
 pub struct SeatIdLabels {
@@ -845,13 +974,16 @@ pub enum AbandonPhaseLabel {
     Ringing,
     /// The overflow target was ringing.
     Overflowing,
+    /// A prompt was playing: a queue announcement, or a `play` step before the queue.
+    Announcement,
 }
 
 impl AbandonPhaseLabel {
     /// Every phase.
-    pub const ALL: [AbandonPhaseLabel; 3] = [
+    pub const ALL: [AbandonPhaseLabel; 4] = [
         AbandonPhaseLabel::Queued,
         AbandonPhaseLabel::Ringing,
+        AbandonPhaseLabel::Announcement,
         AbandonPhaseLabel::Overflowing,
     ];
 
@@ -861,6 +993,7 @@ impl AbandonPhaseLabel {
             AbandonPhaseLabel::Queued => "queued",
             AbandonPhaseLabel::Ringing => "ringing",
             AbandonPhaseLabel::Overflowing => "overflowing",
+            AbandonPhaseLabel::Announcement => "announcement",
         }
     }
 }
@@ -871,6 +1004,7 @@ impl From<AbandonPhase> for AbandonPhaseLabel {
             AbandonPhase::Queued => AbandonPhaseLabel::Queued,
             AbandonPhase::Ringing => AbandonPhaseLabel::Ringing,
             AbandonPhase::Overflowing => AbandonPhaseLabel::Overflowing,
+            AbandonPhase::Announcement => AbandonPhaseLabel::Announcement,
         }
     }
 }
@@ -947,14 +1081,48 @@ impl WindowedRatio {
     /// Counts one event at `now`; `met` says whether it met the target. An instant
     /// before the newest bucket counts in the newest bucket.
     pub fn record(&mut self, now: Instant, met: bool) {
+        self.add(now, u64::from(met), 1);
+    }
+
+    /// Adds `met` and `total` to the bucket of `now` (e.g. a wait in milliseconds and 1
+    /// call, for an average). An instant before the newest bucket counts in the newest
+    /// bucket.
+    pub fn add(&mut self, now: Instant, met: u64, total: u64) {
         let index = self.index(now);
         self.prune(index);
         match self.buckets.back_mut() {
             Some((last, m, t)) if *last >= index => {
-                *m += u64::from(met);
-                *t += 1;
+                *m += met;
+                *t += total;
             }
-            _ => self.buckets.push_back((index, u64::from(met), 1)),
+            _ => self.buckets.push_back((index, met, total)),
+        }
+    }
+
+    /// Adds `met` and `total` for an event that happened `ago` before `now` (history
+    /// restored from the journal at start): it lands in the bucket of `now - ago` and
+    /// leaves the window when that bucket does; an event already out of the window is
+    /// ignored. Works for any `ago` up to the window, also just after `origin`.
+    pub fn add_past(&mut self, now: Instant, ago: Duration, met: u64, total: u64) {
+        let index_now = self.index(now);
+        self.prune(index_now);
+        // The bucket of `now - ago`, counted like `index` (from one window before origin).
+        let since = now.saturating_duration_since(self.origin).as_nanos()
+            + u128::from(self.buckets_in_window) * self.bucket_nanos;
+        let Some(at_nanos) = since.checked_sub(ago.as_nanos()) else {
+            return;
+        };
+        let index = u64::try_from(at_nanos / self.bucket_nanos).unwrap_or(u64::MAX);
+        if index.saturating_add(self.buckets_in_window) <= index_now {
+            return;
+        }
+        let at = self.buckets.partition_point(|(i, _, _)| *i < index);
+        match self.buckets.get_mut(at) {
+            Some((i, m, t)) if *i == index => {
+                *m += met;
+                *t += total;
+            }
+            _ => self.buckets.insert(at, (index, met, total)),
         }
     }
 
@@ -966,9 +1134,13 @@ impl WindowedRatio {
             .fold((0, 0), |(m, t), (_, bm, bt)| (m + bm, t + bt))
     }
 
+    /// The bucket of `now`, counted from one window before `origin` (so that events up
+    /// to a window before `origin` have a bucket of their own, see [`Self::add_past`]).
     fn index(&self, now: Instant) -> u64 {
         let since = now.saturating_duration_since(self.origin).as_nanos();
-        u64::try_from(since / self.bucket_nanos).unwrap_or(u64::MAX)
+        u64::try_from(since / self.bucket_nanos)
+            .unwrap_or(u64::MAX)
+            .saturating_add(self.buckets_in_window)
     }
 
     fn prune(&mut self, index: u64) {
@@ -1577,6 +1749,27 @@ mod tests {
     }
 
     #[test]
+    fn past_events_land_in_their_own_bucket_and_leave_on_time() {
+        let t0 = Instant::now();
+        // Restored just after the origin (a process that just started).
+        let mut w = WindowedRatio::new(Duration::from_secs(60), SL_BUCKET, t0);
+        w.add_past(t0, Duration::from_secs(45), 1, 1);
+        w.add_past(t0, Duration::from_secs(15), 0, 1);
+        // Bucket [-60 s, -50 s) is already out of the window (it covers 50 to 60 s).
+        w.add_past(t0, Duration::from_secs(55), 1, 1);
+        w.add_past(t0, Duration::from_secs(61), 1, 1);
+        w.add_past(t0, Duration::from_secs(14), 5000, 2); // same bucket as 15 s ago
+        w.record(t0, true);
+        assert_eq!(w.totals(t0), (5002, 5));
+        // The event 45 s old (bucket [-50 s, -40 s)) leaves 10 s later; the 15 s one
+        // (bucket [-20 s, -10 s)) leaves 40 s later.
+        assert_eq!(w.totals(secs(t0, 9)), (5002, 5));
+        assert_eq!(w.totals(secs(t0, 10)), (5001, 4));
+        assert_eq!(w.totals(secs(t0, 39)), (5001, 4));
+        assert_eq!(w.totals(secs(t0, 40)), (1, 1));
+    }
+
+    #[test]
     fn one_hour_window_outlives_the_fifteen_minute_one() {
         let t0 = Instant::now();
         let mut m15 = WindowedRatio::for_window(SlWindow::Min15, t0);
@@ -1616,6 +1809,7 @@ mod tests {
             r#"vigie_calls_abandoned_total{queue="line19",phase="queued"} 0"#,
             r#"vigie_calls_abandoned_total{queue="line19",phase="ringing"} 1"#,
             r#"vigie_calls_abandoned_total{queue="line19",phase="overflowing"} 0"#,
+            r#"vigie_calls_abandoned_total{queue="line19",phase="announcement"} 0"#,
             r#"vigie_service_level_ratio{queue="line19",window="15m"} 1.0"#,
             r#"vigie_service_level_calls{queue="line19",window="15m"} 0"#,
             r#"vigie_service_level_calls{queue="line19",window="1h"} 3"#,

@@ -2,7 +2,11 @@
 //! a callback task (API `GET /api/v1/callbacks?open=true`, gauge
 //! `vigie_callbacks_open{queue}` = 1); a seat claims it; the same number calling again
 //! within the match window closes it `called-back`, linked to the new call (gauge 0), and
-//! a later close is refused (409).
+//! a later close is refused (409). Tasks are kept in the database: an open task survives a
+//! restart with its id and figures, can be closed after it, and new tasks are numbered
+//! after it. The service level is rebuilt from the journal at start: the calls of the last
+//! hour count after a restart. A waiting caller's priority is changed over the API
+//! (`PATCH /api/v1/calls/{id}`) and the next free seat takes that call first.
 
 mod support;
 
@@ -15,11 +19,16 @@ const OPEN: &str = "vigie_callbacks_open{queue=\"line19\"}";
 
 /// `POST path` with a JSON body; (status code, body). `None` when it cannot connect.
 fn http_post(v: &Vigie, path: &str, json: &str) -> Option<(u16, String)> {
+    http_send(v, "POST", path, json)
+}
+
+/// `METHOD path` with a JSON body; (status code, body). `None` when it cannot connect.
+fn http_send(v: &Vigie, method: &str, path: &str, json: &str) -> Option<(u16, String)> {
     let mut s = std::net::TcpStream::connect((v.ip, VIGIE_HTTP)).ok()?;
     s.set_read_timeout(Some(Duration::from_secs(5))).ok()?;
     write!(
         s,
-        "POST {path} HTTP/1.1\r\nHost: {}\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{json}",
+        "{method} {path} HTTP/1.1\r\nHost: {}\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{json}",
         v.ip,
         json.len()
     )
@@ -136,4 +145,352 @@ fn abandon_opens_a_task_and_calling_back_closes_it() {
     let calls = journal_calls(&v.db_path());
     assert_eq!(calls.len(), 2, "{calls:?}");
     assert!(calls.iter().any(|c| c.id.to_string() == linked));
+}
+
+/// Restarts vigie on the same configuration and data directory.
+fn restart(v: &mut Vigie) {
+    v.stop();
+    let mut cmd = std::process::Command::new(env!("CARGO_BIN_EXE_vigie"));
+    cmd.args(["run", "--config"])
+        .arg(v.dir.path().join("vigie.toml"))
+        .env("RUST_LOG", "info,vigie=debug");
+    v.proc = Proc::spawn("vigie", cmd, v.dir.path().join("vigie-2.log"));
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while v.http_get("/healthz").is_none() {
+        assert!(
+            Instant::now() < deadline,
+            "vigie did not restart; log:\n{}",
+            v.proc.log_text()
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+#[test]
+fn an_open_task_survives_a_restart_with_its_id_and_can_be_closed() {
+    let ip = unique_loopback();
+    let mut v = Vigie::start(ip, MD5_ONLY);
+    let mut trunk = trunk_call(&v, "trunk1", "trunk_cancel.xml", 1000);
+    assert_one_good_call(&mut trunk, &v, Duration::from_secs(20));
+    let before = wait_tasks(
+        &v,
+        "/api/v1/callbacks?open=true",
+        Duration::from_secs(5),
+        |t| t.len() == 1,
+    );
+    assert_eq!(before.len(), 1, "{before:?}");
+    let claimed = http_post(&v, "/api/v1/callbacks/1/claim", r#"{"seat":"agent02"}"#);
+    assert_eq!(claimed.as_ref().map(|c| c.0), Some(200), "{claimed:?}");
+
+    restart(&mut v);
+    let after = wait_tasks(
+        &v,
+        "/api/v1/callbacks?open=true",
+        Duration::from_secs(5),
+        |t| t.len() == 1,
+    );
+    assert_eq!(after.len(), 1, "task lost at restart: {after:?}");
+    let (b, a) = (&before[0], &after[0]);
+    assert_eq!(a["id"], 1);
+    for field in [
+        "call_id",
+        "caller",
+        "queue",
+        "abandoned_while",
+        "created_at",
+        "abandons",
+    ] {
+        assert_eq!(a[field], b[field], "{field}: {a} vs {b}");
+    }
+    let (wb, wa) = (
+        b["wait_seconds"].as_f64().unwrap_or(-1.0),
+        a["wait_seconds"].as_f64().unwrap_or(-2.0),
+    );
+    assert!((wb - wa).abs() < 0.001, "wait {wb} then {wa}");
+    assert_eq!(a["claimed_by"], "agent02", "the claim is kept: {a}");
+    assert_eq!(v.metric(OPEN), 1.0, "gauge restored");
+
+    // Closed after the restart; a second abandon gets the next id, not 1 again.
+    let closed = http_post(&v, "/api/v1/callbacks/1/close", r#"{"outcome":"reached"}"#);
+    assert_eq!(closed.as_ref().map(|c| c.0), Some(200), "{closed:?}");
+    assert_eq!(v.metric(OPEN), 0.0);
+    let mut trunk = trunk_call(&v, "trunk2", "trunk_cancel.xml", 1000);
+    assert_one_good_call(&mut trunk, &v, Duration::from_secs(20));
+    let open = wait_tasks(
+        &v,
+        "/api/v1/callbacks?open=true",
+        Duration::from_secs(5),
+        |t| t.len() == 1,
+    );
+    assert_eq!(open.len(), 1, "{open:?}");
+    assert_eq!(open[0]["id"], 2, "{open:?}");
+    // The same caller within the window, but task 1 is closed: a new task.
+    assert_eq!(open[0]["abandons"], 1);
+
+    // A second restart: only task 2 is open; task 1 is closed `reached` in the database.
+    restart(&mut v);
+    let open = wait_tasks(
+        &v,
+        "/api/v1/callbacks?open=true",
+        Duration::from_secs(5),
+        |t| t.len() == 1,
+    );
+    assert_eq!(
+        open.iter().map(|t| t["id"].clone()).collect::<Vec<_>>(),
+        [2]
+    );
+    v.stop();
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .expect("runtime");
+    let rows = rt
+        .block_on(async {
+            let store = vigie::store::Store::open_sqlite(v.db_path()).await?;
+            let rows = store.all_callbacks().await;
+            store.close().await;
+            rows
+        })
+        .expect("callbacks rows");
+    assert_eq!(rows.len(), 2, "{rows:?}");
+    assert_eq!(rows[0].state, "closed");
+    assert_eq!(rows[0].outcome.as_deref(), Some("reached"));
+    assert_eq!(rows[0].claimed_by.as_deref(), Some("agent02"));
+    assert_eq!((rows[1].id, rows[1].state.as_str()), (2, "open"));
+    assert_eq!(rows[1].caller, "+212600001");
+}
+
+/// Polls `/metrics` until `series` has `value`, for at most 5 s; returns the last value.
+fn wait_metric(v: &Vigie, series: &str, value: f64) -> f64 {
+    let deadline = Instant::now() + Duration::from_secs(5);
+    loop {
+        let got = v.metric(series);
+        if got == value || Instant::now() >= deadline {
+            return got;
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+#[test]
+fn service_level_counts_the_calls_of_before_a_restart() {
+    let ip = unique_loopback();
+    let mut v = Vigie::start(ip, MD5_ONLY);
+    // One abandon (no seat yet), then one call answered by agent01 within 15 s.
+    let mut trunk = trunk_call(&v, "trunk1", "trunk_cancel.xml", 1000);
+    assert_one_good_call(&mut trunk, &v, Duration::from_secs(20));
+    let mut seat = seat_sipp(
+        &v,
+        "agent01",
+        "agent_uas.xml",
+        SEAT_SIP,
+        SEAT_MEDIA,
+        ECHO_ONE_CALL,
+    );
+    register_seat_on(&v, "agent01", SEAT_SIP);
+    v.wait_status(Duration::from_secs(5), "agent01 idle", |s| {
+        seat_state(s, "agent01").as_deref() == Some("idle")
+    });
+    let mut trunk = trunk_call(&v, "trunk2", "trunk_call.xml", 500);
+    assert_one_good_call(&mut trunk, &v, Duration::from_secs(20));
+    assert_one_good_call(&mut seat, &v, Duration::from_secs(10));
+
+    let series =
+        |name: &str, window: &str| format!("{name}{{queue=\"line19\",window=\"{window}\"}}");
+    let within = |w: &str, s: u32| {
+        format!(
+            "vigie_service_level_within_ratio{{queue=\"line19\",window=\"{w}\",within_s=\"{s}\"}}"
+        )
+    };
+    let figures = |v: &Vigie| {
+        let mut out = Vec::new();
+        for w in ["15m", "1h"] {
+            out.push(wait_metric(v, &series("vigie_service_level_calls", w), 2.0));
+            out.push(wait_metric(v, &series("vigie_service_level_ratio", w), 0.5));
+            out.push(wait_metric(v, &within(w, 20), 0.5));
+            out.push(wait_metric(v, &series("vigie_abandon_ratio", w), 0.5));
+        }
+        out
+    };
+    let expected = vec![2.0, 0.5, 0.5, 0.5, 2.0, 0.5, 0.5, 0.5];
+    assert_eq!(figures(&v), expected, "before the restart");
+    let asa = v.metric(&series("vigie_average_speed_of_answer_seconds", "15m"));
+    assert!((0.0..5.0).contains(&asa) && asa > 0.0, "ASA {asa} s");
+
+    restart(&mut v);
+    assert_eq!(
+        figures(&v),
+        expected,
+        "after the restart; log:\n{}",
+        v.proc.log_text()
+    );
+    let asa_after = v.metric(&series("vigie_average_speed_of_answer_seconds", "15m"));
+    assert!(
+        (asa - asa_after).abs() < 0.002,
+        "ASA {asa} then {asa_after}"
+    );
+    assert_eq!(
+        v.metric("vigie_service_level_target_ratio{queue=\"line19\",within_s=\"15\"}"),
+        0.9
+    );
+    v.stop();
+}
+
+/// The ids of the calls in progress, oldest first, once `n` of them are queued in the
+/// journal (polled up to 10 s).
+fn queued_calls(v: &Vigie, n: usize) -> Vec<String> {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let calls: Vec<serde_json::Value> = v
+            .http_get("/api/v1/calls?active=true")
+            .and_then(|b| serde_json::from_str(&b).ok())
+            .unwrap_or_default();
+        let queued = calls.iter().filter(|c| !c["queued_at"].is_null()).count();
+        if queued == n && calls.len() == n {
+            // Newest first in the API.
+            return calls
+                .iter()
+                .rev()
+                .filter_map(|c| c["id"].as_str().map(str::to_owned))
+                .collect();
+        }
+        assert!(
+            Instant::now() < deadline,
+            "{n} queued calls expected: {calls:?}"
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+#[test]
+fn raising_a_waiting_callers_priority_gives_them_the_next_free_seat() {
+    let ip = unique_loopback();
+    let mut v = Vigie::start(ip, MD5_ONLY);
+    let trunk_args = ["-m", "1", "-d", "2000", "-timeout", "40", "-trace_err"];
+    // Two callers wait (no seat logged in), the plan's priority 5 each: A then B.
+    let mut a = trunk_sipp(
+        &v,
+        "trunkA",
+        "trunk_call.xml",
+        TRUNK_SIP,
+        TRUNK_MEDIA,
+        &trunk_args,
+    );
+    v.wait_status(Duration::from_secs(10), "A waiting", |s| {
+        s["queues"][0]["waiting"] == 1
+    });
+    let mut b = trunk_sipp(
+        &v,
+        "trunkB",
+        "trunk_call.xml",
+        TRUNK_SIP + 2,
+        TRUNK_MEDIA + 20,
+        &trunk_args,
+    );
+    v.wait_status(Duration::from_secs(10), "A and B waiting", |s| {
+        s["queues"][0]["waiting"] == 2
+    });
+    let ids = queued_calls(&v, 2);
+    let (call_a, call_b) = (ids[0].clone(), ids[1].clone());
+
+    // Bad requests change nothing.
+    let path_b = format!("/api/v1/calls/{call_b}");
+    for bad in [
+        r#"{"priority":256}"#,
+        r#"{"priority":"9"}"#,
+        "9",
+        r#"{"prio":9}"#,
+    ] {
+        let r = http_send(&v, "PATCH", &path_b, bad);
+        assert_eq!(r.as_ref().map(|r| r.0), Some(400), "{bad}: {r:?}");
+    }
+    let unknown = "01KB0000000000000000000000";
+    let r = http_send(
+        &v,
+        "PATCH",
+        &format!("/api/v1/calls/{unknown}"),
+        r#"{"priority":9}"#,
+    );
+    assert_eq!(r.map(|r| r.0), Some(404));
+    let r = http_send(&v, "PATCH", "/api/v1/calls/not-a-call", r#"{"priority":9}"#);
+    assert_eq!(r.map(|r| r.0), Some(404));
+
+    // B is raised to 9: the seat that logs in next gets B, although A came first.
+    let r = http_send(&v, "PATCH", &path_b, r#"{"priority":9}"#);
+    let (code, body) = r.unwrap_or_default();
+    assert_eq!(code, 200, "{body}");
+    let doc: serde_json::Value = serde_json::from_str(&body).unwrap_or_default();
+    assert_eq!(doc["priority"], 9);
+    assert_eq!(doc["call_id"], call_b.as_str());
+    // The POST form does the same (A stays below B at 5).
+    let r = http_post(
+        &v,
+        &format!("/api/v1/calls/{call_a}/priority"),
+        r#"{"priority":5}"#,
+    );
+    assert_eq!(r.map(|r| r.0), Some(200));
+
+    let mut seat = seat_sipp(
+        &v,
+        "agent01",
+        "agent_uas.xml",
+        SEAT_SIP,
+        SEAT_MEDIA,
+        ECHO_ONE_CALL,
+    );
+    register_seat_on(&v, "agent01", SEAT_SIP);
+    v.wait_status(Duration::from_secs(10), "agent01 on B", |s| {
+        s["agents"]
+            .as_array()
+            .and_then(|a| a.iter().find(|a| a["id"] == "agent01"))
+            .is_some_and(|a| a["call"] == call_b.as_str() && a["state"] == "on_call")
+    });
+    // B is answered: no longer waiting.
+    let r = http_send(&v, "PATCH", &path_b, r#"{"priority":1}"#);
+    assert_eq!(r.map(|r| r.0), Some(404), "answered call");
+    assert_one_good_call(&mut b, &v, Duration::from_secs(20));
+    assert_one_good_call(&mut seat, &v, Duration::from_secs(10));
+
+    // Then A gets the seat.
+    let mut seat = seat_sipp(
+        &v,
+        "agent01",
+        "agent_uas.xml",
+        SEAT_SIP,
+        SEAT_MEDIA,
+        ECHO_ONE_CALL,
+    );
+    assert_one_good_call(&mut a, &v, Duration::from_secs(30));
+    assert_one_good_call(&mut seat, &v, Duration::from_secs(10));
+    v.stop();
+
+    let calls = journal_calls(&v.db_path());
+    let answered = |id: &str| {
+        calls
+            .iter()
+            .find(|c| c.id.to_string() == id)
+            .and_then(|c| c.answered_at)
+    };
+    let (ans_a, ans_b) = (answered(&call_a), answered(&call_b));
+    assert!(ans_a.is_some() && ans_b.is_some(), "{calls:?}");
+    assert!(ans_b < ans_a, "B answered first: {ans_b:?} {ans_a:?}");
+    let id_b = call_b.parse::<ulid::Ulid>().unwrap_or_default();
+    let events = journal_events(&v.db_path(), id_b);
+    let changes: Vec<&serde_json::Value> = events
+        .iter()
+        .filter(|e| e.kind.as_str() == "priority_changed")
+        .map(|e| &e.detail)
+        .collect();
+    assert_eq!(
+        changes,
+        [&serde_json::json!({"priority": 9})],
+        "{:?}",
+        event_kinds(&events)
+    );
+    let kinds = event_kinds(&events);
+    let at = |k: &str| kinds.iter().position(|x| *x == k);
+    assert!(
+        at("queued") < at("priority_changed") && at("priority_changed") < at("offered"),
+        "{kinds:?}"
+    );
 }

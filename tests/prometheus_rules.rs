@@ -11,9 +11,9 @@ use std::time::Duration;
 
 use vigie::media::RelayMetrics;
 use vigie::metrics::{
-    CallLabels, MethodLabels, Metrics, OverflowLabels, QueueLabels, ReloadLabels, ReloadResult,
-    SeatLabels, SeatState, SipMethod, StatusClass, StatusClassLabels, TransportLabel,
-    TransportLabels,
+    CallLabels, MethodLabels, Metrics, OverflowLabels, QueueLabels, QueueWindowFigures,
+    ReloadLabels, ReloadResult, SeatLabels, SeatState, SipMethod, SlWindow, StatusClass,
+    StatusClassLabels, TransportLabel, TransportLabels,
 };
 use vigie::store::Outcome;
 
@@ -60,7 +60,7 @@ fn promtool_check_config_is_clean() {
 fn promtool_check_rules_is_clean() {
     let (code, said) = promtool(&["check", "rules", "deploy/prometheus/rules/vigie.rules.yml"]);
     assert_eq!(code, Some(0), "promtool check rules said:\n{said}");
-    assert!(said.contains("SUCCESS: 9 rules found"), "{said}");
+    assert!(said.contains("SUCCESS: 10 rules found"), "{said}");
 }
 
 #[test]
@@ -82,7 +82,7 @@ fn rule_unit_tests_cover_every_alert_firing_and_not_firing() {
         .lines()
         .filter_map(|l| l.trim().strip_prefix("- alert: "))
         .collect();
-    assert_eq!(alerts.len(), 9, "{alerts:?}");
+    assert_eq!(alerts.len(), 10, "{alerts:?}");
     for alert in alerts {
         // Each alert's evaluations: the line after `alertname:` is `exp_alerts: []` (not
         // firing) or `exp_alerts:` followed by the expected alert (firing).
@@ -244,6 +244,18 @@ fn exported_names() -> BTreeSet<String> {
         queue: "line19".into(),
     };
     metrics.calls_waiting.get_or_create(&q).set(1);
+    metrics.set_service_level_target("line19", 15, 0.9);
+    metrics.set_queue_window(
+        "line19",
+        SlWindow::Min15,
+        &QueueWindowFigures {
+            total: 2,
+            within: vec![(15, 1)],
+            answered: 1,
+            answered_wait_ms: 3000,
+            abandoned: 1,
+        },
+    );
     metrics.longest_wait_seconds.get_or_create(&q).set(1.0);
     metrics.calls_offered.get_or_create(&q).inc();
     metrics.answer_time_seconds.get_or_create(&q).observe(1.0);

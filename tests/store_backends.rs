@@ -10,8 +10,8 @@ use chrono::{DateTime, TimeZone, Utc};
 use serde_json::json;
 use ulid::Ulid;
 use vigie::store::{
-    AmlRow, Backend, CallPatch, EventKind, Journal, JournalConfig, JournalMetrics, JournalRecord,
-    LocationRow, OutboxRow, Outcome, SqliteOptions, Store,
+    AmlRow, Backend, CallPatch, CallbackRow, EventKind, Journal, JournalConfig, JournalMetrics,
+    JournalRecord, LocationRow, OutboxRow, Outcome, SqliteOptions, Store,
 };
 
 type TestResult = Result<(), Box<dyn std::error::Error>>;
@@ -104,8 +104,49 @@ async fn exercise(store: Store, dir: &std::path::Path) -> TestResult {
         radius_m: None,
         raw: "A\"ML=1;lt=1;lg=2".into(),
     }));
+    // Callback tasks: task 7 opened, claimed, closed (each change an upsert, the last
+    // wins); task 8 open with a location; task 3 (an older run) open.
+    let cb = |id: u64, call: Ulid, caller: &str| CallbackRow {
+        id,
+        call_id: call,
+        caller: caller.into(),
+        queue: "line19".into(),
+        abandoned_at: t(30),
+        wait_ms: 29_500,
+        stage: "queued".into(),
+        location: None,
+        abandons: 1,
+        attempts: 0,
+        state: "open".into(),
+        claimed_by: None,
+        outcome: None,
+        closed_at: None,
+        linked_call_id: None,
+    };
+    journal.record(JournalRecord::Callback(cb(3, live, "+33199000003")));
+    let mut seven = cb(7, ended, "+33199000001");
+    journal.record(JournalRecord::Callback(seven.clone()));
+    seven.claimed_by = Some("agent02".into());
+    journal.record(JournalRecord::Callback(seven.clone()));
+    seven.state = "closed".into();
+    seven.outcome = Some("called-back".into());
+    seven.closed_at = Some(t(90));
+    seven.linked_call_id = Some(live);
+    seven.abandons = 2;
+    seven.attempts = 1;
+    journal.record(JournalRecord::Callback(seven.clone()));
+    let mut eight = cb(8, live, "+33199000002");
+    eight.stage = "ringing".into();
+    eight.location = Some("33.57310,-7.58980 ±50 m".into());
+    journal.record(JournalRecord::Callback(eight.clone()));
     let flushed = journal.flush().await;
     assert_eq!(flushed.spilled_pending, 0);
+    assert_eq!(store.max_callback_id().await?, 8);
+    let open = store.open_callbacks().await?;
+    assert_eq!(open, [cb(3, live, "+33199000003"), eight]);
+    let all = store.all_callbacks().await?;
+    assert_eq!(all.iter().map(|c| c.id).collect::<Vec<_>>(), [3, 7, 8]);
+    assert_eq!(all[1], seven);
     let rejected = std::fs::read_to_string(dir.join("spill.jsonl.rejected")).unwrap_or_default();
     assert_eq!(rejected, "", "records the database refused");
 

@@ -10,8 +10,10 @@
 //! ([`CallbackBook::close`]).
 //!
 //! Time is passed in twice: `now` (monotonic, for the match window) and `wall` (UTC, for
-//! the API and the journal). Offering open callbacks to the next free seat ahead of new
-//! calls is not done here (issue 5, left open).
+//! the API and the journal). Tasks kept in storage are put back with
+//! [`CallbackBook::restore`] at start; ids are never reused
+//! ([`CallbackBook::reserve_ids_from`]). Offering open callbacks to the next free seat
+//! ahead of new calls is not done here (issue 5, left open).
 
 use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
@@ -53,6 +55,18 @@ impl AbandonStage {
             AbandonStage::Announcement => "announcement",
             AbandonStage::Overflowing => "overflowing",
         }
+    }
+
+    /// The stage with this label ([`AbandonStage::as_str`]); `None` for any other text.
+    pub fn parse(label: &str) -> Option<AbandonStage> {
+        [
+            AbandonStage::Queued,
+            AbandonStage::Ringing,
+            AbandonStage::Announcement,
+            AbandonStage::Overflowing,
+        ]
+        .into_iter()
+        .find(|s| s.as_str() == label)
     }
 }
 
@@ -148,10 +162,15 @@ pub struct CallbackTask {
     pub created_at: DateTime<Utc>,
     /// How many abandons of the same caller this task stands for (1 at creation).
     pub abandons: u32,
+    /// Failed call-back attempts (caller busy or no answer), see
+    /// [`CallbackBook::attempt_failed`].
+    pub attempts: u32,
     /// Open or closed.
     pub state: CallbackState,
     /// Monotonic creation instant, for the match window.
     created: Instant,
+    /// Restored from storage older than the match window: never matched.
+    past_window: bool,
 }
 
 impl CallbackTask {
@@ -176,6 +195,23 @@ pub struct Abandon {
     pub stage: AbandonStage,
     /// Location summary, if any.
     pub location: Option<String>,
+}
+
+/// A task read back from storage, for [`CallbackBook::restore`].
+#[derive(Debug, Clone, PartialEq)]
+pub struct StoredTask {
+    /// The task's id.
+    pub id: CallbackId,
+    /// The abandon that opened it (wait: the longest of its merged abandons, seconds).
+    pub abandon: Abandon,
+    /// When the task was opened (UTC).
+    pub created_at: DateTime<Utc>,
+    /// Abandons merged into it.
+    pub abandons: u32,
+    /// Failed call-back attempts.
+    pub attempts: u32,
+    /// Its state.
+    pub state: CallbackState,
 }
 
 /// What [`CallbackBook::abandoned`] did.
@@ -226,6 +262,48 @@ impl CallbackBook {
         }
     }
 
+    /// Puts back a task kept in storage (at start). `now` / `wall` are the current
+    /// instants: the task's match window is counted from `created_at` as if the book had
+    /// been running. New ids continue after the highest id seen.
+    pub fn restore(&mut self, now: Instant, wall: DateTime<Utc>, stored: StoredTask) {
+        let age = (wall - stored.created_at).to_std().unwrap_or_default();
+        // An age the monotonic clock cannot go back to (a machine up for less time) is
+        // handled by `past_window` alone.
+        let created = now.checked_sub(age).unwrap_or(now);
+        let past_window = age > self.match_window;
+        let a = stored.abandon;
+        self.next_id = self.next_id.max(stored.id.saturating_add(1));
+        self.tasks.insert(
+            stored.id,
+            CallbackTask {
+                id: stored.id,
+                call: a.call,
+                caller: a.caller,
+                wait_s: a.wait_s,
+                queue: a.queue,
+                stage: a.stage,
+                location: a.location,
+                created_at: stored.created_at,
+                abandons: stored.abandons.max(1),
+                attempts: stored.attempts,
+                state: stored.state,
+                created,
+                past_window,
+            },
+        );
+    }
+
+    /// New tasks get ids from `next` on (or later): ids of tasks closed and no longer
+    /// in memory are never reused.
+    pub fn reserve_ids_from(&mut self, next: CallbackId) {
+        self.next_id = self.next_id.max(next);
+    }
+
+    /// The id the next new task gets.
+    pub fn next_id(&self) -> CallbackId {
+        self.next_id
+    }
+
     /// The match window.
     pub fn match_window(&self) -> Duration {
         self.match_window
@@ -258,8 +336,10 @@ impl CallbackBook {
                 location: a.location,
                 created_at: wall,
                 abandons: 1,
+                attempts: 0,
                 state: CallbackState::Open { claimed_by: None },
                 created: now,
+                past_window: false,
             },
         );
         AbandonRecorded::Opened(id)
@@ -338,6 +418,39 @@ impl CallbackBook {
         Ok(closed)
     }
 
+    /// A call-back attempt of task `id` failed at `wall` (the caller was busy or did not
+    /// answer, [`crate::switch::originate`]): the attempt is counted and the claim
+    /// released; once `max_attempts` attempts failed the task is closed
+    /// [`CallbackOutcome::NoAnswer`]. Returns the task after the change.
+    ///
+    /// # Errors
+    /// [`CallbackError::Unknown`], [`CallbackError::Closed`].
+    pub fn attempt_failed(
+        &mut self,
+        id: CallbackId,
+        max_attempts: u32,
+        wall: DateTime<Utc>,
+    ) -> Result<CallbackTask, CallbackError> {
+        let t = self.tasks.get_mut(&id).ok_or(CallbackError::Unknown(id))?;
+        let CallbackState::Open { claimed_by } = &t.state else {
+            return Err(CallbackError::Closed(id));
+        };
+        t.attempts = t.attempts.saturating_add(1);
+        if t.attempts >= max_attempts {
+            t.state = CallbackState::Closed {
+                outcome: CallbackOutcome::NoAnswer,
+                closed_at: wall,
+                claimed_by: claimed_by.clone(),
+                linked_call: None,
+            };
+        } else {
+            t.state = CallbackState::Open { claimed_by: None };
+        }
+        let after = t.clone();
+        self.prune();
+        Ok(after)
+    }
+
     /// A task by id.
     pub fn get(&self, id: CallbackId) -> Option<&CallbackTask> {
         self.tasks.get(&id)
@@ -370,6 +483,7 @@ impl CallbackBook {
             .rev()
             .find(|t| {
                 t.is_open()
+                    && !t.past_window
                     && t.caller == caller
                     && now.saturating_duration_since(t.created) <= self.match_window
             })
@@ -573,6 +687,139 @@ mod tests {
         );
         // A closed task is not matched by a later call.
         assert_eq!(book.incoming(t0, wall(303), call(5), "0612"), None);
+    }
+
+    #[test]
+    fn restored_tasks_keep_ids_window_and_claims() {
+        let t0 = Instant::now() + Duration::from_secs(7200);
+        let mut book = CallbackBook::new(Duration::from_secs(1800));
+        book.reserve_ids_from(8);
+        let mut a = abandon(1, "0612", AbandonStage::Ringing);
+        a.wait_s = 21.5;
+        // Opened 10 min before the restart, claimed by seat1.
+        book.restore(
+            t0,
+            wall(600),
+            StoredTask {
+                id: 5,
+                abandon: a,
+                created_at: wall(0),
+                abandons: 2,
+                attempts: 1,
+                state: CallbackState::Open {
+                    claimed_by: Some("seat1".to_owned()),
+                },
+            },
+        );
+        let t = book.get(5).cloned();
+        assert_eq!(t.as_ref().map(|t| t.wait_s), Some(21.5));
+        assert_eq!(t.as_ref().map(|t| t.abandons), Some(2));
+        assert_eq!(t.as_ref().map(|t| t.attempts), Some(1));
+        assert_eq!(t.map(|t| t.created_at), Some(wall(0)));
+        assert_eq!(book.next_id(), 8);
+        assert_eq!(
+            book.claim(5, "seat2").map(|t| t.id),
+            Err(CallbackError::ClaimedBy {
+                id: 5,
+                seat: "seat1".to_owned()
+            })
+        );
+        // New ids continue after the reserved ones.
+        assert_eq!(
+            book.abandoned(t0, wall(600), abandon(2, "0699", AbandonStage::Queued)),
+            AbandonRecorded::Opened(8)
+        );
+        // The window counts from the original abandon: 20 min later it still matches,
+        // 20 min + 1 s after that (30 min + 1 s after the abandon) it would not.
+        let later = t0 + Duration::from_secs(1200);
+        assert_eq!(book.incoming(later, wall(1800), call(9), "0612"), Some(5));
+        book.restore(
+            t0,
+            wall(600),
+            StoredTask {
+                id: 12,
+                abandon: abandon(3, "0613", AbandonStage::Queued),
+                created_at: wall(0),
+                abandons: 1,
+                attempts: 0,
+                state: CallbackState::Open { claimed_by: None },
+            },
+        );
+        assert_eq!(book.next_id(), 13);
+        let late = t0 + Duration::from_secs(1201);
+        assert_eq!(book.incoming(late, wall(1801), call(10), "0613"), None);
+        // A task restored after its window never matches, whatever the monotonic clock
+        // can express.
+        let now = Instant::now();
+        book.restore(
+            now,
+            wall(1_000_000_000),
+            StoredTask {
+                id: 14,
+                abandon: abandon(4, "0614", AbandonStage::Queued),
+                created_at: wall(0),
+                abandons: 1,
+                attempts: 0,
+                state: CallbackState::Open { claimed_by: None },
+            },
+        );
+        assert_eq!(
+            book.incoming(now, wall(1_000_000_000), call(11), "0614"),
+            None
+        );
+        assert!(book.get(14).is_some_and(CallbackTask::is_open));
+    }
+
+    #[test]
+    fn failed_attempts_release_the_claim_then_close_no_answer() {
+        let t0 = Instant::now();
+        let mut book = CallbackBook::default();
+        book.abandoned(t0, wall(0), abandon(1, "0612", AbandonStage::Queued));
+        assert_eq!(book.claim(1, "seat1").map(|t| t.id), Ok(1));
+        let t = book.attempt_failed(1, 3, wall(60));
+        assert_eq!(
+            t.map(|t| (t.attempts, t.state)),
+            Ok((1, CallbackState::Open { claimed_by: None }))
+        );
+        assert_eq!(book.claim(1, "seat2").map(|t| t.id), Ok(1));
+        assert_eq!(
+            book.attempt_failed(1, 3, wall(120)).map(|t| t.attempts),
+            Ok(2)
+        );
+        let t = book.attempt_failed(1, 3, wall(180));
+        assert_eq!(
+            t.map(|t| (t.attempts, t.state)),
+            Ok((
+                3,
+                CallbackState::Closed {
+                    outcome: CallbackOutcome::NoAnswer,
+                    closed_at: wall(180),
+                    claimed_by: None,
+                    linked_call: None,
+                }
+            ))
+        );
+        assert_eq!(
+            book.attempt_failed(1, 3, wall(240)).map(|t| t.id),
+            Err(CallbackError::Closed(1))
+        );
+        assert_eq!(
+            book.attempt_failed(5, 3, wall(240)).map(|t| t.id),
+            Err(CallbackError::Unknown(5))
+        );
+    }
+
+    #[test]
+    fn stage_labels_round_trip() {
+        for s in [
+            AbandonStage::Queued,
+            AbandonStage::Ringing,
+            AbandonStage::Announcement,
+            AbandonStage::Overflowing,
+        ] {
+            assert_eq!(AbandonStage::parse(s.as_str()), Some(s));
+        }
+        assert_eq!(AbandonStage::parse("parked"), None);
     }
 
     #[test]

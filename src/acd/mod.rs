@@ -40,6 +40,7 @@
 
 pub mod callback;
 pub mod erlang;
+pub mod ewt;
 pub mod seat;
 pub mod strategy;
 
@@ -1371,15 +1372,12 @@ impl Acd {
             return Pick::NoSeat;
         }
         if cands.is_empty() {
-            let retry_due = match c.retry_at {
-                Some(at) => at <= now,
-                None => false,
-            };
-            if !retry_due {
-                if c.retry_at.is_none()
-                    && let Some(c) = self.calls.get_mut(&call)
-                {
-                    c.retry_at = Some(now + retry);
+            // A new round starts at the retry instant (at once with `retry` = 0: nothing
+            // else may wake the ACD for this call).
+            let at = c.retry_at.unwrap_or(now + retry);
+            if at > now {
+                if let Some(c) = self.calls.get_mut(&call) {
+                    c.retry_at = Some(at);
                 }
                 self.scratch_cands = cands;
                 return Pick::Backoff;
@@ -1408,6 +1406,22 @@ impl Acd {
         } else {
             Pick::Seats
         }
+    }
+
+    /// Seats serving `queue` (any penalty) that are logged in and not on break, whatever
+    /// their state (idle, ringing, on a call, in wrap-up): the divisor of the expected
+    /// wait announced to callers ([`ewt`]). 0 for an unknown queue.
+    pub fn seats_on_duty(&self, queue: &str) -> usize {
+        let Some(qi) = self.queues.iter().position(|q| q.name == queue) else {
+            return 0;
+        };
+        self.members
+            .get(qi)
+            .into_iter()
+            .flatten()
+            .filter_map(|m| self.slots.get(m.seat))
+            .filter(|s| matches!(s.seat.status(), Status::Available))
+            .count()
     }
 }
 
@@ -1563,6 +1577,30 @@ mod tests {
         assert!(drain(&mut acd).is_empty());
         assert_eq!(acd.poll_timeout(), Some(t0 + Duration::from_secs(5)));
         acd.handle_timeout(t0 + Duration::from_secs(5));
+        assert_eq!(
+            drain(&mut acd),
+            vec![Decision::Offer {
+                call: id(1),
+                seat: "agent01".into()
+            }]
+        );
+    }
+
+    /// `retry = 0` (app_queue `retry=0`): the seat that just failed the call is offered it
+    /// again at once when no other seat is free; nothing else would wake the ACD for it.
+    #[test]
+    fn zero_retry_offers_the_call_again_at_once() {
+        let t0 = Instant::now();
+        let q = QueueSpec {
+            retry: Duration::ZERO,
+            ..spec()
+        };
+        let mut acd = Acd::new(vec![q], seats(1));
+        acd.seat_online(t0, "agent01");
+        acd.enqueue(t0, id(1), "line19").unwrap();
+        assert_eq!(drain(&mut acd).len(), 1);
+        let t1 = t0 + Duration::from_secs(1);
+        acd.offer_failed(t1, id(1), "agent01", OfferFailure::NoAnswer);
         assert_eq!(
             drain(&mut acd),
             vec![Decision::Offer {
@@ -2376,5 +2414,30 @@ mod tests {
             labels,
             ["max_wait", "queue_full", "no_seats", "all_on_break"]
         );
+    }
+
+    #[test]
+    fn seats_on_duty_are_logged_in_members_not_on_break() {
+        let t0 = Instant::now();
+        let mut acd = Acd::new(vec![spec()], seats(3));
+        assert_eq!(acd.seats_on_duty("line19"), 0);
+        acd.seat_online(t0, "agent01");
+        acd.seat_online(t0, "agent02");
+        assert_eq!(acd.seats_on_duty("line19"), 2);
+        acd.command(
+            t0,
+            "agent02",
+            Command::Pause {
+                reason: "lunch".into(),
+            },
+            Cause::Api,
+        )
+        .unwrap();
+        assert_eq!(acd.seats_on_duty("line19"), 1);
+        // On a call it is still on duty.
+        acd.enqueue(t0, id(1), "line19").unwrap();
+        assert!(!drain(&mut acd).is_empty());
+        assert_eq!(acd.seats_on_duty("line19"), 1);
+        assert_eq!(acd.seats_on_duty("nope"), 0);
     }
 }

@@ -8,9 +8,13 @@
 //! - `POST /api/v1/callbacks/{id}/close` with `{"outcome": "reached"}` — 200 with the task,
 //!   400 unknown outcome, 404 unknown task, 409 already closed.
 //!
+//! Every change of a task (opened, merged, claimed, closed) is written to the `callbacks`
+//! table through the call journal ([`JournalRecord::Callback`]: never blocks, spills to file
+//! when the database is away). At start [`CallbackDesk::load`] puts the open tasks back
+//! and numbers new tasks after the highest id ever written.
+//!
 //! Not done yet (issue 5): offering open callbacks to the next free seat ahead of new
-//! calls, and journal rows in a `callbacks` table (tasks live in memory only and are lost
-//! at restart).
+//! calls.
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex, MutexGuard};
@@ -28,11 +32,12 @@ use serde_json::{Value, json};
 
 use crate::acd::CallId;
 use crate::acd::callback::{
-    Abandon, AbandonStage, CallbackBook, CallbackError, CallbackOutcome, CallbackState,
-    CallbackTask,
+    Abandon, AbandonRecorded, AbandonStage, CallbackBook, CallbackError, CallbackId,
+    CallbackOutcome, CallbackState, CallbackTask, StoredTask,
 };
 use crate::dispatch::document::LocationPart;
 use crate::metrics::{Metrics, QueueLabels};
+use crate::store::{CallbackRow, Journal, JournalRecord, Store};
 use crate::switch::event::{AbandonPhase, CallEvent, CallEventKind, EndCause};
 
 /// What the desk remembers of a live call until it ends.
@@ -56,15 +61,17 @@ struct Inner {
 pub struct CallbackDesk {
     inner: Arc<Mutex<Inner>>,
     metrics: Arc<Metrics>,
+    journal: Journal,
 }
 
 impl CallbackDesk {
-    /// A desk matching calls back within `match_window`; sets `vigie_callbacks_open` of
-    /// every queue in `queues` to 0.
+    /// A desk matching calls back within `match_window`, writing task changes to
+    /// `journal`; sets `vigie_callbacks_open` of every queue in `queues` to 0.
     pub fn new(
         match_window: Duration,
         metrics: Arc<Metrics>,
         queues: impl IntoIterator<Item = String>,
+        journal: Journal,
     ) -> CallbackDesk {
         for queue in queues {
             metrics
@@ -78,6 +85,59 @@ impl CallbackDesk {
                 live: HashMap::new(),
             })),
             metrics,
+            journal,
+        }
+    }
+
+    /// Puts the open tasks kept in `store` back into the book and numbers new tasks after
+    /// the highest id ever written. Call once at start, before the first call event. When
+    /// the database cannot be read, starts without them and numbers new tasks from the
+    /// current Unix time in milliseconds (above any id written before), so that no stored
+    /// task is overwritten.
+    pub async fn load(&self, store: &Store) {
+        let max = store.max_callback_id().await;
+        let open = store.open_callbacks().await;
+        let (now, wall) = (Instant::now(), Utc::now());
+        let mut inner = self.lock();
+        match max {
+            Ok(max) => inner.book.reserve_ids_from(max.saturating_add(1)),
+            Err(error) => {
+                let floor = u64::try_from(wall.timestamp_millis()).unwrap_or(u64::MAX / 2);
+                tracing::error!(%error, next_id = floor, "callbacks: cannot read the highest task id");
+                inner.book.reserve_ids_from(floor);
+            }
+        }
+        match open {
+            Ok(rows) => {
+                let n = rows.len();
+                for row in rows {
+                    match stored_task(&row) {
+                        Some(t) => inner.book.restore(now, wall, t),
+                        None => {
+                            tracing::error!(
+                                id = row.id,
+                                "callbacks: stored task unreadable; skipped"
+                            );
+                        }
+                    }
+                }
+                tracing::info!(
+                    open = n,
+                    next_id = inner.book.next_id(),
+                    "callbacks: open tasks loaded"
+                );
+            }
+            Err(error) => {
+                tracing::error!(%error, "callbacks: cannot load the open tasks");
+            }
+        }
+        self.publish(&inner.book);
+    }
+
+    /// Writes task `id`'s current state to the journal (never blocks).
+    fn persist(&self, book: &CallbackBook, id: CallbackId) {
+        if let Some(t) = book.get(id) {
+            self.journal.record(JournalRecord::Callback(task_row(t)));
         }
     }
 
@@ -104,6 +164,7 @@ impl CallbackDesk {
                     },
                 );
                 if let Some(id) = inner.book.incoming(now, at, call, caller) {
+                    self.persist(&inner.book, id);
                     tracing::info!(%call, callback = id, %caller, "caller called back: callback task closed");
                 }
             }
@@ -129,9 +190,11 @@ impl CallbackDesk {
                     let stage = match phase {
                         AbandonPhase::Ringing => AbandonStage::Ringing,
                         AbandonPhase::Overflowing => AbandonStage::Overflowing,
+                        AbandonPhase::Announcement => AbandonStage::Announcement,
                         _ => AbandonStage::Queued,
                     };
-                    open_task(&mut inner.book, call, l, stage, at, now);
+                    let id = open_task(&mut inner.book, call, l, stage, at, now);
+                    self.persist(&inner.book, id);
                 }
             }
             CallEventKind::Ended { cause } => {
@@ -141,7 +204,7 @@ impl CallbackDesk {
                     && !l.answered
                     && *cause == EndCause::CallerHangup
                 {
-                    open_task(
+                    let id = open_task(
                         &mut inner.book,
                         call,
                         l,
@@ -149,6 +212,7 @@ impl CallbackDesk {
                         at,
                         now,
                     );
+                    self.persist(&inner.book, id);
                 }
             }
             _ => {}
@@ -182,7 +246,7 @@ fn open_task(
     stage: AbandonStage,
     at: DateTime<Utc>,
     now: Instant,
-) {
+) -> CallbackId {
     let wait_s = now.saturating_duration_since(l.received).as_secs_f64();
     let got = book.abandoned(
         now,
@@ -197,6 +261,77 @@ fn open_task(
         },
     );
     tracing::info!(%call, caller = %l.caller, wait_s, stage = stage.as_str(), ?got, "abandoned call: callback task");
+    match got {
+        AbandonRecorded::Opened(id) | AbandonRecorded::Merged(id) => id,
+    }
+}
+
+/// The `callbacks` row of a task.
+pub fn task_row(t: &CallbackTask) -> CallbackRow {
+    let (state, claimed_by, outcome, closed_at, linked) = match &t.state {
+        CallbackState::Open { claimed_by } => ("open", claimed_by.clone(), None, None, None),
+        CallbackState::Closed {
+            outcome,
+            closed_at,
+            claimed_by,
+            linked_call,
+        } => (
+            "closed",
+            claimed_by.clone(),
+            Some(outcome.as_str().to_owned()),
+            Some(*closed_at),
+            *linked_call,
+        ),
+    };
+    CallbackRow {
+        id: t.id,
+        call_id: t.call,
+        caller: t.caller.clone(),
+        queue: t.queue.clone(),
+        abandoned_at: t.created_at,
+        // Saturating float-to-int cast: a negative or NaN wait is 0.
+        wait_ms: (t.wait_s * 1000.0).round() as u64,
+        stage: t.stage.as_str().to_owned(),
+        location: t.location.clone(),
+        abandons: t.abandons,
+        attempts: t.attempts,
+        state: state.to_owned(),
+        claimed_by,
+        outcome,
+        closed_at,
+        linked_call_id: linked,
+    }
+}
+
+/// A stored row as a task to restore; `None` when a label does not parse.
+pub fn stored_task(row: &CallbackRow) -> Option<StoredTask> {
+    let state = match row.state.as_str() {
+        "open" => CallbackState::Open {
+            claimed_by: row.claimed_by.clone(),
+        },
+        "closed" => CallbackState::Closed {
+            outcome: CallbackOutcome::parse(row.outcome.as_deref()?)?,
+            closed_at: row.closed_at?,
+            claimed_by: row.claimed_by.clone(),
+            linked_call: row.linked_call_id,
+        },
+        _ => return None,
+    };
+    Some(StoredTask {
+        id: row.id,
+        abandon: Abandon {
+            call: row.call_id,
+            caller: row.caller.clone(),
+            wait_s: row.wait_ms as f64 / 1000.0,
+            queue: row.queue.clone(),
+            stage: AbandonStage::parse(&row.stage)?,
+            location: row.location.clone(),
+        },
+        created_at: row.abandoned_at,
+        abandons: row.abandons,
+        attempts: row.attempts,
+        state,
+    })
 }
 
 /// `lat,lon ±radius m` with 5 decimals (about 1 m); `None` without coordinates.
@@ -220,6 +355,7 @@ pub fn task_json(t: &CallbackTask) -> Value {
         "location": t.location,
         "created_at": crate::store::format_time(t.created_at),
         "abandons": t.abandons,
+        "attempts": t.attempts,
     });
     match &t.state {
         CallbackState::Open { claimed_by } => {
@@ -282,8 +418,12 @@ async fn claim(
     Json(body): Json<ClaimBody>,
 ) -> Response {
     let mut inner = d.lock();
-    match inner.book.claim(id, &body.seat) {
-        Ok(t) => Json(task_json(t)).into_response(),
+    let res = inner.book.claim(id, &body.seat).map(task_json);
+    if res.is_ok() {
+        d.persist(&inner.book, id);
+    }
+    match res {
+        Ok(doc) => Json(doc).into_response(),
         Err(e) => error_response(&e),
     }
 }
@@ -304,7 +444,10 @@ async fn close(
     let res = inner.book.close(id, outcome, Utc::now());
     d.publish(&inner.book);
     match res {
-        Ok(t) => Json(task_json(&t)).into_response(),
+        Ok(t) => {
+            d.journal.record(JournalRecord::Callback(task_row(&t)));
+            Json(task_json(&t)).into_response()
+        }
         Err(e) => error_response(&e),
     }
 }

@@ -51,7 +51,14 @@ pub async fn serve(listener: TcpListener, state: HttpState) {
         .route("/healthz", get(|| async { "ok\n" }))
         .route("/api/v1/status", get(status))
         .route("/api/v1/calls", get(calls))
-        .route("/api/v1/calls/{id}", get(call_handoff))
+        .route(
+            "/api/v1/calls/{id}",
+            get(call_handoff).patch(super::priority::set_priority),
+        )
+        .route(
+            "/api/v1/calls/{id}/priority",
+            axum::routing::post(super::priority::set_priority),
+        )
         .route("/api/v1/calls/{id}/journal", get(call))
         .route("/api/v1/events", get(events))
         .merge(super::wallboard::routes())

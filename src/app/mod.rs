@@ -7,6 +7,7 @@ mod callbacks;
 pub mod georef;
 pub mod http;
 pub mod outbox;
+mod priority;
 mod prompts;
 mod recorder;
 pub mod transport;
@@ -84,17 +85,30 @@ pub enum Input {
     },
     /// An AML report to correlate with a call (from the AML endpoint).
     Aml(aml::AmlSubmission),
-    /// A WAV prompt was read (or could not be) for a `Play` command.
+    /// The WAV prompts of a `Play` or `PlaySequence` command were read (or could not be).
     PromptLoaded {
         call: CallId,
         side: media::Side,
+        /// The names asked for (for logs).
         name: String,
         repeat: bool,
+        /// The play request's number ([`Prompts::next_epoch`]).
+        epoch: u64,
+        /// Parts newly read, by cache key, to keep.
+        loaded: Vec<(String, Arc<media::Prompt>)>,
+        /// The parts joined into one prompt.
         prompt: Result<Arc<media::Prompt>, String>,
     },
     /// A prompt played to its end, or could not be played.
     PromptDone {
         call: CallId,
+    },
+    /// A caller-priority change from the HTTP API; answered once the ACD re-ordered the
+    /// call.
+    Priority {
+        call: CallId,
+        priority: u8,
+        reply: tokio::sync::oneshot::Sender<Result<(), crate::switch::PriorityError>>,
     },
 }
 
@@ -343,23 +357,12 @@ pub async fn start(config: Config) -> Result<(Bound, Shutdown), StartError> {
         std::time::Duration::from_secs(config.callbacks.match_window_s),
         Arc::clone(&metrics),
         config.queues.iter().map(|q| q.name.clone()),
+        journal.clone(),
     );
-    tokio::spawn(http::serve(
-        http_listener,
-        http::HttpState {
-            metrics: Arc::clone(&metrics),
-            status: status_rx.clone(),
-            store: store.clone(),
-            agents: agents::AgentsApi {
-                inputs: inputs.clone(),
-                status: status_rx,
-                events: agent_events.clone(),
-            },
-            events: handoff_events.clone(),
-            wallboard: wallboard_rx,
-            callbacks: callbacks.clone(),
-        },
-    ));
+    // Records spilled by the previous run reach the database first, then the open
+    // callback tasks are read back.
+    let _ = journal.flush().await;
+    callbacks.load(&store).await;
     let (stop_tx, stop_rx) = watch::channel(false);
     // One TLS provider for the process (rustls with ring: no C toolchain beyond cc).
     let _ = rustls::crypto::ring::default_provider().install_default();
@@ -388,16 +391,57 @@ pub async fn start(config: Config) -> Result<(Bound, Shutdown), StartError> {
     if let Some(listen) = config.aml.listen {
         bound.aml = Some(aml::spawn(&config.aml, listen, inputs.clone()).await?);
     }
-    let recorder = Recorder::new(journal.clone())
-        .with_service_levels(
+    let mut recorder = Recorder::new(journal.clone())
+        .with_service_targets(
             &metrics,
             config.queues.iter().map(|q| {
                 let threshold = std::time::Duration::from_secs(q.service_level_s);
-                (q.name.clone(), threshold)
+                let targets = q
+                    .service_level_targets
+                    .iter()
+                    .map(|t| (std::time::Duration::from_secs(t.within_s), t.ratio))
+                    .collect();
+                (q.name.clone(), threshold, targets)
             }),
             Instant::now(),
         )
-        .with_events(handoff_events);
+        .with_events(handoff_events.clone());
+    // The service-level windows continue across a restart: rebuilt from the journal's
+    // last hour (issue 5). A database that cannot be read starts them empty.
+    let wall = chrono::Utc::now();
+    match store
+        .service_level_calls(wall - chrono::Duration::hours(1))
+        .await
+    {
+        Ok(rows) => {
+            let n = recorder.restore_service_levels(&metrics, &rows, Instant::now(), wall);
+            tracing::info!(
+                calls = n,
+                "service level: last hour restored from the journal"
+            );
+        }
+        Err(error) => {
+            tracing::error!(%error, "service level: cannot read the journal; windows start empty");
+        }
+    }
+    // The API answers once every queue's series exist (a scrape right after start sees
+    // the service level of the restored windows, not an empty family).
+    tokio::spawn(http::serve(
+        http_listener,
+        http::HttpState {
+            metrics: Arc::clone(&metrics),
+            status: status_rx.clone(),
+            store: store.clone(),
+            agents: agents::AgentsApi {
+                inputs: inputs.clone(),
+                status: status_rx,
+                events: agent_events.clone(),
+            },
+            events: handoff_events.clone(),
+            wallboard: wallboard_rx,
+            callbacks: callbacks.clone(),
+        },
+    ));
     let board = wallboard::Board::new(
         config.queues.iter().map(|q| {
             (
@@ -634,6 +678,16 @@ impl SwitchTask {
                 });
                 let _ = reply.send(view);
             }
+            Input::Priority {
+                call,
+                priority,
+                reply,
+            } => {
+                let r = self.switch.set_priority(now, call, priority);
+                self.drain_outputs();
+                self.publish_status();
+                let _ = reply.send(r);
+            }
             Input::MediaAllocated { call, session } => match session {
                 Ok(s) => {
                     let ports = MediaPorts {
@@ -680,22 +734,31 @@ impl SwitchTask {
                 side,
                 name,
                 repeat,
+                epoch,
+                loaded,
                 prompt,
-            } => match prompt {
-                Ok(prompt) => {
-                    self.prompts.keep(name, Arc::clone(&prompt));
-                    match self.sessions.get(&call) {
+            } => {
+                for (key, p) in loaded {
+                    self.prompts.keep(key, p);
+                }
+                if !self.prompts.is_current(call, epoch) {
+                    // A newer prompt or a stop (the bridge) came while this one loaded.
+                    tracing::debug!(%call, prompt = %name, "prompt loaded too late: not played");
+                    return;
+                }
+                match prompt {
+                    Ok(prompt) => match self.sessions.get(&call) {
                         Some(s) => {
                             prompts::play(s, call, side, prompt, repeat, self.inputs_tx.clone())
                         }
                         None => self.switch.handle_prompt_done(now, call),
+                    },
+                    Err(e) => {
+                        tracing::warn!(%call, prompt = %name, error = %e, "prompt unusable; the call moves on");
+                        self.switch.handle_prompt_done(now, call);
                     }
                 }
-                Err(e) => {
-                    tracing::warn!(%call, prompt = %name, error = %e, "prompt unusable; the call moves on");
-                    self.switch.handle_prompt_done(now, call);
-                }
-            },
+            }
             Input::PromptDone { call } => self.switch.handle_prompt_done(now, call),
         }
     }
@@ -859,6 +922,40 @@ impl SwitchTask {
         });
     }
 
+    /// Plays `names` (one prompt, or a sequence heard as one) in `language` to `side`:
+    /// at once when every part is cached, else after a load off the task. The play
+    /// request gets a new number, so an older load still running is not played.
+    fn play_prompts(
+        &mut self,
+        call: CallId,
+        side: crate::switch::Side,
+        names: Vec<String>,
+        language: &str,
+        repeat: bool,
+    ) {
+        let side = media_side(side);
+        let epoch = self.prompts.next_epoch(call);
+        let Some(s) = self.sessions.get(&call) else {
+            tracing::warn!(%call, prompts = ?names, "prompt without relay ports: not played");
+            self.switch.handle_prompt_done(Instant::now(), call);
+            return;
+        };
+        match self.prompts.cached_sequence(&names, language) {
+            Some(p) => prompts::play(s, call, side, p, repeat, self.inputs_tx.clone()),
+            None => self.prompts.load(
+                prompts::PlayRequest {
+                    call,
+                    side,
+                    repeat,
+                    epoch,
+                },
+                names,
+                language,
+                self.inputs_tx.clone(),
+            ),
+        }
+    }
+
     fn media(&mut self, cmd: MediaCommand) {
         match cmd {
             MediaCommand::Allocate { call } => {
@@ -875,6 +972,7 @@ impl SwitchTask {
                 }
             }
             MediaCommand::Release { call } => {
+                self.prompts.forget(call);
                 if let Some(s) = self.sessions.remove(&call) {
                     let st = s.stats();
                     tracing::debug!(
@@ -890,22 +988,14 @@ impl SwitchTask {
                 side,
                 prompt,
                 repeat,
-            } => {
-                let side = media_side(side);
-                match (self.sessions.get(&call), self.prompts.cached(&prompt)) {
-                    (None, _) => {
-                        tracing::warn!(%call, %prompt, "prompt without relay ports: not played");
-                        self.switch.handle_prompt_done(Instant::now(), call);
-                    }
-                    (Some(s), Some(p)) => {
-                        prompts::play(s, call, side, p, repeat, self.inputs_tx.clone())
-                    }
-                    (Some(_), None) => {
-                        self.prompts
-                            .load(call, side, prompt, repeat, self.inputs_tx.clone())
-                    }
-                }
-            }
+                language,
+            } => self.play_prompts(call, side, vec![prompt], &language, repeat),
+            MediaCommand::PlaySequence {
+                call,
+                side,
+                prompts,
+                language,
+            } => self.play_prompts(call, side, prompts, &language, false),
             MediaCommand::Codec {
                 call,
                 side,
@@ -924,6 +1014,7 @@ impl SwitchTask {
                 }
             }
             MediaCommand::StopPlay { call, side } => {
+                self.prompts.next_epoch(call);
                 if let Some(s) = self.sessions.get(&call)
                     && let Err(e) = s.stop_play(media_side(side))
                 {

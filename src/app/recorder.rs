@@ -12,10 +12,10 @@ use crate::dispatch::document::{HandoffEvent, LocationPart, Outcome as HandoffOu
 use crate::dispatch::{CallHandoff, Publisher};
 use crate::location::Location;
 use crate::metrics::{
-    AbandonLabels, CallLabels, Metrics, OverflowLabels, QueueLabels, SeatIdLabels, SlWindow,
-    WindowedRatio,
+    AbandonLabels, CallLabels, Metrics, OverflowLabels, QueueLabels, QueueWindowFigures,
+    SeatIdLabels, SlWindow, WindowedRatio,
 };
-use crate::store::{CallPatch, EventKind, Journal, JournalRecord, LocationRow, Outcome};
+use crate::store::{CallPatch, CallRow, EventKind, Journal, JournalRecord, LocationRow, Outcome};
 use crate::switch::event::{CallEvent, CallEventKind, EndCause};
 
 /// What the recorder remembers of a live call.
@@ -43,27 +43,95 @@ struct Live {
 /// How long an ended call is remembered for late location updates (AML after hang-up).
 const KEEP_ENDED: Duration = Duration::from_secs(600);
 
-/// Service level of one queue: its threshold and one rolling counter per window.
+/// One queue's rolling counters over one window.
+#[derive(Debug)]
+struct WindowCounters {
+    /// (answered by a seat within the threshold, calls whose wait ended).
+    sl: WindowedRatio,
+    /// Per target of `ServiceLevel::targets`: (answered within it, calls whose wait ended).
+    within: Vec<WindowedRatio>,
+    /// (sum of the waits answered by a seat in ms, calls answered by a seat).
+    asa: WindowedRatio,
+    /// (abandoned, calls whose wait ended).
+    abandon: WindowedRatio,
+}
+
+/// How a call's wait ended, for the service level.
+#[derive(Debug, Clone, Copy, PartialEq)]
+enum WaitEnd {
+    /// A seat answered after this wait (from the trunk's INVITE), seconds; `None` when
+    /// the received time is unknown (counted as not in time).
+    Seat(Option<f64>),
+    /// The overflow target answered.
+    Overflow,
+    /// The caller hung up.
+    Abandoned,
+}
+
+/// Service level of one queue: its thresholds and rolling counters per window.
 #[derive(Debug)]
 struct ServiceLevel {
     threshold: Duration,
-    windows: Vec<(SlWindow, WindowedRatio)>,
+    /// Target thresholds (`service_level_targets`), in order.
+    targets: Vec<Duration>,
+    windows: Vec<(SlWindow, WindowCounters)>,
 }
 
 impl ServiceLevel {
-    fn new(threshold: Duration, origin: Instant) -> ServiceLevel {
+    fn new(threshold: Duration, targets: Vec<Duration>, origin: Instant) -> ServiceLevel {
         ServiceLevel {
             threshold,
             windows: SlWindow::ALL
                 .into_iter()
-                .map(|w| (w, WindowedRatio::for_window(w, origin)))
+                .map(|w| {
+                    let counter = || WindowedRatio::for_window(w, origin);
+                    (
+                        w,
+                        WindowCounters {
+                            sl: counter(),
+                            within: targets.iter().map(|_| counter()).collect(),
+                            asa: counter(),
+                            abandon: counter(),
+                        },
+                    )
+                })
                 .collect(),
+            targets,
         }
     }
 
-    fn record(&mut self, now: Instant, met: bool) {
-        for (_, w) in &mut self.windows {
-            w.record(now, met);
+    /// Counts a wait that ended at `now`, or `ago` before `now` (history from the
+    /// journal).
+    fn record(&mut self, now: Instant, ago: Option<Duration>, end: WaitEnd) {
+        let in_time = |limit: Duration| match end {
+            WaitEnd::Seat(Some(w)) => w <= limit.as_secs_f64(),
+            _ => false,
+        };
+        let met = u64::from(in_time(self.threshold));
+        let met_targets: Vec<u64> = self
+            .targets
+            .iter()
+            .map(|t| u64::from(in_time(*t)))
+            .collect();
+        let (wait_ms, answered) = match end {
+            // Saturating float-to-int cast: a negative wait counts 0 ms.
+            WaitEnd::Seat(w) => ((w.unwrap_or(0.0) * 1000.0).round() as u64, 1),
+            _ => (0, 0),
+        };
+        let abandoned = u64::from(end == WaitEnd::Abandoned);
+        for (_, c) in &mut self.windows {
+            let add = |r: &mut WindowedRatio, met: u64, total: u64| match ago {
+                None => r.add(now, met, total),
+                Some(ago) => r.add_past(now, ago, met, total),
+            };
+            add(&mut c.sl, met, 1);
+            for (r, m) in c.within.iter_mut().zip(&met_targets) {
+                add(r, *m, 1);
+            }
+            if answered > 0 {
+                add(&mut c.asa, wait_ms, answered);
+            }
+            add(&mut c.abandon, abandoned, 1);
         }
     }
 }
@@ -193,18 +261,82 @@ impl Recorder {
 
     /// Tracks the service level of `queues` (name, threshold) from `now`, and creates
     /// their per-queue series ([`Metrics::init_queue`]).
+    #[cfg(test)]
     pub fn with_service_levels(
-        mut self,
+        self,
         metrics: &Metrics,
         queues: impl IntoIterator<Item = (String, Duration)>,
         now: Instant,
     ) -> Recorder {
-        for (name, threshold) in queues {
+        self.with_service_targets(
+            metrics,
+            queues.into_iter().map(|(q, t)| (q, t, Vec::new())),
+            now,
+        )
+    }
+
+    /// As [`Recorder::with_service_levels`], each queue with its service-level targets
+    /// `(within, ratio)` too (`vigie_service_level_within_ratio`,
+    /// `vigie_service_level_target_ratio`).
+    pub fn with_service_targets(
+        mut self,
+        metrics: &Metrics,
+        queues: impl IntoIterator<Item = (String, Duration, Vec<(Duration, f64)>)>,
+        now: Instant,
+    ) -> Recorder {
+        for (name, threshold, targets) in queues {
             metrics.init_queue(&name, threshold);
-            self.service_levels
-                .insert(name, ServiceLevel::new(threshold, now));
+            for (within, ratio) in &targets {
+                metrics.set_service_level_target(&name, within.as_secs(), *ratio);
+            }
+            let sl = ServiceLevel::new(threshold, targets.iter().map(|t| t.0).collect(), now);
+            self.service_levels.insert(name, sl);
         }
+        self.publish_service_level(metrics, now);
         self
+    }
+
+    /// Rebuilds the rolling windows from the journal's `calls` rows (those whose wait
+    /// ended in the last hour: [`crate::store::Store::service_level_calls`]) so the
+    /// service level, average speed of answer and abandon rate continue across a restart.
+    /// `now` / `wall` are the current instants; a row counts where its wait ended
+    /// (`answered_at`, or `ended_at` for an abandon), its wait measured from
+    /// `received_at` (the trunk's first INVITE). Returns the rows counted.
+    pub fn restore_service_levels(
+        &mut self,
+        metrics: &Metrics,
+        rows: &[CallRow],
+        now: Instant,
+        wall: DateTime<Utc>,
+    ) -> usize {
+        let mut counted = 0;
+        for row in rows {
+            let Some(sl) = row
+                .queue
+                .as_ref()
+                .and_then(|q| self.service_levels.get_mut(q))
+            else {
+                continue;
+            };
+            let (at, end) = match (row.outcome, row.answered_at) {
+                (Some(Outcome::Abandoned), _) => match row.ended_at {
+                    Some(at) => (at, WaitEnd::Abandoned),
+                    None => continue,
+                },
+                (Some(Outcome::Overflowed), Some(at)) => (at, WaitEnd::Overflow),
+                (_, Some(at)) if row.agent_seat.is_none() => (at, WaitEnd::Overflow),
+                (_, Some(at)) => (
+                    at,
+                    WaitEnd::Seat(seconds_between(row.received_at, at).or(row.wait_seconds)),
+                ),
+                _ => continue,
+            };
+            let ago = (wall - at).to_std().unwrap_or_default();
+            sl.record(now, Some(ago), end);
+            counted += 1;
+        }
+        self.publish_service_level(metrics, now);
+        counted
     }
 
     /// Sets `vigie_service_level_ratio` and `vigie_service_level_calls` of every queue
@@ -213,9 +345,28 @@ impl Recorder {
         self.live
             .retain(|_, l| l.ended.is_none_or(|e| now.duration_since(e) < KEEP_ENDED));
         for (queue, sl) in &mut self.service_levels {
-            for (window, counter) in &mut sl.windows {
-                let (met, total) = counter.totals(now);
+            for (window, c) in &mut sl.windows {
+                let (met, total) = c.sl.totals(now);
                 metrics.set_service_level(queue, *window, met, total);
+                let (answered_wait_ms, answered) = c.asa.totals(now);
+                let (abandoned, _) = c.abandon.totals(now);
+                let within = sl
+                    .targets
+                    .iter()
+                    .zip(&mut c.within)
+                    .map(|(t, r)| (t.as_secs(), r.totals(now).0))
+                    .collect();
+                metrics.set_queue_window(
+                    queue,
+                    *window,
+                    &QueueWindowFigures {
+                        total,
+                        within,
+                        answered,
+                        answered_wait_ms,
+                        abandoned,
+                    },
+                );
             }
         }
     }
@@ -232,7 +383,7 @@ impl Recorder {
         sl.windows
             .iter_mut()
             .find(|(w, _)| *w == window)
-            .map(|(_, counter)| counter.totals(now))
+            .map(|(_, c)| c.sl.totals(now))
     }
 
     /// Records one event that happened at `at` (wall clock, for the journal), now.
@@ -369,6 +520,9 @@ impl Recorder {
                 }
                 (EventKind::Queued, json!({"queue": queue}))
             }
+            CallEventKind::PriorityChanged { priority } => {
+                (EventKind::PriorityChanged, json!({"priority": priority}))
+            }
             CallEventKind::Offered { seat } => {
                 metrics
                     .calls_offered
@@ -416,8 +570,7 @@ impl Recorder {
                     .get_or_create(&SeatIdLabels { seat: seat.clone() })
                     .inc();
                 if let Some(sl) = self.service_levels.get_mut(&live.queue) {
-                    let met = wait.is_some_and(|w| w <= sl.threshold.as_secs_f64());
-                    sl.record(now, met);
+                    sl.record(now, None, WaitEnd::Seat(wait));
                 }
                 if let Some(w) = wait {
                     metrics
@@ -457,7 +610,7 @@ impl Recorder {
                     self.publisher.publish(&doc);
                 }
                 if let Some(sl) = self.service_levels.get_mut(&live.queue) {
-                    sl.record(now, false);
+                    sl.record(now, None, WaitEnd::Overflow);
                 }
                 (EventKind::Answered, json!({"overflow_target": target}))
             }
@@ -475,7 +628,7 @@ impl Recorder {
                     })
                     .inc();
                 if let Some(sl) = self.service_levels.get_mut(&live.queue) {
-                    sl.record(now, false);
+                    sl.record(now, None, WaitEnd::Abandoned);
                 }
                 (EventKind::Abandoned, json!({"phase": phase.as_str()}))
             }
@@ -836,6 +989,127 @@ mod tests {
         assert_eq!(
             v(r#"vigie_service_level_calls{queue="line19",window="1h"}"#),
             Some(4.0)
+        );
+        journal.shutdown().await;
+        task.await.unwrap();
+        store.close().await;
+    }
+
+    /// The windows rebuilt from the journal after a restart give the same figures as the
+    /// recorder that saw the calls, and slide from the calls' own times.
+    #[tokio::test]
+    async fn service_level_windows_are_rebuilt_from_the_journal() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open_sqlite(dir.path().join("j.sqlite"))
+            .await
+            .unwrap();
+        let metrics = Metrics::new("0.0.0");
+        let (journal, task) = Journal::spawn(
+            store.clone(),
+            JournalConfig::new("n1", dir.path().join("spill.jsonl")),
+            metrics.journal.clone(),
+        );
+        // Wall times 2 h in the past would be outside the hour: the calls are "now".
+        let t0 = (Utc::now() - chrono::Duration::seconds(300), Instant::now());
+        let queues = || {
+            [(
+                "line19".to_owned(),
+                Duration::from_secs(15),
+                vec![
+                    (Duration::from_secs(15), 0.90),
+                    (Duration::from_secs(20), 0.95),
+                ],
+            )]
+        };
+        let mut rec = Recorder::new(journal.clone()).with_service_targets(&metrics, queues(), t0.1);
+        let seat = || "agent01".to_owned();
+        let answered = |s| (s, CallEventKind::Answered { seat: seat() });
+        let ended = |s| {
+            (
+                s,
+                CallEventKind::Ended {
+                    cause: EndCause::CallerHangup,
+                },
+            )
+        };
+        // Waits 12 s (in time for 15 and 20), 18 s (20 only), 60 s (late); one abandon
+        // after 30 s, one overflow answered after 40 s.
+        play(&mut rec, &metrics, t0, 0, vec![answered(12), ended(40)]);
+        play(&mut rec, &metrics, t0, 10, vec![answered(28), ended(50)]);
+        let abandon = CallEventKind::Abandoned {
+            phase: AbandonPhase::Queued,
+        };
+        play(&mut rec, &metrics, t0, 20, vec![(50, abandon)]);
+        let overflow = CallEventKind::OverflowAnswered {
+            target: "sip:backup@192.0.2.10".into(),
+        };
+        play(&mut rec, &metrics, t0, 30, vec![(70, overflow), ended(90)]);
+        play(&mut rec, &metrics, t0, 40, vec![answered(100), ended(130)]);
+        journal.flush().await;
+        let figures = |metrics: &Metrics| {
+            let text = metrics.encode_prometheus_text();
+            [
+                r#"vigie_service_level_calls{queue="line19",window="15m"}"#,
+                r#"vigie_service_level_ratio{queue="line19",window="15m"}"#,
+                r#"vigie_service_level_calls{queue="line19",window="1h"}"#,
+                r#"vigie_service_level_ratio{queue="line19",window="1h"}"#,
+                r#"vigie_service_level_within_ratio{queue="line19",window="15m",within_s="15"}"#,
+                r#"vigie_service_level_within_ratio{queue="line19",window="1h",within_s="20"}"#,
+                r#"vigie_service_level_target_ratio{queue="line19",within_s="20"}"#,
+                r#"vigie_average_speed_of_answer_seconds{queue="line19",window="15m"}"#,
+                r#"vigie_abandon_ratio{queue="line19",window="1h"}"#,
+            ]
+            .map(|s| value(&text, s))
+        };
+        rec.publish_service_level(&metrics, t0.1 + Duration::from_secs(200));
+        let expected = [
+            Some(5.0),
+            Some(0.2),
+            Some(5.0),
+            Some(0.2),
+            Some(0.2),
+            Some(0.4),
+            Some(0.95),
+            Some(30.0),
+            Some(0.2),
+        ];
+        assert_eq!(figures(&metrics), expected);
+
+        // "Restart": a new recorder, 200 s after t0 on the wall clock, on a fresh clock.
+        let later = Instant::now() + Duration::from_secs(3600);
+        let wall = t0.0 + chrono::Duration::seconds(200);
+        let rows = store
+            .service_level_calls(wall - chrono::Duration::hours(1))
+            .await
+            .unwrap();
+        assert_eq!(rows.len(), 5);
+        let m2 = Metrics::new("0.0.0");
+        let mut rec2 = Recorder::new(journal.clone()).with_service_targets(&m2, queues(), later);
+        assert_eq!(rec2.restore_service_levels(&m2, &rows, later, wall), 5);
+        assert_eq!(figures(&m2), expected);
+        assert_eq!(
+            rec2.service_level("line19", SlWindow::Min15, later),
+            Some((1, 5))
+        );
+        // Calls answered after the restart add to the restored ones.
+        let t1 = (wall, later);
+        play(&mut rec2, &m2, t1, 0, vec![answered(5)]);
+        rec2.publish_service_level(&m2, later + Duration::from_secs(5));
+        assert_eq!(
+            rec2.service_level("line19", SlWindow::Hour1, later + Duration::from_secs(5)),
+            Some((2, 6))
+        );
+        // 15 min after the restored calls' waits ended (the last at t0 + 100 s, i.e.
+        // 100 s before the restart), they have left the 15 min window; the call answered
+        // after the restart (5 s) has not.
+        let at = later + Duration::from_secs(15 * 60 - 100 + 10);
+        assert_eq!(
+            rec2.service_level("line19", SlWindow::Min15, at),
+            Some((1, 1))
+        );
+        assert_eq!(
+            rec2.service_level("line19", SlWindow::Hour1, at),
+            Some((2, 6))
         );
         journal.shutdown().await;
         task.await.unwrap();

@@ -148,7 +148,7 @@ pub struct AbandonedCall {
     pub wait_seconds: u64,
     /// The caller's number, masked ([`mask_caller`]).
     pub caller: String,
-    /// Where the call was: `queued`, `ringing` or `overflowing`.
+    /// Where the call was: `queued`, `ringing`, `announcement` or `overflowing`.
     pub phase: &'static str,
 }
 

@@ -31,8 +31,9 @@ use regex::Regex;
 
 use crate::config::Cidr;
 
+pub use crate::acd::OverflowReason;
 pub use compile::compile;
-pub use eval::{TestOutcome, evaluate, run_tests};
+pub use eval::{TestOutcome, evaluate, overflow_path, run_tests};
 
 /// Reads the plan at `path` and the files it includes, and compiles it against the ACD
 /// queues the configuration declares (`queues`: queue names).
@@ -67,6 +68,11 @@ pub fn load_watched(
 
 /// Virtual path of the embedded demo plan's root file (shown in diagnostics and traces).
 pub const EMBEDDED_ROOT: &str = "dialplans/line19.toml";
+
+/// Deepest include chain a plan may have (root = depth 0): a national plan including a
+/// regional one including shared pieces needs 3; the limit stops a symlink loop
+/// (`shared -> .`) from loading `shared/shared/shared/…` for ever.
+pub const MAX_INCLUDE_DEPTH: usize = 8;
 
 /// The demo plan's files, built into the binary: `dialplans/line19.toml` and its include.
 const EMBEDDED_FILES: &[(&str, &str)] = &[
@@ -194,10 +200,22 @@ pub enum Step {
         priority: u8,
         /// Seconds before the next step (0 = wait for ever).
         max_wait_s: u64,
-        /// WAV prompt played to the waiting caller.
+        /// WAV prompt played to the waiting caller (name in the prompts directory,
+        /// resolved in the call's language: `prompts_dir/LANG/NAME`, else
+        /// `prompts_dir/NAME`).
         announce: Option<String>,
-        /// Seconds between announcements.
+        /// Seconds between announcements (at least [`MIN_ANNOUNCE_EVERY_S`]); `None` =
+        /// announce once, when the call is queued.
         announce_every_s: Option<u64>,
+        /// Where the call goes when it leaves the queue for a given reason (`on_overflow`);
+        /// a reason not listed runs the step after the queue step.
+        on_overflow: Vec<OverflowBranch>,
+        /// Each announcement tells the caller's position in the queue ("Votre position
+        /// dans la file d'attente est : 3").
+        announce_position: bool,
+        /// Each announcement tells the expected wait in minutes, from the queue's recent
+        /// handle times ([`crate::acd::ewt`]); left out while it is unknown.
+        announce_wait: bool,
     },
     /// Offer the call to SIP URIs in turn, each for `timeout_s` seconds.
     Overflow {
@@ -222,6 +240,65 @@ pub enum Step {
         /// SIP status code, 400..=699.
         cause: u16,
     },
+}
+
+/// One `on_overflow` branch of a queue step: when the ACD lets the call leave the queue
+/// for `reason`, the call continues with route `route`'s steps (its `match` is not
+/// tested, as for `goto`) instead of the step after the queue step. The call keeps its
+/// place in the queue until a step moves it elsewhere, so an `overflow` with
+/// `then = "back-to-queue"` in the branch returns it to that place.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct OverflowBranch {
+    /// Why the call left the queue.
+    pub reason: OverflowReason,
+    /// Name of the route to continue with.
+    pub route: String,
+    /// Index in [`Decision::steps`] of the branch's first step; `None` in a compiled
+    /// [`Route`], filled in by [`evaluate`].
+    pub at: Option<usize>,
+}
+
+/// Parses an overflow reason as the plan writes it: `max_wait`, `queue_full`, `no_seats`,
+/// `all_on_break` ([`OverflowReason::as_str`]).
+pub fn parse_reason(text: &str) -> Option<OverflowReason> {
+    OverflowReason::ALL.into_iter().find(|r| r.as_str() == text)
+}
+
+/// End (exclusive) of the segment of `steps` that holds index `pc`: a decision's steps are
+/// the matched route's steps, then one segment per `on_overflow` branch route
+/// ([`OverflowBranch::at`]); running off a segment's end is running out of steps.
+pub fn segment_end(steps: &[Step], pc: usize) -> usize {
+    steps
+        .iter()
+        .filter_map(|s| match s {
+            Step::Queue { on_overflow, .. } => Some(on_overflow.iter().filter_map(|b| b.at)),
+            _ => None,
+        })
+        .flatten()
+        .filter(|&at| at > pc)
+        .min()
+        .unwrap_or(steps.len())
+        .min(steps.len())
+}
+
+/// Shortest period between two queue announcements, in seconds (a shorter one would
+/// restart the announcement before the caller has heard it).
+pub const MIN_ANNOUNCE_EVERY_S: u64 = 5;
+
+/// The call variable (`{ set = { language = "ar" } }`) choosing the language of the
+/// call's prompts: a sub-directory of the prompts directory. Unset: `[media]
+/// default_language`.
+pub const LANGUAGE_VAR: &str = "language";
+
+/// Whether `tag` can name a prompts sub-directory for a language: 2 to 8 characters of
+/// `a-z`, `0-9` and `-`, starting with a letter (a BCP 47 primary tag such as `fr`, `ar`,
+/// optionally with a subtag: `ar-ma`).
+pub fn valid_language(tag: &str) -> bool {
+    (2..=8).contains(&tag.len())
+        && tag.starts_with(|c: char| c.is_ascii_lowercase())
+        && tag
+            .chars()
+            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-')
 }
 
 /// One overflow target.
@@ -252,11 +329,21 @@ impl fmt::Display for Step {
                 name,
                 priority,
                 max_wait_s,
+                on_overflow,
                 ..
-            } => write!(
-                f,
-                "queue {name} priority={priority} max_wait_s={max_wait_s}"
-            ),
+            } => {
+                write!(
+                    f,
+                    "queue {name} priority={priority} max_wait_s={max_wait_s}"
+                )?;
+                if !on_overflow.is_empty() {
+                    write!(f, " on_overflow")?;
+                    for b in on_overflow {
+                        write!(f, " {}={}", b.reason.as_str(), b.route)?;
+                    }
+                }
+                Ok(())
+            }
             Step::Overflow { targets, then } => {
                 write!(f, "overflow")?;
                 for t in targets {
@@ -287,8 +374,12 @@ pub struct PlanTest {
     pub at: DateTime<Utc>,
     /// Route name, or `none` when no route may match.
     pub expect_route: String,
-    /// Steps as [`Step`]'s display form; `None` = not checked.
+    /// Steps as [`Step`]'s display form; `None` = not checked. With `overflow_reason`,
+    /// the steps the call runs when its first queue step overflows for that reason
+    /// ([`overflow_path`]).
     pub expect_steps: Option<Vec<String>>,
+    /// The call leaves its first queue for this reason (`overflow_reason` in the plan).
+    pub overflow_reason: Option<OverflowReason>,
 }
 
 /// What the switch knows about a call when it evaluates the plan.
@@ -329,7 +420,8 @@ impl CallFacts {
 pub struct Decision {
     /// Name of the route that took the call (the first that matched); `None` if none did.
     pub route: Option<String>,
-    /// Steps to run, `goto`s resolved.
+    /// Steps to run, `goto`s resolved: the route's, then one segment per `on_overflow`
+    /// branch route ([`segment_end`]).
     pub steps: Vec<Step>,
     /// Each decision taken, in order (for `vigie dialplan trace` and the journal).
     pub trace: Vec<TraceLine>,
@@ -355,6 +447,11 @@ pub enum PlanError {
     Syntax(String),
     #[error("include cycle through {0}")]
     IncludeCycle(String),
+    /// An include chain deeper than [`MAX_INCLUDE_DEPTH`] (a file including a file in a
+    /// subdirectory that includes the same name again, e.g. through a symlink loop, which
+    /// the lexical cycle check cannot see); carries the path where loading stopped.
+    #[error("includes nested more than {MAX_INCLUDE_DEPTH} deep at {0}")]
+    IncludeTooDeep(String),
     #[error("duplicate name {0:?}")]
     Duplicate(String),
     #[error("unknown queue {0:?}")]
@@ -392,6 +489,7 @@ impl PlanError {
             PlanError::Unreadable { .. } => "unreadable",
             PlanError::Syntax(_) => "syntax",
             PlanError::IncludeCycle(_) => "include-cycle",
+            PlanError::IncludeTooDeep(_) => "include-too-deep",
             PlanError::Duplicate(_) => "duplicate",
             PlanError::UnknownQueue(_) => "unknown-queue",
             PlanError::UnknownRoute(_) => "unknown-route",

@@ -277,6 +277,32 @@ impl Prompt {
         let start = index.checked_mul(SAMPLES_PER_PACKET)?;
         data.get(start..start.checked_add(SAMPLES_PER_PACKET)?)
     }
+
+    /// Several prompts as one, heard back to back (a queue announcement: `position.wav`,
+    /// `digits/3.wav`, …): the samples of each part follow the previous part's last sample
+    /// with no padding between them, and only the end is padded to a whole 20 ms packet.
+    /// Played as one prompt, its RTP sequence numbers and timestamps run on across the
+    /// parts (RFC 3550 §5.1) and one play end is reported. `name` is for logs.
+    /// [`Prompt::samples`] is the sum of the parts' samples; [`Prompt::packets`] is that
+    /// divided by 160, rounded up.
+    pub fn concat(name: &str, parts: &[Arc<Prompt>]) -> Prompt {
+        let samples: usize = parts.iter().map(|p| p.samples).sum();
+        let packets = samples.div_ceil(SAMPLES_PER_PACKET);
+        let mut pcmu = Vec::with_capacity(packets * SAMPLES_PER_PACKET);
+        let mut pcma = Vec::with_capacity(packets * SAMPLES_PER_PACKET);
+        for p in parts {
+            pcmu.extend_from_slice(p.pcmu.get(..p.samples).unwrap_or(&p.pcmu));
+            pcma.extend_from_slice(p.pcma.get(..p.samples).unwrap_or(&p.pcma));
+        }
+        pcmu.resize(packets * SAMPLES_PER_PACKET, g711::ULAW_SILENCE);
+        pcma.resize(packets * SAMPLES_PER_PACKET, g711::ALAW_SILENCE);
+        Prompt {
+            name: name.to_owned(),
+            samples,
+            pcmu,
+            pcma,
+        }
+    }
 }
 
 /// A load error before the path is attached.
@@ -681,5 +707,59 @@ mod tests {
                     .is_some()
             );
         }
+    }
+
+    #[test]
+    fn a_sequence_is_one_prompt_without_gaps_between_parts() {
+        // 3 parts of 100, 250 and 160 samples: 510 samples, 4 packets (not 1 + 2 + 1).
+        let a = Arc::new(Prompt::from_samples("a", &[1000; 100]));
+        let b = Arc::new(Prompt::from_samples("b", &[-2000; 250]));
+        let c = Arc::new(Prompt::from_samples("c", &[3000; 160]));
+        let seq = Prompt::concat("seq", &[a, b, c]);
+        assert_eq!(seq.samples(), 510);
+        assert_eq!(seq.packets(), 4);
+        assert_eq!(seq.duration(), Duration::from_micros(63_750));
+        let p0 = seq.packet(Codec::Pcmu, 0).unwrap();
+        // Part b starts right after a's 100th sample, not on a packet boundary.
+        assert_eq!(p0[99], g711::linear_to_ulaw(1000));
+        assert_eq!(p0[100], g711::linear_to_ulaw(-2000));
+        // c starts at sample 350 = packet 2, octet 30; padding after sample 510.
+        let p2 = seq.packet(Codec::Pcma, 2).unwrap();
+        assert_eq!(p2[29], g711::linear_to_alaw(-2000));
+        assert_eq!(p2[30], g711::linear_to_alaw(3000));
+        let p3 = seq.packet(Codec::Pcma, 3).unwrap();
+        assert_eq!(p3[29], g711::linear_to_alaw(3000));
+        assert!(p3[30..].iter().all(|&o| o == g711::ALAW_SILENCE));
+        // Played: 4 packets, consecutive sequence numbers and timestamps, one marker.
+        let (tx, _rx) = watch::channel(PlayState::Playing);
+        let mut play = Playback::new(Arc::new(seq), false, tokio::time::Instant::now(), tx);
+        let mut sender = RtpSender {
+            ssrc: 1,
+            seq: 10,
+            ts: 1000,
+            last_sent: None,
+        };
+        let mut buf = [0u8; PROMPT_PACKET_LEN];
+        let mut heads = Vec::new();
+        while play
+            .next_packet(&mut sender, Codec::Pcmu, 0, &mut buf)
+            .is_some()
+        {
+            heads.push((
+                buf[1] & 0x80 != 0,
+                u16::from_be_bytes([buf[2], buf[3]]),
+                u32::from_be_bytes([buf[4], buf[5], buf[6], buf[7]]),
+            ));
+        }
+        assert_eq!(
+            heads,
+            [
+                (true, 10, 1000),
+                (false, 11, 1160),
+                (false, 12, 1320),
+                (false, 13, 1480)
+            ]
+        );
+        assert_eq!(Prompt::concat("none", &[]).packets(), 0);
     }
 }

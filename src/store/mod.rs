@@ -41,8 +41,8 @@ mod sqlite;
 pub use agents::{AgentEventRow, AgentJournal};
 pub use journal::{FlushReport, Journal, JournalConfig, JournalMetrics, Recorded};
 pub use model::{
-    AmlRow, CallPatch, CallRow, EventKind, EventRow, JournalRecord, LocationRow, OutboxRow,
-    Outcome, UnknownName, format_time, parse_time,
+    AmlRow, CallPatch, CallRow, CallbackRow, EventKind, EventRow, JournalRecord, LocationRow,
+    OutboxRow, Outcome, UnknownName, format_time, parse_time,
 };
 pub use sqlite::{Backend, SqliteOptions, Store};
 

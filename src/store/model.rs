@@ -44,6 +44,9 @@ pub enum JournalRecord {
     Handoff(OutboxRow),
     /// An AML report received on the AML endpoint (`aml_reports` row), matched or not.
     Aml(AmlRow),
+    /// A callback task's current state (`callbacks` row, upserted by task id: the last
+    /// record of a task wins, so records of one task must be sent in order).
+    Callback(CallbackRow),
 }
 
 impl JournalRecord {
@@ -55,6 +58,7 @@ impl JournalRecord {
             JournalRecord::Location(location) => location.call_id,
             JournalRecord::Handoff(row) => row.call_id,
             JournalRecord::Aml(row) => row.call_id.unwrap_or(row.id),
+            JournalRecord::Callback(row) => row.call_id,
         }
     }
 }
@@ -96,11 +100,13 @@ pub enum EventKind {
     Transferred,
     /// The dialplan routed the call; detail carries route, vars, tags and trace.
     Routed,
+    /// The call's priority was changed while it waited; detail carries `priority`.
+    PriorityChanged,
 }
 
 impl EventKind {
     /// Every kind, in declaration order.
-    pub const ALL: [EventKind; 16] = [
+    pub const ALL: [EventKind; 17] = [
         EventKind::Received,
         EventKind::Queued,
         EventKind::Offered,
@@ -117,6 +123,7 @@ impl EventKind {
         EventKind::Played,
         EventKind::Transferred,
         EventKind::Routed,
+        EventKind::PriorityChanged,
     ];
 
     /// The name stored in `call_events.kind`.
@@ -138,6 +145,7 @@ impl EventKind {
             EventKind::Played => "played",
             EventKind::Transferred => "transferred",
             EventKind::Routed => "routed",
+            EventKind::PriorityChanged => "priority_changed",
         }
     }
 }
@@ -357,6 +365,45 @@ pub struct AmlRow {
     pub radius_m: Option<f64>,
     /// The message as received.
     pub raw: String,
+}
+
+/// One abandoned-call callback task (`callbacks` row, sql/*/0030_callbacks.sql), as the
+/// journal writes it and [`crate::store::Store::open_callbacks`] reads it back.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct CallbackRow {
+    /// The task id (never reused, also across restarts).
+    pub id: u64,
+    /// The abandoned call.
+    #[serde(with = "ulid_text")]
+    pub call_id: Ulid,
+    /// The caller's number (personal data).
+    pub caller: String,
+    /// The queue the call was for.
+    pub queue: String,
+    /// When the task was opened (the abandon).
+    pub abandoned_at: DateTime<Utc>,
+    /// Longest wait before hang-up of the abandons merged into the task, milliseconds.
+    pub wait_ms: u64,
+    /// Where the call was: `queued`, `ringing`, `announcement`, `overflowing`.
+    pub stage: String,
+    /// Location summary (`lat,lon ±radius m`), if the call carried one.
+    pub location: Option<String>,
+    /// Abandons of this caller merged into the task (1 at creation).
+    pub abandons: u32,
+    /// Failed call-back attempts (caller busy or no answer).
+    #[serde(default)]
+    pub attempts: u32,
+    /// `open` or `closed`.
+    pub state: String,
+    /// The seat that claimed the task.
+    pub claimed_by: Option<String>,
+    /// The outcome once closed (`reached`, `no-answer`, `called-back`, ...).
+    pub outcome: Option<String>,
+    /// When the task was closed.
+    pub closed_at: Option<DateTime<Utc>>,
+    /// The caller's new call, for `called-back`.
+    #[serde(with = "opt_ulid_text")]
+    pub linked_call_id: Option<Ulid>,
 }
 
 /// A `calls` row as read back by [`crate::store::Store`].

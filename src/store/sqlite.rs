@@ -13,8 +13,8 @@ use ulid::Ulid;
 
 use super::StoreError;
 use super::model::{
-    AmlRow, CallPatch, CallRow, EventKind, EventRow, JournalRecord, LocationRow, OutboxRow,
-    Outcome, format_time, parse_time,
+    AmlRow, CallPatch, CallRow, CallbackRow, EventKind, EventRow, JournalRecord, LocationRow,
+    OutboxRow, Outcome, format_time, parse_time,
 };
 
 /// Migrations embedded from `sql/sqlite/` at build time.
@@ -240,6 +240,9 @@ impl Store {
                     .await
                     .map_err(StoreError::from_sqlx)?;
                 }
+                JournalRecord::Callback(row) => {
+                    upsert_callback(&mut tx, node_id, row).await?;
+                }
                 JournalRecord::Aml(row) => {
                     sqlx::query(
                         "INSERT INTO aml_reports (id, received_at, sender, call_id, lat, lon, \
@@ -454,6 +457,70 @@ impl Store {
         Ok(counts)
     }
 
+    /// Calls whose wait ended at or after `since` (answered then, or abandoned then):
+    /// the history of the service-level windows, rebuilt at start
+    /// ([`crate::metrics::WindowedRatio::add_past`]). Oldest first, at most 100 000.
+    ///
+    /// # Errors
+    /// [`StoreError::Unavailable`]; [`StoreError::Corrupt`] for a row that does not read.
+    pub async fn service_level_calls(
+        &self,
+        since: chrono::DateTime<chrono::Utc>,
+    ) -> Result<Vec<CallRow>, StoreError> {
+        let rows = sqlx::query(
+            "SELECT * FROM calls WHERE answered_at >= $1 \
+             OR (outcome = 'abandoned' AND ended_at >= $1) \
+             ORDER BY received_at LIMIT 100000",
+        )
+        .bind(format_time(since))
+        .fetch_all(&self.pool)
+        .await
+        .map_err(StoreError::from_sqlx)?;
+        rows.iter().map(call_row).collect()
+    }
+
+    /// Callback tasks still open, by id (to load back into the book at start).
+    ///
+    /// # Errors
+    /// [`StoreError::Unavailable`]; [`StoreError::Corrupt`] for a row that does not read.
+    pub async fn open_callbacks(&self) -> Result<Vec<CallbackRow>, StoreError> {
+        self.callbacks_where("WHERE state = 'open' ORDER BY id")
+            .await
+    }
+
+    /// Every callback task kept, by id (for tests and exports).
+    ///
+    /// # Errors
+    /// As [`Store::open_callbacks`].
+    pub async fn all_callbacks(&self) -> Result<Vec<CallbackRow>, StoreError> {
+        self.callbacks_where("ORDER BY id").await
+    }
+
+    /// The highest callback task id ever written (0 when none): new tasks are numbered
+    /// after it, so ids are never reused across restarts.
+    ///
+    /// # Errors
+    /// [`StoreError::Unavailable`].
+    pub async fn max_callback_id(&self) -> Result<u64, StoreError> {
+        let n: Option<i64> = sqlx::query_scalar("SELECT MAX(id) FROM callbacks")
+            .fetch_one(&self.pool)
+            .await
+            .map_err(StoreError::from_sqlx)?;
+        Ok(n.and_then(|n| u64::try_from(n).ok()).unwrap_or(0))
+    }
+
+    async fn callbacks_where(&self, tail: &'static str) -> Result<Vec<CallbackRow>, StoreError> {
+        let sql = format!(
+            "SELECT id, call_id, caller, queue, abandoned_at, wait_ms, stage, location, \
+             abandons, attempts, state, claimed_by, outcome, closed_at, linked_call_id FROM callbacks {tail}"
+        );
+        let rows = sqlx::query(sqlx::AssertSqlSafe(sql))
+            .fetch_all(&self.pool)
+            .await
+            .map_err(StoreError::from_sqlx)?;
+        rows.iter().map(callback_row).collect()
+    }
+
     /// Total rows in `call_events` (for tests and health checks).
     pub async fn count_events(&self) -> Result<u64, StoreError> {
         let n: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM call_events")
@@ -516,6 +583,51 @@ async fn upsert_call(
     .bind(patch.location_lat)
     .bind(patch.location_lon)
     .bind(patch.location_radius_m)
+    .execute(&mut **tx)
+    .await
+    .map_err(StoreError::from_sqlx)?;
+    Ok(())
+}
+
+async fn upsert_callback(
+    tx: &mut sqlx::Transaction<'static, sqlx::Any>,
+    node_id: &str,
+    row: &CallbackRow,
+) -> Result<(), StoreError> {
+    // The row is the task's whole state: the last record wins (node_id is kept from the
+    // node that opened it).
+    sqlx::query(
+        "INSERT INTO callbacks (id, node_id, call_id, caller, queue, abandoned_at, wait_ms, \
+         stage, location, abandons, state, claimed_by, outcome, closed_at, linked_call_id, \
+         attempts) \
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16) \
+         ON CONFLICT (id) DO UPDATE SET \
+         call_id = excluded.call_id, caller = excluded.caller, queue = excluded.queue, \
+         abandoned_at = excluded.abandoned_at, wait_ms = excluded.wait_ms, \
+         stage = excluded.stage, location = excluded.location, abandons = excluded.abandons, \
+         state = excluded.state, claimed_by = excluded.claimed_by, \
+         outcome = excluded.outcome, closed_at = excluded.closed_at, \
+         linked_call_id = excluded.linked_call_id, attempts = excluded.attempts",
+    )
+    // Not cached: PostgreSQL keeps a prepared statement's parameter types, and an
+    // optional column bound NULL once then a value would be refused.
+    .persistent(false)
+    .bind(i64::try_from(row.id).unwrap_or(i64::MAX))
+    .bind(node_id)
+    .bind(row.call_id.to_string())
+    .bind(row.caller.as_str())
+    .bind(row.queue.as_str())
+    .bind(format_time(row.abandoned_at))
+    .bind(i64::try_from(row.wait_ms).unwrap_or(i64::MAX))
+    .bind(row.stage.as_str())
+    .bind(row.location.as_deref())
+    .bind(i64::from(row.abandons))
+    .bind(row.state.as_str())
+    .bind(row.claimed_by.as_deref())
+    .bind(row.outcome.as_deref())
+    .bind(row.closed_at.map(format_time))
+    .bind(row.linked_call_id.map(|c| c.to_string()))
+    .bind(i64::from(row.attempts))
     .execute(&mut **tx)
     .await
     .map_err(StoreError::from_sqlx)?;
@@ -695,6 +807,46 @@ fn event_row(row: &AnyRow) -> Result<EventRow, StoreError> {
         at,
         kind,
         detail,
+    })
+}
+
+fn callback_row(row: &AnyRow) -> Result<CallbackRow, StoreError> {
+    const T: &str = "callbacks";
+    let id: i64 = column(row, T, "id")?;
+    let key = id.to_string();
+    let corrupt = |column: &'static str| StoreError::Corrupt {
+        table: T,
+        column,
+        key: key.clone(),
+    };
+    let call_id = ulid_column(row, T, "call_id")?;
+    let linked: Option<String> = column(row, T, "linked_call_id")?;
+    let linked_call_id = linked
+        .map(|c| Ulid::from_str(&c).map_err(|_| corrupt("linked_call_id")))
+        .transpose()?;
+    let wait_ms: i64 = column(row, T, "wait_ms")?;
+    let abandons: i64 = column(row, T, "abandons")?;
+    let attempts: i64 = column(row, T, "attempts")?;
+    let abandoned_at: String = column(row, T, "abandoned_at")?;
+    let closed_at: Option<String> = column(row, T, "closed_at")?;
+    Ok(CallbackRow {
+        id: u64::try_from(id).map_err(|_| corrupt("id"))?,
+        call_id,
+        caller: column(row, T, "caller")?,
+        queue: column(row, T, "queue")?,
+        abandoned_at: parse_time(&abandoned_at).ok_or_else(|| corrupt("abandoned_at"))?,
+        wait_ms: u64::try_from(wait_ms).map_err(|_| corrupt("wait_ms"))?,
+        stage: column(row, T, "stage")?,
+        location: column(row, T, "location")?,
+        abandons: u32::try_from(abandons).map_err(|_| corrupt("abandons"))?,
+        attempts: u32::try_from(attempts).map_err(|_| corrupt("attempts"))?,
+        state: column(row, T, "state")?,
+        claimed_by: column(row, T, "claimed_by")?,
+        outcome: column(row, T, "outcome")?,
+        closed_at: closed_at
+            .map(|t| parse_time(&t).ok_or_else(|| corrupt("closed_at")))
+            .transpose()?,
+        linked_call_id,
     })
 }
 

@@ -25,15 +25,20 @@ pub enum AbandonPhase {
     Ringing,
     /// The call was ringing the overflow target.
     Overflowing,
+    /// A prompt was playing to the caller: a queue announcement while waiting, or a
+    /// dialplan `play` step (e.g. the welcome prompt before the queue).
+    Announcement,
 }
 
 impl AbandonPhase {
-    /// Label for the journal and the metrics: `queued`, `ringing` or `overflowing`.
+    /// Label for the journal and the metrics: `queued`, `ringing`, `announcement` or
+    /// `overflowing`.
     pub fn as_str(self) -> &'static str {
         match self {
             AbandonPhase::Queued => "queued",
             AbandonPhase::Ringing => "ringing",
             AbandonPhase::Overflowing => "overflowing",
+            AbandonPhase::Announcement => "announcement",
         }
     }
 }
@@ -129,6 +134,11 @@ pub enum CallEventKind {
         /// The ACD queue's name ([`crate::acd::QueueSpec::name`]).
         queue: String,
     },
+    /// The call's priority was changed while it waited (API, [`crate::switch::Switch::set_priority`]).
+    PriorityChanged {
+        /// The new priority (higher served first).
+        priority: u8,
+    },
     /// INVITE sent to a seat.
     Offered {
         /// The seat the INVITE went to.
@@ -148,7 +158,11 @@ pub enum CallEventKind {
         /// timeout).
         status: Option<u16>,
         /// Journal label: `busy` (486), `declined` (603), `no_answer` (487 or ring timeout),
-        /// `unreachable` (408 or no response) or `failed` (any other final status).
+        /// `unreachable` (408 or no response), `failed` (any other final status) or
+        /// `withdrawn` (another seat or phone answered first: ring-all, several Contacts)
+        /// or `caller_left` (the caller hung up while the seat rang; not held against the
+        /// seat: no no-answer streak).
+        /// With several Contacts the best outcome of the seat's forks is reported, once.
         reason: &'static str,
     },
     /// The seat answered; the caller got 200 OK.
@@ -197,6 +211,7 @@ impl CallEventKind {
             CallEventKind::LocationError(_) => "location_error",
             CallEventKind::LocationReference { .. } => "location_reference",
             CallEventKind::Queued { .. } => "queued",
+            CallEventKind::PriorityChanged { .. } => "priority_changed",
             CallEventKind::Offered { .. } => "offered",
             CallEventKind::Ringing { .. } => "ringing",
             CallEventKind::SeatFailed { .. } => "seat_failed",

@@ -9,11 +9,27 @@
 //! seats with vigie's own INVITEs (leg B, vigie as UAC). The seat's 200 becomes vigie's 200
 //! to the caller (unless an `answer` step already sent one), with SDP rewritten to vigie's
 //! media relay on both legs.
+//!
+//! Leg B is forked: an offer to a seat sends one INVITE to each of the seat's registered
+//! Contacts (desk phone and headset app, RFC 3261 §10.2.1.2), and a ring-all queue makes
+//! the ACD offer the call to several seats at once, so a call may have many forks, each its
+//! own client transaction and dialog (own Call-ID). The first 2xx wins and is bridged; the
+//! other forks get CANCEL with `Reason: SIP;cause=200;text="Call completed elsewhere"`
+//! (RFC 3326); a 2xx that loses (crossed the CANCEL, or came second) gets ACK then BYE, so
+//! a call is never bridged to two phones. A seat rings on the first 180/183 of any of its
+//! forks and its offer fails only when all of them have ended, with the best outcome
+//! (declined beats no answer beats unreachable). Early media of forks (183 SDP) is not
+//! relayed: the relay's leg B is pointed only at the fork that answered.
 
+pub mod announce;
 pub mod dialog;
 pub mod event;
 pub mod features;
+pub mod originate;
+mod priority;
 pub mod qualify;
+
+pub use priority::PriorityError;
 
 use std::collections::{HashMap, VecDeque};
 use std::net::{IpAddr, SocketAddr};
@@ -106,6 +122,27 @@ pub enum MediaCommand {
         prompt: String,
         /// Loop the prompt until [`MediaCommand::StopPlay`].
         repeat: bool,
+        /// The call's language: the prompt is read from `prompts_dir/LANGUAGE/PROMPT`,
+        /// else `prompts_dir/PROMPT` (a `{ set = { language = "ar" } }` step, else
+        /// `[media] default_language`).
+        language: String,
+    },
+    /// Play several WAV prompts to one side back to back as ONE prompt (a queue
+    /// announcement: `position.wav`, `digits/3.wav`, `expected-wait.wav`, …): the RTP
+    /// sequence numbers and timestamps run on without a gap between the parts (RFC 3550
+    /// §5.1), the marker bit is set on the first packet only (RFC 3551 §4.1), and one
+    /// [`Switch::handle_prompt_done`] comes at the end. A part that cannot be read is left
+    /// out.
+    PlaySequence {
+        /// The call concerned.
+        call: CallId,
+        /// The leg that hears the prompts (the caller: [`Side::A`]).
+        side: Side,
+        /// Paths of the WAV files, relative to the language's prompts directory, in the
+        /// order they are heard.
+        prompts: Vec<String>,
+        /// The call's language, as for [`MediaCommand::Play`].
+        language: String,
     },
     /// Stop any prompt playing to `side` (the call is bridged to a seat or released).
     StopPlay {
@@ -138,6 +175,11 @@ pub enum MediaCommand {
 /// How long a `play` step waits for [`Switch::handle_prompt_done`] before the call moves
 /// on anyway (a media layer that never reports must not hold a caller), in seconds.
 pub const PROMPT_GUARD_S: u64 = 120;
+
+/// After a failed overflow (every target failed, or steps that ran out while the call
+/// still holds its queue place), how long before a queue step with `max_wait_s = 0` lets
+/// the call leave its queue again, in seconds; a step with a max wait waits that long.
+pub const OVERFLOW_RETRY_S: u64 = 30;
 
 /// How long the ACD lets an overflow target ring when the switch does not say: the switch
 /// keeps each target's own timeout (the plan's `timeout_s`) and ignores the ACD's.
@@ -177,9 +219,72 @@ enum Target {
     Overflow(String),
 }
 
+/// The `Reason` vigie puts in the CANCEL of a fork when another fork of the call
+/// answered (RFC 3326 §2; RFC 3261 §16.7 point 10): phones then do not log a missed call.
+pub const REASON_COMPLETED_ELSEWHERE: &str = "SIP;cause=200;text=\"Call completed elsewhere\"";
+
+/// Why vigie CANCELled a fork.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum CancelWhy {
+    /// The caller gave up (CANCEL/BYE) or a `hangup` step ended the call.
+    Caller,
+    /// The ring (or overflow) timeout passed.
+    Timeout,
+    /// Another fork answered, or the ACD withdrew this seat's offer (ring-all).
+    Elsewhere,
+}
+
+/// How a seat's forks ended, for the offer failure reported to the ACD when the last one
+/// ends: the best outcome wins, `Withdrawn` (another fork answered, or the caller left) >
+/// `Declined` (486, 603, other finals) > `NoAnswer` (487) > `Unreachable` (408, timeout).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct ForkOutcome {
+    why: OfferFailure,
+    /// The fork's final status (`None`: no final response).
+    status: Option<u16>,
+    /// Journal label of the `seat_failed` event.
+    reason: &'static str,
+}
+
+impl ForkOutcome {
+    fn of(cancel: Option<CancelWhy>, status: Option<u16>) -> ForkOutcome {
+        let (why, reason) = match (cancel, status) {
+            (Some(CancelWhy::Elsewhere), _) => (OfferFailure::Withdrawn, "withdrawn"),
+            // The caller left while the seat rang: not the seat's fault (app_queue logs
+            // ABANDON, not RINGNOANSWER), so no no-answer streak or ring-no-answer count.
+            (Some(CancelWhy::Caller), _) => (OfferFailure::Withdrawn, "caller_left"),
+            (_, Some(487)) => (OfferFailure::NoAnswer, "no_answer"),
+            (_, Some(408) | None) => (OfferFailure::Unreachable, "unreachable"),
+            (_, Some(486)) => (OfferFailure::Declined, "busy"),
+            (_, Some(603)) => (OfferFailure::Declined, "declined"),
+            (_, Some(_)) => (OfferFailure::Declined, "failed"),
+        };
+        ForkOutcome {
+            why,
+            status,
+            reason,
+        }
+    }
+
+    fn rank(&self) -> u8 {
+        match self.why {
+            OfferFailure::Withdrawn => 3,
+            OfferFailure::Declined => 2,
+            OfferFailure::NoAnswer => 1,
+            _ => 0,
+        }
+    }
+}
+
+/// One leg-B INVITE: a fork of the call to one Contact of a seat, or to an overflow
+/// target. Keyed by (target, Contact) within its call; its own client transaction and
+/// dialog (own Call-ID).
 #[derive(Debug)]
 struct OutLeg {
     target: Target,
+    /// The Contact (binding, RFC 3261 §10) this fork was sent to, as text; the overflow
+    /// URI for an overflow target.
+    contact: String,
     tx: ClientTxKey,
     dialog: Dialog,
     invite_cseq: u32,
@@ -187,6 +292,8 @@ struct OutLeg {
     ringing: bool,
     /// Set once vigie decided to withdraw the offer (CANCEL sent).
     cancelling: bool,
+    /// Why vigie CANCELled it.
+    cancel_why: Option<CancelWhy>,
     /// Given up at the ring (or overflow) timeout before any provisional response: the
     /// ACD already counts the offer as failed, so the leg's late final response must not
     /// be reported again (the call may be ringing that seat anew by then).
@@ -201,12 +308,10 @@ struct OutLeg {
 enum Closing {
     /// The call ended: then the seat goes to wrap-up ([`Acd::call_ended`]).
     Ended(CallId),
-    /// A 2xx that crossed our CANCEL was hung up: then the seat is free
-    /// ([`Acd::offer_failed`]).
-    Withdrawn(CallId, SeatId),
-    /// A 2xx that crossed our ring-timeout CANCEL was hung up: then the offer has failed
-    /// and the call goes back to its place in the queue.
-    Crossed(CallId),
+    /// A fork whose 2xx lost (crossed our CANCEL, came after another fork won, or its
+    /// seat was on another call) was ACKed and hung up: then the fork has ended
+    /// ([`Switch::leg_ended`]).
+    Fork(CallId, Box<OutLeg>),
 }
 
 /// What a call's plan is waiting for before its next step.
@@ -251,10 +356,13 @@ struct Call {
     /// vigie's `o=` state towards the caller and towards leg B (RFC 3264 §8).
     origin_a: sdp::LocalOrigin,
     origin_b: sdp::LocalOrigin,
-    b: Option<OutLeg>,
+    /// Leg-B forks: the INVITEs ringing seats' Contacts (several per seat, several seats
+    /// in ring-all) or an overflow target; once answered, the bridged leg (`answered`)
+    /// and forks still being CANCELled.
+    legs: Vec<OutLeg>,
     media: Option<MediaPorts>,
-    /// An offer decided while the relay ports were not ready yet.
-    pending: Option<Decision>,
+    /// Offers decided while the relay ports were not ready yet.
+    pending: Vec<Decision>,
     phase: Phase,
     /// The relay answered [`MediaCommand::Allocate`] (with or without ports).
     media_known: bool,
@@ -263,6 +371,9 @@ struct Call {
     steps: Arc<[Step]>,
     /// Index of the next step to run (while an overflow step runs: that step).
     pc: usize,
+    /// End (exclusive) of the segment of `steps` that `pc` runs in: the route's steps, or
+    /// an `on_overflow` branch's ([`dialplan::segment_end`]).
+    seg_end: usize,
     wait: Wait,
     /// Index of the last queue step run (`back-to-queue` returns to it).
     queue_step: Option<usize>,
@@ -276,8 +387,16 @@ struct Call {
     answered_early: bool,
     /// A 183 with vigie's SDP went to the caller (early media, RFC 3261 §13.2.1).
     early_media: bool,
-    /// Announcement of the current queue step and its period.
-    announce: Option<(String, Option<Duration>)>,
+    /// Announcements of the current queue step.
+    announce: Option<announce::AnnounceSpec>,
+    /// A queue announcement was sent to the relay and has not been reported done: a
+    /// caller hanging up now abandons in phase `announcement`.
+    announcing: bool,
+    /// Language of the call's prompts (`language` call variable, else the configured
+    /// default).
+    language: String,
+    /// When a seat answered (for the queue's handle-time statistics).
+    answered_at: Option<Instant>,
     /// When the next announcement plays.
     next_announce: Option<Instant>,
     /// The current overflow target's timeout, or a `play` step's guard.
@@ -319,9 +438,15 @@ pub struct Switch {
     withdrawn: HashMap<String, (CallId, OutLeg)>,
     /// BYEs sent on leg B, by client transaction, until their final response.
     closing: HashMap<ClientTxKey, Closing>,
+    /// The best outcome so far of a seat's ended forks, until its last fork ends.
+    fork_outcomes: HashMap<(CallId, SeatId), ForkOutcome>,
     outputs: VecDeque<Output>,
     stats: SwitchStats,
     features: features::FeatureCodes,
+    /// `[media] default_language`.
+    default_language: String,
+    /// Per queue: recent handle times, for the expected wait announced to callers.
+    estimators: HashMap<String, crate::acd::ewt::WaitEstimator>,
     /// OPTIONS keep-alive of registered contacts ([`qualify`]).
     qualify: qualify::Qualifier,
     /// The registrar generation the qualifier's contacts were last synced with: the sync
@@ -397,9 +522,12 @@ impl Switch {
             by_sip_call_id: HashMap::new(),
             withdrawn: HashMap::new(),
             closing: HashMap::new(),
+            fork_outcomes: HashMap::new(),
             outputs: VecDeque::new(),
             stats: SwitchStats::default(),
             features: features::FeatureCodes::new(&config.features),
+            default_language: config.media.default_language.clone(),
+            estimators: HashMap::new(),
             qualify: qualify::Qualifier::new(config.registrar.qualify_s),
             qualify_synced: None,
         }
@@ -440,6 +568,9 @@ impl Switch {
     /// The media layer finished playing a prompt to `call` (or could not play it): a
     /// `play` step moves on to the next step. Other prompts (announcements) are ignored.
     pub fn handle_prompt_done(&mut self, now: Instant, call: CallId) {
+        if let Some(c) = self.calls.get_mut(&call) {
+            c.announcing = false;
+        }
         if let Some(c) = self.calls.get_mut(&call)
             && c.wait == Wait::Prompt
         {
@@ -560,7 +691,7 @@ impl Switch {
                         }
                         self.advance(now, id);
                     }
-                    Some(Wait::Overflow) => self.leg_timed_out(now, id),
+                    Some(Wait::Overflow) => self.overflow_timed_out(now, id),
                     _ => {}
                 }
             }
@@ -570,18 +701,20 @@ impl Switch {
         }
     }
 
-    /// Plays the queue step's announcement to a waiting caller and schedules the next one.
-    /// Skipped (and rescheduled) while a seat or overflow target rings: an announcement
-    /// never holds up a bridge.
+    /// Plays the queue step's announcement to a waiting caller and schedules the next one:
+    /// the step's prompt, then its position and expected wait when the step asks for them
+    /// ([`announce::sequence`], in the call's language), as one
+    /// [`MediaCommand::PlaySequence`]. Skipped (and rescheduled) while a seat or overflow
+    /// target rings: an announcement never holds up a bridge.
     fn announce(&mut self, now: Instant, id: CallId) {
         let Some(c) = self.calls.get_mut(&id) else {
             return;
         };
-        let Some((prompt, every)) = c.announce.clone() else {
+        let Some(spec) = c.announce.clone() else {
             c.next_announce = None;
             return;
         };
-        c.next_announce = every.map(|e| now + e.max(Duration::from_secs(1)));
+        c.next_announce = spec.every.map(|e| now + e.max(Duration::from_secs(1)));
         if c.wait != Wait::Queue || c.phase != Phase::Queued {
             return;
         }
@@ -590,13 +723,44 @@ impl Switch {
             c.next_announce = None;
             return;
         }
+        let language = c.language.clone();
+        let queue = c.queue.clone();
+        let position = self.acd.position(id);
+        let expected_wait = if spec.wait {
+            let on_duty = self.acd.seats_on_duty(&queue);
+            position.and_then(|p| {
+                self.estimators
+                    .get(&queue)
+                    .and_then(|e| e.estimate(p, on_duty))
+            })
+        } else {
+            None
+        };
+        let mut prompts = announce::sequence(&language, &spec, position, expected_wait);
+        if prompts.is_empty() {
+            return;
+        }
         self.early_media(now, id);
-        self.outputs.push_back(Output::Media(MediaCommand::Play {
-            call: id,
-            side: Side::A,
-            prompt,
-            repeat: false,
-        }));
+        if let Some(c) = self.calls.get_mut(&id) {
+            c.announcing = true;
+        }
+        let command = if prompts.len() == 1 {
+            MediaCommand::Play {
+                call: id,
+                side: Side::A,
+                prompt: prompts.remove(0),
+                repeat: false,
+                language,
+            }
+        } else {
+            MediaCommand::PlaySequence {
+                call: id,
+                side: Side::A,
+                prompts,
+                language,
+            }
+        };
+        self.outputs.push_back(Output::Media(command));
     }
 
     /// The relay answered an [`MediaCommand::Allocate`]: `None` when it had no ports
@@ -611,10 +775,13 @@ impl Switch {
                     c.wait = Wait::Running;
                 }
                 // The first announcement waited for the relay ports.
-                if c.wait == Wait::Queue && c.announce.is_some() && !c.early_media {
+                if c.wait == Wait::Queue
+                    && c.announce.as_ref().is_some_and(announce::AnnounceSpec::any)
+                    && !c.early_media
+                {
                     c.next_announce = Some(now);
                 }
-                (c.pending.take(), resume)
+                (std::mem::take(&mut c.pending), resume)
             }
             None => {
                 if ports.is_some() {
@@ -627,15 +794,17 @@ impl Switch {
         if resume {
             self.advance(now, call);
         }
+        // An offer to a seat that was free when the call was queued goes out first: the
+        // announcement is then skipped while the seat rings.
+        for d in pending {
+            self.decide(now, d);
+        }
         if self
             .calls
             .get(&call)
             .is_some_and(|c| c.next_announce == Some(now))
         {
             self.announce(now, call);
-        }
-        if let Some(d) = pending {
-            self.decide(now, d);
         }
         self.pump(now);
     }
@@ -827,10 +996,21 @@ impl Switch {
             self.respond(now, &key, r);
             return;
         };
+        let cid = req.call_id().unwrap_or_default().to_owned();
+        // Only the bridged fork speaks for leg B; an unanswered fork's request ends nothing
+        // (its own final response or our CANCEL does).
+        let bridged = side == Side::A
+            || self
+                .calls
+                .get(&call)
+                .is_some_and(|c| c.legs.iter().any(|l| l.answered && l.dialog.call_id == cid));
         match req.method {
             Method::Bye => {
                 let r = self.response_to(&req, 200, "OK", None);
                 self.respond(now, &key, r);
+                if !bridged {
+                    return;
+                }
                 let cause = match side {
                     Side::A => EndCause::CallerHangup,
                     Side::B => EndCause::AgentHangup,
@@ -850,10 +1030,14 @@ impl Switch {
                 // answers with the SDP it already gave this leg (RFC 3264 §8).
                 let sdp = self.calls.get(&call).and_then(|c| match side {
                     Side::A => c.a_sdp.clone(),
-                    Side::B => c.b.as_ref().map(|b| b.local_sdp.clone()),
+                    Side::B => c
+                        .legs
+                        .iter()
+                        .find(|b| b.dialog.call_id == cid)
+                        .map(|b| b.local_sdp.clone()),
                 });
                 let mut r = self.response_to(&req, 200, "OK", None);
-                if let Some(peer) = self.peer_of(call, side) {
+                if let Some(peer) = self.peer_of(call, side, &cid) {
                     r.headers
                         .push(HeaderName::Contact, self.local.contact(&peer));
                 }
@@ -906,12 +1090,16 @@ impl Switch {
         }
     }
 
-    /// The transport peer of one leg of a call.
-    fn peer_of(&self, call: CallId, side: Side) -> Option<Peer> {
+    /// The transport peer of one leg of a call (leg B: the fork with SIP Call-ID `cid`).
+    fn peer_of(&self, call: CallId, side: Side, cid: &str) -> Option<Peer> {
         let c = self.calls.get(&call)?;
         match side {
             Side::A => Some(c.a.peer),
-            Side::B => c.b.as_ref().map(|b| b.dialog.peer),
+            Side::B => c
+                .legs
+                .iter()
+                .find(|b| b.dialog.call_id == cid)
+                .map(|b| b.dialog.peer),
         }
     }
 
@@ -1011,7 +1199,12 @@ impl Switch {
         );
         let mut vars: Vec<(String, String)> = Vec::new();
         let mut tags: Vec<String> = Vec::new();
-        for step in &decision.steps {
+        // The route's own steps: `on_overflow` branch segments run only if taken.
+        for step in decision
+            .steps
+            .iter()
+            .take(dialplan::segment_end(&decision.steps, 0))
+        {
             match step {
                 Step::Set { name, value } => {
                     vars.retain(|(n, _)| n != name);
@@ -1053,6 +1246,16 @@ impl Switch {
         self.by_invite_tx.insert(key.clone(), id);
         self.by_sip_call_id
             .insert(call_id.to_owned(), (id, Side::A));
+        // Like every `set`, the language holds from routing on (the last one wins).
+        let language = decision
+            .steps
+            .iter()
+            .rev()
+            .find_map(|s| match s {
+                Step::Set { name, value } if name == dialplan::LANGUAGE_VAR => Some(value.clone()),
+                _ => None,
+            })
+            .unwrap_or_else(|| self.default_language.clone());
         self.calls.insert(
             id,
             Call {
@@ -1067,11 +1270,12 @@ impl Switch {
                 caller_display: from_hdr.display.clone(),
                 origin_a: sdp::LocalOrigin::new(rand::random::<u32>().into()),
                 origin_b: sdp::LocalOrigin::new(rand::random::<u32>().into()),
-                b: None,
+                legs: Vec::new(),
                 media: None,
-                pending: None,
+                pending: Vec::new(),
                 phase: Phase::Queued,
                 media_known: false,
+                seg_end: dialplan::segment_end(&decision.steps, 0),
                 steps: decision.steps.into(),
                 pc: 0,
                 wait: Wait::Running,
@@ -1082,6 +1286,9 @@ impl Switch {
                 answered_early: false,
                 early_media: false,
                 announce: None,
+                announcing: false,
+                language,
+                answered_at: None,
                 next_announce: None,
                 deadline: None,
             },
@@ -1103,7 +1310,7 @@ impl Switch {
             if c.wait != Wait::Running {
                 return;
             }
-            let Some(step) = c.steps.get(c.pc).cloned() else {
+            let Some(step) = c.steps.get(c.pc).filter(|_| c.pc < c.seg_end).cloned() else {
                 self.steps_exhausted(now, id);
                 return;
             };
@@ -1136,11 +1343,16 @@ impl Switch {
                 Step::Answer => self.answer_early(now, id),
                 Step::Play(prompt) => {
                     self.early_media(now, id);
+                    let language = self
+                        .calls
+                        .get(&id)
+                        .map_or_else(|| self.default_language.clone(), |c| c.language.clone());
                     self.outputs.push_back(Output::Media(MediaCommand::Play {
                         call: id,
                         side: Side::A,
                         prompt,
                         repeat: false,
+                        language,
                     }));
                     if let Some(c) = self.calls.get_mut(&id) {
                         c.wait = Wait::Prompt;
@@ -1154,15 +1366,24 @@ impl Switch {
                     max_wait_s,
                     announce,
                     announce_every_s,
+                    announce_position,
+                    announce_wait,
+                    on_overflow,
                 } => {
+                    let spec = announce::AnnounceSpec {
+                        prompt: announce,
+                        every: announce_every_s.map(Duration::from_secs),
+                        position: announce_position,
+                        wait: announce_wait,
+                    };
                     self.queue(
                         now,
                         id,
                         &name,
                         priority,
                         max_wait_s,
-                        announce,
-                        announce_every_s,
+                        spec,
+                        !on_overflow.is_empty(),
                     );
                     return;
                 }
@@ -1320,7 +1541,11 @@ impl Switch {
     }
 
     /// A queue step: into the ACD with the step's priority and max wait; announcements
-    /// start at once and repeat every `announce_every_s`.
+    /// start at once and repeat every `announce_every_s`. A seat free at arrival is
+    /// offered the call before any announcement (which is then skipped while it rings).
+    /// A step with somewhere to go next (a following step, or an `on_overflow` branch)
+    /// lets the ACD release the call for every [`OverflowReason`]; one without never
+    /// leaves the queue (never a busy to an emergency caller, DESIGN §1).
     #[allow(clippy::too_many_arguments)]
     fn queue(
         &mut self,
@@ -1329,26 +1554,27 @@ impl Switch {
         name: &str,
         priority: u8,
         max_wait_s: u64,
-        announce: Option<String>,
-        announce_every_s: Option<u64>,
+        spec: announce::AnnounceSpec,
+        has_branches: bool,
     ) {
         let Some(c) = self.calls.get_mut(&id) else {
             return;
         };
-        let has_next = c.pc < c.steps.len();
+        let has_next = c.pc < c.seg_end || has_branches;
         c.queue_step = Some(c.pc.saturating_sub(1));
         c.queue = name.to_owned();
         c.wait = Wait::Queue;
         c.phase = Phase::Queued;
         c.in_acd = true;
-        c.announce = announce.map(|p| (p, announce_every_s.map(Duration::from_secs)));
-        c.next_announce = c.announce.as_ref().map(|_| now);
+        c.next_announce = spec.any().then_some(now);
+        c.announce = spec.any().then_some(spec);
         let max_wait = (max_wait_s > 0).then(|| Duration::from_secs(max_wait_s));
         let spec = CallSpec {
             priority,
             max_wait,
-            overflows: has_next && max_wait.is_some(),
-            overflow_retry: max_wait.unwrap_or_default(),
+            overflows: has_next,
+            // Never zero: a failed overflow for want of seats or room would loop at once.
+            overflow_retry: max_wait.unwrap_or(Duration::from_secs(OVERFLOW_RETRY_S)),
         };
         self.emit(
             id,
@@ -1359,6 +1585,8 @@ impl Switch {
         if let Err(e) = self.acd.enqueue_with(now, id, name, spec) {
             tracing::error!(call = %id, error = %e, "ACD refused a call");
         }
+        // A free seat takes the call now: its offer goes out before any announcement.
+        self.pump(now);
         if self
             .calls
             .get(&id)
@@ -1379,8 +1607,9 @@ impl Switch {
         self.acd.dequeue(now, id);
     }
 
-    /// The ACD let the call leave its queue (max wait, or no seat online): the step after
-    /// the queue runs.
+    /// The ACD let the call leave its queue for `reason`: the queue step's `on_overflow`
+    /// branch for that reason runs, else the step after the queue step. With neither, the
+    /// call keeps its place and may leave again after the overflow retry.
     fn queue_exit(&mut self, now: Instant, id: CallId, reason: OverflowReason) {
         let Some(c) = self.calls.get_mut(&id) else {
             self.acd.overflow_failed(now, id);
@@ -1389,6 +1618,60 @@ impl Switch {
         if c.wait != Wait::Queue {
             return;
         }
+        let q = c.queue_step.unwrap_or(c.pc.saturating_sub(1));
+        let branch = match c.steps.get(q) {
+            Some(Step::Queue { on_overflow, .. }) => on_overflow
+                .iter()
+                .find(|b| b.reason == reason)
+                .and_then(|b| Some((b.at?, b.route.clone()))),
+            _ => None,
+        };
+        match branch {
+            Some((at, route)) => {
+                c.pc = at;
+                c.seg_end = dialplan::segment_end(&c.steps, at);
+                // The branch's route, variables and tags, with the reason as tag
+                // `overflow:REASON`, for the journal and the dispatch hand-off.
+                let mut vars: Vec<(String, String)> = Vec::new();
+                let mut tags = vec![format!("overflow:{}", reason.as_str())];
+                for step in c.steps.get(at..c.seg_end).unwrap_or_default() {
+                    match step {
+                        Step::Set { name, value } => {
+                            vars.retain(|(n, _)| n != name);
+                            vars.push((name.clone(), value.clone()));
+                        }
+                        Step::Tag(t) if !tags.contains(t) => tags.push(t.clone()),
+                        _ => {}
+                    }
+                }
+                let trace = vec![format!(
+                    "left queue {} ({}): continue with route {route}",
+                    c.queue,
+                    reason.as_str()
+                )];
+                self.emit(
+                    id,
+                    CallEventKind::Routed {
+                        route: Some(route),
+                        vars,
+                        tags,
+                        trace,
+                    },
+                );
+            }
+            None => {
+                c.pc = q + 1;
+                c.seg_end = dialplan::segment_end(&c.steps, q);
+                if c.pc >= c.seg_end {
+                    // Nowhere to go for this reason: stay queued.
+                    self.acd.overflow_failed(now, id);
+                    return;
+                }
+            }
+        }
+        let Some(c) = self.calls.get_mut(&id) else {
+            return;
+        };
         c.overflow_reason = reason;
         c.wait = Wait::Running;
         c.next_target = 0;
@@ -1408,21 +1691,25 @@ impl Switch {
             let Some(target) = targets.get(c.next_target).cloned() else {
                 c.next_target = 0;
                 c.wait = Wait::Running;
-                let back = then == OverflowThen::BackToQueue || c.pc + 1 >= c.steps.len();
+                let back = then == OverflowThen::BackToQueue || c.pc + 1 >= c.seg_end;
                 match (back, c.in_acd, c.queue_step) {
                     (true, true, _) => {
                         // Back to its place in the queue; may overflow again after the
                         // queue step's max wait.
                         c.wait = Wait::Queue;
                         c.phase = Phase::Queued;
-                        c.pc = c.queue_step.map_or(c.pc, |q| q + 1);
-                        if let Some((_, every)) = &c.announce {
-                            c.next_announce = Some(now + every.unwrap_or_default());
+                        if let Some(q) = c.queue_step {
+                            c.pc = q + 1;
+                            c.seg_end = dialplan::segment_end(&c.steps, q);
+                        }
+                        if let Some(spec) = &c.announce {
+                            c.next_announce = Some(now + spec.every.unwrap_or_default());
                         }
                         self.acd.overflow_failed(now, id);
                     }
                     (true, false, Some(q)) => {
                         c.pc = q;
+                        c.seg_end = dialplan::segment_end(&c.steps, q);
                         self.advance(now, id);
                     }
                     _ => {
@@ -1443,6 +1730,7 @@ impl Switch {
                         now,
                         id,
                         Target::Overflow(target.uri.clone()),
+                        target.uri.clone(),
                         uri,
                         peer,
                         to,
@@ -1492,13 +1780,17 @@ impl Switch {
             // again after its max wait.
             c.wait = Wait::Queue;
             c.phase = Phase::Queued;
-            c.pc = c.queue_step.map_or(c.pc, |q| q + 1);
+            if let Some(q) = c.queue_step {
+                c.pc = q + 1;
+                c.seg_end = dialplan::segment_end(&c.steps, q);
+            }
             self.acd.overflow_failed(now, id);
             return;
         }
         match c.queue_step {
             Some(q) => {
                 c.pc = q;
+                c.seg_end = dialplan::segment_end(&c.steps, q);
                 self.advance(now, id);
             }
             None => {
@@ -1517,7 +1809,7 @@ impl Switch {
         if c.in_acd {
             self.leave_acd(now, id);
         }
-        self.cancel_out_leg(now, id);
+        self.cancel_forks(now, id, None, CancelWhy::Caller);
         let Some(c) = self.calls.get(&id) else {
             return;
         };
@@ -1603,7 +1895,11 @@ impl Switch {
         let Some(call) = self.calls.get(&id) else {
             return;
         };
+        // Hearing a `play` step's prompt, or a queue announcement while waiting.
+        let hearing_prompt = call.wait == Wait::Prompt
+            || (call.announcing && call.wait == Wait::Queue && call.phase == Phase::Queued);
         let phase = match call.phase {
+            _ if hearing_prompt => AbandonPhase::Announcement,
             Phase::Queued => AbandonPhase::Queued,
             Phase::Ringing => AbandonPhase::Ringing,
             _ => AbandonPhase::Overflowing,
@@ -1618,19 +1914,27 @@ impl Switch {
             let key = call.invite_tx.clone();
             self.respond(now, &key, r);
         }
-        self.cancel_out_leg(now, id);
+        self.cancel_forks(now, id, None, CancelWhy::Caller);
         self.emit(id, CallEventKind::Abandoned { phase });
-        let b_call_id = self
+        let pending = self
             .calls
-            .get(&id)
-            .and_then(|c| c.b.as_ref())
-            .map(|b| b.dialog.call_id.clone());
+            .get_mut(&id)
+            .map(|c| std::mem::take(&mut c.pending))
+            .unwrap_or_default();
         self.finish(id);
-        // A seat whose INVITE is being withdrawn stays reserved until its final response.
-        if b_call_id.is_some_and(|cid| self.withdrawn.contains_key(&cid)) {
+        // A seat whose INVITE is being withdrawn (CANCEL, or BYE after a crossing 2xx)
+        // stays reserved until that fork ends ([`Switch::leg_ended`] reports it).
+        if self.forks_outstanding(id) {
             self.acd.abandon_holding_seat(now, id);
         } else {
             self.acd.abandon(now, id);
+        }
+        // Offers that waited for the relay ports never rang: their seats are free.
+        for d in pending {
+            if let Decision::Offer { seat, .. } = d {
+                self.acd
+                    .offer_failed(now, id, &seat, OfferFailure::Withdrawn);
+            }
         }
     }
 
@@ -1640,7 +1944,8 @@ impl Switch {
         match d {
             Decision::Offer { call, seat } => self.offer(now, call, seat),
             Decision::Overflow { call, reason } => self.queue_exit(now, call, reason),
-            Decision::RingTimeout { call, .. } => self.leg_timed_out(now, call),
+            Decision::RingTimeout { call, seat } => self.seat_timed_out(now, call, &seat),
+            Decision::Withdraw { call, seat } => self.withdraw(now, call, &seat),
             // Each overflow target's timeout is the switch's own (`Call::deadline`).
             Decision::OverflowTimeout { .. } => {}
             #[allow(unreachable_patterns)]
@@ -1648,6 +1953,11 @@ impl Switch {
         }
     }
 
+    /// An ACD offer of the call to `seat`: one INVITE, a fork, to each registered Contact
+    /// of the seat (several bindings of one address of record, RFC 3261 §10.2.1.2: a desk
+    /// phone and a headset app ring together, forked in parallel as a proxy would,
+    /// §16.6–§16.7). The first 2xx wins and the other forks are CANCELled. The offer fails
+    /// ([`OfferFailure::Unreachable`]) at once only when no fork could be sent.
     fn offer(&mut self, now: Instant, id: CallId, seat: SeatId) {
         let Some(call) = self.calls.get_mut(&id) else {
             self.acd
@@ -1655,30 +1965,48 @@ impl Switch {
             return;
         };
         if !call.media_known {
-            call.pending = Some(Decision::Offer { call: id, seat });
+            call.pending.push(Decision::Offer { call: id, seat });
             return;
         }
-        let binding = self.registrar.lookup(&seat).into_iter().next();
-        let Some(binding) = binding else {
-            self.acd
-                .offer_failed(now, id, &seat, OfferFailure::Unreachable);
-            return;
-        };
-        let Some(peer) = seat_peer(&binding) else {
-            self.acd
-                .offer_failed(now, id, &seat, OfferFailure::Unreachable);
-            return;
-        };
         let to = format!("<sip:{}@{}>", seat, self.local.host);
-        if self.send_out_invite(
-            now,
-            id,
-            Target::Seat(seat.clone()),
-            binding.contact,
-            peer,
-            to,
-        ) {
-            if let Some(c) = self.calls.get_mut(&id) {
+        let mut sent = 0usize;
+        // Contacts that stopped answering OPTIONS are skipped while another one answers.
+        let mut bindings = self.registrar.lookup(&seat);
+        if bindings.iter().any(|b| {
+            !self
+                .qualify
+                .is_contact_unreachable(&seat, &b.contact.to_string())
+        }) {
+            bindings.retain(|b| {
+                !self
+                    .qualify
+                    .is_contact_unreachable(&seat, &b.contact.to_string())
+            });
+        }
+        for binding in bindings {
+            let Some(peer) = seat_peer(&binding) else {
+                continue;
+            };
+            let contact = binding.contact.to_string();
+            if self.has_fork(id, &seat, &contact) {
+                continue;
+            }
+            if self.send_out_invite(
+                now,
+                id,
+                Target::Seat(seat.clone()),
+                contact,
+                binding.contact,
+                peer,
+                to.clone(),
+            ) {
+                sent += 1;
+            }
+        }
+        if sent > 0 {
+            if let Some(c) = self.calls.get_mut(&id)
+                && c.phase != Phase::Connected
+            {
                 c.phase = Phase::Ringing;
             }
             self.emit(id, CallEventKind::Offered { seat });
@@ -1688,12 +2016,47 @@ impl Switch {
         }
     }
 
-    /// Sends vigie's INVITE for leg B. Returns false when no SDP could be made.
+    /// Whether the call already has a live fork to this seat's Contact.
+    fn has_fork(&self, id: CallId, seat: &str, contact: &str) -> bool {
+        self.calls.get(&id).is_some_and(|c| {
+            c.legs
+                .iter()
+                .any(|l| l.contact == contact && matches!(&l.target, Target::Seat(s) if s == seat))
+        })
+    }
+
+    /// The ACD withdrew its offer to `seat` ([`Decision::Withdraw`], ring-all: another
+    /// seat answered first): CANCEL the seat's forks with `Reason: SIP;cause=200;
+    /// text="Call completed elsewhere"` (RFC 3326 §2); the ACD learns
+    /// [`OfferFailure::Withdrawn`] when the last of them ends. An offer still waiting for
+    /// the relay ports is dropped at once.
+    fn withdraw(&mut self, now: Instant, id: CallId, seat: &str) {
+        if let Some(c) = self.calls.get_mut(&id) {
+            let before = c.pending.len();
+            c.pending
+                .retain(|d| !matches!(d, Decision::Offer { seat: s, .. } if s == seat));
+            if c.pending.len() != before {
+                self.acd
+                    .offer_failed(now, id, seat, OfferFailure::Withdrawn);
+                return;
+            }
+        }
+        self.cancel_forks(now, id, Some(seat), CancelWhy::Elsewhere);
+    }
+
+    /// Sends vigie's INVITE for one leg-B fork (a seat's Contact, or an overflow target),
+    /// with its own Call-ID, tags and client transaction (vigie is a B2BUA: each fork is a
+    /// dialog of its own). Every fork of a call offers the same SDP, anchored at the
+    /// call's relay port B: only the fork that answers is bridged (the relay learns its
+    /// address from that 2xx), so early media (183 SDP) from the forks is not relayed.
+    /// Returns false when no SDP could be made or the INVITE was refused.
+    #[allow(clippy::too_many_arguments)]
     fn send_out_invite(
         &mut self,
         now: Instant,
         id: CallId,
         target: Target,
+        contact: String,
         ruri: Uri,
         peer: Peer,
         to: String,
@@ -1758,18 +2121,17 @@ impl Switch {
         self.by_sip_call_id
             .insert(dialog.call_id.clone(), (id, Side::B));
         if let Some(c) = self.calls.get_mut(&id) {
-            if let Some(old) = c.b.take() {
-                self.by_sip_call_id.remove(&old.dialog.call_id);
-            }
             c.origin_b = origin;
-            c.b = Some(OutLeg {
+            c.legs.push(OutLeg {
                 target,
+                contact,
                 tx,
                 dialog,
                 invite_cseq: cseq,
                 answered: false,
                 ringing: false,
                 cancelling: false,
+                cancel_why: None,
                 detached: false,
                 local_sdp: sdp,
             });
@@ -1802,26 +2164,40 @@ impl Switch {
         let same_tx = self
             .calls
             .get(&id)
-            .and_then(|c| c.b.as_ref())
-            .is_some_and(|b| &b.tx == key);
+            .is_some_and(|c| c.legs.iter().any(|l| &l.tx == key));
         if !same_tx {
             return;
         }
         match resp.status {
             100 => {}
-            101..=199 => self.on_b_provisional(now, id, &resp),
-            200..=299 => self.on_b_answer(now, id, &resp),
-            _ => self.on_b_failure(now, id, Some(resp.status)),
+            101..=199 => self.on_b_provisional(now, id, key, &resp),
+            200..=299 => self.on_b_answer(now, id, key, &resp),
+            _ => self.on_b_failure(now, id, key, Some(resp.status)),
         }
     }
 
-    fn on_b_provisional(&mut self, now: Instant, id: CallId, resp: &Response) {
-        let Some(b) = self.calls.get_mut(&id).and_then(|c| c.b.as_mut()) else {
+    /// A fork's first provisional response: the seat rings ([`Acd::offer_ringing`], the
+    /// `ringing` event) on the first 180/183 from any of its Contacts.
+    fn on_b_provisional(&mut self, now: Instant, id: CallId, key: &ClientTxKey, resp: &Response) {
+        let Some(call) = self.calls.get_mut(&id) else {
+            return;
+        };
+        let Some(i) = call.legs.iter().position(|l| &l.tx == key) else {
+            return;
+        };
+        let connected = call.phase == Phase::Connected;
+        let Some(b) = call.legs.get(i) else {
             return;
         };
         if b.ringing {
             return;
         }
+        let target = b.target.clone();
+        let quiet = b.cancelling || connected;
+        let seat_rang = call.legs.iter().any(|l| l.ringing && l.target == target);
+        let Some(b) = call.legs.get_mut(i) else {
+            return;
+        };
         b.ringing = true;
         if let Some(tag) = resp
             .header_to()
@@ -1830,17 +2206,26 @@ impl Switch {
         {
             b.dialog.remote_tag = Some(tag);
         }
-        if let Target::Seat(seat) = b.target.clone() {
+        if let Target::Seat(seat) = target
+            && !seat_rang
+            && !quiet
+        {
             self.acd.offer_ringing(now, id, &seat);
             self.emit(id, CallEventKind::Ringing { seat });
         }
     }
 
-    fn on_b_answer(&mut self, now: Instant, id: CallId, resp: &Response) {
+    /// A fork answered. The first 2xx of a call wins: it is bridged and every other fork
+    /// is CANCELled (`Reason: SIP;cause=200`, RFC 3326). A 2xx that lost (it crossed our
+    /// CANCEL, RFC 3261 §9.1; another fork had already won; or the ACD refused it because
+    /// the seat is on another call) is ACKed and hung up with BYE: a call is never
+    /// bridged to two seats.
+    fn on_b_answer(&mut self, now: Instant, id: CallId, key: &ClientTxKey, resp: &Response) {
         let Some(call) = self.calls.get_mut(&id) else {
             return;
         };
-        let Some(b) = call.b.as_mut() else {
+        let connected = call.phase == Phase::Connected;
+        let Some(b) = call.legs.iter_mut().find(|l| &l.tx == key) else {
             return;
         };
         if b.answered {
@@ -1857,22 +2242,58 @@ impl Switch {
         let ack = b.dialog.ack(b.invite_cseq, &self.local, &self.user_agent);
         let peer = b.dialog.peer;
         let target = b.target.clone();
-        let cancelling = b.cancelling;
+        let lost = b.cancelling || connected;
+        if connected && !b.cancelling {
+            b.cancelling = true;
+            b.cancel_why = Some(CancelWhy::Elsewhere);
+        }
         self.txn.send_stateless(peer, Message::Request(ack));
-        if cancelling {
-            // Our CANCEL crossed the 200 (RFC 3261 §9.1): the seat answered a call we
-            // withdrew. ACK it and hang up that leg; the call goes on as before once the
-            // seat has answered the BYE.
-            match self.bye_b(now, id) {
-                Some(bye) => {
-                    self.closing.insert(bye, Closing::Crossed(id));
-                }
-                None => self.out_leg_failed(now, id, Some(487), "no_answer"),
-            }
+        if lost {
+            // Our CANCEL crossed the 200 (RFC 3261 §9.1), or another fork won first: ACK
+            // it and hang up that fork; the call goes on as before once the seat has
+            // answered the BYE.
+            self.hang_up_fork(now, id, key);
             return;
         }
+        if let Target::Seat(seat) = &target
+            && !self.acd.offer_answered(now, id, seat)
+        {
+            // The seat is already on another call (two answers raced): a seat is never in
+            // two calls. Hang this answer up; the call keeps its place in the queue.
+            tracing::warn!(call = %id, %seat, "seat answered but is on another call: hung up");
+            if let Some(b) = self
+                .calls
+                .get_mut(&id)
+                .and_then(|c| c.legs.iter_mut().find(|l| &l.tx == key))
+            {
+                b.cancelling = true;
+                b.cancel_why = Some(CancelWhy::Elsewhere);
+            }
+            let seat = seat.clone();
+            self.cancel_forks(now, id, Some(&seat), CancelWhy::Elsewhere);
+            self.hang_up_fork(now, id, key);
+            return;
+        }
+        // The first answer wins: every other fork of the call (this seat's other Contacts,
+        // other seats' INVITEs) is CANCELled. This seat's other forks are detached: the
+        // seat answered, its offer did not fail.
+        if let Some(call) = self.calls.get_mut(&id) {
+            for l in call.legs.iter_mut() {
+                if &l.tx != key && l.target == target {
+                    l.detached = true;
+                }
+            }
+        }
+        if let Target::Seat(seat) = &target {
+            self.fork_outcomes.remove(&(id, seat.clone()));
+        }
+        self.cancel_forks(now, id, None, CancelWhy::Elsewhere);
+        let Some(call) = self.calls.get_mut(&id) else {
+            return;
+        };
         call.deadline = None;
         call.announce = None;
+        call.announcing = false;
         call.next_announce = None;
         if call.early_media || call.answered_early {
             self.outputs
@@ -1948,7 +2369,8 @@ impl Switch {
         self.connected(now, id, target);
     }
 
-    /// Leg B answered and the caller is bridged: the ACD and the journal learn it.
+    /// Leg B answered and the caller is bridged: the ACD (already told of a seat's answer
+    /// by [`Acd::offer_answered`]) and the journal learn it.
     fn connected(&mut self, now: Instant, id: CallId, target: Target) {
         let in_acd = match self.calls.get_mut(&id) {
             Some(c) => std::mem::replace(&mut c.in_acd, false),
@@ -1956,7 +2378,9 @@ impl Switch {
         };
         match target {
             Target::Seat(seat) => {
-                self.acd.offer_answered(now, id, &seat);
+                if let Some(c) = self.calls.get_mut(&id) {
+                    c.answered_at = Some(now);
+                }
                 self.emit(id, CallEventKind::Answered { seat });
             }
             Target::Overflow(target) => {
@@ -1968,60 +2392,131 @@ impl Switch {
         }
     }
 
-    fn on_b_failure(&mut self, now: Instant, id: CallId, status: Option<u16>) {
-        let reason = match status {
-            Some(486) => "busy",
-            Some(603) => "declined",
-            Some(487) => "no_answer",
-            Some(408) | None => "unreachable",
-            Some(_) => "failed",
-        };
-        self.out_leg_failed(now, id, status, reason);
+    /// A fork's final failure (3xx–6xx): that fork ends.
+    fn on_b_failure(&mut self, now: Instant, id: CallId, key: &ClientTxKey, status: Option<u16>) {
+        if let Some(leg) = self.take_leg(id, key) {
+            self.leg_ended(now, id, leg, status);
+        }
     }
 
-    /// Leg B ended without an answer (or was torn down after a crossed CANCEL): the ACD
-    /// learns it and the call goes back to its place in the queue.
-    fn out_leg_failed(
-        &mut self,
-        now: Instant,
-        id: CallId,
-        status: Option<u16>,
-        reason: &'static str,
-    ) {
-        let Some(call) = self.calls.get_mut(&id) else {
+    /// Removes a fork from its call (and from the Call-ID index).
+    fn take_leg(&mut self, id: CallId, key: &ClientTxKey) -> Option<OutLeg> {
+        let call = self.calls.get_mut(&id)?;
+        let i = call.legs.iter().position(|l| &l.tx == key)?;
+        let leg = call.legs.remove(i);
+        self.by_sip_call_id.remove(&leg.dialog.call_id);
+        Some(leg)
+    }
+
+    /// ACKed fork that lost (see [`Switch::on_b_answer`]): BYE on its dialog; it ends
+    /// once the BYE is answered (or times out), so its seat takes no new offer before its
+    /// phone has left this call.
+    fn hang_up_fork(&mut self, now: Instant, id: CallId, key: &ClientTxKey) {
+        let Some(leg) = self.take_leg(id, key) else {
             return;
         };
-        let Some(b) = call.b.take() else {
-            return;
-        };
-        self.by_sip_call_id.remove(&b.dialog.call_id);
-        call.phase = Phase::Queued;
-        match b.target {
-            Target::Seat(seat) => {
-                let why = match status {
-                    Some(487) => OfferFailure::NoAnswer,
-                    Some(408) | None => OfferFailure::Unreachable,
-                    _ => OfferFailure::Declined,
-                };
-                self.emit(
-                    id,
-                    CallEventKind::SeatFailed {
-                        seat: seat.clone(),
-                        status,
-                        reason,
-                    },
-                );
-                self.acd.offer_failed(now, id, &seat, why);
+        self.bye_fork(now, id, leg);
+    }
+
+    fn bye_fork(&mut self, now: Instant, id: CallId, mut leg: OutLeg) {
+        let bye = leg
+            .dialog
+            .request(Method::Bye, &self.local, &self.user_agent);
+        match self.txn.send_request(now, leg.dialog.peer, bye) {
+            Ok(bye) => {
+                self.closing.insert(bye, Closing::Fork(id, Box::new(leg)));
             }
-            Target::Overflow(_) => {
-                self.emit(id, CallEventKind::OverflowFailed { status });
-                self.overflow_failed(now, id);
+            Err(e) => {
+                tracing::error!(call = %id, error = %e, "BYE on a losing leg B not sent");
+                self.leg_ended(now, id, leg, Some(487));
             }
         }
     }
 
-    /// A final response to a leg-B INVITE whose call already ended (the `withdrawn`
-    /// legs): a 2xx gets ACK and BYE (RFC 3261 §15); any final response forgets the leg.
+    /// A fork ended without being bridged (final failure, transaction timeout, or hung up
+    /// after a losing 2xx). An overflow target's failure moves the overflow on. For a
+    /// seat, the offer fails only when its last fork has ended, with the best of their
+    /// outcomes ([`ForkOutcome`]): the `seat_failed` event (while the call lasts) and
+    /// [`Acd::offer_failed`]. A detached fork reports nothing (its seat was already
+    /// reported, or answered).
+    fn leg_ended(&mut self, now: Instant, id: CallId, leg: OutLeg, status: Option<u16>) {
+        if leg.detached {
+            return;
+        }
+        let seat = match leg.target {
+            Target::Overflow(_) => {
+                if let Some(c) = self.calls.get_mut(&id) {
+                    c.phase = Phase::Queued;
+                    self.emit(id, CallEventKind::OverflowFailed { status });
+                    self.overflow_failed(now, id);
+                }
+                return;
+            }
+            Target::Seat(seat) => seat,
+        };
+        let outcome = ForkOutcome::of(leg.cancel_why, status);
+        let key = (id, seat.clone());
+        let best = match self.fork_outcomes.remove(&key) {
+            Some(o) if o.rank() >= outcome.rank() => o,
+            _ => outcome,
+        };
+        if self.forks_left(id, &seat) > 0 {
+            self.fork_outcomes.insert(key, best);
+            return;
+        }
+        if let Some(c) = self.calls.get_mut(&id) {
+            if c.phase != Phase::Connected && c.legs.is_empty() {
+                c.phase = Phase::Queued;
+            }
+            self.emit(
+                id,
+                CallEventKind::SeatFailed {
+                    seat: seat.clone(),
+                    status: best.status,
+                    reason: best.reason,
+                },
+            );
+        }
+        self.acd.offer_failed(now, id, &seat, best.why);
+    }
+
+    /// The forks of `seat` for `call` that have not ended yet and will report (not
+    /// detached): ringing, being CANCELled after the call ended, or being hung up.
+    fn forks_left(&self, id: CallId, seat: &str) -> usize {
+        let mine = |l: &OutLeg| !l.detached && matches!(&l.target, Target::Seat(s) if s == seat);
+        let live = self
+            .calls
+            .get(&id)
+            .map_or(0, |c| c.legs.iter().filter(|l| mine(l)).count());
+        let withdrawn = self
+            .withdrawn
+            .values()
+            .filter(|(c, l)| *c == id && mine(l))
+            .count();
+        let closing = self
+            .closing
+            .values()
+            .filter(|c| matches!(c, Closing::Fork(c, l) if *c == id && mine(l)))
+            .count();
+        live + withdrawn + closing
+    }
+
+    /// Whether any seat fork of a call that has ended is still outstanding (being
+    /// CANCELled or hung up): its seat stays reserved until it ends.
+    fn forks_outstanding(&self, id: CallId) -> bool {
+        let seat_fork = |l: &OutLeg| !l.detached && matches!(l.target, Target::Seat(_));
+        self.withdrawn
+            .values()
+            .any(|(c, l)| *c == id && seat_fork(l))
+            || self
+                .closing
+                .values()
+                .any(|c| matches!(c, Closing::Fork(c, l) if *c == id && seat_fork(l)))
+    }
+
+    /// A final response to a leg-B INVITE withdrawn from its call (the call ended, or the
+    /// fork was given up at the ring timeout): a 2xx gets ACK and BYE (RFC 3261 §15); any
+    /// final response ends the fork.
     fn on_withdrawn_response(&mut self, now: Instant, key: &ClientTxKey, resp: &Response) {
         let Ok(cid) = resp.call_id() else {
             return;
@@ -2037,17 +2532,12 @@ impl Switch {
         let Some((id, mut leg)) = self.withdrawn.remove(cid) else {
             return;
         };
-        let seat = match &leg.target {
-            Target::Seat(seat) if !leg.detached => Some(seat.clone()),
-            _ => None,
-        };
         if resp.class() != 2 {
-            if let Some(seat) = seat {
-                self.acd
-                    .offer_failed(now, id, &seat, OfferFailure::NoAnswer);
-            }
+            // Withdrawn by vigie: whatever the final status, the offer was not answered.
+            self.leg_ended(now, id, leg, Some(487));
             return;
         }
+        leg.answered = true;
         leg.dialog.remote_tag = resp
             .header_to()
             .ok()
@@ -2055,65 +2545,55 @@ impl Switch {
         if let Some(c) = resp.contacts().ok().and_then(|c| c.into_iter().next()) {
             leg.dialog.remote_target = c.uri;
         }
-        let peer = leg.dialog.peer;
         let ack = leg
             .dialog
             .ack(leg.invite_cseq, &self.local, &self.user_agent);
-        self.txn.send_stateless(peer, Message::Request(ack));
-        let bye = leg
-            .dialog
-            .request(Method::Bye, &self.local, &self.user_agent);
+        self.txn
+            .send_stateless(leg.dialog.peer, Message::Request(ack));
         // The seat is free for new offers once its BYE is answered.
-        match (self.txn.send_request(now, peer, bye), seat) {
-            (Ok(bye), Some(seat)) => {
-                self.closing.insert(bye, Closing::Withdrawn(id, seat));
-            }
-            (Ok(_), None) => {}
-            (Err(e), seat) => {
-                tracing::error!(error = %e, "BYE on a withdrawn leg B not sent");
-                if let Some(seat) = seat {
-                    self.acd
-                        .offer_failed(now, id, &seat, OfferFailure::NoAnswer);
-                }
-            }
-        }
+        self.bye_fork(now, id, leg);
     }
 
     /// A BYE vigie sent on leg B got its final response or timed out.
     fn closed(&mut self, now: Instant, closing: Closing) {
         match closing {
             Closing::Ended(id) => self.acd.call_ended(now, id),
-            Closing::Withdrawn(id, seat) => {
-                self.acd
-                    .offer_failed(now, id, &seat, OfferFailure::NoAnswer);
-            }
-            Closing::Crossed(id) => self.out_leg_failed(now, id, Some(487), "no_answer"),
+            Closing::Fork(id, leg) => self.leg_ended(now, id, *leg, Some(487)),
         }
     }
 
     fn on_stray_2xx(&mut self, from: Peer, resp: &Response) {
         // A retransmitted 2xx: our ACK was lost; send it again (RFC 3261 §13.2.2.4).
-        let Some((id, Side::B)) = resp
-            .call_id()
-            .ok()
-            .and_then(|c| self.by_sip_call_id.get(c).copied())
-        else {
+        let Ok(cid) = resp.call_id() else {
             return;
         };
-        if let Some(b) = self.calls.get(&id).and_then(|c| c.b.as_ref()) {
+        let leg = self
+            .calls
+            .values()
+            .flat_map(|c| c.legs.iter())
+            .chain(self.withdrawn.values().map(|(_, l)| l))
+            .chain(self.closing.values().filter_map(|c| match c {
+                Closing::Fork(_, l) => Some(&**l),
+                Closing::Ended(_) => None,
+            }))
+            .find(|l| l.answered && l.dialog.call_id == cid);
+        if let Some(b) = leg {
             let ack = b.dialog.ack(b.invite_cseq, &self.local, &self.user_agent);
             self.txn.send_stateless(from, Message::Request(ack));
         }
     }
 
+    /// A client transaction timed out (Timer B/F, RFC 3261 §17.1) or hit a transport
+    /// error: that fork alone ends; a BYE's timeout closes its leg.
     fn on_client_timeout(&mut self, now: Instant, key: &ClientTxKey) {
         let found = self.calls.iter().find_map(|(id, c)| {
-            c.b.as_ref()
-                .filter(|b| &b.tx == key && !b.answered)
-                .map(|_| *id)
+            c.legs
+                .iter()
+                .any(|b| &b.tx == key && !b.answered)
+                .then_some(*id)
         });
         if let Some(id) = found {
-            self.on_b_failure(now, id, None);
+            self.on_b_failure(now, id, key, None);
         }
         if let Some(closing) = self.closing.remove(key) {
             self.closed(now, closing);
@@ -2125,12 +2605,8 @@ impl Switch {
             .map(|(cid, _)| cid.clone())
             .collect();
         for cid in timed_out {
-            if let Some((id, leg)) = self.withdrawn.remove(&cid)
-                && let Target::Seat(seat) = &leg.target
-                && !leg.detached
-            {
-                self.acd
-                    .offer_failed(now, id, seat, OfferFailure::Unreachable);
+            if let Some((id, leg)) = self.withdrawn.remove(&cid) {
+                self.leg_ended(now, id, leg, None);
             }
         }
     }
@@ -2148,64 +2624,127 @@ impl Switch {
 
     // ---- tearing down -----------------------------------------------------------------
 
-    /// Withdraws leg B: CANCEL while it has not answered.
-    fn cancel_out_leg(&mut self, now: Instant, id: CallId) {
-        let Some(b) = self.calls.get_mut(&id).and_then(|c| c.b.as_mut()) else {
-            return;
-        };
-        if b.answered || b.cancelling {
-            return;
-        }
-        b.cancelling = true;
-        let key = b.tx.clone();
-        if let Err(e) = self.txn.cancel(now, &key) {
-            tracing::debug!(call = %id, error = %e, "CANCEL not sent");
-        }
-    }
-
-    /// The ring or overflow timeout passed: CANCEL leg B. A leg that sent no provisional
-    /// response cannot be CANCELled yet (RFC 3261 §9.1) and might never answer before
-    /// Timer B (32 s): it is given up now (the call moves on to the next seat or back to
-    /// the queue) and kept aside so a late 2xx still gets ACK and BYE.
-    fn leg_timed_out(&mut self, now: Instant, id: CallId) {
-        self.cancel_out_leg(now, id);
+    /// CANCELs the call's forks that have not answered (all, or only `seat`'s), once
+    /// each (RFC 3261 §9.1; held by the transaction layer until the fork's first
+    /// provisional response). Forks CANCELled because another fork answered carry
+    /// [`REASON_COMPLETED_ELSEWHERE`] (RFC 3326 §2).
+    fn cancel_forks(&mut self, now: Instant, id: CallId, seat: Option<&str>, why: CancelWhy) {
         let Some(call) = self.calls.get_mut(&id) else {
             return;
         };
-        if !call.b.as_ref().is_some_and(|b| !b.ringing && !b.answered) {
-            return;
-        }
-        let Some(mut b) = call.b.take() else {
-            return;
-        };
-        call.phase = Phase::Queued;
-        b.detached = true;
-        self.by_sip_call_id.remove(&b.dialog.call_id);
-        let target = b.target.clone();
-        self.withdrawn.insert(b.dialog.call_id.clone(), (id, b));
-        match target {
-            Target::Seat(seat) => {
-                self.emit(
-                    id,
-                    CallEventKind::SeatFailed {
-                        seat: seat.clone(),
-                        status: None,
-                        reason: "no_answer",
-                    },
-                );
-                self.acd
-                    .offer_failed(now, id, &seat, OfferFailure::NoAnswer);
+        let mut keys = Vec::new();
+        for leg in call.legs.iter_mut() {
+            if leg.answered || leg.cancelling {
+                continue;
             }
-            Target::Overflow(_) => {
-                self.emit(id, CallEventKind::OverflowFailed { status: None });
-                self.overflow_failed(now, id);
+            if let Some(seat) = seat
+                && !matches!(&leg.target, Target::Seat(s) if s == seat)
+            {
+                continue;
+            }
+            leg.cancelling = true;
+            leg.cancel_why = Some(why);
+            keys.push(leg.tx.clone());
+        }
+        let reason = (why == CancelWhy::Elsewhere).then_some(REASON_COMPLETED_ELSEWHERE);
+        for key in keys {
+            if let Err(e) = self.txn.cancel_with_reason(now, &key, reason) {
+                tracing::debug!(call = %id, error = %e, "CANCEL not sent");
             }
         }
     }
 
-    /// BYE on leg B; returns its client transaction when sent.
+    /// The ACD's ring timeout for `seat`: CANCEL all its forks. Forks that sent no
+    /// provisional response cannot be CANCELled yet (RFC 3261 §9.1) and might never
+    /// answer before Timer B (32 s): they are given up now (detached, kept aside so a late
+    /// 2xx still gets ACK and BYE). When none of the seat's forks rang, the offer fails at
+    /// once (the call moves on to the next seat); otherwise when the ringing ones end.
+    fn seat_timed_out(&mut self, now: Instant, id: CallId, seat: &str) {
+        self.cancel_forks(now, id, Some(seat), CancelWhy::Timeout);
+        let Some(call) = self.calls.get_mut(&id) else {
+            return;
+        };
+        let mut given_up = Vec::new();
+        let mut i = 0;
+        while let Some(l) = call.legs.get(i) {
+            if !l.ringing && !l.answered && matches!(&l.target, Target::Seat(s) if s == seat) {
+                let mut l = call.legs.remove(i);
+                l.detached = true;
+                given_up.push(l);
+            } else {
+                i += 1;
+            }
+        }
+        if given_up.is_empty() {
+            return;
+        }
+        if call.phase != Phase::Connected && call.legs.is_empty() {
+            call.phase = Phase::Queued;
+        }
+        for l in given_up {
+            self.by_sip_call_id.remove(&l.dialog.call_id);
+            self.withdrawn.insert(l.dialog.call_id.clone(), (id, l));
+        }
+        if self.forks_left(id, seat) > 0 {
+            return;
+        }
+        self.fork_outcomes.remove(&(id, seat.to_owned()));
+        self.emit(
+            id,
+            CallEventKind::SeatFailed {
+                seat: seat.to_owned(),
+                status: None,
+                reason: "no_answer",
+            },
+        );
+        self.acd.offer_failed(now, id, seat, OfferFailure::NoAnswer);
+    }
+
+    /// The overflow target's timeout passed: CANCEL it. A target that sent no provisional
+    /// response is given up now (kept aside so a late 2xx still gets ACK and BYE) and the
+    /// next target is tried.
+    fn overflow_timed_out(&mut self, now: Instant, id: CallId) {
+        let Some(call) = self.calls.get_mut(&id) else {
+            return;
+        };
+        let mut keys = Vec::new();
+        for l in call.legs.iter_mut() {
+            if matches!(l.target, Target::Overflow(_)) && !l.answered && !l.cancelling {
+                l.cancelling = true;
+                l.cancel_why = Some(CancelWhy::Timeout);
+                keys.push(l.tx.clone());
+            }
+        }
+        for key in &keys {
+            if let Err(e) = self.txn.cancel(now, key) {
+                tracing::debug!(call = %id, error = %e, "CANCEL not sent");
+            }
+        }
+        let Some(call) = self.calls.get_mut(&id) else {
+            return;
+        };
+        let Some(i) = call
+            .legs
+            .iter()
+            .position(|l| matches!(l.target, Target::Overflow(_)) && !l.ringing && !l.answered)
+        else {
+            return;
+        };
+        let mut b = call.legs.remove(i);
+        call.phase = Phase::Queued;
+        b.detached = true;
+        self.by_sip_call_id.remove(&b.dialog.call_id);
+        self.withdrawn.insert(b.dialog.call_id.clone(), (id, b));
+        self.emit(id, CallEventKind::OverflowFailed { status: None });
+        self.overflow_failed(now, id);
+    }
+
+    /// BYE on the bridged leg B; returns its client transaction when sent.
     fn bye_b(&mut self, now: Instant, id: CallId) -> Option<ClientTxKey> {
-        let b = self.calls.get_mut(&id).and_then(|c| c.b.as_mut())?;
+        let b = self
+            .calls
+            .get_mut(&id)
+            .and_then(|c| c.legs.iter_mut().find(|l| l.answered))?;
         let bye = b.dialog.request(Method::Bye, &self.local, &self.user_agent);
         let peer = b.dialog.peer;
         match self.txn.send_request(now, peer, bye) {
@@ -2249,6 +2788,7 @@ impl Switch {
             // RFC 3261 §13.3.1.4: the dialog is confirmed but the session ends with BYE.
             self.bye_a(now, id);
         }
+        self.record_handle_time(now, id);
         // The seat leaves the call (wrap-up, then new offers) once our BYE is answered.
         match seat_bye {
             Some(key) => {
@@ -2260,11 +2800,31 @@ impl Switch {
         self.finish(id);
     }
 
+    /// An answered call of a queue ends: its handle time (talk plus the queue's wrap-up)
+    /// feeds the queue's expected-wait estimate.
+    fn record_handle_time(&mut self, now: Instant, id: CallId) {
+        let Some(c) = self.calls.get(&id) else {
+            return;
+        };
+        let Some(at) = c.answered_at else {
+            return;
+        };
+        let wrap_up = self
+            .acd
+            .queue(&c.queue)
+            .map(|q| q.wrap_up)
+            .unwrap_or_default();
+        self.estimators
+            .entry(c.queue.clone())
+            .or_default()
+            .record_handle_time(now.saturating_duration_since(at) + wrap_up);
+    }
+
     fn finish(&mut self, id: CallId) {
         if let Some(call) = self.calls.remove(&id) {
             self.by_invite_tx.remove(&call.invite_tx);
             self.by_sip_call_id.remove(&call.a.call_id);
-            if let Some(b) = call.b {
+            for b in call.legs {
                 self.by_sip_call_id.remove(&b.dialog.call_id);
                 if b.cancelling && !b.answered {
                     self.withdrawn.insert(b.dialog.call_id.clone(), (id, b));
@@ -2519,5 +3079,68 @@ fn reason_phrase(status: u16) -> &'static str {
         600 => "Busy Everywhere",
         603 => "Decline",
         _ => "Call Released",
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn best(forks: &[(Option<CancelWhy>, Option<u16>)]) -> ForkOutcome {
+        forks
+            .iter()
+            .map(|(c, s)| ForkOutcome::of(*c, *s))
+            .fold(None::<ForkOutcome>, |acc, o| match acc {
+                Some(a) if a.rank() >= o.rank() => Some(a),
+                _ => Some(o),
+            })
+            .unwrap()
+    }
+
+    #[test]
+    fn fork_outcome_labels_follow_the_final_status() {
+        let of = |s| ForkOutcome::of(None, s);
+        assert_eq!(of(Some(486)).why, OfferFailure::Declined);
+        assert_eq!(of(Some(486)).reason, "busy");
+        assert_eq!(of(Some(603)).reason, "declined");
+        assert_eq!(of(Some(480)).reason, "failed");
+        assert_eq!(of(Some(487)).why, OfferFailure::NoAnswer);
+        assert_eq!(of(Some(408)).why, OfferFailure::Unreachable);
+        assert_eq!(of(None).why, OfferFailure::Unreachable);
+        let w = ForkOutcome::of(Some(CancelWhy::Elsewhere), Some(487));
+        assert_eq!(
+            (w.why, w.reason, w.status),
+            (OfferFailure::Withdrawn, "withdrawn", Some(487))
+        );
+        // A ring-timeout CANCEL is reported by the fork's status (487 = no answer).
+        assert_eq!(
+            ForkOutcome::of(Some(CancelWhy::Timeout), Some(487)).why,
+            OfferFailure::NoAnswer
+        );
+    }
+
+    #[test]
+    fn the_best_fork_outcome_wins_in_any_order() {
+        let busy = (None, Some(486));
+        let timeout = (None, None);
+        let rang_out = (Some(CancelWhy::Timeout), Some(487));
+        for forks in [
+            [busy, timeout, rang_out],
+            [timeout, rang_out, busy],
+            [rang_out, busy, timeout],
+        ] {
+            let b = best(&forks);
+            assert_eq!(
+                (b.why, b.status, b.reason),
+                (OfferFailure::Declined, Some(486), "busy")
+            );
+        }
+        let b = best(&[timeout, rang_out]);
+        assert_eq!(b.why, OfferFailure::NoAnswer);
+        // The caller left while the seat rang: withdrawn, never a no-answer of the seat.
+        let b = best(&[timeout, (Some(CancelWhy::Caller), Some(487))]);
+        assert_eq!((b.why, b.reason), (OfferFailure::Withdrawn, "caller_left"));
+        let b = best(&[busy, (Some(CancelWhy::Elsewhere), Some(487))]);
+        assert_eq!(b.why, OfferFailure::Withdrawn);
     }
 }
