@@ -100,18 +100,7 @@ fn abandon_opens_a_task_and_calling_back_closes_it() {
     );
 
     // 3. The same number calls again and is answered: the task closes `called-back`.
-    let mut seat = seat_sipp(
-        &v,
-        "agent01",
-        "agent_uas.xml",
-        SEAT_SIP,
-        SEAT_MEDIA,
-        ECHO_ONE_CALL,
-    );
-    register_seat_on(&v, "agent01", SEAT_SIP);
-    v.wait_status(Duration::from_secs(5), "agent01 idle", |s| {
-        seat_state(s, "agent01").as_deref() == Some("idle")
-    });
+    let mut seat = echo_seat(&v);
     let mut trunk = trunk_call(&v, "trunk2", "trunk_call.xml", 500);
     assert_one_good_call(&mut trunk, &v, Duration::from_secs(20));
     assert_one_good_call(&mut seat, &v, Duration::from_secs(10));
@@ -279,18 +268,7 @@ fn service_level_counts_the_calls_of_before_a_restart() {
     // One abandon (no seat yet), then one call answered by agent01 within 15 s.
     let mut trunk = trunk_call(&v, "trunk1", "trunk_cancel.xml", 1000);
     assert_one_good_call(&mut trunk, &v, Duration::from_secs(20));
-    let mut seat = seat_sipp(
-        &v,
-        "agent01",
-        "agent_uas.xml",
-        SEAT_SIP,
-        SEAT_MEDIA,
-        ECHO_ONE_CALL,
-    );
-    register_seat_on(&v, "agent01", SEAT_SIP);
-    v.wait_status(Duration::from_secs(5), "agent01 idle", |s| {
-        seat_state(s, "agent01").as_deref() == Some("idle")
-    });
+    let mut seat = echo_seat(&v);
     let mut trunk = trunk_call(&v, "trunk2", "trunk_call.xml", 500);
     assert_one_good_call(&mut trunk, &v, Duration::from_secs(20));
     assert_one_good_call(&mut seat, &v, Duration::from_secs(10));
