@@ -11,6 +11,7 @@
 //! media relay on both legs.
 
 pub mod announce;
+mod callback_calls;
 pub mod dialog;
 pub mod event;
 pub mod features;
@@ -188,6 +189,15 @@ pub enum Output {
     Media(MediaCommand),
     /// A seat's status or state changed (journal `agent_events`, live view, metrics).
     Agent(crate::acd::SeatEvent),
+    /// What becomes of a callback task offered to a seat (`[callbacks] offer_to_seats`,
+    /// [`Switch::callback_open`]): close it, or count a failed attempt
+    /// ([`crate::acd::callback::CallbackBook::attempt_failed`]).
+    Callback {
+        /// The task.
+        task: crate::acd::callback::CallbackId,
+        /// Close (`reached`, `unreachable`) or a failed attempt.
+        result: originate::TaskResult,
+    },
 }
 
 /// Counters the edge exports as metrics.
@@ -362,6 +372,8 @@ pub struct Switch {
     estimators: HashMap<String, crate::acd::ewt::WaitEstimator>,
     /// OPTIONS keep-alive of registered contacts ([`qualify`]).
     qualify: qualify::Qualifier,
+    /// Callback tasks offered to seats ([`callback_calls`]).
+    callbacks: callback_calls::CallbackCalls,
 }
 
 impl Switch {
@@ -438,6 +450,9 @@ impl Switch {
             default_language: config.media.default_language.clone(),
             estimators: HashMap::new(),
             qualify: qualify::Qualifier::new(config.registrar.qualify_s),
+            callbacks: callback_calls::CallbackCalls::new(callback_calls::Settings::from_config(
+                &config.callbacks,
+            )),
         }
     }
 
@@ -570,6 +585,7 @@ impl Switch {
         self.acd.handle_timeout(now);
         self.pump(now);
         self.call_timers(now);
+        self.callback_timers(now);
         self.pump(now);
     }
 
@@ -674,6 +690,9 @@ impl Switch {
     /// The relay answered an [`MediaCommand::Allocate`]: `None` when it had no ports
     /// (the call goes on; its media then cannot be anchored and flows nowhere).
     pub fn handle_media_ready(&mut self, now: Instant, call: CallId, ports: Option<MediaPorts>) {
+        if self.callback_media_ready(now, call, ports) {
+            return;
+        }
         let (pending, resume) = match self.calls.get_mut(&call) {
             Some(c) => {
                 c.media = ports;
@@ -724,6 +743,7 @@ impl Switch {
             self.registrar.poll_timeout(),
             self.qualify.poll_timeout(),
             self.acd.poll_timeout(),
+            self.callbacks.poll_timeout(),
             self.calls
                 .values()
                 .flat_map(|c| [c.deadline, c.next_announce])
@@ -900,6 +920,9 @@ impl Switch {
             .ok()
             .and_then(|cid| self.by_sip_call_id.get(cid).copied());
         let Some((call, side)) = found else {
+            if self.callback_in_dialog(now, &key, &req) {
+                return;
+            }
             let r = self.response_to(&req, 481, "Call/Transaction Does Not Exist", None);
             self.respond(now, &key, r);
             return;
@@ -1740,6 +1763,7 @@ impl Switch {
         match d {
             Decision::Offer { call, seat } => self.offer(now, call, seat),
             Decision::Overflow { call, reason } => self.queue_exit(now, call, reason),
+            Decision::RingTimeout { call, .. } if self.callback_ring_timeout(now, call) => {}
             Decision::RingTimeout { call, .. } => self.leg_timed_out(now, call),
             // Each overflow target's timeout is the switch's own (`Call::deadline`).
             Decision::OverflowTimeout { .. } => {}
@@ -1749,6 +1773,10 @@ impl Switch {
     }
 
     fn offer(&mut self, now: Instant, id: CallId, seat: SeatId) {
+        if self.callbacks.owns(id) {
+            self.callback_offer(now, id, seat);
+            return;
+        }
         let Some(call) = self.calls.get_mut(&id) else {
             self.acd
                 .offer_failed(now, id, &seat, OfferFailure::Unreachable);
@@ -1884,6 +1912,9 @@ impl Switch {
             && let Some(closing) = self.closing.remove(key)
         {
             self.closed(now, closing);
+            return;
+        }
+        if self.callback_response(now, key, &resp) {
             return;
         }
         let Ok(cid) = resp.call_id() else {
@@ -2211,6 +2242,7 @@ impl Switch {
     }
 
     fn on_client_timeout(&mut self, now: Instant, key: &ClientTxKey) {
+        self.callback_client_timeout(now, key);
         let found = self.calls.iter().find_map(|(id, c)| {
             c.b.as_ref()
                 .filter(|b| &b.tx == key && !b.answered)
