@@ -465,7 +465,10 @@ impl Switch {
     /// A client transaction of a callback leg timed out (Timer B/F, RFC 3261 §17.1).
     pub(super) fn callback_client_timeout(&mut self, now: Instant, key: &ClientTxKey) {
         let found = self.callbacks.runs.iter().find_map(|(call, r)| {
-            if r.seat_leg.as_ref().is_some_and(|l| &l.tx == key && !l.answered) {
+            if r.seat_leg
+                .as_ref()
+                .is_some_and(|l| &l.tx == key && !l.answered)
+            {
                 Some((*call, Leg::Seat))
             } else if r
                 .caller_leg
@@ -545,7 +548,13 @@ impl Switch {
     /// The seat did not take the callback (declined, rang out, unreachable): the ACD
     /// offers the pseudo-call again (no attempt counted). `cancel`: CANCEL the seat's
     /// INVITE first (ring timeout).
-    fn callback_seat_failed(&mut self, now: Instant, call: CallId, why: OfferFailure, cancel: bool) {
+    fn callback_seat_failed(
+        &mut self,
+        now: Instant,
+        call: CallId,
+        why: OfferFailure,
+        cancel: bool,
+    ) {
         let Some(mut run) = self.callbacks.runs.remove(&call) else {
             return;
         };
@@ -602,7 +611,8 @@ impl Switch {
                     display,
                     call_info,
                 } => {
-                    let sent = self.callback_invite_seat(now, call, &mut run, &seat, &display, &call_info);
+                    let sent =
+                        self.callback_invite_seat(now, call, &mut run, &seat, &display, &call_info);
                     if sent {
                         self.emit(call, CallEventKind::Offered { seat });
                     } else {
@@ -641,7 +651,11 @@ impl Switch {
             run.reported = true;
             self.callback_settle(now, call, &run, outcome);
         }
-        let over = run.orig.is_over() || run.orig.outcome().is_some_and(|o| o != OriginateOutcome::Reached);
+        let over = run.orig.is_over()
+            || run
+                .orig
+                .outcome()
+                .is_some_and(|o| o != OriginateOutcome::Reached);
         if over {
             if run.seat_on_call {
                 self.acd.call_ended(now, call);
@@ -682,7 +696,13 @@ impl Switch {
     }
 
     /// What becomes of the task once the run has an outcome.
-    fn callback_settle(&mut self, now: Instant, call: CallId, run: &Run, outcome: OriginateOutcome) {
+    fn callback_settle(
+        &mut self,
+        now: Instant,
+        call: CallId,
+        run: &Run,
+        outcome: OriginateOutcome,
+    ) {
         let task = run.task;
         let result = outcome.task_result();
         match result {
@@ -744,7 +764,16 @@ impl Switch {
         );
         let to = format!("<sip:{}@{}>", seat, self.local.host);
         let port = run.media.map(|m| m.b).unwrap_or(0);
-        match self.callback_invite(now, call, peer, binding.contact, local_uri, to, port, Some(call_info)) {
+        match self.callback_invite(
+            now,
+            call,
+            peer,
+            binding.contact,
+            local_uri,
+            to,
+            port,
+            Some(call_info),
+        ) {
             Some(leg) => {
                 self.callbacks
                     .by_sip
@@ -756,7 +785,13 @@ impl Switch {
         }
     }
 
-    fn callback_invite_caller(&mut self, now: Instant, call: CallId, run: &mut Run, uri: &str) -> bool {
+    fn callback_invite_caller(
+        &mut self,
+        now: Instant,
+        call: CallId,
+        run: &mut Run,
+        uri: &str,
+    ) -> bool {
         let Some(ruri) = Uri::parse(uri).ok() else {
             return false;
         };
@@ -814,9 +849,10 @@ impl Switch {
                 .headers
                 .push(HeaderName::Other("Call-Info".into()), info.to_owned());
         }
-        invite
-            .headers
-            .push(HeaderName::Other("X-Vigie-Call-ID".into()), call.to_string());
+        invite.headers.push(
+            HeaderName::Other("X-Vigie-Call-ID".into()),
+            call.to_string(),
+        );
         invite.headers.push(HeaderName::Allow, ALLOW);
         invite
             .headers
