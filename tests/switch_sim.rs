@@ -3916,6 +3916,7 @@ fn callback_offered_to_the_next_free_seat_before_a_newer_call_and_reached() {
     assert_eq!(
         sim.events_of(cb),
         strings(&[
+            "queued line19",
             "offered agent01",
             "ringing agent01",
             "answered agent01",
@@ -4033,6 +4034,7 @@ fn busy_callback_counts_an_attempt_and_retries_after_retry_after_s() {
         assert_eq!(
             sim.events_of(*cb),
             strings(&[
+                "queued line19",
                 "offered agent01",
                 "ringing agent01",
                 "answered agent01",

@@ -131,6 +131,11 @@ impl CallbackCalls {
         self.by_call.contains_key(&call)
     }
 
+    /// Whether `call` is a callback being originated (its relay ports are in use).
+    pub(super) fn has_run(&self, call: CallId) -> bool {
+        self.runs.contains_key(&call)
+    }
+
     /// The next instant a callback needs the switch: a retry or a ring limit.
     pub(super) fn poll_timeout(&self) -> Option<Instant> {
         let retries = self.tasks.values().filter_map(|t| t.retry_at);
@@ -226,6 +231,8 @@ impl Switch {
             return;
         }
         tracing::info!(callback = task, %call, %queue, priority, "callback queued for a seat");
+        // The journal and the metrics file the pseudo-call under its queue.
+        self.emit(call, CallEventKind::Queued { queue });
     }
 
     /// The ACD offers pseudo-call `call` to `seat`: relay ports first, then the seat.

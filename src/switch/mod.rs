@@ -538,7 +538,7 @@ impl Switch {
 
     /// True while the call is in progress.
     pub fn has_call(&self, call: CallId) -> bool {
-        self.calls.contains_key(&call)
+        self.calls.contains_key(&call) || self.callbacks.has_run(call)
     }
 
     /// Calls in progress.
