@@ -347,6 +347,35 @@ async fn a_new_hint_forgets_the_latched_address_and_a_repeated_one_does_not() {
     assert!(nothing_queued(&phone_a1));
 }
 
+/// Two forks of a call answered at once: a losing phone's packet reaches port B first and
+/// latches it, then the bridged phone (the one the hint names) sends from its SDP address:
+/// it takes the latch back and the caller's media goes to it, not to the loser.
+#[tokio::test]
+async fn a_packet_from_the_hinted_address_takes_the_latch_from_a_stray_source() {
+    let (_relay, _metrics, session) = relay_with_session(4).await;
+    let relay_a = session.local_addr(Side::A);
+    let relay_b = session.local_addr(Side::B);
+    let (phone_a, winner, loser) = (phone().await, phone().await, phone().await);
+    session.set_peer_hint(Side::A, phone_a.local_addr().unwrap());
+    session.set_peer_hint(Side::B, winner.local_addr().unwrap());
+
+    loser.send_to(&pcmu(1, 9), relay_b).await.unwrap();
+    assert_eq!(recv(&phone_a).await.0, pcmu(1, 9));
+    phone_a.send_to(&pcmu(1, 1), relay_a).await.unwrap();
+    assert_eq!(recv(&loser).await.0, pcmu(1, 1));
+
+    winner.send_to(&pcmu(1, 2), relay_b).await.unwrap();
+    assert_eq!(recv(&phone_a).await.0, pcmu(1, 2));
+    phone_a.send_to(&pcmu(2, 1), relay_a).await.unwrap();
+    assert_eq!(recv(&winner).await.0, pcmu(2, 1));
+    // The loser's later packets do not take it back.
+    loser.send_to(&pcmu(2, 9), relay_b).await.unwrap();
+    assert_eq!(recv(&phone_a).await.0, pcmu(2, 9));
+    phone_a.send_to(&pcmu(3, 1), relay_a).await.unwrap();
+    assert_eq!(recv(&winner).await.0, pcmu(3, 1));
+    assert!(nothing_queued(&loser));
+}
+
 /// An RTP packet with the given payload type and payload (timestamp = 160 × seq).
 fn rtp(pt: u8, seq: u16, ssrc: u32, payload: &[u8]) -> Vec<u8> {
     let mut p = vec![0x80, pt];

@@ -127,6 +127,15 @@ impl Compiler<'_> {
             );
             return;
         }
+        if stack.len() > super::MAX_INCLUDE_DEPTH {
+            self.problem(
+                PlanError::IncludeTooDeep(path.display().to_string()),
+                from,
+                "this include is nested too deep",
+                "includes may nest 8 deep; check for a directory that links to itself",
+            );
+            return;
+        }
         if !seen.insert(key.clone()) {
             return; // already included through another file: loaded once
         }
@@ -892,6 +901,7 @@ mod tests {
     use std::path::{Path, PathBuf};
 
     use super::*;
+    use crate::dialplan::MAX_INCLUDE_DEPTH;
 
     fn compile_files(files: &[(&str, &str)]) -> Result<CompiledPlan, Report> {
         let map: HashMap<PathBuf, String> = files
@@ -904,6 +914,29 @@ mod tests {
                 .ok_or_else(|| std::io::Error::from(std::io::ErrorKind::NotFound))
         };
         compile(Path::new(files[0].0), &mut read, &["line19".to_string()])
+    }
+
+    /// Found by the cargo-fuzz target (`tools/fuzz`): a file that includes `shared/x.toml`
+    /// whose text is the same (a symlink loop `shared -> .`) made a chain of ever longer
+    /// paths the lexical cycle check cannot see; it is now refused at depth 9.
+    #[test]
+    fn an_endless_include_chain_is_refused_not_followed() {
+        let mut reads = 0;
+        let mut read = |_: &Path| {
+            reads += 1;
+            Ok("include = [\"shared/x.toml\"]\n".to_string())
+        };
+        let report = match compile(Path::new("x.toml"), &mut read, &["line19".to_string()]) {
+            Ok(_) => panic!("an endless include chain compiled"),
+            Err(r) => r,
+        };
+        assert_eq!(reads, MAX_INCLUDE_DEPTH + 1);
+        let text = report.render(false);
+        assert!(text.contains("includes nested more than 8 deep"), "{text}");
+        assert!(
+            text.contains("shared/shared/shared/shared/shared/shared/shared/shared/shared/x.toml"),
+            "{text}"
+        );
     }
 
     #[test]

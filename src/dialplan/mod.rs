@@ -68,6 +68,11 @@ pub fn load_watched(
 /// Virtual path of the embedded demo plan's root file (shown in diagnostics and traces).
 pub const EMBEDDED_ROOT: &str = "dialplans/line19.toml";
 
+/// Deepest include chain a plan may have (root = depth 0): a national plan including a
+/// regional one including shared pieces needs 3; the limit stops a symlink loop
+/// (`shared -> .`) from loading `shared/shared/shared/…` for ever.
+pub const MAX_INCLUDE_DEPTH: usize = 8;
+
 /// The demo plan's files, built into the binary: `dialplans/line19.toml` and its include.
 const EMBEDDED_FILES: &[(&str, &str)] = &[
     (
@@ -384,6 +389,11 @@ pub enum PlanError {
     Syntax(String),
     #[error("include cycle through {0}")]
     IncludeCycle(String),
+    /// An include chain deeper than [`MAX_INCLUDE_DEPTH`] (a file including a file in a
+    /// subdirectory that includes the same name again, e.g. through a symlink loop, which
+    /// the lexical cycle check cannot see); carries the path where loading stopped.
+    #[error("includes nested more than {MAX_INCLUDE_DEPTH} deep at {0}")]
+    IncludeTooDeep(String),
     #[error("duplicate name {0:?}")]
     Duplicate(String),
     #[error("unknown queue {0:?}")]
@@ -421,6 +431,7 @@ impl PlanError {
             PlanError::Unreadable { .. } => "unreadable",
             PlanError::Syntax(_) => "syntax",
             PlanError::IncludeCycle(_) => "include-cycle",
+            PlanError::IncludeTooDeep(_) => "include-too-deep",
             PlanError::Duplicate(_) => "duplicate",
             PlanError::UnknownQueue(_) => "unknown-queue",
             PlanError::UnknownRoute(_) => "unknown-route",

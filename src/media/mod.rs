@@ -1070,12 +1070,22 @@ impl RelayTask {
                 );
                 continue;
             }
-            // Symmetric RTP (RFC 4961): the first packet from a side fixes its address.
+            // Symmetric RTP (RFC 4961): the first packet from a side fixes its address. A
+            // packet from the very address the side's SDP gave (the hint) takes the latch
+            // back: when several forks of a call answered at once, a losing phone's stray
+            // packets must not keep the bridged phone's media (the switch hints only the
+            // fork it bridged).
             if let Some(src_peer) = self.media.peers.get_mut(from) {
-                if is_rtcp {
-                    src_peer.rtcp_latched.get_or_insert(source);
+                let hinted = src_peer.hint.map(|h| if is_rtcp { h.rtcp } else { h.rtp });
+                let latch = if is_rtcp {
+                    &mut src_peer.rtcp_latched
                 } else {
-                    src_peer.rtp_latched.get_or_insert(source);
+                    &mut src_peer.rtp_latched
+                };
+                if hinted == Some(source) {
+                    *latch = Some(source);
+                } else {
+                    latch.get_or_insert(source);
                 }
             }
             if is_rtcp {

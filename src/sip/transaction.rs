@@ -421,6 +421,22 @@ impl TransactionLayer {
     /// [`TxError::NotCancellable`] when `key` is not an INVITE client transaction awaiting
     /// its final response.
     pub fn cancel(&mut self, now: Instant, key: &ClientTxKey) -> Result<ClientTxKey, TxError> {
+        self.cancel_with_reason(now, key, None)
+    }
+
+    /// [`TransactionLayer::cancel`] with a `Reason` header value in the CANCEL (RFC 3326
+    /// §2), e.g. `SIP;cause=200;text="Call completed elsewhere"` when a forked call was
+    /// answered by another branch (RFC 3261 §16.7 point 10). A CANCEL already sent or
+    /// held keeps the first reason given.
+    ///
+    /// # Errors
+    /// As [`TransactionLayer::cancel`].
+    pub fn cancel_with_reason(
+        &mut self,
+        now: Instant,
+        key: &ClientTxKey,
+        reason: Option<&str>,
+    ) -> Result<ClientTxKey, TxError> {
         let id = *self.client_index.get(key).ok_or(TxError::NotCancellable)?;
         let tx = self.clients.get_mut(&id).ok_or(TxError::NotCancellable)?;
         if !tx.invite {
@@ -430,6 +446,9 @@ impl TransactionLayer {
             branch: key.branch.clone(),
             method: Method::Cancel,
         };
+        if tx.cancel_reason.is_none() && !tx.cancel_sent {
+            tx.cancel_reason = reason.map(str::to_owned);
+        }
         match tx.state {
             ClientState::Calling => {
                 tx.cancel_pending = true;
@@ -540,6 +559,7 @@ impl TransactionLayer {
                 ack: None,
                 cancel_pending: false,
                 cancel_sent: false,
+                cancel_reason: None,
                 seen_2xx_tags: Vec::new(),
             },
         );
@@ -553,7 +573,10 @@ impl TransactionLayer {
         };
         tx.cancel_pending = false;
         tx.cancel_sent = true;
-        let cancel = build_cancel(&tx.request);
+        let mut cancel = build_cancel(&tx.request);
+        if let Some(reason) = &tx.cancel_reason {
+            cancel.headers.push(HeaderName::Reason, reason.clone());
+        }
         let to = tx.to;
         let key = ClientTxKey {
             branch: tx.key.branch.clone(),
@@ -1040,6 +1063,8 @@ struct ClientTx {
     ack: Option<Request>,
     cancel_pending: bool,
     cancel_sent: bool,
+    /// `Reason` header value for the CANCEL (RFC 3326), if any.
+    cancel_reason: Option<String>,
     /// To tags of the 2xx responses delivered, to tell retransmissions from forks.
     seen_2xx_tags: Vec<Option<String>>,
 }
@@ -1667,6 +1692,51 @@ mod tests {
             Message::Response(inv.response(603, "Decline", Some("d"))),
         );
         assert_eq!(l.cancel(now, &k), Err(TxError::NotCancellable));
+    }
+
+    #[test]
+    fn cancel_held_before_a_provisional_carries_its_reason() {
+        let mut l = TransactionLayer::new(TimerConfig::default());
+        let now = Instant::now();
+        let to = udp("10.0.0.2:5060");
+        let inv = request(Method::Invite, "SIP/2.0/UDP 10.0.0.1;branch=z9hG4bKr");
+        let k = l.send_request(now, to, inv.clone()).unwrap();
+        let reason = "SIP;cause=200;text=\"Call completed elsewhere\"";
+        l.cancel_with_reason(now, &k, Some(reason)).unwrap();
+        // Held until a provisional response (RFC 3261 §9.1): only the INVITE went out.
+        assert_eq!(transmits(&mut l).len(), 1);
+        l.handle_incoming(
+            now,
+            to,
+            Message::Response(inv.response(180, "Ringing", Some("r"))),
+        );
+        let sent = transmits(&mut l);
+        let cancel = sent
+            .iter()
+            .find_map(|t| match &t.message {
+                Message::Request(r) if r.method == Method::Cancel => Some(r),
+                _ => None,
+            })
+            .unwrap();
+        assert_eq!(cancel.headers.get(&HeaderName::Reason), Some(reason));
+        // A plain cancel() adds no Reason.
+        let inv2 = request(Method::Invite, "SIP/2.0/UDP 10.0.0.1;branch=z9hG4bKs");
+        let k2 = l.send_request(now, to, inv2.clone()).unwrap();
+        l.handle_incoming(
+            now,
+            to,
+            Message::Response(inv2.response(180, "Ringing", Some("r"))),
+        );
+        l.cancel(now, &k2).unwrap();
+        let cancels: Vec<_> = transmits(&mut l)
+            .into_iter()
+            .filter_map(|t| match t.message {
+                Message::Request(r) if r.method == Method::Cancel => Some(r),
+                _ => None,
+            })
+            .collect();
+        assert_eq!(cancels.len(), 1);
+        assert_eq!(cancels[0].headers.get(&HeaderName::Reason), None);
     }
 
     #[test]

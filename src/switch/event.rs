@@ -158,7 +158,11 @@ pub enum CallEventKind {
         /// timeout).
         status: Option<u16>,
         /// Journal label: `busy` (486), `declined` (603), `no_answer` (487 or ring timeout),
-        /// `unreachable` (408 or no response) or `failed` (any other final status).
+        /// `unreachable` (408 or no response), `failed` (any other final status) or
+        /// `withdrawn` (another seat or phone answered first: ring-all, several Contacts)
+        /// or `caller_left` (the caller hung up while the seat rang; not held against the
+        /// seat: no no-answer streak).
+        /// With several Contacts the best outcome of the seat's forks is reported, once.
         reason: &'static str,
     },
     /// The seat answered; the caller got 200 OK.

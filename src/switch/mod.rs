@@ -9,6 +9,17 @@
 //! seats with vigie's own INVITEs (leg B, vigie as UAC). The seat's 200 becomes vigie's 200
 //! to the caller (unless an `answer` step already sent one), with SDP rewritten to vigie's
 //! media relay on both legs.
+//!
+//! Leg B is forked: an offer to a seat sends one INVITE to each of the seat's registered
+//! Contacts (desk phone and headset app, RFC 3261 §10.2.1.2), and a ring-all queue makes
+//! the ACD offer the call to several seats at once, so a call may have many forks, each its
+//! own client transaction and dialog (own Call-ID). The first 2xx wins and is bridged; the
+//! other forks get CANCEL with `Reason: SIP;cause=200;text="Call completed elsewhere"`
+//! (RFC 3326); a 2xx that loses (crossed the CANCEL, or came second) gets ACK then BYE, so
+//! a call is never bridged to two phones. A seat rings on the first 180/183 of any of its
+//! forks and its offer fails only when all of them have ended, with the best outcome
+//! (declined beats no answer beats unreachable). Early media of forks (183 SDP) is not
+//! relayed: the relay's leg B is pointed only at the fork that answered.
 
 pub mod announce;
 mod callback_calls;
@@ -213,9 +224,72 @@ enum Target {
     Overflow(String),
 }
 
+/// The `Reason` vigie puts in the CANCEL of a fork when another fork of the call
+/// answered (RFC 3326 §2; RFC 3261 §16.7 point 10): phones then do not log a missed call.
+pub const REASON_COMPLETED_ELSEWHERE: &str = "SIP;cause=200;text=\"Call completed elsewhere\"";
+
+/// Why vigie CANCELled a fork.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum CancelWhy {
+    /// The caller gave up (CANCEL/BYE) or a `hangup` step ended the call.
+    Caller,
+    /// The ring (or overflow) timeout passed.
+    Timeout,
+    /// Another fork answered, or the ACD withdrew this seat's offer (ring-all).
+    Elsewhere,
+}
+
+/// How a seat's forks ended, for the offer failure reported to the ACD when the last one
+/// ends: the best outcome wins, `Withdrawn` (another fork answered, or the caller left) >
+/// `Declined` (486, 603, other finals) > `NoAnswer` (487) > `Unreachable` (408, timeout).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct ForkOutcome {
+    why: OfferFailure,
+    /// The fork's final status (`None`: no final response).
+    status: Option<u16>,
+    /// Journal label of the `seat_failed` event.
+    reason: &'static str,
+}
+
+impl ForkOutcome {
+    fn of(cancel: Option<CancelWhy>, status: Option<u16>) -> ForkOutcome {
+        let (why, reason) = match (cancel, status) {
+            (Some(CancelWhy::Elsewhere), _) => (OfferFailure::Withdrawn, "withdrawn"),
+            // The caller left while the seat rang: not the seat's fault (app_queue logs
+            // ABANDON, not RINGNOANSWER), so no no-answer streak or ring-no-answer count.
+            (Some(CancelWhy::Caller), _) => (OfferFailure::Withdrawn, "caller_left"),
+            (_, Some(487)) => (OfferFailure::NoAnswer, "no_answer"),
+            (_, Some(408) | None) => (OfferFailure::Unreachable, "unreachable"),
+            (_, Some(486)) => (OfferFailure::Declined, "busy"),
+            (_, Some(603)) => (OfferFailure::Declined, "declined"),
+            (_, Some(_)) => (OfferFailure::Declined, "failed"),
+        };
+        ForkOutcome {
+            why,
+            status,
+            reason,
+        }
+    }
+
+    fn rank(&self) -> u8 {
+        match self.why {
+            OfferFailure::Withdrawn => 3,
+            OfferFailure::Declined => 2,
+            OfferFailure::NoAnswer => 1,
+            _ => 0,
+        }
+    }
+}
+
+/// One leg-B INVITE: a fork of the call to one Contact of a seat, or to an overflow
+/// target. Keyed by (target, Contact) within its call; its own client transaction and
+/// dialog (own Call-ID).
 #[derive(Debug)]
 struct OutLeg {
     target: Target,
+    /// The Contact (binding, RFC 3261 §10) this fork was sent to, as text; the overflow
+    /// URI for an overflow target.
+    contact: String,
     tx: ClientTxKey,
     dialog: Dialog,
     invite_cseq: u32,
@@ -223,6 +297,8 @@ struct OutLeg {
     ringing: bool,
     /// Set once vigie decided to withdraw the offer (CANCEL sent).
     cancelling: bool,
+    /// Why vigie CANCELled it.
+    cancel_why: Option<CancelWhy>,
     /// Given up at the ring (or overflow) timeout before any provisional response: the
     /// ACD already counts the offer as failed, so the leg's late final response must not
     /// be reported again (the call may be ringing that seat anew by then).
@@ -237,12 +313,10 @@ struct OutLeg {
 enum Closing {
     /// The call ended: then the seat goes to wrap-up ([`Acd::call_ended`]).
     Ended(CallId),
-    /// A 2xx that crossed our CANCEL was hung up: then the seat is free
-    /// ([`Acd::offer_failed`]).
-    Withdrawn(CallId, SeatId),
-    /// A 2xx that crossed our ring-timeout CANCEL was hung up: then the offer has failed
-    /// and the call goes back to its place in the queue.
-    Crossed(CallId),
+    /// A fork whose 2xx lost (crossed our CANCEL, came after another fork won, or its
+    /// seat was on another call) was ACKed and hung up: then the fork has ended
+    /// ([`Switch::leg_ended`]).
+    Fork(CallId, Box<OutLeg>),
 }
 
 /// What a call's plan is waiting for before its next step.
@@ -287,10 +361,13 @@ struct Call {
     /// vigie's `o=` state towards the caller and towards leg B (RFC 3264 §8).
     origin_a: sdp::LocalOrigin,
     origin_b: sdp::LocalOrigin,
-    b: Option<OutLeg>,
+    /// Leg-B forks: the INVITEs ringing seats' Contacts (several per seat, several seats
+    /// in ring-all) or an overflow target; once answered, the bridged leg (`answered`)
+    /// and forks still being CANCELled.
+    legs: Vec<OutLeg>,
     media: Option<MediaPorts>,
-    /// An offer decided while the relay ports were not ready yet.
-    pending: Option<Decision>,
+    /// Offers decided while the relay ports were not ready yet.
+    pending: Vec<Decision>,
     phase: Phase,
     /// The relay answered [`MediaCommand::Allocate`] (with or without ports).
     media_known: bool,
@@ -363,6 +440,8 @@ pub struct Switch {
     withdrawn: HashMap<String, (CallId, OutLeg)>,
     /// BYEs sent on leg B, by client transaction, until their final response.
     closing: HashMap<ClientTxKey, Closing>,
+    /// The best outcome so far of a seat's ended forks, until its last fork ends.
+    fork_outcomes: HashMap<(CallId, SeatId), ForkOutcome>,
     outputs: VecDeque<Output>,
     stats: SwitchStats,
     features: features::FeatureCodes,
@@ -444,6 +523,7 @@ impl Switch {
             by_sip_call_id: HashMap::new(),
             withdrawn: HashMap::new(),
             closing: HashMap::new(),
+            fork_outcomes: HashMap::new(),
             outputs: VecDeque::new(),
             stats: SwitchStats::default(),
             features: features::FeatureCodes::new(&config.features),
@@ -615,7 +695,7 @@ impl Switch {
                         }
                         self.advance(now, id);
                     }
-                    Some(Wait::Overflow) => self.leg_timed_out(now, id),
+                    Some(Wait::Overflow) => self.overflow_timed_out(now, id),
                     _ => {}
                 }
             }
@@ -708,7 +788,7 @@ impl Switch {
                 {
                     c.next_announce = Some(now);
                 }
-                (c.pending.take(), resume)
+                (std::mem::take(&mut c.pending), resume)
             }
             None => {
                 if ports.is_some() {
@@ -723,7 +803,7 @@ impl Switch {
         }
         // An offer to a seat that was free when the call was queued goes out first: the
         // announcement is then skipped while the seat rings.
-        if let Some(d) = pending {
+        for d in pending {
             self.decide(now, d);
         }
         if self
@@ -927,10 +1007,21 @@ impl Switch {
             self.respond(now, &key, r);
             return;
         };
+        let cid = req.call_id().unwrap_or_default().to_owned();
+        // Only the bridged fork speaks for leg B; an unanswered fork's request ends nothing
+        // (its own final response or our CANCEL does).
+        let bridged = side == Side::A
+            || self
+                .calls
+                .get(&call)
+                .is_some_and(|c| c.legs.iter().any(|l| l.answered && l.dialog.call_id == cid));
         match req.method {
             Method::Bye => {
                 let r = self.response_to(&req, 200, "OK", None);
                 self.respond(now, &key, r);
+                if !bridged {
+                    return;
+                }
                 let cause = match side {
                     Side::A => EndCause::CallerHangup,
                     Side::B => EndCause::AgentHangup,
@@ -950,10 +1041,14 @@ impl Switch {
                 // answers with the SDP it already gave this leg (RFC 3264 §8).
                 let sdp = self.calls.get(&call).and_then(|c| match side {
                     Side::A => c.a_sdp.clone(),
-                    Side::B => c.b.as_ref().map(|b| b.local_sdp.clone()),
+                    Side::B => c
+                        .legs
+                        .iter()
+                        .find(|b| b.dialog.call_id == cid)
+                        .map(|b| b.local_sdp.clone()),
                 });
                 let mut r = self.response_to(&req, 200, "OK", None);
-                if let Some(peer) = self.peer_of(call, side) {
+                if let Some(peer) = self.peer_of(call, side, &cid) {
                     r.headers
                         .push(HeaderName::Contact, self.local.contact(&peer));
                 }
@@ -1006,12 +1101,16 @@ impl Switch {
         }
     }
 
-    /// The transport peer of one leg of a call.
-    fn peer_of(&self, call: CallId, side: Side) -> Option<Peer> {
+    /// The transport peer of one leg of a call (leg B: the fork with SIP Call-ID `cid`).
+    fn peer_of(&self, call: CallId, side: Side, cid: &str) -> Option<Peer> {
         let c = self.calls.get(&call)?;
         match side {
             Side::A => Some(c.a.peer),
-            Side::B => c.b.as_ref().map(|b| b.dialog.peer),
+            Side::B => c
+                .legs
+                .iter()
+                .find(|b| b.dialog.call_id == cid)
+                .map(|b| b.dialog.peer),
         }
     }
 
@@ -1177,9 +1276,9 @@ impl Switch {
                 caller_display: from_hdr.display.clone(),
                 origin_a: sdp::LocalOrigin::new(rand::random::<u32>().into()),
                 origin_b: sdp::LocalOrigin::new(rand::random::<u32>().into()),
-                b: None,
+                legs: Vec::new(),
                 media: None,
-                pending: None,
+                pending: Vec::new(),
                 phase: Phase::Queued,
                 media_known: false,
                 steps: decision.steps.into(),
@@ -1562,6 +1661,7 @@ impl Switch {
                         now,
                         id,
                         Target::Overflow(target.uri.clone()),
+                        target.uri.clone(),
                         uri,
                         peer,
                         to,
@@ -1636,7 +1736,7 @@ impl Switch {
         if c.in_acd {
             self.leave_acd(now, id);
         }
-        self.cancel_out_leg(now, id);
+        self.cancel_forks(now, id, None, CancelWhy::Caller);
         let Some(c) = self.calls.get(&id) else {
             return;
         };
@@ -1741,19 +1841,27 @@ impl Switch {
             let key = call.invite_tx.clone();
             self.respond(now, &key, r);
         }
-        self.cancel_out_leg(now, id);
+        self.cancel_forks(now, id, None, CancelWhy::Caller);
         self.emit(id, CallEventKind::Abandoned { phase });
-        let b_call_id = self
+        let pending = self
             .calls
-            .get(&id)
-            .and_then(|c| c.b.as_ref())
-            .map(|b| b.dialog.call_id.clone());
+            .get_mut(&id)
+            .map(|c| std::mem::take(&mut c.pending))
+            .unwrap_or_default();
         self.finish(id);
-        // A seat whose INVITE is being withdrawn stays reserved until its final response.
-        if b_call_id.is_some_and(|cid| self.withdrawn.contains_key(&cid)) {
+        // A seat whose INVITE is being withdrawn (CANCEL, or BYE after a crossing 2xx)
+        // stays reserved until that fork ends ([`Switch::leg_ended`] reports it).
+        if self.forks_outstanding(id) {
             self.acd.abandon_holding_seat(now, id);
         } else {
             self.acd.abandon(now, id);
+        }
+        // Offers that waited for the relay ports never rang: their seats are free.
+        for d in pending {
+            if let Decision::Offer { seat, .. } = d {
+                self.acd
+                    .offer_failed(now, id, &seat, OfferFailure::Withdrawn);
+            }
         }
     }
 
@@ -1764,7 +1872,8 @@ impl Switch {
             Decision::Offer { call, seat } => self.offer(now, call, seat),
             Decision::Overflow { call, reason } => self.queue_exit(now, call, reason),
             Decision::RingTimeout { call, .. } if self.callback_ring_timeout(now, call) => {}
-            Decision::RingTimeout { call, .. } => self.leg_timed_out(now, call),
+            Decision::RingTimeout { call, seat } => self.seat_timed_out(now, call, &seat),
+            Decision::Withdraw { call, seat } => self.withdraw(now, call, &seat),
             // Each overflow target's timeout is the switch's own (`Call::deadline`).
             Decision::OverflowTimeout { .. } => {}
             #[allow(unreachable_patterns)]
@@ -1772,6 +1881,11 @@ impl Switch {
         }
     }
 
+    /// An ACD offer of the call to `seat`: one INVITE, a fork, to each registered Contact
+    /// of the seat (several bindings of one address of record, RFC 3261 §10.2.1.2: a desk
+    /// phone and a headset app ring together, forked in parallel as a proxy would,
+    /// §16.6–§16.7). The first 2xx wins and the other forks are CANCELled. The offer fails
+    /// ([`OfferFailure::Unreachable`]) at once only when no fork could be sent.
     fn offer(&mut self, now: Instant, id: CallId, seat: SeatId) {
         if self.callbacks.owns(id) {
             self.callback_offer(now, id, seat);
@@ -1783,30 +1897,48 @@ impl Switch {
             return;
         };
         if !call.media_known {
-            call.pending = Some(Decision::Offer { call: id, seat });
+            call.pending.push(Decision::Offer { call: id, seat });
             return;
         }
-        let binding = self.registrar.lookup(&seat).into_iter().next();
-        let Some(binding) = binding else {
-            self.acd
-                .offer_failed(now, id, &seat, OfferFailure::Unreachable);
-            return;
-        };
-        let Some(peer) = seat_peer(&binding) else {
-            self.acd
-                .offer_failed(now, id, &seat, OfferFailure::Unreachable);
-            return;
-        };
         let to = format!("<sip:{}@{}>", seat, self.local.host);
-        if self.send_out_invite(
-            now,
-            id,
-            Target::Seat(seat.clone()),
-            binding.contact,
-            peer,
-            to,
-        ) {
-            if let Some(c) = self.calls.get_mut(&id) {
+        let mut sent = 0usize;
+        // Contacts that stopped answering OPTIONS are skipped while another one answers.
+        let mut bindings = self.registrar.lookup(&seat);
+        if bindings.iter().any(|b| {
+            !self
+                .qualify
+                .is_contact_unreachable(&seat, &b.contact.to_string())
+        }) {
+            bindings.retain(|b| {
+                !self
+                    .qualify
+                    .is_contact_unreachable(&seat, &b.contact.to_string())
+            });
+        }
+        for binding in bindings {
+            let Some(peer) = seat_peer(&binding) else {
+                continue;
+            };
+            let contact = binding.contact.to_string();
+            if self.has_fork(id, &seat, &contact) {
+                continue;
+            }
+            if self.send_out_invite(
+                now,
+                id,
+                Target::Seat(seat.clone()),
+                contact,
+                binding.contact,
+                peer,
+                to.clone(),
+            ) {
+                sent += 1;
+            }
+        }
+        if sent > 0 {
+            if let Some(c) = self.calls.get_mut(&id)
+                && c.phase != Phase::Connected
+            {
                 c.phase = Phase::Ringing;
             }
             self.emit(id, CallEventKind::Offered { seat });
@@ -1816,12 +1948,47 @@ impl Switch {
         }
     }
 
-    /// Sends vigie's INVITE for leg B. Returns false when no SDP could be made.
+    /// Whether the call already has a live fork to this seat's Contact.
+    fn has_fork(&self, id: CallId, seat: &str, contact: &str) -> bool {
+        self.calls.get(&id).is_some_and(|c| {
+            c.legs
+                .iter()
+                .any(|l| l.contact == contact && matches!(&l.target, Target::Seat(s) if s == seat))
+        })
+    }
+
+    /// The ACD withdrew its offer to `seat` ([`Decision::Withdraw`], ring-all: another
+    /// seat answered first): CANCEL the seat's forks with `Reason: SIP;cause=200;
+    /// text="Call completed elsewhere"` (RFC 3326 §2); the ACD learns
+    /// [`OfferFailure::Withdrawn`] when the last of them ends. An offer still waiting for
+    /// the relay ports is dropped at once.
+    fn withdraw(&mut self, now: Instant, id: CallId, seat: &str) {
+        if let Some(c) = self.calls.get_mut(&id) {
+            let before = c.pending.len();
+            c.pending
+                .retain(|d| !matches!(d, Decision::Offer { seat: s, .. } if s == seat));
+            if c.pending.len() != before {
+                self.acd
+                    .offer_failed(now, id, seat, OfferFailure::Withdrawn);
+                return;
+            }
+        }
+        self.cancel_forks(now, id, Some(seat), CancelWhy::Elsewhere);
+    }
+
+    /// Sends vigie's INVITE for one leg-B fork (a seat's Contact, or an overflow target),
+    /// with its own Call-ID, tags and client transaction (vigie is a B2BUA: each fork is a
+    /// dialog of its own). Every fork of a call offers the same SDP, anchored at the
+    /// call's relay port B: only the fork that answers is bridged (the relay learns its
+    /// address from that 2xx), so early media (183 SDP) from the forks is not relayed.
+    /// Returns false when no SDP could be made or the INVITE was refused.
+    #[allow(clippy::too_many_arguments)]
     fn send_out_invite(
         &mut self,
         now: Instant,
         id: CallId,
         target: Target,
+        contact: String,
         ruri: Uri,
         peer: Peer,
         to: String,
@@ -1886,18 +2053,17 @@ impl Switch {
         self.by_sip_call_id
             .insert(dialog.call_id.clone(), (id, Side::B));
         if let Some(c) = self.calls.get_mut(&id) {
-            if let Some(old) = c.b.take() {
-                self.by_sip_call_id.remove(&old.dialog.call_id);
-            }
             c.origin_b = origin;
-            c.b = Some(OutLeg {
+            c.legs.push(OutLeg {
                 target,
+                contact,
                 tx,
                 dialog,
                 invite_cseq: cseq,
                 answered: false,
                 ringing: false,
                 cancelling: false,
+                cancel_why: None,
                 detached: false,
                 local_sdp: sdp,
             });
@@ -1933,26 +2099,40 @@ impl Switch {
         let same_tx = self
             .calls
             .get(&id)
-            .and_then(|c| c.b.as_ref())
-            .is_some_and(|b| &b.tx == key);
+            .is_some_and(|c| c.legs.iter().any(|l| &l.tx == key));
         if !same_tx {
             return;
         }
         match resp.status {
             100 => {}
-            101..=199 => self.on_b_provisional(now, id, &resp),
-            200..=299 => self.on_b_answer(now, id, &resp),
-            _ => self.on_b_failure(now, id, Some(resp.status)),
+            101..=199 => self.on_b_provisional(now, id, key, &resp),
+            200..=299 => self.on_b_answer(now, id, key, &resp),
+            _ => self.on_b_failure(now, id, key, Some(resp.status)),
         }
     }
 
-    fn on_b_provisional(&mut self, now: Instant, id: CallId, resp: &Response) {
-        let Some(b) = self.calls.get_mut(&id).and_then(|c| c.b.as_mut()) else {
+    /// A fork's first provisional response: the seat rings ([`Acd::offer_ringing`], the
+    /// `ringing` event) on the first 180/183 from any of its Contacts.
+    fn on_b_provisional(&mut self, now: Instant, id: CallId, key: &ClientTxKey, resp: &Response) {
+        let Some(call) = self.calls.get_mut(&id) else {
+            return;
+        };
+        let Some(i) = call.legs.iter().position(|l| &l.tx == key) else {
+            return;
+        };
+        let connected = call.phase == Phase::Connected;
+        let Some(b) = call.legs.get(i) else {
             return;
         };
         if b.ringing {
             return;
         }
+        let target = b.target.clone();
+        let quiet = b.cancelling || connected;
+        let seat_rang = call.legs.iter().any(|l| l.ringing && l.target == target);
+        let Some(b) = call.legs.get_mut(i) else {
+            return;
+        };
         b.ringing = true;
         if let Some(tag) = resp
             .header_to()
@@ -1961,17 +2141,26 @@ impl Switch {
         {
             b.dialog.remote_tag = Some(tag);
         }
-        if let Target::Seat(seat) = b.target.clone() {
+        if let Target::Seat(seat) = target
+            && !seat_rang
+            && !quiet
+        {
             self.acd.offer_ringing(now, id, &seat);
             self.emit(id, CallEventKind::Ringing { seat });
         }
     }
 
-    fn on_b_answer(&mut self, now: Instant, id: CallId, resp: &Response) {
+    /// A fork answered. The first 2xx of a call wins: it is bridged and every other fork
+    /// is CANCELled (`Reason: SIP;cause=200`, RFC 3326). A 2xx that lost (it crossed our
+    /// CANCEL, RFC 3261 §9.1; another fork had already won; or the ACD refused it because
+    /// the seat is on another call) is ACKed and hung up with BYE: a call is never
+    /// bridged to two seats.
+    fn on_b_answer(&mut self, now: Instant, id: CallId, key: &ClientTxKey, resp: &Response) {
         let Some(call) = self.calls.get_mut(&id) else {
             return;
         };
-        let Some(b) = call.b.as_mut() else {
+        let connected = call.phase == Phase::Connected;
+        let Some(b) = call.legs.iter_mut().find(|l| &l.tx == key) else {
             return;
         };
         if b.answered {
@@ -1988,20 +2177,55 @@ impl Switch {
         let ack = b.dialog.ack(b.invite_cseq, &self.local, &self.user_agent);
         let peer = b.dialog.peer;
         let target = b.target.clone();
-        let cancelling = b.cancelling;
+        let lost = b.cancelling || connected;
+        if connected && !b.cancelling {
+            b.cancelling = true;
+            b.cancel_why = Some(CancelWhy::Elsewhere);
+        }
         self.txn.send_stateless(peer, Message::Request(ack));
-        if cancelling {
-            // Our CANCEL crossed the 200 (RFC 3261 §9.1): the seat answered a call we
-            // withdrew. ACK it and hang up that leg; the call goes on as before once the
-            // seat has answered the BYE.
-            match self.bye_b(now, id) {
-                Some(bye) => {
-                    self.closing.insert(bye, Closing::Crossed(id));
-                }
-                None => self.out_leg_failed(now, id, Some(487), "no_answer"),
-            }
+        if lost {
+            // Our CANCEL crossed the 200 (RFC 3261 §9.1), or another fork won first: ACK
+            // it and hang up that fork; the call goes on as before once the seat has
+            // answered the BYE.
+            self.hang_up_fork(now, id, key);
             return;
         }
+        if let Target::Seat(seat) = &target
+            && !self.acd.offer_answered(now, id, seat)
+        {
+            // The seat is already on another call (two answers raced): a seat is never in
+            // two calls. Hang this answer up; the call keeps its place in the queue.
+            tracing::warn!(call = %id, %seat, "seat answered but is on another call: hung up");
+            if let Some(b) = self
+                .calls
+                .get_mut(&id)
+                .and_then(|c| c.legs.iter_mut().find(|l| &l.tx == key))
+            {
+                b.cancelling = true;
+                b.cancel_why = Some(CancelWhy::Elsewhere);
+            }
+            let seat = seat.clone();
+            self.cancel_forks(now, id, Some(&seat), CancelWhy::Elsewhere);
+            self.hang_up_fork(now, id, key);
+            return;
+        }
+        // The first answer wins: every other fork of the call (this seat's other Contacts,
+        // other seats' INVITEs) is CANCELled. This seat's other forks are detached: the
+        // seat answered, its offer did not fail.
+        if let Some(call) = self.calls.get_mut(&id) {
+            for l in call.legs.iter_mut() {
+                if &l.tx != key && l.target == target {
+                    l.detached = true;
+                }
+            }
+        }
+        if let Target::Seat(seat) = &target {
+            self.fork_outcomes.remove(&(id, seat.clone()));
+        }
+        self.cancel_forks(now, id, None, CancelWhy::Elsewhere);
+        let Some(call) = self.calls.get_mut(&id) else {
+            return;
+        };
         call.deadline = None;
         call.announce = None;
         call.announcing = false;
@@ -2080,7 +2304,8 @@ impl Switch {
         self.connected(now, id, target);
     }
 
-    /// Leg B answered and the caller is bridged: the ACD and the journal learn it.
+    /// Leg B answered and the caller is bridged: the ACD (already told of a seat's answer
+    /// by [`Acd::offer_answered`]) and the journal learn it.
     fn connected(&mut self, now: Instant, id: CallId, target: Target) {
         let in_acd = match self.calls.get_mut(&id) {
             Some(c) => std::mem::replace(&mut c.in_acd, false),
@@ -2091,7 +2316,6 @@ impl Switch {
                 if let Some(c) = self.calls.get_mut(&id) {
                     c.answered_at = Some(now);
                 }
-                self.acd.offer_answered(now, id, &seat);
                 self.emit(id, CallEventKind::Answered { seat });
             }
             Target::Overflow(target) => {
@@ -2103,60 +2327,131 @@ impl Switch {
         }
     }
 
-    fn on_b_failure(&mut self, now: Instant, id: CallId, status: Option<u16>) {
-        let reason = match status {
-            Some(486) => "busy",
-            Some(603) => "declined",
-            Some(487) => "no_answer",
-            Some(408) | None => "unreachable",
-            Some(_) => "failed",
-        };
-        self.out_leg_failed(now, id, status, reason);
+    /// A fork's final failure (3xx–6xx): that fork ends.
+    fn on_b_failure(&mut self, now: Instant, id: CallId, key: &ClientTxKey, status: Option<u16>) {
+        if let Some(leg) = self.take_leg(id, key) {
+            self.leg_ended(now, id, leg, status);
+        }
     }
 
-    /// Leg B ended without an answer (or was torn down after a crossed CANCEL): the ACD
-    /// learns it and the call goes back to its place in the queue.
-    fn out_leg_failed(
-        &mut self,
-        now: Instant,
-        id: CallId,
-        status: Option<u16>,
-        reason: &'static str,
-    ) {
-        let Some(call) = self.calls.get_mut(&id) else {
+    /// Removes a fork from its call (and from the Call-ID index).
+    fn take_leg(&mut self, id: CallId, key: &ClientTxKey) -> Option<OutLeg> {
+        let call = self.calls.get_mut(&id)?;
+        let i = call.legs.iter().position(|l| &l.tx == key)?;
+        let leg = call.legs.remove(i);
+        self.by_sip_call_id.remove(&leg.dialog.call_id);
+        Some(leg)
+    }
+
+    /// ACKed fork that lost (see [`Switch::on_b_answer`]): BYE on its dialog; it ends
+    /// once the BYE is answered (or times out), so its seat takes no new offer before its
+    /// phone has left this call.
+    fn hang_up_fork(&mut self, now: Instant, id: CallId, key: &ClientTxKey) {
+        let Some(leg) = self.take_leg(id, key) else {
             return;
         };
-        let Some(b) = call.b.take() else {
-            return;
-        };
-        self.by_sip_call_id.remove(&b.dialog.call_id);
-        call.phase = Phase::Queued;
-        match b.target {
-            Target::Seat(seat) => {
-                let why = match status {
-                    Some(487) => OfferFailure::NoAnswer,
-                    Some(408) | None => OfferFailure::Unreachable,
-                    _ => OfferFailure::Declined,
-                };
-                self.emit(
-                    id,
-                    CallEventKind::SeatFailed {
-                        seat: seat.clone(),
-                        status,
-                        reason,
-                    },
-                );
-                self.acd.offer_failed(now, id, &seat, why);
+        self.bye_fork(now, id, leg);
+    }
+
+    fn bye_fork(&mut self, now: Instant, id: CallId, mut leg: OutLeg) {
+        let bye = leg
+            .dialog
+            .request(Method::Bye, &self.local, &self.user_agent);
+        match self.txn.send_request(now, leg.dialog.peer, bye) {
+            Ok(bye) => {
+                self.closing.insert(bye, Closing::Fork(id, Box::new(leg)));
             }
-            Target::Overflow(_) => {
-                self.emit(id, CallEventKind::OverflowFailed { status });
-                self.overflow_failed(now, id);
+            Err(e) => {
+                tracing::error!(call = %id, error = %e, "BYE on a losing leg B not sent");
+                self.leg_ended(now, id, leg, Some(487));
             }
         }
     }
 
-    /// A final response to a leg-B INVITE whose call already ended (the `withdrawn`
-    /// legs): a 2xx gets ACK and BYE (RFC 3261 §15); any final response forgets the leg.
+    /// A fork ended without being bridged (final failure, transaction timeout, or hung up
+    /// after a losing 2xx). An overflow target's failure moves the overflow on. For a
+    /// seat, the offer fails only when its last fork has ended, with the best of their
+    /// outcomes ([`ForkOutcome`]): the `seat_failed` event (while the call lasts) and
+    /// [`Acd::offer_failed`]. A detached fork reports nothing (its seat was already
+    /// reported, or answered).
+    fn leg_ended(&mut self, now: Instant, id: CallId, leg: OutLeg, status: Option<u16>) {
+        if leg.detached {
+            return;
+        }
+        let seat = match leg.target {
+            Target::Overflow(_) => {
+                if let Some(c) = self.calls.get_mut(&id) {
+                    c.phase = Phase::Queued;
+                    self.emit(id, CallEventKind::OverflowFailed { status });
+                    self.overflow_failed(now, id);
+                }
+                return;
+            }
+            Target::Seat(seat) => seat,
+        };
+        let outcome = ForkOutcome::of(leg.cancel_why, status);
+        let key = (id, seat.clone());
+        let best = match self.fork_outcomes.remove(&key) {
+            Some(o) if o.rank() >= outcome.rank() => o,
+            _ => outcome,
+        };
+        if self.forks_left(id, &seat) > 0 {
+            self.fork_outcomes.insert(key, best);
+            return;
+        }
+        if let Some(c) = self.calls.get_mut(&id) {
+            if c.phase != Phase::Connected && c.legs.is_empty() {
+                c.phase = Phase::Queued;
+            }
+            self.emit(
+                id,
+                CallEventKind::SeatFailed {
+                    seat: seat.clone(),
+                    status: best.status,
+                    reason: best.reason,
+                },
+            );
+        }
+        self.acd.offer_failed(now, id, &seat, best.why);
+    }
+
+    /// The forks of `seat` for `call` that have not ended yet and will report (not
+    /// detached): ringing, being CANCELled after the call ended, or being hung up.
+    fn forks_left(&self, id: CallId, seat: &str) -> usize {
+        let mine = |l: &OutLeg| !l.detached && matches!(&l.target, Target::Seat(s) if s == seat);
+        let live = self
+            .calls
+            .get(&id)
+            .map_or(0, |c| c.legs.iter().filter(|l| mine(l)).count());
+        let withdrawn = self
+            .withdrawn
+            .values()
+            .filter(|(c, l)| *c == id && mine(l))
+            .count();
+        let closing = self
+            .closing
+            .values()
+            .filter(|c| matches!(c, Closing::Fork(c, l) if *c == id && mine(l)))
+            .count();
+        live + withdrawn + closing
+    }
+
+    /// Whether any seat fork of a call that has ended is still outstanding (being
+    /// CANCELled or hung up): its seat stays reserved until it ends.
+    fn forks_outstanding(&self, id: CallId) -> bool {
+        let seat_fork = |l: &OutLeg| !l.detached && matches!(l.target, Target::Seat(_));
+        self.withdrawn
+            .values()
+            .any(|(c, l)| *c == id && seat_fork(l))
+            || self
+                .closing
+                .values()
+                .any(|c| matches!(c, Closing::Fork(c, l) if *c == id && seat_fork(l)))
+    }
+
+    /// A final response to a leg-B INVITE withdrawn from its call (the call ended, or the
+    /// fork was given up at the ring timeout): a 2xx gets ACK and BYE (RFC 3261 §15); any
+    /// final response ends the fork.
     fn on_withdrawn_response(&mut self, now: Instant, key: &ClientTxKey, resp: &Response) {
         let Ok(cid) = resp.call_id() else {
             return;
@@ -2172,17 +2467,12 @@ impl Switch {
         let Some((id, mut leg)) = self.withdrawn.remove(cid) else {
             return;
         };
-        let seat = match &leg.target {
-            Target::Seat(seat) if !leg.detached => Some(seat.clone()),
-            _ => None,
-        };
         if resp.class() != 2 {
-            if let Some(seat) = seat {
-                self.acd
-                    .offer_failed(now, id, &seat, OfferFailure::NoAnswer);
-            }
+            // Withdrawn by vigie: whatever the final status, the offer was not answered.
+            self.leg_ended(now, id, leg, Some(487));
             return;
         }
+        leg.answered = true;
         leg.dialog.remote_tag = resp
             .header_to()
             .ok()
@@ -2190,66 +2480,56 @@ impl Switch {
         if let Some(c) = resp.contacts().ok().and_then(|c| c.into_iter().next()) {
             leg.dialog.remote_target = c.uri;
         }
-        let peer = leg.dialog.peer;
         let ack = leg
             .dialog
             .ack(leg.invite_cseq, &self.local, &self.user_agent);
-        self.txn.send_stateless(peer, Message::Request(ack));
-        let bye = leg
-            .dialog
-            .request(Method::Bye, &self.local, &self.user_agent);
+        self.txn
+            .send_stateless(leg.dialog.peer, Message::Request(ack));
         // The seat is free for new offers once its BYE is answered.
-        match (self.txn.send_request(now, peer, bye), seat) {
-            (Ok(bye), Some(seat)) => {
-                self.closing.insert(bye, Closing::Withdrawn(id, seat));
-            }
-            (Ok(_), None) => {}
-            (Err(e), seat) => {
-                tracing::error!(error = %e, "BYE on a withdrawn leg B not sent");
-                if let Some(seat) = seat {
-                    self.acd
-                        .offer_failed(now, id, &seat, OfferFailure::NoAnswer);
-                }
-            }
-        }
+        self.bye_fork(now, id, leg);
     }
 
     /// A BYE vigie sent on leg B got its final response or timed out.
     fn closed(&mut self, now: Instant, closing: Closing) {
         match closing {
             Closing::Ended(id) => self.acd.call_ended(now, id),
-            Closing::Withdrawn(id, seat) => {
-                self.acd
-                    .offer_failed(now, id, &seat, OfferFailure::NoAnswer);
-            }
-            Closing::Crossed(id) => self.out_leg_failed(now, id, Some(487), "no_answer"),
+            Closing::Fork(id, leg) => self.leg_ended(now, id, *leg, Some(487)),
         }
     }
 
     fn on_stray_2xx(&mut self, from: Peer, resp: &Response) {
         // A retransmitted 2xx: our ACK was lost; send it again (RFC 3261 §13.2.2.4).
-        let Some((id, Side::B)) = resp
-            .call_id()
-            .ok()
-            .and_then(|c| self.by_sip_call_id.get(c).copied())
-        else {
+        let Ok(cid) = resp.call_id() else {
             return;
         };
-        if let Some(b) = self.calls.get(&id).and_then(|c| c.b.as_ref()) {
+        let leg = self
+            .calls
+            .values()
+            .flat_map(|c| c.legs.iter())
+            .chain(self.withdrawn.values().map(|(_, l)| l))
+            .chain(self.closing.values().filter_map(|c| match c {
+                Closing::Fork(_, l) => Some(&**l),
+                Closing::Ended(_) => None,
+            }))
+            .find(|l| l.answered && l.dialog.call_id == cid);
+        if let Some(b) = leg {
             let ack = b.dialog.ack(b.invite_cseq, &self.local, &self.user_agent);
             self.txn.send_stateless(from, Message::Request(ack));
         }
     }
 
+    /// A client transaction timed out (Timer B/F, RFC 3261 §17.1) or hit a transport
+    /// error: that fork alone ends; a BYE's timeout closes its leg.
     fn on_client_timeout(&mut self, now: Instant, key: &ClientTxKey) {
         self.callback_client_timeout(now, key);
         let found = self.calls.iter().find_map(|(id, c)| {
-            c.b.as_ref()
-                .filter(|b| &b.tx == key && !b.answered)
-                .map(|_| *id)
+            c.legs
+                .iter()
+                .any(|b| &b.tx == key && !b.answered)
+                .then_some(*id)
         });
         if let Some(id) = found {
-            self.on_b_failure(now, id, None);
+            self.on_b_failure(now, id, key, None);
         }
         if let Some(closing) = self.closing.remove(key) {
             self.closed(now, closing);
@@ -2261,12 +2541,8 @@ impl Switch {
             .map(|(cid, _)| cid.clone())
             .collect();
         for cid in timed_out {
-            if let Some((id, leg)) = self.withdrawn.remove(&cid)
-                && let Target::Seat(seat) = &leg.target
-                && !leg.detached
-            {
-                self.acd
-                    .offer_failed(now, id, seat, OfferFailure::Unreachable);
+            if let Some((id, leg)) = self.withdrawn.remove(&cid) {
+                self.leg_ended(now, id, leg, None);
             }
         }
     }
@@ -2284,64 +2560,127 @@ impl Switch {
 
     // ---- tearing down -----------------------------------------------------------------
 
-    /// Withdraws leg B: CANCEL while it has not answered.
-    fn cancel_out_leg(&mut self, now: Instant, id: CallId) {
-        let Some(b) = self.calls.get_mut(&id).and_then(|c| c.b.as_mut()) else {
-            return;
-        };
-        if b.answered || b.cancelling {
-            return;
-        }
-        b.cancelling = true;
-        let key = b.tx.clone();
-        if let Err(e) = self.txn.cancel(now, &key) {
-            tracing::debug!(call = %id, error = %e, "CANCEL not sent");
-        }
-    }
-
-    /// The ring or overflow timeout passed: CANCEL leg B. A leg that sent no provisional
-    /// response cannot be CANCELled yet (RFC 3261 §9.1) and might never answer before
-    /// Timer B (32 s): it is given up now (the call moves on to the next seat or back to
-    /// the queue) and kept aside so a late 2xx still gets ACK and BYE.
-    fn leg_timed_out(&mut self, now: Instant, id: CallId) {
-        self.cancel_out_leg(now, id);
+    /// CANCELs the call's forks that have not answered (all, or only `seat`'s), once
+    /// each (RFC 3261 §9.1; held by the transaction layer until the fork's first
+    /// provisional response). Forks CANCELled because another fork answered carry
+    /// [`REASON_COMPLETED_ELSEWHERE`] (RFC 3326 §2).
+    fn cancel_forks(&mut self, now: Instant, id: CallId, seat: Option<&str>, why: CancelWhy) {
         let Some(call) = self.calls.get_mut(&id) else {
             return;
         };
-        if !call.b.as_ref().is_some_and(|b| !b.ringing && !b.answered) {
-            return;
-        }
-        let Some(mut b) = call.b.take() else {
-            return;
-        };
-        call.phase = Phase::Queued;
-        b.detached = true;
-        self.by_sip_call_id.remove(&b.dialog.call_id);
-        let target = b.target.clone();
-        self.withdrawn.insert(b.dialog.call_id.clone(), (id, b));
-        match target {
-            Target::Seat(seat) => {
-                self.emit(
-                    id,
-                    CallEventKind::SeatFailed {
-                        seat: seat.clone(),
-                        status: None,
-                        reason: "no_answer",
-                    },
-                );
-                self.acd
-                    .offer_failed(now, id, &seat, OfferFailure::NoAnswer);
+        let mut keys = Vec::new();
+        for leg in call.legs.iter_mut() {
+            if leg.answered || leg.cancelling {
+                continue;
             }
-            Target::Overflow(_) => {
-                self.emit(id, CallEventKind::OverflowFailed { status: None });
-                self.overflow_failed(now, id);
+            if let Some(seat) = seat
+                && !matches!(&leg.target, Target::Seat(s) if s == seat)
+            {
+                continue;
+            }
+            leg.cancelling = true;
+            leg.cancel_why = Some(why);
+            keys.push(leg.tx.clone());
+        }
+        let reason = (why == CancelWhy::Elsewhere).then_some(REASON_COMPLETED_ELSEWHERE);
+        for key in keys {
+            if let Err(e) = self.txn.cancel_with_reason(now, &key, reason) {
+                tracing::debug!(call = %id, error = %e, "CANCEL not sent");
             }
         }
     }
 
-    /// BYE on leg B; returns its client transaction when sent.
+    /// The ACD's ring timeout for `seat`: CANCEL all its forks. Forks that sent no
+    /// provisional response cannot be CANCELled yet (RFC 3261 §9.1) and might never
+    /// answer before Timer B (32 s): they are given up now (detached, kept aside so a late
+    /// 2xx still gets ACK and BYE). When none of the seat's forks rang, the offer fails at
+    /// once (the call moves on to the next seat); otherwise when the ringing ones end.
+    fn seat_timed_out(&mut self, now: Instant, id: CallId, seat: &str) {
+        self.cancel_forks(now, id, Some(seat), CancelWhy::Timeout);
+        let Some(call) = self.calls.get_mut(&id) else {
+            return;
+        };
+        let mut given_up = Vec::new();
+        let mut i = 0;
+        while let Some(l) = call.legs.get(i) {
+            if !l.ringing && !l.answered && matches!(&l.target, Target::Seat(s) if s == seat) {
+                let mut l = call.legs.remove(i);
+                l.detached = true;
+                given_up.push(l);
+            } else {
+                i += 1;
+            }
+        }
+        if given_up.is_empty() {
+            return;
+        }
+        if call.phase != Phase::Connected && call.legs.is_empty() {
+            call.phase = Phase::Queued;
+        }
+        for l in given_up {
+            self.by_sip_call_id.remove(&l.dialog.call_id);
+            self.withdrawn.insert(l.dialog.call_id.clone(), (id, l));
+        }
+        if self.forks_left(id, seat) > 0 {
+            return;
+        }
+        self.fork_outcomes.remove(&(id, seat.to_owned()));
+        self.emit(
+            id,
+            CallEventKind::SeatFailed {
+                seat: seat.to_owned(),
+                status: None,
+                reason: "no_answer",
+            },
+        );
+        self.acd.offer_failed(now, id, seat, OfferFailure::NoAnswer);
+    }
+
+    /// The overflow target's timeout passed: CANCEL it. A target that sent no provisional
+    /// response is given up now (kept aside so a late 2xx still gets ACK and BYE) and the
+    /// next target is tried.
+    fn overflow_timed_out(&mut self, now: Instant, id: CallId) {
+        let Some(call) = self.calls.get_mut(&id) else {
+            return;
+        };
+        let mut keys = Vec::new();
+        for l in call.legs.iter_mut() {
+            if matches!(l.target, Target::Overflow(_)) && !l.answered && !l.cancelling {
+                l.cancelling = true;
+                l.cancel_why = Some(CancelWhy::Timeout);
+                keys.push(l.tx.clone());
+            }
+        }
+        for key in &keys {
+            if let Err(e) = self.txn.cancel(now, key) {
+                tracing::debug!(call = %id, error = %e, "CANCEL not sent");
+            }
+        }
+        let Some(call) = self.calls.get_mut(&id) else {
+            return;
+        };
+        let Some(i) = call
+            .legs
+            .iter()
+            .position(|l| matches!(l.target, Target::Overflow(_)) && !l.ringing && !l.answered)
+        else {
+            return;
+        };
+        let mut b = call.legs.remove(i);
+        call.phase = Phase::Queued;
+        b.detached = true;
+        self.by_sip_call_id.remove(&b.dialog.call_id);
+        self.withdrawn.insert(b.dialog.call_id.clone(), (id, b));
+        self.emit(id, CallEventKind::OverflowFailed { status: None });
+        self.overflow_failed(now, id);
+    }
+
+    /// BYE on the bridged leg B; returns its client transaction when sent.
     fn bye_b(&mut self, now: Instant, id: CallId) -> Option<ClientTxKey> {
-        let b = self.calls.get_mut(&id).and_then(|c| c.b.as_mut())?;
+        let b = self
+            .calls
+            .get_mut(&id)
+            .and_then(|c| c.legs.iter_mut().find(|l| l.answered))?;
         let bye = b.dialog.request(Method::Bye, &self.local, &self.user_agent);
         let peer = b.dialog.peer;
         match self.txn.send_request(now, peer, bye) {
@@ -2421,7 +2760,7 @@ impl Switch {
         if let Some(call) = self.calls.remove(&id) {
             self.by_invite_tx.remove(&call.invite_tx);
             self.by_sip_call_id.remove(&call.a.call_id);
-            if let Some(b) = call.b {
+            for b in call.legs {
                 self.by_sip_call_id.remove(&b.dialog.call_id);
                 if b.cancelling && !b.answered {
                     self.withdrawn.insert(b.dialog.call_id.clone(), (id, b));
@@ -2668,5 +3007,68 @@ fn reason_phrase(status: u16) -> &'static str {
         600 => "Busy Everywhere",
         603 => "Decline",
         _ => "Call Released",
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn best(forks: &[(Option<CancelWhy>, Option<u16>)]) -> ForkOutcome {
+        forks
+            .iter()
+            .map(|(c, s)| ForkOutcome::of(*c, *s))
+            .fold(None::<ForkOutcome>, |acc, o| match acc {
+                Some(a) if a.rank() >= o.rank() => Some(a),
+                _ => Some(o),
+            })
+            .unwrap()
+    }
+
+    #[test]
+    fn fork_outcome_labels_follow_the_final_status() {
+        let of = |s| ForkOutcome::of(None, s);
+        assert_eq!(of(Some(486)).why, OfferFailure::Declined);
+        assert_eq!(of(Some(486)).reason, "busy");
+        assert_eq!(of(Some(603)).reason, "declined");
+        assert_eq!(of(Some(480)).reason, "failed");
+        assert_eq!(of(Some(487)).why, OfferFailure::NoAnswer);
+        assert_eq!(of(Some(408)).why, OfferFailure::Unreachable);
+        assert_eq!(of(None).why, OfferFailure::Unreachable);
+        let w = ForkOutcome::of(Some(CancelWhy::Elsewhere), Some(487));
+        assert_eq!(
+            (w.why, w.reason, w.status),
+            (OfferFailure::Withdrawn, "withdrawn", Some(487))
+        );
+        // A ring-timeout CANCEL is reported by the fork's status (487 = no answer).
+        assert_eq!(
+            ForkOutcome::of(Some(CancelWhy::Timeout), Some(487)).why,
+            OfferFailure::NoAnswer
+        );
+    }
+
+    #[test]
+    fn the_best_fork_outcome_wins_in_any_order() {
+        let busy = (None, Some(486));
+        let timeout = (None, None);
+        let rang_out = (Some(CancelWhy::Timeout), Some(487));
+        for forks in [
+            [busy, timeout, rang_out],
+            [timeout, rang_out, busy],
+            [rang_out, busy, timeout],
+        ] {
+            let b = best(&forks);
+            assert_eq!(
+                (b.why, b.status, b.reason),
+                (OfferFailure::Declined, Some(486), "busy")
+            );
+        }
+        let b = best(&[timeout, rang_out]);
+        assert_eq!(b.why, OfferFailure::NoAnswer);
+        // The caller left while the seat rang: withdrawn, never a no-answer of the seat.
+        let b = best(&[timeout, (Some(CancelWhy::Caller), Some(487))]);
+        assert_eq!((b.why, b.reason), (OfferFailure::Withdrawn, "caller_left"));
+        let b = best(&[busy, (Some(CancelWhy::Elsewhere), Some(487))]);
+        assert_eq!(b.why, OfferFailure::Withdrawn);
     }
 }

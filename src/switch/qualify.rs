@@ -149,6 +149,15 @@ impl Qualifier {
         self.unreachable.contains_key(seat)
     }
 
+    /// True when this Contact of `seat` (the URI as text) failed its last probe: an offer
+    /// to the seat skips it while another of the seat's contacts is reachable.
+    pub fn is_contact_unreachable(&self, seat: &str, contact: &str) -> bool {
+        self.contacts
+            .get(seat)
+            .and_then(|m| m.get(contact))
+            .is_some_and(|c| !c.reachable)
+    }
+
     /// Replaces the set of contacts with the registrar's current bindings. A new contact
     /// is first probed one interval after it registered; a contact whose binding was
     /// refreshed since the last sync is reachable again; a contact no longer bound is
