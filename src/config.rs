@@ -943,4 +943,52 @@ queues = [{ name = "admin" }]
         assert!(Cidr::parse("10.0.0.0/33").is_none());
         assert!(Cidr::parse("nonsense").is_none());
     }
+
+    #[test]
+    fn callbacks_offered_to_seats_are_read_and_checked() {
+        let c = Config::parse(
+            r#"
+[callbacks]
+offer_to_seats = true
+dial_uri = "sip:{number}@192.0.2.10:5060;user=phone"
+priority = 7
+max_attempts = 2
+retry_after_s = 120
+caller_ring_s = 25
+"#,
+        )
+        .unwrap();
+        assert!(c.callbacks.offer_to_seats);
+        assert_eq!(c.callbacks.priority, 7);
+        assert_eq!(c.callbacks.max_attempts, 2);
+        assert_eq!(c.callbacks.retry_after_s, 120);
+        assert_eq!(c.callbacks.caller_ring_s, 25);
+        assert_eq!(c.callbacks.match_window_s, 1800);
+        c.validate().unwrap();
+        let d = Config::default().callbacks;
+        assert!(!d.offer_to_seats);
+        assert_eq!((d.priority, d.max_attempts, d.retry_after_s), (10, 3, 300));
+        for bad in [
+            "tel:{number}",
+            "sip:192.0.2.10",
+            "sip:{number}@trunk.example.net",
+            "sip:{number}{number}@192.0.2.10",
+        ] {
+            let mut c = Config::default();
+            c.callbacks.dial_uri = bad.to_owned();
+            assert!(
+                matches!(c.validate(), Err(Invalid::CallbackDialUri(ref u)) if u == bad),
+                "{bad}"
+            );
+        }
+        let mut c = Config::default();
+        c.callbacks.max_attempts = 0;
+        assert!(matches!(
+            c.validate(),
+            Err(Invalid::CallbackLimits {
+                max_attempts: 0,
+                caller_ring_s: 30
+            })
+        ));
+    }
 }
