@@ -4578,7 +4578,12 @@ fn abandon_during_an_announcement_is_phase_announcement() {
 
 /// One seat, callbacks offered at priority 10, the caller reached at 127.0.0.5:5080.
 fn callback_sim(retry_after_s: u64, max_attempts: u32) -> Sim {
-    let mut c = config(1);
+    callback_sim_seats(1, retry_after_s, max_attempts)
+}
+
+/// [`callback_sim`] with `seats` seats.
+fn callback_sim_seats(seats: usize, retry_after_s: u64, max_attempts: u32) -> Sim {
+    let mut c = config(seats);
     c.callbacks.offer_to_seats = true;
     c.callbacks.dial_uri = "sip:{number}@127.0.0.5:5080".into();
     c.callbacks.retry_after_s = retry_after_s;
@@ -4850,4 +4855,58 @@ fn fork_skips_a_contact_that_fails_qualify() {
     assert_eq!(sim.ua(desk).up_count(), 1);
     let call = sim.calls()[0];
     assert!(sim.events_of(call).contains(&"answered agent01".to_owned()));
+}
+
+/// The first seat declines the callback (603): no attempt is counted, the ACD offers the
+/// same pseudo-call to the next seat, which answers; the caller is reached.
+#[test]
+fn a_seat_declining_a_callback_passes_it_to_the_next_seat() {
+    let mut sim = callback_sim_seats(2, 300, 3);
+    let first = sim.add_seat(1, Some(Duration::from_secs(1)));
+    sim.ua(first).refuse = Some(603);
+    sim.run(100);
+    let _second = sim.add_seat(2, Some(Duration::from_secs(1)));
+    let callee = add_target(
+        &mut sim,
+        "callee",
+        [127, 0, 0, 5],
+        Some(Duration::from_secs(1)),
+    );
+    sim.ua(callee).hangup_after = Some(Duration::from_secs(2));
+    sim.run(1_000);
+    let now = sim.now;
+    sim.switch
+        .callback_open(now, 4, "+33199000012", "line19", 0);
+    sim.run(30_000);
+
+    let cbs = callback_calls(&sim);
+    assert_eq!(cbs.len(), 1);
+    assert_eq!(
+        offers(&sim),
+        vec![
+            (cbs[0], "agent01".to_owned()),
+            (cbs[0], "agent02".to_owned())
+        ]
+    );
+    assert_eq!(
+        sim.events_of(cbs[0]),
+        strings(&[
+            "queued line19",
+            "offered agent01",
+            "seat_failed agent01 Some(603) declined",
+            "offered agent02",
+            "ringing agent02",
+            "answered agent02",
+            "ended caller_hangup"
+        ])
+    );
+    assert_eq!(
+        sim.callback_results
+            .iter()
+            .map(|(_, t, r)| (*t, *r))
+            .collect::<Vec<_>>(),
+        [(4, TaskResult::Close(CallbackOutcome::Reached))]
+    );
+    assert_eq!(sim.ua(callee).requests(Method::Invite).len(), 1);
+    assert_eq!(sim.switch.callbacks_pending(), 0);
 }

@@ -321,7 +321,7 @@ impl Switch {
         if !self.callbacks.owns(call) {
             return false;
         }
-        self.callback_seat_failed(now, call, OfferFailure::NoAnswer, true);
+        self.callback_seat_failed(now, call, OfferFailure::NoAnswer, None, true);
         true
     }
 
@@ -454,7 +454,7 @@ impl Switch {
                             408 => OfferFailure::Unreachable,
                             _ => OfferFailure::Declined,
                         };
-                        self.callback_seat_failed(now, call, why, false);
+                        self.callback_seat_failed(now, call, why, Some(status), false);
                     }
                     Leg::Caller => {
                         if let Some(r) = self.callbacks.runs.get_mut(&call) {
@@ -489,7 +489,7 @@ impl Switch {
         });
         match found {
             Some((call, Leg::Seat)) => {
-                self.callback_seat_failed(now, call, OfferFailure::Unreachable, false)
+                self.callback_seat_failed(now, call, OfferFailure::Unreachable, None, false)
             }
             Some((call, Leg::Caller)) => {
                 if let Some(r) = self.callbacks.runs.get_mut(&call) {
@@ -560,6 +560,7 @@ impl Switch {
         now: Instant,
         call: CallId,
         why: OfferFailure,
+        status: Option<u16>,
         cancel: bool,
     ) {
         let Some(mut run) = self.callbacks.runs.remove(&call) else {
@@ -580,8 +581,12 @@ impl Switch {
             call,
             CallEventKind::SeatFailed {
                 seat: run.seat.clone(),
-                status: None,
-                reason: "no_answer",
+                status,
+                reason: match why {
+                    OfferFailure::NoAnswer => "no_answer",
+                    OfferFailure::Unreachable => "unreachable",
+                    _ => "declined",
+                },
             },
         );
         let withdrawn = self
@@ -624,7 +629,13 @@ impl Switch {
                         self.emit(call, CallEventKind::Offered { seat });
                     } else {
                         self.callbacks.runs.insert(call, run);
-                        self.callback_seat_failed(now, call, OfferFailure::Unreachable, false);
+                        self.callback_seat_failed(
+                            now,
+                            call,
+                            OfferFailure::Unreachable,
+                            None,
+                            false,
+                        );
                         return;
                     }
                 }
@@ -733,7 +744,16 @@ impl Switch {
                     _ => false,
                 };
                 if !keep {
-                    self.callbacks.tasks.remove(&task);
+                    let withdrawn = self
+                        .callbacks
+                        .tasks
+                        .remove(&task)
+                        .is_none_or(|t| t.withdrawn);
+                    if withdrawn {
+                        // Claimed or closed over the API meanwhile: the seat that claimed
+                        // it keeps it; no attempt is counted on its behalf.
+                        return;
+                    }
                 }
             }
             TaskResult::Requeue => return,
