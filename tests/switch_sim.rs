@@ -4910,3 +4910,48 @@ fn a_seat_declining_a_callback_passes_it_to_the_next_seat() {
     assert_eq!(sim.ua(callee).requests(Method::Invite).len(), 1);
     assert_eq!(sim.switch.callbacks_pending(), 0);
 }
+
+/// A seat that rings past the queue's ring timeout (15 s) is CANCELled (its 487 ACKed);
+/// the callback is offered again after the queue's retry_s (5 s), without counting an
+/// attempt and without calling the caller.
+#[test]
+fn a_callback_ringing_out_at_the_seat_is_cancelled_and_offered_again() {
+    let mut sim = callback_sim(300, 3);
+    let seat = sim.add_seat(1, None);
+    let callee = add_target(
+        &mut sim,
+        "callee",
+        [127, 0, 0, 5],
+        Some(Duration::from_secs(1)),
+    );
+    sim.run(1_000);
+    let now = sim.now;
+    sim.switch.callback_open(now, 5, "0612345678", "line19", 0);
+    sim.run(25_000);
+
+    let cbs = callback_calls(&sim);
+    assert_eq!(cbs.len(), 1);
+    assert_eq!(
+        sim.events_of(cbs[0]),
+        strings(&[
+            "queued line19",
+            "offered agent01",
+            "ringing agent01",
+            "seat_failed agent01 None no_answer",
+            "offered agent01",
+            "ringing agent01",
+        ])
+    );
+    let to_seat: Vec<String> = sim
+        .vigie_to("agent01")
+        .into_iter()
+        .map(|(_, w, _)| w)
+        .filter(|w| !w.contains("REGISTER"))
+        .collect();
+    assert_eq!(to_seat, ["INVITE", "CANCEL", "ACK", "INVITE"]);
+    assert_eq!(sim.ua(seat).requests(Method::Invite).len(), 2);
+    assert!(sim.ua(callee).requests(Method::Invite).is_empty());
+    assert!(sim.callback_results.is_empty());
+    assert_eq!(sim.switch.callbacks_pending(), 1);
+    assert_eq!(sim.releases(cbs[0]), 1, "the first offer's relay ports");
+}

@@ -116,6 +116,9 @@ pub(super) struct CallbackCalls {
     by_call: HashMap<CallId, CallbackId>,
     runs: HashMap<CallId, Run>,
     by_sip: HashMap<String, (CallId, Leg)>,
+    /// INVITEs withdrawn (CANCEL) after their run ended, by SIP Call-ID, until their final
+    /// response: a 2xx that crossed the CANCEL gets ACK and BYE (RFC 3261 §9.1, §15).
+    orphans: HashMap<String, OutLeg>,
 }
 
 impl CallbackCalls {
@@ -365,7 +368,7 @@ impl Switch {
             .ok()
             .and_then(|cid| self.callbacks.by_sip.get(cid).copied())
         else {
-            return false;
+            return self.callback_orphan_response(now, key, resp);
         };
         let is_invite = resp.cseq().is_ok_and(|c| c.method == Method::Invite);
         let Some(mut run) = self.callbacks.runs.remove(&call) else {
@@ -469,8 +472,75 @@ impl Switch {
         true
     }
 
+    /// A final response to a withdrawn callback INVITE; `false` when it is not one.
+    fn callback_orphan_response(
+        &mut self,
+        now: Instant,
+        key: &ClientTxKey,
+        resp: &Response,
+    ) -> bool {
+        let Some(cid) = resp.call_id().ok() else {
+            return false;
+        };
+        let same = self
+            .callbacks
+            .orphans
+            .get(cid)
+            .is_some_and(|l| &l.tx == key);
+        if !same || resp.status < 200 {
+            return same;
+        }
+        let Some(mut l) = self.callbacks.orphans.remove(cid) else {
+            return true;
+        };
+        if resp.class() == 2 {
+            l.dialog.remote_tag = resp
+                .header_to()
+                .ok()
+                .and_then(|t| t.tag().map(str::to_owned));
+            if let Some(c) = resp.contacts().ok().and_then(|c| c.into_iter().next()) {
+                l.dialog.remote_target = c.uri;
+            }
+            self.callback_ack(Some(&l));
+            self.callback_bye(now, Some(&mut l));
+        }
+        true
+    }
+
+    /// A retransmitted 2xx on an answered callback leg: ACK it again (RFC 3261
+    /// §13.2.2.4); `false` when it is not one.
+    pub(super) fn callback_stray_2xx(&mut self, resp: &Response) -> bool {
+        let Some(cid) = resp.call_id().ok() else {
+            return false;
+        };
+        let Some((call, leg)) = self.callbacks.by_sip.get(cid).copied() else {
+            return false;
+        };
+        let ack = self
+            .callbacks
+            .runs
+            .get(&call)
+            .and_then(|r| match leg {
+                Leg::Seat => r.seat_leg.as_ref(),
+                Leg::Caller => r.caller_leg.as_ref(),
+            })
+            .filter(|l| l.answered)
+            .map(|l| {
+                (
+                    l.dialog.peer,
+                    l.dialog.ack(l.invite_cseq, &self.local, &self.user_agent),
+                )
+            });
+        if let Some((peer, ack)) = ack {
+            self.txn
+                .send_stateless(peer, crate::sip::message::Message::Request(ack));
+        }
+        true
+    }
+
     /// A client transaction of a callback leg timed out (Timer B/F, RFC 3261 §17.1).
     pub(super) fn callback_client_timeout(&mut self, now: Instant, key: &ClientTxKey) {
+        self.callbacks.orphans.retain(|_, l| &l.tx != key);
         let found = self.callbacks.runs.iter().find_map(|(call, r)| {
             if r.seat_leg
                 .as_ref()
@@ -567,10 +637,13 @@ impl Switch {
             return;
         };
         if let Some(l) = run.seat_leg.take() {
-            if cancel && let Err(e) = self.txn.cancel(now, &l.tx) {
-                tracing::debug!(%call, error = %e, "callback CANCEL not sent");
-            }
             self.callbacks.by_sip.remove(&l.dialog.call_id);
+            if cancel {
+                if let Err(e) = self.txn.cancel(now, &l.tx) {
+                    tracing::debug!(%call, error = %e, "callback CANCEL not sent");
+                }
+                self.callbacks.orphans.insert(l.dialog.call_id.clone(), l);
+            }
         }
         run.orig.seat_failed();
         if run.media.is_some() {
@@ -682,8 +755,15 @@ impl Switch {
                 self.outputs
                     .push_back(Output::Media(MediaCommand::Release { call }));
             }
-            for l in [&run.seat_leg, &run.caller_leg].into_iter().flatten() {
+            for l in [run.seat_leg.take(), run.caller_leg.take()]
+                .into_iter()
+                .flatten()
+            {
                 self.callbacks.by_sip.remove(&l.dialog.call_id);
+                if !l.answered {
+                    // CANCELled: its final response may still be a crossing 2xx.
+                    self.callbacks.orphans.insert(l.dialog.call_id.clone(), l);
+                }
             }
             if run.seat_on_call || run.orig.outcome() == Some(OriginateOutcome::Reached) {
                 self.emit(

@@ -2498,6 +2498,9 @@ impl Switch {
     }
 
     fn on_stray_2xx(&mut self, from: Peer, resp: &Response) {
+        if self.callback_stray_2xx(resp) {
+            return;
+        }
         // A retransmitted 2xx: our ACK was lost; send it again (RFC 3261 §13.2.2.4).
         let Ok(cid) = resp.call_id() else {
             return;
