@@ -596,3 +596,54 @@ fn an_abandoned_caller_is_called_back_through_a_free_seat_and_reached() {
         .collect();
     assert_eq!(kinds, ["queued", "offered", "ringing", "answered", "ended"]);
 }
+
+/// With `offer_to_seats = true`, a task claimed over the API before any seat is free
+/// leaves the ACD: the seat that then logs in gets no INVITE within 3 s, and the task
+/// stays open, claimed by the seat that claimed it.
+#[test]
+fn a_claimed_task_is_not_offered_to_a_seat() {
+    let ip = unique_loopback();
+    let extra = format!(
+        "{MD5_ONLY}[callbacks]\noffer_to_seats = true\n\
+         dial_uri = \"sip:{{number}}@{ip}:{CALLEE_SIP}\"\n"
+    );
+    let mut v = Vigie::start(ip, &extra);
+    let mut trunk = trunk_call(&v, "trunk1", "trunk_cancel.xml", 1000);
+    assert_one_good_call(&mut trunk, &v, Duration::from_secs(20));
+    let open = wait_tasks(
+        &v,
+        "/api/v1/callbacks?open=true",
+        Duration::from_secs(5),
+        |t| t.len() == 1,
+    );
+    assert_eq!(open.len(), 1, "{open:?}");
+    let claimed = http_post(&v, "/api/v1/callbacks/1/claim", r#"{"seat":"agent02"}"#);
+    assert_eq!(claimed.as_ref().map(|c| c.0), Some(200), "{claimed:?}");
+
+    // The seat's phone: a plain UDP socket where the seat registers its Contact.
+    let phone = std::net::UdpSocket::bind((ip, SEAT_SIP)).expect("bind the seat's port");
+    phone
+        .set_read_timeout(Some(Duration::from_millis(200)))
+        .expect("read timeout");
+    register_seat_on(&v, "agent01", SEAT_SIP);
+    v.wait_status(Duration::from_secs(5), "agent01 idle", |s| {
+        seat_state(s, "agent01").as_deref() == Some("idle")
+    });
+    let deadline = Instant::now() + Duration::from_secs(3);
+    let mut buf = [0u8; 4096];
+    while Instant::now() < deadline {
+        if let Ok((n, _)) = phone.recv_from(&mut buf) {
+            let text = String::from_utf8_lossy(buf.get(..n).unwrap_or_default());
+            assert!(!text.starts_with("INVITE"), "claimed task offered:\n{text}");
+        }
+    }
+    let open = wait_tasks(
+        &v,
+        "/api/v1/callbacks?open=true",
+        Duration::from_secs(1),
+        |t| t.len() == 1,
+    );
+    assert_eq!(open.len(), 1, "{open:?}");
+    assert_eq!(open[0]["claimed_by"], "agent02", "{}", open[0]);
+    v.stop();
+}
