@@ -758,6 +758,9 @@ impl SwitchTask {
     /// Hands the switch every open, unclaimed callback task (it ignores those it already
     /// holds, and all of them unless `[callbacks] offer_to_seats`).
     fn offer_callbacks(&mut self) {
+        if !self.switch.offers_callbacks() {
+            return;
+        }
         let now = Instant::now();
         for (task, number, queue, attempts) in self.callbacks.offerable() {
             self.switch

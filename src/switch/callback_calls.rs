@@ -203,6 +203,11 @@ impl Switch {
         self.pump(now);
     }
 
+    /// Whether open callback tasks are offered to seats (`[callbacks] offer_to_seats`).
+    pub fn offers_callbacks(&self) -> bool {
+        self.callbacks.settings.is_some()
+    }
+
     /// Number of callback tasks the switch holds (waiting, ringing or waiting to retry).
     pub fn callbacks_pending(&self) -> usize {
         self.callbacks.tasks.len()
