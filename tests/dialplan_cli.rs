@@ -79,7 +79,7 @@ fn check_accepts_the_shipped_plan_and_queues_from_the_command_line() {
     assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
     assert_eq!(
         text(&out.stdout),
-        "dialplans/line19.toml: ok (4 routes, 12 tests)\n"
+        "dialplans/line19.toml: ok (4 routes, 14 tests)\n"
     );
     // line91 is unknown to the default configuration, known with --queue.
     let rel = "tests/dialplans/unknown_queue.toml";
@@ -178,9 +178,9 @@ fn test_runs_the_shipped_plans_cases() {
         text(&out.stderr)
     );
     let stdout = text(&out.stdout);
-    assert_eq!(stdout.matches(" ... ok\n").count(), 12, "{stdout}");
+    assert_eq!(stdout.matches(" ... ok\n").count(), 14, "{stdout}");
     assert!(
-        stdout.ends_with("dialplans/line19.toml: 12 passed, 0 failed\n"),
+        stdout.ends_with("dialplans/line19.toml: 14 passed, 0 failed\n"),
         "{stdout}"
     );
 }
@@ -273,4 +273,92 @@ fn check_config_refuses_a_configuration_whose_plan_is_broken() {
     write(&config, "node_id = \"vigie-test\"\n");
     let out = vigie(&["check-config", &cfg]);
     assert_eq!(out.status.code(), Some(0), "stderr: {}", text(&out.stderr));
+}
+
+/// `trace` lists an `on_overflow` branch's steps after the route's own, and a plan test with
+/// `overflow_reason` checks the branch a call takes.
+#[test]
+fn trace_and_test_show_overflow_reason_branches() {
+    let dir = match tempfile::tempdir() {
+        Ok(d) => d,
+        Err(e) => panic!("tempdir: {e}"),
+    };
+    let plan = dir.path().join("reasons.toml");
+    let source = r#"
+[[routes]]
+name = "emergency-19"
+steps = [
+  { ring = 180 },
+  { queue = { name = "line19", priority = 10, max_wait_s = 30, on_overflow = { queue_full = "backup-now", no_seats = "backup-now" } } },
+  { overflow = { targets = [{ uri = "sip:19@192.0.2.20", timeout_s = 20 }], then = "back-to-queue" } },
+]
+
+[[routes]]
+name = "backup-now"
+steps = [
+  { tag = "backup-now" },
+  { overflow = { targets = [{ uri = "sip:19@192.0.2.30", timeout_s = 10 }], then = "back-to-queue" } },
+]
+
+[[tests]]
+name = "full queue goes to the backup now"
+from = "0612345678"
+to = "19"
+at = "2026-11-03T10:00:00Z"
+overflow_reason = "queue_full"
+expect_route = "emergency-19"
+expect_steps = [
+  "ring 180",
+  "queue line19 priority=10 max_wait_s=30 on_overflow queue_full=backup-now no_seats=backup-now",
+  "tag backup-now",
+  "overflow sip:19@192.0.2.30 (10 s) then back-to-queue",
+]
+
+[[tests]]
+name = "max wait takes the next step"
+from = "0612345678"
+to = "19"
+at = "2026-11-03T10:00:00Z"
+overflow_reason = "max_wait"
+expect_route = "emergency-19"
+expect_steps = [
+  "ring 180",
+  "queue line19 priority=10 max_wait_s=30 on_overflow queue_full=backup-now no_seats=backup-now",
+  "overflow sip:19@192.0.2.20 (20 s) then back-to-queue",
+]
+"#;
+    if let Err(e) = std::fs::write(&plan, source) {
+        panic!("{}: {e}", plan.display());
+    }
+    let path = plan.to_string_lossy().into_owned();
+    let out = vigie(&[
+        "dialplan",
+        "trace",
+        "--from",
+        "0612345678",
+        "--to",
+        "19",
+        "--at",
+        "2026-11-03T10:00:00Z",
+        &path,
+    ]);
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+    let stdout = text(&out.stdout);
+    let steps: Vec<&str> = stdout.lines().filter(|l| l.starts_with("  ")).collect();
+    assert_eq!(
+        steps,
+        [
+            "  step 1: ring 180",
+            "  step 2: queue line19 priority=10 max_wait_s=30 on_overflow queue_full=backup-now no_seats=backup-now",
+            "  step 3: overflow sip:19@192.0.2.20 (20 s) then back-to-queue",
+            "  step 2: on queue_full continue with route backup-now from step 4",
+            "  step 4: tag backup-now",
+            "  step 5: overflow sip:19@192.0.2.30 (10 s) then back-to-queue",
+            "  step 2: on no_seats continue at step 4 (route backup-now)",
+        ]
+    );
+    let out = vigie(&["dialplan", "test", &path]);
+    let stdout = text(&out.stdout);
+    assert_eq!(out.status.code(), Some(0), "{stdout}{}", text(&out.stderr));
+    assert!(stdout.ends_with(": 2 passed, 0 failed\n"), "{stdout}");
 }

@@ -4955,3 +4955,289 @@ fn a_callback_ringing_out_at_the_seat_is_cancelled_and_offered_again() {
     assert_eq!(sim.switch.callbacks_pending(), 1);
     assert_eq!(sim.releases(cbs[0]), 1, "the first offer's relay ports");
 }
+
+// ---- overflow reasons routed by the dialplan (issue 5) --------------------------------
+
+/// Each overflow reason has its own destination: `queue_full` to 127.0.0.5, `no_seats` to
+/// 127.0.0.6, `all_on_break` to 127.0.0.7; `max_wait` is not listed and runs the step after
+/// the queue step (127.0.0.4). Every branch goes back to the queue if its target fails.
+const PLAN_REASONS: &str = r#"
+[[routes]]
+name = "line19"
+steps = [
+  { ring = 180 },
+  { queue = { name = "line19", priority = 5, max_wait_s = 20, on_overflow = { queue_full = "full", no_seats = "nobody", all_on_break = "break" } } },
+  { overflow = { targets = [{ uri = "sip:19@127.0.0.4:5080", timeout_s = 20 }], then = "back-to-queue" } },
+]
+
+[[routes]]
+name = "full"
+steps = [{ tag = "queue-full" }, { overflow = { targets = [{ uri = "sip:19@127.0.0.5:5080", timeout_s = 20 }], then = "back-to-queue" } }]
+
+[[routes]]
+name = "nobody"
+steps = [{ overflow = { targets = [{ uri = "sip:19@127.0.0.6:5080", timeout_s = 20 }], then = "back-to-queue" } }]
+
+[[routes]]
+name = "break"
+steps = [{ overflow = { targets = [{ uri = "sip:19@127.0.0.7:5080", timeout_s = 20 }], then = "back-to-queue" } }]
+"#;
+
+/// The `Routed` events of `call` after the first: (route, tags) of each `on_overflow`
+/// branch taken.
+fn branches_taken(sim: &Sim, call: CallId) -> Vec<(Option<String>, Vec<String>)> {
+    sim.events
+        .iter()
+        .filter_map(|(_, e)| match &e.kind {
+            CallEventKind::Routed { route, tags, .. } if e.call == call => {
+                Some((route.clone(), tags.clone()))
+            }
+            _ => None,
+        })
+        .skip(1)
+        .collect()
+}
+
+/// The four reason targets of [`PLAN_REASONS`], answering after 1 s.
+fn reason_targets(sim: &mut Sim) -> [UaId; 4] {
+    [4, 5, 6, 7].map(|n| {
+        add_target(
+            sim,
+            &format!("target{n}"),
+            [127, 0, 0, n],
+            Some(Duration::from_secs(1)),
+        )
+    })
+}
+
+/// No seat logged in: the call leaves the queue at once with `no_seats` and goes to the
+/// `nobody` branch's target (127.0.0.6), not to the default next step.
+#[test]
+fn overflow_reason_no_seats_takes_its_branch() {
+    let mut sim = Sim::with_plan(config(1), PLAN_REASONS);
+    let targets = reason_targets(&mut sim);
+    let caller = sim.add_caller(1);
+    sim.run(1_000);
+    sim.ua(caller).hangup_after = Some(Duration::from_secs(5));
+    sim.ua(caller).invite();
+    sim.run(20_000);
+    let call = sim.calls()[0];
+    assert_eq!(
+        sim.events_of(call),
+        strings(&[
+            "received 19",
+            "queued line19",
+            "overflowed sip:19@127.0.0.6:5080 no_seats",
+            "overflow_answered sip:19@127.0.0.6:5080",
+            "ended caller_hangup",
+        ])
+    );
+    let invites: Vec<usize> = targets
+        .iter()
+        .map(|&t| sim.ua(t).requests(Method::Invite).len())
+        .collect();
+    assert_eq!(invites, [0, 0, 1, 0]);
+    // Branch steps are not part of the route's own tags.
+    assert_eq!(sim.routed(call).2, Vec::<String>::new());
+    assert_eq!(
+        branches_taken(&sim, call),
+        vec![(Some("nobody".to_owned()), strings(&["overflow:no_seats"]))]
+    );
+    assert_eq!(sim.switch.active_calls(), 0);
+}
+
+/// The only seat is logged in but on break: `all_on_break` to 127.0.0.7.
+#[test]
+fn overflow_reason_all_on_break_takes_its_branch() {
+    let mut sim = Sim::with_plan(config(1), PLAN_REASONS);
+    let targets = reason_targets(&mut sim);
+    let _seat = sim.add_seat(1, Some(Duration::from_secs(1)));
+    let caller = sim.add_caller(1);
+    sim.run(1_000);
+    assert_eq!(sim.seat_state("agent01"), "idle");
+    let now = sim.now;
+    let paused = sim.switch.agent_command(
+        now,
+        "agent01",
+        vigie::acd::Command::Pause {
+            reason: "meal".into(),
+        },
+        vigie::acd::Cause::Api,
+    );
+    assert_eq!(paused, Ok(()));
+    sim.run(1_500);
+    sim.ua(caller).hangup_after = Some(Duration::from_secs(5));
+    sim.ua(caller).invite();
+    sim.run(20_000);
+    let call = sim.calls()[0];
+    assert_eq!(
+        sim.events_of(call),
+        strings(&[
+            "received 19",
+            "queued line19",
+            "overflowed sip:19@127.0.0.7:5080 all_on_break",
+            "overflow_answered sip:19@127.0.0.7:5080",
+            "ended caller_hangup",
+        ])
+    );
+    let invites: Vec<usize> = targets
+        .iter()
+        .map(|&t| sim.ua(t).requests(Method::Invite).len())
+        .collect();
+    assert_eq!(invites, [0, 0, 0, 1]);
+}
+
+/// `max_len = 1`, the only seat busy: the first waiting call stays, the next one leaves at
+/// once with `queue_full` for the `full` branch (127.0.0.5). The waiting call leaves after
+/// its 20 s max wait by the default next step (127.0.0.4): `max_wait` is not listed.
+#[test]
+fn overflow_reason_queue_full_and_unlisted_max_wait() {
+    let mut cfg = config(1);
+    cfg.queues[0].max_len = 1;
+    let mut sim = Sim::with_plan(cfg, PLAN_REASONS);
+    let targets = reason_targets(&mut sim);
+    let _seat = sim.add_seat(1, Some(Duration::from_secs(1)));
+    let callers: Vec<UaId> = (1..=3).map(|n| sim.add_caller(n)).collect();
+    for (i, &c) in callers.iter().enumerate() {
+        sim.run(1_000 + 2_000 * i as u64);
+        sim.ua(c).hangup_after = Some(Duration::from_secs(60));
+        sim.ua(c).invite();
+    }
+    sim.run(10_000);
+    let (k1, k2, k3) = (call_of(&sim, 1), call_of(&sim, 2), call_of(&sim, 3));
+    assert!(sim.events_of(k1).contains(&"answered agent01".to_owned()));
+    assert_eq!(
+        sim.events_of(k2),
+        strings(&["received 19", "queued line19"])
+    );
+    assert_eq!(
+        sim.events_of(k3),
+        strings(&[
+            "received 19",
+            "queued line19",
+            "overflowed sip:19@127.0.0.5:5080 queue_full",
+            "overflow_answered sip:19@127.0.0.5:5080",
+        ])
+    );
+    assert_eq!(
+        branches_taken(&sim, k3),
+        vec![(
+            Some("full".to_owned()),
+            strings(&["overflow:queue_full", "queue-full"])
+        )]
+    );
+    // Caller 2 queued at 3 s: its 20 s max wait ends at 23 s.
+    sim.run(22_900);
+    assert_eq!(sim.events_of(k2).len(), 2);
+    sim.run(26_000);
+    assert_eq!(
+        sim.events_of(k2),
+        strings(&[
+            "received 19",
+            "queued line19",
+            "overflowed sip:19@127.0.0.4:5080 max_wait",
+            "overflow_answered sip:19@127.0.0.4:5080",
+        ])
+    );
+    // max_wait is not listed: the next step, no branch taken.
+    assert!(branches_taken(&sim, k2).is_empty());
+    let invites: Vec<usize> = targets
+        .iter()
+        .map(|&t| sim.ua(t).requests(Method::Invite).len())
+        .collect();
+    assert_eq!(invites, [1, 1, 0, 0]);
+}
+
+/// An emergency queue step with no next step and a branch for `queue_full` only: with no
+/// seat logged in (`no_seats`, not listed) the call keeps waiting (no overflow, no final
+/// response, never a busy) and the first seat that registers answers it.
+#[test]
+fn emergency_call_with_no_route_for_its_reason_stays_queued() {
+    let plan = r#"
+[[routes]]
+name = "line19"
+steps = [
+  { ring = 180 },
+  { queue = { name = "line19", priority = 5, on_overflow = { queue_full = "full" } } },
+]
+
+[[routes]]
+name = "full"
+steps = [{ overflow = { targets = [{ uri = "sip:19@127.0.0.5:5080", timeout_s = 20 }], then = "back-to-queue" } }]
+"#;
+    let mut sim = Sim::with_plan(config(1), plan);
+    let target = add_target(&mut sim, "target5", [127, 0, 0, 5], None);
+    let caller = sim.add_caller(1);
+    sim.run(1_000);
+    sim.ua(caller).hangup_after = Some(Duration::from_secs(2));
+    sim.ua(caller).invite();
+    // Two overflow retries (30 s each) pass without any overflow.
+    sim.run(70_000);
+    let call = sim.calls()[0];
+    assert_eq!(
+        sim.events_of(call),
+        strings(&["received 19", "queued line19"])
+    );
+    assert_eq!(
+        sim.ua(caller).seen(),
+        timed(&[(1_020, "100 INVITE"), (1_020, "180 INVITE")])
+    );
+    assert!(sim.ua(target).seen().is_empty());
+    let _seat = sim.add_seat(1, Some(Duration::from_secs(1)));
+    sim.run(80_000);
+    assert!(
+        sim.events_of(call).contains(&"answered agent01".to_owned()),
+        "{:?}",
+        sim.events_of(call)
+    );
+    assert_eq!(sim.switch.active_calls(), 0);
+}
+
+/// A queue step without a max wait (`max_wait_s = 0`) followed by an overflow: with no seat
+/// it overflows at once (`no_seats`); the target refuses, the call goes back to its place,
+/// and leaves again only after the 30 s overflow retry, never in a loop.
+#[test]
+fn failed_overflow_without_max_wait_retries_after_30_s() {
+    let plan = r#"
+[[routes]]
+name = "line19"
+steps = [
+  { ring = 180 },
+  { queue = { name = "line19", priority = 5 } },
+  { overflow = { targets = [{ uri = "sip:19@127.0.0.4:5080", timeout_s = 10 }], then = "back-to-queue" } },
+]
+"#;
+    let mut sim = Sim::with_plan(config(1), plan);
+    let backup = add_target(&mut sim, "backup", [127, 0, 0, 4], None);
+    sim.ua(backup).refuse = Some(503);
+    let caller = sim.add_caller(1);
+    sim.run(1_000);
+    sim.ua(caller).invite();
+    sim.run(30_000);
+    let call = sim.calls()[0];
+    let tries = |sim: &Sim| {
+        sim.events_of(call)
+            .iter()
+            .filter(|e| e.starts_with("overflowed"))
+            .count()
+    };
+    assert_eq!(tries(&sim), 1);
+    assert_eq!(
+        sim.ua(backup)
+            .seen()
+            .into_iter()
+            .filter(|(_, m)| m == "INVITE")
+            .map(|(t, _)| t)
+            .collect::<Vec<_>>(),
+        vec![1_020]
+    );
+    sim.run(33_000);
+    assert_eq!(tries(&sim), 2, "{:?}", sim.events_of(call));
+    let finals: Vec<String> = sim
+        .ua(caller)
+        .seen_names()
+        .into_iter()
+        .filter(|s| s.ends_with("INVITE") && !s.starts_with('1'))
+        .collect();
+    assert!(finals.is_empty(), "never a final failure: {finals:?}");
+}

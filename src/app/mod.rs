@@ -368,22 +368,6 @@ pub async fn start(config: Config) -> Result<(Bound, Shutdown), StartError> {
     // callback tasks are read back.
     let _ = journal.flush().await;
     callbacks.load(&store).await;
-    tokio::spawn(http::serve(
-        http_listener,
-        http::HttpState {
-            metrics: Arc::clone(&metrics),
-            status: status_rx.clone(),
-            store: store.clone(),
-            agents: agents::AgentsApi {
-                inputs: inputs.clone(),
-                status: status_rx,
-                events: agent_events.clone(),
-            },
-            events: handoff_events.clone(),
-            wallboard: wallboard_rx,
-            callbacks: callbacks.clone(),
-        },
-    ));
     let (stop_tx, stop_rx) = watch::channel(false);
     // One TLS provider for the process (rustls with ring: no C toolchain beyond cc).
     let _ = rustls::crypto::ring::default_provider().install_default();
@@ -426,7 +410,7 @@ pub async fn start(config: Config) -> Result<(Bound, Shutdown), StartError> {
             }),
             Instant::now(),
         )
-        .with_events(handoff_events);
+        .with_events(handoff_events.clone());
     // The service-level windows continue across a restart: rebuilt from the journal's
     // last hour (issue 5). A database that cannot be read starts them empty.
     let wall = chrono::Utc::now();
@@ -445,6 +429,24 @@ pub async fn start(config: Config) -> Result<(Bound, Shutdown), StartError> {
             tracing::error!(%error, "service level: cannot read the journal; windows start empty");
         }
     }
+    // The API answers once every queue's series exist (a scrape right after start sees
+    // the service level of the restored windows, not an empty family).
+    tokio::spawn(http::serve(
+        http_listener,
+        http::HttpState {
+            metrics: Arc::clone(&metrics),
+            status: status_rx.clone(),
+            store: store.clone(),
+            agents: agents::AgentsApi {
+                inputs: inputs.clone(),
+                status: status_rx,
+                events: agent_events.clone(),
+            },
+            events: handoff_events.clone(),
+            wallboard: wallboard_rx,
+            callbacks: callbacks.clone(),
+        },
+    ));
     let board = wallboard::Board::new(
         config.queues.iter().map(|q| {
             (

@@ -12,8 +12,8 @@ use toml::Spanned;
 
 use super::format::{RawFile, RawMatch, RawRoute, RawStep, RawTest, RawThen};
 use super::{
-    CallFacts, CompiledPlan, Matcher, OverflowTarget, OverflowThen, Pattern, PlanError, PlanTest,
-    Problem, Report, Route, Spot, Step, TimeWindow,
+    CallFacts, CompiledPlan, Matcher, OverflowBranch, OverflowTarget, OverflowThen, Pattern,
+    PlanError, PlanTest, Problem, Report, Route, Spot, Step, TimeWindow, parse_reason,
 };
 use crate::config::Cidr;
 
@@ -31,6 +31,8 @@ pub fn compile(
     let mut c = Compiler {
         report: Report::default(),
         queues,
+        branch_spots: HashMap::new(),
+        back_without_queue: Vec::new(),
     };
     let mut files = Vec::new();
     let mut stack = Vec::new();
@@ -58,6 +60,11 @@ fn dedup(problems: &mut Vec<Problem>) {
 struct Compiler<'q> {
     report: Report,
     queues: &'q [String],
+    /// Where each queue step's `on_overflow` route names were written, by the step's
+    /// (file, span start), in the order of [`Step::Queue`]'s `on_overflow`.
+    branch_spots: HashMap<(usize, usize), Vec<Spot>>,
+    /// `back-to-queue` overflows with no queue step before them in their route, by route.
+    back_without_queue: Vec<(String, Spot)>,
 }
 
 /// A step with where it was written; `use` kept until sub-routes are expanded.
@@ -242,6 +249,8 @@ impl Compiler<'_> {
             });
         }
         self.check_gotos(&routes, &spots);
+        self.check_branches(&routes, &spots);
+        self.check_back_to_queue(&routes, &spots);
         self.check_reachability(&routes, &spots);
         let tests = raw_tests
             .iter()
@@ -434,6 +443,22 @@ impl Compiler<'_> {
                             format!("queues of the configuration: {known}"),
                         );
                     }
+                    let mut on_overflow = Vec::new();
+                    let mut value_spots = Vec::new();
+                    for (label, route) in q.on_overflow.iter().flat_map(|o| o.branches()) {
+                        if let Some(reason) = parse_reason(label) {
+                            on_overflow.push(OverflowBranch {
+                                reason,
+                                route: route.get_ref().clone(),
+                                at: None,
+                            });
+                            value_spots.push(spot(file, route));
+                        }
+                    }
+                    if !value_spots.is_empty() {
+                        self.branch_spots
+                            .insert((at.file, at.span.start), value_spots);
+                    }
                     if let Some(every) = &q.announce_every_s
                         && *every.get_ref() < super::MIN_ANNOUNCE_EVERY_S
                     {
@@ -461,6 +486,7 @@ impl Compiler<'_> {
                         announce_every_s: q.announce_every_s.as_ref().map(|e| *e.get_ref()),
                         announce_position: q.announce_position,
                         announce_wait: q.announce_wait,
+                        on_overflow,
                     }
                 }
                 RawStep::Overflow(o) => {
@@ -621,12 +647,11 @@ impl Compiler<'_> {
                     }
                 }
                 Step::Overflow { then, .. } => match then {
-                    OverflowThen::BackToQueue if !queued => self.problem(
-                        PlanError::NoFallback,
-                        Some(at.clone()),
-                        "goes back to a queue, but no queue step comes before it",
-                        "put a { queue = … } step before the overflow",
-                    ),
+                    // Fine in a route only reached as an `on_overflow` branch (the queue is
+                    // the branching one): decided once every route is known.
+                    OverflowThen::BackToQueue if !queued => {
+                        self.back_without_queue.push((route.to_string(), at.clone()));
+                    }
                     OverflowThen::FallThrough if last => self.problem(
                         PlanError::NoFallback,
                         Some(at.clone()),
@@ -743,13 +768,86 @@ impl Compiler<'_> {
         }
     }
 
+    /// `on_overflow` branches: each names an existing route, and an emergency route's
+    /// branch leads only to a route that cannot hang up nor end (as for `goto`).
+    fn check_branches(&mut self, routes: &[Route], spots: &[RouteSpots]) {
+        for (route, rs) in routes.iter().zip(spots) {
+            for (step, at) in route.steps.iter().zip(&rs.step_spots) {
+                let Step::Queue { on_overflow, .. } = step else {
+                    continue;
+                };
+                let value_spots = self
+                    .branch_spots
+                    .get(&(at.file, at.span.start))
+                    .cloned()
+                    .unwrap_or_default();
+                for (k, b) in on_overflow.iter().enumerate() {
+                    let here = value_spots.get(k).cloned().unwrap_or_else(|| at.clone());
+                    let Some(target) = routes.iter().find(|r| r.name == b.route) else {
+                        let mut known: Vec<&str> = routes.iter().map(|r| r.name.as_str()).collect();
+                        known.sort_unstable();
+                        self.problem(
+                            PlanError::UnknownRoute(b.route.clone()),
+                            Some(here),
+                            format!("no route has this name ({} branch)", b.reason.as_str()),
+                            format!("routes of the plan: {}", list(&known)),
+                        );
+                        continue;
+                    };
+                    if route.emergency && !target.emergency && !ends_safely_alone(target) {
+                        self.problem(
+                            PlanError::EmergencyEnds(route.name.clone()),
+                            Some(here),
+                            format!(
+                                "on {} leads to non-emergency route {:?}, which can hang up or end",
+                                b.reason.as_str(),
+                                target.name
+                            ),
+                            "send emergency calls only to emergency routes",
+                        );
+                    }
+                }
+            }
+        }
+    }
+
+    /// A `back-to-queue` with no queue step before it is refused unless its route is
+    /// reached only as an `on_overflow` branch (placed after the catch-all route, so that
+    /// no call matches it directly): then it returns to the branching queue.
+    fn check_back_to_queue(&mut self, routes: &[Route], spots: &[RouteSpots]) {
+        let first_catch_all = spots.iter().position(|s| s.catch_all);
+        let branch_only = |name: &str| -> bool {
+            let Some(i) = routes.iter().position(|r| r.name == name) else {
+                return false;
+            };
+            first_catch_all.is_some_and(|c| i > c)
+                && routes.iter().flat_map(|r| &r.steps).any(|s| match s {
+                    Step::Queue { on_overflow, .. } => on_overflow.iter().any(|b| b.route == name),
+                    _ => false,
+                })
+        };
+        for (route, at) in std::mem::take(&mut self.back_without_queue) {
+            if !branch_only(&route) {
+                self.problem(
+                    PlanError::NoFallback,
+                    Some(at),
+                    "goes back to a queue, but no queue step comes before it",
+                    "put a { queue = … } step before the overflow, or make this route an on_overflow branch placed after the catch-all route",
+                );
+            }
+        }
+    }
+
     fn check_reachability(&mut self, routes: &[Route], spots: &[RouteSpots]) {
         let goto_targets: HashSet<&str> = routes
             .iter()
             .flat_map(|r| r.steps.iter())
-            .filter_map(|s| match s {
-                Step::Goto(t) => Some(t.as_str()),
-                _ => None,
+            .flat_map(|s| match s {
+                Step::Goto(t) => vec![t.as_str()],
+                Step::Queue { on_overflow, .. } => {
+                    on_overflow.iter().map(|b| b.route.as_str()).collect()
+                }
+                _ => Vec::new(),
             })
             .collect();
         let Some(first) = spots.iter().position(|s| s.catch_all) else {
@@ -820,6 +918,21 @@ impl Compiler<'_> {
             );
             return None;
         }
+        let overflow_reason = match &t.overflow_reason {
+            None => None,
+            Some(r) => match parse_reason(r.get_ref()) {
+                Some(r) => Some(r),
+                None => {
+                    self.problem(
+                        PlanError::BadTest(name),
+                        Some(spot(file, r)),
+                        "not an overflow reason",
+                        "write max_wait, queue_full, no_seats or all_on_break",
+                    );
+                    return None;
+                }
+            },
+        };
         let caller = if t.from.eq_ignore_ascii_case("anonymous") || t.from.is_empty() {
             None
         } else {
@@ -841,6 +954,7 @@ impl Compiler<'_> {
             at,
             expect_route: expect.clone(),
             expect_steps: t.expect_steps.clone(),
+            overflow_reason,
         })
     }
 }
@@ -972,6 +1086,7 @@ mod tests {
                 max_wait_s: 0,
                 announce: None,
                 announce_every_s: None,
+                on_overflow: Vec::new(),
                 announce_position: false,
                 announce_wait: false,
             }]

@@ -2,7 +2,10 @@
 
 use chrono::{DateTime, Datelike, Offset, Utc};
 
-use super::{CallFacts, CompiledPlan, Decision, Matcher, Route, Step, TimeWindow, TraceLine};
+use super::{
+    CallFacts, CompiledPlan, Decision, Matcher, OverflowReason, Route, Step, TimeWindow, TraceLine,
+    segment_end,
+};
 
 /// Decides which route takes a call and which steps it runs, at instant `now` (passed in:
 /// no clock is read). Routes are tried in order; the first whose every condition holds
@@ -25,7 +28,9 @@ pub fn evaluate(plan: &CompiledPlan, facts: &CallFacts, now: DateTime<Utc>) -> D
                     why.join("; ")
                 };
                 trace.push(TraceLine(format!("route {}: yes ({why})", route.name)));
-                let steps = resolve(plan, route, &mut trace);
+                let mut steps = Vec::new();
+                resolve(plan, route, &mut steps, &mut trace);
+                branches(plan, route, &mut steps, &mut trace);
                 return Decision {
                     route: Some(route.name.clone()),
                     steps,
@@ -42,8 +47,8 @@ pub fn evaluate(plan: &CompiledPlan, facts: &CallFacts, now: DateTime<Utc>) -> D
     }
 }
 
-fn resolve(plan: &CompiledPlan, first: &Route, trace: &mut Vec<TraceLine>) -> Vec<Step> {
-    let mut steps = Vec::new();
+/// Appends the steps of `first` (following its `goto`s) to `steps`.
+fn resolve(plan: &CompiledPlan, first: &Route, steps: &mut Vec<Step>, trace: &mut Vec<TraceLine>) {
     let mut visited = vec![first.name.as_str()];
     let mut route = first;
     'routes: loop {
@@ -68,7 +73,88 @@ fn resolve(plan: &CompiledPlan, first: &Route, trace: &mut Vec<TraceLine>) -> Ve
         }
         break;
     }
-    steps
+}
+
+/// Appends one segment per `on_overflow` branch route (each route once per decision; the
+/// matched route is its own segment 0) and fills in each branch's [`OverflowBranch::at`].
+///
+/// [`OverflowBranch::at`]: super::OverflowBranch::at
+fn branches(plan: &CompiledPlan, first: &Route, steps: &mut Vec<Step>, trace: &mut Vec<TraceLine>) {
+    let mut placed: Vec<(String, usize)> = vec![(first.name.clone(), 0)];
+    let mut k = 0;
+    while k < steps.len() {
+        let mut pending = Vec::new();
+        if let Some(Step::Queue { on_overflow, .. }) = steps.get(k) {
+            pending.extend(
+                on_overflow
+                    .iter()
+                    .enumerate()
+                    .filter(|(_, b)| b.at.is_none())
+                    .map(|(j, b)| (j, b.reason, b.route.clone())),
+            );
+        }
+        for (j, reason, name) in pending {
+            let at = match placed.iter().find(|(n, _)| *n == name) {
+                Some((_, at)) => {
+                    trace.push(TraceLine(format!(
+                        "  step {}: on {} continue at step {} (route {name})",
+                        k + 1,
+                        reason.as_str(),
+                        at + 1
+                    )));
+                    Some(*at)
+                }
+                None => match plan.routes.iter().find(|r| r.name == name) {
+                    Some(route) => {
+                        let at = steps.len();
+                        trace.push(TraceLine(format!(
+                            "  step {}: on {} continue with route {name} from step {}",
+                            k + 1,
+                            reason.as_str(),
+                            at + 1
+                        )));
+                        placed.push((name.clone(), at));
+                        resolve(plan, route, steps, trace);
+                        Some(at)
+                    }
+                    None => None,
+                },
+            };
+            if let Some(Step::Queue { on_overflow, .. }) = steps.get_mut(k)
+                && let Some(b) = on_overflow.get_mut(j)
+            {
+                b.at = at;
+            }
+        }
+        k += 1;
+    }
+}
+
+/// The steps a call of decision `d` runs when its first queue step overflows for `reason`:
+/// the steps up to that queue step, then its `on_overflow` branch for `reason` (or the
+/// steps after it) to the end of that segment. Without a queue step: the route's steps.
+pub fn overflow_path(d: &Decision, reason: OverflowReason) -> Vec<Step> {
+    let end = segment_end(&d.steps, 0);
+    let main = d.steps.get(..end).unwrap_or(&d.steps);
+    let Some(q) = main.iter().position(|s| matches!(s, Step::Queue { .. })) else {
+        return main.to_vec();
+    };
+    let mut out: Vec<Step> = main.get(..=q).unwrap_or(main).to_vec();
+    let from = match main.get(q) {
+        Some(Step::Queue { on_overflow, .. }) => on_overflow
+            .iter()
+            .find(|b| b.reason == reason)
+            .and_then(|b| b.at)
+            .unwrap_or(q + 1),
+        _ => q + 1,
+    };
+    let to = if from == q + 1 {
+        end
+    } else {
+        segment_end(&d.steps, from)
+    };
+    out.extend(d.steps.get(from..to).unwrap_or_default().iter().cloned());
+    out
 }
 
 /// `Ok(reasons)` when every condition holds, `Err(first failing condition)` otherwise.
@@ -178,7 +264,19 @@ pub fn run_tests(plan: &CompiledPlan) -> Vec<TestOutcome> {
         .map(|t| {
             let d = evaluate(plan, &t.facts, t.at);
             let got_route = d.route.clone().unwrap_or_else(|| "none".into());
-            let got_steps: Vec<String> = d.steps.iter().map(ToString::to_string).collect();
+            let got_steps: Vec<String> = match t.overflow_reason {
+                Some(reason) => overflow_path(&d, reason)
+                    .iter()
+                    .map(ToString::to_string)
+                    .collect(),
+                // The matched route's own steps (branch segments follow them).
+                None => d
+                    .steps
+                    .iter()
+                    .take(segment_end(&d.steps, 0))
+                    .map(ToString::to_string)
+                    .collect(),
+            };
             let mut detail = String::new();
             if got_route != t.expect_route {
                 detail = format!("expected route {}, got {got_route}", t.expect_route);
@@ -341,6 +439,7 @@ steps = [{ tag = "located" }, { queue = { name = "line19", priority = 10 } }]
                         max_wait_s: 0,
                         announce: None,
                         announce_every_s: None,
+                        on_overflow: Vec::new(),
                         announce_position: false,
                         announce_wait: false,
                     }
@@ -400,6 +499,7 @@ steps = [{ tag = "located" }, { queue = { name = "line19", priority = 10 } }]
             at: at("2026-11-03T10:00:00Z"),
             expect_route: "emergency".into(),
             expect_steps: None,
+            overflow_reason: None,
         });
         p.tests.push(crate::dialplan::PlanTest {
             name: "right".into(),
@@ -410,11 +510,89 @@ steps = [{ tag = "located" }, { queue = { name = "line19", priority = 10 } }]
                 "ring 183".into(),
                 "queue line19 priority=9 max_wait_s=0".into(),
             ]),
+            overflow_reason: None,
         });
         let out = run_tests(&p);
         assert_eq!(out.len(), 2);
         assert!(!out[0].passed);
         assert_eq!(out[0].detail, "expected route emergency, got withheld");
         assert!(out[1].passed, "{}", out[1].detail);
+    }
+
+    #[test]
+    fn on_overflow_branches_are_appended_once_and_segments_end_where_the_next_begins() {
+        const BRANCHES: &str = r#"
+[[routes]]
+name = "main"
+steps = [
+  { ring = 180 },
+  { queue = { name = "line19", on_overflow = { queue_full = "b", no_seats = "b", max_wait = "main" } } },
+  { overflow = { targets = [{ uri = "sip:19@192.0.2.20", timeout_s = 10 }], then = "back-to-queue" } },
+]
+
+[[routes]]
+name = "b"
+steps = [
+  { tag = "in-b" },
+  { queue = { name = "line19", on_overflow = { all_on_break = "c" } } },
+]
+
+[[routes]]
+name = "c"
+steps = [{ queue = { name = "line19" } }]
+"#;
+        let p = match compile(
+            Path::new("b.toml"),
+            &mut |_: &Path| Ok(BRANCHES.to_string()),
+            &["line19".to_string()],
+        ) {
+            Ok(p) => p,
+            Err(r) => panic!("{}", r.render(false)),
+        };
+        let d = evaluate(
+            &p,
+            &call(Some("0612345678"), "19"),
+            at("2026-11-03T10:00:00Z"),
+        );
+        let texts: Vec<String> = d.steps.iter().map(ToString::to_string).collect();
+        assert_eq!(
+            texts,
+            [
+                "ring 180",
+                "queue line19 priority=0 max_wait_s=0 on_overflow max_wait=main queue_full=b no_seats=b",
+                "overflow sip:19@192.0.2.20 (10 s) then back-to-queue",
+                "tag in-b",
+                "queue line19 priority=0 max_wait_s=0 on_overflow all_on_break=c",
+                "queue line19 priority=0 max_wait_s=0",
+            ]
+        );
+        let Some(Step::Queue { on_overflow, .. }) = d.steps.get(1) else {
+            panic!("no queue step")
+        };
+        let ats: Vec<Option<usize>> = on_overflow.iter().map(|b| b.at).collect();
+        // max_wait → the route itself (segment 0), queue_full and no_seats → b, once.
+        assert_eq!(ats, [Some(0), Some(3), Some(3)]);
+        assert_eq!(
+            [0, 2, 3, 4, 5].map(|pc| segment_end(&d.steps, pc)),
+            [3, 3, 5, 5, 6]
+        );
+        let path = |r| {
+            overflow_path(&d, r)
+                .iter()
+                .map(ToString::to_string)
+                .collect::<Vec<_>>()
+        };
+        assert_eq!(path(OverflowReason::NoSeats).len(), 4);
+        assert_eq!(path(OverflowReason::NoSeats)[2], "tag in-b");
+        // all_on_break is not listed on the first queue: the step after it.
+        assert_eq!(
+            path(OverflowReason::AllOnBreak)[2],
+            "overflow sip:19@192.0.2.20 (10 s) then back-to-queue"
+        );
+        assert!(
+            d.trace
+                .iter()
+                .any(|l| l.0 == "  step 2: on queue_full continue with route b from step 4")
+        );
     }
 }

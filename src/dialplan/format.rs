@@ -112,6 +112,32 @@ pub(crate) struct RawQueue {
     pub announce_position: bool,
     #[serde(default)]
     pub announce_wait: bool,
+    pub on_overflow: Option<Box<RawOnOverflow>>,
+}
+
+/// `on_overflow = { queue_full = "ROUTE", … }`: one route per overflow reason (names as
+/// `crate::acd::OverflowReason::as_str`); an unknown reason is a TOML error at its key.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawOnOverflow {
+    pub max_wait: Option<Spanned<String>>,
+    pub queue_full: Option<Spanned<String>>,
+    pub no_seats: Option<Spanned<String>>,
+    pub all_on_break: Option<Spanned<String>>,
+}
+
+impl RawOnOverflow {
+    /// The listed branches as (reason label, route name), in reason order.
+    pub fn branches(&self) -> impl Iterator<Item = (&'static str, &Spanned<String>)> {
+        [
+            ("max_wait", &self.max_wait),
+            ("queue_full", &self.queue_full),
+            ("no_seats", &self.no_seats),
+            ("all_on_break", &self.all_on_break),
+        ]
+        .into_iter()
+        .filter_map(|(r, route)| route.as_ref().map(|route| (r, route)))
+    }
 }
 
 #[derive(Debug, Deserialize)]
@@ -158,4 +184,7 @@ pub(crate) struct RawTest {
     pub has_location: bool,
     pub expect_route: Spanned<String>,
     pub expect_steps: Option<Vec<String>>,
+    /// The call leaves its first queue for this reason (`max_wait`, `queue_full`,
+    /// `no_seats`, `all_on_break`): `expect_steps` then lists the steps it runs.
+    pub overflow_reason: Option<Spanned<String>>,
 }

@@ -31,8 +31,9 @@ use regex::Regex;
 
 use crate::config::Cidr;
 
+pub use crate::acd::OverflowReason;
 pub use compile::compile;
-pub use eval::{TestOutcome, evaluate, run_tests};
+pub use eval::{TestOutcome, evaluate, overflow_path, run_tests};
 
 /// Reads the plan at `path` and the files it includes, and compiles it against the ACD
 /// queues the configuration declares (`queues`: queue names).
@@ -206,6 +207,9 @@ pub enum Step {
         /// Seconds between announcements (at least [`MIN_ANNOUNCE_EVERY_S`]); `None` =
         /// announce once, when the call is queued.
         announce_every_s: Option<u64>,
+        /// Where the call goes when it leaves the queue for a given reason (`on_overflow`);
+        /// a reason not listed runs the step after the queue step.
+        on_overflow: Vec<OverflowBranch>,
         /// Each announcement tells the caller's position in the queue ("Votre position
         /// dans la file d'attente est : 3").
         announce_position: bool,
@@ -236,6 +240,45 @@ pub enum Step {
         /// SIP status code, 400..=699.
         cause: u16,
     },
+}
+
+/// One `on_overflow` branch of a queue step: when the ACD lets the call leave the queue
+/// for `reason`, the call continues with route `route`'s steps (its `match` is not
+/// tested, as for `goto`) instead of the step after the queue step. The call keeps its
+/// place in the queue until a step moves it elsewhere, so an `overflow` with
+/// `then = "back-to-queue"` in the branch returns it to that place.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct OverflowBranch {
+    /// Why the call left the queue.
+    pub reason: OverflowReason,
+    /// Name of the route to continue with.
+    pub route: String,
+    /// Index in [`Decision::steps`] of the branch's first step; `None` in a compiled
+    /// [`Route`], filled in by [`evaluate`].
+    pub at: Option<usize>,
+}
+
+/// Parses an overflow reason as the plan writes it: `max_wait`, `queue_full`, `no_seats`,
+/// `all_on_break` ([`OverflowReason::as_str`]).
+pub fn parse_reason(text: &str) -> Option<OverflowReason> {
+    OverflowReason::ALL.into_iter().find(|r| r.as_str() == text)
+}
+
+/// End (exclusive) of the segment of `steps` that holds index `pc`: a decision's steps are
+/// the matched route's steps, then one segment per `on_overflow` branch route
+/// ([`OverflowBranch::at`]); running off a segment's end is running out of steps.
+pub fn segment_end(steps: &[Step], pc: usize) -> usize {
+    steps
+        .iter()
+        .filter_map(|s| match s {
+            Step::Queue { on_overflow, .. } => Some(on_overflow.iter().filter_map(|b| b.at)),
+            _ => None,
+        })
+        .flatten()
+        .filter(|&at| at > pc)
+        .min()
+        .unwrap_or(steps.len())
+        .min(steps.len())
 }
 
 /// Shortest period between two queue announcements, in seconds (a shorter one would
@@ -286,11 +329,21 @@ impl fmt::Display for Step {
                 name,
                 priority,
                 max_wait_s,
+                on_overflow,
                 ..
-            } => write!(
-                f,
-                "queue {name} priority={priority} max_wait_s={max_wait_s}"
-            ),
+            } => {
+                write!(
+                    f,
+                    "queue {name} priority={priority} max_wait_s={max_wait_s}"
+                )?;
+                if !on_overflow.is_empty() {
+                    write!(f, " on_overflow")?;
+                    for b in on_overflow {
+                        write!(f, " {}={}", b.reason.as_str(), b.route)?;
+                    }
+                }
+                Ok(())
+            }
             Step::Overflow { targets, then } => {
                 write!(f, "overflow")?;
                 for t in targets {
@@ -321,8 +374,12 @@ pub struct PlanTest {
     pub at: DateTime<Utc>,
     /// Route name, or `none` when no route may match.
     pub expect_route: String,
-    /// Steps as [`Step`]'s display form; `None` = not checked.
+    /// Steps as [`Step`]'s display form; `None` = not checked. With `overflow_reason`,
+    /// the steps the call runs when its first queue step overflows for that reason
+    /// ([`overflow_path`]).
     pub expect_steps: Option<Vec<String>>,
+    /// The call leaves its first queue for this reason (`overflow_reason` in the plan).
+    pub overflow_reason: Option<OverflowReason>,
 }
 
 /// What the switch knows about a call when it evaluates the plan.
@@ -363,7 +420,8 @@ impl CallFacts {
 pub struct Decision {
     /// Name of the route that took the call (the first that matched); `None` if none did.
     pub route: Option<String>,
-    /// Steps to run, `goto`s resolved.
+    /// Steps to run, `goto`s resolved: the route's, then one segment per `on_overflow`
+    /// branch route ([`segment_end`]).
     pub steps: Vec<Step>,
     /// Each decision taken, in order (for `vigie dialplan trace` and the journal).
     pub trace: Vec<TraceLine>,

@@ -177,6 +177,11 @@ pub enum MediaCommand {
 /// on anyway (a media layer that never reports must not hold a caller), in seconds.
 pub const PROMPT_GUARD_S: u64 = 120;
 
+/// After a failed overflow (every target failed, or steps that ran out while the call
+/// still holds its queue place), how long before a queue step with `max_wait_s = 0` lets
+/// the call leave its queue again, in seconds; a step with a max wait waits that long.
+pub const OVERFLOW_RETRY_S: u64 = 30;
+
 /// How long the ACD lets an overflow target ring when the switch does not say: the switch
 /// keeps each target's own timeout (the plan's `timeout_s`) and ignores the ACD's.
 const ACD_OVERFLOW_TIMEOUT: Duration = Duration::from_secs(24 * 3600);
@@ -376,6 +381,9 @@ struct Call {
     steps: Arc<[Step]>,
     /// Index of the next step to run (while an overflow step runs: that step).
     pc: usize,
+    /// End (exclusive) of the segment of `steps` that `pc` runs in: the route's steps, or
+    /// an `on_overflow` branch's ([`dialplan::segment_end`]).
+    seg_end: usize,
     wait: Wait,
     /// Index of the last queue step run (`back-to-queue` returns to it).
     queue_step: Option<usize>,
@@ -1210,7 +1218,12 @@ impl Switch {
         );
         let mut vars: Vec<(String, String)> = Vec::new();
         let mut tags: Vec<String> = Vec::new();
-        for step in &decision.steps {
+        // The route's own steps: `on_overflow` branch segments run only if taken.
+        for step in decision
+            .steps
+            .iter()
+            .take(dialplan::segment_end(&decision.steps, 0))
+        {
             match step {
                 Step::Set { name, value } => {
                     vars.retain(|(n, _)| n != name);
@@ -1281,6 +1294,7 @@ impl Switch {
                 pending: Vec::new(),
                 phase: Phase::Queued,
                 media_known: false,
+                seg_end: dialplan::segment_end(&decision.steps, 0),
                 steps: decision.steps.into(),
                 pc: 0,
                 wait: Wait::Running,
@@ -1315,7 +1329,7 @@ impl Switch {
             if c.wait != Wait::Running {
                 return;
             }
-            let Some(step) = c.steps.get(c.pc).cloned() else {
+            let Some(step) = c.steps.get(c.pc).filter(|_| c.pc < c.seg_end).cloned() else {
                 self.steps_exhausted(now, id);
                 return;
             };
@@ -1373,6 +1387,7 @@ impl Switch {
                     announce_every_s,
                     announce_position,
                     announce_wait,
+                    on_overflow,
                 } => {
                     let spec = announce::AnnounceSpec {
                         prompt: announce,
@@ -1380,7 +1395,15 @@ impl Switch {
                         position: announce_position,
                         wait: announce_wait,
                     };
-                    self.queue(now, id, &name, priority, max_wait_s, spec);
+                    self.queue(
+                        now,
+                        id,
+                        &name,
+                        priority,
+                        max_wait_s,
+                        spec,
+                        !on_overflow.is_empty(),
+                    );
                     return;
                 }
                 Step::Overflow { .. } => {
@@ -1539,6 +1562,10 @@ impl Switch {
     /// A queue step: into the ACD with the step's priority and max wait; announcements
     /// start at once and repeat every `announce_every_s`. A seat free at arrival is
     /// offered the call before any announcement (which is then skipped while it rings).
+    /// A step with somewhere to go next (a following step, or an `on_overflow` branch)
+    /// lets the ACD release the call for every [`OverflowReason`]; one without never
+    /// leaves the queue (never a busy to an emergency caller, DESIGN §1).
+    #[allow(clippy::too_many_arguments)]
     fn queue(
         &mut self,
         now: Instant,
@@ -1547,11 +1574,12 @@ impl Switch {
         priority: u8,
         max_wait_s: u64,
         spec: announce::AnnounceSpec,
+        has_branches: bool,
     ) {
         let Some(c) = self.calls.get_mut(&id) else {
             return;
         };
-        let has_next = c.pc < c.steps.len();
+        let has_next = c.pc < c.seg_end || has_branches;
         c.queue_step = Some(c.pc.saturating_sub(1));
         c.queue = name.to_owned();
         c.wait = Wait::Queue;
@@ -1563,8 +1591,9 @@ impl Switch {
         let spec = CallSpec {
             priority,
             max_wait,
-            overflows: has_next && max_wait.is_some(),
-            overflow_retry: max_wait.unwrap_or_default(),
+            overflows: has_next,
+            // Never zero: a failed overflow for want of seats or room would loop at once.
+            overflow_retry: max_wait.unwrap_or(Duration::from_secs(OVERFLOW_RETRY_S)),
         };
         self.emit(
             id,
@@ -1597,8 +1626,9 @@ impl Switch {
         self.acd.dequeue(now, id);
     }
 
-    /// The ACD let the call leave its queue (max wait, or no seat online): the step after
-    /// the queue runs.
+    /// The ACD let the call leave its queue for `reason`: the queue step's `on_overflow`
+    /// branch for that reason runs, else the step after the queue step. With neither, the
+    /// call keeps its place and may leave again after the overflow retry.
     fn queue_exit(&mut self, now: Instant, id: CallId, reason: OverflowReason) {
         let Some(c) = self.calls.get_mut(&id) else {
             self.acd.overflow_failed(now, id);
@@ -1607,6 +1637,60 @@ impl Switch {
         if c.wait != Wait::Queue {
             return;
         }
+        let q = c.queue_step.unwrap_or(c.pc.saturating_sub(1));
+        let branch = match c.steps.get(q) {
+            Some(Step::Queue { on_overflow, .. }) => on_overflow
+                .iter()
+                .find(|b| b.reason == reason)
+                .and_then(|b| Some((b.at?, b.route.clone()))),
+            _ => None,
+        };
+        match branch {
+            Some((at, route)) => {
+                c.pc = at;
+                c.seg_end = dialplan::segment_end(&c.steps, at);
+                // The branch's route, variables and tags, with the reason as tag
+                // `overflow:REASON`, for the journal and the dispatch hand-off.
+                let mut vars: Vec<(String, String)> = Vec::new();
+                let mut tags = vec![format!("overflow:{}", reason.as_str())];
+                for step in c.steps.get(at..c.seg_end).unwrap_or_default() {
+                    match step {
+                        Step::Set { name, value } => {
+                            vars.retain(|(n, _)| n != name);
+                            vars.push((name.clone(), value.clone()));
+                        }
+                        Step::Tag(t) if !tags.contains(t) => tags.push(t.clone()),
+                        _ => {}
+                    }
+                }
+                let trace = vec![format!(
+                    "left queue {} ({}): continue with route {route}",
+                    c.queue,
+                    reason.as_str()
+                )];
+                self.emit(
+                    id,
+                    CallEventKind::Routed {
+                        route: Some(route),
+                        vars,
+                        tags,
+                        trace,
+                    },
+                );
+            }
+            None => {
+                c.pc = q + 1;
+                c.seg_end = dialplan::segment_end(&c.steps, q);
+                if c.pc >= c.seg_end {
+                    // Nowhere to go for this reason: stay queued.
+                    self.acd.overflow_failed(now, id);
+                    return;
+                }
+            }
+        }
+        let Some(c) = self.calls.get_mut(&id) else {
+            return;
+        };
         c.overflow_reason = reason;
         c.wait = Wait::Running;
         c.next_target = 0;
@@ -1626,14 +1710,17 @@ impl Switch {
             let Some(target) = targets.get(c.next_target).cloned() else {
                 c.next_target = 0;
                 c.wait = Wait::Running;
-                let back = then == OverflowThen::BackToQueue || c.pc + 1 >= c.steps.len();
+                let back = then == OverflowThen::BackToQueue || c.pc + 1 >= c.seg_end;
                 match (back, c.in_acd, c.queue_step) {
                     (true, true, _) => {
                         // Back to its place in the queue; may overflow again after the
                         // queue step's max wait.
                         c.wait = Wait::Queue;
                         c.phase = Phase::Queued;
-                        c.pc = c.queue_step.map_or(c.pc, |q| q + 1);
+                        if let Some(q) = c.queue_step {
+                            c.pc = q + 1;
+                            c.seg_end = dialplan::segment_end(&c.steps, q);
+                        }
                         if let Some(spec) = &c.announce {
                             c.next_announce = Some(now + spec.every.unwrap_or_default());
                         }
@@ -1641,6 +1728,7 @@ impl Switch {
                     }
                     (true, false, Some(q)) => {
                         c.pc = q;
+                        c.seg_end = dialplan::segment_end(&c.steps, q);
                         self.advance(now, id);
                     }
                     _ => {
@@ -1711,13 +1799,17 @@ impl Switch {
             // again after its max wait.
             c.wait = Wait::Queue;
             c.phase = Phase::Queued;
-            c.pc = c.queue_step.map_or(c.pc, |q| q + 1);
+            if let Some(q) = c.queue_step {
+                c.pc = q + 1;
+                c.seg_end = dialplan::segment_end(&c.steps, q);
+            }
             self.acd.overflow_failed(now, id);
             return;
         }
         match c.queue_step {
             Some(q) => {
                 c.pc = q;
+                c.seg_end = dialplan::segment_end(&c.steps, q);
                 self.advance(now, id);
             }
             None => {
