@@ -112,7 +112,8 @@ fn unanswered_seat_times_out_and_next_seat_answers() {
     assert_eq!(no_answer.detail["status"], 487);
     // The offer to agent01 was withdrawn after the ring timeout, not before.
     let rung = (no_answer.at - events[2].at).num_milliseconds();
-    assert!((2000..4000).contains(&rung), "agent01 rang {rung} ms");
+    // Journal times are whole milliseconds taken at two instants: allow their rounding.
+    assert!((1_990..4_000).contains(&rung), "agent01 rang {rung} ms");
 }
 
 #[test]

@@ -1372,15 +1372,12 @@ impl Acd {
             return Pick::NoSeat;
         }
         if cands.is_empty() {
-            let retry_due = match c.retry_at {
-                Some(at) => at <= now,
-                None => false,
-            };
-            if !retry_due {
-                if c.retry_at.is_none()
-                    && let Some(c) = self.calls.get_mut(&call)
-                {
-                    c.retry_at = Some(now + retry);
+            // A new round starts at the retry instant (at once with `retry` = 0: nothing
+            // else may wake the ACD for this call).
+            let at = c.retry_at.unwrap_or(now + retry);
+            if at > now {
+                if let Some(c) = self.calls.get_mut(&call) {
+                    c.retry_at = Some(at);
                 }
                 self.scratch_cands = cands;
                 return Pick::Backoff;
@@ -1580,6 +1577,30 @@ mod tests {
         assert!(drain(&mut acd).is_empty());
         assert_eq!(acd.poll_timeout(), Some(t0 + Duration::from_secs(5)));
         acd.handle_timeout(t0 + Duration::from_secs(5));
+        assert_eq!(
+            drain(&mut acd),
+            vec![Decision::Offer {
+                call: id(1),
+                seat: "agent01".into()
+            }]
+        );
+    }
+
+    /// `retry = 0` (app_queue `retry=0`): the seat that just failed the call is offered it
+    /// again at once when no other seat is free; nothing else would wake the ACD for it.
+    #[test]
+    fn zero_retry_offers_the_call_again_at_once() {
+        let t0 = Instant::now();
+        let q = QueueSpec {
+            retry: Duration::ZERO,
+            ..spec()
+        };
+        let mut acd = Acd::new(vec![q], seats(1));
+        acd.seat_online(t0, "agent01");
+        acd.enqueue(t0, id(1), "line19").unwrap();
+        assert_eq!(drain(&mut acd).len(), 1);
+        let t1 = t0 + Duration::from_secs(1);
+        acd.offer_failed(t1, id(1), "agent01", OfferFailure::NoAnswer);
         assert_eq!(
             drain(&mut acd),
             vec![Decision::Offer {

@@ -495,8 +495,21 @@ impl Capture {
         Capture { proc, file }
     }
 
-    /// Stops the capture (SIGTERM flushes the file).
+    /// Stops the capture (SIGTERM flushes the file) once tcpdump has caught up: on a
+    /// loaded machine it may still be reading packets already sent, so the file must stop
+    /// growing for 300 ms first (bounded by 5 s).
     pub fn stop(&mut self) {
+        let size = || std::fs::metadata(&self.file).map(|m| m.len()).unwrap_or(0);
+        let deadline = Instant::now() + Duration::from_secs(5);
+        let mut last = size();
+        while Instant::now() < deadline {
+            std::thread::sleep(Duration::from_millis(300));
+            let now = size();
+            if now == last {
+                break;
+            }
+            last = now;
+        }
         self.proc.terminate(Duration::from_secs(10));
     }
 
