@@ -68,6 +68,17 @@ pub enum Invalid {
     },
     #[error("seat {seat:?} serves queue {queue:?}, which no [[queues]] entry declares")]
     SeatSkillQueue { seat: String, queue: String },
+    #[error(
+        "[callbacks] dial_uri = {0:?}: must be a sip: or sips: URI with {{number}} once and an IP address as host"
+    )]
+    CallbackDialUri(String),
+    #[error(
+        "[callbacks] max_attempts = {max_attempts}, caller_ring_s = {caller_ring_s}: both must be 1 or more"
+    )]
+    CallbackLimits {
+        max_attempts: u32,
+        caller_ring_s: u64,
+    },
 }
 
 /// The whole configuration.
@@ -97,12 +108,38 @@ pub struct CallbacksConfig {
     /// A caller calling again within this many seconds of an abandon is matched to the
     /// open callback task (closed `called-back`) instead of opening another; default 1800.
     pub match_window_s: u64,
+    /// Offer every open (unclaimed) task to the next free seat of its queue as a
+    /// pseudo-call ahead of new calls: the seat is called first ("Rappel <number>"), then
+    /// the caller through `dial_uri`, then both are bridged (`crate::switch::originate`).
+    /// Default `false`: tasks are only listed, claimed and closed over the API.
+    pub offer_to_seats: bool,
+    /// How vigie reaches a caller through the trunk: a `sip:`/`sips:` URI with `{number}`
+    /// once (RFC 3261 §19.1), e.g. `sip:{number}@192.0.2.10`; the host must be an IP
+    /// address (vigie does no DNS).
+    pub dial_uri: String,
+    /// ACD priority of a callback pseudo-call (higher is served first; new calls get
+    /// their plan's queue priority, 0 unless set). Default 10: ahead of new calls.
+    pub priority: u8,
+    /// Calls to a caller that end busy or unanswered before the task is closed
+    /// `no-answer` (1 or more); default 3.
+    pub max_attempts: u32,
+    /// Seconds between a busy or unanswered call to the caller and the next offer of the
+    /// task to a seat; default 300.
+    pub retry_after_s: u64,
+    /// Seconds the caller may ring before vigie CANCELs and counts an attempt; default 30.
+    pub caller_ring_s: u64,
 }
 
 impl Default for CallbacksConfig {
     fn default() -> CallbacksConfig {
         CallbacksConfig {
             match_window_s: 1800,
+            offer_to_seats: false,
+            dial_uri: "sip:{number}@192.0.2.10".to_owned(),
+            priority: 10,
+            max_attempts: 3,
+            retry_after_s: 300,
+            caller_ring_s: 30,
         }
     }
 }
@@ -590,6 +627,26 @@ impl Config {
         for src in &self.trunk.allowed_sources {
             Cidr::parse(src).ok_or_else(|| Invalid::TrunkSource(src.clone()))?;
         }
+        let cb = &self.callbacks;
+        let dial_ok = crate::switch::originate::DialTemplate::parse(&cb.dial_uri)
+            .ok()
+            .and_then(|d| d.uri("0612345678").ok())
+            .and_then(|u| crate::sip::uri::Uri::parse(&u).ok())
+            .is_some_and(|u| {
+                matches!(
+                    u.host,
+                    crate::sip::uri::Host::V4(_) | crate::sip::uri::Host::V6(_)
+                )
+            });
+        if !dial_ok {
+            return Err(Invalid::CallbackDialUri(cb.dial_uri.clone()));
+        }
+        if cb.max_attempts == 0 || cb.caller_ring_s == 0 {
+            return Err(Invalid::CallbackLimits {
+                max_attempts: cb.max_attempts,
+                caller_ring_s: cb.caller_ring_s,
+            });
+        }
         for alg in &self.registrar.digest_algorithms {
             crate::sip::auth::Algorithm::from_token(alg)
                 .ok_or_else(|| Invalid::DigestAlgorithm(alg.clone()))?;
@@ -885,5 +942,53 @@ queues = [{ name = "admin" }]
         assert!(!one.contains("2001:db8::2".parse().unwrap()));
         assert!(Cidr::parse("10.0.0.0/33").is_none());
         assert!(Cidr::parse("nonsense").is_none());
+    }
+
+    #[test]
+    fn callbacks_offered_to_seats_are_read_and_checked() {
+        let c = Config::parse(
+            r#"
+[callbacks]
+offer_to_seats = true
+dial_uri = "sip:{number}@192.0.2.10:5060;user=phone"
+priority = 7
+max_attempts = 2
+retry_after_s = 120
+caller_ring_s = 25
+"#,
+        )
+        .unwrap();
+        assert!(c.callbacks.offer_to_seats);
+        assert_eq!(c.callbacks.priority, 7);
+        assert_eq!(c.callbacks.max_attempts, 2);
+        assert_eq!(c.callbacks.retry_after_s, 120);
+        assert_eq!(c.callbacks.caller_ring_s, 25);
+        assert_eq!(c.callbacks.match_window_s, 1800);
+        c.validate().unwrap();
+        let d = Config::default().callbacks;
+        assert!(!d.offer_to_seats);
+        assert_eq!((d.priority, d.max_attempts, d.retry_after_s), (10, 3, 300));
+        for bad in [
+            "tel:{number}",
+            "sip:192.0.2.10",
+            "sip:{number}@trunk.example.net",
+            "sip:{number}{number}@192.0.2.10",
+        ] {
+            let mut c = Config::default();
+            c.callbacks.dial_uri = bad.to_owned();
+            assert!(
+                matches!(c.validate(), Err(Invalid::CallbackDialUri(ref u)) if u == bad),
+                "{bad}"
+            );
+        }
+        let mut c = Config::default();
+        c.callbacks.max_attempts = 0;
+        assert!(matches!(
+            c.validate(),
+            Err(Invalid::CallbackLimits {
+                max_attempts: 0,
+                caller_ring_s: 30
+            })
+        ));
     }
 }

@@ -228,15 +228,7 @@ fn seat_answer_stops_the_announcement_at_the_bridge() {
     let mut trunk = trunk_call(&v, "trunk", "trunk_call.xml", 1000);
     // Half a second into the announcement, the seat comes.
     wait_prompt_packets(&v, 25.0, Duration::from_secs(15));
-    let mut seat = seat_sipp(
-        &v,
-        "seat",
-        "agent_uas.xml",
-        SEAT_SIP,
-        SEAT_MEDIA,
-        ECHO_ONE_CALL,
-    );
-    register_seat_on(&v, "agent01", SEAT_SIP);
+    let mut seat = echo_seat(&v);
     assert_one_good_call(&mut trunk, &v, Duration::from_secs(30));
     assert_one_good_call(&mut seat, &v, Duration::from_secs(10));
     capture.stop();

@@ -6,7 +6,10 @@
 //! restart with its id and figures, can be closed after it, and new tasks are numbered
 //! after it. The service level is rebuilt from the journal at start: the calls of the last
 //! hour count after a restart. A waiting caller's priority is changed over the API
-//! (`PATCH /api/v1/calls/{id}`) and the next free seat takes that call first.
+//! (`PATCH /api/v1/calls/{id}`) and the next free seat takes that call first. With
+//! `[callbacks] offer_to_seats = true` the open task is offered to the first seat that logs
+//! in: the seat answers vigie's INVITE ("Rappel <number>"), vigie calls the caller at
+//! `dial_uri`, RTP flows both ways through the relay, and the task is closed `reached`.
 
 mod support;
 
@@ -100,18 +103,7 @@ fn abandon_opens_a_task_and_calling_back_closes_it() {
     );
 
     // 3. The same number calls again and is answered: the task closes `called-back`.
-    let mut seat = seat_sipp(
-        &v,
-        "agent01",
-        "agent_uas.xml",
-        SEAT_SIP,
-        SEAT_MEDIA,
-        ECHO_ONE_CALL,
-    );
-    register_seat_on(&v, "agent01", SEAT_SIP);
-    v.wait_status(Duration::from_secs(5), "agent01 idle", |s| {
-        seat_state(s, "agent01").as_deref() == Some("idle")
-    });
+    let mut seat = echo_seat(&v);
     let mut trunk = trunk_call(&v, "trunk2", "trunk_call.xml", 500);
     assert_one_good_call(&mut trunk, &v, Duration::from_secs(20));
     assert_one_good_call(&mut seat, &v, Duration::from_secs(10));
@@ -279,18 +271,7 @@ fn service_level_counts_the_calls_of_before_a_restart() {
     // One abandon (no seat yet), then one call answered by agent01 within 15 s.
     let mut trunk = trunk_call(&v, "trunk1", "trunk_cancel.xml", 1000);
     assert_one_good_call(&mut trunk, &v, Duration::from_secs(20));
-    let mut seat = seat_sipp(
-        &v,
-        "agent01",
-        "agent_uas.xml",
-        SEAT_SIP,
-        SEAT_MEDIA,
-        ECHO_ONE_CALL,
-    );
-    register_seat_on(&v, "agent01", SEAT_SIP);
-    v.wait_status(Duration::from_secs(5), "agent01 idle", |s| {
-        seat_state(s, "agent01").as_deref() == Some("idle")
-    });
+    let mut seat = echo_seat(&v);
     let mut trunk = trunk_call(&v, "trunk2", "trunk_call.xml", 500);
     assert_one_good_call(&mut trunk, &v, Duration::from_secs(20));
     assert_one_good_call(&mut seat, &v, Duration::from_secs(10));
@@ -493,4 +474,154 @@ fn raising_a_waiting_callers_priority_gives_them_the_next_free_seat() {
         at("queued") < at("priority_changed") && at("priority_changed") < at("offered"),
         "{kinds:?}"
     );
+}
+
+/// SIP and RTP ports of the SIPp that plays the called-back caller behind the trunk.
+const CALLEE_SIP: u16 = 5074;
+const CALLEE_MEDIA: u16 = 6200;
+
+#[test]
+fn an_abandoned_caller_is_called_back_through_a_free_seat_and_reached() {
+    let ip = unique_loopback();
+    let extra = format!(
+        "{MD5_ONLY}[callbacks]\noffer_to_seats = true\n\
+         dial_uri = \"sip:{{number}}@{ip}:{CALLEE_SIP}\"\nretry_after_s = 300\n"
+    );
+    let mut v = Vigie::start(ip, &extra);
+    let dir = v.dir.path().to_path_buf();
+    let mut capture = Capture::start(&dir, "rtp", ip);
+
+    // 1. The caller gives up after about 1 s in the queue (no seat logged in yet).
+    let mut trunk = trunk_call(&v, "trunk1", "trunk_cancel.xml", 1000);
+    assert_one_good_call(&mut trunk, &v, Duration::from_secs(20));
+    let open = wait_tasks(
+        &v,
+        "/api/v1/callbacks?open=true",
+        Duration::from_secs(5),
+        |t| t.len() == 1,
+    );
+    assert_eq!(open.len(), 1, "open tasks: {open:?}");
+    assert_eq!(open[0]["caller"], "+212600001");
+    let abandoned = open[0]["call_id"].as_str().unwrap_or("").to_owned();
+
+    // 2. The caller's phone behind the trunk, then a seat logs in: the seat gets the
+    //    callback, then the caller's phone rings, answers, talks 3 s and hangs up.
+    let mut callee = seat_sipp(
+        &v,
+        "callee",
+        "callback_caller_uas.xml",
+        CALLEE_SIP,
+        CALLEE_MEDIA,
+        &["-m", "1", "-d", "3000", "-timeout", "30", "-trace_err"],
+    );
+    let mut seat = seat_sipp(
+        &v,
+        "agent01",
+        "agent_uas.xml",
+        SEAT_SIP,
+        SEAT_MEDIA,
+        ECHO_ONE_CALL,
+    );
+    register_seat_on(&v, "agent01", SEAT_SIP);
+    assert_one_good_call(&mut callee, &v, Duration::from_secs(30));
+    assert_one_good_call(&mut seat, &v, Duration::from_secs(10));
+
+    // 3. The task is closed `reached`.
+    let all = wait_tasks(&v, "/api/v1/callbacks", Duration::from_secs(5), |t| {
+        t.first().is_some_and(|t| t["state"] == "closed")
+    });
+    assert_eq!(all.len(), 1, "{all:?}");
+    assert_eq!(all[0]["state"], "closed", "{}", all[0]);
+    assert_eq!(all[0]["outcome"], "reached", "{}", all[0]);
+    assert_eq!(v.metric(OPEN), 0.0);
+    v.wait_status(Duration::from_secs(5), "agent01 idle again", |s| {
+        seat_state(s, "agent01").as_deref() == Some("idle")
+    });
+
+    // 4. RTP through the relay: the caller's pcap reaches the seat, the seat's echo
+    //    comes back to the caller.
+    capture.stop();
+    let from_callee = capture
+        .packets(&format!("udp and src port {CALLEE_MEDIA}"))
+        .len();
+    let to_seat = capture
+        .packets(&format!("udp and dst port {SEAT_MEDIA}"))
+        .len();
+    let to_callee = capture
+        .packets(&format!("udp and dst port {CALLEE_MEDIA}"))
+        .len();
+    assert!(from_callee >= 100, "caller sent {from_callee} RTP packets");
+    assert!(
+        to_seat * 10 >= from_callee * 9,
+        "relay forwarded {to_seat} of {from_callee} packets to the seat"
+    );
+    assert!(
+        to_callee >= 50,
+        "seat's echo to the caller: {to_callee} packets"
+    );
+
+    v.stop();
+    // The journal files the callback as its own call in line19, answered by agent01.
+    let calls = journal_calls(&v.db_path());
+    let cb: Vec<_> = calls
+        .iter()
+        .filter(|c| c.id.to_string() != abandoned)
+        .collect();
+    assert_eq!(cb.len(), 1, "{calls:?}");
+    let kinds: Vec<String> = journal_events(&v.db_path(), cb[0].id)
+        .iter()
+        .map(|e| e.kind.as_str().to_owned())
+        .collect();
+    assert_eq!(kinds, ["queued", "offered", "ringing", "answered", "ended"]);
+}
+
+/// With `offer_to_seats = true`, a task claimed over the API before any seat is free
+/// leaves the ACD: the seat that then logs in gets no INVITE within 3 s, and the task
+/// stays open, claimed by the seat that claimed it.
+#[test]
+fn a_claimed_task_is_not_offered_to_a_seat() {
+    let ip = unique_loopback();
+    let extra = format!(
+        "{MD5_ONLY}[callbacks]\noffer_to_seats = true\n\
+         dial_uri = \"sip:{{number}}@{ip}:{CALLEE_SIP}\"\n"
+    );
+    let mut v = Vigie::start(ip, &extra);
+    let mut trunk = trunk_call(&v, "trunk1", "trunk_cancel.xml", 1000);
+    assert_one_good_call(&mut trunk, &v, Duration::from_secs(20));
+    let open = wait_tasks(
+        &v,
+        "/api/v1/callbacks?open=true",
+        Duration::from_secs(5),
+        |t| t.len() == 1,
+    );
+    assert_eq!(open.len(), 1, "{open:?}");
+    let claimed = http_post(&v, "/api/v1/callbacks/1/claim", r#"{"seat":"agent02"}"#);
+    assert_eq!(claimed.as_ref().map(|c| c.0), Some(200), "{claimed:?}");
+
+    // The seat's phone: a plain UDP socket where the seat registers its Contact.
+    let phone = std::net::UdpSocket::bind((ip, SEAT_SIP)).expect("bind the seat's port");
+    phone
+        .set_read_timeout(Some(Duration::from_millis(200)))
+        .expect("read timeout");
+    register_seat_on(&v, "agent01", SEAT_SIP);
+    v.wait_status(Duration::from_secs(5), "agent01 idle", |s| {
+        seat_state(s, "agent01").as_deref() == Some("idle")
+    });
+    let deadline = Instant::now() + Duration::from_secs(3);
+    let mut buf = [0u8; 4096];
+    while Instant::now() < deadline {
+        if let Ok((n, _)) = phone.recv_from(&mut buf) {
+            let text = String::from_utf8_lossy(buf.get(..n).unwrap_or_default());
+            assert!(!text.starts_with("INVITE"), "claimed task offered:\n{text}");
+        }
+    }
+    let open = wait_tasks(
+        &v,
+        "/api/v1/callbacks?open=true",
+        Duration::from_secs(1),
+        |t| t.len() == 1,
+    );
+    assert_eq!(open.len(), 1, "{open:?}");
+    assert_eq!(open[0]["claimed_by"], "agent02", "{}", open[0]);
+    v.stop();
 }

@@ -52,15 +52,7 @@ steps = [
 fn admin_number_inside_office_hours_is_queued() {
     let ip = unique_loopback();
     let mut v = Vigie::start_with_plan(ip, MD5_ONLY, &admin_plan(&[]));
-    let mut seat = seat_sipp(
-        &v,
-        "seat",
-        "agent_uas.xml",
-        SEAT_SIP,
-        SEAT_MEDIA,
-        ECHO_ONE_CALL,
-    );
-    register_seat_on(&v, "agent01", SEAT_SIP);
+    let mut seat = echo_seat(&v);
     let mut trunk = trunk_call(&v, "trunk", "trunk_call.xml", 500);
     assert_one_good_call(&mut trunk, &v, Duration::from_secs(20));
     assert_one_good_call(&mut seat, &v, Duration::from_secs(10));

@@ -188,15 +188,7 @@ fn locations_by_value_by_reference_and_updated_reach_webhook_sse_and_rest_in_ord
     }
     std::thread::sleep(Duration::from_millis(300));
 
-    let mut seat = seat_sipp(
-        &v,
-        "seat",
-        "agent_uas.xml",
-        SEAT_SIP,
-        SEAT_MEDIA,
-        ECHO_ONE_CALL,
-    );
-    register_seat_on(&v, "agent01", SEAT_SIP);
+    let mut seat = echo_seat(&v);
     let georef = format!("http://{ip}:{HOOK_PORT}/loc/1");
     let mut trunk = trunk_sipp(
         &v,
@@ -398,15 +390,7 @@ fn outage_and_restart(store_url: Option<&str>) {
         .map(|u| format!("url = \"{u}\"\n"))
         .unwrap_or_default();
     let mut v = Vigie::start(ip, &format!("{store}{}", dispatch_config(ip)));
-    let mut seat = seat_sipp(
-        &v,
-        "seat",
-        "agent_uas.xml",
-        SEAT_SIP,
-        SEAT_MEDIA,
-        ECHO_ONE_CALL,
-    );
-    register_seat_on(&v, "agent01", SEAT_SIP);
+    let mut seat = echo_seat(&v);
     let mut trunk = trunk_call(&v, "trunk", "trunk_location.xml", 500);
     assert_one_good_call(&mut trunk, &v, Duration::from_secs(20));
     assert_one_good_call(&mut seat, &v, Duration::from_secs(20));
@@ -492,15 +476,7 @@ fn aml_over_tls_is_matched_to_the_live_call_and_an_unmatched_report_kept() {
         key_path.display()
     );
     let mut v = Vigie::start(ip, &config);
-    let mut seat = seat_sipp(
-        &v,
-        "seat",
-        "agent_uas.xml",
-        SEAT_SIP,
-        SEAT_MEDIA,
-        ECHO_ONE_CALL,
-    );
-    register_seat_on(&v, "agent01", SEAT_SIP);
+    let mut seat = echo_seat(&v);
     let mut trunk = trunk_call(&v, "trunk", "trunk_location.xml", 4000);
     wait_docs(
         &got,

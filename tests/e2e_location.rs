@@ -14,15 +14,7 @@ use support::*;
 fn located_call(trunk_scenario: &str) -> Vigie {
     let ip = unique_loopback();
     let mut v = Vigie::start(ip, MD5_ONLY);
-    let mut seat = seat_sipp(
-        &v,
-        "seat",
-        "agent_uas.xml",
-        SEAT_SIP,
-        SEAT_MEDIA,
-        ECHO_ONE_CALL,
-    );
-    register_seat_on(&v, "agent01", SEAT_SIP);
+    let mut seat = echo_seat(&v);
     let mut trunk = trunk_call(&v, "trunk", trunk_scenario, 500);
     assert_one_good_call(&mut trunk, &v, Duration::from_secs(20));
     assert_one_good_call(&mut seat, &v, Duration::from_secs(20));

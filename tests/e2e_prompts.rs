@@ -88,15 +88,7 @@ match = { called = '19' }
 steps = [{ ring = 180 }, { record = true }, { queue = { name = "line19", priority = 5, max_wait_s = 0 } }]
 "#;
     let mut v = Vigie::start_with_plan(ip, MD5_ONLY, plan);
-    let mut seat = seat_sipp(
-        &v,
-        "seat",
-        "agent_uas.xml",
-        SEAT_SIP,
-        SEAT_MEDIA,
-        ECHO_ONE_CALL,
-    );
-    register_seat_on(&v, "agent01", SEAT_SIP);
+    let mut seat = echo_seat(&v);
     let mut trunk = trunk_call(&v, "trunk", "trunk_call.xml", 3000);
     assert_one_good_call(&mut trunk, &v, Duration::from_secs(25));
     assert_one_good_call(&mut seat, &v, Duration::from_secs(10));

@@ -52,15 +52,7 @@ fn unregister_seat_on(v: &Vigie, seat: &str, contact_port: u16) {
 fn seat_unregistering_mid_call_keeps_the_call_then_is_logged_out() {
     let ip = unique_loopback();
     let mut v = Vigie::start(ip, "");
-    let mut seat = seat_sipp(
-        &v,
-        "seat",
-        "agent_uas.xml",
-        SEAT_SIP,
-        SEAT_MEDIA,
-        ECHO_ONE_CALL,
-    );
-    register_seat_on(&v, "agent01", SEAT_SIP);
+    let mut seat = echo_seat(&v);
     v.wait_status(Duration::from_secs(5), "agent01 idle", |s| {
         seat_state(s, "agent01").as_deref() == Some("idle")
     });

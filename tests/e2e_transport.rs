@@ -15,15 +15,7 @@ fn trunk_call_over_tcp_answered_by_a_udp_seat() {
     let ip = unique_loopback();
     let mut v = Vigie::start(ip, MD5_ONLY);
     let dir = v.dir.path().to_owned();
-    let mut seat = seat_sipp(
-        &v,
-        "seat",
-        "agent_uas.xml",
-        SEAT_SIP,
-        SEAT_MEDIA,
-        ECHO_ONE_CALL,
-    );
-    register_seat_on(&v, "agent01", SEAT_SIP);
+    let mut seat = echo_seat(&v);
     let mut trunk = tcp_trunk_sipp(
         &v,
         "trunk",

@@ -11,6 +11,7 @@ use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use chrono::{DateTime, Utc};
+use vigie::acd::callback::CallbackOutcome;
 use vigie::acd::{CallId, SeatState};
 use vigie::config::Config;
 use vigie::dialplan::{self, CompiledPlan};
@@ -23,6 +24,7 @@ use vigie::sip::transport::{Peer, TransportKind};
 use vigie::sip::uri::Uri;
 use vigie::switch::dialog::LocalAddr;
 use vigie::switch::event::{CallEvent, CallEventKind, EndCause};
+use vigie::switch::originate::TaskResult;
 use vigie::switch::{MediaCommand, MediaPorts, Output, PROMPT_GUARD_S, Switch};
 
 const T1: Duration = Duration::from_millis(500);
@@ -766,6 +768,8 @@ struct Sim {
     media: Vec<(u64, MediaCommand)>,
     seat_changes: Vec<(String, bool)>,
     next_port: u16,
+    /// `Output::Callback`: (ms, task, result).
+    callback_results: Vec<(u64, u64, TaskResult)>,
 }
 
 type UaId = usize;
@@ -839,6 +843,7 @@ impl Sim {
             media: Vec::new(),
             seat_changes: Vec::new(),
             next_port: 20_000,
+            callback_results: Vec::new(),
         }
     }
 
@@ -988,6 +993,9 @@ impl Sim {
                     }
                     // Seat status/state changes (journal, live view): checked in seat_props.
                     Output::Agent(_) => {}
+                    Output::Callback { task, result } => {
+                        self.callback_results.push((ms, task, result))
+                    }
                     other => panic!("unexpected output {other:?}"),
                 }
             }
@@ -4564,6 +4572,257 @@ fn abandon_during_an_announcement_is_phase_announcement() {
     assert_eq!(sim.switch.active_calls(), 0);
 }
 
+// ---------------------------------------------------------------------------------------
+// Callbacks offered to seats ([callbacks] offer_to_seats)
+// ---------------------------------------------------------------------------------------
+
+/// One seat, callbacks offered at priority 10, the caller reached at 127.0.0.5:5080.
+fn callback_sim(retry_after_s: u64, max_attempts: u32) -> Sim {
+    callback_sim_seats(1, retry_after_s, max_attempts)
+}
+
+/// [`callback_sim`] with `seats` seats.
+fn callback_sim_seats(seats: usize, retry_after_s: u64, max_attempts: u32) -> Sim {
+    let mut c = config(seats);
+    c.callbacks.offer_to_seats = true;
+    c.callbacks.dial_uri = "sip:{number}@127.0.0.5:5080".into();
+    c.callbacks.retry_after_s = retry_after_s;
+    c.callbacks.max_attempts = max_attempts;
+    assert_eq!(c.callbacks.priority, 10);
+    c.validate().unwrap();
+    Sim::new(c)
+}
+
+/// The pseudo-calls of callbacks: calls with an `offered` event but no `received` one.
+fn callback_calls(sim: &Sim) -> Vec<CallId> {
+    let trunk = sim.calls();
+    let mut out: Vec<CallId> = Vec::new();
+    for (_, e) in &sim.events {
+        if matches!(e.kind, CallEventKind::Offered { .. })
+            && !trunk.contains(&e.call)
+            && !out.contains(&e.call)
+        {
+            out.push(e.call);
+        }
+    }
+    out
+}
+
+/// A caller abandons while the only seat is on another call; the edge opens callback task
+/// 1 for that caller. When the seat frees it gets the callback ("Rappel <number>",
+/// Call-Info naming the task) before a newer trunk call; on its 200 vigie ACKs and calls
+/// the caller at dial_uri with vigie's relay offer (A port); on the caller's 200 both are
+/// bridged and the task is reported reached; the caller's BYE ends the seat's leg; the
+/// seat then takes the waiting trunk call.
+#[test]
+fn callback_offered_to_the_next_free_seat_before_a_newer_call_and_reached() {
+    let mut sim = callback_sim(300, 3);
+    let seat = sim.add_seat(1, Some(Duration::from_secs(1)));
+    let callee = add_target(
+        &mut sim,
+        "callee",
+        [127, 0, 0, 5],
+        Some(Duration::from_secs(2)),
+    );
+    sim.ua(callee).hangup_after = Some(Duration::from_secs(5));
+    let (c0, c1, c2) = (sim.add_caller(0), sim.add_caller(1), sim.add_caller(2));
+    sim.ua(c0).hangup_after = Some(Duration::from_secs(10));
+    sim.ua(c0).invite();
+    sim.run(1_000);
+    sim.ua(c1).invite();
+    sim.run(3_000);
+    sim.ua(c1).cancel();
+    sim.run(3_500);
+    let call1 = call_of(&sim, 1);
+    assert_eq!(
+        sim.events_of(call1).last().map(String::as_str),
+        Some("abandoned queued")
+    );
+    // The edge's CallbackDesk opened task 1 for this abandon.
+    let now = sim.now;
+    sim.switch.callback_open(now, 1, "0600000001", "line19", 0);
+    assert_eq!(sim.switch.callbacks_pending(), 1);
+    sim.run(4_000);
+    sim.ua(c2).hangup_after = Some(Duration::from_secs(2));
+    sim.ua(c2).invite();
+    sim.run(60_000);
+
+    let (call0, call2) = (call_of(&sim, 0), call_of(&sim, 2));
+    let cbs = callback_calls(&sim);
+    assert_eq!(cbs.len(), 1, "one callback pseudo-call");
+    let cb = cbs[0];
+    // The seat frees when caller 0 hangs up (~11 s): the callback first, the newer trunk
+    // call after the callback ends.
+    assert_eq!(
+        offers(&sim),
+        vec![
+            (call0, "agent01".to_owned()),
+            (cb, "agent01".to_owned()),
+            (call2, "agent01".to_owned()),
+        ]
+    );
+    assert_eq!(
+        sim.events_of(cb),
+        strings(&[
+            "queued line19",
+            "offered agent01",
+            "ringing agent01",
+            "answered agent01",
+            "ended caller_hangup"
+        ])
+    );
+    // The seat's INVITE for the callback.
+    let invites = sim.ua(seat).requests(Method::Invite);
+    assert_eq!(invites.len(), 3);
+    let inv = &invites[1];
+    let from = inv.headers.get(&HeaderName::From).unwrap();
+    assert!(
+        from.starts_with("\"Rappel 0600000001\" <sip:0600000001@127.0.0.1>"),
+        "{from}"
+    );
+    assert_eq!(
+        inv.headers
+            .get(&HeaderName::Other("Call-Info".into()))
+            .map(str::to_owned),
+        Some("<urn:x-vigie:callback:1>;purpose=info".to_owned())
+    );
+    let (a_port, b_port) = sim.ports_of(cb);
+    assert!(
+        body_text(&inv.body).contains(&format!("m=audio {b_port} RTP/AVP")),
+        "{}",
+        body_text(&inv.body)
+    );
+    // The caller's INVITE, sent once the seat answered, with the A port.
+    let to_callee = sim.ua(callee).requests(Method::Invite);
+    assert_eq!(to_callee.len(), 1);
+    assert_eq!(
+        to_callee[0].uri.to_string(),
+        "sip:0600000001@127.0.0.5:5080"
+    );
+    assert!(body_text(&to_callee[0].body).contains(&format!("m=audio {a_port} RTP/AVP")));
+    let seat_ok_ms = sim
+        .vigie_to("agent01")
+        .iter()
+        .filter(|(_, w, _)| w == "ACK")
+        .map(|(ms, _, _)| *ms)
+        .nth(1)
+        .unwrap();
+    let callee_wire = sim.vigie_to("callee");
+    assert_eq!(
+        callee_wire
+            .iter()
+            .map(|(_, w, _)| w.as_str())
+            .collect::<Vec<_>>(),
+        ["INVITE", "ACK", "200 BYE"]
+    );
+    assert_eq!(
+        callee_wire[0].0, seat_ok_ms,
+        "caller called on the seat's 200"
+    );
+    // Reached on the bridge, 2 s after the caller's INVITE (+ latency).
+    assert_eq!(sim.callback_results.len(), 1);
+    let (ms, task, result) = sim.callback_results[0];
+    assert_eq!(task, 1);
+    assert_eq!(result, TaskResult::Close(CallbackOutcome::Reached));
+    assert_eq!(ms, callee_wire[0].0 + 2_020);
+    // The caller's BYE 5 s later: vigie BYEs the seat; relay ports released once.
+    assert!(
+        sim.vigie_to("agent01")
+            .iter()
+            .any(|(ms, w, _)| w == "BYE" && *ms == callee_wire[0].0 + 7_040),
+        "{:?}",
+        sim.vigie_to("agent01")
+    );
+    assert_eq!(sim.releases(cb), 1);
+    assert_eq!(sim.switch.callbacks_pending(), 0);
+    assert_eq!(
+        sim.events_of(call2).last().map(String::as_str),
+        Some("ended caller_hangup")
+    );
+    assert_eq!(sim.seat_state("agent01"), "idle");
+    assert_eq!(sim.switch.active_calls(), 0);
+}
+
+/// The caller is busy (486): the seat's leg is hung up, an attempt is reported, and the
+/// task is offered again after retry_after_s; busy again with max_attempts = 2: the
+/// second failure is reported and the switch forgets the task.
+#[test]
+fn busy_callback_counts_an_attempt_and_retries_after_retry_after_s() {
+    let mut sim = callback_sim(60, 2);
+    let seat = sim.add_seat(1, Some(Duration::from_secs(1)));
+    let callee = add_target(&mut sim, "callee", [127, 0, 0, 5], None);
+    sim.ua(callee).refuse = Some(486);
+    sim.run(1_000);
+    let now = sim.now;
+    sim.switch
+        .callback_open(now, 7, "+33199000012", "line19", 0);
+    sim.run(200_000);
+
+    let cbs = callback_calls(&sim);
+    assert_eq!(cbs.len(), 2, "offered twice");
+    assert_eq!(
+        sim.callback_results
+            .iter()
+            .map(|(_, t, r)| (*t, *r))
+            .collect::<Vec<_>>(),
+        [
+            (7, TaskResult::AttemptFailed),
+            (7, TaskResult::AttemptFailed)
+        ]
+    );
+    let first = sim.callback_results[0].0;
+    let offered_again = sim
+        .events
+        .iter()
+        .find(|(_, e)| e.call == cbs[1] && matches!(e.kind, CallEventKind::Offered { .. }))
+        .map(|(ms, _)| *ms)
+        .unwrap();
+    assert_eq!(offered_again, first + 60_000, "retry after retry_after_s");
+    for cb in &cbs {
+        assert_eq!(
+            sim.events_of(*cb),
+            strings(&[
+                "queued line19",
+                "offered agent01",
+                "ringing agent01",
+                "answered agent01",
+                "ended agent_hangup"
+            ])
+        );
+        assert_eq!(sim.releases(*cb), 1);
+    }
+    // Each attempt: INVITE, 486 ACKed by the transaction layer; the seat gets BYE.
+    assert_eq!(sim.ua(callee).requests(Method::Invite).len(), 2);
+    assert_eq!(
+        sim.ua(callee).requests(Method::Invite)[0].uri.to_string(),
+        "sip:+33199000012@127.0.0.5:5080"
+    );
+    assert_eq!(sim.ua(seat).requests(Method::Bye).len(), 2);
+    assert_eq!(sim.switch.callbacks_pending(), 0);
+    assert_eq!(sim.seat_state("agent01"), "idle");
+}
+
+/// A task claimed over the API while it waits leaves the ACD: no seat is ever called.
+#[test]
+fn claimed_callback_is_withdrawn_from_the_acd() {
+    let mut sim = callback_sim(60, 3);
+    let now = sim.now;
+    sim.switch.callback_open(now, 3, "0612345678", "line19", 0);
+    assert!(
+        sim.switch
+            .acd()
+            .snapshot(now)
+            .iter()
+            .any(|q| q.waiting == 1)
+    );
+    sim.switch.callback_withdraw(now, 3);
+    assert_eq!(sim.switch.callbacks_pending(), 0);
+    let _seat = sim.add_seat(1, Some(Duration::from_secs(1)));
+    sim.run(30_000);
+    assert!(offers(&sim).is_empty());
+    assert!(sim.callback_results.is_empty());
+}
+
 /// Qualify with two phones of one seat: the headset stops answering OPTIONS (its probes
 /// lost), Timer F marks that contact unreachable while the desk still answers, so the
 /// seat stays reachable and the next offer rings the desk only.
@@ -4596,6 +4855,105 @@ fn fork_skips_a_contact_that_fails_qualify() {
     assert_eq!(sim.ua(desk).up_count(), 1);
     let call = sim.calls()[0];
     assert!(sim.events_of(call).contains(&"answered agent01".to_owned()));
+}
+
+/// The first seat declines the callback (603): no attempt is counted, the ACD offers the
+/// same pseudo-call to the next seat, which answers; the caller is reached.
+#[test]
+fn a_seat_declining_a_callback_passes_it_to_the_next_seat() {
+    let mut sim = callback_sim_seats(2, 300, 3);
+    let first = sim.add_seat(1, Some(Duration::from_secs(1)));
+    sim.ua(first).refuse = Some(603);
+    sim.run(100);
+    let _second = sim.add_seat(2, Some(Duration::from_secs(1)));
+    let callee = add_target(
+        &mut sim,
+        "callee",
+        [127, 0, 0, 5],
+        Some(Duration::from_secs(1)),
+    );
+    sim.ua(callee).hangup_after = Some(Duration::from_secs(2));
+    sim.run(1_000);
+    let now = sim.now;
+    sim.switch
+        .callback_open(now, 4, "+33199000012", "line19", 0);
+    sim.run(30_000);
+
+    let cbs = callback_calls(&sim);
+    assert_eq!(cbs.len(), 1);
+    assert_eq!(
+        offers(&sim),
+        vec![
+            (cbs[0], "agent01".to_owned()),
+            (cbs[0], "agent02".to_owned())
+        ]
+    );
+    assert_eq!(
+        sim.events_of(cbs[0]),
+        strings(&[
+            "queued line19",
+            "offered agent01",
+            "seat_failed agent01 Some(603) declined",
+            "offered agent02",
+            "ringing agent02",
+            "answered agent02",
+            "ended caller_hangup"
+        ])
+    );
+    assert_eq!(
+        sim.callback_results
+            .iter()
+            .map(|(_, t, r)| (*t, *r))
+            .collect::<Vec<_>>(),
+        [(4, TaskResult::Close(CallbackOutcome::Reached))]
+    );
+    assert_eq!(sim.ua(callee).requests(Method::Invite).len(), 1);
+    assert_eq!(sim.switch.callbacks_pending(), 0);
+}
+
+/// A seat that rings past the queue's ring timeout (15 s) is CANCELled (its 487 ACKed);
+/// the callback is offered again after the queue's retry_s (5 s), without counting an
+/// attempt and without calling the caller.
+#[test]
+fn a_callback_ringing_out_at_the_seat_is_cancelled_and_offered_again() {
+    let mut sim = callback_sim(300, 3);
+    let seat = sim.add_seat(1, None);
+    let callee = add_target(
+        &mut sim,
+        "callee",
+        [127, 0, 0, 5],
+        Some(Duration::from_secs(1)),
+    );
+    sim.run(1_000);
+    let now = sim.now;
+    sim.switch.callback_open(now, 5, "0612345678", "line19", 0);
+    sim.run(25_000);
+
+    let cbs = callback_calls(&sim);
+    assert_eq!(cbs.len(), 1);
+    assert_eq!(
+        sim.events_of(cbs[0]),
+        strings(&[
+            "queued line19",
+            "offered agent01",
+            "ringing agent01",
+            "seat_failed agent01 None no_answer",
+            "offered agent01",
+            "ringing agent01",
+        ])
+    );
+    let to_seat: Vec<String> = sim
+        .vigie_to("agent01")
+        .into_iter()
+        .map(|(_, w, _)| w)
+        .filter(|w| !w.contains("REGISTER"))
+        .collect();
+    assert_eq!(to_seat, ["INVITE", "CANCEL", "ACK", "INVITE"]);
+    assert_eq!(sim.ua(seat).requests(Method::Invite).len(), 2);
+    assert!(sim.ua(callee).requests(Method::Invite).is_empty());
+    assert!(sim.callback_results.is_empty());
+    assert_eq!(sim.switch.callbacks_pending(), 1);
+    assert_eq!(sim.releases(cbs[0]), 1, "the first offer's relay ports");
 }
 
 // ---- overflow reasons routed by the dialplan (issue 5) --------------------------------

@@ -13,8 +13,11 @@
 //! when the database is away). At start [`CallbackDesk::load`] puts the open tasks back
 //! and numbers new tasks after the highest id ever written.
 //!
-//! Not done yet (issue 5): offering open callbacks to the next free seat ahead of new
-//! calls.
+//! With `[callbacks] offer_to_seats` the switch offers open, unclaimed tasks to seats
+//! ([`crate::switch::Switch::callback_open`]): the app task hands it
+//! [`CallbackDesk::offerable`] at start and after every abandon, applies its
+//! [`crate::switch::Output::Callback`] results with [`CallbackDesk::apply`], and a claim or
+//! close over the API withdraws the task from the ACD (`Input::CallbackWithdrawn`).
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex, MutexGuard};
@@ -62,6 +65,8 @@ pub struct CallbackDesk {
     inner: Arc<Mutex<Inner>>,
     metrics: Arc<Metrics>,
     journal: Journal,
+    /// The switch task's inputs: a claim or close withdraws the task from the ACD.
+    inputs: Option<tokio::sync::mpsc::Sender<super::Input>>,
 }
 
 impl CallbackDesk {
@@ -86,6 +91,71 @@ impl CallbackDesk {
             })),
             metrics,
             journal,
+            inputs: None,
+        }
+    }
+
+    /// Tells the switch task (through `inputs`) of every task claimed or closed over the
+    /// API, so that a task offered to seats leaves the ACD.
+    pub fn with_inputs(mut self, inputs: tokio::sync::mpsc::Sender<super::Input>) -> Self {
+        self.inputs = Some(inputs);
+        self
+    }
+
+    /// Open, unclaimed tasks as (id, caller's number, queue, failed attempts): what the
+    /// switch may offer to seats.
+    pub fn offerable(&self) -> Vec<(CallbackId, String, String, u32)> {
+        self.lock()
+            .book
+            .list(true)
+            .filter(|t| matches!(t.state, CallbackState::Open { claimed_by: None }))
+            .map(|t| (t.id, t.caller.clone(), t.queue.clone(), t.attempts))
+            .collect()
+    }
+
+    /// Applies what the switch reports of task `task` offered to a seat at `at`: close it
+    /// (`reached`, `unreachable`), or count a failed attempt (closed `no-answer` after
+    /// `max_attempts`); the change is persisted.
+    pub fn apply(
+        &self,
+        task: CallbackId,
+        result: crate::switch::originate::TaskResult,
+        max_attempts: u32,
+        at: DateTime<Utc>,
+    ) {
+        use crate::switch::originate::TaskResult;
+        let mut inner = self.lock();
+        let res = match result {
+            TaskResult::Close(outcome) => inner.book.close(task, outcome, at).map(|_| ()),
+            TaskResult::AttemptFailed => inner
+                .book
+                .attempt_failed(task, max_attempts, at)
+                .map(|_| ()),
+            TaskResult::Requeue => Ok(()),
+        };
+        match res {
+            Ok(()) => {
+                self.persist(&inner.book, task);
+                tracing::info!(
+                    callback = task,
+                    ?result,
+                    "callback offered to a seat: result"
+                );
+            }
+            Err(error) => {
+                tracing::warn!(callback = task, %error, "callback result not applied");
+            }
+        }
+        self.publish(&inner.book);
+    }
+
+    fn withdraw(&self, task: CallbackId) {
+        if let Some(tx) = &self.inputs
+            && tx
+                .try_send(super::Input::CallbackWithdrawn { task })
+                .is_err()
+        {
+            tracing::warn!(callback = task, "switch busy: callback withdrawal not sent");
         }
     }
 
@@ -421,6 +491,7 @@ async fn claim(
     let res = inner.book.claim(id, &body.seat).map(task_json);
     if res.is_ok() {
         d.persist(&inner.book, id);
+        d.withdraw(id);
     }
     match res {
         Ok(doc) => Json(doc).into_response(),
@@ -446,6 +517,7 @@ async fn close(
     match res {
         Ok(t) => {
             d.journal.record(JournalRecord::Callback(task_row(&t)));
+            d.withdraw(id);
             Json(task_json(&t)).into_response()
         }
         Err(e) => error_response(&e),

@@ -45,6 +45,10 @@ use recorder::Recorder;
 /// What the edge tasks tell the switch task.
 #[derive(Debug)]
 pub enum Input {
+    /// A callback task was claimed or closed over the API: it leaves the ACD.
+    CallbackWithdrawn {
+        task: crate::acd::callback::CallbackId,
+    },
     /// A parsed SIP message.
     Sip {
         peer: Peer,
@@ -358,7 +362,8 @@ pub async fn start(config: Config) -> Result<(Bound, Shutdown), StartError> {
         Arc::clone(&metrics),
         config.queues.iter().map(|q| q.name.clone()),
         journal.clone(),
-    );
+    )
+    .with_inputs(inputs.clone());
     // Records spilled by the previous run reach the database first, then the open
     // callback tasks are read back.
     let _ = journal.flush().await;
@@ -462,6 +467,7 @@ pub async fn start(config: Config) -> Result<(Bound, Shutdown), StartError> {
         metrics,
         recorder,
         callbacks,
+        callback_max_attempts: config.callbacks.max_attempts,
         status: status_tx,
         agent_events,
         agent_journal: crate::store::AgentJournal::spawn(
@@ -550,6 +556,8 @@ struct SwitchTask {
     recorder: Recorder,
     /// Abandoned-call callback tasks, fed with every call event.
     callbacks: callbacks::CallbackDesk,
+    /// `[callbacks] max_attempts`.
+    callback_max_attempts: u32,
     status: watch::Sender<Status>,
     /// Live seat and queue changes for the agents SSE stream.
     agent_events: tokio::sync::broadcast::Sender<(&'static str, String)>,
@@ -601,6 +609,9 @@ impl SwitchTask {
     ) {
         let mut tick = tokio::time::interval(std::time::Duration::from_millis(250));
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        // Open callback tasks loaded from the store wait for a seat.
+        self.offer_callbacks();
+        self.drain_outputs();
         loop {
             let deadline = match (self.switch.poll_timeout(), self.wallboard_due()) {
                 (Some(a), Some(b)) => Some(a.min(b)),
@@ -760,6 +771,20 @@ impl SwitchTask {
                 }
             }
             Input::PromptDone { call } => self.switch.handle_prompt_done(now, call),
+            Input::CallbackWithdrawn { task } => self.switch.callback_withdraw(now, task),
+        }
+    }
+
+    /// Hands the switch every open, unclaimed callback task (it ignores those it already
+    /// holds, and all of them unless `[callbacks] offer_to_seats`).
+    fn offer_callbacks(&mut self) {
+        if !self.switch.offers_callbacks() {
+            return;
+        }
+        let now = Instant::now();
+        for (task, number, queue, attempts) in self.callbacks.offerable() {
+            self.switch
+                .callback_open(now, task, &number, &queue, attempts);
         }
     }
 
@@ -782,6 +807,13 @@ impl SwitchTask {
                     let at = chrono::Utc::now();
                     self.board.observe(&ev, at);
                     self.callbacks.observe(&ev, at, Instant::now());
+                    if matches!(
+                        ev.kind,
+                        crate::switch::event::CallEventKind::Abandoned { .. }
+                            | crate::switch::event::CallEventKind::Ended { .. }
+                    ) {
+                        self.offer_callbacks();
+                    }
                     self.board_dirty = true;
                     self.recorder.record(&self.metrics, ev, at);
                     self.observe_latency(call, kind);
@@ -792,6 +824,14 @@ impl SwitchTask {
                 }
                 Output::Agent(ev) => self.agent_event(&ev),
                 Output::Media(cmd) => self.media(cmd),
+                Output::Callback { task, result } => {
+                    self.callbacks.apply(
+                        task,
+                        result,
+                        self.callback_max_attempts,
+                        chrono::Utc::now(),
+                    );
+                }
                 #[allow(unreachable_patterns)]
                 _ => {}
             }

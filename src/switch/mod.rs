@@ -22,6 +22,7 @@
 //! relayed: the relay's leg B is pointed only at the fork that answered.
 
 pub mod announce;
+mod callback_calls;
 pub mod dialog;
 pub mod event;
 pub mod features;
@@ -204,6 +205,15 @@ pub enum Output {
     Media(MediaCommand),
     /// A seat's status or state changed (journal `agent_events`, live view, metrics).
     Agent(crate::acd::SeatEvent),
+    /// What becomes of a callback task offered to a seat (`[callbacks] offer_to_seats`,
+    /// [`Switch::callback_open`]): close it, or count a failed attempt
+    /// ([`crate::acd::callback::CallbackBook::attempt_failed`]).
+    Callback {
+        /// The task.
+        task: crate::acd::callback::CallbackId,
+        /// Close (`reached`, `unreachable`) or a failed attempt.
+        result: originate::TaskResult,
+    },
 }
 
 /// Counters the edge exports as metrics.
@@ -452,6 +462,8 @@ pub struct Switch {
     /// The registrar generation the qualifier's contacts were last synced with: the sync
     /// (a pass over every binding, with allocations) runs only when bindings changed.
     qualify_synced: Option<u64>,
+    /// Callback tasks offered to seats ([`callback_calls`]).
+    callbacks: callback_calls::CallbackCalls,
 }
 
 impl Switch {
@@ -530,6 +542,9 @@ impl Switch {
             estimators: HashMap::new(),
             qualify: qualify::Qualifier::new(config.registrar.qualify_s),
             qualify_synced: None,
+            callbacks: callback_calls::CallbackCalls::new(callback_calls::Settings::from_config(
+                &config.callbacks,
+            )),
         }
     }
 
@@ -615,7 +630,7 @@ impl Switch {
 
     /// True while the call is in progress.
     pub fn has_call(&self, call: CallId) -> bool {
-        self.calls.contains_key(&call)
+        self.calls.contains_key(&call) || self.callbacks.has_run(call)
     }
 
     /// Calls in progress.
@@ -662,6 +677,7 @@ impl Switch {
         self.acd.handle_timeout(now);
         self.pump(now);
         self.call_timers(now);
+        self.callback_timers(now);
         self.pump(now);
     }
 
@@ -766,6 +782,9 @@ impl Switch {
     /// The relay answered an [`MediaCommand::Allocate`]: `None` when it had no ports
     /// (the call goes on; its media then cannot be anchored and flows nowhere).
     pub fn handle_media_ready(&mut self, now: Instant, call: CallId, ports: Option<MediaPorts>) {
+        if self.callback_media_ready(now, call, ports) {
+            return;
+        }
         let (pending, resume) = match self.calls.get_mut(&call) {
             Some(c) => {
                 c.media = ports;
@@ -816,6 +835,7 @@ impl Switch {
             self.registrar.poll_timeout(),
             self.qualify.poll_timeout(),
             self.acd.poll_timeout(),
+            self.callbacks.poll_timeout(),
             self.calls
                 .values()
                 .flat_map(|c| [c.deadline, c.next_announce])
@@ -992,6 +1012,9 @@ impl Switch {
             .ok()
             .and_then(|cid| self.by_sip_call_id.get(cid).copied());
         let Some((call, side)) = found else {
+            if self.callback_in_dialog(now, &key, &req) {
+                return;
+            }
             let r = self.response_to(&req, 481, "Call/Transaction Does Not Exist", None);
             self.respond(now, &key, r);
             return;
@@ -1944,6 +1967,7 @@ impl Switch {
         match d {
             Decision::Offer { call, seat } => self.offer(now, call, seat),
             Decision::Overflow { call, reason } => self.queue_exit(now, call, reason),
+            Decision::RingTimeout { call, .. } if self.callback_ring_timeout(now, call) => {}
             Decision::RingTimeout { call, seat } => self.seat_timed_out(now, call, &seat),
             Decision::Withdraw { call, seat } => self.withdraw(now, call, &seat),
             // Each overflow target's timeout is the switch's own (`Call::deadline`).
@@ -1959,6 +1983,10 @@ impl Switch {
     /// §16.6–§16.7). The first 2xx wins and the other forks are CANCELled. The offer fails
     /// ([`OfferFailure::Unreachable`]) at once only when no fork could be sent.
     fn offer(&mut self, now: Instant, id: CallId, seat: SeatId) {
+        if self.callbacks.owns(id) {
+            self.callback_offer(now, id, seat);
+            return;
+        }
         let Some(call) = self.calls.get_mut(&id) else {
             self.acd
                 .offer_failed(now, id, &seat, OfferFailure::Unreachable);
@@ -2146,6 +2174,9 @@ impl Switch {
             && let Some(closing) = self.closing.remove(key)
         {
             self.closed(now, closing);
+            return;
+        }
+        if self.callback_response(now, key, &resp) {
             return;
         }
         let Ok(cid) = resp.call_id() else {
@@ -2563,6 +2594,9 @@ impl Switch {
     }
 
     fn on_stray_2xx(&mut self, from: Peer, resp: &Response) {
+        if self.callback_stray_2xx(resp) {
+            return;
+        }
         // A retransmitted 2xx: our ACK was lost; send it again (RFC 3261 §13.2.2.4).
         let Ok(cid) = resp.call_id() else {
             return;
@@ -2586,6 +2620,7 @@ impl Switch {
     /// A client transaction timed out (Timer B/F, RFC 3261 §17.1) or hit a transport
     /// error: that fork alone ends; a BYE's timeout closes its leg.
     fn on_client_timeout(&mut self, now: Instant, key: &ClientTxKey) {
+        self.callback_client_timeout(now, key);
         let found = self.calls.iter().find_map(|(id, c)| {
             c.legs
                 .iter()

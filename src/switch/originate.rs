@@ -23,8 +23,8 @@
 //! says, and wakes it at [`Originate::poll_timeout`]. Its [`Originate::outcome`] says what
 //! becomes of the task ([`OriginateOutcome::task_result`]).
 //!
-//! Status: the machine and its rules are here and unit-tested; the switch does not run it
-//! yet (no pseudo-call in the ACD, no `[callbacks] offer_to_seats` key).
+//! The switch runs it for each open task offered to a seat (`[callbacks]
+//! offer_to_seats`): see `src/switch/callback_calls.rs` ([`crate::switch::Switch::callback_open`]).
 
 use std::collections::VecDeque;
 use std::time::{Duration, Instant};

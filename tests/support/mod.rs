@@ -691,6 +691,22 @@ pub const ONE_CALL: &[&str] = &["-m", "1", "-timeout", "20", "-trace_err"];
 /// [`ONE_CALL`] for a seat that echoes the RTP it receives.
 pub const ECHO_ONE_CALL: &[&str] = &["-rtp_echo", "-m", "1", "-timeout", "20", "-trace_err"];
 
+/// The usual seat of an end-to-end test: a SIPp UAS `seat` (agent_uas.xml) on
+/// [`SEAT_SIP`]/[`SEAT_MEDIA`] that answers one call and echoes its RTP, registered as
+/// agent01.
+pub fn echo_seat(v: &Vigie) -> Proc {
+    let seat = seat_sipp(
+        v,
+        "seat",
+        "agent_uas.xml",
+        SEAT_SIP,
+        SEAT_MEDIA,
+        ECHO_ONE_CALL,
+    );
+    register_seat_on(v, "agent01", SEAT_SIP);
+    seat
+}
+
 /// Starts a seat-side SIPp (UAS) playing `scenario_file` on `v`'s address, SIP on
 /// `sip_port`, RTP on `media_port`, logging to `name.log` in vigie's directory:
 /// `-sf SCENARIO -i IP -p SIP_PORT -mp MEDIA_PORT` followed by `extra`.
