@@ -762,6 +762,28 @@ mod tests {
     }
 
     #[test]
+    fn generation_moves_with_bindings_only() {
+        let t0 = Instant::now();
+        let mut r = registrar(t0);
+        let g0 = r.generation();
+        let out = with_auth(
+            &mut r,
+            t0,
+            register("1001", "g", 1, &["<sip:a@192.0.2.10>"], Some(90)),
+            "1001",
+            "pw1001",
+            0,
+        );
+        assert_eq!(out.response.status, 200);
+        let g1 = r.generation();
+        assert!(g1 > g0, "a REGISTER that binds moves the generation");
+        assert!(r.expire(t0 + Duration::from_secs(89)).is_empty());
+        assert_eq!(r.generation(), g1, "nothing expired: same generation");
+        assert_eq!(r.expire(t0 + Duration::from_secs(90)).len(), 1);
+        assert!(r.generation() > g1, "an expiry moves the generation");
+    }
+
+    #[test]
     fn default_and_capped_expires_and_several_contacts() {
         let t0 = Instant::now();
         let mut r = registrar(t0);
