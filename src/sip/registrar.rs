@@ -124,6 +124,9 @@ pub struct Registrar {
     lockouts_total: u64,
     /// Bumped by every change to the bindings (see [`Registrar::generation`]).
     generation: u64,
+    /// [`Registrar::poll_timeout`]'s answer for a generation: the switch asks after every
+    /// message, and a pass over thousands of bindings each time was a hot spot.
+    next_expiry: std::cell::Cell<Option<(u64, Option<Instant>)>>,
 }
 
 impl Registrar {
@@ -151,6 +154,7 @@ impl Registrar {
             locked: HashMap::new(),
             lockouts_total: 0,
             generation: 0,
+            next_expiry: std::cell::Cell::new(None),
         }
     }
 
@@ -452,10 +456,20 @@ impl Registrar {
 
     /// The next binding expiry, when [`Registrar::expire`] must run. O(bindings).
     pub fn poll_timeout(&self) -> Option<Instant> {
-        self.bindings
+        // Every change of an expiry bumps the generation (a REGISTER always does, an
+        // expiry pass when it removed a binding), so the minimum is kept per generation.
+        if let Some((generation, next)) = self.next_expiry.get()
+            && generation == self.generation
+        {
+            return next;
+        }
+        let next = self
+            .bindings
             .values()
             .flat_map(|l| l.iter().map(|b| b.expires_at))
-            .min()
+            .min();
+        self.next_expiry.set(Some((self.generation, next)));
+        next
     }
 
     /// A counter bumped by every change to the bindings (a REGISTER that added, refreshed
@@ -781,6 +795,27 @@ mod tests {
         assert_eq!(r.generation(), g1, "nothing expired: same generation");
         assert_eq!(r.expire(t0 + Duration::from_secs(90)).len(), 1);
         assert!(r.generation() > g1, "an expiry moves the generation");
+    }
+
+    /// The next expiry is cached per generation: a refresh that moves it later, and an
+    /// expiry pass, are both seen (a stale earlier instant would spin the switch).
+    #[test]
+    fn poll_timeout_follows_refreshes_and_expiries() {
+        let t0 = Instant::now();
+        let mut r = registrar(t0);
+        let reg = |r: &mut Registrar, at: Instant, cseq: u32, secs: u32| {
+            let req = register("1001", "p", cseq, &["<sip:a@192.0.2.10>"], Some(secs));
+            with_auth(r, at, req, "1001", "pw1001", 0).response.status
+        };
+        assert_eq!(reg(&mut r, t0, 1, 90), 200);
+        assert_eq!(r.poll_timeout(), Some(t0 + Duration::from_secs(90)));
+        let t60 = t0 + Duration::from_secs(60);
+        assert_eq!(reg(&mut r, t60, 3, 90), 200);
+        assert_eq!(r.poll_timeout(), Some(t60 + Duration::from_secs(90)));
+        assert!(r.expire(t0 + Duration::from_secs(90)).is_empty());
+        assert_eq!(r.poll_timeout(), Some(t60 + Duration::from_secs(90)));
+        assert_eq!(r.expire(t60 + Duration::from_secs(90)).len(), 1);
+        assert_eq!(r.poll_timeout(), None);
     }
 
     #[test]

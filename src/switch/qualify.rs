@@ -113,6 +113,10 @@ pub struct Qualifier {
     by_tx: HashMap<ClientTxKey, (SeatId, String)>,
     probes_ok: u64,
     probes_timeout: u64,
+    /// [`Qualifier::poll_timeout`]'s answer, forgotten by every `&mut self` method (the
+    /// switch asks after every message; a pass over every contact each time was a hot
+    /// spot with thousands of seats).
+    next_due: std::cell::Cell<Option<Option<Instant>>>,
 }
 
 impl Qualifier {
@@ -126,6 +130,7 @@ impl Qualifier {
             by_tx: HashMap::new(),
             probes_ok: 0,
             probes_timeout: 0,
+            next_due: std::cell::Cell::new(None),
         }
     }
 
@@ -169,6 +174,7 @@ impl Qualifier {
         local: &LocalAddr,
         targets: impl IntoIterator<Item = QualifyTarget>,
     ) -> Vec<Reachability> {
+        self.next_due.set(None);
         let Some(interval) = self.interval else {
             return Vec::new();
         };
@@ -234,6 +240,7 @@ impl Qualifier {
     /// The probes due at `now`, with their next probe scheduled one interval later. The
     /// caller sends each through the transaction layer and calls [`Qualifier::sent`].
     pub fn due(&mut self, now: Instant, local: &LocalAddr, user_agent: &str) -> Vec<Probe> {
+        self.next_due.set(None);
         let Some(interval) = self.interval else {
             return Vec::new();
         };
@@ -259,6 +266,7 @@ impl Qualifier {
 
     /// The probe for `seat`'s `contact` went out in client transaction `tx`.
     pub fn sent(&mut self, seat: &str, contact: &str, tx: ClientTxKey) {
+        self.next_due.set(None);
         if let Some(s) = self.contacts.get_mut(seat).and_then(|m| m.get_mut(contact)) {
             s.in_flight = Some(tx.clone());
             self.by_tx.insert(tx, (seat.to_owned(), contact.to_owned()));
@@ -273,16 +281,19 @@ impl Qualifier {
     /// A final response (any status, RFC 3261 §17.1.2.2) to probe `tx`: the contact is
     /// reachable. Returns the seat's change, if any.
     pub fn on_final(&mut self, tx: &ClientTxKey) -> Option<Reachability> {
+        self.next_due.set(None);
         self.finish(tx, true)
     }
 
     /// Probe `tx` timed out (Timer F) or could not be sent (transport error): the contact
     /// is unreachable. Returns the seat's change, if any.
     pub fn on_timeout(&mut self, tx: &ClientTxKey) -> Option<Reachability> {
+        self.next_due.set(None);
         self.finish(tx, false)
     }
 
     fn finish(&mut self, tx: &ClientTxKey, answered: bool) -> Option<Reachability> {
+        self.next_due.set(None);
         let (seat, contact) = self.by_tx.remove(tx)?;
         if answered {
             self.probes_ok += 1;
@@ -300,6 +311,7 @@ impl Qualifier {
 
     /// Re-derives the seat's reachability from its contacts; `Some` when it changed.
     fn recompute(&mut self, seat: &str) -> Option<Reachability> {
+        self.next_due.set(None);
         let reachable = self
             .contacts
             .get(seat)
@@ -322,12 +334,18 @@ impl Qualifier {
     /// The next instant a probe is due (`None` when qualify is off or nothing is
     /// registered). Probes in flight wait for their transaction instead.
     pub fn poll_timeout(&self) -> Option<Instant> {
-        self.contacts
+        if let Some(next) = self.next_due.get() {
+            return next;
+        }
+        let next = self
+            .contacts
             .values()
             .flat_map(|m| m.values())
             .filter(|s| s.in_flight.is_none())
             .map(|s| s.next)
-            .min()
+            .min();
+        self.next_due.set(Some(next));
+        next
     }
 }
 
