@@ -26,7 +26,7 @@ use std::time::{Duration, Instant};
 use bytes::Bytes;
 use ulid::Ulid;
 
-use super::dialog::{self, Dialog, new_tag};
+use super::dialog::Dialog;
 use super::event::{CallEventKind, EndCause};
 use super::originate::{
     DialTemplate, Leg, Originate, OriginateAction, OriginateOutcome, OriginateTimers, TaskResult,
@@ -942,20 +942,7 @@ impl Switch {
         let sdp = sdp::anchor(LATE_OFFER_SDP, relay, &mut sdp::LocalOrigin::new(0))
             .ok()?
             .sdp;
-        let mut dialog = Dialog {
-            call_id: format!("{}-{}@vigie", call, dialog::random_token(6)),
-            local_tag: new_tag(),
-            remote_tag: None,
-            local_uri,
-            remote_uri: to,
-            remote_target: ruri,
-            local_cseq: 0,
-            peer,
-        };
-        let mut invite = dialog.request(Method::Invite, &self.local, &self.user_agent);
-        invite
-            .headers
-            .push(HeaderName::Contact, self.local.contact(&peer));
+        let (dialog, mut invite) = self.out_invite(call, local_uri, to, ruri, peer);
         if let Some(info) = call_info {
             invite
                 .headers

@@ -2072,6 +2072,34 @@ impl Switch {
         self.cancel_forks(now, id, Some(seat), CancelWhy::Elsewhere);
     }
 
+    /// A new dialog of vigie as UAC towards `ruri` via `peer` (its own Call-ID
+    /// `CALL-RANDOM@vigie`, a fresh From tag, RFC 3261 §12.1.2) and its first INVITE with
+    /// vigie's Contact; the caller adds the body and its own headers.
+    fn out_invite(
+        &self,
+        id: CallId,
+        local_uri: String,
+        to: String,
+        ruri: Uri,
+        peer: Peer,
+    ) -> (Dialog, Request) {
+        let mut dialog = Dialog {
+            call_id: format!("{}-{}@vigie", id, dialog::random_token(6)),
+            local_tag: new_tag(),
+            remote_tag: None,
+            local_uri,
+            remote_uri: to,
+            remote_target: ruri,
+            local_cseq: 0,
+            peer,
+        };
+        let mut invite = dialog.request(Method::Invite, &self.local, &self.user_agent);
+        invite
+            .headers
+            .push(HeaderName::Contact, self.local.contact(&peer));
+        (dialog, invite)
+    }
+
     /// Sends vigie's INVITE for one leg-B fork (a seat's Contact, or an overflow target),
     /// with its own Call-ID, tags and client transaction (vigie is a B2BUA: each fork is a
     /// dialog of its own). Every fork of a call offers the same SDP, anchored at the
@@ -2116,20 +2144,7 @@ impl Switch {
             .map(|d| format!("\"{}\" ", d.replace('"', "'")))
             .unwrap_or_default();
         let local_uri = format!("{display}<sip:{}@{}>", call.caller_user, self.local.host);
-        let mut dialog = Dialog {
-            call_id: format!("{}-{}@vigie", id, dialog::random_token(6)),
-            local_tag: new_tag(),
-            remote_tag: None,
-            local_uri,
-            remote_uri: to,
-            remote_target: ruri,
-            local_cseq: 0,
-            peer,
-        };
-        let mut invite = dialog.request(Method::Invite, &self.local, &self.user_agent);
-        invite
-            .headers
-            .push(HeaderName::Contact, self.local.contact(&peer));
+        let (dialog, mut invite) = self.out_invite(id, local_uri, to, ruri, peer);
         invite
             .headers
             .push(HeaderName::Other("X-Vigie-Call-ID".into()), id.to_string());
