@@ -470,6 +470,7 @@ pub async fn start(config: Config) -> Result<(Bound, Shutdown), StartError> {
         callback_max_attempts: config.callbacks.max_attempts,
         status: status_tx,
         agent_events,
+        agent_ids: ulid::Generator::new(),
         agent_journal: crate::store::AgentJournal::spawn(
             store.clone(),
             config.node_id.clone(),
@@ -563,6 +564,9 @@ struct SwitchTask {
     agent_events: tokio::sync::broadcast::Sender<(&'static str, String)>,
     /// Writer of `agent_events`.
     agent_journal: crate::store::AgentJournal,
+    /// Ids of `agent_events` rows: monotonic ULIDs, so that two changes of one seat in the
+    /// same millisecond (a phone's 180 and 200) keep their order (`ORDER BY id`).
+    agent_ids: ulid::Generator,
     /// The queue figures last sent on the SSE stream (JSON), to send only changes.
     last_queues: String,
     seen_responses: [u64; 7],
@@ -894,8 +898,12 @@ impl SwitchTask {
         if let Ok(json) = serde_json::to_string(&view) {
             let _ = self.agent_events.send(("seat", json));
         }
+        let id = match self.agent_ids.generate() {
+            Ok(id) => id,
+            Err(overflow) => overflow.commit_overflow_increment(),
+        };
         let row = crate::store::AgentEventRow {
-            id: ulid::Ulid::generate().to_string(),
+            id: id.to_string(),
             seat: view.seat.clone(),
             at: view.at.clone(),
             status: view.status.clone(),
