@@ -139,25 +139,6 @@ fn abandon_opens_a_task_and_calling_back_closes_it() {
     assert!(calls.iter().any(|c| c.id.to_string() == linked));
 }
 
-/// Restarts vigie on the same configuration and data directory.
-fn restart(v: &mut Vigie) {
-    v.stop();
-    let mut cmd = std::process::Command::new(env!("CARGO_BIN_EXE_vigie"));
-    cmd.args(["run", "--config"])
-        .arg(v.dir.path().join("vigie.toml"))
-        .env("RUST_LOG", "info,vigie=debug");
-    v.proc = Proc::spawn("vigie", cmd, v.dir.path().join("vigie-2.log"));
-    let deadline = Instant::now() + Duration::from_secs(20);
-    while v.http_get("/healthz").is_none() {
-        assert!(
-            Instant::now() < deadline,
-            "vigie did not restart; log:\n{}",
-            v.proc.log_text()
-        );
-        std::thread::sleep(Duration::from_millis(50));
-    }
-}
-
 #[test]
 fn an_open_task_survives_a_restart_with_its_id_and_can_be_closed() {
     let ip = unique_loopback();
@@ -174,7 +155,7 @@ fn an_open_task_survives_a_restart_with_its_id_and_can_be_closed() {
     let claimed = http_post(&v, "/api/v1/callbacks/1/claim", r#"{"seat":"agent02"}"#);
     assert_eq!(claimed.as_ref().map(|c| c.0), Some(200), "{claimed:?}");
 
-    restart(&mut v);
+    v.restart();
     let after = wait_tasks(
         &v,
         "/api/v1/callbacks?open=true",
@@ -220,7 +201,7 @@ fn an_open_task_survives_a_restart_with_its_id_and_can_be_closed() {
     assert_eq!(open[0]["abandons"], 1);
 
     // A second restart: only task 2 is open; task 1 is closed `reached` in the database.
-    restart(&mut v);
+    v.restart();
     let open = wait_tasks(
         &v,
         "/api/v1/callbacks?open=true",
@@ -298,7 +279,7 @@ fn service_level_counts_the_calls_of_before_a_restart() {
     let asa = v.metric(&series("vigie_average_speed_of_answer_seconds", "15m"));
     assert!((0.0..5.0).contains(&asa) && asa > 0.0, "ASA {asa} s");
 
-    restart(&mut v);
+    v.restart();
     assert_eq!(
         figures(&v),
         expected,

@@ -344,25 +344,6 @@ fn locations_by_value_by_reference_and_updated_reach_webhook_sse_and_rest_in_ord
     rt.shutdown_timeout(Duration::from_secs(1));
 }
 
-/// Restarts vigie on the same configuration and data directory.
-fn restart(v: &mut Vigie) {
-    v.stop();
-    let mut cmd = std::process::Command::new(env!("CARGO_BIN_EXE_vigie"));
-    cmd.args(["run", "--config"])
-        .arg(v.dir.path().join("vigie.toml"))
-        .env("RUST_LOG", "info,vigie=debug");
-    v.proc = Proc::spawn("vigie", cmd, v.dir.path().join("vigie-2.log"));
-    let deadline = Instant::now() + Duration::from_secs(20);
-    while v.http_get("/healthz").is_none() {
-        assert!(
-            Instant::now() < deadline,
-            "vigie did not restart; log:\n{}",
-            v.proc.log_text()
-        );
-        std::thread::sleep(Duration::from_millis(50));
-    }
-}
-
 #[test]
 fn webhook_down_30_s_across_a_restart_gets_every_document_exactly_once_on_sqlite() {
     outage_and_restart(None);
@@ -413,7 +394,7 @@ fn outage_and_restart(store_url: Option<&str>) {
         );
         std::thread::sleep(Duration::from_millis(100));
     }
-    restart(&mut v);
+    v.restart();
     // Down for 30 s in all, then up.
     let up_at = down_since + Duration::from_secs(30);
     std::thread::sleep(up_at.saturating_duration_since(Instant::now()));

@@ -288,6 +288,26 @@ impl Vigie {
     }
 
     /// Polls `/api/v1/status` until `pred` holds on the JSON, up to `limit`.
+    /// Stops vigie and starts it again on the same configuration and data directory
+    /// (log `vigie-2.log`); waits (at most 20 s) for `/healthz`.
+    pub fn restart(&mut self) {
+        self.stop();
+        let mut cmd = Command::new(env!("CARGO_BIN_EXE_vigie"));
+        cmd.args(["run", "--config"])
+            .arg(self.dir.path().join("vigie.toml"))
+            .env("RUST_LOG", "info,vigie=debug");
+        self.proc = Proc::spawn("vigie", cmd, self.dir.path().join("vigie-2.log"));
+        let deadline = Instant::now() + Duration::from_secs(20);
+        while self.http_get("/healthz").is_none() {
+            assert!(
+                Instant::now() < deadline,
+                "vigie did not restart; log:\n{}",
+                self.proc.log_text()
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+
     pub fn wait_status(
         &self,
         limit: Duration,
