@@ -44,6 +44,8 @@ const SO_ATTACH_FILTER: libc::c_int = 26;
 const SO_RCVBUFFORCE: libc::c_int = 33;
 /// `PACKET_STATISTICS` (linux/if_packet.h): packets seen and dropped since last read.
 const PACKET_STATISTICS: libc::c_int = 6;
+/// `PACKET_OUTGOING` (linux/if_packet.h): the packet type of a datagram leaving the host.
+const PACKET_OUTGOING: u8 = 4;
 /// Datagrams per `recvmmsg` on the packet socket, and the size of each buffer (octets):
 /// a SIP INVITE with SDP is about 1 KiB; loopback's MTU is 64 KiB, so take larger ones.
 const SNIFF_BATCH: usize = 32;
@@ -489,7 +491,9 @@ fn sniffer(iface: &str, sip: SocketAddrV4) -> io::Result<OwnedFd> {
 }
 
 /// Classic BPF (filter.txt): accept UDP from `sip`'s address and port, offsets from the
-/// IPv4 header (what a `SOCK_DGRAM` packet socket's filter sees).
+/// IPv4 header (what a `SOCK_DGRAM` packet socket's filter sees). On `lo` a packet socket
+/// sees every datagram twice, leaving (`PACKET_OUTGOING`) and arriving: the leaving copy
+/// is dropped.
 fn bpf_from(sip: SocketAddrV4) -> Vec<libc::sock_filter> {
     let op = |code: u32, jt: u8, jf: u8, k: u32| libc::sock_filter {
         code: u16::try_from(code).unwrap_or(0),
@@ -499,16 +503,20 @@ fn bpf_from(sip: SocketAddrV4) -> Vec<libc::sock_filter> {
     };
     use libc::{BPF_ABS, BPF_B, BPF_H, BPF_IND, BPF_JEQ, BPF_JMP, BPF_K, BPF_LD, BPF_LDX};
     use libc::{BPF_MSH, BPF_RET, BPF_W};
+    let pkttype = (libc::SKF_AD_OFF + libc::SKF_AD_PKTTYPE).cast_unsigned();
+    let outgoing = u32::from(PACKET_OUTGOING);
     vec![
-        op(BPF_LD | BPF_B | BPF_ABS, 0, 0, 9),   // 0: A = protocol
-        op(BPF_JMP | BPF_JEQ | BPF_K, 0, 6, 17), // 1: UDP? else drop
-        op(BPF_LD | BPF_W | BPF_ABS, 0, 0, 12),  // 2: A = source address
-        op(BPF_JMP | BPF_JEQ | BPF_K, 0, 4, u32::from(*sip.ip())), // 3
-        op(BPF_LDX | BPF_B | BPF_MSH, 0, 0, 0),  // 4: X = IP header length
-        op(BPF_LD | BPF_H | BPF_IND, 0, 0, 0),   // 5: A = UDP source port
-        op(BPF_JMP | BPF_JEQ | BPF_K, 0, 1, u32::from(sip.port())), // 6
-        op(BPF_RET | BPF_K, 0, 0, 0xffff),       // 7: accept
-        op(BPF_RET | BPF_K, 0, 0, 0),            // 8: drop
+        op(BPF_LD | BPF_W | BPF_ABS, 0, 0, pkttype), // 0: A = packet type
+        op(BPF_JMP | BPF_JEQ | BPF_K, 8, 0, outgoing), // 1: leaving copy? drop
+        op(BPF_LD | BPF_B | BPF_ABS, 0, 0, 9),       // 2: A = protocol
+        op(BPF_JMP | BPF_JEQ | BPF_K, 0, 6, 17),     // 3: UDP? else drop
+        op(BPF_LD | BPF_W | BPF_ABS, 0, 0, 12),      // 4: A = source address
+        op(BPF_JMP | BPF_JEQ | BPF_K, 0, 4, u32::from(*sip.ip())), // 5
+        op(BPF_LDX | BPF_B | BPF_MSH, 0, 0, 0),      // 6: X = IP header length
+        op(BPF_LD | BPF_H | BPF_IND, 0, 0, 0),       // 7: A = UDP source port
+        op(BPF_JMP | BPF_JEQ | BPF_K, 0, 1, u32::from(sip.port())), // 8
+        op(BPF_RET | BPF_K, 0, 0, 0xffff),           // 9: accept
+        op(BPF_RET | BPF_K, 0, 0, 0),                // 10: drop
     ]
 }
 
@@ -1055,5 +1063,70 @@ mod tests {
         );
         assert_eq!(r.skipped, 0);
         assert!(r.to_json().contains("\"dead_calls\":1,"), "{}", r.to_json());
+    }
+
+    /// The packet socket on lo (needs CAP_NET_RAW, like tools/test's tcpdump): vigie's
+    /// offer and answer are read once each (not twice, leaving and arriving), datagrams
+    /// from other sources are filtered out, and the paired call comes out.
+    #[test]
+    fn sniffs_vigie_sip_on_loopback_once_per_datagram() {
+        let ip = Ipv4Addr::LOCALHOST;
+        let (Ok(vigie), Ok(other), Ok(peer)) = (
+            UdpSocket::bind((ip, 0)),
+            UdpSocket::bind((ip, 0)),
+            UdpSocket::bind((ip, 0)),
+        ) else {
+            panic!("no loopback sockets");
+        };
+        let Ok(std::net::SocketAddr::V4(sip)) = vigie.local_addr() else {
+            panic!("no address");
+        };
+        let fd = sniffer("lo", sip).expect("AF_PACKET socket on lo (CAP_NET_RAW)");
+        let mut plan = follow_plan(sip);
+        plan.max_calls = 4;
+        let stop = Arc::new(AtomicBool::new(false));
+        let (tx, rx) = mpsc::channel();
+        let t0 = Instant::now();
+        let th = {
+            let stop = Arc::clone(&stop);
+            std::thread::spawn(move || sniff(&fd, &plan, t0, &stop, &tx))
+        };
+        let to = peer.local_addr().expect("peer address");
+        for (sock, msg) in [(&other, ANSWER), (&vigie, OFFER), (&vigie, ANSWER)] {
+            sock.send_to(msg.as_bytes(), to).expect("send on loopback");
+        }
+        let got = rx.recv_timeout(Duration::from_secs(5));
+        stop.store(true, Ordering::Relaxed);
+        let sniffed = th.join().expect("sniffer thread").expect("sniff");
+        let (call, at) = got.expect("a call within 5 s");
+        assert_eq!(
+            call,
+            Call {
+                id: 0,
+                a_port: 10040,
+                b_port: 10042
+            }
+        );
+        assert!(at <= u64::try_from(t0.elapsed().as_nanos()).unwrap_or(u64::MAX));
+        assert_eq!(sniffed.datagrams, 2);
+        assert_eq!(
+            (sniffed.pairing.offers_seen, sniffed.pairing.answers_seen),
+            (1, 1)
+        );
+    }
+
+    fn follow_plan(sip: SocketAddrV4) -> FollowPlan {
+        FollowPlan {
+            sip,
+            relay: *sip.ip(),
+            iface: "lo".into(),
+            bind_a: SocketAddrV4::new(*sip.ip(), 0),
+            bind_b: SocketAddrV4::new(*sip.ip(), 0),
+            duration: Duration::from_millis(200),
+            start_delay: Duration::ZERO,
+            run: Duration::from_secs(5),
+            drain: Duration::from_millis(200),
+            max_calls: 10,
+        }
     }
 }
