@@ -113,6 +113,12 @@ pub struct FollowReport {
     pub dead_calls: u64,
     /// Packets not sent because this process fell behind past their stream's end.
     pub skipped: u64,
+    /// Packets lost from side A to side B (caller to seat), and from B to A.
+    pub lost_a_to_b: u64,
+    pub lost_b_to_a: u64,
+    /// Streams (not dead) whose last packet did not arrive: loss at the end of a call
+    /// (e.g. the relay port closed before the stream ended).
+    pub tail_lost_streams: u64,
     /// SIP datagrams from vigie read off the interface.
     pub sniffed: u64,
     /// Datagrams the kernel dropped from the packet socket (`PACKET_STATISTICS`).
@@ -126,7 +132,8 @@ impl FollowReport {
     pub fn to_json(&self) -> String {
         format!(
             "{{\"offers\":{},\"answered\":{},\"played\":{},\"unpaired\":{},\
-             \"over_capacity\":{},\"dead_calls\":{},\"skipped\":{},\"sniffed\":{},\
+             \"over_capacity\":{},\"dead_calls\":{},\"skipped\":{},\"lost_a_to_b\":{},\
+             \"lost_b_to_a\":{},\"tail_lost_streams\":{},\"sniffed\":{},\
              \"sniff_drops\":{},\"rtp\":{}}}",
             self.offers,
             self.answered,
@@ -135,6 +142,9 @@ impl FollowReport {
             self.over_capacity,
             self.dead_calls,
             self.skipped,
+            self.lost_a_to_b,
+            self.lost_b_to_a,
+            self.tail_lost_streams,
             self.sniffed,
             self.sniff_drops,
             self.rtp.to_json(),
@@ -663,15 +673,25 @@ impl Sniffer {
     }
 }
 
-/// Drains a media socket (without waiting) into `stats`; the arrival time of a batch is
-/// read once, when `recvmmsg` returns.
-fn drain(sock: &UdpSocket, rx: &mut RecvBatch, stats: &mut Stats, t0: Instant) -> io::Result<()> {
+/// Drains a media socket (without waiting) into `stats` and `high` (per stream, the
+/// highest packet number received + 1); the arrival time of a batch is read once, when
+/// `recvmmsg` returns.
+fn drain(
+    sock: &UdpSocket,
+    rx: &mut RecvBatch,
+    stats: &mut Stats,
+    high: &mut [u32],
+    t0: Instant,
+) -> io::Result<()> {
     loop {
         let n = rx.recv(sock)?;
         let arrival_ns = u64::try_from(t0.elapsed().as_nanos()).unwrap_or(u64::MAX);
         for i in 0..n {
             if let Some((id, ts, send_ns, measured)) = rx.get(i).and_then(super::parse) {
                 stats.arrive(id, ts, send_ns, arrival_ns, measured);
+                if let Some(h) = high.get_mut(id) {
+                    *h = (*h).max(ts / 160 + 1);
+                }
             }
         }
         if n < rx.capacity() {
@@ -706,7 +726,7 @@ pub fn run(plan: &FollowPlan) -> io::Result<FollowReport> {
     );
     let deadline = t0 + plan.run;
     let should_stop = || SIGNALLED.load(Ordering::Relaxed) || Instant::now() >= deadline;
-    let (player, stats) = play(
+    let played = play(
         plan,
         &a,
         &b,
@@ -715,13 +735,7 @@ pub fn run(plan: &FollowPlan) -> io::Result<FollowReport> {
         &should_stop,
     )?;
     let drops = sniff_drops(&sniffer.fd);
-    Ok(report(
-        &sniffer.pairing,
-        sniffer.datagrams,
-        drops,
-        &player,
-        &stats,
-    ))
+    Ok(report(&sniffer.pairing, sniffer.datagrams, drops, &played))
 }
 
 /// Binds a media socket with a large receive buffer (the streams of a whole step arrive
@@ -731,6 +745,14 @@ fn media_socket(addr: SocketAddrV4) -> io::Result<UdpSocket> {
     // Best effort above rmem_max (root); `open` already asked for 16 MiB within it.
     let _ = setsockopt(&s, libc::SOL_SOCKET, SO_RCVBUFFORCE, &RCVBUF);
     Ok(s)
+}
+
+/// What [`play`] played and measured.
+struct Played {
+    player: Player,
+    stats: Stats,
+    /// Per stream, the highest packet number received + 1 (0: none).
+    high: Vec<u32>,
 }
 
 /// Plays the calls `source` hands over (polled every tick until `should_stop()`), until
@@ -743,8 +765,10 @@ fn play(
     t0: Instant,
     source: &mut dyn FnMut(&mut Vec<Call>) -> io::Result<()>,
     should_stop: &dyn Fn() -> bool,
-) -> io::Result<(Player, Stats)> {
-    let mut stats = Stats::new(plan.max_calls.saturating_mul(2));
+) -> io::Result<Played> {
+    let n = plan.max_calls.saturating_mul(2);
+    let mut stats = Stats::new(n);
+    let mut high = vec![0u32; n];
     let (mut rx_a, mut rx_b) = (RecvBatch::new(BATCH, 2048), RecvBatch::new(BATCH, 2048));
     let mut player = Player::new(plan.relay, plan.start_delay, plan.duration);
     let (mut out_a, mut out_b) = (Batch::new(), Batch::new());
@@ -756,8 +780,8 @@ fn play(
         if !stopping && should_stop() {
             stopping = true;
         }
-        drain(a, &mut rx_a, &mut stats, t0)?;
-        drain(b, &mut rx_b, &mut stats, t0)?;
+        drain(a, &mut rx_a, &mut stats, &mut high, t0)?;
+        drain(b, &mut rx_b, &mut stats, &mut high, t0)?;
         let now_ns = u64::try_from(t0.elapsed().as_nanos()).unwrap_or(u64::MAX);
         if !stopping {
             source(&mut calls)?;
@@ -787,7 +811,11 @@ fn play(
         if stopping && player.idle() {
             let end = *end_ns.get_or_insert(now_ns.saturating_add(drain_ns));
             if now_ns >= end {
-                return Ok((player, stats));
+                return Ok(Played {
+                    player,
+                    stats,
+                    high,
+                });
             }
         }
         // Next 1 ms tick of the run's clock.
@@ -800,15 +828,10 @@ fn play(
     }
 }
 
-fn report(
-    pairing: &Pairing,
-    datagrams: u64,
-    sniff_drops: u64,
-    player: &Player,
-    stats: &Stats,
-) -> FollowReport {
+fn report(pairing: &Pairing, datagrams: u64, sniff_drops: u64, played: &Played) -> FollowReport {
+    let (player, high) = (&played.player, &played.high);
     let streams = player.sent.len();
-    let mut stats = stats.clone();
+    let mut stats = played.stats.clone();
     stats.received.truncate(streams);
     stats.jitter.truncate(streams);
     stats.transit.truncate(streams);
@@ -818,6 +841,21 @@ fn report(
         .zip(stats.received.chunks(2))
         .filter(|(s, r)| s.iter().zip(*r).any(|(s, r)| *s > 0 && *r == 0))
         .count();
+    let (mut lost, mut tail) = ([0u64; 2], 0u64);
+    for (i, ((s, r), h)) in player
+        .sent
+        .iter()
+        .zip(&stats.received)
+        .zip(high)
+        .enumerate()
+    {
+        if let Some(l) = lost.get_mut(i % 2) {
+            *l += s.saturating_sub(*r);
+        }
+        if *r > 0 && u64::from(*h) < *s {
+            tail += 1;
+        }
+    }
     FollowReport {
         offers: pairing.offers_seen,
         answered: pairing.answers_seen,
@@ -826,6 +864,9 @@ fn report(
         over_capacity: pairing.over_capacity,
         dead_calls: u64::try_from(dead_calls).unwrap_or(0),
         skipped: player.skipped,
+        lost_a_to_b: lost[0],
+        lost_b_to_a: lost[1],
+        tail_lost_streams: tail,
         sniffed: datagrams,
         sniff_drops,
         rtp: stats.report(&player.sent),
@@ -1072,11 +1113,11 @@ mod tests {
             Ok(())
         };
         let stop_at = t0 + Duration::from_millis(50);
-        let (player, stats) = play(&plan, &a, &b, t0, &mut source, &|| {
+        let played = play(&plan, &a, &b, t0, &mut source, &|| {
             Instant::now() >= stop_at
         })
         .expect("play on loopback");
-        let r = report(&Pairing::new(10), 0, 0, &player, &stats);
+        let r = report(&Pairing::new(10), 0, 0, &played);
         // 200 ms at 50 packets/s: 10 packets per stream, 6 streams.
         assert_eq!((r.played, r.rtp.streams, r.rtp.sent), (3, 6, 60), "{r:?}");
         // Call 2's A→B stream went to a closed port: 10 lost, one dead stream and call.
@@ -1086,7 +1127,34 @@ mod tests {
             "{r:?}"
         );
         assert_eq!(r.skipped, 0);
+        assert_eq!(
+            (r.lost_a_to_b, r.lost_b_to_a, r.tail_lost_streams),
+            (10, 0, 0)
+        );
         assert!(r.to_json().contains("\"dead_calls\":1,"), "{}", r.to_json());
+    }
+
+    #[test]
+    fn report_splits_loss_by_direction_and_finds_lost_tails() {
+        let mut player = Player::new(
+            Ipv4Addr::LOCALHOST,
+            Duration::ZERO,
+            Duration::from_millis(60),
+        );
+        player.sent = vec![3, 3, 3, 3];
+        let mut stats = Stats::new(8);
+        stats.received = vec![2, 3, 2, 0, 0, 0, 0, 0];
+        // Stream 0 lost its last packet (highest received is packet 1), stream 2 its
+        // first (not its last); stream 3 is dead, so call 1 is dead.
+        let played = Played {
+            player,
+            stats,
+            high: vec![2, 3, 3, 0, 0, 0, 0, 0],
+        };
+        let r = report(&Pairing::new(2), 0, 0, &played);
+        assert_eq!((r.lost_a_to_b, r.lost_b_to_a), (2, 3));
+        assert_eq!((r.tail_lost_streams, r.dead_calls, r.played), (1, 1, 2));
+        assert_eq!((r.rtp.sent, r.rtp.received), (12, 7));
     }
 
     /// The packet socket on lo (needs CAP_NET_RAW, like tools/test's tcpdump): vigie's
