@@ -569,7 +569,8 @@ fn spawn_switch_thread(
                     match UdpSocket::from_std(s) {
                         Ok(s) => {
                             let s = Arc::new(s);
-                            task.udp.push(Arc::clone(&s));
+                            let v4 = addr.is_none_or(|a| a.is_ipv4());
+                            task.udp.push((v4, Arc::clone(&s)));
                             tokio::spawn(transport::udp_receiver(
                                 s,
                                 task.inputs_tx.clone(),
@@ -593,7 +594,8 @@ fn spawn_switch_thread(
 struct SwitchTask {
     switch: Switch,
     inputs_tx: mpsc::Sender<Input>,
-    udp: Vec<Arc<UdpSocket>>,
+    /// SIP UDP sockets, each with whether it is IPv4 (chosen per destination family).
+    udp: Vec<(bool, Arc<UdpSocket>)>,
     /// The shared runtime: what the switch spawns (relay sessions, fetches, TCP) runs
     /// there, not on the switch thread.
     rt: tokio::runtime::Handle,
@@ -1167,11 +1169,9 @@ impl SwitchTask {
                 let socket = self
                     .udp
                     .iter()
-                    .find(|s| {
-                        s.local_addr()
-                            .is_ok_and(|a| a.is_ipv4() == peer.addr.is_ipv4())
-                    })
-                    .or(self.udp.first());
+                    .find(|(v4, _)| *v4 == peer.addr.is_ipv4())
+                    .or(self.udp.first())
+                    .map(|(_, s)| s);
                 let Some(socket) = socket else {
                     tracing::warn!(to = %peer.addr, "no UDP socket to send on");
                     return;
