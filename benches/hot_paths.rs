@@ -176,7 +176,7 @@ fn rtp_relay(c: &mut Criterion) {
             },
             RelayMetrics::default(),
         );
-        match rt.block_on(relay.allocate()) {
+        match rt.block_on(async { relay.allocate() }) {
             Ok(s) => {
                 found = Some((relay, s));
                 break;

@@ -33,7 +33,7 @@ async fn relay_with_session(ports: u16) -> (MediaRelay, RelayMetrics, RelaySessi
             },
             metrics.clone(),
         );
-        match relay.allocate().await {
+        match relay.allocate() {
             Ok(session) => return (relay, metrics, session),
             Err(MediaError::PortsExhausted) => continue, // ports busy elsewhere: another base
             Err(e) => panic!("allocate: {e}"),
@@ -238,17 +238,14 @@ async fn ports_are_exhausted_then_freed_on_drop_and_close() {
     let (relay, _metrics, session) = relay_with_session(4).await;
     assert_eq!(relay.capacity(), 1);
     let ports = [session.local_addr(Side::A), session.local_addr(Side::B)];
-    assert!(matches!(
-        relay.allocate().await,
-        Err(MediaError::PortsExhausted)
-    ));
+    assert!(matches!(relay.allocate(), Err(MediaError::PortsExhausted)));
 
     // Dropping the session frees its ports (the task closes its sockets asynchronously:
     // poll, bounded).
     drop(session);
     let deadline = Instant::now() + WAIT;
     let again = loop {
-        match relay.allocate().await {
+        match relay.allocate() {
             Ok(s) => break s,
             Err(MediaError::PortsExhausted) if Instant::now() < deadline => {
                 tokio::time::sleep(Duration::from_millis(2)).await;
@@ -261,21 +258,12 @@ async fn ports_are_exhausted_then_freed_on_drop_and_close() {
     let mut sorted = ports;
     sorted.sort();
     assert_eq!(again_ports, sorted, "the same four ports are reused");
-    assert!(matches!(
-        relay.allocate().await,
-        Err(MediaError::PortsExhausted)
-    ));
+    assert!(matches!(relay.allocate(), Err(MediaError::PortsExhausted)));
 
     // close() returns once the sockets are closed: the next allocate succeeds at once.
     again.close().await;
-    let third = relay
-        .allocate()
-        .await
-        .expect("ports free right after close()");
-    assert!(matches!(
-        relay.allocate().await,
-        Err(MediaError::PortsExhausted)
-    ));
+    let third = relay.allocate().expect("ports free right after close()");
+    assert!(matches!(relay.allocate(), Err(MediaError::PortsExhausted)));
     drop(third);
 }
 
@@ -290,10 +278,7 @@ async fn empty_range_is_exhausted() {
         RelayMetrics::default(),
     );
     assert_eq!(relay.capacity(), 0);
-    assert!(matches!(
-        relay.allocate().await,
-        Err(MediaError::PortsExhausted)
-    ));
+    assert!(matches!(relay.allocate(), Err(MediaError::PortsExhausted)));
     let inverted = MediaRelay::new(
         RelayConfig {
             bind: LOOPBACK,
@@ -303,7 +288,7 @@ async fn empty_range_is_exhausted() {
         RelayMetrics::default(),
     );
     assert!(matches!(
-        inverted.allocate().await,
+        inverted.allocate(),
         Err(MediaError::PortsExhausted)
     ));
 }

@@ -366,7 +366,8 @@ impl MediaRelay {
     }
 
     /// Reserve two RTP/RTCP port pairs (side A and side B), bind the four sockets and spawn
-    /// the session's relay task. Must be called inside a tokio runtime.
+    /// the session's relay task. Must be called inside a tokio runtime. Synchronous (a few
+    /// system calls, no wait), so the switch gets the ports in the same turn as the INVITE.
     ///
     /// A port held by another process is skipped. The ports return to the pool when the
     /// session is closed or dropped.
@@ -374,7 +375,7 @@ impl MediaRelay {
     /// # Errors
     /// [`MediaError::PortsExhausted`] when fewer than two pairs are free;
     /// [`MediaError::Bind`] when a socket cannot be bound for another reason.
-    pub async fn allocate(&self) -> Result<RelaySession, MediaError> {
+    pub fn allocate(&self) -> Result<RelaySession, MediaError> {
         let a = self.bind_pair()?;
         let b = self.bind_pair()?;
         let local = [a.rtp_addr, b.rtp_addr];

@@ -11,6 +11,8 @@
 //! streams of a side to one socket: `recvmmsg(2)` drains them in batches and
 //! `sendmmsg(2)` sends each 1 ms slot's packets in one system call per socket.
 
+pub mod follow;
+
 use std::io;
 use std::net::{SocketAddrV4, UdpSocket};
 use std::os::fd::AsRawFd;
