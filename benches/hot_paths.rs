@@ -155,28 +155,23 @@ fn acd_offer(c: &mut Criterion) {
 }
 
 /// One 172-octet PCMA packet from the caller's phone through the relay to the seat's
-/// phone (both phones are blocking sockets; the relay runs on a tokio runtime).
+/// phone (both phones are blocking sockets; the relay runs on its own epoll thread, one
+/// thread here).
 fn rtp_relay(c: &mut Criterion) {
-    let Ok(rt) = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(1)
-        .enable_all()
-        .build()
-    else {
-        panic!("tokio runtime");
-    };
     let lo = IpAddr::V4(Ipv4Addr::LOCALHOST);
     let mut found = None;
     for k in 0..200u16 {
         let base = 40_000 + (k * 16) % 20_000;
-        let relay = MediaRelay::new(
+        let relay = MediaRelay::with_threads(
             RelayConfig {
                 bind: lo,
                 port_min: base,
                 port_max: base + 15,
             },
             RelayMetrics::default(),
+            1,
         );
-        match rt.block_on(relay.allocate()) {
+        match relay.allocate() {
             Ok(s) => {
                 found = Some((relay, s));
                 break;
