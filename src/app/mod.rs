@@ -1010,7 +1010,7 @@ impl SwitchTask {
                 let relay = self.relay.clone();
                 let inputs = self.inputs_tx.clone();
                 tokio::spawn(async move {
-                    let session = relay.allocate().await;
+                    let session = relay.allocate();
                     let _ = inputs.send(Input::MediaAllocated { call, session }).await;
                 });
             }
