@@ -196,13 +196,14 @@ impl Engine {
     }
 }
 
-/// Hasher for session ids (sequential integers): the id itself.
+/// Hasher for session ids (sequential integers): one multiplication (Fibonacci hashing),
+/// so that the high bits hashbrown uses as tags differ too. No SipHash per packet.
 #[derive(Default)]
 struct IdHasher(u64);
 
 impl Hasher for IdHasher {
     fn finish(&self) -> u64 {
-        self.0
+        self.0.wrapping_mul(0x9E37_79B9_7F4A_7C15)
     }
     fn write(&mut self, bytes: &[u8]) {
         for b in bytes {
