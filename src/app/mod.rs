@@ -74,11 +74,6 @@ pub enum Input {
         cause: crate::acd::Cause,
         reply: tokio::sync::oneshot::Sender<Result<agents::AgentView, crate::acd::CommandError>>,
     },
-    /// A relay session was allocated (or not) for a call.
-    MediaAllocated {
-        call: CallId,
-        session: Result<RelaySession, MediaError>,
-    },
     /// Locations that arrived off the call path (a dereferenced `Geolocation` URI): appended
     /// to the call as a location update.
     LocationUpdate {
@@ -703,29 +698,6 @@ impl SwitchTask {
                 self.publish_status();
                 let _ = reply.send(r);
             }
-            Input::MediaAllocated { call, session } => match session {
-                Ok(s) => {
-                    let ports = MediaPorts {
-                        a: s.local_addr(media::Side::A).port(),
-                        b: s.local_addr(media::Side::B).port(),
-                    };
-                    if self.prompts.take_pending_record(call) {
-                        let path = self
-                            .prompts
-                            .recording_path(call, chrono::Utc::now().date_naive());
-                        prompts::record_start(&s, call, path);
-                    }
-                    self.sessions.insert(call, s);
-                    self.switch.handle_media_ready(now, call, Some(ports));
-                    if !self.switch.has_call(call) {
-                        self.sessions.remove(&call);
-                    }
-                }
-                Err(e) => {
-                    tracing::error!(%call, error = %e, "no relay ports: media not anchored");
-                    self.switch.handle_media_ready(now, call, None);
-                }
-            },
             Input::LocationUpdate {
                 call,
                 locations,
@@ -1007,12 +979,10 @@ impl SwitchTask {
     fn media(&mut self, cmd: MediaCommand) {
         match cmd {
             MediaCommand::Allocate { call } => {
-                let relay = self.relay.clone();
-                let inputs = self.inputs_tx.clone();
-                tokio::spawn(async move {
-                    let session = relay.allocate();
-                    let _ = inputs.send(Input::MediaAllocated { call, session }).await;
-                });
+                // Inline: binding four sockets is a few system calls, and the offer to a
+                // seat (whose SDP carries the relay port) must not wait for a task hop.
+                let session = self.relay.allocate();
+                self.media_allocated(call, session);
             }
             MediaCommand::PeerHint { call, side, addr } => {
                 if let Some(s) = self.sessions.get(&call) {
@@ -1086,6 +1056,34 @@ impl SwitchTask {
             }
             #[allow(unreachable_patterns)]
             _ => {}
+        }
+    }
+
+    /// The relay ports of `call` are bound (or could not be): the switch goes on.
+    fn media_allocated(&mut self, call: CallId, session: Result<RelaySession, MediaError>) {
+        let now = Instant::now();
+        match session {
+            Ok(s) => {
+                let ports = MediaPorts {
+                    a: s.local_addr(media::Side::A).port(),
+                    b: s.local_addr(media::Side::B).port(),
+                };
+                if self.prompts.take_pending_record(call) {
+                    let path = self
+                        .prompts
+                        .recording_path(call, chrono::Utc::now().date_naive());
+                    prompts::record_start(&s, call, path);
+                }
+                self.sessions.insert(call, s);
+                self.switch.handle_media_ready(now, call, Some(ports));
+                if !self.switch.has_call(call) {
+                    self.sessions.remove(&call);
+                }
+            }
+            Err(e) => {
+                tracing::error!(%call, error = %e, "no relay ports: media not anchored");
+                self.switch.handle_media_ready(now, call, None);
+            }
         }
     }
 
