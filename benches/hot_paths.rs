@@ -12,7 +12,7 @@ use bytes::Bytes;
 use criterion::{BatchSize, Criterion, criterion_group, criterion_main};
 use ulid::Ulid;
 use vigie::acd::{Acd, Decision, QueueSpec};
-use vigie::media::{MediaError, MediaRelay, RelayConfig, RelayMetrics, Side};
+use vigie::media::{EngineConfig, MediaError, MediaRelay, RelayConfig, RelayMetrics, Side};
 use vigie::sip::message::Message;
 use vigie::sip::parse::{parse_datagram, parse_datagram_bytes};
 use vigie::sip::transaction::{TimerConfig, TransactionLayer};
@@ -162,14 +162,18 @@ fn rtp_relay(c: &mut Criterion) {
     let mut found = None;
     for k in 0..200u16 {
         let base = 40_000 + (k * 16) % 20_000;
-        let relay = MediaRelay::with_threads(
+        // No tick: a lone packet's round trip is timed, not the rest between busy loops.
+        let relay = MediaRelay::with_engine(
             RelayConfig {
                 bind: lo,
                 port_min: base,
                 port_max: base + 15,
             },
             RelayMetrics::default(),
-            1,
+            EngineConfig {
+                threads: 1,
+                tick: Duration::ZERO,
+            },
         );
         match relay.allocate() {
             Ok(s) => {

@@ -12,8 +12,8 @@ use tokio::net::UdpSocket;
 use tokio::time::{Instant, timeout};
 
 use vigie::media::{
-    Codec, MediaError, MediaRelay, PlayState, Prompt, RecordError, RelayConfig, RelayMetrics,
-    RelaySession, RelayStats, Side, alaw_to_linear, ulaw_to_linear,
+    Codec, EngineConfig, MediaError, MediaRelay, PlayState, Prompt, RecordError, RelayConfig,
+    RelayMetrics, RelaySession, RelayStats, Side, alaw_to_linear, ulaw_to_linear,
 };
 
 const LOOPBACK: IpAddr = IpAddr::V4(Ipv4Addr::LOCALHOST);
@@ -719,14 +719,17 @@ async fn many_sessions_share_the_relay_threads() {
     for _ in 0..200 {
         let base = rand::random_range(10_000u16..60_000) & !1;
         let metrics = RelayMetrics::default();
-        let relay = MediaRelay::with_threads(
+        let relay = MediaRelay::with_engine(
             RelayConfig {
                 bind: LOOPBACK,
                 port_min: base,
                 port_max: base + 4 * CALLS as u16 - 1,
             },
             metrics.clone(),
-            2,
+            EngineConfig {
+                threads: 2,
+                tick: Duration::from_micros(200),
+            },
         );
         let sessions: Result<Vec<_>, _> = (0..CALLS).map(|_| relay.allocate()).collect();
         match sessions {

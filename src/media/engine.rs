@@ -23,6 +23,7 @@ use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::mpsc::{Receiver, SyncSender, TryRecvError, TrySendError, sync_channel};
 use std::sync::{Arc, Mutex};
+use std::time::Duration;
 
 use tokio::sync::{oneshot, watch};
 use tokio::time::Instant;
@@ -30,8 +31,8 @@ use tokio::time::Instant;
 use super::player::{PROMPT_PACKET_LEN, Playback};
 use super::ports::SlotLease;
 use super::{
-    Command, Counters, MAX_DATAGRAM, MediaError, MediaState, PACKET_INTERVAL, PLAY_CATCH_UP, Peer,
-    PeerHint, PlayState, RelayMetrics, observe_rtp, read_reports, valid,
+    Command, Counters, EngineConfig, MAX_DATAGRAM, MediaError, MediaState, PACKET_INTERVAL,
+    PLAY_CATCH_UP, Peer, PeerHint, PlayState, RelayMetrics, observe_rtp, read_reports, valid,
 };
 
 /// Commands (and registrations) a relay thread can have queued before
@@ -72,7 +73,7 @@ pub(super) struct Worker {
 }
 
 impl Worker {
-    fn spawn(index: usize, metrics: RelayMetrics) -> io::Result<Worker> {
+    fn spawn(index: usize, metrics: RelayMetrics, tick: Duration) -> io::Result<Worker> {
         // SAFETY: plain system calls; the returned descriptors are checked and owned.
         let epoll = unsafe { libc::epoll_create1(libc::EPOLL_CLOEXEC) };
         if epoll < 0 {
@@ -97,6 +98,7 @@ impl Worker {
             playing: Vec::new(),
             metrics,
             totals: Totals::default(),
+            tick,
         };
         std::thread::Builder::new()
             .name(format!("vigie-relay-{index}"))
@@ -160,16 +162,16 @@ fn epoll_add(epoll: RawFd, fd: RawFd, key: u64) -> io::Result<()> {
 /// The relay threads of a [`super::MediaRelay`], started on first use.
 #[derive(Debug)]
 pub(super) struct Engine {
-    threads: usize,
+    config: EngineConfig,
     metrics: RelayMetrics,
     workers: Mutex<Vec<Arc<Worker>>>,
     next_id: AtomicU64,
 }
 
 impl Engine {
-    pub(super) fn new(threads: usize, metrics: RelayMetrics) -> Engine {
+    pub(super) fn new(config: EngineConfig, metrics: RelayMetrics) -> Engine {
         Engine {
-            threads: threads.max(1),
+            config,
             metrics,
             workers: Mutex::new(Vec::new()),
             next_id: AtomicU64::new(1),
@@ -184,9 +186,9 @@ impl Engine {
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner);
         if workers.is_empty() {
-            for index in 0..self.threads {
-                let worker =
-                    Worker::spawn(index, self.metrics.clone()).map_err(MediaError::Engine)?;
+            for index in 0..self.config.threads.max(1) {
+                let worker = Worker::spawn(index, self.metrics.clone(), self.config.tick)
+                    .map_err(MediaError::Engine)?;
                 workers.push(Arc::new(worker));
             }
         }
@@ -269,6 +271,8 @@ struct Thread {
     playing: Vec<u64>,
     metrics: RelayMetrics,
     totals: Totals,
+    /// Rest after a busy iteration ([`EngineConfig::tick`]).
+    tick: Duration,
 }
 
 impl Thread {
@@ -303,11 +307,13 @@ impl Thread {
                 return;
             }
             let ready = usize::try_from(n).unwrap_or(0);
+            let mut relayed = 0usize;
             for event in events.iter().take(ready) {
                 let key = event.u64;
                 if key == WAKE_KEY {
                     continue;
                 }
+                relayed += 1;
                 let Some(session) = self.sessions.get_mut(&(key >> 2)) else {
                     continue; // closed in this iteration
                 };
@@ -316,6 +322,10 @@ impl Thread {
             }
             self.play_due();
             self.totals.flush(&self.metrics);
+            // Busy but not saturated: let the next datagrams gather (one wake-up for many).
+            if relayed > 0 && ready < EVENTS && !self.tick.is_zero() {
+                std::thread::sleep(self.tick);
+            }
         }
     }
 
@@ -567,18 +577,33 @@ impl SessionState {
         let Some(out) = self.sockets.get(index ^ 2) else {
             return;
         };
+        // Counted before the send, so that whoever receives the packet sees it counted;
+        // taken back if the kernel refuses it (single writer: plain stores).
+        let len = len as u64;
+        let (packets, bytes) = if is_rtcp {
+            (&self.stats.rtcp_packets[from], None)
+        } else {
+            (
+                &self.stats.rtp_packets[from],
+                Some(&self.stats.rtp_bytes[from]),
+            )
+        };
+        bump(packets, 1);
+        if let Some(bytes) = bytes {
+            bump(bytes, len);
+        }
         if out.send_to(packet, destination).is_err() {
+            bump(packets, u64::MAX); // wrapping: minus one
+            if let Some(bytes) = bytes {
+                bump(bytes, len.wrapping_neg());
+            }
             bump(&self.stats.dropped_send_error, 1);
             totals.dropped_send_error += 1;
             return;
         }
-        let len = len as u64;
         if is_rtcp {
-            bump(&self.stats.rtcp_packets[from], 1);
             totals.rtcp_packets += 1;
         } else {
-            bump(&self.stats.rtp_packets[from], 1);
-            bump(&self.stats.rtp_bytes[from], len);
             totals.rtp_packets += 1;
             totals.rtp_bytes += len;
             // Relayed media wins over a prompt to the same peer (the call is bridged).

@@ -4,7 +4,7 @@
 //! vigie anchors the media of every call (see [`crate::sdp`]): each call gets a
 //! [`RelaySession`] with two sides, A (caller/trunk leg) and B (agent/seat leg), each with an
 //! even RTP port and RTCP on the next port (RFC 3550 §11): four UDP sockets. A few relay
-//! threads (one per core, at most 4; [`MediaRelay::with_threads`]) each run one `epoll`
+//! threads (one per core, at most 4; [`MediaRelay::with_engine`]) each run one `epoll`
 //! loop over the sockets of many sessions: a datagram arriving on A's sockets goes out of B's
 //! sockets to B's peer, and the reverse; the same thread plays the session's prompts
 //! ([`RelaySession::play`]), taps the recorder ([`RelaySession::record_start`]) and reads
@@ -346,9 +346,37 @@ pub struct MediaRelay {
     engine: Arc<Engine>,
 }
 
-/// Relay threads of a [`MediaRelay::new`]: one per core, at most 4.
-pub fn default_relay_threads() -> usize {
-    std::thread::available_parallelism().map_or(1, |n| n.get().clamp(1, 4))
+/// How the relay threads run ([`MediaRelay::with_engine`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct EngineConfig {
+    /// Relay threads (at least 1). Each session is relayed by one of them (round robin).
+    pub threads: usize,
+    /// Rest after a loop iteration that relayed something, before the next `epoll_wait`:
+    /// the datagrams that arrive meanwhile are then taken in one wake-up instead of one
+    /// wake-up (two context switches) each. Adds at most this much delay to a packet (the
+    /// jitter it adds is below it). Zero: no rest (lowest latency, most wake-ups).
+    pub tick: std::time::Duration,
+}
+
+impl Default for EngineConfig {
+    /// One thread per core (at most 4) and a 500 µs tick; the environment variables
+    /// `VIGIE_RELAY_THREADS` and `VIGIE_RELAY_TICK_US` (microseconds) override them (a
+    /// benchmarking knob until `[media]` has settings for them).
+    fn default() -> Self {
+        let env = |name| {
+            std::env::var(name)
+                .ok()
+                .and_then(|v| v.trim().parse::<u64>().ok())
+        };
+        let cores = std::thread::available_parallelism().map_or(1, |n| n.get().clamp(1, 4));
+        EngineConfig {
+            threads: env("VIGIE_RELAY_THREADS")
+                .and_then(|n| usize::try_from(n).ok())
+                .unwrap_or(cores)
+                .max(1),
+            tick: std::time::Duration::from_micros(env("VIGIE_RELAY_TICK_US").unwrap_or(500)),
+        }
+    }
 }
 
 impl MediaRelay {
@@ -356,21 +384,20 @@ impl MediaRelay {
     /// inverted range is accepted and makes every [`MediaRelay::allocate`] fail with
     /// [`MediaError::PortsExhausted`].
     ///
-    /// The relay runs on [`default_relay_threads`] threads of its own (not tokio tasks),
+    /// The relay runs on threads of its own (not tokio tasks; [`EngineConfig::default`]),
     /// started by the first [`MediaRelay::allocate`] and ended when the relay and all its
     /// sessions are dropped.
     pub fn new(config: RelayConfig, metrics: RelayMetrics) -> Self {
-        Self::with_threads(config, metrics, default_relay_threads())
+        Self::with_engine(config, metrics, EngineConfig::default())
     }
 
-    /// As [`MediaRelay::new`] with `threads` relay threads (at least 1). Each session is
-    /// relayed by one thread (round robin); a thread runs one `epoll` loop over the
-    /// sockets of all its sessions.
-    pub fn with_threads(config: RelayConfig, metrics: RelayMetrics, threads: usize) -> Self {
+    /// As [`MediaRelay::new`] with `engine.threads` relay threads, each running one `epoll`
+    /// loop over the sockets of its sessions, resting `engine.tick` between busy loops.
+    pub fn with_engine(config: RelayConfig, metrics: RelayMetrics, engine: EngineConfig) -> Self {
         Self {
             pool: Arc::new(Mutex::new(PortPool::new(config.port_min, config.port_max))),
             config,
-            engine: Arc::new(Engine::new(threads, metrics.clone())),
+            engine: Arc::new(Engine::new(engine, metrics.clone())),
             metrics,
         }
     }
