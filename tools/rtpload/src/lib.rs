@@ -551,9 +551,16 @@ fn kernel_timestamp(hdr: &libc::msghdr) -> Option<u64> {
     None
 }
 
+/// Pause of a receiver between two `recvmmsg` calls that did not fill a batch.
+const RECEIVE_TICK: Duration = Duration::from_millis(1);
+
 /// Drains one socket with `recvmmsg` until `stop`. A packet's arrival time is its kernel
 /// receive timestamp (`CLOCK_REALTIME` ns since `base`); without one, the time the batch
-/// was read.
+/// was read. The receiver polls (`MSG_DONTWAIT`) every [`RECEIVE_TICK`] instead of
+/// blocking: the kernel timestamps the arrival whenever we read it, and a receiver asleep
+/// in `recvmmsg` would be woken by each datagram vigie sends, a wake-up (and preemption of
+/// vigie's relay thread on the shared cores) charged to vigie's `sendto` that a remote
+/// phone would not cost it.
 fn receive(sock: &UdpSocket, n: usize, base: u64, stop: &AtomicBool) -> io::Result<Stats> {
     let mut stats = Stats::new(n);
     let mut bufs = vec![[0u8; 2048]; BATCH];
@@ -579,23 +586,29 @@ fn receive(sock: &UdpSocket, n: usize, base: u64, stop: &AtomicBool) -> io::Resu
             m.msg_hdr.msg_control = c.as_mut_ptr().cast();
             m.msg_hdr.msg_controllen = std::mem::size_of_val(c) as _;
         }
-        // SAFETY: msgs/iovs/bufs/control are valid for BATCH messages; the socket has a
-        // read timeout (SO_RCVTIMEO), so this returns at least every 50 ms.
+        // SAFETY: msgs/iovs/bufs/control are valid for BATCH messages; non-blocking.
         let r = unsafe {
             libc::recvmmsg(
                 sock.as_raw_fd(),
                 msgs.as_mut_ptr(),
                 u32::try_from(BATCH).unwrap_or(1),
-                libc::MSG_WAITFORONE,
+                libc::MSG_DONTWAIT,
                 std::ptr::null_mut(),
             )
         };
         if r < 0 {
             let e = io::Error::last_os_error();
             match e.raw_os_error() {
-                Some(libc::EAGAIN | libc::EINTR | libc::ECONNREFUSED) => continue,
+                Some(libc::EAGAIN) => {
+                    std::thread::sleep(RECEIVE_TICK);
+                    continue;
+                }
+                Some(libc::EINTR | libc::ECONNREFUSED) => continue,
                 _ => return Err(e),
             }
+        }
+        if usize::try_from(r).unwrap_or(0) < BATCH {
+            std::thread::sleep(RECEIVE_TICK);
         }
         let read_ns = realtime_ns().saturating_sub(base);
         let got = usize::try_from(r).unwrap_or(0);
