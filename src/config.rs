@@ -172,6 +172,10 @@ pub struct SipConfig {
     pub t4_ms: u64,
     /// User-Agent / Server header value.
     pub user_agent: String,
+    /// Receive and send buffer of each SIP UDP socket, KiB (`SO_RCVBUF`/`SO_SNDBUF`,
+    /// default 4096): a burst of INVITEs waits there while the switch works. The kernel
+    /// caps it at `net.core.rmem_max`/`wmem_max`; the size granted is logged at start.
+    pub udp_buffer_kib: u32,
 }
 
 /// The HTTP listener: `/metrics` and the API.
@@ -475,6 +479,7 @@ impl Default for SipConfig {
             t2_ms: 4000,
             t4_ms: 5000,
             user_agent: format!("vigie/{}", env!("CARGO_PKG_VERSION")),
+            udp_buffer_kib: 4096,
         }
     }
 }

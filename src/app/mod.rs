@@ -249,6 +249,7 @@ pub async fn start(config: Config) -> Result<(Bound, Shutdown), StartError> {
                 addr: *addr,
                 source,
             })?;
+        transport::size_buffers(&s, *addr, config.sip.udp_buffer_kib);
         udp.push(Arc::new(s));
     }
     let mut tcp = Vec::new();

@@ -21,6 +21,8 @@
 //! streams of a side to one socket: `recvmmsg(2)` drains them in batches and
 //! `sendmmsg(2)` sends each 1 ms slot's packets in one system call per socket.
 
+pub mod follow;
+
 use std::io;
 use std::net::{SocketAddrV4, UdpSocket};
 use std::os::fd::AsRawFd;
@@ -226,7 +228,7 @@ fn send(plan: &Plan, a: &UdpSocket, b: &UdpSocket, t0: Instant, base: u64) -> io
             let out = if from_a { &mut out_a } else { &mut out_b };
             out.push(target, &pkt);
             if out.len() == BATCH {
-                out.flush(if from_a { a } else { b }, base)?;
+                out.flush_stamped(if from_a { a } else { b }, base)?;
             }
             if let Some(q) = seq.get_mut(i) {
                 *q = s.wrapping_add(1);
@@ -236,8 +238,8 @@ fn send(plan: &Plan, a: &UdpSocket, b: &UdpSocket, t0: Instant, base: u64) -> io
             }
             i += usize::try_from(PTIME_MS).unwrap_or(20);
         }
-        out_a.flush(a, base)?;
-        out_b.flush(b, base)?;
+        out_a.flush_stamped(a, base)?;
+        out_b.flush_stamped(b, base)?;
         slot += 1;
     }
     Ok(sent)
@@ -298,10 +300,9 @@ impl Batch {
         self.addrs.push(sockaddr(to));
     }
 
-    /// Stamps the departure time (`CLOCK_REALTIME` ns since `base`) into every packet and
-    /// sends the batch (retrying the unsent tail); a full socket buffer drops the rest,
-    /// which the receivers then count as loss.
-    fn flush(&mut self, sock: &UdpSocket, base: u64) -> io::Result<()> {
+    /// Stamps the departure time (`CLOCK_REALTIME` ns since `base`) into every packet, then
+    /// [`Batch::flush`]es: the stamp is taken just before `sendmmsg`.
+    fn flush_stamped(&mut self, sock: &UdpSocket, base: u64) -> io::Result<()> {
         if self.bufs.is_empty() {
             return Ok(());
         }
@@ -311,6 +312,12 @@ impl Batch {
                 at.copy_from_slice(&stamp);
             }
         }
+        self.flush(sock)
+    }
+
+    /// Sends the batch (retrying the unsent tail); a full socket buffer drops the rest,
+    /// which the receivers then count as loss.
+    fn flush(&mut self, sock: &UdpSocket) -> io::Result<()> {
         let mut iovs: Vec<libc::iovec> = self
             .bufs
             .iter_mut()
@@ -699,7 +706,7 @@ mod tests {
         batch.push(to, &packet(3, 1, 160, 0, true));
         let base = realtime_ns();
         batch
-            .flush(&sock, base.saturating_sub(1_000_000_000))
+            .flush_stamped(&sock, base.saturating_sub(1_000_000_000))
             .expect("send");
         assert_eq!(batch.len(), 0);
         let mut buf = [0u8; 2048];
