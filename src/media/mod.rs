@@ -36,7 +36,13 @@
 //! `eventfd` wake-up. The recorder gets a fixed-size copy of each payload by `try_send`. The
 //! jitter histograms (which take a short mutex) are observed once per
 //! [`JITTER_SAMPLE_EVERY`] packets, and per RTCP report block, not per packet. See
-//! `engine.rs` for the loop; the per-packet cost before/after is in README "Capacity".
+//! `engine.rs` for the loop. Measured (release, `tools/bench` media stage at 1000 calls,
+//! 100,000 packets/s in, 2 cores shared with rtpload and other builds at load ~7): about
+//! 5 µs of vigie CPU per relayed packet, 85–95 % of it in the kernel (`sendto` on
+//! loopback also delivers to the receiver's socket: ~50 %; `recvfrom` ~24 %; `epoll_wait`
+//! ~12 %), and context switches down from 33 % to 2 % of the samples with the tick. The
+//! criterion round trip of one packet (`benches/hot_paths.rs`, tick 0) went from 115 µs
+//! (tokio task per session, idle machine) to 18 µs (this engine, loaded machine).
 
 mod engine;
 mod g711;
