@@ -131,6 +131,9 @@ pub enum StartError {
     /// (`file:line:col`, caret, hint).
     #[error("the dialplan is refused:\n{0}")]
     Dialplan(String),
+    /// The switch thread or its runtime could not be created.
+    #[error("cannot start the switch thread: {0}")]
+    Runtime(#[source] std::io::Error),
 }
 
 /// The figures the HTTP API shows, refreshed by the switch task.
@@ -240,17 +243,19 @@ pub async fn start(config: Config) -> Result<(Bound, Shutdown), StartError> {
     let (journal, journal_task) = Journal::spawn(store.clone(), jcfg, metrics.journal.clone());
     let metrics = Arc::new(metrics);
 
+    // Bound here (errors reach the caller) but registered with the switch thread's own
+    // runtime, which reads them: see `spawn_switch_thread`.
     let mut udp = Vec::new();
     for addr in &config.sip.udp {
-        let s = UdpSocket::bind(addr)
-            .await
+        let s = std::net::UdpSocket::bind(addr)
+            .and_then(|s| s.set_nonblocking(true).map(|()| s))
             .map_err(|source| StartError::Bind {
                 what: "SIP UDP",
                 addr: *addr,
                 source,
             })?;
         transport::size_buffers(&s, *addr, config.sip.udp_buffer_kib);
-        udp.push(Arc::new(s));
+        udp.push(s);
     }
     let mut tcp = Vec::new();
     for addr in &config.sip.tcp {
@@ -335,13 +340,6 @@ pub async fn start(config: Config) -> Result<(Bound, Shutdown), StartError> {
     );
 
     let (inputs, inputs_rx) = mpsc::channel::<Input>(8192);
-    for s in &udp {
-        tokio::spawn(transport::udp_receiver(
-            Arc::clone(s),
-            inputs.clone(),
-            Arc::clone(&metrics),
-        ));
-    }
     for l in tcp {
         tokio::spawn(transport::tcp_acceptor(
             l,
@@ -456,7 +454,8 @@ pub async fn start(config: Config) -> Result<(Bound, Shutdown), StartError> {
     let task = SwitchTask {
         switch,
         inputs_tx: inputs,
-        udp,
+        udp: Vec::new(),
+        rt: tokio::runtime::Handle::current(),
         tcp_writers: HashMap::new(),
         relay,
         sessions: HashMap::new(),
@@ -496,8 +495,9 @@ pub async fn start(config: Config) -> Result<(Bound, Shutdown), StartError> {
             config.media.recordings_dir.clone(),
         ),
     };
+    let switch_done = spawn_switch_thread(task, udp, inputs_rx, plans_rx, stop_rx)?;
     let done = tokio::spawn(async move {
-        task.run(inputs_rx, plans_rx, stop_rx).await;
+        let _ = switch_done.await;
         let report = journal.shutdown().await;
         if report.spilled_pending > 0 {
             tracing::warn!(
@@ -542,10 +542,63 @@ fn credentials(config: &Config) -> Vec<Credential> {
         .collect()
 }
 
+/// Runs the switch task on its own OS thread ("vigie-switch") with its own single-thread
+/// runtime, which also reads the SIP UDP sockets: a datagram is received, parsed and
+/// handled on that thread without a task hop, and the switch never waits behind relay,
+/// journal or HTTP tasks on the shared workers. What the switch starts off its thread
+/// (relay sessions, location fetches, TCP connections) runs on the shared runtime.
+/// The returned receiver fires once the thread has stopped and closed its sockets.
+fn spawn_switch_thread(
+    mut task: SwitchTask,
+    udp: Vec<std::net::UdpSocket>,
+    inputs_rx: mpsc::Receiver<Input>,
+    plans_rx: mpsc::Receiver<Arc<CompiledPlan>>,
+    stop_rx: watch::Receiver<bool>,
+) -> Result<tokio::sync::oneshot::Receiver<()>, StartError> {
+    let (done_tx, done_rx) = tokio::sync::oneshot::channel();
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .map_err(StartError::Runtime)?;
+    std::thread::Builder::new()
+        .name("vigie-switch".into())
+        .spawn(move || {
+            rt.block_on(async move {
+                for s in udp {
+                    let addr = s.local_addr().ok();
+                    match UdpSocket::from_std(s) {
+                        Ok(s) => {
+                            let s = Arc::new(s);
+                            let v4 = addr.is_none_or(|a| a.is_ipv4());
+                            task.udp.push((v4, Arc::clone(&s)));
+                            tokio::spawn(transport::udp_receiver(
+                                s,
+                                task.inputs_tx.clone(),
+                                Arc::clone(&task.metrics),
+                            ));
+                        }
+                        Err(e) => tracing::error!(?addr, error = %e, "SIP UDP socket unusable"),
+                    }
+                }
+                task.run(inputs_rx, plans_rx, stop_rx).await;
+            });
+            // The runtime (its UDP receivers and sockets) is gone before `done` fires, so a
+            // restart can bind the same addresses.
+            drop(rt);
+            let _ = done_tx.send(());
+        })
+        .map_err(StartError::Runtime)?;
+    Ok(done_rx)
+}
+
 struct SwitchTask {
     switch: Switch,
     inputs_tx: mpsc::Sender<Input>,
-    udp: Vec<Arc<UdpSocket>>,
+    /// SIP UDP sockets, each with whether it is IPv4 (chosen per destination family).
+    udp: Vec<(bool, Arc<UdpSocket>)>,
+    /// The shared runtime: what the switch spawns (relay sessions, fetches, TCP) runs
+    /// there, not on the switch thread.
+    rt: tokio::runtime::Handle,
     tcp_writers: HashMap<SocketAddr, mpsc::Sender<Bytes>>,
     relay: MediaRelay,
     sessions: HashMap<CallId, RelaySession>,
@@ -600,6 +653,15 @@ struct SwitchTask {
     prompts: Prompts,
 }
 
+/// What woke the switch task (a stack temporary: the size of `Input` costs nothing).
+#[allow(clippy::large_enum_variant)]
+enum Wake {
+    Input(Option<Input>),
+    Timer,
+    Plan(Arc<CompiledPlan>),
+    Tick,
+}
+
 impl SwitchTask {
     async fn run(
         mut self,
@@ -610,8 +672,12 @@ impl SwitchTask {
         let mut tick = tokio::time::interval(std::time::Duration::from_millis(250));
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         // Open callback tasks loaded from the store wait for a seat.
-        self.offer_callbacks();
-        self.drain_outputs();
+        {
+            let rt = self.rt.clone();
+            let _shared = rt.enter();
+            self.offer_callbacks();
+            self.drain_outputs();
+        }
         loop {
             let deadline = match (self.switch.poll_timeout(), self.wallboard_due()) {
                 (Some(a), Some(b)) => Some(a.min(b)),
@@ -623,9 +689,19 @@ impl SwitchTask {
                     None => std::future::pending().await,
                 }
             };
-            tokio::select! {
-                input = inputs.recv() => {
-                    let Some(input) = input else { break };
+            let wake = tokio::select! {
+                input = inputs.recv() => Wake::Input(input),
+                _ = sleep => Wake::Timer,
+                Some(plan) = plans.recv() => Wake::Plan(plan),
+                _ = tick.tick() => Wake::Tick,
+                _ = stop.changed() => break,
+            };
+            // Tasks the handlers spawn go to the shared runtime.
+            let rt = self.rt.clone();
+            let _shared = rt.enter();
+            match wake {
+                Wake::Input(None) => break,
+                Wake::Input(Some(input)) => {
                     self.handle_input(input);
                     // Take whatever else is already queued; outputs are drained after each
                     // input so the latency histograms know which input caused them.
@@ -639,20 +715,19 @@ impl SwitchTask {
                         }
                     }
                 }
-                _ = sleep => {
+                Wake::Timer => {
                     self.input_at = Instant::now();
                     self.switch.handle_timeout(self.input_at);
                     if self.wallboard_due().is_some_and(|due| due <= self.input_at) {
                         self.publish_wallboard(self.input_at, None);
                     }
                 }
-                Some(plan) = plans.recv() => {
+                Wake::Plan(plan) => {
                     // Calls in progress keep their own steps; new calls take this plan.
                     self.switch.set_plan(plan);
                     tracing::info!("dialplan reloaded");
                 }
-                _ = tick.tick() => self.publish_status(),
-                _ = stop.changed() => break,
+                Wake::Tick => self.publish_status(),
             }
             self.drain_outputs();
         }
@@ -1094,11 +1169,9 @@ impl SwitchTask {
                 let socket = self
                     .udp
                     .iter()
-                    .find(|s| {
-                        s.local_addr()
-                            .is_ok_and(|a| a.is_ipv4() == peer.addr.is_ipv4())
-                    })
-                    .or(self.udp.first());
+                    .find(|(v4, _)| *v4 == peer.addr.is_ipv4())
+                    .or(self.udp.first())
+                    .map(|(_, s)| s);
                 let Some(socket) = socket else {
                     tracing::warn!(to = %peer.addr, "no UDP socket to send on");
                     return;

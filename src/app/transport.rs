@@ -65,7 +65,7 @@ pub async fn udp_receiver(
 /// `SO_SNDBUF`) and logs what the kernel granted (Linux caps the request at
 /// `net.core.rmem_max`/`wmem_max` and reports double the usable size). A refusal is
 /// logged, not fatal: the socket keeps the system default.
-pub fn size_buffers(socket: &UdpSocket, addr: std::net::SocketAddr, kib: u32) {
+pub fn size_buffers(socket: &std::net::UdpSocket, addr: std::net::SocketAddr, kib: u32) {
     let bytes = usize::try_from(kib)
         .unwrap_or(usize::MAX)
         .saturating_mul(1024);
