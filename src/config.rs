@@ -207,6 +207,13 @@ pub struct MediaConfig {
     /// language = "ar" } }`): prompts are read from `prompts_dir/LANG/NAME`, else
     /// `prompts_dir/NAME`. A tag such as `fr` or `ar` ([`crate::dialplan::valid_language`]).
     pub default_language: String,
+    /// Relay threads, each running one `epoll` loop over the sockets of its calls; 0 (the
+    /// default) = one per core, at most 4.
+    pub relay_threads: usize,
+    /// Rest of a relay thread after a loop that relayed something, microseconds (default
+    /// 500): the datagrams arriving meanwhile are taken in one wake-up. Adds at most this
+    /// much delay to a packet; 0 = lowest latency, most wake-ups.
+    pub relay_tick_us: u64,
 }
 
 /// The call journal.
@@ -502,6 +509,8 @@ impl Default for MediaConfig {
             prompts_dir: PathBuf::from("prompts"),
             recordings_dir: PathBuf::from("recordings"),
             default_language: "fr".to_owned(),
+            relay_threads: 0,
+            relay_tick_us: 500,
         }
     }
 }

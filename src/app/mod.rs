@@ -330,13 +330,14 @@ pub async fn start(config: Config) -> Result<(Bound, Shutdown), StartError> {
         Arc::clone(&metrics),
     ));
     let switch = Switch::new(&config, local, registrar, plan);
-    let relay = MediaRelay::new(
+    let relay = MediaRelay::with_engine(
         RelayConfig {
             bind: config.media.bind,
             port_min: config.media.port_min,
             port_max: config.media.port_max,
         },
         relay_metrics,
+        media::EngineConfig::new(config.media.relay_threads, config.media.relay_tick_us),
     );
 
     let (inputs, inputs_rx) = mpsc::channel::<Input>(8192);

@@ -364,24 +364,22 @@ pub struct EngineConfig {
     pub tick: std::time::Duration,
 }
 
-impl Default for EngineConfig {
-    /// One thread per core (at most 4) and a 500 µs tick; the environment variables
-    /// `VIGIE_RELAY_THREADS` and `VIGIE_RELAY_TICK_US` (microseconds) override them (a
-    /// benchmarking knob until `[media]` has settings for them).
-    fn default() -> Self {
-        let env = |name| {
-            std::env::var(name)
-                .ok()
-                .and_then(|v| v.trim().parse::<u64>().ok())
-        };
+impl EngineConfig {
+    /// `threads` relay threads, 0 meaning one per core (at most 4), resting `tick_us`
+    /// microseconds between busy loops (`[media] relay_threads`, `relay_tick_us`).
+    pub fn new(threads: usize, tick_us: u64) -> Self {
         let cores = std::thread::available_parallelism().map_or(1, |n| n.get().clamp(1, 4));
         EngineConfig {
-            threads: env("VIGIE_RELAY_THREADS")
-                .and_then(|n| usize::try_from(n).ok())
-                .unwrap_or(cores)
-                .max(1),
-            tick: std::time::Duration::from_micros(env("VIGIE_RELAY_TICK_US").unwrap_or(500)),
+            threads: if threads == 0 { cores } else { threads },
+            tick: std::time::Duration::from_micros(tick_us),
         }
+    }
+}
+
+impl Default for EngineConfig {
+    /// One thread per core (at most 4) and a 500 µs tick.
+    fn default() -> Self {
+        EngineConfig::new(0, 500)
     }
 }
 
