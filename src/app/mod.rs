@@ -456,6 +456,8 @@ pub async fn start(config: Config) -> Result<(Bound, Shutdown), StartError> {
         switch,
         inputs_tx: inputs,
         udp: Vec::new(),
+        deferred: Vec::new(),
+        seats_dirty: true,
         rt: tokio::runtime::Handle::current(),
         tcp_writers: HashMap::new(),
         relay,
@@ -597,6 +599,10 @@ struct SwitchTask {
     inputs_tx: mpsc::Sender<Input>,
     /// SIP UDP sockets, each with whether it is IPv4 (chosen per destination family).
     udp: Vec<(bool, Arc<UdpSocket>)>,
+    /// A seat changed since the last [`Self::publish_status`] (its seat tables are stale).
+    seats_dirty: bool,
+    /// Outputs whose bookkeeping waits for the round's SIP messages ([`Self::drain_outputs`]).
+    deferred: Vec<Output>,
     /// The shared runtime: what the switch spawns (relay sessions, fetches, TCP) runs
     /// there, not on the switch thread.
     rt: tokio::runtime::Handle,
@@ -841,54 +847,34 @@ impl SwitchTask {
         }
     }
 
+    /// Carries out the switch's outputs: SIP messages and media commands at once, then the
+    /// call and seat events of the same round (journal, hand-off documents, wallboard, SSE,
+    /// callbacks), so that the bookkeeping of an INVITE's events never delays its offer to
+    /// a seat. Events keep their order; what they cause (a callback offer) is drained in
+    /// the next round.
     fn drain_outputs(&mut self) {
-        while let Some(out) = self.switch.poll_output() {
-            match out {
-                Output::Transmit(t) => {
-                    let bytes = Bytes::from(t.message.to_bytes());
-                    self.send(t.to, bytes);
-                }
-                Output::Event(ev) => {
-                    tracing::debug!(call = %ev.call, kind = ev.kind.name(), "call event");
-                    let (call, kind) = (ev.call, latency_mark(&ev.kind));
-                    if let crate::switch::event::CallEventKind::LocationReference { uri, .. } =
-                        &ev.kind
-                        && georef::is_http(uri)
-                    {
-                        self.dereference(ev.call, uri.clone());
+        let mut deferred = std::mem::take(&mut self.deferred);
+        loop {
+            while let Some(out) = self.switch.poll_output() {
+                match out {
+                    Output::Transmit(t) => {
+                        let bytes = Bytes::from(t.message.to_bytes());
+                        self.send(t.to, bytes);
                     }
-                    let at = chrono::Utc::now();
-                    self.board.observe(&ev, at);
-                    self.callbacks.observe(&ev, at, Instant::now());
-                    if matches!(
-                        ev.kind,
-                        crate::switch::event::CallEventKind::Abandoned { .. }
-                            | crate::switch::event::CallEventKind::Ended { .. }
-                    ) {
-                        self.offer_callbacks();
-                    }
-                    self.board_dirty = true;
-                    self.recorder.record(&self.metrics, ev, at);
-                    self.observe_latency(call, kind);
+                    Output::Media(cmd) => self.media(cmd),
+                    other => deferred.push(other),
                 }
-                Output::Seat { seat, online } => {
-                    tracing::info!(%seat, online, "seat registration changed");
-                    self.board_dirty = true;
-                }
-                Output::Agent(ev) => self.agent_event(&ev),
-                Output::Media(cmd) => self.media(cmd),
-                Output::Callback { task, result } => {
-                    self.callbacks.apply(
-                        task,
-                        result,
-                        self.callback_max_attempts,
-                        chrono::Utc::now(),
-                    );
-                }
-                #[allow(unreachable_patterns)]
-                _ => {}
+            }
+            if deferred.is_empty() {
+                break;
+            }
+            // Every message of this round is sent: the offer latency ends here.
+            let sent_at = Instant::now();
+            for out in deferred.drain(..) {
+                self.bookkeeping(out, sent_at);
             }
         }
+        self.deferred = deferred;
         self.count_sip();
         self.observe_changed_seats();
         if self.board_dirty {
@@ -896,6 +882,52 @@ impl SwitchTask {
             if self.wallboard_due().is_some_and(|due| due <= now) {
                 self.publish_wallboard(now, None);
             }
+        }
+    }
+
+    /// The journal, hand-off, wallboard and SSE side of one output ([`Self::drain_outputs`]);
+    /// `sent_at`: when the round's SIP messages had been sent.
+    fn bookkeeping(&mut self, out: Output, sent_at: Instant) {
+        match out {
+            Output::Event(ev) => {
+                tracing::debug!(call = %ev.call, kind = ev.kind.name(), "call event");
+                let (call, kind) = (ev.call, latency_mark(&ev.kind));
+                if let crate::switch::event::CallEventKind::LocationReference { uri, .. } = &ev.kind
+                    && georef::is_http(uri)
+                {
+                    self.dereference(ev.call, uri.clone());
+                }
+                let at = chrono::Utc::now();
+                self.board.observe(&ev, at);
+                self.callbacks.observe(&ev, at, Instant::now());
+                if matches!(
+                    ev.kind,
+                    crate::switch::event::CallEventKind::Abandoned { .. }
+                        | crate::switch::event::CallEventKind::Ended { .. }
+                ) {
+                    self.offer_callbacks();
+                }
+                self.board_dirty = true;
+                self.recorder.record(&self.metrics, ev, at);
+                self.observe_latency(call, kind, sent_at);
+            }
+            Output::Seat { seat, online } => {
+                tracing::info!(%seat, online, "seat registration changed");
+                self.board_dirty = true;
+                self.seats_dirty = true;
+            }
+            Output::Agent(ev) => self.agent_event(&ev),
+            Output::Callback { task, result } => {
+                self.callbacks
+                    .apply(task, result, self.callback_max_attempts, chrono::Utc::now());
+            }
+            Output::Transmit(t) => {
+                let bytes = Bytes::from(t.message.to_bytes());
+                self.send(t.to, bytes);
+            }
+            Output::Media(cmd) => self.media(cmd),
+            #[allow(unreachable_patterns)]
+            _ => {}
         }
     }
 
@@ -914,6 +946,7 @@ impl SwitchTask {
 
     /// A seat change: log, metric, live stream (journal: `agent_events`).
     fn agent_event(&mut self, ev: &crate::acd::SeatEvent) {
+        self.seats_dirty = true;
         if !self.changed_seats.contains(&ev.seat) {
             self.changed_seats.push(ev.seat.clone());
         }
@@ -970,7 +1003,7 @@ impl SwitchTask {
     }
 
     /// Feeds `vigie_offer_latency_seconds` and `vigie_answer_handoff_latency_seconds`.
-    fn observe_latency(&mut self, call: CallId, mark: Option<LatencyMark>) {
+    fn observe_latency(&mut self, call: CallId, mark: Option<LatencyMark>, sent_at: Instant) {
         match mark {
             Some(LatencyMark::Received) => {
                 self.offer_clock.insert(call, self.input_at);
@@ -979,7 +1012,7 @@ impl SwitchTask {
                 if let Some(t) = self.offer_clock.remove(&call) {
                     self.metrics
                         .offer_latency_seconds
-                        .observe(t.elapsed().as_secs_f64());
+                        .observe(sent_at.saturating_duration_since(t).as_secs_f64());
                 }
             }
             Some(LatencyMark::Answered) => {
@@ -1236,7 +1269,12 @@ impl SwitchTask {
     }
 
     fn publish_status(&mut self) {
-        self.observe_seats();
+        // The seat tables (4,000 seats: thousands of strings) are rebuilt only when a seat
+        // changed since the last publication; the queue figures every time.
+        let rebuild_seats = std::mem::take(&mut self.seats_dirty);
+        if rebuild_seats {
+            self.observe_seats();
+        }
         let now = Instant::now();
         let snaps: Vec<QueueSnapshot> = self.switch.acd().snapshot(now);
         for q in &snaps {
@@ -1276,40 +1314,44 @@ impl SwitchTask {
             .registrar_locked_sources
             .set(i64::try_from(reg.locked_sources(now)).unwrap_or(i64::MAX));
         self.publish_wallboard(now, Some(&snaps));
-        let status = Status {
-            queues: snaps
-                .into_iter()
-                .map(|q| QueueStatus {
-                    name: q.name,
-                    waiting: q.waiting,
-                    longest_wait_seconds: q.longest_wait.as_secs_f64(),
-                    seats: q.seats,
-                })
-                .collect(),
-            seats: self
-                .switch
-                .acd()
-                .seats()
-                .map(|(id, s)| SeatStatus {
-                    id: id.clone(),
-                    state: s.label(),
-                })
-                .collect(),
-            active_calls: self.switch.active_calls(),
-            agents: self
-                .switch
-                .acd()
-                .seat_list()
-                .map(agents::AgentView::of)
-                .collect(),
-        };
-        if let Ok(queues) = serde_json::to_string(&status.queues)
-            && queues != self.last_queues
+        let queues: Vec<QueueStatus> = snaps
+            .into_iter()
+            .map(|q| QueueStatus {
+                name: q.name,
+                waiting: q.waiting,
+                longest_wait_seconds: q.longest_wait.as_secs_f64(),
+                seats: q.seats,
+            })
+            .collect();
+        let seat_tables = rebuild_seats.then(|| {
+            let acd = self.switch.acd();
+            (
+                acd.seats()
+                    .map(|(id, s)| SeatStatus {
+                        id: id.clone(),
+                        state: s.label(),
+                    })
+                    .collect::<Vec<_>>(),
+                acd.seat_list()
+                    .map(agents::AgentView::of)
+                    .collect::<Vec<_>>(),
+            )
+        });
+        if let Ok(json) = serde_json::to_string(&queues)
+            && json != self.last_queues
         {
-            let _ = self.agent_events.send(("queue", queues.clone()));
-            self.last_queues = queues;
+            let _ = self.agent_events.send(("queue", json.clone()));
+            self.last_queues = json;
         }
-        let _ = self.status.send(status);
+        let active_calls = self.switch.active_calls();
+        self.status.send_modify(|status| {
+            status.queues = queues;
+            status.active_calls = active_calls;
+            if let Some((seats, agents)) = seat_tables {
+                status.seats = seats;
+                status.agents = agents;
+            }
+        });
     }
 }
 
