@@ -608,9 +608,9 @@ fn seat_change(n: u32, seat: &str, state: &str, call: Option<Ulid>) -> AgentEven
         status: "available".to_owned(),
         reason: None,
         state: state.to_owned(),
-        pending: (n % 5 == 0).then(|| "on_break".to_owned()),
+        pending: n.is_multiple_of(5).then(|| "on_break".to_owned()),
         registered: true,
-        reachable: n % 2 == 0,
+        reachable: n.is_multiple_of(2),
         cause: "offer".to_owned(),
         call_id: call.map(|c| c.to_string()),
     }
