@@ -12,7 +12,7 @@ use bytes::Bytes;
 use criterion::{BatchSize, Criterion, criterion_group, criterion_main};
 use ulid::Ulid;
 use vigie::acd::{Acd, Decision, QueueSpec};
-use vigie::media::{MediaError, MediaRelay, RelayConfig, RelayMetrics, Side};
+use vigie::media::{EngineConfig, MediaError, MediaRelay, RelayConfig, RelayMetrics, Side};
 use vigie::sip::message::Message;
 use vigie::sip::parse::{parse_datagram, parse_datagram_bytes};
 use vigie::sip::transaction::{TimerConfig, TransactionLayer};
@@ -155,28 +155,27 @@ fn acd_offer(c: &mut Criterion) {
 }
 
 /// One 172-octet PCMA packet from the caller's phone through the relay to the seat's
-/// phone (both phones are blocking sockets; the relay runs on a tokio runtime).
+/// phone (both phones are blocking sockets; the relay runs on its own epoll thread, one
+/// thread here).
 fn rtp_relay(c: &mut Criterion) {
-    let Ok(rt) = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(1)
-        .enable_all()
-        .build()
-    else {
-        panic!("tokio runtime");
-    };
     let lo = IpAddr::V4(Ipv4Addr::LOCALHOST);
     let mut found = None;
     for k in 0..200u16 {
         let base = 40_000 + (k * 16) % 20_000;
-        let relay = MediaRelay::new(
+        // No tick: a lone packet's round trip is timed, not the rest between busy loops.
+        let relay = MediaRelay::with_engine(
             RelayConfig {
                 bind: lo,
                 port_min: base,
                 port_max: base + 15,
             },
             RelayMetrics::default(),
+            EngineConfig {
+                threads: 1,
+                tick: Duration::ZERO,
+            },
         );
-        match rt.block_on(relay.allocate()) {
+        match relay.allocate() {
             Ok(s) => {
                 found = Some((relay, s));
                 break;

@@ -172,6 +172,10 @@ pub struct SipConfig {
     pub t4_ms: u64,
     /// User-Agent / Server header value.
     pub user_agent: String,
+    /// Receive and send buffer of each SIP UDP socket, KiB (`SO_RCVBUF`/`SO_SNDBUF`,
+    /// default 4096): a burst of INVITEs waits there while the switch works. The kernel
+    /// caps it at `net.core.rmem_max`/`wmem_max`; the size granted is logged at start.
+    pub udp_buffer_kib: u32,
 }
 
 /// The HTTP listener: `/metrics` and the API.
@@ -203,6 +207,13 @@ pub struct MediaConfig {
     /// language = "ar" } }`): prompts are read from `prompts_dir/LANG/NAME`, else
     /// `prompts_dir/NAME`. A tag such as `fr` or `ar` ([`crate::dialplan::valid_language`]).
     pub default_language: String,
+    /// Relay threads, each running one `epoll` loop over the sockets of its calls; 0 (the
+    /// default) = one per core, at most 4.
+    pub relay_threads: usize,
+    /// Rest of a relay thread after a loop that relayed something, microseconds (default
+    /// 500): the datagrams arriving meanwhile are taken in one wake-up. Adds at most this
+    /// much delay to a packet; 0 = lowest latency, most wake-ups.
+    pub relay_tick_us: u64,
 }
 
 /// The call journal.
@@ -475,6 +486,7 @@ impl Default for SipConfig {
             t2_ms: 4000,
             t4_ms: 5000,
             user_agent: format!("vigie/{}", env!("CARGO_PKG_VERSION")),
+            udp_buffer_kib: 4096,
         }
     }
 }
@@ -497,6 +509,8 @@ impl Default for MediaConfig {
             prompts_dir: PathBuf::from("prompts"),
             recordings_dir: PathBuf::from("recordings"),
             default_language: "fr".to_owned(),
+            relay_threads: 0,
+            relay_tick_us: 500,
         }
     }
 }

@@ -12,8 +12,8 @@ use tokio::net::UdpSocket;
 use tokio::time::{Instant, timeout};
 
 use vigie::media::{
-    Codec, MediaError, MediaRelay, PlayState, Prompt, RecordError, RelayConfig, RelayMetrics,
-    RelaySession, RelayStats, Side, alaw_to_linear, ulaw_to_linear,
+    Codec, EngineConfig, MediaError, MediaRelay, PlayState, Prompt, RecordError, RelayConfig,
+    RelayMetrics, RelaySession, RelayStats, Side, alaw_to_linear, ulaw_to_linear,
 };
 
 const LOOPBACK: IpAddr = IpAddr::V4(Ipv4Addr::LOCALHOST);
@@ -33,7 +33,7 @@ async fn relay_with_session(ports: u16) -> (MediaRelay, RelayMetrics, RelaySessi
             },
             metrics.clone(),
         );
-        match relay.allocate().await {
+        match relay.allocate() {
             Ok(session) => return (relay, metrics, session),
             Err(MediaError::PortsExhausted) => continue, // ports busy elsewhere: another base
             Err(e) => panic!("allocate: {e}"),
@@ -84,6 +84,15 @@ async fn recv(socket: &UdpSocket) -> (Vec<u8>, SocketAddr) {
 fn nothing_queued(socket: &UdpSocket) -> bool {
     let mut buf = [0u8; 2048];
     socket.try_recv_from(&mut buf).is_err()
+}
+
+/// Poll until `done` holds (bounded by [`WAIT`]): the relay threads add to the shared
+/// metrics once per loop iteration, just after the packets of that iteration have left.
+async fn until(done: impl Fn() -> bool) {
+    let deadline = Instant::now() + WAIT;
+    while !done() && Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(2)).await;
+    }
 }
 
 /// Poll the session's counters until `done` holds (bounded by [`WAIT`]).
@@ -193,6 +202,7 @@ async fn relays_rtp_both_ways_with_hint_then_latching() {
         nothing_queued(&phone_b),
         "malformed packets were not relayed"
     );
+    until(|| metrics.rtp_packets.get() == 101 && metrics.rtcp_packets.get() == 2).await;
     assert_eq!(metrics.rtp_packets.get(), 101);
     assert_eq!(metrics.rtp_bytes.get(), 101 * PCMU_PACKET as u64);
     assert_eq!(metrics.rtcp_packets.get(), 2);
@@ -229,6 +239,7 @@ async fn packets_for_a_side_without_peer_are_dropped_until_it_sends() {
     assert_eq!(stats.rtp_packets_a_to_b, 1);
     assert_eq!(stats.rtp_packets_b_to_a, 1);
     assert_eq!(stats.dropped_no_peer, 3);
+    until(|| metrics.dropped_no_peer() == 3).await;
     assert_eq!(metrics.dropped_no_peer(), 3);
 }
 
@@ -238,17 +249,14 @@ async fn ports_are_exhausted_then_freed_on_drop_and_close() {
     let (relay, _metrics, session) = relay_with_session(4).await;
     assert_eq!(relay.capacity(), 1);
     let ports = [session.local_addr(Side::A), session.local_addr(Side::B)];
-    assert!(matches!(
-        relay.allocate().await,
-        Err(MediaError::PortsExhausted)
-    ));
+    assert!(matches!(relay.allocate(), Err(MediaError::PortsExhausted)));
 
     // Dropping the session frees its ports (the task closes its sockets asynchronously:
     // poll, bounded).
     drop(session);
     let deadline = Instant::now() + WAIT;
     let again = loop {
-        match relay.allocate().await {
+        match relay.allocate() {
             Ok(s) => break s,
             Err(MediaError::PortsExhausted) if Instant::now() < deadline => {
                 tokio::time::sleep(Duration::from_millis(2)).await;
@@ -261,21 +269,12 @@ async fn ports_are_exhausted_then_freed_on_drop_and_close() {
     let mut sorted = ports;
     sorted.sort();
     assert_eq!(again_ports, sorted, "the same four ports are reused");
-    assert!(matches!(
-        relay.allocate().await,
-        Err(MediaError::PortsExhausted)
-    ));
+    assert!(matches!(relay.allocate(), Err(MediaError::PortsExhausted)));
 
     // close() returns once the sockets are closed: the next allocate succeeds at once.
     again.close().await;
-    let third = relay
-        .allocate()
-        .await
-        .expect("ports free right after close()");
-    assert!(matches!(
-        relay.allocate().await,
-        Err(MediaError::PortsExhausted)
-    ));
+    let third = relay.allocate().expect("ports free right after close()");
+    assert!(matches!(relay.allocate(), Err(MediaError::PortsExhausted)));
     drop(third);
 }
 
@@ -290,10 +289,7 @@ async fn empty_range_is_exhausted() {
         RelayMetrics::default(),
     );
     assert_eq!(relay.capacity(), 0);
-    assert!(matches!(
-        relay.allocate().await,
-        Err(MediaError::PortsExhausted)
-    ));
+    assert!(matches!(relay.allocate(), Err(MediaError::PortsExhausted)));
     let inverted = MediaRelay::new(
         RelayConfig {
             bind: LOOPBACK,
@@ -303,7 +299,7 @@ async fn empty_range_is_exhausted() {
         RelayMetrics::default(),
     );
     assert!(matches!(
-        inverted.allocate().await,
+        inverted.allocate(),
         Err(MediaError::PortsExhausted)
     ));
 }
@@ -471,6 +467,7 @@ async fn prompt_arrives_as_rtp_in_the_sides_codec_packet_count_for_its_length() 
     assert!(nothing_queued(&phone_a), "exactly 7 packets");
     assert_eq!(session.stats().prompt_packets_to_a, 7);
     assert_eq!(session.stats().prompt_packets_to_b, 0);
+    until(|| metrics.prompt_packets.get() == 7).await;
     assert_eq!(metrics.prompt_packets.get(), 7);
 }
 
@@ -712,6 +709,91 @@ async fn failing_recordings_are_counted_and_the_relay_keeps_forwarding() {
     assert_eq!(session.stats().dropped_send_error, 0);
 }
 
+/// Many sessions on two relay threads: each packet leaves by its own session's other side,
+/// to that session's peer, unchanged; closing some sessions (while the others carry on)
+/// frees their ports and leaves the others relaying.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn many_sessions_share_the_relay_threads() {
+    const CALLS: usize = 24;
+    let mut found = None;
+    for _ in 0..200 {
+        let base = rand::random_range(10_000u16..60_000) & !1;
+        let metrics = RelayMetrics::default();
+        let relay = MediaRelay::with_engine(
+            RelayConfig {
+                bind: LOOPBACK,
+                port_min: base,
+                port_max: base + 4 * CALLS as u16 - 1,
+            },
+            metrics.clone(),
+            EngineConfig {
+                threads: 2,
+                tick: Duration::from_micros(200),
+            },
+        );
+        let sessions: Result<Vec<_>, _> = (0..CALLS).map(|_| relay.allocate()).collect();
+        match sessions {
+            Ok(sessions) => {
+                found = Some((relay, metrics, sessions));
+                break;
+            }
+            Err(MediaError::PortsExhausted) => continue,
+            Err(e) => panic!("allocate: {e}"),
+        }
+    }
+    let (relay, metrics, mut sessions) = found.expect("a free port range in 200 tries");
+    assert!(matches!(relay.allocate(), Err(MediaError::PortsExhausted)));
+    let mut phones = Vec::new();
+    for session in &sessions {
+        let (a, b) = (phone().await, phone().await);
+        session.set_peer_hint(Side::A, a.local_addr().unwrap());
+        session.set_peer_hint(Side::B, b.local_addr().unwrap());
+        phones.push((a, b));
+    }
+    for round in 0..3u16 {
+        for (k, (session, (a, b))) in sessions.iter().zip(&phones).enumerate() {
+            let ssrc = k as u32 + 1;
+            a.send_to(&pcmu(round, ssrc), session.local_addr(Side::A))
+                .await
+                .unwrap();
+            b.send_to(&pcmu(round, ssrc + 1000), session.local_addr(Side::B))
+                .await
+                .unwrap();
+        }
+        for (k, (session, (a, b))) in sessions.iter().zip(&phones).enumerate() {
+            let ssrc = k as u32 + 1;
+            assert_eq!(
+                recv(b).await,
+                (pcmu(round, ssrc), session.local_addr(Side::B)),
+                "call {k} A→B"
+            );
+            assert_eq!(
+                recv(a).await,
+                (pcmu(round, ssrc + 1000), session.local_addr(Side::A)),
+                "call {k} B→A"
+            );
+        }
+    }
+    // Close half of the calls; the rest still relay, and the freed ports can be taken.
+    let kept = sessions.split_off(CALLS / 2);
+    for s in sessions {
+        s.close().await;
+    }
+    for _ in 0..CALLS / 2 {
+        relay.allocate().expect("ports of closed sessions are free");
+    }
+    for (k, (session, (a, b))) in kept.iter().zip(phones.iter().skip(CALLS / 2)).enumerate() {
+        a.send_to(&pcmu(9, 7), session.local_addr(Side::A))
+            .await
+            .unwrap();
+        assert_eq!(recv(b).await.0, pcmu(9, 7), "kept call {k}");
+        assert_eq!(session.stats().rtp_packets_a_to_b, 4);
+        assert_eq!(session.stats().rtp_packets_b_to_a, 3);
+    }
+    until(|| metrics.rtp_packets.get() == (CALLS * 6 + CALLS / 2) as u64).await;
+    assert_eq!(metrics.rtp_packets.get(), (CALLS * 6 + CALLS / 2) as u64);
+}
+
 /// Not a benchmark (nothing is timed against a target): pushes 20,000 packets through one
 /// session in windows of 100 and prints the rate, for the module docs' hot-path note.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -737,6 +819,7 @@ async fn relay_loop_throughput() {
         }
     }
     let elapsed = started.elapsed();
+    until(|| metrics.rtp_packets.get() == 20_000).await;
     assert_eq!(metrics.rtp_packets.get(), 20_000);
     eprintln!(
         "relay_loop_throughput: 20000 packets in {elapsed:?}: {:.0} packets/s",

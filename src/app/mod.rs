@@ -74,11 +74,6 @@ pub enum Input {
         cause: crate::acd::Cause,
         reply: tokio::sync::oneshot::Sender<Result<agents::AgentView, crate::acd::CommandError>>,
     },
-    /// A relay session was allocated (or not) for a call.
-    MediaAllocated {
-        call: CallId,
-        session: Result<RelaySession, MediaError>,
-    },
     /// Locations that arrived off the call path (a dereferenced `Geolocation` URI): appended
     /// to the call as a location update.
     LocationUpdate {
@@ -136,6 +131,9 @@ pub enum StartError {
     /// (`file:line:col`, caret, hint).
     #[error("the dialplan is refused:\n{0}")]
     Dialplan(String),
+    /// The switch thread or its runtime could not be created.
+    #[error("cannot start the switch thread: {0}")]
+    Runtime(#[source] std::io::Error),
 }
 
 /// The figures the HTTP API shows, refreshed by the switch task.
@@ -245,16 +243,19 @@ pub async fn start(config: Config) -> Result<(Bound, Shutdown), StartError> {
     let (journal, journal_task) = Journal::spawn(store.clone(), jcfg, metrics.journal.clone());
     let metrics = Arc::new(metrics);
 
+    // Bound here (errors reach the caller) but registered with the switch thread's own
+    // runtime, which reads them: see `spawn_switch_thread`.
     let mut udp = Vec::new();
     for addr in &config.sip.udp {
-        let s = UdpSocket::bind(addr)
-            .await
+        let s = std::net::UdpSocket::bind(addr)
+            .and_then(|s| s.set_nonblocking(true).map(|()| s))
             .map_err(|source| StartError::Bind {
                 what: "SIP UDP",
                 addr: *addr,
                 source,
             })?;
-        udp.push(Arc::new(s));
+        transport::size_buffers(&s, *addr, config.sip.udp_buffer_kib);
+        udp.push(s);
     }
     let mut tcp = Vec::new();
     for addr in &config.sip.tcp {
@@ -329,23 +330,17 @@ pub async fn start(config: Config) -> Result<(Bound, Shutdown), StartError> {
         Arc::clone(&metrics),
     ));
     let switch = Switch::new(&config, local, registrar, plan);
-    let relay = MediaRelay::new(
+    let relay = MediaRelay::with_engine(
         RelayConfig {
             bind: config.media.bind,
             port_min: config.media.port_min,
             port_max: config.media.port_max,
         },
         relay_metrics,
+        media::EngineConfig::new(config.media.relay_threads, config.media.relay_tick_us),
     );
 
     let (inputs, inputs_rx) = mpsc::channel::<Input>(8192);
-    for s in &udp {
-        tokio::spawn(transport::udp_receiver(
-            Arc::clone(s),
-            inputs.clone(),
-            Arc::clone(&metrics),
-        ));
-    }
     for l in tcp {
         tokio::spawn(transport::tcp_acceptor(
             l,
@@ -460,7 +455,8 @@ pub async fn start(config: Config) -> Result<(Bound, Shutdown), StartError> {
     let task = SwitchTask {
         switch,
         inputs_tx: inputs,
-        udp,
+        udp: Vec::new(),
+        rt: tokio::runtime::Handle::current(),
         tcp_writers: HashMap::new(),
         relay,
         sessions: HashMap::new(),
@@ -496,8 +492,9 @@ pub async fn start(config: Config) -> Result<(Bound, Shutdown), StartError> {
             config.media.recordings_dir.clone(),
         ),
     };
+    let switch_done = spawn_switch_thread(task, udp, inputs_rx, plans_rx, stop_rx)?;
     let done = tokio::spawn(async move {
-        task.run(inputs_rx, plans_rx, stop_rx).await;
+        let _ = switch_done.await;
         let report = journal.shutdown().await;
         if report.spilled_pending > 0 {
             tracing::warn!(
@@ -542,10 +539,63 @@ fn credentials(config: &Config) -> Vec<Credential> {
         .collect()
 }
 
+/// Runs the switch task on its own OS thread ("vigie-switch") with its own single-thread
+/// runtime, which also reads the SIP UDP sockets: a datagram is received, parsed and
+/// handled on that thread without a task hop, and the switch never waits behind relay,
+/// journal or HTTP tasks on the shared workers. What the switch starts off its thread
+/// (relay sessions, location fetches, TCP connections) runs on the shared runtime.
+/// The returned receiver fires once the thread has stopped and closed its sockets.
+fn spawn_switch_thread(
+    mut task: SwitchTask,
+    udp: Vec<std::net::UdpSocket>,
+    inputs_rx: mpsc::Receiver<Input>,
+    plans_rx: mpsc::Receiver<Arc<CompiledPlan>>,
+    stop_rx: watch::Receiver<bool>,
+) -> Result<tokio::sync::oneshot::Receiver<()>, StartError> {
+    let (done_tx, done_rx) = tokio::sync::oneshot::channel();
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .map_err(StartError::Runtime)?;
+    std::thread::Builder::new()
+        .name("vigie-switch".into())
+        .spawn(move || {
+            rt.block_on(async move {
+                for s in udp {
+                    let addr = s.local_addr().ok();
+                    match UdpSocket::from_std(s) {
+                        Ok(s) => {
+                            let s = Arc::new(s);
+                            let v4 = addr.is_none_or(|a| a.is_ipv4());
+                            task.udp.push((v4, Arc::clone(&s)));
+                            tokio::spawn(transport::udp_receiver(
+                                s,
+                                task.inputs_tx.clone(),
+                                Arc::clone(&task.metrics),
+                            ));
+                        }
+                        Err(e) => tracing::error!(?addr, error = %e, "SIP UDP socket unusable"),
+                    }
+                }
+                task.run(inputs_rx, plans_rx, stop_rx).await;
+            });
+            // The runtime (its UDP receivers and sockets) is gone before `done` fires, so a
+            // restart can bind the same addresses.
+            drop(rt);
+            let _ = done_tx.send(());
+        })
+        .map_err(StartError::Runtime)?;
+    Ok(done_rx)
+}
+
 struct SwitchTask {
     switch: Switch,
     inputs_tx: mpsc::Sender<Input>,
-    udp: Vec<Arc<UdpSocket>>,
+    /// SIP UDP sockets, each with whether it is IPv4 (chosen per destination family).
+    udp: Vec<(bool, Arc<UdpSocket>)>,
+    /// The shared runtime: what the switch spawns (relay sessions, fetches, TCP) runs
+    /// there, not on the switch thread.
+    rt: tokio::runtime::Handle,
     tcp_writers: HashMap<SocketAddr, mpsc::Sender<Bytes>>,
     relay: MediaRelay,
     sessions: HashMap<CallId, RelaySession>,
@@ -600,6 +650,15 @@ struct SwitchTask {
     prompts: Prompts,
 }
 
+/// What woke the switch task (a stack temporary: the size of `Input` costs nothing).
+#[allow(clippy::large_enum_variant)]
+enum Wake {
+    Input(Option<Input>),
+    Timer,
+    Plan(Arc<CompiledPlan>),
+    Tick,
+}
+
 impl SwitchTask {
     async fn run(
         mut self,
@@ -610,8 +669,12 @@ impl SwitchTask {
         let mut tick = tokio::time::interval(std::time::Duration::from_millis(250));
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         // Open callback tasks loaded from the store wait for a seat.
-        self.offer_callbacks();
-        self.drain_outputs();
+        {
+            let rt = self.rt.clone();
+            let _shared = rt.enter();
+            self.offer_callbacks();
+            self.drain_outputs();
+        }
         loop {
             let deadline = match (self.switch.poll_timeout(), self.wallboard_due()) {
                 (Some(a), Some(b)) => Some(a.min(b)),
@@ -623,9 +686,19 @@ impl SwitchTask {
                     None => std::future::pending().await,
                 }
             };
-            tokio::select! {
-                input = inputs.recv() => {
-                    let Some(input) = input else { break };
+            let wake = tokio::select! {
+                input = inputs.recv() => Wake::Input(input),
+                _ = sleep => Wake::Timer,
+                Some(plan) = plans.recv() => Wake::Plan(plan),
+                _ = tick.tick() => Wake::Tick,
+                _ = stop.changed() => break,
+            };
+            // Tasks the handlers spawn go to the shared runtime.
+            let rt = self.rt.clone();
+            let _shared = rt.enter();
+            match wake {
+                Wake::Input(None) => break,
+                Wake::Input(Some(input)) => {
                     self.handle_input(input);
                     // Take whatever else is already queued; outputs are drained after each
                     // input so the latency histograms know which input caused them.
@@ -639,20 +712,19 @@ impl SwitchTask {
                         }
                     }
                 }
-                _ = sleep => {
+                Wake::Timer => {
                     self.input_at = Instant::now();
                     self.switch.handle_timeout(self.input_at);
                     if self.wallboard_due().is_some_and(|due| due <= self.input_at) {
                         self.publish_wallboard(self.input_at, None);
                     }
                 }
-                Some(plan) = plans.recv() => {
+                Wake::Plan(plan) => {
                     // Calls in progress keep their own steps; new calls take this plan.
                     self.switch.set_plan(plan);
                     tracing::info!("dialplan reloaded");
                 }
-                _ = tick.tick() => self.publish_status(),
-                _ = stop.changed() => break,
+                Wake::Tick => self.publish_status(),
             }
             self.drain_outputs();
         }
@@ -699,29 +771,6 @@ impl SwitchTask {
                 self.publish_status();
                 let _ = reply.send(r);
             }
-            Input::MediaAllocated { call, session } => match session {
-                Ok(s) => {
-                    let ports = MediaPorts {
-                        a: s.local_addr(media::Side::A).port(),
-                        b: s.local_addr(media::Side::B).port(),
-                    };
-                    if self.prompts.take_pending_record(call) {
-                        let path = self
-                            .prompts
-                            .recording_path(call, chrono::Utc::now().date_naive());
-                        prompts::record_start(&s, call, path);
-                    }
-                    self.sessions.insert(call, s);
-                    self.switch.handle_media_ready(now, call, Some(ports));
-                    if !self.switch.has_call(call) {
-                        self.sessions.remove(&call);
-                    }
-                }
-                Err(e) => {
-                    tracing::error!(%call, error = %e, "no relay ports: media not anchored");
-                    self.switch.handle_media_ready(now, call, None);
-                }
-            },
             Input::LocationUpdate {
                 call,
                 locations,
@@ -1003,12 +1052,10 @@ impl SwitchTask {
     fn media(&mut self, cmd: MediaCommand) {
         match cmd {
             MediaCommand::Allocate { call } => {
-                let relay = self.relay.clone();
-                let inputs = self.inputs_tx.clone();
-                tokio::spawn(async move {
-                    let session = relay.allocate().await;
-                    let _ = inputs.send(Input::MediaAllocated { call, session }).await;
-                });
+                // Inline: binding four sockets is a few system calls, and the offer to a
+                // seat (whose SDP carries the relay port) must not wait for a task hop.
+                let session = self.relay.allocate();
+                self.media_allocated(call, session);
             }
             MediaCommand::PeerHint { call, side, addr } => {
                 if let Some(s) = self.sessions.get(&call) {
@@ -1085,17 +1132,43 @@ impl SwitchTask {
         }
     }
 
+    /// The relay ports of `call` are bound (or could not be): the switch goes on.
+    fn media_allocated(&mut self, call: CallId, session: Result<RelaySession, MediaError>) {
+        let now = Instant::now();
+        match session {
+            Ok(s) => {
+                let ports = MediaPorts {
+                    a: s.local_addr(media::Side::A).port(),
+                    b: s.local_addr(media::Side::B).port(),
+                };
+                if self.prompts.take_pending_record(call) {
+                    let path = self
+                        .prompts
+                        .recording_path(call, chrono::Utc::now().date_naive());
+                    prompts::record_start(&s, call, path);
+                }
+                self.sessions.insert(call, s);
+                self.switch.handle_media_ready(now, call, Some(ports));
+                if !self.switch.has_call(call) {
+                    self.sessions.remove(&call);
+                }
+            }
+            Err(e) => {
+                tracing::error!(%call, error = %e, "no relay ports: media not anchored");
+                self.switch.handle_media_ready(now, call, None);
+            }
+        }
+    }
+
     fn send(&mut self, peer: Peer, bytes: Bytes) {
         match peer.kind {
             TransportKind::Udp => {
                 let socket = self
                     .udp
                     .iter()
-                    .find(|s| {
-                        s.local_addr()
-                            .is_ok_and(|a| a.is_ipv4() == peer.addr.is_ipv4())
-                    })
-                    .or(self.udp.first());
+                    .find(|(v4, _)| *v4 == peer.addr.is_ipv4())
+                    .or(self.udp.first())
+                    .map(|(_, s)| s);
                 let Some(socket) = socket else {
                     tracing::warn!(to = %peer.addr, "no UDP socket to send on");
                     return;

@@ -61,6 +61,30 @@ pub async fn udp_receiver(
     }
 }
 
+/// Asks for `kib` KiB of receive and send buffer on a SIP UDP socket (`SO_RCVBUF`,
+/// `SO_SNDBUF`) and logs what the kernel granted (Linux caps the request at
+/// `net.core.rmem_max`/`wmem_max` and reports double the usable size). A refusal is
+/// logged, not fatal: the socket keeps the system default.
+pub fn size_buffers(socket: &std::net::UdpSocket, addr: std::net::SocketAddr, kib: u32) {
+    let bytes = usize::try_from(kib)
+        .unwrap_or(usize::MAX)
+        .saturating_mul(1024);
+    let sock = socket2::SockRef::from(socket);
+    if let Err(e) = sock.set_recv_buffer_size(bytes) {
+        tracing::warn!(%addr, error = %e, "SIP UDP receive buffer not set");
+    }
+    if let Err(e) = sock.set_send_buffer_size(bytes) {
+        tracing::warn!(%addr, error = %e, "SIP UDP send buffer not set");
+    }
+    tracing::info!(
+        %addr,
+        requested_kib = kib,
+        recv_kib = sock.recv_buffer_size().map_or(0, |b| b / 1024),
+        send_kib = sock.send_buffer_size().map_or(0, |b| b / 1024),
+        "SIP UDP socket buffers"
+    );
+}
+
 /// Accepts TCP connections on `listener`.
 pub async fn tcp_acceptor(
     listener: TcpListener,

@@ -3,10 +3,12 @@
 //!
 //! vigie anchors the media of every call (see [`crate::sdp`]): each call gets a
 //! [`RelaySession`] with two sides, A (caller/trunk leg) and B (agent/seat leg), each with an
-//! even RTP port and RTCP on the next port (RFC 3550 §11): four UDP sockets. One tokio task
-//! per session relays datagrams arriving on A's sockets out of B's sockets to B's peer, and
-//! the reverse; the same task plays prompts ([`RelaySession::play`]), taps the recorder
-//! ([`RelaySession::record_start`]) and reads the RTCP reports that go through it.
+//! even RTP port and RTCP on the next port (RFC 3550 §11): four UDP sockets. A few relay
+//! threads (one per core, at most 4; [`MediaRelay::with_engine`]) each run one `epoll`
+//! loop over the sockets of many sessions: a datagram arriving on A's sockets goes out of B's
+//! sockets to B's peer, and the reverse; the same thread plays the session's prompts
+//! ([`RelaySession::play`]), taps the recorder ([`RelaySession::record_start`]) and reads
+//! the RTCP reports that go through it.
 //!
 //! **Symmetric RTP (RFC 4961).** Until a side has sent anything, packets for it go to the
 //! address from its SDP ([`RelaySession::set_peer_hint`]); the first RTP packet received from a
@@ -24,21 +26,25 @@
 //! each side (RFC 3550 A.8). Both go to [`RelaySession::quality`] and to the metrics
 //! `vigie_rtp_packets_lost_total{side}` and `vigie_rtp_jitter_seconds{side,source}`.
 //!
-//! **Hot path.** One task per session, one receive buffer per task, no allocation and no
-//! lock per packet: the task waits for readiness and drains each socket with
-//! `try_recv_from` (up to 64 datagrams per wake-up); statistics are relaxed
-//! atomics and Prometheus counters (atomics); peer hints reach the task over `watch`
-//! channels and commands over a bounded `mpsc`, read only when they change. The recorder
-//! gets a fixed-size copy of each payload by `try_send`. The jitter histograms (which take
-//! a short mutex) are observed once per [`JITTER_SAMPLE_EVERY`] packets, and per RTCP
-//! report block, not per packet. `recvmmsg`/`sendmmsg` were considered and not used: a
-//! relayed packet leaves by another socket than it came in on, to one peer, and at 50
-//! packets/s per stream a wake-up rarely finds more than one datagram queued, so batching
-//! would save few system calls per call. Measured with `relay_loop_throughput` in
-//! `tests/media_relay.rs` (debug build, one session, 2 cores shared with other builds):
-//! 48,000–72,000 packets/s through one session, i.e. well above the 100 packets/s of a
-//! G.711 call both ways; the issue-8 benchmark (release, many sessions) is still to run.
+//! **Hot path.** No tokio task and no allocation, lock or shared atomic read-modify-write per
+//! packet: a relay thread's level-triggered `epoll_wait` returns the readable sockets of
+//! all its sessions at once; for each it reads one datagram (`recvfrom`) and sends it at once
+//! (`sendto`), i.e. two system calls per relayed packet plus a share of one `epoll_wait`.
+//! Per-session statistics have one writer (relaxed stores); the shared Prometheus counters
+//! are summed per thread and added once per loop iteration; peer hints are `watch` values
+//! (one atomic load per packet), commands go over one bounded queue per thread with an
+//! `eventfd` wake-up. The recorder gets a fixed-size copy of each payload by `try_send`. The
+//! jitter histograms (which take a short mutex) are observed once per
+//! [`JITTER_SAMPLE_EVERY`] packets, and per RTCP report block, not per packet. See
+//! `engine.rs` for the loop. Measured (release, `tools/bench` media stage at 1000 calls,
+//! 100,000 packets/s in, 2 cores shared with rtpload and other builds at load ~7): about
+//! 5 µs of vigie CPU per relayed packet, 85–95 % of it in the kernel (`sendto` on
+//! loopback also delivers to the receiver's socket: ~50 %; `recvfrom` ~24 %; `epoll_wait`
+//! ~12 %), and context switches down from 33 % to 2 % of the samples with the tick. The
+//! criterion round trip of one packet (`benches/hot_paths.rs`, tick 0) went from 115 µs
+//! (tokio task per session, idle machine) to 18 µs (this engine, loaded machine).
 
+mod engine;
 mod g711;
 mod player;
 mod ports;
@@ -63,12 +69,13 @@ use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::histogram::Histogram;
 use prometheus_client::registry::{Registry, Unit};
-use tokio::net::UdpSocket;
+use std::net::UdpSocket;
+use std::os::fd::AsRawFd;
 use tokio::sync::{mpsc, oneshot, watch};
-use tokio::task::JoinHandle;
 use tokio::time::Instant;
 
-use player::{PROMPT_PACKET_LEN, Playback, RtpSender};
+use engine::{Engine, Message, SessionState, Worker};
+use player::{Playback, RtpSender};
 use ports::{PortPool, SlotLease};
 use recorder::{Chunk, MAX_CHUNK};
 use rtcp::JitterEstimator;
@@ -91,14 +98,18 @@ pub enum MediaError {
         /// The operating system's error.
         source: io::Error,
     },
-    /// The session's task has ended (session closed, runtime shutting down): the command
-    /// (play, record…) was not taken.
+    /// The session's relay thread has ended (it failed, or no runtime for a recording):
+    /// the command (play, record…) was not taken.
     #[error("relay session closed")]
     SessionClosed,
-    /// The session's command queue is full (more than 32 commands not yet read): the
-    /// command was not taken; retry later.
+    /// The command queue of the session's relay thread is full (4096 commands of all its
+    /// sessions not yet read): the command was not taken; retry later.
     #[error("relay session command queue full")]
     CommandQueueFull,
+    /// A relay thread could not be started or a socket not added to its `epoll` set
+    /// (out of file descriptors or memory).
+    #[error("relay engine: {0}")]
+    Engine(io::Error),
     /// A prompt file could not be loaded.
     #[error(transparent)]
     Prompt(#[from] PromptError),
@@ -338,20 +349,59 @@ pub struct MediaRelay {
     config: RelayConfig,
     metrics: RelayMetrics,
     pool: Arc<Mutex<PortPool>>,
+    engine: Arc<Engine>,
 }
 
-/// Commands a session's task can queue before it is read (bounded; see
-/// [`MediaError::CommandQueueFull`]).
-const COMMAND_CAPACITY: usize = 32;
+/// How the relay threads run ([`MediaRelay::with_engine`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct EngineConfig {
+    /// Relay threads (at least 1). Each session is relayed by one of them (round robin).
+    pub threads: usize,
+    /// Rest after a loop iteration that relayed something, before the next `epoll_wait`:
+    /// the datagrams that arrive meanwhile are then taken in one wake-up instead of one
+    /// wake-up (two context switches) each. Adds at most this much delay to a packet (the
+    /// jitter it adds is below it). Zero: no rest (lowest latency, most wake-ups).
+    pub tick: std::time::Duration,
+}
+
+impl EngineConfig {
+    /// `threads` relay threads, 0 meaning one per core (at most 4), resting `tick_us`
+    /// microseconds between busy loops (`[media] relay_threads`, `relay_tick_us`).
+    pub fn new(threads: usize, tick_us: u64) -> Self {
+        let cores = std::thread::available_parallelism().map_or(1, |n| n.get().clamp(1, 4));
+        EngineConfig {
+            threads: if threads == 0 { cores } else { threads },
+            tick: std::time::Duration::from_micros(tick_us),
+        }
+    }
+}
+
+impl Default for EngineConfig {
+    /// One thread per core (at most 4) and a 500 µs tick.
+    fn default() -> Self {
+        EngineConfig::new(0, 500)
+    }
+}
 
 impl MediaRelay {
     /// A relay over `config.port_min..=config.port_max` on `config.bind`. An empty or
     /// inverted range is accepted and makes every [`MediaRelay::allocate`] fail with
     /// [`MediaError::PortsExhausted`].
+    ///
+    /// The relay runs on threads of its own (not tokio tasks; [`EngineConfig::default`]),
+    /// started by the first [`MediaRelay::allocate`] and ended when the relay and all its
+    /// sessions are dropped.
     pub fn new(config: RelayConfig, metrics: RelayMetrics) -> Self {
+        Self::with_engine(config, metrics, EngineConfig::default())
+    }
+
+    /// As [`MediaRelay::new`] with `engine.threads` relay threads, each running one `epoll`
+    /// loop over the sockets of its sessions, resting `engine.tick` between busy loops.
+    pub fn with_engine(config: RelayConfig, metrics: RelayMetrics, engine: EngineConfig) -> Self {
         Self {
             pool: Arc::new(Mutex::new(PortPool::new(config.port_min, config.port_max))),
             config,
+            engine: Arc::new(Engine::new(engine, metrics.clone())),
             metrics,
         }
     }
@@ -365,42 +415,57 @@ impl MediaRelay {
             / 2
     }
 
-    /// Reserve two RTP/RTCP port pairs (side A and side B), bind the four sockets and spawn
-    /// the session's relay task. Must be called inside a tokio runtime.
+    /// Reserve two RTP/RTCP port pairs (side A and side B), bind the four sockets and hand
+    /// them to a relay thread, which relays from the moment this returns. Synchronous and
+    /// non-blocking (a few system calls); needs no tokio runtime.
     ///
     /// A port held by another process is skipped. The ports return to the pool when the
     /// session is closed or dropped.
     ///
     /// # Errors
     /// [`MediaError::PortsExhausted`] when fewer than two pairs are free;
-    /// [`MediaError::Bind`] when a socket cannot be bound for another reason.
-    pub async fn allocate(&self) -> Result<RelaySession, MediaError> {
+    /// [`MediaError::Bind`] when a socket cannot be bound for another reason;
+    /// [`MediaError::Engine`] when a relay thread cannot be started or the sockets not
+    /// watched; [`MediaError::CommandQueueFull`] when the thread is that far behind.
+    pub fn allocate(&self) -> Result<RelaySession, MediaError> {
         let a = self.bind_pair()?;
         let b = self.bind_pair()?;
         let local = [a.rtp_addr, b.rtp_addr];
+        let (id, worker) = self.engine.assign()?;
         let stats = Arc::new(Counters::default());
         let (hint_a_tx, hint_a_rx) = watch::channel(None);
         let (hint_b_tx, hint_b_rx) = watch::channel(None);
-        let (commands_tx, commands_rx) = mpsc::channel(COMMAND_CAPACITY);
-        let task = RelayTask {
-            sockets: [a.rtp, a.rtcp, b.rtp, b.rtcp],
+        let sockets = [a.rtp, a.rtcp, b.rtp, b.rtcp];
+        let fds = sockets.each_ref().map(AsRawFd::as_raw_fd);
+        worker.send(Message::Register(Box::new(SessionState {
+            id,
+            sockets,
             hints: [hint_a_rx, hint_b_rx],
-            commands: commands_rx,
             stats: Arc::clone(&stats),
-            metrics: self.metrics.clone(),
             media: MediaState::new(),
             _leases: [a.lease, b.lease],
-        };
-        let task = tokio::spawn(task.run());
-        Ok(RelaySession {
+        })))?;
+        let session = RelaySession {
             local,
             hints: [hint_a_tx, hint_b_tx],
-            commands: commands_tx,
+            id,
+            worker: Some(worker),
             stats,
             recording_failures: self.metrics.recording_failures.clone(),
-            task: Some(task),
-        })
+        };
+        // The thread takes the registration before any event of these sockets (it reads
+        // its queue after each epoll_wait, before the events). On failure the session's
+        // drop closes it there.
+        for (index, fd) in (0u64..).zip(fds) {
+            if let Some(worker) = &session.worker {
+                worker
+                    .watch(fd, id << 2 | index)
+                    .map_err(MediaError::Engine)?;
+            }
+        }
+        Ok(session)
     }
+
     fn bind_pair(&self) -> Result<BoundPair, MediaError> {
         let attempts = self
             .pool
@@ -447,9 +512,9 @@ struct BoundPair {
 }
 
 fn bind(addr: SocketAddr) -> io::Result<UdpSocket> {
-    let socket = std::net::UdpSocket::bind(addr)?;
+    let socket = UdpSocket::bind(addr)?;
     socket.set_nonblocking(true)?;
-    UdpSocket::from_std(socket)
+    Ok(socket)
 }
 
 /// Peer address of one side as given by its SDP.
@@ -459,19 +524,21 @@ struct PeerHint {
     rtcp: SocketAddr,
 }
 
-/// The relay of one call. Dropping it (or [`RelaySession::close`]) stops the relay task and
-/// returns the four ports to the pool.
+/// The relay of one call. Dropping it (or [`RelaySession::close`]) ends the relay of its
+/// sockets and returns the four ports to the pool.
 ///
-/// Every method is synchronous and never waits: commands (play, record, codec) are queued
-/// to the session's task, which applies them in order.
+/// Every method but `close` is synchronous and never waits: commands (play, record, codec)
+/// are queued to the session's relay thread, which applies them in order.
 #[derive(Debug)]
 pub struct RelaySession {
     local: [SocketAddr; 2],
     hints: [watch::Sender<Option<PeerHint>>; 2],
-    commands: mpsc::Sender<Command>,
+    /// Session id in its relay thread.
+    id: u64,
+    /// `None` once closed.
+    worker: Option<Arc<Worker>>,
     stats: Arc<Counters>,
     recording_failures: Counter,
-    task: Option<JoinHandle<()>>,
 }
 
 /// What the session asks its task to do.
@@ -608,10 +675,8 @@ impl RelaySession {
     }
 
     fn command(&self, command: Command) -> Result<(), MediaError> {
-        self.commands.try_send(command).map_err(|e| match e {
-            mpsc::error::TrySendError::Full(_) => MediaError::CommandQueueFull,
-            mpsc::error::TrySendError::Closed(_) => MediaError::SessionClosed,
-        })
+        let worker = self.worker.as_ref().ok_or(MediaError::SessionClosed)?;
+        worker.send(Message::Command(self.id, command))
     }
 
     /// A snapshot of the session's counters.
@@ -625,21 +690,27 @@ impl RelaySession {
         self.stats.quality(side.index())
     }
 
-    /// Stop the relay task and wait until its sockets are closed: when this returns the
-    /// ports are free for the next [`MediaRelay::allocate`].
+    /// End the relay of this session and wait until its sockets are closed: when this
+    /// returns the ports are free for the next [`MediaRelay::allocate`].
     pub async fn close(mut self) {
-        if let Some(task) = self.task.take() {
-            task.abort();
-            // The task never panics; a JoinError here only says it was cancelled.
-            let _ = task.await;
+        if let Some(worker) = self.worker.take() {
+            let (done, closed) = oneshot::channel();
+            if worker.send(Message::Close(self.id, Some(done))).is_ok() {
+                // An error only says the thread ended (and dropped the sockets).
+                let _ = closed.await;
+            }
         }
     }
 }
 
 impl Drop for RelaySession {
     fn drop(&mut self) {
-        if let Some(task) = self.task.take() {
-            task.abort();
+        if let Some(worker) = self.worker.take() {
+            // A full queue: the thread is far behind; close through the blocking path so
+            // that the ports are not leaked (the queue drains quickly).
+            if let Err(MediaError::CommandQueueFull) = worker.send(Message::Close(self.id, None)) {
+                worker.send_blocking(Message::Close(self.id, None));
+            }
         }
     }
 }
@@ -747,8 +818,6 @@ impl Counters {
 /// Largest datagram relayed, in octets; a larger one is truncated by the kernel and dropped
 /// as malformed.
 const MAX_DATAGRAM: usize = 4096;
-/// Datagrams drained from one socket before the task looks at the others again.
-const DRAIN_BUDGET: usize = 64;
 /// Observed jitter goes into the histogram once per this many RTP packets of a side (about
 /// once a second at 50 packets/s).
 pub const JITTER_SAMPLE_EVERY: u32 = 50;
@@ -776,18 +845,6 @@ impl Peer {
             .rtp_latched
             .map(|a| SocketAddr::new(a.ip(), a.port().wrapping_add(1))))
     }
-}
-
-/// Why the relay task woke up.
-enum Wake {
-    /// Socket index 0..4 is readable.
-    Socket(usize),
-    /// The hint of side 0/1 changed (`true`) or its sender is gone (`false`).
-    Hint(usize, bool),
-    /// A command, or `None` when the session is gone.
-    Command(Option<Command>),
-    /// A prompt packet is due.
-    Play,
 }
 
 /// The recorder's end of the relay.
@@ -873,259 +930,6 @@ impl MediaState {
     }
 }
 
-/// The task of one session. Field order matters: the sockets are dropped before the port
-/// leases, so a freed port can be bound at once.
-struct RelayTask {
-    /// A RTP, A RTCP, B RTP, B RTCP.
-    sockets: [UdpSocket; 4],
-    hints: [watch::Receiver<Option<PeerHint>>; 2],
-    commands: mpsc::Receiver<Command>,
-    stats: Arc<Counters>,
-    metrics: RelayMetrics,
-    media: MediaState,
-    _leases: [SlotLease; 2],
-}
-
-impl RelayTask {
-    async fn run(mut self) {
-        let mut buf = vec![0u8; MAX_DATAGRAM];
-        loop {
-            let due = self.media.next_due();
-            let [hint_a, hint_b] = &mut self.hints;
-            let ready = tokio::select! {
-                r = self.sockets[0].readable() => r.map(|()| Wake::Socket(0)),
-                r = self.sockets[1].readable() => r.map(|()| Wake::Socket(1)),
-                r = self.sockets[2].readable() => r.map(|()| Wake::Socket(2)),
-                r = self.sockets[3].readable() => r.map(|()| Wake::Socket(3)),
-                changed = hint_a.changed() => Ok(Wake::Hint(0, changed.is_ok())),
-                changed = hint_b.changed() => Ok(Wake::Hint(1, changed.is_ok())),
-                command = self.commands.recv() => Ok(Wake::Command(command)),
-                () = tokio::time::sleep_until(due.unwrap_or_else(Instant::now)), if due.is_some()
-                    => Ok(Wake::Play),
-            };
-            let index = match ready {
-                Ok(Wake::Socket(index)) => {
-                    self.refresh_hints();
-                    index
-                }
-                Ok(Wake::Hint(side, true)) => {
-                    if let (Some(rx), Some(peer)) =
-                        (self.hints.get_mut(side), self.media.peers.get_mut(side))
-                    {
-                        Self::apply_hint(peer, *rx.borrow_and_update());
-                    }
-                    continue;
-                }
-                Ok(Wake::Command(Some(command))) => {
-                    // A play right after set_peer_hint must go to that peer.
-                    self.refresh_hints();
-                    self.apply(command).await;
-                    continue;
-                }
-                Ok(Wake::Play) => {
-                    self.refresh_hints();
-                    self.play_due(Instant::now()).await;
-                    continue;
-                }
-                // The session was dropped (hint or command sender gone) or the reactor is
-                // shutting down. Plays in progress tell their watchers Closed (on drop).
-                Ok(Wake::Hint(_, false) | Wake::Command(None)) | Err(_) => {
-                    for side in 0..2 {
-                        self.media.end_play(side, PlayState::Closed);
-                    }
-                    return;
-                }
-            };
-            self.drain(index, &mut buf).await;
-        }
-    }
-
-    /// Apply hints that changed but whose wake-up has not been handled yet: a hint set
-    /// before a packet was sent (or a prompt started) must apply to it even if the socket
-    /// (or command) won the select. One atomic load per side, not a lock.
-    fn refresh_hints(&mut self) {
-        for (rx, peer) in self.hints.iter_mut().zip(self.media.peers.iter_mut()) {
-            if rx.has_changed().unwrap_or(false) {
-                Self::apply_hint(peer, *rx.borrow_and_update());
-            }
-        }
-    }
-
-    fn apply_hint(peer: &mut Peer, hint: Option<PeerHint>) {
-        if peer.hint != hint {
-            peer.hint = hint;
-            peer.rtp_latched = None;
-            peer.rtcp_latched = None;
-        }
-    }
-
-    async fn apply(&mut self, command: Command) {
-        let media = &mut self.media;
-        match command {
-            Command::SetCodec { side, codec, pt } => {
-                if let Some(slot) = media.codecs.get_mut(side.index()) {
-                    *slot = (codec, pt);
-                }
-            }
-            Command::Play {
-                side,
-                prompt,
-                repeat,
-                done,
-            } => {
-                media.end_play(side.index(), PlayState::Replaced);
-                if let Some(slot) = media.players.get_mut(side.index()) {
-                    *slot = Some(Playback::new(prompt, repeat, Instant::now(), done));
-                }
-                self.play_due(Instant::now()).await;
-            }
-            Command::StopPlay { side } => media.end_play(side.index(), PlayState::Stopped),
-            Command::RecordStart { tap } => {
-                media.tap = Some(Tap {
-                    tx: tap,
-                    start: Instant::now(),
-                });
-            }
-            Command::RecordStop => media.tap = None,
-        }
-    }
-
-    /// Send the prompt packets that are due, at most [`PLAY_CATCH_UP`] per side.
-    async fn play_due(&mut self, now: Instant) {
-        for side in 0..2 {
-            let Some(socket) = self.sockets.get(side * 2) else {
-                continue;
-            };
-            let media = &mut self.media;
-            let destination = media.peers.get(side).and_then(Peer::rtp);
-            let Some(&(codec, pt)) = media.codecs.get(side) else {
-                continue;
-            };
-            let (Some(slot), Some(sender)) =
-                (media.players.get_mut(side), media.senders.get_mut(side))
-            else {
-                continue;
-            };
-            let mut buf = [0u8; PROMPT_PACKET_LEN];
-            for _ in 0..PLAY_CATCH_UP {
-                let Some(play) = slot.as_mut() else { break };
-                if play.due > now {
-                    break;
-                }
-                let Some(len) = play.next_packet(sender, codec, pt, &mut buf) else {
-                    if let Some(play) = slot.take() {
-                        play.end(PlayState::Finished);
-                    }
-                    break;
-                };
-                let Some(destination) = destination else {
-                    continue;
-                };
-                // `send_to` rather than `try_send_to`: a new socket's write readiness is not
-                // known until the reactor has polled it, and UDP sends do not block.
-                match socket
-                    .send_to(buf.get(..len).unwrap_or(&[]), destination)
-                    .await
-                {
-                    Ok(_) => {
-                        self.stats.prompt_packets[side].fetch_add(1, Ordering::Relaxed);
-                        self.metrics.prompt_packets.inc();
-                    }
-                    Err(_) => count_drop(
-                        &self.stats.dropped_send_error,
-                        &self.metrics.dropped_send_error,
-                    ),
-                }
-            }
-            // Far behind schedule (the task was starved): skip ahead instead of bursting.
-            if let Some(play) = slot.as_mut()
-                && play.due + PACKET_INTERVAL * PLAY_CATCH_UP as u32 <= now
-            {
-                play.due = now;
-            }
-        }
-    }
-
-    /// Relay what is queued on socket `index` (0..4), up to [`DRAIN_BUDGET`] datagrams.
-    async fn drain(&mut self, index: usize, buf: &mut [u8]) {
-        let from = index / 2;
-        let to = 1 - from;
-        let is_rtcp = index % 2 == 1;
-        let (Some(socket), Some(out)) = (self.sockets.get(index), self.sockets.get(index ^ 2))
-        else {
-            return;
-        };
-        for _ in 0..DRAIN_BUDGET {
-            let (len, source) = match socket.try_recv_from(buf) {
-                Ok(received) => received,
-                Err(e) if e.kind() == io::ErrorKind::WouldBlock => return,
-                // E.g. ECONNREFUSED from an earlier ICMP error: nothing to relay.
-                Err(_) => continue,
-            };
-            let Some(packet) = buf.get(..len) else { return };
-            if !valid(packet, is_rtcp) {
-                count_drop(
-                    &self.stats.dropped_malformed,
-                    &self.metrics.dropped_malformed,
-                );
-                continue;
-            }
-            // Symmetric RTP (RFC 4961): the first packet from a side fixes its address. A
-            // packet from the very address the side's SDP gave (the hint) takes the latch
-            // back: when several forks of a call answered at once, a losing phone's stray
-            // packets must not keep the bridged phone's media (the switch hints only the
-            // fork it bridged).
-            if let Some(src_peer) = self.media.peers.get_mut(from) {
-                let hinted = src_peer.hint.map(|h| if is_rtcp { h.rtcp } else { h.rtp });
-                let latch = if is_rtcp {
-                    &mut src_peer.rtcp_latched
-                } else {
-                    &mut src_peer.rtp_latched
-                };
-                if hinted == Some(source) {
-                    *latch = Some(source);
-                } else {
-                    latch.get_or_insert(source);
-                }
-            }
-            if is_rtcp {
-                read_reports(&mut self.media, &self.stats, &self.metrics, from, packet);
-            } else {
-                observe_rtp(&mut self.media, &self.stats, &self.metrics, from, packet);
-            }
-            let Some(dst) = self.media.peers.get(to) else {
-                return;
-            };
-            let destination = if is_rtcp { dst.rtcp() } else { dst.rtp() };
-            let Some(destination) = destination else {
-                count_drop(&self.stats.dropped_no_peer, &self.metrics.dropped_no_peer);
-                continue;
-            };
-            if out.send_to(packet, destination).await.is_err() {
-                count_drop(
-                    &self.stats.dropped_send_error,
-                    &self.metrics.dropped_send_error,
-                );
-                continue;
-            }
-            let len = len as u64;
-            if is_rtcp {
-                self.stats.rtcp_packets[from].fetch_add(1, Ordering::Relaxed);
-                self.metrics.rtcp_packets.inc();
-            } else {
-                self.stats.rtp_packets[from].fetch_add(1, Ordering::Relaxed);
-                self.stats.rtp_bytes[from].fetch_add(len, Ordering::Relaxed);
-                self.metrics.rtp_packets.inc();
-                self.metrics.rtp_bytes.inc_by(len);
-                // Relayed media wins over a prompt to the same peer (the call is bridged).
-                if self.media.players.get(to).is_some_and(Option::is_some) {
-                    self.media.end_play(to, PlayState::Preempted);
-                }
-            }
-        }
-    }
-}
-
 /// Jitter estimate and recorder tap for an RTP packet received from side `from`.
 fn observe_rtp(
     media: &mut MediaState,
@@ -1204,11 +1008,6 @@ fn read_reports(
             metrics.lost_by_side[side].inc_by(lost);
         }
     });
-}
-
-fn count_drop(session: &AtomicU64, metric: &Counter) {
-    session.fetch_add(1, Ordering::Relaxed);
-    metric.inc();
 }
 
 /// The fields of an RTP header the media layer reads (RFC 3550 §5.1).

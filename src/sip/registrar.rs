@@ -8,7 +8,7 @@
 //! transaction), tells the ACD about [`SeatChange`]s, and calls [`Registrar::expire`] at
 //! [`Registrar::poll_timeout`].
 
-use std::collections::HashMap;
+use std::collections::{BTreeSet, HashMap};
 use std::net::IpAddr;
 use std::time::{Duration, Instant};
 
@@ -124,9 +124,13 @@ pub struct Registrar {
     lockouts_total: u64,
     /// Bumped by every change to the bindings (see [`Registrar::generation`]).
     generation: u64,
-    /// [`Registrar::poll_timeout`]'s answer for a generation: the switch asks after every
-    /// message, and a pass over thousands of bindings each time was a hot spot.
-    next_expiry: std::cell::Cell<Option<(u64, Option<Instant>)>>,
+    /// Each seat with bindings once, at its earliest binding expiry: the deadline index
+    /// behind [`Registrar::poll_timeout`] (first entry) and [`Registrar::expire`] (only the
+    /// due seats), kept in step with `bindings` by [`Registrar::reindex`] (issue 8: a pass
+    /// over every binding per wake-up was a hot spot with thousands of seats).
+    expiries: BTreeSet<(Instant, String)>,
+    /// Seats whose bindings changed since the last [`Registrar::take_changed_seats`].
+    changed: BTreeSet<String>,
 }
 
 impl Registrar {
@@ -154,7 +158,8 @@ impl Registrar {
             locked: HashMap::new(),
             lockouts_total: 0,
             generation: 0,
-            next_expiry: std::cell::Cell::new(None),
+            expiries: BTreeSet::new(),
+            changed: BTreeSet::new(),
         }
     }
 
@@ -214,11 +219,37 @@ impl Registrar {
             .collect();
         gone.into_iter()
             .map(|seat| {
+                let old = self.earliest(&seat);
                 self.bindings.remove(&seat);
+                self.reindex(&seat, old);
                 self.generation += 1;
                 SeatChange::Offline { seat }
             })
             .collect()
+    }
+
+    /// The earliest expiry among `seat`'s bindings (its key in the deadline index).
+    fn earliest(&self, seat: &str) -> Option<Instant> {
+        self.bindings
+            .get(seat)
+            .and_then(|l| l.iter().map(|b| b.expires_at).min())
+    }
+
+    /// Moves `seat` in the deadline index from `old` (its earliest expiry before the
+    /// change) to its earliest expiry now, and notes the seat as changed. O(log seats).
+    fn reindex(&mut self, seat: &str, old: Option<Instant>) {
+        let new = self.earliest(seat);
+        if old != new {
+            if let Some(t) = old {
+                self.expiries.remove(&(t, seat.to_owned()));
+            }
+            if let Some(t) = new {
+                self.expiries.insert((t, seat.to_owned()));
+            }
+        }
+        if !self.changed.contains(seat) {
+            self.changed.insert(seat.to_owned());
+        }
     }
 
     /// Authenticates a request other than REGISTER from a seat (a feature-code INVITE):
@@ -414,11 +445,13 @@ impl Registrar {
         }
         let after = list.len();
         self.generation += 1;
+        let old = self.earliest(&seat);
         if list.is_empty() {
             self.bindings.remove(&seat);
         } else {
             self.bindings.insert(seat.clone(), list);
         }
+        self.reindex(&seat, old);
         let mut changes = Vec::new();
         if before == 0 && after > 0 {
             changes.push(SeatChange::Online { seat });
@@ -432,19 +465,32 @@ impl Registrar {
     }
 
     /// Removes every binding whose expiry is at or before `now`; seats left without any
-    /// binding are reported [`SeatChange::Offline`].
+    /// binding are reported [`SeatChange::Offline`] (sorted by seat). Touches only the
+    /// seats with a binding due: O(due seats · log seats).
     pub fn expire(&mut self, now: Instant) -> Vec<SeatChange> {
         let mut gone = Vec::new();
         let mut removed = false;
-        self.bindings.retain(|seat, list| {
-            let before = list.len();
-            list.retain(|b| b.expires_at > now);
-            removed |= list.len() != before;
-            if list.is_empty() {
+        while let Some((at, _)) = self.expiries.first()
+            && *at <= now
+        {
+            let Some((_, seat)) = self.expiries.pop_first() else {
+                break;
+            };
+            removed = true;
+            let left = match self.bindings.get_mut(&seat) {
+                Some(list) => {
+                    list.retain(|b| b.expires_at > now);
+                    list.len()
+                }
+                None => 0,
+            };
+            if left == 0 {
+                self.bindings.remove(&seat);
                 gone.push(seat.clone());
             }
-            !list.is_empty()
-        });
+            // The due entry is out of the index: reindex inserts the seat's next expiry.
+            self.reindex(&seat, None);
+        }
         if removed {
             self.generation += 1;
         }
@@ -454,22 +500,27 @@ impl Registrar {
             .collect()
     }
 
-    /// The next binding expiry, when [`Registrar::expire`] must run. O(bindings).
+    /// The next binding expiry, when [`Registrar::expire`] must run: the first entry of
+    /// the deadline index, O(log seats).
     pub fn poll_timeout(&self) -> Option<Instant> {
-        // Every change of an expiry bumps the generation (a REGISTER always does, an
-        // expiry pass when it removed a binding), so the minimum is kept per generation.
-        if let Some((generation, next)) = self.next_expiry.get()
-            && generation == self.generation
-        {
-            return next;
-        }
-        let next = self
-            .bindings
-            .values()
-            .flat_map(|l| l.iter().map(|b| b.expires_at))
-            .min();
-        self.next_expiry.set(Some((self.generation, next)));
+        let next = self.expiries.first().map(|(t, _)| *t);
+        debug_assert_eq!(
+            next,
+            self.bindings
+                .values()
+                .flat_map(|l| l.iter().map(|b| b.expires_at))
+                .min(),
+            "registrar deadline index out of step with the bindings"
+        );
         next
+    }
+
+    /// The seats whose bindings changed (added, refreshed, removed, expired, dropped by a
+    /// reload) since the last call, sorted, each once; the caller re-reads them with
+    /// [`Registrar::lookup`] (the switch's qualifier follows the bindings this way instead
+    /// of re-reading every seat).
+    pub fn take_changed_seats(&mut self) -> Vec<String> {
+        std::mem::take(&mut self.changed).into_iter().collect()
     }
 
     /// A counter bumped by every change to the bindings (a REGISTER that added, refreshed
@@ -990,5 +1041,130 @@ mod tests {
             DigestParams::parse(again).unwrap().get("stale"),
             Some("true")
         );
+    }
+
+    /// A re-REGISTER moves the seat's entry in the deadline index (later and earlier),
+    /// an expiry touches only the due seat, and the changed seats are reported once.
+    #[test]
+    fn deadline_index_follows_re_registers_and_expiries() {
+        let t0 = Instant::now();
+        let mut r = registrar(t0);
+        let reg = |r: &mut Registrar, at: Instant, user: &str, cseq: u32, secs: u32| {
+            let req = register(user, "idx", cseq, &["<sip:a@192.0.2.10>"], Some(secs));
+            with_auth(r, at, req, user, &format!("pw{user}"), 0)
+                .response
+                .status
+        };
+        assert_eq!(reg(&mut r, t0, "1001", 1, 120), 200);
+        assert_eq!(reg(&mut r, t0, "1002", 1, 90), 200);
+        assert_eq!(r.poll_timeout(), Some(t0 + Duration::from_secs(90)));
+        assert_eq!(r.take_changed_seats(), vec!["1001", "1002"]);
+        assert!(r.take_changed_seats().is_empty());
+        // 1002 refreshed for longer: 1001 now expires first.
+        let t60 = t0 + Duration::from_secs(60);
+        assert_eq!(reg(&mut r, t60, "1002", 2, 300), 200);
+        assert_eq!(r.poll_timeout(), Some(t0 + Duration::from_secs(120)));
+        assert_eq!(r.take_changed_seats(), vec!["1002"]);
+        // The old instant of 1002 no longer expires anything.
+        assert!(r.expire(t0 + Duration::from_secs(90)).is_empty());
+        assert!(r.take_changed_seats().is_empty());
+        assert_eq!(
+            r.expire(t0 + Duration::from_secs(120)),
+            vec![SeatChange::Offline {
+                seat: "1001".into()
+            }]
+        );
+        assert_eq!(r.take_changed_seats(), vec!["1001"]);
+        assert_eq!(r.poll_timeout(), Some(t60 + Duration::from_secs(300)));
+        // Refreshed shorter: the entry moves earlier.
+        let t100 = t0 + Duration::from_secs(100);
+        assert_eq!(reg(&mut r, t100, "1002", 3, 60), 200);
+        assert_eq!(r.poll_timeout(), Some(t100 + Duration::from_secs(60)));
+        // A reload that drops the seat drops its entry too.
+        assert_eq!(
+            r.set_seats(vec![Credential::from_password("1001", REALM, "pw1001")]),
+            vec![SeatChange::Offline {
+                seat: "1002".into()
+            }]
+        );
+        assert_eq!(r.poll_timeout(), None);
+        assert_eq!(r.take_changed_seats(), vec!["1002"]);
+    }
+
+    /// Random REGISTERs (add, refresh, remove, several contacts) and expiry passes at
+    /// random virtual times, against a brute-force model of the bindings: the next expiry,
+    /// the seats reported offline and the seats online always agree.
+    #[test]
+    fn deadline_index_matches_a_brute_force_model() {
+        let t0 = Instant::now();
+        let users = ["1001", "1002", "1003", "1004"];
+        let seats = users
+            .iter()
+            .map(|u| Credential::from_password(u, REALM, &format!("pw{u}")))
+            .collect();
+        let mut r = Registrar::new(RegistrarConfig::new(REALM), seats, t0, [3u8; 32]);
+        let mut rng: u64 = 0x2545_F491_4F6C_DD1D;
+        let mut next = move |n: u64| {
+            rng ^= rng << 13;
+            rng ^= rng >> 7;
+            rng ^= rng << 17;
+            rng % n
+        };
+        // seat -> [(contact port, expires_at)]
+        let mut model: HashMap<String, Vec<(u64, Instant)>> = HashMap::new();
+        let mut now = t0;
+        for step in 0..300u32 {
+            now += Duration::from_secs(next(120));
+            if next(3) == 0 {
+                let mut want: Vec<String> = Vec::new();
+                model.retain(|seat, list| {
+                    list.retain(|(_, at)| *at > now);
+                    if list.is_empty() {
+                        want.push(seat.clone());
+                    }
+                    !list.is_empty()
+                });
+                want.sort();
+                let got: Vec<String> = r
+                    .expire(now)
+                    .into_iter()
+                    .map(|c| match c {
+                        SeatChange::Offline { seat } => seat,
+                        other => panic!("unexpected {other:?}"),
+                    })
+                    .collect();
+                assert_eq!(got, want, "step {step}");
+            } else {
+                let user = users[usize::try_from(next(4)).unwrap()];
+                let n = 1 + next(2);
+                let mut ports: Vec<u64> = (0..n).map(|_| 5060 + next(3)).collect();
+                ports.dedup();
+                let secs = [0, 60, 90, 300, 600][usize::try_from(next(5)).unwrap()];
+                let contacts: Vec<String> = ports
+                    .iter()
+                    .map(|p| format!("<sip:{user}@192.0.2.10:{p}>"))
+                    .collect();
+                let refs: Vec<&str> = contacts.iter().map(String::as_str).collect();
+                let req = register(user, &format!("c{step}"), 1, &refs, Some(secs));
+                let out = with_auth(&mut r, now, req, user, &format!("pw{user}"), 0);
+                assert_eq!(out.response.status, 200, "step {step}");
+                let list = model.entry(user.to_owned()).or_default();
+                list.retain(|(_, at)| *at > now);
+                for p in &ports {
+                    list.retain(|(q, _)| q != p);
+                    if secs > 0 {
+                        list.push((*p, now + Duration::from_secs(u64::from(secs))));
+                    }
+                }
+                if list.is_empty() {
+                    model.remove(user);
+                }
+            }
+            let want_next = model.values().flatten().map(|(_, at)| *at).min();
+            assert_eq!(r.poll_timeout(), want_next, "step {step}");
+            let mut online: Vec<String> = model.keys().cloned().collect();
+            online.sort();
+            assert_eq!(r.online_seats(), online, "step {step}");
+        }
     }
 }

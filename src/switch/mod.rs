@@ -22,6 +22,7 @@
 //! relayed: the relay's leg B is pointed only at the fork that answered.
 
 pub mod announce;
+mod call_timers;
 mod callback_calls;
 pub mod dialog;
 pub mod event;
@@ -33,6 +34,8 @@ pub mod qualify;
 pub use priority::PriorityError;
 
 use std::collections::{HashMap, VecDeque};
+
+use call_timers::{CallTimer, CallTimers};
 use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -459,9 +462,9 @@ pub struct Switch {
     estimators: HashMap<String, crate::acd::ewt::WaitEstimator>,
     /// OPTIONS keep-alive of registered contacts ([`qualify`]).
     qualify: qualify::Qualifier,
-    /// The registrar generation the qualifier's contacts were last synced with: the sync
-    /// (a pass over every binding, with allocations) runs only when bindings changed.
-    qualify_synced: Option<u64>,
+    /// Every call's `deadline` and `next_announce` by instant (set only through
+    /// [`CallTimers::set`]).
+    timers: CallTimers,
     /// Callback tasks offered to seats ([`callback_calls`]).
     callbacks: callback_calls::CallbackCalls,
 }
@@ -541,7 +544,7 @@ impl Switch {
             default_language: config.media.default_language.clone(),
             estimators: HashMap::new(),
             qualify: qualify::Qualifier::new(config.registrar.qualify_s),
-            qualify_synced: None,
+            timers: CallTimers::default(),
             callbacks: callback_calls::CallbackCalls::new(callback_calls::Settings::from_config(
                 &config.callbacks,
             )),
@@ -590,7 +593,8 @@ impl Switch {
             && c.wait == Wait::Prompt
         {
             c.wait = Wait::Running;
-            c.deadline = None;
+            self.timers
+                .set(call, CallTimer::Deadline, &mut c.deadline, None);
             self.advance(now, call);
         }
         self.pump(now);
@@ -684,19 +688,16 @@ impl Switch {
     /// Runs the switch's own per-call timers due at `now`: overflow target timeouts,
     /// prompt guards and queue announcements.
     fn call_timers(&mut self, now: Instant) {
-        let due: Vec<(CallId, bool, bool)> = self
-            .calls
-            .iter()
-            .filter_map(|(id, c)| {
-                let deadline = c.deadline.is_some_and(|d| d <= now);
-                let announce = c.next_announce.is_some_and(|d| d <= now);
-                (deadline || announce).then_some((*id, deadline, announce))
-            })
-            .collect();
-        for (id, deadline, announce) in due {
+        for call_timers::DueCall {
+            call: id,
+            deadline,
+            announce,
+        } in self.timers.due(now)
+        {
             if deadline {
                 let wait = self.calls.get_mut(&id).map(|c| {
-                    c.deadline = None;
+                    self.timers
+                        .set(id, CallTimer::Deadline, &mut c.deadline, None);
                     c.wait
                 });
                 match wait {
@@ -727,16 +728,20 @@ impl Switch {
             return;
         };
         let Some(spec) = c.announce.clone() else {
-            c.next_announce = None;
+            self.timers
+                .set(id, CallTimer::Announce, &mut c.next_announce, None);
             return;
         };
-        c.next_announce = spec.every.map(|e| now + e.max(Duration::from_secs(1)));
+        let next = spec.every.map(|e| now + e.max(Duration::from_secs(1)));
+        self.timers
+            .set(id, CallTimer::Announce, &mut c.next_announce, next);
         if c.wait != Wait::Queue || c.phase != Phase::Queued {
             return;
         }
         if !c.media_known {
             // Played as soon as the relay answers (handle_media_ready).
-            c.next_announce = None;
+            self.timers
+                .set(id, CallTimer::Announce, &mut c.next_announce, None);
             return;
         }
         let language = c.language.clone();
@@ -798,7 +803,8 @@ impl Switch {
                     && c.announce.as_ref().is_some_and(announce::AnnounceSpec::any)
                     && !c.early_media
                 {
-                    c.next_announce = Some(now);
+                    self.timers
+                        .set(call, CallTimer::Announce, &mut c.next_announce, Some(now));
                 }
                 (std::mem::take(&mut c.pending), resume)
             }
@@ -836,15 +842,27 @@ impl Switch {
             self.qualify.poll_timeout(),
             self.acd.poll_timeout(),
             self.callbacks.poll_timeout(),
+            self.call_timers_first(),
+        ]
+        .into_iter()
+        .flatten()
+        .min()
+    }
+
+    /// The earliest per-call timer: the index's first entry, O(log calls); in debug
+    /// builds checked against a pass over every call.
+    fn call_timers_first(&self) -> Option<Instant> {
+        let first = self.timers.first();
+        debug_assert_eq!(
+            first,
             self.calls
                 .values()
                 .flat_map(|c| [c.deadline, c.next_announce])
                 .flatten()
                 .min(),
-        ]
-        .into_iter()
-        .flatten()
-        .min()
+            "per-call timer index out of step with the calls"
+        );
+        first
     }
 
     /// The next output for the edge.
@@ -1379,7 +1397,9 @@ impl Switch {
                     }));
                     if let Some(c) = self.calls.get_mut(&id) {
                         c.wait = Wait::Prompt;
-                        c.deadline = Some(now + Duration::from_secs(PROMPT_GUARD_S));
+                        let guard = now + Duration::from_secs(PROMPT_GUARD_S);
+                        self.timers
+                            .set(id, CallTimer::Deadline, &mut c.deadline, Some(guard));
                     }
                     return;
                 }
@@ -1589,7 +1609,12 @@ impl Switch {
         c.wait = Wait::Queue;
         c.phase = Phase::Queued;
         c.in_acd = true;
-        c.next_announce = spec.any().then_some(now);
+        self.timers.set(
+            id,
+            CallTimer::Announce,
+            &mut c.next_announce,
+            spec.any().then_some(now),
+        );
         c.announce = spec.any().then_some(spec);
         let max_wait = (max_wait_s > 0).then(|| Duration::from_secs(max_wait_s));
         let spec = CallSpec {
@@ -1625,7 +1650,8 @@ impl Switch {
         if let Some(c) = self.calls.get_mut(&id) {
             c.in_acd = false;
             c.announce = None;
-            c.next_announce = None;
+            self.timers
+                .set(id, CallTimer::Announce, &mut c.next_announce, None);
         }
         self.acd.dequeue(now, id);
     }
@@ -1726,7 +1752,13 @@ impl Switch {
                             c.seg_end = dialplan::segment_end(&c.steps, q);
                         }
                         if let Some(spec) = &c.announce {
-                            c.next_announce = Some(now + spec.every.unwrap_or_default());
+                            let next = now + spec.every.unwrap_or_default();
+                            self.timers.set(
+                                id,
+                                CallTimer::Announce,
+                                &mut c.next_announce,
+                                Some(next),
+                            );
                         }
                         self.acd.overflow_failed(now, id);
                     }
@@ -1765,7 +1797,9 @@ impl Switch {
                 if let Some(c) = self.calls.get_mut(&id) {
                     c.phase = Phase::Overflowing;
                     c.wait = Wait::Overflow;
-                    c.deadline = Some(now + Duration::from_secs(target.timeout_s));
+                    let timeout = now + Duration::from_secs(target.timeout_s);
+                    self.timers
+                        .set(id, CallTimer::Deadline, &mut c.deadline, Some(timeout));
                 }
                 self.emit(
                     id,
@@ -1784,7 +1818,8 @@ impl Switch {
     /// The current overflow target failed (final failure, timeout): the next one.
     fn overflow_failed(&mut self, now: Instant, id: CallId) {
         if let Some(c) = self.calls.get_mut(&id) {
-            c.deadline = None;
+            self.timers
+                .set(id, CallTimer::Deadline, &mut c.deadline, None);
             c.phase = Phase::Queued;
             c.wait = Wait::Running;
         }
@@ -2337,10 +2372,12 @@ impl Switch {
         let Some(call) = self.calls.get_mut(&id) else {
             return;
         };
-        call.deadline = None;
+        self.timers
+            .set(id, CallTimer::Deadline, &mut call.deadline, None);
         call.announce = None;
         call.announcing = false;
-        call.next_announce = None;
+        self.timers
+            .set(id, CallTimer::Announce, &mut call.next_announce, None);
         if call.early_media || call.answered_early {
             self.outputs
                 .push_back(Output::Media(MediaCommand::StopPlay {
@@ -2872,6 +2909,7 @@ impl Switch {
 
     fn finish(&mut self, id: CallId) {
         if let Some(call) = self.calls.remove(&id) {
+            self.timers.remove(id, call.deadline, call.next_announce);
             self.by_invite_tx.remove(&call.invite_tx);
             self.by_sip_call_id.remove(&call.a.call_id);
             for b in call.legs {
@@ -2908,37 +2946,30 @@ impl Switch {
     /// probes due at `now` (RFC 3261 §11, non-INVITE client transactions §17.1.2) and
     /// tells the ACD about seats whose reachability changed.
     fn qualify_tick(&mut self, now: Instant) {
+        // Perf (issue 8): only the seats whose bindings changed are re-read (a pass over
+        // every binding per REGISTER was O(seats)); drained even with qualify off.
+        let changed = self.registrar.take_changed_seats();
         if self.qualify.interval().is_none() {
             return;
         }
-        // Perf (issue 8): unchanged bindings give the qualifier the same contacts, so the
-        // sync is skipped; reachability changes from probes come from on_final/on_timeout.
-        let generation = self.registrar.generation();
-        let changes = if self.qualify_synced == Some(generation) {
-            Vec::new()
-        } else {
-            self.qualify_synced = Some(generation);
+        let mut changes = Vec::new();
+        for seat in changed {
             let targets: Vec<qualify::QualifyTarget> = self
                 .registrar
-                .online_seats()
+                .lookup(&seat)
                 .into_iter()
-                .flat_map(|seat| {
-                    self.registrar
-                        .lookup(&seat)
-                        .into_iter()
-                        .filter_map(move |b| {
-                            let peer = seat_peer(&b)?;
-                            Some(qualify::QualifyTarget {
-                                seat: seat.clone(),
-                                contact: b.contact,
-                                peer,
-                                updated: b.updated,
-                            })
-                        })
+                .filter_map(|b| {
+                    let peer = seat_peer(&b)?;
+                    Some(qualify::QualifyTarget {
+                        seat: seat.clone(),
+                        contact: b.contact,
+                        peer,
+                        updated: b.updated,
+                    })
                 })
                 .collect();
-            self.qualify.sync(now, &self.local, targets)
-        };
+            changes.extend(self.qualify.sync_seat(now, &self.local, &seat, targets));
+        }
         for p in self.qualify.due(now, &self.local, &self.user_agent) {
             match self.txn.send_request(now, p.peer, p.request) {
                 Ok(tx) => self.qualify.sent(&p.seat, &p.contact, tx),

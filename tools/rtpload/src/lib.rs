@@ -4,12 +4,24 @@
 //! 50 packets/s per stream) from two UDP sockets, side A (the trunk's media address in
 //! every call's SDP) and side B (the seats' media address), each stream to one relay
 //! port of vigie, and measures what comes back out of the relay on the other side:
-//! loss, interarrival jitter (RFC 3550 §6.4.1 and appendix A.8) and one-way latency
-//! through vigie (a send timestamp travels in the payload).
+//! loss, jitter and one-way latency through vigie.
+//!
+//! **What vigie adds.** Each packet carries its departure time in the payload, stamped just
+//! before the `sendmmsg(2)` that sends it; its arrival time is the kernel's receive
+//! timestamp (`SO_TIMESTAMPNS`, read from the `SCM_TIMESTAMPNS` control message of
+//! `recvmmsg(2)`): on loopback, the moment vigie's `sendto` delivered it to our socket, not
+//! when our receiver thread got to read it. Both are `CLOCK_REALTIME` nanoseconds since the
+//! run started. The **added jitter** is the RFC 3550 A.8 estimator over the transit
+//! `arrival - departure` of each stream (J += (|D| - J) / 16), so neither rtpload's sending
+//! lateness against the 20 ms schedule nor its receiver's scheduling delay counts as
+//! vigie's. The classic RFC 3550 §6.4.1 jitter (arrival against the RTP timestamp, i.e. the
+//! ideal schedule) is kept as a second figure: it also contains rtpload's own lateness.
 //!
 //! Because every call's SDP names the same two addresses, vigie's relay delivers all
 //! streams of a side to one socket: `recvmmsg(2)` drains them in batches and
 //! `sendmmsg(2)` sends each 1 ms slot's packets in one system call per socket.
+
+pub mod follow;
 
 use std::io;
 use std::net::{SocketAddrV4, UdpSocket};
@@ -64,13 +76,24 @@ pub struct Report {
     pub loss_ratio: f64,
     /// Streams of which no measured packet arrived.
     pub dead_streams: usize,
-    /// Mean over streams of the final RFC 3550 interarrival jitter, milliseconds.
+    /// Mean over streams of the final jitter vigie added (RFC 3550 A.8 over the transit
+    /// departure stamp → kernel arrival timestamp), milliseconds.
+    pub added_jitter_ms_mean: f64,
+    /// 99th percentile over streams of the final added jitter, milliseconds.
+    pub added_jitter_ms_p99: f64,
+    /// Largest final added jitter of a stream, milliseconds.
+    pub added_jitter_ms_max: f64,
+    /// Mean over streams of the final RFC 3550 interarrival jitter against the RTP
+    /// timestamp (the ideal 20 ms schedule, rtpload's lateness included), milliseconds.
     pub jitter_ms_mean: f64,
-    /// 99th percentile over streams of the final jitter, milliseconds.
+    /// 99th percentile over streams of the final RTP-timestamp jitter, milliseconds.
     pub jitter_ms_p99: f64,
-    /// Largest final jitter of a stream, milliseconds.
+    /// Largest final RTP-timestamp jitter of a stream, milliseconds.
     pub jitter_ms_max: f64,
-    /// One-way latency through the relay (send call to receive batch), milliseconds.
+    /// Measured packets whose arrival time is the kernel's receive timestamp (the others,
+    /// if the kernel gave none, are timed when the receiver read them).
+    pub kernel_stamped: u64,
+    /// One-way latency through the relay (departure stamp to kernel arrival), milliseconds.
     pub latency_ms_p50: f64,
     pub latency_ms_p99: f64,
     pub latency_ms_max: f64,
@@ -81,17 +104,23 @@ impl Report {
     pub fn to_json(&self) -> String {
         format!(
             "{{\"streams\":{},\"sent\":{},\"received\":{},\"loss_ratio\":{:.6},\
-             \"dead_streams\":{},\"jitter_ms_mean\":{:.3},\"jitter_ms_p99\":{:.3},\
-             \"jitter_ms_max\":{:.3},\"latency_ms_p50\":{:.3},\"latency_ms_p99\":{:.3},\
-             \"latency_ms_max\":{:.3}}}",
+             \"dead_streams\":{},\"added_jitter_ms_mean\":{:.3},\
+             \"added_jitter_ms_p99\":{:.3},\"added_jitter_ms_max\":{:.3},\
+             \"jitter_ms_mean\":{:.3},\"jitter_ms_p99\":{:.3},\
+             \"jitter_ms_max\":{:.3},\"kernel_stamped\":{},\"latency_ms_p50\":{:.3},\
+             \"latency_ms_p99\":{:.3},\"latency_ms_max\":{:.3}}}",
             self.streams,
             self.sent,
             self.received,
             self.loss_ratio,
             self.dead_streams,
+            self.added_jitter_ms_mean,
+            self.added_jitter_ms_p99,
+            self.added_jitter_ms_max,
             self.jitter_ms_mean,
             self.jitter_ms_p99,
             self.jitter_ms_max,
+            self.kernel_stamped,
             self.latency_ms_p50,
             self.latency_ms_p99,
             self.latency_ms_max,
@@ -110,12 +139,13 @@ pub fn run(plan: &Plan) -> io::Result<Report> {
     let n = plan.targets_a.len() + plan.targets_b.len();
     let stop = Arc::new(AtomicBool::new(false));
     let t0 = Instant::now();
+    let base = realtime_ns();
     let mut receivers = Vec::new();
     for sock in [&a, &b] {
         let (sock, stop) = (Arc::clone(sock), Arc::clone(&stop));
-        receivers.push(std::thread::spawn(move || receive(&sock, n, t0, &stop)));
+        receivers.push(std::thread::spawn(move || receive(&sock, n, base, &stop)));
     }
-    let sent = send(plan, &a, &b, t0);
+    let sent = send(plan, &a, &b, t0, base);
     std::thread::sleep(plan.drain);
     stop.store(true, Ordering::Relaxed);
     let mut stats = Stats::new(n);
@@ -133,14 +163,20 @@ fn open(addr: SocketAddrV4) -> io::Result<UdpSocket> {
     let s = UdpSocket::bind(addr)?;
     s.set_read_timeout(Some(Duration::from_millis(50)))?;
     let size: libc::c_int = 16 << 20;
-    for opt in [libc::SO_RCVBUF, libc::SO_SNDBUF] {
+    let on: libc::c_int = 1;
+    for (opt, value) in [
+        (libc::SO_RCVBUF, size),
+        (libc::SO_SNDBUF, size),
+        // Kernel receive timestamps (SCM_TIMESTAMPNS control messages), CLOCK_REALTIME.
+        (libc::SO_TIMESTAMPNS, on),
+    ] {
         // SAFETY: a valid socket and a c_int option value of the right size.
         unsafe {
             libc::setsockopt(
                 s.as_raw_fd(),
                 libc::SOL_SOCKET,
                 opt,
-                (&raw const size).cast(),
+                (&raw const value).cast(),
                 std::mem::size_of::<libc::c_int>() as libc::socklen_t,
             );
         }
@@ -148,9 +184,18 @@ fn open(addr: SocketAddrV4) -> io::Result<UdpSocket> {
     Ok(s)
 }
 
+/// `CLOCK_REALTIME` in nanoseconds since the Unix epoch (the clock of the kernel's
+/// `SO_TIMESTAMPNS` receive timestamps).
+fn realtime_ns() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| u64::try_from(d.as_nanos()).unwrap_or(u64::MAX))
+}
+
 /// Sends every stream's packets in its 1 ms slot (stream `i` in slot `i % 20`); returns
-/// the measured packets sent per stream.
-fn send(plan: &Plan, a: &UdpSocket, b: &UdpSocket, t0: Instant) -> io::Result<Vec<u64>> {
+/// the measured packets sent per stream. Departure stamps are `CLOCK_REALTIME`
+/// nanoseconds since `base`, written just before each `sendmmsg`.
+fn send(plan: &Plan, a: &UdpSocket, b: &UdpSocket, t0: Instant, base: u64) -> io::Result<Vec<u64>> {
     let streams: Vec<(bool, SocketAddrV4)> = plan
         .targets_a
         .iter()
@@ -179,12 +224,11 @@ fn send(plan: &Plan, a: &UdpSocket, b: &UdpSocket, t0: Instant) -> io::Result<Ve
         while let Some((from_a, target)) = streams.get(i).copied() {
             let s = seq.get(i).copied().unwrap_or(0);
             let ts = u32::from(s).wrapping_mul(160);
-            let send_ns = u64::try_from(t0.elapsed().as_nanos()).unwrap_or(u64::MAX);
-            let pkt = packet(i, s, ts, send_ns, measured);
+            let pkt = packet(i, s, ts, 0, measured);
             let out = if from_a { &mut out_a } else { &mut out_b };
             out.push(target, &pkt);
             if out.len() == BATCH {
-                out.flush(if from_a { a } else { b })?;
+                out.flush_stamped(if from_a { a } else { b }, base)?;
             }
             if let Some(q) = seq.get_mut(i) {
                 *q = s.wrapping_add(1);
@@ -194,16 +238,19 @@ fn send(plan: &Plan, a: &UdpSocket, b: &UdpSocket, t0: Instant) -> io::Result<Ve
             }
             i += usize::try_from(PTIME_MS).unwrap_or(20);
         }
-        out_a.flush(a)?;
-        out_b.flush(b)?;
+        out_a.flush_stamped(a, base)?;
+        out_b.flush_stamped(b, base)?;
         slot += 1;
     }
     Ok(sent)
 }
 
+/// Offset of the departure stamp (8 octets, big-endian nanoseconds) in a packet.
+const SEND_NS_AT: usize = 20;
+
 /// An RTP packet of stream `id`: header (V=2, PT 8, SSRC = id + 1) and a payload that
 /// starts with the magic, the stream id, the send time in nanoseconds since the run
-/// started and the measured flag; the rest is A-law silence (0xD5).
+/// started (see [`SEND_NS_AT`]) and the measured flag; the rest is A-law silence (0xD5).
 fn packet(id: usize, seq: u16, ts: u32, send_ns: u64, measured: bool) -> [u8; PACKET_OCTETS] {
     let mut p = [0xD5u8; PACKET_OCTETS];
     let id32 = u32::try_from(id).unwrap_or(u32::MAX);
@@ -251,6 +298,21 @@ impl Batch {
     fn push(&mut self, to: SocketAddrV4, pkt: &[u8; PACKET_OCTETS]) {
         self.bufs.push(*pkt);
         self.addrs.push(sockaddr(to));
+    }
+
+    /// Stamps the departure time (`CLOCK_REALTIME` ns since `base`) into every packet, then
+    /// [`Batch::flush`]es: the stamp is taken just before `sendmmsg`.
+    fn flush_stamped(&mut self, sock: &UdpSocket, base: u64) -> io::Result<()> {
+        if self.bufs.is_empty() {
+            return Ok(());
+        }
+        let stamp = realtime_ns().saturating_sub(base).to_be_bytes();
+        for b in &mut self.bufs {
+            if let Some(at) = b.get_mut(SEND_NS_AT..SEND_NS_AT + 8) {
+                at.copy_from_slice(&stamp);
+            }
+        }
+        self.flush(sock)
     }
 
     /// Sends the batch (retrying the unsent tail); a full socket buffer drops the rest,
@@ -322,10 +384,16 @@ fn sockaddr(a: SocketAddrV4) -> libc::sockaddr_in {
 #[derive(Debug, Clone)]
 struct Stats {
     received: Vec<u64>,
-    /// RFC 3550 A.8 jitter estimate, in RTP timestamp units (1/8000 s).
+    /// RFC 3550 A.8 jitter estimate against the RTP timestamp, RTP units (1/8000 s).
     jitter: Vec<f64>,
     /// Previous relative transit time, RTP units; `None` before the first packet.
     transit: Vec<Option<f64>>,
+    /// RFC 3550 A.8 estimate over departure stamp → arrival, nanoseconds.
+    added: Vec<f64>,
+    /// Previous departure → arrival transit, nanoseconds.
+    added_transit: Vec<Option<f64>>,
+    /// Measured packets timed by the kernel's receive timestamp.
+    kernel_stamped: u64,
     latency: Vec<u64>,
 }
 
@@ -335,6 +403,9 @@ impl Stats {
             received: vec![0; n],
             jitter: vec![0.0; n],
             transit: vec![None; n],
+            added: vec![0.0; n],
+            added_transit: vec![None; n],
+            kernel_stamped: 0,
             latency: vec![0; LATENCY_BUCKETS + 1],
         }
     }
@@ -350,6 +421,16 @@ impl Stats {
                 *j += (d - *j) / 16.0;
             }
             *prev = Some(transit);
+        }
+        // The same estimator over the transit through vigie alone (departure stamp taken
+        // just before sendmmsg, arrival from the kernel).
+        let added = arrival_ns as f64 - send_ns as f64;
+        if let (Some(prev), Some(j)) = (self.added_transit.get_mut(id), self.added.get_mut(id)) {
+            if let Some(p) = *prev {
+                let d = (added - p).abs();
+                *j += (d - *j) / 16.0;
+            }
+            *prev = Some(added);
         }
         if !measured {
             return;
@@ -376,11 +457,15 @@ impl Stats {
                 if let (Some(j), Some(oj)) = (self.jitter.get_mut(i), o.jitter.get(i)) {
                     *j = *oj;
                 }
+                if let (Some(j), Some(oj)) = (self.added.get_mut(i), o.added.get(i)) {
+                    *j = *oj;
+                }
             }
         }
         for (c, oc) in self.latency.iter_mut().zip(&o.latency) {
             *c += oc;
         }
+        self.kernel_stamped += o.kernel_stamped;
     }
 
     fn report(&self, sent: &[u64]) -> Report {
@@ -394,10 +479,14 @@ impl Stats {
             .count();
         let mut j: Vec<f64> = self.jitter.iter().map(|j| j / 8.0).collect();
         j.sort_by(f64::total_cmp);
-        let mean = if j.is_empty() {
-            0.0
-        } else {
-            j.iter().sum::<f64>() / j.len() as f64
+        let mut added: Vec<f64> = self.added.iter().map(|j| j / 1e6).collect();
+        added.sort_by(f64::total_cmp);
+        let mean = |v: &[f64]| {
+            if v.is_empty() {
+                0.0
+            } else {
+                v.iter().sum::<f64>() / v.len() as f64
+            }
         };
         let pick = |v: &[f64], q: f64| {
             let idx = ((v.len() as f64 - 1.0) * q).round() as usize;
@@ -413,9 +502,13 @@ impl Stats {
                 total_sent.saturating_sub(received) as f64 / total_sent as f64
             },
             dead_streams: dead,
-            jitter_ms_mean: mean,
+            added_jitter_ms_mean: mean(&added),
+            added_jitter_ms_p99: pick(&added, 0.99),
+            added_jitter_ms_max: added.last().copied().unwrap_or(0.0),
+            jitter_ms_mean: mean(&j),
             jitter_ms_p99: pick(&j, 0.99),
             jitter_ms_max: j.last().copied().unwrap_or(0.0),
+            kernel_stamped: self.kernel_stamped,
             latency_ms_p50: self.latency_quantile(0.5),
             latency_ms_p99: self.latency_quantile(0.99),
             latency_ms_max: self.latency_quantile(1.0),
@@ -440,10 +533,45 @@ impl Stats {
     }
 }
 
-/// Drains one socket with `recvmmsg` until `stop`; arrival time is read once per batch.
-fn receive(sock: &UdpSocket, n: usize, t0: Instant, stop: &AtomicBool) -> io::Result<Stats> {
+/// Room for the control messages of one datagram (a `timespec` cmsg and slack), in u64s
+/// (the alignment `cmsghdr` needs).
+const CONTROL_WORDS: usize = 16;
+
+/// The kernel receive timestamp (`SCM_TIMESTAMPNS`, `CLOCK_REALTIME`) in a received
+/// message's control data, nanoseconds since the Unix epoch.
+fn kernel_timestamp(hdr: &libc::msghdr) -> Option<u64> {
+    // SAFETY: `hdr` was filled by recvmmsg: msg_control/msg_controllen describe the control
+    // messages the kernel wrote into our buffer; CMSG_* walk within it.
+    unsafe {
+        let mut cmsg = libc::CMSG_FIRSTHDR(hdr);
+        while !cmsg.is_null() {
+            let c = &*cmsg;
+            if c.cmsg_level == libc::SOL_SOCKET && c.cmsg_type == libc::SCM_TIMESTAMPNS {
+                let ts = std::ptr::read_unaligned(libc::CMSG_DATA(cmsg).cast::<libc::timespec>());
+                let secs = u64::try_from(ts.tv_sec).ok()?;
+                let nanos = u64::try_from(ts.tv_nsec).ok()?;
+                return secs.checked_mul(1_000_000_000)?.checked_add(nanos);
+            }
+            cmsg = libc::CMSG_NXTHDR(hdr, cmsg);
+        }
+    }
+    None
+}
+
+/// Pause of a receiver between two `recvmmsg` calls that did not fill a batch.
+const RECEIVE_TICK: Duration = Duration::from_millis(1);
+
+/// Drains one socket with `recvmmsg` until `stop`. A packet's arrival time is its kernel
+/// receive timestamp (`CLOCK_REALTIME` ns since `base`); without one, the time the batch
+/// was read. The receiver polls (`MSG_DONTWAIT`) every [`RECEIVE_TICK`] instead of
+/// blocking: the kernel timestamps the arrival whenever we read it, and a receiver asleep
+/// in `recvmmsg` would be woken by each datagram vigie sends, a wake-up (and preemption of
+/// vigie's relay thread on the shared cores) charged to vigie's `sendto` that a remote
+/// phone would not cost it.
+fn receive(sock: &UdpSocket, n: usize, base: u64, stop: &AtomicBool) -> io::Result<Stats> {
     let mut stats = Stats::new(n);
     let mut bufs = vec![[0u8; 2048]; BATCH];
+    let mut control = vec![[0u64; CONTROL_WORDS]; BATCH];
     let mut iovs: Vec<libc::iovec> = bufs
         .iter_mut()
         .map(|b| libc::iovec {
@@ -460,31 +588,47 @@ fn receive(sock: &UdpSocket, n: usize, t0: Instant, stop: &AtomicBool) -> io::Re
         m.msg_hdr.msg_iovlen = 1;
     }
     while !stop.load(Ordering::Relaxed) {
-        // SAFETY: msgs/iovs/bufs are valid for BATCH messages; the socket has a read
-        // timeout (SO_RCVTIMEO), so this returns at least every 50 ms.
+        // The kernel shrinks msg_controllen to what it wrote: give the whole buffer back.
+        for (m, c) in msgs.iter_mut().zip(control.iter_mut()) {
+            m.msg_hdr.msg_control = c.as_mut_ptr().cast();
+            m.msg_hdr.msg_controllen = std::mem::size_of_val(c) as _;
+        }
+        // SAFETY: msgs/iovs/bufs/control are valid for BATCH messages; non-blocking.
         let r = unsafe {
             libc::recvmmsg(
                 sock.as_raw_fd(),
                 msgs.as_mut_ptr(),
                 u32::try_from(BATCH).unwrap_or(1),
-                libc::MSG_WAITFORONE,
+                libc::MSG_DONTWAIT,
                 std::ptr::null_mut(),
             )
         };
         if r < 0 {
             let e = io::Error::last_os_error();
             match e.raw_os_error() {
-                Some(libc::EAGAIN | libc::EINTR | libc::ECONNREFUSED) => continue,
+                Some(libc::EAGAIN) => {
+                    std::thread::sleep(RECEIVE_TICK);
+                    continue;
+                }
+                Some(libc::EINTR | libc::ECONNREFUSED) => continue,
                 _ => return Err(e),
             }
         }
-        let arrival_ns = u64::try_from(t0.elapsed().as_nanos()).unwrap_or(u64::MAX);
+        if usize::try_from(r).unwrap_or(0) < BATCH {
+            std::thread::sleep(RECEIVE_TICK);
+        }
+        let read_ns = realtime_ns().saturating_sub(base);
         let got = usize::try_from(r).unwrap_or(0);
         for (m, buf) in msgs.iter().zip(&bufs).take(got) {
             let len = usize::try_from(m.msg_len).unwrap_or(0);
-            if let Some((id, ts, send_ns, measured)) = buf.get(..len).and_then(parse) {
-                stats.arrive(id, ts, send_ns, arrival_ns, measured);
+            let Some((id, ts, send_ns, measured)) = buf.get(..len).and_then(parse) else {
+                continue;
+            };
+            let kernel = kernel_timestamp(&m.msg_hdr).map(|t| t.saturating_sub(base));
+            if measured && kernel.is_some() {
+                stats.kernel_stamped += 1;
             }
+            stats.arrive(id, ts, send_ns, kernel.unwrap_or(read_ns), measured);
         }
     }
     Ok(stats)
@@ -515,9 +659,13 @@ mod tests {
         s.arrive(0, 0, 0, 0, true);
         s.arrive(0, 160, 20_000_000, 28_000_000, true);
         assert!((s.jitter[0] - 4.0).abs() < 1e-9, "{}", s.jitter[0]);
+        // Sent on time, arrived 8 ms late: the transit grew by 8 ms, so vigie added the
+        // same 0.5 ms of jitter.
+        assert!((s.added[0] - 500_000.0).abs() < 1e-6, "{}", s.added[0]);
         let r = s.report(&[2]);
         assert_eq!((r.sent, r.received, r.dead_streams), (2, 2, 0));
         assert!((r.jitter_ms_mean - 0.5).abs() < 1e-9);
+        assert!((r.added_jitter_ms_mean - 0.5).abs() < 1e-9);
         // Latencies 0 and 8 ms: p50 in the first bucket, max in the 8 ms bucket.
         assert!(
             (r.latency_ms_p50 - 0.01).abs() < 1e-9,
@@ -528,6 +676,47 @@ mod tests {
             (r.latency_ms_max - 8.01).abs() < 1e-9,
             "{}",
             r.latency_ms_max
+        );
+    }
+
+    /// rtpload itself late: a packet sent 8 ms behind its RTP timestamp and relayed in the
+    /// same 100 µs as the one before has RTP-timestamp jitter (0.5 ms) but no added jitter.
+    #[test]
+    fn sender_lateness_is_not_added_jitter() {
+        let mut s = Stats::new(1);
+        s.arrive(0, 0, 0, 100_000, true);
+        s.arrive(0, 160, 28_000_000, 28_100_000, true);
+        s.arrive(0, 320, 40_000_000, 40_100_000, true);
+        let r = s.report(&[3]);
+        assert_eq!(r.added_jitter_ms_mean, 0.0);
+        assert_eq!(r.added_jitter_ms_max, 0.0);
+        // |D| = 8 ms then 8 ms back: J = 0.5, then 0.5 + (8 - 0.5) / 16 = 0.96875 ms.
+        assert!((r.jitter_ms_mean - 0.968_75).abs() < 1e-9, "{r:?}");
+        // Latency is departure → arrival: 0.1 ms for all three (the 100 µs bucket).
+        assert!((r.latency_ms_max - 0.11).abs() < 1e-9, "{r:?}");
+    }
+
+    #[test]
+    fn stamps_departure_just_before_sending() {
+        let sock = UdpSocket::bind((Ipv4Addr::LOCALHOST, 0)).expect("bind");
+        let Ok(std::net::SocketAddr::V4(to)) = sock.local_addr() else {
+            panic!("v4 address");
+        };
+        let mut batch = Batch::new();
+        batch.push(to, &packet(3, 1, 160, 0, true));
+        let base = realtime_ns();
+        batch
+            .flush_stamped(&sock, base.saturating_sub(1_000_000_000))
+            .expect("send");
+        assert_eq!(batch.len(), 0);
+        let mut buf = [0u8; 2048];
+        let n = sock.recv(&mut buf).expect("receive");
+        let (id, ts, send_ns, measured) = parse(&buf[..n]).expect("our packet");
+        assert_eq!((id, ts, measured), (3, 160, true));
+        // Base was one second before the flush: the stamp is one second and a bit.
+        assert!(
+            (1_000_000_000..1_000_000_000 + 60_000_000_000).contains(&send_ns),
+            "{send_ns}"
         );
     }
 
@@ -568,7 +757,14 @@ mod tests {
         assert_eq!(r.sent, 1200);
         assert_eq!(r.received, 1200, "{r:?}");
         assert_eq!(r.dead_streams, 0);
+        // Every arrival was timed by the kernel (SO_TIMESTAMPNS).
+        assert_eq!(r.kernel_stamped, 1200, "{r:?}");
         assert!(r.latency_ms_p99 < 50.0, "{r:?}");
         assert!(r.to_json().starts_with("{\"streams\":60,\"sent\":1200,"));
+        assert!(
+            r.to_json().contains("\"kernel_stamped\":1200,"),
+            "{}",
+            r.to_json()
+        );
     }
 }
