@@ -202,25 +202,31 @@ impl Store {
         // PostgreSQL keeps a cached statement's parameter types, and an optional column
         // bound NULL once then a value would be refused. SQLite is dynamically typed.
         let cache = self.backend == Backend::Sqlite;
-        insert_rows(&mut tx, &EVENTS, &grouped.events, cache, |q, record| {
-            let JournalRecord::Event {
-                call_id,
-                seq,
-                at,
-                kind,
-                detail,
-            } = record
-            else {
-                return q;
-            };
-            q.bind(call_id.to_string())
-                .bind(i64::from(*seq))
-                .bind(format_time(*at))
-                .bind(kind.as_str())
-                .bind(detail.to_string())
-        })
+        insert_rows(
+            &mut tx,
+            &EVENTS,
+            &grouped.events,
+            self.backend,
+            |q, record| {
+                let JournalRecord::Event {
+                    call_id,
+                    seq,
+                    at,
+                    kind,
+                    detail,
+                } = record
+                else {
+                    return q;
+                };
+                q.bind(call_id.to_string())
+                    .bind(i64::from(*seq))
+                    .bind(format_time(*at))
+                    .bind(kind.as_str())
+                    .bind(detail.to_string())
+            },
+        )
         .await?;
-        insert_rows(&mut tx, &CALLS, &grouped.calls, cache, |q, patch| {
+        insert_rows(&mut tx, &CALLS, &grouped.calls, self.backend, |q, patch| {
             q.bind(patch.id.to_string())
                 .bind(node_id.to_owned())
                 .bind(patch.sip_call_id.clone())
@@ -242,20 +248,26 @@ impl Store {
                 .bind(patch.location_radius_m)
         })
         .await?;
-        insert_rows(&mut tx, &LOCATIONS, &grouped.locations, cache, |q, l| {
-            q.bind(l.call_id.to_string())
-                .bind(i64::from(l.seq))
-                .bind(format_time(l.at))
-                .bind(l.source.clone())
-                .bind(l.shape.clone())
-                .bind(l.lat)
-                .bind(l.lon)
-                .bind(l.alt_m)
-                .bind(l.radius_m)
-                .bind(l.raw.clone())
-        })
+        insert_rows(
+            &mut tx,
+            &LOCATIONS,
+            &grouped.locations,
+            self.backend,
+            |q, l| {
+                q.bind(l.call_id.to_string())
+                    .bind(i64::from(l.seq))
+                    .bind(format_time(l.at))
+                    .bind(l.source.clone())
+                    .bind(l.shape.clone())
+                    .bind(l.lat)
+                    .bind(l.lon)
+                    .bind(l.alt_m)
+                    .bind(l.radius_m)
+                    .bind(l.raw.clone())
+            },
+        )
         .await?;
-        insert_rows(&mut tx, &OUTBOX, &grouped.outbox, cache, |q, row| {
+        insert_rows(&mut tx, &OUTBOX, &grouped.outbox, self.backend, |q, row| {
             q.bind(row.call_id.to_string())
                 .bind(i64::from(row.sequence))
                 .bind(row.idempotency_key.clone())
@@ -268,7 +280,7 @@ impl Store {
             &mut tx,
             &AGENT_EVENTS,
             &grouped.agent_events,
-            cache,
+            self.backend,
             |q, r| {
                 q.bind(r.id.clone())
                     .bind(node_id.to_owned())
@@ -589,14 +601,18 @@ async fn insert_rows<T>(
     tx: &mut sqlx::Transaction<'static, sqlx::Any>,
     statement: &MultiRow,
     rows: &[T],
-    cache: bool,
+    backend: Backend,
     bind: impl Fn(AnyQuery, &T) -> AnyQuery,
 ) -> Result<(), StoreError> {
     let mut rest = rows;
     for size in chunk_sizes(rows.len()) {
         let (chunk, tail) = rest.split_at(size.min(rest.len()));
         rest = tail;
-        let query = sqlx::query(sqlx::AssertSqlSafe(statement.sql(chunk.len()))).persistent(cache);
+        // SQLite: anonymous `?` placeholders and a cached statement; PostgreSQL: `$n`,
+        // prepared each time (see `write_batch`).
+        let sqlite = backend == Backend::Sqlite;
+        let query = sqlx::query(sqlx::AssertSqlSafe(statement.sql(chunk.len(), !sqlite)))
+            .persistent(sqlite);
         chunk
             .iter()
             .fold(query, &bind)
