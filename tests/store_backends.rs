@@ -10,8 +10,9 @@ use chrono::{DateTime, TimeZone, Utc};
 use serde_json::json;
 use ulid::Ulid;
 use vigie::store::{
-    AmlRow, Backend, CallPatch, CallbackRow, EventKind, Journal, JournalConfig, JournalMetrics,
-    JournalRecord, LocationRow, OutboxRow, Outcome, SqliteOptions, Store,
+    AgentEventRow, AgentJournal, AmlRow, Backend, CallPatch, CallbackRow, EventKind, Journal,
+    JournalConfig, JournalMetrics, JournalRecord, LocationRow, OutboxRow, Outcome, SqliteOptions,
+    Store,
 };
 
 type TestResult = Result<(), Box<dyn std::error::Error>>;
@@ -139,6 +140,46 @@ async fn exercise(store: Store, dir: &std::path::Path) -> TestResult {
     eight.stage = "ringing".into();
     eight.location = Some("33.57310,-7.58980 ±50 m".into());
     journal.record(JournalRecord::Callback(eight.clone()));
+    // A batch's rows go as multi-row statements (up to 64 rows): 70 more events of the
+    // live call, two more patches of it (merged into one upsert: PostgreSQL refuses to
+    // update a row twice in one statement), and seat changes through the same journal.
+    for seq in 1..=70 {
+        journal.record(JournalRecord::Event {
+            call_id: live,
+            seq,
+            at: t(i64::from(seq)),
+            kind: EventKind::Ringing,
+            detail: json!({"seat": format!("agent{seq:02}")}),
+        });
+    }
+    let mut queued = CallPatch::new(live);
+    queued.queued_at = Some(t(2));
+    journal.record(JournalRecord::CallUpdate(queued));
+    let mut seat = CallPatch::new(live);
+    seat.agent_seat = Some("agent07".into());
+    journal.record(JournalRecord::CallUpdate(seat));
+    let agents = AgentJournal::new(journal.clone());
+    let change = |n: u64, state: &str| AgentEventRow {
+        id: Ulid::from_parts(1_764_403_200_000 + n, 1).to_string(),
+        seat: "agent07".into(),
+        at: format!("2026-11-29T08:00:0{n}.000Z"),
+        status: "available".into(),
+        reason: None,
+        state: state.into(),
+        pending: (n == 2).then(|| "on_break".to_owned()),
+        registered: true,
+        reachable: n != 3,
+        cause: "offer".into(),
+        call_id: Some(live.to_string()),
+    };
+    let changes = [
+        change(1, "reserved"),
+        change(2, "ringing"),
+        change(3, "on_call"),
+    ];
+    for c in &changes {
+        assert!(agents.record(c.clone()));
+    }
     let flushed = journal.flush().await;
     assert_eq!(flushed.spilled_pending, 0);
     assert_eq!(store.max_callback_id().await?, 8);
@@ -159,8 +200,15 @@ async fn exercise(store: Store, dir: &std::path::Path) -> TestResult {
     let active = store.active_calls(10).await?;
     assert_eq!(active.iter().map(|c| c.id).collect::<Vec<_>>(), [live]);
     let events = store.call_events(live).await?;
-    assert_eq!(events.len(), 1);
+    assert_eq!(events.len(), 71);
     assert_eq!(events[0].detail, json!({"called": "19"}));
+    assert_eq!(events[70].seq, 70);
+    assert_eq!(events[70].detail, json!({"seat": "agent70"}));
+    let live_row = store.call(live).await?.ok_or("no live call row")?;
+    assert_eq!(live_row.queued_at, Some(t(2)));
+    assert_eq!(live_row.agent_seat.as_deref(), Some("agent07"));
+    assert_eq!(live_row.received_at, Some(t(0)));
+    assert_eq!(store.agent_events("agent07", 10).await?, changes);
     let locs = store.call_locations(ended).await?;
     assert_eq!(locs.len(), 1);
     assert_eq!((locs[0].lat, locs[0].radius_m), (Some(33.5731), Some(50.0)));

@@ -11,8 +11,9 @@ use sqlx::Connection;
 use sqlx::sqlite::{SqliteConnectOptions, SqliteConnection};
 use ulid::Ulid;
 use vigie::store::{
-    CallPatch, CallRow, EventKind, Journal, JournalConfig, JournalMetrics, JournalRecord,
-    LocationRow, Outcome, Recorded, SqliteOptions, Store, StoreError,
+    AgentEventRow, AgentJournal, CallPatch, CallRow, EventKind, Journal, JournalConfig,
+    JournalMetrics, JournalRecord, LocationRow, Outcome, Recorded, SqliteOptions, Store,
+    StoreError,
 };
 
 type TestResult = Result<(), Box<dyn std::error::Error>>;
@@ -593,6 +594,90 @@ async fn database_and_spill_both_failing_counts_lost_records_without_panicking()
     assert_eq!(journal.flush().await.spilled_pending, 0);
     let seqs: Vec<u32> = store.call_events(id).await?.iter().map(|e| e.seq).collect();
     assert_eq!(seqs, vec![3]);
+    journal.shutdown().await;
+    writer.await?;
+    Ok(())
+}
+
+fn seat_change(n: u32, seat: &str, state: &str, call: Option<Ulid>) -> AgentEventRow {
+    AgentEventRow {
+        // Monotonic ULIDs: `agent_events` reads back in id order.
+        id: Ulid::from_parts(1_764_403_200_000 + u64::from(n), 7).to_string(),
+        seat: seat.to_owned(),
+        at: format!("2026-11-29T08:00:{:02}.{:03}Z", n / 1000, n % 1000),
+        status: "available".to_owned(),
+        reason: None,
+        state: state.to_owned(),
+        pending: n.is_multiple_of(5).then(|| "on_break".to_owned()),
+        registered: true,
+        reachable: n.is_multiple_of(2),
+        cause: "offer".to_owned(),
+        call_id: call.map(|c| c.to_string()),
+    }
+}
+
+/// Seat changes go through the call journal's writer: interleaved with 150 calls' records
+/// (one group-commit batch of ~1,500 records: multi-row statements of every chunk size),
+/// then, while the database is locked, through the spill file and its replay.
+#[tokio::test]
+async fn agent_seat_changes_share_the_journal_batches_and_its_spill() -> TestResult {
+    let dir = tempfile::tempdir()?;
+    let db = dir.path().join("vigie.sqlite");
+    let store = Store::open_sqlite_with(&db, short_busy()).await?;
+    let metrics = JournalMetrics::default();
+    let mut cfg = config(dir.path());
+    cfg.batch_max = 4096;
+    let (journal, writer) = Journal::spawn(store.clone(), cfg, metrics.clone());
+    let agents = AgentJournal::new(journal.clone());
+    let states = ["reserved", "ringing", "on_call", "idle"];
+    let mut expected: Vec<AgentEventRow> = Vec::new();
+    for i in 0..150 {
+        for record in call_records(i) {
+            assert_eq!(journal.record(record), Recorded::Queued);
+        }
+        for (k, state) in states.iter().enumerate() {
+            let n = i * 4 + u32::try_from(k)?;
+            let row = seat_change(n, &format!("s{:02}", i % 3), state, Some(call_id(i)));
+            assert!(agents.record(row.clone()));
+            expected.push(row);
+        }
+    }
+    assert_eq!(journal.flush().await.spilled_pending, 0);
+    assert_eq!(metrics.write_errors.get(), 0);
+    for seat in ["s00", "s01", "s02"] {
+        let rows = store.agent_events(seat, 1000).await?;
+        let want: Vec<AgentEventRow> = expected
+            .iter()
+            .filter(|r| r.seat == seat)
+            .cloned()
+            .collect();
+        assert_eq!(rows.len(), 200, "{seat}");
+        assert_eq!(rows, want, "{seat}");
+    }
+    assert_eq!(store.count_events().await?, 150 * 5);
+    assert_eq!(store.call(call_id(149)).await?, Some(expected_row(149)));
+    assert_eq!(store.call(call_id(0)).await?, Some(expected_row(0)));
+
+    // Database locked: the seat change spills, then is replayed once it is back.
+    let lock = lock_database(&db).await?;
+    let late = seat_change(9_000, "s01", "wrap_up", None);
+    assert!(agents.record(late.clone()));
+    assert_eq!(journal.flush().await.spilled_pending, 1);
+    assert_eq!(metrics.spilled_records.get(), 1);
+    unlock_database(lock).await?;
+    let mut pending = 1;
+    for _ in 0..200 {
+        pending = journal.flush().await.spilled_pending;
+        if pending == 0 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert_eq!(pending, 0);
+    let rows = store.agent_events("s01", 1000).await?;
+    assert_eq!(rows.len(), 201);
+    assert_eq!(rows.last(), Some(&late));
+    assert_eq!(metrics.replayed_records.get(), 1);
     journal.shutdown().await;
     writer.await?;
     Ok(())

@@ -469,11 +469,7 @@ pub async fn start(config: Config) -> Result<(Bound, Shutdown), StartError> {
         status: status_tx,
         agent_events,
         agent_ids: ulid::Generator::new(),
-        agent_journal: crate::store::AgentJournal::spawn(
-            store.clone(),
-            config.node_id.clone(),
-            4096,
-        ),
+        agent_journal: crate::store::AgentJournal::new(journal.clone()),
         last_queues: String::new(),
         seen_responses: [0; 7],
         seen_retransmissions: 0,

@@ -71,6 +71,19 @@ pub enum HandoffEvent {
     Ended,
 }
 
+impl HandoffEvent {
+    /// The event's name as serialised in the document (`received`, `answered`,
+    /// `location_update`, `ended`).
+    pub fn as_str(self) -> &'static str {
+        match self {
+            HandoffEvent::Received => "received",
+            HandoffEvent::Answered => "answered",
+            HandoffEvent::LocationUpdate => "location_update",
+            HandoffEvent::Ended => "ended",
+        }
+    }
+}
+
 /// The call component.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -323,7 +336,11 @@ impl HandoffDocument {
     /// # Errors
     /// Only a serde_json failure (never with these types: every map key is a string).
     pub fn to_json(&self) -> Result<String, serde_json::Error> {
-        serde_json::to_string(self)
+        // A typical document is 0.6-1.5 KiB: one allocation instead of a doubling series.
+        let mut buf = Vec::with_capacity(2048);
+        serde_json::to_writer(&mut buf, self)?;
+        // serde_json writes UTF-8 only.
+        String::from_utf8(buf).map_err(|e| serde::ser::Error::custom(e.utf8_error()))
     }
 }
 
@@ -605,5 +622,14 @@ mod tests {
         assert_eq!(v["event"], "location_update");
         assert_eq!(v["times"]["received"], "2023-11-14T22:13:20Z");
         assert!(v["queue"].is_null());
+        // The outbox's `event` column (`as_str`) is the document's `event` name.
+        for e in [
+            HandoffEvent::Received,
+            HandoffEvent::Answered,
+            HandoffEvent::LocationUpdate,
+            HandoffEvent::Ended,
+        ] {
+            assert_eq!(serde_json::to_value(e).ok(), Some(e.as_str().into()));
+        }
     }
 }

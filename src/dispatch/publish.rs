@@ -157,22 +157,22 @@ impl Publisher {
             tracing::error!(call = %doc.call.id, "hand-off document of a call id that is not a ULID");
             return;
         };
-        let event = serde_json::to_value(doc.event)
-            .ok()
-            .and_then(|v| v.as_str().map(str::to_owned))
-            .unwrap_or_default();
+        // The SSE copy only when someone listens (none in most deployments' hot path).
+        let sse = (self.events.receiver_count() > 0).then(|| Arc::<str>::from(json.as_str()));
         self.journal.record(JournalRecord::Handoff(OutboxRow {
             call_id,
             sequence: doc.sequence,
             idempotency_key: doc.idempotency_key.clone(),
-            event,
+            event: doc.event.as_str().to_owned(),
             created_at: doc.generated_at,
-            document: json.clone(),
+            document: json,
             attempts: 0,
             delivered_at: None,
         }));
-        // No subscriber is not an error.
-        let _ = self.events.send(Arc::from(json));
+        if let Some(sse) = sse {
+            // A subscriber leaving meanwhile is not an error.
+            let _ = self.events.send(sse);
+        }
     }
 }
 

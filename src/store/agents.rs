@@ -1,10 +1,8 @@
 //! Agent seat journal: rows of `agent_events` (sql/*/0020_agent_events.sql), one per change
-//! of a seat's status or state, written by [`AgentJournal`]'s writer task off the switch
-//! task (storage never blocks a call, DESIGN §2).
+//! of a seat's status or state, written by the call journal's writer task off the switch
+//! task (storage never blocks a call, DESIGN §2) through [`AgentJournal`].
 
-use tokio::sync::mpsc;
-
-use super::{Store, StoreError};
+use super::{Journal, JournalRecord, Recorded, Store, StoreError};
 
 /// One row of `agent_events`.
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
@@ -34,42 +32,6 @@ pub struct AgentEventRow {
 }
 
 impl Store {
-    /// Appends seat changes to `agent_events` in one transaction.
-    ///
-    /// # Errors
-    /// [`StoreError`] from the database.
-    pub async fn append_agent_events(
-        &self,
-        node_id: &str,
-        rows: &[AgentEventRow],
-    ) -> Result<(), StoreError> {
-        let mut tx = self.pool().begin().await.map_err(StoreError::from_sqlx)?;
-        for r in rows {
-            sqlx::query(
-                "INSERT INTO agent_events (id, node_id, seat, at, status, reason, state, \
-                 pending, registered, reachable, cause, call_id) \
-                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12) ON CONFLICT (id) DO NOTHING",
-            )
-            .bind(&r.id)
-            .bind(node_id)
-            .bind(&r.seat)
-            .bind(&r.at)
-            .bind(&r.status)
-            .bind(&r.reason)
-            .bind(&r.state)
-            .bind(&r.pending)
-            .bind(i64::from(r.registered))
-            .bind(i64::from(r.reachable))
-            .bind(&r.cause)
-            .bind(&r.call_id)
-            .persistent(false)
-            .execute(&mut *tx)
-            .await
-            .map_err(StoreError::from_sqlx)?;
-        }
-        tx.commit().await.map_err(StoreError::from_sqlx)
-    }
-
     /// A seat's changes, oldest first (at most `limit`).
     ///
     /// # Errors
@@ -115,39 +77,27 @@ impl Store {
     }
 }
 
-/// A bounded queue of seat changes in front of a writer task that batches them into
-/// `agent_events`. When the database is slow and the queue is full, changes are dropped
-/// with a warning (the seat state itself lives in the ACD; the journal is its record).
+/// The seat changes' way into `agent_events`: through the call [`Journal`], so that they
+/// share its group-commit transactions (one writer, one fsync per batch, no second writer
+/// competing for SQLite's write lock) and its spill file when the database is slow or
+/// down. Cheap to clone; never blocks.
 #[derive(Debug, Clone)]
 pub struct AgentJournal {
-    tx: mpsc::Sender<AgentEventRow>,
+    journal: Journal,
 }
 
 impl AgentJournal {
-    /// Starts the writer task on `store` for node `node_id`; `capacity` rows may wait.
-    pub fn spawn(store: Store, node_id: String, capacity: usize) -> AgentJournal {
-        let (tx, mut rx) = mpsc::channel::<AgentEventRow>(capacity.max(1));
-        tokio::spawn(async move {
-            let mut batch = Vec::new();
-            while let Some(first) = rx.recv().await {
-                batch.push(first);
-                while batch.len() < 256 {
-                    match rx.try_recv() {
-                        Ok(r) => batch.push(r),
-                        Err(_) => break,
-                    }
-                }
-                if let Err(e) = store.append_agent_events(&node_id, &batch).await {
-                    tracing::warn!(rows = batch.len(), error = %e, "agent events not journaled");
-                }
-                batch.clear();
-            }
-        });
-        AgentJournal { tx }
+    /// Seat changes written by `journal`'s writer task.
+    pub fn new(journal: Journal) -> AgentJournal {
+        AgentJournal { journal }
     }
 
-    /// Queues one change; `false` when the queue is full and the change was dropped.
+    /// Queues one change; `false` when it was lost (neither the journal's channel nor its
+    /// spill file took it; counted in `vigie_journal_lost_records_total`).
     pub fn record(&self, row: AgentEventRow) -> bool {
-        self.tx.try_send(row).is_ok()
+        !matches!(
+            self.journal.record(JournalRecord::AgentEvent(row)),
+            Recorded::Lost
+        )
     }
 }

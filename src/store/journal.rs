@@ -21,6 +21,22 @@
 //! Records the database refuses as invalid (a constraint or encoding error: our
 //! bug, not an outage) are appended to `<spill>.rejected` and counted, so they
 //! never block the replay.
+//!
+//! Group commit: the writer takes the first record, sleeps [`JournalConfig::linger`]
+//! (5 ms) unless [`JournalConfig::batch_max`] records already wait, then writes everything
+//! queued — call events, call-row patches, outbox documents, agent seat changes — in one
+//! transaction with one fsync (SQLite `synchronous=FULL`), as multi-row statements. At
+//! 800 calls/s that is one commit per ~100 records instead of one per few records.
+//!
+//! Durability: a record is durable once its batch commits. A crash (power loss, kill -9)
+//! loses what was still in memory: the channel's backlog and the batch lingering or
+//! being written, i.e. at most the records of the last `linger` plus one write. Nothing
+//! acknowledged to anyone is lost: [`Journal::record`] promises no durability to the call
+//! path, and a hand-off document reaches dispatch only from a committed `dispatch_outbox`
+//! row, which commits in the same transaction as the call-step records recorded with it
+//! (both go through this one writer in order; a batch is cut only at `batch_max`). A full
+//! disk or a lost database never drops a call in progress: the call path never waits on
+//! the writer, failed batches go to the spill file and are replayed in order.
 
 use std::fs::{File, OpenOptions};
 use std::io::{BufRead, BufReader, Write};
@@ -51,6 +67,11 @@ pub struct JournalConfig {
     pub capacity: usize,
     /// Most records written in one database transaction.
     pub batch_max: usize,
+    /// Group commit: after the first record of a batch arrives, how long the writer waits
+    /// for more before it writes them all in one transaction (one fsync), unless
+    /// `batch_max` records are already waiting. Zero writes at once. Bounds how much later
+    /// than recorded a record reaches the database on an idle writer (plus the write).
+    pub linger: Duration,
     /// First wait before retrying the database after a failure; doubles per
     /// failure up to `retry_max`.
     pub retry_min: Duration,
@@ -59,13 +80,15 @@ pub struct JournalConfig {
 }
 
 impl JournalConfig {
-    /// Defaults: capacity 10 000 records, batches of 512, retries from 100 ms to 5 s.
+    /// Defaults: capacity 10 000 records, batches of 1024, linger 5 ms, retries from
+    /// 100 ms to 5 s.
     pub fn new(node_id: impl Into<String>, spill_path: impl Into<PathBuf>) -> Self {
         JournalConfig {
             node_id: node_id.into(),
             spill_path: spill_path.into(),
             capacity: 10_000,
-            batch_max: 512,
+            batch_max: 1024,
+            linger: Duration::from_millis(5),
             retry_min: Duration::from_millis(100),
             retry_max: Duration::from_secs(5),
         }
@@ -173,6 +196,7 @@ impl Journal {
             rx,
             shared: Arc::clone(&shared),
             batch_max: config.batch_max.max(1),
+            linger: config.linger,
             retry_min: config.retry_min,
             retry_max: config.retry_max.max(config.retry_min),
             backoff: config.retry_min,
@@ -250,6 +274,12 @@ struct Stamped {
     epoch: u64,
     ord: u64,
     record: JournalRecord,
+}
+
+impl std::borrow::Borrow<JournalRecord> for Stamped {
+    fn borrow(&self) -> &JournalRecord {
+        &self.record
+    }
 }
 
 // Nearly every message is a record: boxing it would cost an allocation each.
@@ -451,6 +481,7 @@ struct Writer {
     shared: Arc<Shared>,
     node_id: String,
     batch_max: usize,
+    linger: Duration,
     retry_min: Duration,
     retry_max: Duration,
     backoff: Duration,
@@ -480,12 +511,12 @@ impl Writer {
                 Msg::Record(stamped) => batch.push(stamped),
                 other => control = Some(other),
             }
-            while control.is_none() && batch.len() < self.batch_max {
-                match self.rx.try_recv() {
-                    Ok(Msg::Record(stamped)) => batch.push(stamped),
-                    Ok(other) => control = Some(other),
-                    Err(_) => break,
-                }
+            self.take_queued(&mut batch, &mut control);
+            if control.is_none() && batch.len() < self.batch_max && !self.linger.is_zero() {
+                // Group commit: one sleep, then everything that arrived meanwhile (no
+                // wake-up per record).
+                tokio::time::sleep(self.linger).await;
+                self.take_queued(&mut batch, &mut control);
             }
             self.update_backlog();
             self.handle(std::mem::take(&mut batch)).await;
@@ -518,6 +549,18 @@ impl Writer {
                     return;
                 }
                 Some(Msg::Record(_)) => {}
+            }
+        }
+    }
+
+    /// Moves queued records into `batch` (up to `batch_max`), stopping at a control
+    /// message, which goes to `control`.
+    fn take_queued(&mut self, batch: &mut Vec<Stamped>, control: &mut Option<Msg>) {
+        while control.is_none() && batch.len() < self.batch_max {
+            match self.rx.try_recv() {
+                Ok(Msg::Record(stamped)) => batch.push(stamped),
+                Ok(other) => *control = Some(other),
+                Err(_) => break,
             }
         }
     }
@@ -649,9 +692,8 @@ impl Writer {
     }
 
     async fn write_tx(&self, records: &[Stamped]) -> Result<(), super::StoreError> {
-        let plain: Vec<JournalRecord> = records.iter().map(|s| s.record.clone()).collect();
         let started = Instant::now();
-        let result = self.store.write_batch(&self.node_id, &plain).await;
+        let result = self.store.write_batch(&self.node_id, records).await;
         match &result {
             Ok(()) => self
                 .shared

@@ -34,6 +34,7 @@
 //! ```
 
 pub mod agents;
+mod batch;
 mod journal;
 mod model;
 mod sqlite;

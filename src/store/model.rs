@@ -10,6 +10,8 @@ use chrono::{DateTime, SecondsFormat, Utc};
 use serde::{Deserialize, Serialize};
 use ulid::Ulid;
 
+use super::agents::AgentEventRow;
+
 /// One thing to write to the journal. Sent with [`crate::store::Journal::record`].
 ///
 /// Records of one call must be sent in the order they happened; the writer keeps
@@ -47,6 +49,9 @@ pub enum JournalRecord {
     /// A callback task's current state (`callbacks` row, upserted by task id: the last
     /// record of a task wins, so records of one task must be sent in order).
     Callback(CallbackRow),
+    /// A change of an agent seat (`agent_events` row, `INSERT OR IGNORE` on its id),
+    /// written in the same group-commit transaction as the calls' records.
+    AgentEvent(AgentEventRow),
 }
 
 impl JournalRecord {
@@ -59,6 +64,13 @@ impl JournalRecord {
             JournalRecord::Handoff(row) => row.call_id,
             JournalRecord::Aml(row) => row.call_id.unwrap_or(row.id),
             JournalRecord::Callback(row) => row.call_id,
+            // The call concerned, else the change's own ULID; nil if neither parses.
+            JournalRecord::AgentEvent(row) => row
+                .call_id
+                .as_deref()
+                .and_then(|id| Ulid::from_str(id).ok())
+                .or_else(|| Ulid::from_str(&row.id).ok())
+                .unwrap_or_default(),
         }
     }
 }
@@ -293,6 +305,55 @@ impl CallPatch {
             id,
             ..CallPatch::default()
         }
+    }
+
+    /// Folds `later`, a patch of the same call recorded after this one, into this one:
+    /// every field `later` sets wins, the others keep this patch's value. Writing the
+    /// merged patch leaves the `calls` row as writing both in order would (a patch never
+    /// clears a field: the upsert is `COALESCE(new, stored)` per column).
+    pub fn merge(&mut self, later: &CallPatch) {
+        fn take<T: Clone>(field: &mut Option<T>, later: &Option<T>) {
+            if let Some(value) = later {
+                *field = Some(value.clone());
+            }
+        }
+        let CallPatch {
+            id: _,
+            sip_call_id,
+            caller,
+            caller_display,
+            called,
+            queue,
+            agent_seat,
+            received_at,
+            queued_at,
+            answered_at,
+            ended_at,
+            outcome,
+            end_cause,
+            wait_seconds,
+            talk_seconds,
+            location_lat,
+            location_lon,
+            location_radius_m,
+        } = later;
+        take(&mut self.sip_call_id, sip_call_id);
+        take(&mut self.caller, caller);
+        take(&mut self.caller_display, caller_display);
+        take(&mut self.called, called);
+        take(&mut self.queue, queue);
+        take(&mut self.agent_seat, agent_seat);
+        take(&mut self.received_at, received_at);
+        take(&mut self.queued_at, queued_at);
+        take(&mut self.answered_at, answered_at);
+        take(&mut self.ended_at, ended_at);
+        take(&mut self.outcome, outcome);
+        take(&mut self.end_cause, end_cause);
+        take(&mut self.wait_seconds, wait_seconds);
+        take(&mut self.talk_seconds, talk_seconds);
+        take(&mut self.location_lat, location_lat);
+        take(&mut self.location_lon, location_lon);
+        take(&mut self.location_radius_m, location_radius_m);
     }
 }
 

@@ -12,9 +12,12 @@ use sqlx::{AnyPool, Executor, Row};
 use ulid::Ulid;
 
 use super::StoreError;
+use super::batch::{
+    AGENT_EVENTS, CALLS, EVENTS, Grouped, LOCATIONS, MultiRow, OUTBOX, chunk_sizes,
+};
 use super::model::{
-    AmlRow, CallPatch, CallRow, CallbackRow, EventKind, EventRow, JournalRecord, LocationRow,
-    OutboxRow, Outcome, format_time, parse_time,
+    AmlRow, CallRow, CallbackRow, EventKind, EventRow, JournalRecord, LocationRow, OutboxRow,
+    Outcome, format_time, parse_time,
 };
 
 /// Migrations embedded from `sql/sqlite/` at build time.
@@ -173,14 +176,19 @@ impl Store {
     }
 
     /// Writes `records` in one transaction (`BEGIN IMMEDIATE`), stamping new
-    /// `calls` rows with `node_id`. Idempotent: events and locations are
-    /// `INSERT OR IGNORE` on `(call_id, seq)`, call patches are upserts that only
-    /// set the fields they carry. Either every record is written or none.
-    pub(crate) async fn write_batch(
+    /// `calls` rows with `node_id`. Idempotent: events, locations, outbox rows and agent
+    /// events are `INSERT … ON CONFLICT DO NOTHING` on their keys, call patches are upserts
+    /// that only set the fields they carry. Either every record is written or none.
+    ///
+    /// Records are grouped by table (in order within a table; the patches of one call
+    /// merged) and written as multi-row statements of up to 64 rows (`store::batch`), so a
+    /// batch of hundreds of records costs a dozen round trips to the database, not hundreds.
+    pub(crate) async fn write_batch<R: std::borrow::Borrow<JournalRecord>>(
         &self,
         node_id: &str,
-        records: &[JournalRecord],
+        records: &[R],
     ) -> Result<(), StoreError> {
+        let grouped = Grouped::of(records);
         let mut tx = self
             .pool
             .begin_with(match self.backend {
@@ -194,52 +202,103 @@ impl Store {
         // PostgreSQL keeps a cached statement's parameter types, and an optional column
         // bound NULL once then a value would be refused. SQLite is dynamically typed.
         let cache = self.backend == Backend::Sqlite;
-        for record in records {
-            match record {
-                JournalRecord::Event {
+        insert_rows(
+            &mut tx,
+            &EVENTS,
+            &grouped.events,
+            self.backend,
+            |q, record| {
+                let JournalRecord::Event {
                     call_id,
                     seq,
                     at,
                     kind,
                     detail,
-                } => {
-                    sqlx::query(
-                        "INSERT INTO call_events (call_id, seq, at, kind, detail) \
-                         VALUES ($1, $2, $3, $4, $5) ON CONFLICT (call_id, seq) DO NOTHING",
-                    )
-                    .persistent(cache)
-                    .bind(call_id.to_string())
+                } = record
+                else {
+                    return q;
+                };
+                q.bind(call_id.to_string())
                     .bind(i64::from(*seq))
                     .bind(format_time(*at))
                     .bind(kind.as_str())
                     .bind(detail.to_string())
-                    .execute(&mut *tx)
-                    .await
-                    .map_err(StoreError::from_sqlx)?;
-                }
-                JournalRecord::CallUpdate(patch) => {
-                    upsert_call(&mut tx, node_id, patch, cache).await?;
-                }
-                JournalRecord::Location(location) => {
-                    insert_location(&mut tx, location, cache).await?;
-                }
-                JournalRecord::Handoff(row) => {
-                    sqlx::query(
-                        "INSERT INTO dispatch_outbox (call_id, sequence, idempotency_key, event, \
-                         created_at, document) VALUES ($1, $2, $3, $4, $5, $6) \
-                         ON CONFLICT (call_id, sequence) DO NOTHING",
-                    )
-                    .persistent(cache)
-                    .bind(row.call_id.to_string())
-                    .bind(i64::from(row.sequence))
-                    .bind(row.idempotency_key.as_str())
-                    .bind(row.event.as_str())
-                    .bind(format_time(row.created_at))
-                    .bind(row.document.as_str())
-                    .execute(&mut *tx)
-                    .await
-                    .map_err(StoreError::from_sqlx)?;
-                }
+            },
+        )
+        .await?;
+        insert_rows(&mut tx, &CALLS, &grouped.calls, self.backend, |q, patch| {
+            q.bind(patch.id.to_string())
+                .bind(node_id.to_owned())
+                .bind(patch.sip_call_id.clone())
+                .bind(patch.caller.clone())
+                .bind(patch.caller_display.clone())
+                .bind(patch.called.clone())
+                .bind(patch.queue.clone())
+                .bind(patch.agent_seat.clone())
+                .bind(patch.received_at.map(format_time))
+                .bind(patch.queued_at.map(format_time))
+                .bind(patch.answered_at.map(format_time))
+                .bind(patch.ended_at.map(format_time))
+                .bind(patch.outcome.map(Outcome::as_str))
+                .bind(patch.end_cause.clone())
+                .bind(patch.wait_seconds)
+                .bind(patch.talk_seconds)
+                .bind(patch.location_lat)
+                .bind(patch.location_lon)
+                .bind(patch.location_radius_m)
+        })
+        .await?;
+        insert_rows(
+            &mut tx,
+            &LOCATIONS,
+            &grouped.locations,
+            self.backend,
+            |q, l| {
+                q.bind(l.call_id.to_string())
+                    .bind(i64::from(l.seq))
+                    .bind(format_time(l.at))
+                    .bind(l.source.clone())
+                    .bind(l.shape.clone())
+                    .bind(l.lat)
+                    .bind(l.lon)
+                    .bind(l.alt_m)
+                    .bind(l.radius_m)
+                    .bind(l.raw.clone())
+            },
+        )
+        .await?;
+        insert_rows(&mut tx, &OUTBOX, &grouped.outbox, self.backend, |q, row| {
+            q.bind(row.call_id.to_string())
+                .bind(i64::from(row.sequence))
+                .bind(row.idempotency_key.clone())
+                .bind(row.event.clone())
+                .bind(format_time(row.created_at))
+                .bind(row.document.clone())
+        })
+        .await?;
+        insert_rows(
+            &mut tx,
+            &AGENT_EVENTS,
+            &grouped.agent_events,
+            self.backend,
+            |q, r| {
+                q.bind(r.id.clone())
+                    .bind(node_id.to_owned())
+                    .bind(r.seat.clone())
+                    .bind(r.at.clone())
+                    .bind(r.status.clone())
+                    .bind(r.reason.clone())
+                    .bind(r.state.clone())
+                    .bind(r.pending.clone())
+                    .bind(i64::from(r.registered))
+                    .bind(i64::from(r.reachable))
+                    .bind(r.cause.clone())
+                    .bind(r.call_id.clone())
+            },
+        )
+        .await?;
+        for record in grouped.single {
+            match record {
                 JournalRecord::Callback(row) => {
                     upsert_callback(&mut tx, node_id, row).await?;
                 }
@@ -262,6 +321,8 @@ impl Store {
                     .await
                     .map_err(StoreError::from_sqlx)?;
                 }
+                // Sorted into the multi-row groups by `Grouped::of`.
+                _ => {}
             }
         }
         tx.commit().await.map_err(StoreError::from_sqlx)
@@ -531,61 +592,34 @@ impl Store {
     }
 }
 
-async fn upsert_call(
+/// A query whose arguments are owned (sqlx 0.9 encodes each bound value at once).
+type AnyQuery = sqlx::query::Query<'static, sqlx::Any, <sqlx::Any as sqlx::Database>::Arguments>;
+
+/// Writes `rows` with `statement`'s multi-row texts, in chunks of [`super::batch::CHUNKS`] sizes, binding
+/// each row's values with `bind` (in `statement`'s column order).
+async fn insert_rows<T>(
     tx: &mut sqlx::Transaction<'static, sqlx::Any>,
-    node_id: &str,
-    patch: &CallPatch,
-    cache: bool,
+    statement: &MultiRow,
+    rows: &[T],
+    backend: Backend,
+    bind: impl Fn(AnyQuery, &T) -> AnyQuery,
 ) -> Result<(), StoreError> {
-    // Portable upsert (SQLite ≥ 3.24 and PostgreSQL): the patch's NULLs keep the
-    // stored value; node_id is set once, when the row is created.
-    sqlx::query(
-        "INSERT INTO calls (id, node_id, sip_call_id, caller, caller_display, called, queue, \
-         agent_seat, received_at, queued_at, answered_at, ended_at, outcome, end_cause, \
-         wait_seconds, talk_seconds, location_lat, location_lon, location_radius_m) \
-         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18, $19) \
-         ON CONFLICT (id) DO UPDATE SET \
-         sip_call_id = COALESCE(excluded.sip_call_id, calls.sip_call_id), \
-         caller = COALESCE(excluded.caller, calls.caller), \
-         caller_display = COALESCE(excluded.caller_display, calls.caller_display), \
-         called = COALESCE(excluded.called, calls.called), \
-         queue = COALESCE(excluded.queue, calls.queue), \
-         agent_seat = COALESCE(excluded.agent_seat, calls.agent_seat), \
-         received_at = COALESCE(excluded.received_at, calls.received_at), \
-         queued_at = COALESCE(excluded.queued_at, calls.queued_at), \
-         answered_at = COALESCE(excluded.answered_at, calls.answered_at), \
-         ended_at = COALESCE(excluded.ended_at, calls.ended_at), \
-         outcome = COALESCE(excluded.outcome, calls.outcome), \
-         end_cause = COALESCE(excluded.end_cause, calls.end_cause), \
-         wait_seconds = COALESCE(excluded.wait_seconds, calls.wait_seconds), \
-         talk_seconds = COALESCE(excluded.talk_seconds, calls.talk_seconds), \
-         location_lat = COALESCE(excluded.location_lat, calls.location_lat), \
-         location_lon = COALESCE(excluded.location_lon, calls.location_lon), \
-         location_radius_m = COALESCE(excluded.location_radius_m, calls.location_radius_m)",
-    )
-    .persistent(cache)
-    .bind(patch.id.to_string())
-    .bind(node_id)
-    .bind(patch.sip_call_id.as_deref())
-    .bind(patch.caller.as_deref())
-    .bind(patch.caller_display.as_deref())
-    .bind(patch.called.as_deref())
-    .bind(patch.queue.as_deref())
-    .bind(patch.agent_seat.as_deref())
-    .bind(patch.received_at.map(format_time))
-    .bind(patch.queued_at.map(format_time))
-    .bind(patch.answered_at.map(format_time))
-    .bind(patch.ended_at.map(format_time))
-    .bind(patch.outcome.map(Outcome::as_str))
-    .bind(patch.end_cause.as_deref())
-    .bind(patch.wait_seconds)
-    .bind(patch.talk_seconds)
-    .bind(patch.location_lat)
-    .bind(patch.location_lon)
-    .bind(patch.location_radius_m)
-    .execute(&mut **tx)
-    .await
-    .map_err(StoreError::from_sqlx)?;
+    let mut rest = rows;
+    for size in chunk_sizes(rows.len()) {
+        let (chunk, tail) = rest.split_at(size.min(rest.len()));
+        rest = tail;
+        // SQLite: anonymous `?` placeholders and a cached statement; PostgreSQL: `$n`,
+        // prepared each time (see `write_batch`).
+        let sqlite = backend == Backend::Sqlite;
+        let query = sqlx::query(sqlx::AssertSqlSafe(statement.sql(chunk.len(), !sqlite)))
+            .persistent(sqlite);
+        chunk
+            .iter()
+            .fold(query, &bind)
+            .execute(&mut **tx)
+            .await
+            .map_err(StoreError::from_sqlx)?;
+    }
     Ok(())
 }
 
@@ -628,32 +662,6 @@ async fn upsert_callback(
     .bind(row.closed_at.map(format_time))
     .bind(row.linked_call_id.map(|c| c.to_string()))
     .bind(i64::from(row.attempts))
-    .execute(&mut **tx)
-    .await
-    .map_err(StoreError::from_sqlx)?;
-    Ok(())
-}
-
-async fn insert_location(
-    tx: &mut sqlx::Transaction<'static, sqlx::Any>,
-    location: &LocationRow,
-    cache: bool,
-) -> Result<(), StoreError> {
-    sqlx::query(
-        "INSERT INTO locations (call_id, seq, at, source, shape, lat, lon, alt_m, radius_m, raw) \
-         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10) ON CONFLICT (call_id, seq) DO NOTHING",
-    )
-    .persistent(cache)
-    .bind(location.call_id.to_string())
-    .bind(i64::from(location.seq))
-    .bind(format_time(location.at))
-    .bind(location.source.as_str())
-    .bind(location.shape.as_str())
-    .bind(location.lat)
-    .bind(location.lon)
-    .bind(location.alt_m)
-    .bind(location.radius_m)
-    .bind(location.raw.as_deref())
     .execute(&mut **tx)
     .await
     .map_err(StoreError::from_sqlx)?;
