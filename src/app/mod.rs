@@ -605,7 +605,9 @@ struct SwitchTask {
     /// Row of each seat in `Status::seats` and `Status::agents` (same order).
     seat_rows: HashMap<crate::acd::SeatId, usize>,
     /// Outputs whose bookkeeping waits for the round's SIP messages ([`Self::drain_outputs`]).
-    deferred: Vec<Output>,
+    /// (output, wall time it was taken from the switch): journal times are when the
+    /// event happened, not when its bookkeeping ran.
+    deferred: Vec<(Output, chrono::DateTime<chrono::Utc>)>,
     /// The shared runtime: what the switch spawns (relay sessions, fetches, TCP) runs
     /// there, not on the switch thread.
     rt: tokio::runtime::Handle,
@@ -865,7 +867,7 @@ impl SwitchTask {
                         self.send(t.to, bytes);
                     }
                     Output::Media(cmd) => self.media(cmd),
-                    other => deferred.push(other),
+                    other => deferred.push((other, chrono::Utc::now())),
                 }
             }
             if deferred.is_empty() {
@@ -873,8 +875,8 @@ impl SwitchTask {
             }
             // Every message of this round is sent: the offer latency ends here.
             let sent_at = Instant::now();
-            for out in deferred.drain(..) {
-                self.bookkeeping(out, sent_at);
+            for (out, at) in deferred.drain(..) {
+                self.bookkeeping(out, at, sent_at);
             }
         }
         self.deferred = deferred;
@@ -889,8 +891,9 @@ impl SwitchTask {
     }
 
     /// The journal, hand-off, wallboard and SSE side of one output ([`Self::drain_outputs`]);
-    /// `sent_at`: when the round's SIP messages had been sent.
-    fn bookkeeping(&mut self, out: Output, sent_at: Instant) {
+    /// `at`: when the switch put it out; `sent_at`: when the round's SIP messages had been
+    /// sent.
+    fn bookkeeping(&mut self, out: Output, at: chrono::DateTime<chrono::Utc>, sent_at: Instant) {
         match out {
             Output::Event(ev) => {
                 tracing::debug!(call = %ev.call, kind = ev.kind.name(), "call event");
@@ -900,7 +903,6 @@ impl SwitchTask {
                 {
                     self.dereference(ev.call, uri.clone());
                 }
-                let at = chrono::Utc::now();
                 self.board.observe(&ev, at);
                 self.callbacks.observe(&ev, at, Instant::now());
                 if matches!(
@@ -919,7 +921,7 @@ impl SwitchTask {
                 self.board_dirty = true;
                 self.dirty_seats.push(seat);
             }
-            Output::Agent(ev) => self.agent_event(&ev),
+            Output::Agent(ev) => self.agent_event(&ev, at),
             Output::Callback { task, result } => {
                 self.callbacks
                     .apply(task, result, self.callback_max_attempts, chrono::Utc::now());
@@ -948,12 +950,12 @@ impl SwitchTask {
     }
 
     /// A seat change: log, metric, live stream (journal: `agent_events`).
-    fn agent_event(&mut self, ev: &crate::acd::SeatEvent) {
+    fn agent_event(&mut self, ev: &crate::acd::SeatEvent, at: chrono::DateTime<chrono::Utc>) {
         self.dirty_seats.push(ev.seat.clone());
         if !self.changed_seats.contains(&ev.seat) {
             self.changed_seats.push(ev.seat.clone());
         }
-        let view = agents::AgentEvent::of(ev, chrono::Utc::now());
+        let view = agents::AgentEvent::of(ev, at);
         if ev.cause == crate::acd::Cause::NoAnswerPolicy {
             tracing::warn!(
                 seat = %ev.seat,
