@@ -27,6 +27,7 @@
 //! starts, the calls playing finish their `duration`, late packets are awaited for
 //! `drain`, then one JSON report is printed.
 
+use crate::RecvBatch;
 use std::collections::{HashMap, HashSet};
 use std::io;
 use std::net::{Ipv4Addr, SocketAddrV4, UdpSocket};
@@ -563,37 +564,7 @@ fn sniff_drops(fd: &OwnedFd) -> u64 {
     if r < 0 { 0 } else { u64::from(st[1]) }
 }
 
-/// Buffers for draining a socket with `recvmmsg(2)` without waiting. The `iovec`s point
-/// into `bufs` and the headers into `iovs`: heap storage that never moves or grows.
-struct RecvBatch {
-    bufs: Vec<Vec<u8>>,
-    iovs: Vec<libc::iovec>,
-    msgs: Vec<libc::mmsghdr>,
-}
-
 impl RecvBatch {
-    /// `count` buffers of `size` octets.
-    fn new(count: usize, size: usize) -> RecvBatch {
-        let mut bufs = vec![vec![0u8; size]; count];
-        let mut iovs: Vec<libc::iovec> = bufs
-            .iter_mut()
-            .map(|b| libc::iovec {
-                iov_base: b.as_mut_ptr().cast(),
-                iov_len: b.len(),
-            })
-            .collect();
-        // SAFETY: zeroed mmsghdr is a valid empty header; the iov pointers point into
-        // `iovs`, which lives (unmoved on the heap) as long as `msgs`.
-        let mut msgs: Vec<libc::mmsghdr> = (0..count)
-            .map(|_| unsafe { std::mem::zeroed::<libc::mmsghdr>() })
-            .collect();
-        for (m, iov) in msgs.iter_mut().zip(iovs.iter_mut()) {
-            m.msg_hdr.msg_iov = iov;
-            m.msg_hdr.msg_iovlen = 1;
-        }
-        RecvBatch { bufs, iovs, msgs }
-    }
-
     /// Receives what is queued on `fd`, without waiting: the number of datagrams now in
     /// the batch (0 when none is queued).
     fn recv(&mut self, fd: &impl AsRawFd) -> io::Result<usize> {

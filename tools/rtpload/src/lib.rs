@@ -570,34 +570,20 @@ const RECEIVE_TICK: Duration = Duration::from_millis(1);
 /// phone would not cost it.
 fn receive(sock: &UdpSocket, n: usize, base: u64, stop: &AtomicBool) -> io::Result<Stats> {
     let mut stats = Stats::new(n);
-    let mut bufs = vec![[0u8; 2048]; BATCH];
+    let mut rx = RecvBatch::new(BATCH, 2048);
     let mut control = vec![[0u64; CONTROL_WORDS]; BATCH];
-    let mut iovs: Vec<libc::iovec> = bufs
-        .iter_mut()
-        .map(|b| libc::iovec {
-            iov_base: b.as_mut_ptr().cast(),
-            iov_len: b.len(),
-        })
-        .collect();
-    // SAFETY: zeroed mmsghdr is valid; iov pointers point into `iovs`, alive below.
-    let mut msgs: Vec<libc::mmsghdr> = (0..BATCH)
-        .map(|_| unsafe { std::mem::zeroed::<libc::mmsghdr>() })
-        .collect();
-    for (m, iov) in msgs.iter_mut().zip(iovs.iter_mut()) {
-        m.msg_hdr.msg_iov = iov;
-        m.msg_hdr.msg_iovlen = 1;
-    }
     while !stop.load(Ordering::Relaxed) {
         // The kernel shrinks msg_controllen to what it wrote: give the whole buffer back.
-        for (m, c) in msgs.iter_mut().zip(control.iter_mut()) {
+        for (m, c) in rx.msgs.iter_mut().zip(control.iter_mut()) {
             m.msg_hdr.msg_control = c.as_mut_ptr().cast();
             m.msg_hdr.msg_controllen = std::mem::size_of_val(c) as _;
         }
-        // SAFETY: msgs/iovs/bufs/control are valid for BATCH messages; non-blocking.
+        // SAFETY: the batch's headers, iovecs and buffers and `control` are valid for
+        // BATCH messages; non-blocking.
         let r = unsafe {
             libc::recvmmsg(
                 sock.as_raw_fd(),
-                msgs.as_mut_ptr(),
+                rx.msgs.as_mut_ptr(),
                 u32::try_from(BATCH).unwrap_or(1),
                 libc::MSG_DONTWAIT,
                 std::ptr::null_mut(),
@@ -619,7 +605,7 @@ fn receive(sock: &UdpSocket, n: usize, base: u64, stop: &AtomicBool) -> io::Resu
         }
         let read_ns = realtime_ns().saturating_sub(base);
         let got = usize::try_from(r).unwrap_or(0);
-        for (m, buf) in msgs.iter().zip(&bufs).take(got) {
+        for (m, buf) in rx.msgs.iter().zip(&rx.bufs).take(got) {
             let len = usize::try_from(m.msg_len).unwrap_or(0);
             let Some((id, ts, send_ns, measured)) = buf.get(..len).and_then(parse) else {
                 continue;
@@ -632,6 +618,38 @@ fn receive(sock: &UdpSocket, n: usize, base: u64, stop: &AtomicBool) -> io::Resu
         }
     }
     Ok(stats)
+}
+
+/// Buffers for draining a socket with `recvmmsg(2)` without waiting. The `iovec`s point
+/// into `bufs` and the headers into `iovs`: heap storage that never moves or grows.
+pub(crate) struct RecvBatch {
+    pub(crate) bufs: Vec<Vec<u8>>,
+    pub(crate) iovs: Vec<libc::iovec>,
+    pub(crate) msgs: Vec<libc::mmsghdr>,
+}
+
+impl RecvBatch {
+    /// `count` buffers of `size` octets.
+    pub(crate) fn new(count: usize, size: usize) -> RecvBatch {
+        let mut bufs = vec![vec![0u8; size]; count];
+        let mut iovs: Vec<libc::iovec> = bufs
+            .iter_mut()
+            .map(|b| libc::iovec {
+                iov_base: b.as_mut_ptr().cast(),
+                iov_len: b.len(),
+            })
+            .collect();
+        // SAFETY: zeroed mmsghdr is a valid empty header; the iov pointers point into
+        // `iovs`, which lives (unmoved on the heap) as long as `msgs`.
+        let mut msgs: Vec<libc::mmsghdr> = (0..count)
+            .map(|_| unsafe { std::mem::zeroed::<libc::mmsghdr>() })
+            .collect();
+        for (m, iov) in msgs.iter_mut().zip(iovs.iter_mut()) {
+            m.msg_hdr.msg_iov = iov;
+            m.msg_hdr.msg_iovlen = 1;
+        }
+        RecvBatch { bufs, iovs, msgs }
+    }
 }
 
 #[cfg(test)]

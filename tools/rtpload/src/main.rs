@@ -59,13 +59,7 @@ fn parse_args(args: Vec<String>) -> Result<rtpload::Plan, String> {
         match flag.as_str() {
             "--a-bind" => bind_a = Some(addr(&value)?),
             "--b-bind" => bind_b = Some(addr(&value)?),
-            "--relay" => {
-                relay = Some(
-                    value
-                        .parse::<Ipv4Addr>()
-                        .map_err(|e| format!("--relay {value}: {e}"))?,
-                );
-            }
+            "--relay" => relay = Some(relay_ip(&value)?),
             "--a-ports" => a_ports = Some(value),
             "--b-ports" => b_ports = Some(value),
             "--warmup-ms" => warmup = ms()?,
@@ -141,13 +135,7 @@ fn parse_follow_args(args: Vec<String>) -> Result<rtpload::follow::FollowPlan, S
             "--sip" => sip = Some(addr(&value)?),
             "--a-bind" => bind_a = Some(addr(&value)?),
             "--b-bind" => bind_b = Some(addr(&value)?),
-            "--relay" => {
-                relay = Some(
-                    value
-                        .parse::<Ipv4Addr>()
-                        .map_err(|e| format!("--relay {value}: {e}"))?,
-                );
-            }
+            "--relay" => relay = Some(relay_ip(&value)?),
             "--iface" => iface = value,
             "--duration-ms" => duration = num()?,
             "--start-delay-ms" => delay = num()?,
@@ -175,4 +163,11 @@ fn parse_follow_args(args: Vec<String>) -> Result<rtpload::follow::FollowPlan, S
         drain: Duration::from_millis(drain),
         max_calls,
     })
+}
+
+/// The `--relay` value: vigie's relay address (IPv4).
+fn relay_ip(value: &str) -> Result<Ipv4Addr, String> {
+    value
+        .parse::<Ipv4Addr>()
+        .map_err(|e| format!("--relay {value}: {e}"))
 }
